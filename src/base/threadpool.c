@@ -1,0 +1,143 @@
+/*
+ * threadpool.c — persistent fork-join workers with a spin-then-sleep wait.
+ *
+ * Protocol: the caller stores the job (fn, arg), increments `gen` and wakes
+ * sleepers; each worker that sees a new gen runs the job for its index and
+ * increments `done`; the caller runs index 0 itself and spins until done ==
+ * nth - 1. Workers spin for MR_TP_SPIN iterations before sleeping, so in a
+ * forward pass (hundreds of jobs per token) they rarely touch the mutex.
+ */
+#include "base/threadpool.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "base/base.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define MR_PAUSE() _mm_pause()
+#else
+#define MR_PAUSE() ((void)0)
+#endif
+
+#define MR_TP_SPIN 20000
+
+struct mr_threadpool {
+    int n;
+    pthread_t *threads;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    _Atomic uint64_t gen;
+    _Atomic int done;
+    _Atomic int stop;
+    _Atomic int sleepers;
+    mr_tp_fn fn;
+    void *arg;
+};
+
+typedef struct {
+    mr_threadpool *tp;
+    int ith;
+} worker_arg;
+
+static void *worker_main(void *p) {
+    worker_arg wa = *(worker_arg *)p;
+    free(p);
+    mr_threadpool *tp = wa.tp;
+    uint64_t seen = 0;
+    for (;;) {
+        uint64_t g;
+        int spins = 0;
+        while ((g = atomic_load_explicit(&tp->gen, memory_order_acquire)) == seen) {
+            if (atomic_load_explicit(&tp->stop, memory_order_relaxed)) return NULL;
+            if (++spins < MR_TP_SPIN) {
+                MR_PAUSE();
+                continue;
+            }
+            pthread_mutex_lock(&tp->mu);
+            atomic_fetch_add(&tp->sleepers, 1);
+            while (atomic_load(&tp->gen) == seen && !atomic_load(&tp->stop)) pthread_cond_wait(&tp->cv, &tp->mu);
+            atomic_fetch_sub(&tp->sleepers, 1);
+            pthread_mutex_unlock(&tp->mu);
+            spins = 0;
+        }
+        if (atomic_load(&tp->stop)) return NULL;
+        seen = g;
+        tp->fn(tp->arg, wa.ith, tp->n);
+        atomic_fetch_add_explicit(&tp->done, 1, memory_order_release);
+    }
+}
+
+mr_threadpool *mr_tp_new(int n) {
+    if (n <= 0) n = mr_cpu_physical_cores();
+    if (n < 1) n = 1;
+    if (n > 512) n = 512;
+    mr_threadpool *tp = mr_calloc(1, sizeof *tp);
+    if (!tp) return NULL;
+    tp->n = n;
+    pthread_mutex_init(&tp->mu, NULL);
+    pthread_cond_init(&tp->cv, NULL);
+    tp->threads = mr_calloc((size_t)n, sizeof(pthread_t));
+    if (!tp->threads) {
+        free(tp);
+        return NULL;
+    }
+    for (int i = 1; i < n; i++) {
+        worker_arg *wa = mr_malloc(sizeof *wa);
+        if (!wa) {
+            tp->n = i;
+            mr_tp_free(tp);
+            return NULL;
+        }
+        wa->tp = tp;
+        wa->ith = i;
+        if (pthread_create(&tp->threads[i], NULL, worker_main, wa) != 0) {
+            free(wa);
+            mr_seterr("threadpool: cannot start thread %d of %d", i, n);
+            tp->n = i;
+            mr_tp_free(tp);
+            return NULL;
+        }
+    }
+    return tp;
+}
+
+void mr_tp_free(mr_threadpool *tp) {
+    if (!tp) return;
+    pthread_mutex_lock(&tp->mu);
+    atomic_store(&tp->stop, 1);
+    pthread_cond_broadcast(&tp->cv);
+    pthread_mutex_unlock(&tp->mu);
+    for (int i = 1; i < tp->n; i++) pthread_join(tp->threads[i], NULL);
+    pthread_mutex_destroy(&tp->mu);
+    pthread_cond_destroy(&tp->cv);
+    free(tp->threads);
+    free(tp);
+}
+
+int mr_tp_n(const mr_threadpool *tp) { return tp ? tp->n : 1; }
+
+void mr_tp_run(mr_threadpool *tp, mr_tp_fn fn, void *arg) {
+    if (!tp || tp->n == 1) {
+        fn(arg, 0, 1);
+        return;
+    }
+    tp->fn = fn;
+    tp->arg = arg;
+    atomic_store_explicit(&tp->done, 0, memory_order_relaxed);
+    atomic_fetch_add(&tp->gen, 1); /* seq_cst: ordered before the sleepers load */
+    if (atomic_load(&tp->sleepers) > 0) {
+        pthread_mutex_lock(&tp->mu);
+        pthread_cond_broadcast(&tp->cv);
+        pthread_mutex_unlock(&tp->mu);
+    }
+    fn(arg, 0, tp->n);
+    int spins = 0;
+    while (atomic_load_explicit(&tp->done, memory_order_acquire) != tp->n - 1) {
+        if (++spins < MR_TP_SPIN) MR_PAUSE();
+        else sched_yield();
+    }
+}

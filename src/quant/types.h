@@ -1,0 +1,73 @@
+/*
+ * types.h — on-disk tensor types (the ggml/GGUF type ids) and their block traits.
+ *
+ * The ids are GGUF's and append-only. A type is "known" when its block size
+ * and bytes per block are listed here (so the GGUF reader can size tensors);
+ * whether we can compute with it is a separate question (quant.h).
+ */
+#ifndef MR_TYPES_H
+#define MR_TYPES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    MR_TYPE_F32 = 0,
+    MR_TYPE_F16 = 1,
+    MR_TYPE_Q4_0 = 2,
+    MR_TYPE_Q4_1 = 3,
+    MR_TYPE_Q5_0 = 6,
+    MR_TYPE_Q5_1 = 7,
+    MR_TYPE_Q8_0 = 8,
+    MR_TYPE_Q8_1 = 9,
+    MR_TYPE_Q2_K = 10,
+    MR_TYPE_Q3_K = 11,
+    MR_TYPE_Q4_K = 12,
+    MR_TYPE_Q5_K = 13,
+    MR_TYPE_Q6_K = 14,
+    MR_TYPE_Q8_K = 15,
+    MR_TYPE_IQ2_XXS = 16,
+    MR_TYPE_IQ2_XS = 17,
+    MR_TYPE_IQ3_XXS = 18,
+    MR_TYPE_IQ1_S = 19,
+    MR_TYPE_IQ4_NL = 20,
+    MR_TYPE_IQ3_S = 21,
+    MR_TYPE_IQ2_S = 22,
+    MR_TYPE_IQ4_XS = 23,
+    MR_TYPE_I8 = 24,
+    MR_TYPE_I16 = 25,
+    MR_TYPE_I32 = 26,
+    MR_TYPE_I64 = 27,
+    MR_TYPE_F64 = 28,
+    MR_TYPE_IQ1_M = 29,
+    MR_TYPE_BF16 = 30,
+    MR_TYPE_TQ1_0 = 34,
+    MR_TYPE_TQ2_0 = 35,
+    MR_TYPE_MXFP4 = 39,
+    MR_TYPE_COUNT = 40
+} mr_type;
+
+typedef struct {
+    const char *name; /* "Q4_K" */
+    uint32_t blck;    /* elements per block */
+    uint32_t tsize;   /* bytes per block */
+} mr_type_traits;
+
+/* Traits for a type id, or NULL if the id is unknown. */
+const mr_type_traits *mr_type_get(uint32_t type);
+const char *mr_type_name(uint32_t type); /* "?" for unknown */
+/* Bytes of a row of n elements (n must be a multiple of blck), 0 for unknown types. */
+size_t mr_row_size(uint32_t type, int64_t n);
+/* Parse "f16", "q8_0", ... (case-insensitive); -1 if unknown. */
+int mr_type_from_name(const char *s);
+
+#define QK_K 256
+
+/* fp16 <-> fp32 (IEEE half), portable. */
+float mr_fp16_to_fp32(uint16_t h);
+uint16_t mr_fp32_to_fp16(float f);
+float mr_bf16_to_fp32(uint16_t h);
+uint16_t mr_fp32_to_bf16(float f);
+
+#endif
