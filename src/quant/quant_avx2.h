@@ -1,0 +1,108 @@
+/*
+ * quant_avx2.h — private helpers shared by the AVX2 kernel files (include only
+ * from *_avx2.c, which are compiled with -mavx2 -mfma -mf16c -mbmi2).
+ *
+ * Every kernel family provides "dot NR rows with one column" functions (NR =
+ * 4 and 1); QUANT_DEFINE_MM turns them into a quant_mm_fn that walks rows in
+ * blocks of 4 (outer) and columns (inner), so in a matmul the 4 weight rows
+ * stay in L1 while the activation columns stream past them, and in a matvec
+ * each activation load is shared by 4 rows.
+ */
+#ifndef MR_QUANT_AVX2_H
+#define MR_QUANT_AVX2_H
+
+#include <immintrin.h>
+
+#include "quant/quant_impl.h"
+
+#define Q_INLINE static inline __attribute__((always_inline))
+
+Q_INLINE float q_h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+Q_INLINE float q_hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* Sum of products of 32 signed bytes, as 8 int32 lanes (x, y in [-128, 127],
+ * no int16 overflow: |x| <= 128 and the pair sum is at most 2*128*128). */
+Q_INLINE __m256i q_dot_i8(__m256i x, __m256i y) {
+    const __m256i ax = _mm256_sign_epi8(x, x);
+    const __m256i sy = _mm256_sign_epi8(y, x);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
+}
+
+/* Software prefetch of the next 4-row block while computing this one: the
+ * kernel's iteration i (of n) touches bytes [i*step, (i+1)*step) of the span
+ * starting at pf (step a multiple of 64 with n*step >= span). pf NULL: none. */
+Q_INLINE size_t q_pf_step(size_t span, int64_t n) { return ((span / (size_t)n) + 64) & ~(size_t)63; }
+Q_INLINE void q_prefetch(const char *pf, size_t step, int64_t i) {
+    if (!pf) return;
+    for (size_t a = (size_t)i * step, e = a + step; a < e; a += 64) _mm_prefetch(pf + a, _MM_HINT_T0);
+}
+
+/* Row-kernel signature: out[r] = dot(row r, x) for r < NR; rows at w + r*ws;
+ * pf: the span of bytes to prefetch meanwhile (NR*ws bytes), or NULL. The
+ * 4-row kernel prefetches the next 4-row block on the first column only. */
+#define QUANT_DEFINE_MM(name, dot4, dot1)                                                        \
+    static void name(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs,   \
+                     int64_t nc, float *y, int64_t ys) {                                           \
+        const char *w = (const char *)W, *x = (const char *)xq;                                    \
+        int64_t r = 0;                                                                             \
+        for (; r + 4 <= nr; r += 4)                                                                \
+            for (int64_t c = 0; c < nc; c++) {                                                     \
+                float o[4];                                                                        \
+                const char *pf = (c == 0 && r + 8 <= nr) ? w + (size_t)(r + 4) * ws : NULL;        \
+                dot4(w + (size_t)r * ws, ws, k, x + (size_t)c * xs, o, pf);                        \
+                float *yc = y + c * ys + r;                                                        \
+                yc[0] = o[0], yc[1] = o[1], yc[2] = o[2], yc[3] = o[3];                            \
+            }                                                                                      \
+        for (; r < nr; r++)                                                                        \
+            for (int64_t c = 0; c < nc; c++) {                                                     \
+                float o[1];                                                                        \
+                dot1(w + (size_t)r * ws, ws, k, x + (size_t)c * xs, o, NULL);                        \
+                y[c * ys + r] = o[0];                                                              \
+            }                                                                                      \
+    }
+
+/* Like QUANT_DEFINE_MM, with a 4-row x 2-column tile kernel for matmuls:
+ * dot4x2(w, ws, k, x, xs, o, pf) writes o[r*2 + c] for columns x, x + xs, so
+ * the weights are unpacked once for two columns. */
+#define QUANT_DEFINE_MM2(name, dot4, dot1, dot4x2)                                               \
+    static void name(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs,   \
+                     int64_t nc, float *y, int64_t ys) {                                           \
+        const char *w = (const char *)W, *x = (const char *)xq;                                    \
+        int64_t r = 0;                                                                             \
+        for (; r + 4 <= nr; r += 4) {                                                              \
+            const char *pf = r + 8 <= nr ? w + (size_t)(r + 4) * ws : NULL;                        \
+            int64_t c = 0;                                                                         \
+            for (; c + 2 <= nc; c += 2) {                                                          \
+                float o[8];                                                                        \
+                dot4x2(w + (size_t)r * ws, ws, k, x + (size_t)c * xs, xs, o, c == 0 ? pf : NULL);  \
+                for (int i = 0; i < 4; i++) {                                                      \
+                    y[c * ys + r + i] = o[2 * i];                                                  \
+                    y[(c + 1) * ys + r + i] = o[2 * i + 1];                                        \
+                }                                                                                  \
+            }                                                                                      \
+            for (; c < nc; c++) {                                                                  \
+                float o[4];                                                                        \
+                dot4(w + (size_t)r * ws, ws, k, x + (size_t)c * xs, o, c == 0 ? pf : NULL);        \
+                float *yc = y + c * ys + r;                                                        \
+                yc[0] = o[0], yc[1] = o[1], yc[2] = o[2], yc[3] = o[3];                            \
+            }                                                                                      \
+        }                                                                                          \
+        for (; r < nr; r++)                                                                        \
+            for (int64_t c = 0; c < nc; c++) {                                                     \
+                float o[1];                                                                        \
+                dot1(w + (size_t)r * ws, ws, k, x + (size_t)c * xs, o, NULL);                      \
+                y[c * ys + r] = o[0];                                                              \
+            }                                                                                      \
+    }
+
+/* Per-file kernel lookups, combined by quant_avx2_kernel(). */
+quant_mm_fn quant_avx2_kernel_k(uint32_t wtype);
+quant_mm_fn quant_avx2_kernel_0(uint32_t wtype);
+
+#endif

@@ -1,0 +1,95 @@
+/*
+ * quant_dispatch.c — the public dot-product entry points: vec-dot types,
+ * argument checks, and run-time choice between the scalar reference and the
+ * SIMD kernels (made once, from mr_cpu(), behind pthread_once).
+ */
+#include <pthread.h>
+
+#include "base/base.h"
+#include "quant/quant_impl.h"
+
+uint32_t quant_vec_dot_type(uint32_t wtype) {
+    switch (wtype) {
+    case MR_TYPE_F32: case MR_TYPE_F16: case MR_TYPE_BF16: return MR_TYPE_F32;
+    case MR_TYPE_Q4_0: case MR_TYPE_Q4_1: case MR_TYPE_Q5_0: case MR_TYPE_Q5_1:
+    case MR_TYPE_Q8_0: case MR_TYPE_IQ4_NL: return MR_TYPE_Q8_0;
+    case MR_TYPE_Q2_K: case MR_TYPE_Q3_K: case MR_TYPE_Q4_K: case MR_TYPE_Q5_K:
+    case MR_TYPE_Q6_K: case MR_TYPE_IQ4_XS: return MR_TYPE_Q8_K;
+    default: return (uint32_t)-1;
+    }
+}
+
+bool quant_supported(uint32_t wtype) { return quant_vec_dot_type(wtype) != (uint32_t)-1; }
+
+int quant_check(uint32_t wtype, int64_t k) {
+    if (!quant_supported(wtype)) {
+        mr_seterr("matmul: unsupported weight type %s (id %u)", mr_type_name(wtype), wtype);
+        return -1;
+    }
+    const uint32_t bw = mr_type_get(wtype)->blck, bx = mr_type_get(quant_vec_dot_type(wtype))->blck;
+    if (k <= 0 || k % bw || k % bx) {
+        mr_seterr("matmul: row length %lld is not a positive multiple of the %s block size %u", (long long)k,
+                  mr_type_name(wtype), MR_MAX(bw, bx));
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- dispatch table ---------------------------------------------------------------------- */
+
+static quant_mm_fn g_avx2[MR_TYPE_COUNT]; /* NULL: none or not runnable here */
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static void init_tables(void) {
+    const mr_cpu_features *f = mr_cpu();
+    if (f->avx2 && f->fma && f->f16c)
+        for (uint32_t t = 0; t < MR_TYPE_COUNT; t++)
+            if (quant_supported(t)) g_avx2[t] = quant_avx2_kernel(t);
+}
+
+static inline quant_mm_fn simd_kernel(uint32_t wtype) {
+    pthread_once(&g_once, init_tables);
+    return wtype < MR_TYPE_COUNT ? g_avx2[wtype] : NULL;
+}
+
+bool quant_isa_available(quant_isa isa, uint32_t wtype) {
+    switch (isa) {
+    case QUANT_ISA_SCALAR: return quant_supported(wtype);
+    case QUANT_ISA_AVX2: return simd_kernel(wtype) != NULL;
+    case QUANT_ISA_AUTO: return quant_supported(wtype);
+    }
+    return false;
+}
+
+quant_isa quant_isa_selected(uint32_t wtype) {
+    return simd_kernel(wtype) ? QUANT_ISA_AVX2 : QUANT_ISA_SCALAR;
+}
+
+const char *quant_isa_name(quant_isa isa) {
+    switch (isa) {
+    case QUANT_ISA_AUTO: return "auto";
+    case QUANT_ISA_SCALAR: return "scalar";
+    case QUANT_ISA_AVX2: return "avx2";
+    }
+    return "?";
+}
+
+void quant_matmul_isa(quant_isa isa, uint32_t wtype, const void *W, int64_t k, int64_t r0, int64_t r1,
+                      const void *xq, size_t xq_stride, int64_t n_cols, float *y, int64_t y_stride) {
+    if (r1 <= r0 || n_cols <= 0) return;
+    MR_ASSERT(quant_supported(wtype));
+    const size_t ws = mr_row_size(wtype, k);
+    const void *w0 = (const char *)W + (size_t)r0 * ws;
+    quant_mm_fn fn = isa == QUANT_ISA_SCALAR ? NULL : simd_kernel(wtype);
+    if (fn) fn(w0, ws, k, r1 - r0, xq, xq_stride, n_cols, y + r0, y_stride);
+    else quant_ref_matmul(wtype, w0, ws, k, r1 - r0, xq, xq_stride, n_cols, y + r0, y_stride);
+}
+
+void quant_matmul(uint32_t wtype, const void *W, int64_t k, int64_t r0, int64_t r1, const void *xq,
+                  size_t xq_stride, int64_t n_cols, float *y, int64_t y_stride) {
+    quant_matmul_isa(QUANT_ISA_AUTO, wtype, W, k, r0, r1, xq, xq_stride, n_cols, y, y_stride);
+}
+
+void quant_matvec(uint32_t wtype, const void *W, int64_t k, int64_t r0, int64_t r1, const void *xq, float *y) {
+    quant_matmul_isa(QUANT_ISA_AUTO, wtype, W, k, r0, r1, xq, 0, 1, y, 0);
+}

@@ -1,0 +1,69 @@
+/*
+ * quant_impl.h — private to src/quant: ggml block layouts (bit-exact) and the
+ * signature shared by the scalar and SIMD matmul kernels.
+ */
+#ifndef MR_QUANT_IMPL_H
+#define MR_QUANT_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "quant/quant.h"
+
+/* All fp16 fields are raw IEEE half bits. */
+typedef struct { uint16_t d; uint8_t qs[16]; } blk_q4_0;                  /* x = d*(q-8) */
+typedef struct { uint16_t d, m; uint8_t qs[16]; } blk_q4_1;               /* x = d*q + m */
+typedef struct { uint16_t d; uint8_t qh[4]; uint8_t qs[16]; } blk_q5_0;   /* x = d*(q-16) */
+typedef struct { uint16_t d, m; uint8_t qh[4]; uint8_t qs[16]; } blk_q5_1;
+typedef struct { uint16_t d; int8_t qs[32]; } blk_q8_0;                   /* x = d*q */
+typedef struct { uint8_t scales[16]; uint8_t qs[64]; uint16_t d, dmin; } blk_q2_K;
+typedef struct { uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; uint16_t d; } blk_q3_K;
+typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128]; } blk_q4_K;
+typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; } blk_q5_K;
+typedef struct { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; } blk_q6_K;
+typedef struct { float d; int8_t qs[256]; int16_t bsums[16]; } blk_q8_K;  /* bsums: sums of 16 qs */
+typedef struct { uint16_t d; uint8_t qs[16]; } blk_iq4_nl;
+typedef struct { uint16_t d; uint16_t scales_h; uint8_t scales_l[4]; uint8_t qs[128]; } blk_iq4_xs;
+
+_Static_assert(sizeof(blk_q4_0) == 18, "q4_0");
+_Static_assert(sizeof(blk_q4_1) == 20, "q4_1");
+_Static_assert(sizeof(blk_q5_0) == 22, "q5_0");
+_Static_assert(sizeof(blk_q5_1) == 24, "q5_1");
+_Static_assert(sizeof(blk_q8_0) == 34, "q8_0");
+_Static_assert(sizeof(blk_q2_K) == 84, "q2_K");
+_Static_assert(sizeof(blk_q3_K) == 110, "q3_K");
+_Static_assert(sizeof(blk_q4_K) == 144, "q4_K");
+_Static_assert(sizeof(blk_q5_K) == 176, "q5_K");
+_Static_assert(sizeof(blk_q6_K) == 210, "q6_K");
+_Static_assert(sizeof(blk_q8_K) == 292, "q8_K");
+_Static_assert(sizeof(blk_iq4_nl) == 18, "iq4_nl");
+_Static_assert(sizeof(blk_iq4_xs) == 136, "iq4_xs");
+
+/* The 16 non-linear levels of IQ4_NL / IQ4_XS. */
+extern const int8_t quant_iq4nl_values[16];
+
+/* Unpack the 12 packed 6-bit scales/mins of Q4_K/Q5_K into sc[8] and mn[8]. */
+static inline void quant_k4_scales(const uint8_t *q, uint8_t *sc, uint8_t *mn) {
+    for (int j = 0; j < 4; j++) {
+        sc[j] = q[j] & 63;
+        mn[j] = q[j + 4] & 63;
+        sc[j + 4] = (uint8_t)((q[j + 8] & 0xF) | ((q[j] >> 6) << 4));
+        mn[j + 4] = (uint8_t)((q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4));
+    }
+}
+
+/* Kernel: y[c*y_stride + r] = dot(row r, column c) for r < nr, c < nc.
+ * W points at the first row (row stride w_stride bytes), xq at column 0
+ * (column stride xq_stride bytes), y at the first row's output. k is a
+ * positive multiple of the weight's block size (checked by the caller). */
+typedef void (*quant_mm_fn)(const void *W, size_t w_stride, int64_t k, int64_t nr, const void *xq,
+                            size_t xq_stride, int64_t nc, float *y, int64_t y_stride);
+
+/* Scalar reference kernel for any dequantizable weight type (quant_ref.c). */
+void quant_ref_matmul(uint32_t wtype, const void *W, size_t w_stride, int64_t k, int64_t nr,
+                      const void *xq, size_t xq_stride, int64_t nc, float *y, int64_t y_stride);
+
+/* AVX2 kernels for wtype, or NULL (quant_*_avx2.c). */
+quant_mm_fn quant_avx2_kernel(uint32_t wtype);
+
+#endif

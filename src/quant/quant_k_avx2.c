@@ -1,0 +1,235 @@
+/*
+ * quant_k_avx2.c — AVX2 dot kernels for the K-quants (Q4_K, Q5_K, Q6_K) against
+ * Q8_K activations.
+ *
+ * Per 256-element super-block and row: integer products with maddubs (unsigned
+ * weight quants x signed activations), scaled by the 6/8-bit sub-block scales
+ * with madd, summed in int32, then one float FMA with d(weight)*d(act). The
+ * sub-block minimums (Q4_K/Q5_K) and Q6_K's -32 offset are applied through the
+ * activations' bsums, so the unsigned quants never need re-centring.
+ */
+#include "quant/quant_avx2.h"
+
+/* Q4_K/Q5_K scales: 12 packed bytes -> sc bytes 0..7 in u[0..1], mins in u[2..3]. */
+Q_INLINE void k4_unpack(const uint8_t *scales, uint32_t u[4]) {
+    const uint32_t km1 = 0x3f3f3f3f, km2 = 0x0f0f0f0f, km3 = 0x03030303;
+    uint32_t a[3];
+    __builtin_memcpy(a, scales, 12);
+    u[3] = ((a[2] >> 4) & km2) | (((a[1] >> 6) & km3) << 4);
+    u[2] = a[1] & km1;
+    u[1] = (a[2] & km2) | (((a[0] >> 6) & km3) << 4);
+    u[0] = a[0] & km1;
+}
+
+/* Sum over the 8 sub-blocks of min[j] * (bsums[2j] + bsums[2j+1]), as 4 int32 lanes. */
+Q_INLINE __m128i k4_mins(const uint32_t u[4], __m128i bs_pairs) {
+    const __m128i mins = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)u[3], (int)u[2]));
+    return _mm_madd_epi16(mins, bs_pairs);
+}
+
+Q_INLINE __m256 widen_lo(__m128 v) { return _mm256_insertf128_ps(_mm256_setzero_ps(), v, 0); }
+
+/* Q4_K/Q5_K sub-block scales sc[0..7] (the first 8 bytes of k4_unpack's u) as
+ * int16 in both 128-bit lanes, and the shuffle that broadcasts sc[e]. */
+Q_INLINE __m256i k4_scale_vec(const uint32_t u[4]) {
+    const __m128i s = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)u[1], (int)u[0]));
+    return _mm256_broadcastsi128_si256(s);
+}
+Q_INLINE __m256i k4_scale(__m256i sv, int e) { return _mm256_shuffle_epi8(sv, _mm256_set1_epi16((short)(((2 * e + 1) << 8) | (2 * e)))); }
+
+/* ---- Q4_K ------------------------------------------------------------------------------ */
+
+/* Rows are processed one after the other inside each super-block (the
+ * activation block stays in L1), which keeps the live registers few. NC
+ * columns (1 or 2, at xv and xv + xs) share each row's unpacked quants;
+ * out[r*NC + c]. */
+Q_INLINE void q4k_tile(const int NR, const int NC, const char *w, size_t ws, int64_t k, const char *xv, size_t xs,
+                       float *out, const char *pf) {
+    const int64_t nb = k / QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc[4][2];
+    for (int r = 0; r < NR; r++)
+        for (int c = 0; c < NC; c++) acc[r][c] = _mm256_setzero_ps();
+    const size_t pfs = q_pf_step((size_t)NR * ws, nb);
+    for (int64_t i = 0; i < nb; i++) {
+        q_prefetch(pf, pfs, i);
+        const blk_q8_K *xb[2];
+        __m128i bs[2];
+        for (int c = 0; c < NC; c++) {
+            xb[c] = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
+            bs[c] = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)xb[c]->bsums),
+                                   _mm_loadu_si128((const __m128i *)(xb[c]->bsums + 8)));
+        }
+        for (int r = 0; r < NR; r++) {
+            const blk_q4_K *b = (const blk_q4_K *)(w + (size_t)r * ws) + i;
+            uint32_t u[4];
+            k4_unpack(b->scales, u);
+            const __m256i sv = k4_scale_vec(u);
+            __m256i sumi[2];
+            for (int c = 0; c < NC; c++) sumi[c] = _mm256_setzero_si256();
+            for (int j = 0; j < 4; j++) {
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * j));
+                const __m256i lo = _mm256_and_si256(q, m4);
+                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                const __m256i s0 = k4_scale(sv, 2 * j), s1 = k4_scale(sv, 2 * j + 1);
+                for (int c = 0; c < NC; c++) {
+                    const __m256i y0 = _mm256_loadu_si256((const __m256i *)(xb[c]->qs + 64 * j));
+                    const __m256i y1 = _mm256_loadu_si256((const __m256i *)(xb[c]->qs + 64 * j + 32));
+                    const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), s0);
+                    const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), s1);
+                    sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(p0, p1));
+                }
+            }
+            const float wd = q_h2f(b->d), wdmin = q_h2f(b->dmin);
+            for (int c = 0; c < NC; c++) {
+                const __m128 m = _mm_cvtepi32_ps(k4_mins(u, bs[c]));
+                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(xb[c]->d * wd), _mm256_cvtepi32_ps(sumi[c]), acc[r][c]);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(-xb[c]->d * wdmin), widen_lo(m), acc[r][c]);
+            }
+        }
+    }
+    for (int r = 0; r < NR; r++)
+        for (int c = 0; c < NC; c++) out[r * NC + c] = q_hsum256(acc[r][c]);
+}
+
+static void q4k_dot4(const char *w, size_t ws, int64_t k, const char *x, float *o, const char *pf) { q4k_tile(4, 1, w, ws, k, x, 0, o, pf); }
+static void q4k_dot1(const char *w, size_t ws, int64_t k, const char *x, float *o, const char *pf) { q4k_tile(1, 1, w, ws, k, x, 0, o, pf); }
+static void q4k_dot4x2(const char *w, size_t ws, int64_t k, const char *x, size_t xs, float *o, const char *pf) {
+    q4k_tile(4, 2, w, ws, k, x, xs, o, pf);
+}
+QUANT_DEFINE_MM2(mm_q4_K, q4k_dot4, q4k_dot1, q4k_dot4x2)
+
+/* ---- Q5_K ------------------------------------------------------------------------------ */
+
+Q_INLINE void q5k_rows(const int NR, const char *w, size_t ws, int64_t k, const char *xv, float *out, const char *pf) {
+    const int64_t nb = k / QK_K;
+    const blk_q8_K *x = (const blk_q8_K *)xv;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m16 = _mm256_set1_epi8(0x10), m1 = _mm256_set1_epi8(1);
+    __m256 acc[4];
+    for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
+    const size_t pfs = q_pf_step((size_t)NR * ws, nb);
+    for (int64_t i = 0; i < nb; i++) {
+        q_prefetch(pf, pfs, i);
+        const blk_q8_K *xb = x + i;
+        const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)xb->bsums),
+                                          _mm_loadu_si128((const __m128i *)(xb->bsums + 8)));
+        for (int r = 0; r < NR; r++) {
+            const blk_q5_K *b = (const blk_q5_K *)(w + (size_t)r * ws) + i;
+            uint32_t u[4];
+            k4_unpack(b->scales, u);
+            const __m256i sv = k4_scale_vec(u);
+            __m256i sumi = _mm256_setzero_si256();
+            /* bit s of qh byte l is the 5th bit of element 32*s + l; hb is shifted right by 2
+             * per 64-chunk so the chunk's two bits are at bits 0 and 1 */
+            __m256i hb = _mm256_loadu_si256((const __m256i *)b->qh);
+            for (int j = 0; j < 4; j++) {
+                const __m256i y0 = _mm256_loadu_si256((const __m256i *)(xb->qs + 64 * j));
+                const __m256i y1 = _mm256_loadu_si256((const __m256i *)(xb->qs + 64 * j + 32));
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * j));
+                const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(hb, m1), 4);
+                const __m256i h1 = _mm256_and_si256(_mm256_slli_epi16(hb, 3), m16);
+                hb = _mm256_srli_epi16(hb, 2);
+                const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), h0);
+                const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), h1);
+                const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), k4_scale(sv, 2 * j));
+                const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), k4_scale(sv, 2 * j + 1));
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+            }
+            const __m256 dd = _mm256_set1_ps(xb->d * q_h2f(b->d));
+            const __m128 m = _mm_cvtepi32_ps(k4_mins(u, bs));
+            acc[r] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(sumi), acc[r]);
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(-xb->d * q_h2f(b->dmin)), widen_lo(m), acc[r]);
+        }
+    }
+    for (int r = 0; r < NR; r++) out[r] = q_hsum256(acc[r]);
+}
+
+static void q5k_dot4(const char *w, size_t ws, int64_t k, const char *x, float *o, const char *pf) { q5k_rows(4, w, ws, k, x, o, pf); }
+static void q5k_dot1(const char *w, size_t ws, int64_t k, const char *x, float *o, const char *pf) { q5k_rows(1, w, ws, k, x, o, pf); }
+QUANT_DEFINE_MM(mm_q5_K, q5k_dot4, q5k_dot1)
+
+/* ---- Q6_K ------------------------------------------------------------------------------ */
+
+/* Q6_K scales for a pair of 16-element groups (2p, 2p+1) as int16: sc[2p] in
+ * the low 128-bit lane, sc[2p+1] in the high one. lo/hi hold sc[0..7] /
+ * sc[8..15] as int16 in both lanes; vpshufb's per-lane masks pick the pair. */
+Q_INLINE __m256i q6_scale_pair(__m256i lo, __m256i hi, int p) {
+    const int e = (2 * p) & 7;
+    const __m256i m = _mm256_setr_epi8(2 * e, 2 * e + 1, 2 * e, 2 * e + 1, 2 * e, 2 * e + 1, 2 * e, 2 * e + 1, 2 * e,
+                                       2 * e + 1, 2 * e, 2 * e + 1, 2 * e, 2 * e + 1, 2 * e, 2 * e + 1, 2 * e + 2,
+                                       2 * e + 3, 2 * e + 2, 2 * e + 3, 2 * e + 2, 2 * e + 3, 2 * e + 2, 2 * e + 3,
+                                       2 * e + 2, 2 * e + 3, 2 * e + 2, 2 * e + 3, 2 * e + 2, 2 * e + 3, 2 * e + 2,
+                                       2 * e + 3);
+    return _mm256_shuffle_epi8(p < 4 ? lo : hi, m);
+}
+
+Q_INLINE void q6k_tile(const int NR, const int NC, const char *w, size_t ws, int64_t k, const char *xv, size_t xs,
+                       float *out, const char *pf) {
+    const int64_t nb = k / QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc[4][2];
+    for (int r = 0; r < NR; r++)
+        for (int c = 0; c < NC; c++) acc[r][c] = _mm256_setzero_ps();
+    const size_t pfs = q_pf_step((size_t)NR * ws, nb);
+    for (int64_t i = 0; i < nb; i++) {
+        q_prefetch(pf, pfs, i);
+        const blk_q8_K *xb[2];
+        for (int c = 0; c < NC; c++) xb[c] = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
+        for (int r = 0; r < NR; r++) {
+            const blk_q6_K *b = (const blk_q6_K *)(w + (size_t)r * ws) + i;
+            const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+            const __m256i slo = _mm256_permute2x128_si256(s16, s16, 0x00);
+            const __m256i shi = _mm256_permute2x128_si256(s16, s16, 0x11);
+            __m256i sumi[2];
+            for (int c = 0; c < NC; c++) {
+                /* -32 * sum_s sc[s] * bsums[s]: the offset of the unsigned 6-bit quants */
+                const __m256i bsums = _mm256_loadu_si256((const __m256i *)xb[c]->bsums);
+                sumi[c] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(s16, bsums), 5));
+            }
+            for (int h = 0; h < 2; h++) {
+                const __m256i l0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
+                const __m256i l1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
+                const __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+                /* group g: elements 32g..32g+31 of this half, scales of 16-groups 2g, 2g+1 */
+                for (int g = 0; g < 4; g++) {
+                    __m256i v;
+                    switch (g) {
+                    case 0: v = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30)); break;
+                    case 1: v = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30)); break;
+                    case 2: v = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m30)); break;
+                    default:
+                        v = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                            _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+                        break;
+                    }
+                    const __m256i sc = q6_scale_pair(slo, shi, 4 * h + g);
+                    for (int c = 0; c < NC; c++) {
+                        const __m256i yv = _mm256_loadu_si256((const __m256i *)(xb[c]->qs + 128 * h + 32 * g));
+                        sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(_mm256_maddubs_epi16(v, yv), sc));
+                    }
+                }
+            }
+            const float wd = q_h2f(b->d);
+            for (int c = 0; c < NC; c++)
+                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(xb[c]->d * wd), _mm256_cvtepi32_ps(sumi[c]), acc[r][c]);
+        }
+    }
+    for (int r = 0; r < NR; r++)
+        for (int c = 0; c < NC; c++) out[r * NC + c] = q_hsum256(acc[r][c]);
+}
+
+static void q6k_dot4(const char *w, size_t ws, int64_t k, const char *x, float *o, const char *pf) { q6k_tile(4, 1, w, ws, k, x, 0, o, pf); }
+static void q6k_dot1(const char *w, size_t ws, int64_t k, const char *x, float *o, const char *pf) { q6k_tile(1, 1, w, ws, k, x, 0, o, pf); }
+static void q6k_dot4x2(const char *w, size_t ws, int64_t k, const char *x, size_t xs, float *o, const char *pf) {
+    q6k_tile(4, 2, w, ws, k, x, xs, o, pf);
+}
+QUANT_DEFINE_MM2(mm_q6_K, q6k_dot4, q6k_dot1, q6k_dot4x2)
+
+quant_mm_fn quant_avx2_kernel_k(uint32_t wtype) {
+    switch (wtype) {
+    case MR_TYPE_Q4_K: return mm_q4_K;
+    case MR_TYPE_Q5_K: return mm_q5_K;
+    case MR_TYPE_Q6_K: return mm_q6_K;
+    default: return NULL;
+    }
+}
