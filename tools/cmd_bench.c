@@ -1,0 +1,550 @@
+/*
+ * cmd_bench.c — `moerun bench`: llama-bench compatible benchmark.
+ *
+ *   moerun bench -m MODEL [-p 512] [-n 128] [-pg 512,128] [-d 0] [-r 5] [-t N,...]
+ *                [-b 2048] [-ub 512] [-ctk f16] [-ctv f16] [-fa 0] [-ngl 0] [-ot RE=DEV]
+ *                [--n-cpu-moe N] [-o md|csv|json|jsonl] [--progress]
+ *   moerun bench --bandwidth [-t N,...]          measured read bandwidth (GB/s)
+ *   moerun bench --compare A.json B.json          side-by-side of two result files
+ *
+ * Semantics as llama-bench: a pp test decodes p prompt tokens in batches of -b
+ * after a warm-up run; a tg test generates n tokens one at a time; pg is the
+ * prompt then the generation, timed as a whole; with -d the KV cache is first
+ * filled with d tokens (not timed). The cache is cleared between repetitions.
+ * Token ids are pseudo-random but fixed. Per test we report every repetition's
+ * t/s, the roofline (weight bytes read per second over the measured memory
+ * bandwidth), the peak RSS, and the build and machine.
+ *
+ * Flags take comma lists (llama-bench's "1,2,4", "1-8", "1-8+2") and may be
+ * repeated; every combination is run. tools/args.h parses single values, so
+ * bench parses its own flags.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/base.h"
+#include "bench/bench.h"
+#include "commands.h"
+
+enum { OUT_MD, OUT_CSV, OUT_JSON, OUT_JSONL };
+
+typedef struct {
+    int *v, n;
+    bool set; /* given by the user: the first use replaces the default */
+} ilist;
+
+typedef struct {
+    char **models;
+    int n_models;
+    ilist p, n, d, t, b, ub, ctk, ctv, fa, ngl, ncmoe;
+    int *pg, n_pg; /* pairs */
+    char **ot;
+    int n_ot;
+    int reps, out;
+    bool progress, warmup, mmap;
+    bool bandwidth_only;
+    double bw_gbs;      /* --bandwidth-gbs (0: measure or cache) */
+    int bw_mib;         /* buffer size */
+    bool bw_none;       /* --no-bandwidth */
+    const char *cmp_a, *cmp_b;
+} opts;
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: moerun bench -m MODEL [options]\n"
+            "       moerun bench --bandwidth [-t N,...] [--bandwidth-mib 1024]\n"
+            "       moerun bench --compare A.json B.json\n"
+            "\n"
+            "llama-bench compatible benchmark. List flags take comma lists (\"1,2,4\", ranges\n"
+            "\"1-8\" or \"1-8+2\") and may be repeated; every combination is run.\n"
+            "  -m FILE              model (repeatable)\n"
+            "  -p N,...             prompt sizes (default 512; 0 = none)\n"
+            "  -n N,...             generation sizes (default 128; 0 = none)\n"
+            "  -pg P,N              prompt then generation, timed together (repeatable)\n"
+            "  -d N,...             KV cache depth filled before each test, not timed (default 0)\n"
+            "  -r N                 repetitions (default 5)\n"
+            "  -t N,...             threads (default: physical cores)\n"
+            "  -b N,... / -ub N,... batch / micro-batch size (default 2048 / 512)\n"
+            "  -ctk T,... -ctv T,... KV cache types: f16 f32 q8_0 q4_0 (default f16)\n"
+            "  -fa 0|1|auto,...     flash attention (default 0)\n"
+            "  -ngl N,...           layers on the GPU (default 0)\n"
+            "  -ot REGEX=DEV,...    tensor overrides (repeatable: each value is one configuration)\n"
+            "  --n-cpu-moe N,...    keep the experts of the first N layers on the CPU\n"
+            "  --no-mmap            read the model instead of mapping it\n"
+            "  --no-warmup          skip the warm-up run\n"
+            "  -o md|csv|json|jsonl output format (default md)\n"
+            "  --progress           print a progress line for every step on stderr\n"
+            "  --bandwidth          only measure memory read bandwidth for each -t and print GB/s\n"
+            "  --bandwidth-gbs X    use X GB/s as the roofline's bandwidth instead of measuring\n"
+            "  --bandwidth-mib N    buffer size of the bandwidth measurement (default 1024)\n"
+            "  --no-bandwidth       no bandwidth measurement (roofline not reported)\n"
+            "  --compare A B        compare two result files (-o json or jsonl) test by test\n"
+            "\n"
+            "The measured bandwidth is cached in ~/.cache/moerun/bandwidth.tsv per CPU model and\n"
+            "thread count. Roofline = weight bytes read per token x tokens/s / bandwidth\n"
+            "(\"~\" marks an estimate from the model's active size when the engine did not count).\n");
+}
+
+static int usage_err(const char *fmt, const char *a) {
+    fprintf(stderr, "moerun bench: ");
+    fprintf(stderr, fmt, a);
+    fprintf(stderr, " (see moerun bench --help)\n");
+    return 2;
+}
+
+static int ilist_default(ilist *l, int v) {
+    l->v = malloc(sizeof *l->v);
+    if (!l->v) return -1;
+    l->v[0] = v;
+    l->n = 1;
+    return 0;
+}
+
+static int ilist_parse(ilist *l, const char *flag, const char *s, int lo, int hi) {
+    if (!l->set) {
+        l->n = 0;
+        l->set = true;
+    }
+    return bench_parse_int_list(flag, s, lo, hi, &l->v, &l->n);
+}
+
+static int parse_fa(ilist *l, const char *s) {
+    if (!l->set) {
+        l->n = 0;
+        l->set = true;
+    }
+    char buf[64];
+    for (const char *p = s;;) {
+        size_t k = strcspn(p, ",");
+        if (k == 0 || k >= sizeof buf) return -1;
+        memcpy(buf, p, k);
+        buf[k] = 0;
+        int v;
+        if (!strcmp(buf, "1") || !strcmp(buf, "on")) v = 1;
+        else if (!strcmp(buf, "0") || !strcmp(buf, "off")) v = 0;
+        else if (!strcmp(buf, "auto") || !strcmp(buf, "-1")) v = -1;
+        else return -1;
+        int *a = realloc(l->v, (size_t)(l->n + 1) * sizeof *a);
+        if (!a) return -1;
+        a[l->n++] = v;
+        l->v = a;
+        if (!p[k]) return 0;
+        p += k + 1;
+    }
+}
+
+/* Returns -1 to run, otherwise the exit code (0 after --help, 2 usage error). */
+static int parse(opts *o, int argc, char **argv) {
+    int phys = mr_cpu_physical_cores();
+    if (ilist_default(&o->p, 512) || ilist_default(&o->n, 128) || ilist_default(&o->d, 0) ||
+        ilist_default(&o->t, phys) || ilist_default(&o->b, 2048) || ilist_default(&o->ub, 512) ||
+        ilist_default(&o->ctk, MR_KV_F16) || ilist_default(&o->ctv, MR_KV_F16) || ilist_default(&o->fa, 0) ||
+        ilist_default(&o->ngl, 0) || ilist_default(&o->ncmoe, 0))
+        return 1;
+    o->reps = 5;
+    o->warmup = true;
+    o->mmap = true;
+    o->bw_mib = 1024;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        /* flags without a value */
+        if (!strcmp(a, "--progress")) { o->progress = true; continue; }
+        if (!strcmp(a, "--no-warmup")) { o->warmup = false; continue; }
+        if (!strcmp(a, "--no-mmap")) { o->mmap = false; continue; }
+        if (!strcmp(a, "--bandwidth")) { o->bandwidth_only = true; continue; }
+        if (!strcmp(a, "--no-bandwidth")) { o->bw_none = true; continue; }
+        if (!strcmp(a, "--compare")) {
+            if (i + 2 >= argc) return usage_err("%s needs two result files", a);
+            o->cmp_a = argv[++i];
+            o->cmp_b = argv[++i];
+            continue;
+        }
+        if (a[0] != '-') return usage_err("unexpected argument '%s'", a);
+        if (i + 1 >= argc) return usage_err("%s needs a value", a);
+        const char *v = argv[++i];
+        int rc = 0;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) rc = bench_strv_push(&o->models, &o->n_models, v);
+        else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) rc = ilist_parse(&o->p, a, v, 0, 1 << 20);
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) rc = ilist_parse(&o->n, a, v, 0, 1 << 20);
+        else if (!strcmp(a, "-d") || !strcmp(a, "--n-depth")) rc = ilist_parse(&o->d, a, v, 0, 1 << 22);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) rc = ilist_parse(&o->t, a, v, 1, 4096);
+        else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) rc = ilist_parse(&o->b, a, v, 1, 1 << 20);
+        else if (!strcmp(a, "-ub") || !strcmp(a, "--ubatch-size")) rc = ilist_parse(&o->ub, a, v, 1, 1 << 20);
+        else if (!strcmp(a, "-ngl") || !strcmp(a, "--n-gpu-layers")) rc = ilist_parse(&o->ngl, a, v, 0, 100000);
+        else if (!strcmp(a, "--n-cpu-moe") || !strcmp(a, "-ncmoe")) rc = ilist_parse(&o->ncmoe, a, v, -1, 100000);
+        else if (!strcmp(a, "-ctk") || !strcmp(a, "--cache-type-k")) {
+            if (!o->ctk.set) o->ctk.n = 0, o->ctk.set = true;
+            rc = bench_parse_kv_list(a, v, &o->ctk.v, &o->ctk.n);
+        } else if (!strcmp(a, "-ctv") || !strcmp(a, "--cache-type-v")) {
+            if (!o->ctv.set) o->ctv.n = 0, o->ctv.set = true;
+            rc = bench_parse_kv_list(a, v, &o->ctv.v, &o->ctv.n);
+        } else if (!strcmp(a, "-fa") || !strcmp(a, "--flash-attn")) {
+            if (parse_fa(&o->fa, v)) return usage_err("-fa: expected 0, 1, on, off or auto, got '%s'", v);
+        } else if (!strcmp(a, "-ot") || !strcmp(a, "--override-tensor")) {
+            if (!strchr(v, '=')) return usage_err("-ot: expected REGEX=DEVICE, got '%s'", v);
+            rc = bench_strv_push(&o->ot, &o->n_ot, v);
+        } else if (!strcmp(a, "-pg")) {
+            int *pr = NULL, npr = 0;
+            if (bench_parse_int_list(a, v, 0, 1 << 20, &pr, &npr) || npr != 2 || pr[0] <= 0 || pr[1] <= 0) {
+                free(pr);
+                return usage_err("-pg: expected P,N with both positive, got '%s'", v);
+            }
+            int *x = realloc(o->pg, (size_t)(o->n_pg + 1) * 2 * sizeof *x);
+            if (!x) return 1;
+            x[o->n_pg * 2] = pr[0];
+            x[o->n_pg * 2 + 1] = pr[1];
+            o->pg = x;
+            o->n_pg++;
+            free(pr);
+        } else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) {
+            char *e;
+            long r = strtol(v, &e, 10);
+            if (*e || r < 1 || r > 100000) return usage_err("-r: expected a positive integer, got '%s'", v);
+            o->reps = (int)r;
+        } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+            if (!strcmp(v, "md")) o->out = OUT_MD;
+            else if (!strcmp(v, "csv")) o->out = OUT_CSV;
+            else if (!strcmp(v, "json")) o->out = OUT_JSON;
+            else if (!strcmp(v, "jsonl")) o->out = OUT_JSONL;
+            else return usage_err("-o: expected md, csv, json or jsonl, got '%s'", v);
+        } else if (!strcmp(a, "--bandwidth-gbs")) {
+            char *e;
+            o->bw_gbs = strtod(v, &e);
+            if (*e || !(o->bw_gbs > 0) || !isfinite(o->bw_gbs))
+                return usage_err("--bandwidth-gbs: expected a positive number, got '%s'", v);
+        } else if (!strcmp(a, "--bandwidth-mib")) {
+            char *e;
+            long m = strtol(v, &e, 10);
+            if (*e || m < 1 || m > (1 << 20)) return usage_err("--bandwidth-mib: expected a positive integer, got '%s'", v);
+            o->bw_mib = (int)m;
+        } else {
+            return usage_err("unknown option '%s'", a);
+        }
+        if (rc) {
+            fprintf(stderr, "moerun bench: %s (see moerun bench --help)\n", mr_geterr());
+            return 2;
+        }
+    }
+    if (o->cmp_a || o->bandwidth_only) return -1;
+    if (o->n_models == 0) return usage_err("%s", "-m MODEL is required");
+    if (o->n_ot == 0 && bench_strv_push(&o->ot, &o->n_ot, "")) return 1;
+    return -1;
+}
+
+static void opts_free(opts *o) {
+    for (int i = 0; i < o->n_models; i++) free(o->models[i]);
+    for (int i = 0; i < o->n_ot; i++) free(o->ot[i]);
+    free(o->models), free(o->ot), free(o->pg);
+    ilist *ls[] = {&o->p, &o->n, &o->d, &o->t, &o->b, &o->ub, &o->ctk, &o->ctv, &o->fa, &o->ngl, &o->ncmoe};
+    for (size_t i = 0; i < MR_ARRAY_LEN(ls); i++) free(ls[i]->v);
+}
+
+/* ---- bandwidth ------------------------------------------------------------------------ */
+/* The bandwidth for n threads: --bandwidth-gbs, the cache, or a measurement
+ * (then cached). 0 when unknown. */
+static double bandwidth_for(const opts *o, int n_threads, bool force_measure) {
+    if (o->bw_gbs > 0) return o->bw_gbs;
+    if (o->bw_none) return 0;
+    double g;
+    if (!force_measure && bench_bw_cache_get(n_threads, &g) == 0) {
+        fprintf(stderr, "moerun bench: memory bandwidth %.2f GB/s with %d thread%s (cached in ~/.cache/moerun)\n", g,
+                n_threads, n_threads == 1 ? "" : "s");
+        return g;
+    }
+    if (isatty(2)) fprintf(stderr, "moerun bench: measuring memory bandwidth with %d thread%s...\r", n_threads,
+                           n_threads == 1 ? "" : "s");
+    g = bench_bandwidth_gbs(n_threads, (size_t)o->bw_mib << 20, 5);
+    if (g <= 0) {
+        fprintf(stderr, "moerun bench: bandwidth measurement failed: %s\n", mr_geterr());
+        return 0;
+    }
+    fprintf(stderr, "moerun bench: memory bandwidth %.2f GB/s with %d thread%s (measured, %d MiB, best of 5)\n", g,
+            n_threads, n_threads == 1 ? "" : "s", o->bw_mib);
+    if (bench_bw_cache_put(n_threads, g)) MR_WARN("%s", mr_geterr());
+    return g;
+}
+
+/* --bandwidth: measure for each -t, print, and refresh the cache. */
+static int cmd_bandwidth(const opts *o) {
+    bench_env e;
+    bench_env_fill(&e);
+    printf("CPU: %s (%d cores, %d threads), kernel: %s, buffer %d MiB, best of 5\n", e.cpu_model,
+           e.cores_physical, e.cores_logical, mr_cpu()->avx2 ? "AVX2" : "scalar", o->bw_mib);
+    fflush(stdout);
+    for (int i = 0; i < o->t.n; i++) {
+        double g = bench_bandwidth_gbs(o->t.v[i], (size_t)o->bw_mib << 20, 5);
+        if (g <= 0) {
+            fprintf(stderr, "moerun bench: bandwidth measurement failed: %s\n", mr_geterr());
+            return 1;
+        }
+        printf("threads %3d: %8.2f GB/s\n", o->t.v[i], g);
+        fflush(stdout);
+        if (bench_bw_cache_put(o->t.v[i], g)) MR_WARN("%s", mr_geterr());
+    }
+    return 0;
+}
+
+/* ---- one test ------------------------------------------------------------------------------ */
+typedef struct {
+    mr_model *model;
+    mr_model_info info;
+    const char *path;
+    int n_vocab;
+} loaded;
+
+/* Run one test on a fresh context: warm-up, then reps x (clear, depth fill,
+ * timed part). Fills r's samples and bytes per token. 0 / -1. */
+static int run_test(const opts *o, loaded *L, bench_result *r, bench_progress *pr, int idx, int total) {
+    mr_ctx_params cp = mr_ctx_default_params();
+    cp.n_ctx = r->n_depth + r->n_prompt + r->n_gen;
+    if (cp.n_ctx < 16) cp.n_ctx = 16;
+    cp.n_batch = r->n_batch;
+    cp.n_ubatch = r->n_ubatch;
+    cp.n_threads = r->n_threads;
+    cp.type_k = r->type_k;
+    cp.type_v = r->type_v;
+    cp.flash_attn = r->flash_attn;
+    mr_ctx *c = mr_ctx_new(L->model, &cp);
+    if (!c) return -1;
+    int n_tok = r->n_depth + r->n_prompt + r->n_gen;
+    mr_token *toks = mr_malloc((size_t)(n_tok > 0 ? n_tok : 1) * sizeof *toks);
+    if (!toks) {
+        mr_ctx_free(c);
+        return -1;
+    }
+    bench_random_tokens(toks, n_tok, L->n_vocab, 0x5eed + (uint64_t)n_tok);
+    const mr_token *depth = toks, *prompt = toks + r->n_depth, *gen = toks + r->n_depth + r->n_prompt;
+    char test[64];
+    bench_test_name(r, test, sizeof test);
+    int rc = 0;
+    if (o->warmup) {
+        bench_progress_update(pr, "test %d/%d %s t=%d: warm-up", idx, total, test, r->n_threads);
+        if (r->n_prompt > 0) rc = bench_decode_prompt(c, prompt, r->n_prompt, 0, r->n_batch);
+        if (!rc && r->n_gen > 0) rc = bench_decode_gen(c, gen, 1, r->n_prompt);
+    }
+    double bytes = 0, tokens = 0;
+    for (int rep = 0; rep < o->reps && !rc; rep++) {
+        mr_kv_clear(c);
+        if (r->n_depth > 0) {
+            bench_progress_update(pr, "test %d/%d %s t=%d: rep %d/%d filling depth %d", idx, total, test,
+                                  r->n_threads, rep + 1, o->reps, r->n_depth);
+            if ((rc = bench_decode_prompt(c, depth, r->n_depth, 0, r->n_batch))) break;
+        }
+        bench_progress_update(pr, "test %d/%d %s t=%d: rep %d/%d", idx, total, test, r->n_threads, rep + 1, o->reps);
+        mr_ctx_reset_stats(c);
+        double t0 = mr_time_s();
+        if (r->n_prompt > 0) rc = bench_decode_prompt(c, prompt, r->n_prompt, r->n_depth, r->n_batch);
+        if (!rc && r->n_gen > 0) rc = bench_decode_gen(c, gen, r->n_gen, r->n_depth + r->n_prompt);
+        double dt = mr_time_s() - t0;
+        if (rc) break;
+        mr_ctx_stats st;
+        mr_ctx_get_stats(c, &st);
+        bytes += (double)st.weight_bytes_read;
+        tokens += (double)(r->n_prompt + r->n_gen);
+        if (bench_result_add_sample(r, r->n_prompt + r->n_gen, dt)) rc = -1;
+    }
+    if (!rc) {
+        if (bytes > 0 && tokens > 0) {
+            r->weight_bytes_per_token = bytes / tokens;
+        } else if (r->n_prompt == 0 && L->info.active_bytes_est > 0) {
+            r->weight_bytes_per_token = (double)L->info.active_bytes_est;
+            r->bytes_estimated = true;
+        }
+    }
+    free(toks);
+    mr_ctx_free(c);
+    return rc;
+}
+
+static const char *base_name(const char *p) {
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+static void emit(const opts *o, const bench_md_cols *cols, const bench_env *e, bench_result *r, bool first) {
+    json_t *j;
+    char *s;
+    switch (o->out) {
+    case OUT_MD: bench_md_row(stdout, cols, r); break;
+    case OUT_CSV: bench_csv_row(stdout, r, e); break;
+    case OUT_JSON:
+    case OUT_JSONL:
+        j = bench_result_to_json(r, e);
+        s = json_dumps(j, o->out == OUT_JSON ? JSON_INDENT(2) | JSON_PRESERVE_ORDER : JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (o->out == OUT_JSON) printf("%s%s", first ? "" : ",\n", s);
+        else printf("%s\n", s);
+        free(s);
+        json_decref(j);
+        break;
+    }
+    fflush(stdout);
+}
+
+typedef struct {
+    int n_prompt, n_gen;
+} test_shape;
+
+static int run_all(opts *o, int argc, char **argv) {
+    bench_env env;
+    bench_env_fill(&env);
+    bench_env_set_command(&env, "moerun bench", argc - 1, argv + 1);
+    bench_md_cols cols = {.n_batch = o->b.set, .n_ubatch = o->ub.set, .type_k = o->ctk.set, .type_v = o->ctv.set,
+                          .flash_attn = o->fa.set, .n_gpu_layers = o->ngl.set, .n_cpu_moe = o->ncmoe.set,
+                          .ot = o->n_ot > 1 || o->ot[0][0], .roofline = true, .rss = true};
+    /* the test shapes: pp, tg, pg */
+    test_shape *shapes = calloc((size_t)(o->p.n + o->n.n + o->n_pg + 1), sizeof *shapes);
+    double *bw = calloc((size_t)o->t.n, sizeof *bw);
+    if (!shapes || !bw) {
+        free(shapes), free(bw);
+        fprintf(stderr, "moerun bench: out of memory\n");
+        return 1;
+    }
+    int n_shapes = 0;
+    for (int i = 0; i < o->p.n; i++)
+        if (o->p.v[i] > 0) shapes[n_shapes++] = (test_shape){o->p.v[i], 0};
+    for (int i = 0; i < o->n.n; i++)
+        if (o->n.v[i] > 0) shapes[n_shapes++] = (test_shape){0, o->n.v[i]};
+    for (int i = 0; i < o->n_pg; i++) shapes[n_shapes++] = (test_shape){o->pg[2 * i], o->pg[2 * i + 1]};
+    if (n_shapes == 0) {
+        free(shapes), free(bw);
+        fprintf(stderr, "moerun bench: no tests (all of -p, -n are 0 and no -pg)\n");
+        return 2;
+    }
+    int total = o->n_models * o->ngl.n * o->ncmoe.n * o->n_ot * o->t.n * o->b.n * o->ub.n * o->ctk.n * o->ctv.n *
+                o->fa.n * o->d.n * n_shapes;
+    /* bandwidth per thread count, before any model is loaded */
+    for (int i = 0; i < o->t.n; i++) bw[i] = bandwidth_for(o, o->t.v[i], false);
+
+    if (o->out == OUT_MD) bench_md_header(stdout, &cols);
+    else if (o->out == OUT_CSV) bench_csv_header(stdout);
+    else if (o->out == OUT_JSON) printf("[\n");
+    fflush(stdout);
+
+    bench_progress pr;
+    bench_progress_init(&pr, o->progress);
+    int idx = 0, rc = 0, emitted = 0;
+    for (int im = 0; im < o->n_models && !rc; im++)
+    for (int ig = 0; ig < o->ngl.n && !rc; ig++)
+    for (int ic = 0; ic < o->ncmoe.n && !rc; ic++)
+    for (int io = 0; io < o->n_ot && !rc; io++)
+    for (int it = 0; it < o->t.n && !rc; it++) {
+        loaded L = {0};
+        L.path = o->models[im];
+        mr_model_params mp = mr_model_default_params();
+        mp.path = L.path;
+        mp.n_threads = o->t.v[it];
+        mp.n_gpu_layers = o->ngl.v[ig];
+        mp.n_cpu_moe = o->ncmoe.v[ic];
+        mp.overrides = o->ot[io][0] ? o->ot[io] : NULL;
+        mp.use_mmap = o->mmap;
+        bench_progress_update(&pr, "loading %s", base_name(L.path));
+        L.model = mr_model_load(&mp);
+        if (!L.model) {
+            bench_progress_done(&pr);
+            fprintf(stderr, "moerun bench: %s: %s\n", L.path, mr_last_error());
+            rc = 1;
+            break;
+        }
+        mr_model_get_info(L.model, &L.info);
+        L.n_vocab = mr_n_vocab(L.model);
+        for (int ib = 0; ib < o->b.n && !rc; ib++)
+        for (int iu = 0; iu < o->ub.n && !rc; iu++)
+        for (int ik = 0; ik < o->ctk.n && !rc; ik++)
+        for (int iv = 0; iv < o->ctv.n && !rc; iv++)
+        for (int ifa = 0; ifa < o->fa.n && !rc; ifa++)
+        for (int id = 0; id < o->d.n && !rc; id++)
+        for (int is = 0; is < n_shapes && !rc; is++) {
+            bench_result r;
+            bench_result_init(&r);
+            snprintf(r.model_filename, sizeof r.model_filename, "%s", base_name(L.path));
+            snprintf(r.model_path, sizeof r.model_path, "%s", L.path);
+            char cnt[32];
+            mr_fmt_count(cnt, sizeof cnt, L.info.n_params);
+            char *sp = strchr(cnt, ' ');
+            if (sp) memmove(sp, sp + 1, strlen(sp));
+            snprintf(r.model_type, sizeof r.model_type, "%s %s", L.info.arch, cnt);
+            r.model_size = L.info.file_bytes;
+            r.model_n_params = L.info.n_params;
+            r.model_active_bytes_est = L.info.active_bytes_est;
+            snprintf(r.backend, sizeof r.backend, "%s", mr_have_cuda() && o->ngl.v[ig] > 0 ? "CUDA" : "CPU");
+            r.n_threads = o->t.v[it];
+            r.n_batch = o->b.v[ib];
+            r.n_ubatch = o->ub.v[iu];
+            r.type_k = o->ctk.v[ik];
+            r.type_v = o->ctv.v[iv];
+            r.flash_attn = o->fa.v[ifa];
+            r.n_gpu_layers = o->ngl.v[ig];
+            r.n_cpu_moe = o->ncmoe.v[ic];
+            snprintf(r.ot, sizeof r.ot, "%s", o->ot[io]);
+            r.n_prompt = shapes[is].n_prompt;
+            r.n_gen = shapes[is].n_gen;
+            r.n_depth = o->d.v[id];
+            r.n_reps = o->reps;
+            r.bandwidth_gbs = bw[it];
+            bench_iso8601_now(r.test_time, sizeof r.test_time);
+            idx++;
+            if (run_test(o, &L, &r, &pr, idx, total)) {
+                char test[64];
+                bench_test_name(&r, test, sizeof test);
+                bench_progress_done(&pr);
+                fprintf(stderr, "moerun bench: %s %s: %s\n", r.model_filename, test, mr_last_error());
+                rc = 1;
+            } else {
+                r.peak_rss_bytes = mr_peak_rss_bytes();
+                bench_result_finish(&r);
+                bench_progress_done(&pr);
+                emit(o, &cols, &env, &r, emitted == 0);
+                emitted++;
+            }
+            bench_result_free(&r);
+        }
+        mr_model_free(L.model);
+    }
+    bench_progress_done(&pr);
+    if (o->out == OUT_JSON) printf("%s]\n", emitted ? "\n" : "");
+    fflush(stdout);
+    free(bw);
+    free(shapes);
+    return rc;
+}
+
+int cmd_bench(int argc, char **argv) {
+    opts o = {0};
+    int rc = parse(&o, argc, argv);
+    if (rc >= 0) {
+        opts_free(&o);
+        return rc;
+    }
+    if (o.cmp_a) {
+        bench_result_set a, b;
+        if (bench_load_results(o.cmp_a, &a)) {
+            fprintf(stderr, "moerun bench: %s\n", mr_geterr());
+            opts_free(&o);
+            return 1;
+        }
+        if (bench_load_results(o.cmp_b, &b)) {
+            fprintf(stderr, "moerun bench: %s\n", mr_geterr());
+            bench_result_set_free(&a);
+            opts_free(&o);
+            return 1;
+        }
+        int m = bench_compare_print(stdout, &a, &b, o.cmp_a, o.cmp_b);
+        if (m == 0) fprintf(stderr, "moerun bench: no test of %s matches one of %s\n", o.cmp_a, o.cmp_b);
+        rc = m > 0 ? 0 : 1;
+        bench_result_set_free(&a);
+        bench_result_set_free(&b);
+    } else if (o.bandwidth_only) {
+        rc = cmd_bandwidth(&o);
+    } else {
+        rc = run_all(&o, argc, argv);
+    }
+    opts_free(&o);
+    return rc;
+}
