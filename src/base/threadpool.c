@@ -1,10 +1,14 @@
 /*
  * threadpool.c — persistent fork-join workers with a spin-then-sleep wait.
  *
- * Protocol: the caller stores the job (fn, arg), increments `gen` and wakes
- * sleepers; each worker that sees a new gen runs the job for its index and
- * increments `done`; the caller runs index 0 itself and spins until done ==
- * nth - 1. Workers spin for MR_TP_SPIN iterations before sleeping, so in a
+ * Protocol: a job is nth tasks (indices 0..nth-1). The caller stores the job
+ * (fn, arg), publishes `claim` = (job number << 32 | 0), bumps `gen` and
+ * wakes sleepers. Every thread, the caller included, claims task indices
+ * with a CAS on `claim` (which also checks the job number, so a late worker
+ * can never run a task of a later job) and counts finished tasks in `done`;
+ * the caller returns when done == nth. A worker that is not scheduled in time
+ * costs nothing: the others take its tasks (important on oversubscribed
+ * machines). Workers spin for MR_TP_SPIN iterations before sleeping, so in a
  * forward pass (hundreds of jobs per token) they rarely touch the mutex.
  */
 #include "base/threadpool.h"
@@ -31,6 +35,7 @@ struct mr_threadpool {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     _Atomic uint64_t gen;
+    _Atomic uint64_t claim; /* job number << 32 | next task index */
     _Atomic int done;
     _Atomic int stop;
     _Atomic int sleepers;
@@ -42,6 +47,22 @@ typedef struct {
     mr_threadpool *tp;
     int ith;
 } worker_arg;
+
+/* Claim and run tasks of job `job` until none is left. */
+static void run_tasks(mr_threadpool *tp, uint32_t job) {
+    for (;;) {
+        uint64_t v = atomic_load_explicit(&tp->claim, memory_order_acquire);
+        for (;;) {
+            if ((uint32_t)(v >> 32) != job || (int)(uint32_t)v >= tp->n) return;
+            if (atomic_compare_exchange_weak_explicit(&tp->claim, &v, v + 1, memory_order_acq_rel,
+                                                      memory_order_acquire))
+                break;
+        }
+        /* a claimed task keeps the caller waiting, so fn/arg are this job's */
+        tp->fn(tp->arg, (int)(uint32_t)v, tp->n);
+        atomic_fetch_add_explicit(&tp->done, 1, memory_order_release);
+    }
+}
 
 static void *worker_main(void *p) {
     worker_arg wa = *(worker_arg *)p;
@@ -66,8 +87,7 @@ static void *worker_main(void *p) {
         }
         if (atomic_load(&tp->stop)) return NULL;
         seen = g;
-        tp->fn(tp->arg, wa.ith, tp->n);
-        atomic_fetch_add_explicit(&tp->done, 1, memory_order_release);
+        run_tasks(tp, (uint32_t)g);
     }
 }
 
@@ -128,15 +148,17 @@ void mr_tp_run(mr_threadpool *tp, mr_tp_fn fn, void *arg) {
     tp->fn = fn;
     tp->arg = arg;
     atomic_store_explicit(&tp->done, 0, memory_order_relaxed);
+    const uint32_t job = (uint32_t)(atomic_load(&tp->gen) + 1);
+    atomic_store_explicit(&tp->claim, (uint64_t)job << 32, memory_order_release);
     atomic_fetch_add(&tp->gen, 1); /* seq_cst: ordered before the sleepers load */
     if (atomic_load(&tp->sleepers) > 0) {
         pthread_mutex_lock(&tp->mu);
         pthread_cond_broadcast(&tp->cv);
         pthread_mutex_unlock(&tp->mu);
     }
-    fn(arg, 0, tp->n);
+    run_tasks(tp, job);
     int spins = 0;
-    while (atomic_load_explicit(&tp->done, memory_order_acquire) != tp->n - 1) {
+    while (atomic_load_explicit(&tp->done, memory_order_acquire) != tp->n) {
         if (++spins < MR_TP_SPIN) MR_PAUSE();
         else sched_yield();
     }

@@ -1,8 +1,11 @@
 /*
  * threadpool.h — a persistent fork-join thread pool for the CPU kernels.
  *
- * mr_tp_run(tp, fn, arg) calls fn(arg, ith, nth) once on each of the pool's
- * nth threads (the caller is thread 0) and returns when all calls returned.
+ * mr_tp_run(tp, fn, arg) calls fn(arg, ith, nth) once for each ith in
+ * [0, nth) (nth = pool size) and returns when all calls returned. The calls
+ * run concurrently on the pool's threads, but which thread runs which ith is
+ * not fixed (an idle thread takes the tasks of one that is not scheduled), so
+ * per-task state must be indexed by ith, never by thread.
  * Workers spin on a generation counter for a short while after each job (the
  * next job of a forward pass usually follows within microseconds), then sleep
  * on a condition variable so that idle pools cost no CPU.

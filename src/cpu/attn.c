@@ -1,0 +1,184 @@
+/*
+ * attn.c — CPU attention over the KV cache: standard and flash (online
+ * softmax over blocks of cells). See attn.h for the layout and the mask.
+ */
+#include "cpu/attn.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "quant/quant.h"
+
+#define ATTN_BLOCK 128
+
+static inline bool cell_visible(const cpu_attn_args *a, int c, int32_t pos, int seq) {
+    const int32_t cp = a->cell_pos[c];
+    if (cp < 0 || cp > pos || !((a->cell_seq[c] >> seq) & 1)) return false;
+    if (a->n_swa > 0 && pos - cp >= a->n_swa) return false;
+    return true;
+}
+
+static inline size_t pad16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+size_t cpu_attn_scratch_floats(const cpu_attn_args *a) {
+    const int g = a->n_head / a->n_head_kv;
+    const size_t nsc = a->flash ? ATTN_BLOCK : (size_t)a->n_cells;
+    /* scores (g x nsc), quantized q (<= dk*4 bytes + blocks), k row, v row, m/l per head */
+    return pad16((size_t)g * nsc) + pad16((size_t)a->dk + 64) + pad16((size_t)a->dk) + pad16((size_t)a->dv) +
+           pad16((size_t)2 * g) + pad16((size_t)g * a->dk);
+}
+
+/* Scores of query q against cells [c0, c1) of head kvh into s[0..c1-c0). */
+static void scores(const cpu_attn_args *a, int kvh, const float *q, int c0, int c1, float *s, void *qq,
+                   float *krow) {
+    const size_t krb = mr_row_size(a->k_type, a->dk);
+    const uint8_t *Kh = a->K + (size_t)kvh * a->n_ctx * krb;
+    if (a->ref) {
+        for (int c = c0; c < c1; c++) {
+            quant_dequant_row(a->k_type, Kh + (size_t)c * krb, krow, a->dk);
+            double acc = 0.0;
+            for (int i = 0; i < a->dk; i++) acc += (double)q[i] * krow[i];
+            s[c - c0] = (float)acc;
+        }
+    } else {
+        const uint32_t vt = quant_vec_dot_type(a->k_type);
+        const void *xq = q;
+        if (vt != MR_TYPE_F32) {
+            quant_quantize_row(vt, q, qq, a->dk);
+            xq = qq;
+        }
+        /* quant_matvec indexes y by absolute row: shift the output pointer */
+        quant_matvec(a->k_type, Kh, a->dk, c0, c1, xq, s - c0);
+    }
+    for (int c = c0; c < c1; c++) {
+        float v = s[c - c0] * a->scale;
+        if (a->softcap > 0.0f) v = a->softcap * tanhf(v / a->softcap);
+        s[c - c0] = v;
+    }
+}
+
+/* Dequantize the value row of cell c, head kvh, into vrow (dv floats). */
+static void value_row(const cpu_attn_args *a, int kvh, int c, float *vrow) {
+    if (a->v_in_k) {
+        const size_t krb = mr_row_size(a->k_type, a->dk);
+        quant_dequant_row(a->k_type, a->K + ((size_t)kvh * a->n_ctx + c) * krb, vrow, a->dv);
+    } else {
+        const size_t vrb = mr_row_size(a->v_type, a->dv);
+        quant_dequant_row(a->v_type, a->V + ((size_t)kvh * a->n_ctx + c) * vrb, vrow, a->dv);
+    }
+}
+
+void cpu_attn_head(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, int seq, float *out,
+                   float *scratch) {
+    const int g = a->n_head / a->n_head_kv, dk = a->dk, dv = a->dv;
+    const size_t nsc = a->flash ? ATTN_BLOCK : (size_t)a->n_cells;
+    float *s = scratch;
+    void *qq = scratch + pad16((size_t)g * nsc);
+    float *krow = (float *)qq + pad16((size_t)dk + 64);
+    float *vrow = krow + pad16((size_t)dk);
+    float *ml = vrow + pad16((size_t)dv);
+    memset(out, 0, sizeof(float) * (size_t)g * dv);
+    float *q16 = NULL;
+    if (a->k_type == MR_TYPE_F16) {
+        /* as ggml: the query meets an f16 K in f16 (it is converted to K's
+         * vec-dot type), so round it once here; vrow is free until V is read */
+        q16 = ml + pad16((size_t)2 * g);
+        for (size_t i = 0; i < (size_t)g * dk; i++) q16[i] = mr_fp16_to_fp32(mr_fp32_to_fp16(q[i]));
+        q = q16;
+    }
+
+    /* visible range: cells outside [lo, hi) are never visible */
+    int lo = 0, hi = a->n_cells;
+    while (lo < hi && !cell_visible(a, lo, pos, seq)) lo++;
+    while (hi > lo && !cell_visible(a, hi - 1, pos, seq)) hi--;
+    if (lo >= hi) return;
+
+    if (!a->flash) {
+        const int n = hi - lo;
+        for (int j = 0; j < g; j++) {
+            float *sj = s + (size_t)j * n;
+            scores(a, kvh, q + (size_t)j * dk, lo, hi, sj, qq, krow);
+            float mx = -INFINITY;
+            for (int c = lo; c < hi; c++) {
+                if (!cell_visible(a, c, pos, seq)) sj[c - lo] = -INFINITY;
+                else if (sj[c - lo] > mx) mx = sj[c - lo];
+            }
+            double sum = 0.0;
+            for (int i = 0; i < n; i++) {
+                sj[i] = sj[i] == -INFINITY ? 0.0f : expf(sj[i] - mx);
+                sum += sj[i];
+            }
+            const float inv = (float)(1.0 / sum);
+            for (int i = 0; i < n; i++) sj[i] *= inv;
+            if (a->v_type == MR_TYPE_F16 && !a->v_in_k) /* as ggml: probabilities meet f16 V in f16 */
+                for (int i = 0; i < n; i++) sj[i] = mr_fp16_to_fp32(mr_fp32_to_fp16(sj[i]));
+        }
+        for (int c = lo; c < hi; c++) {
+            bool any = false;
+            for (int j = 0; j < g && !any; j++) any = s[(size_t)j * n + (c - lo)] != 0.0f;
+            if (!any) continue;
+            value_row(a, kvh, c, vrow);
+            for (int j = 0; j < g; j++) {
+                const float p = s[(size_t)j * n + (c - lo)];
+                if (p == 0.0f) continue;
+                float *o = out + (size_t)j * dv;
+                for (int i = 0; i < dv; i++) o[i] += p * vrow[i];
+            }
+        }
+        return;
+    }
+
+    /* flash: running max m_j and sum l_j per head, acc in out */
+    float *m = ml, *l = ml + g;
+    for (int j = 0; j < g; j++) {
+        m[j] = -INFINITY;
+        l[j] = 0.0f;
+    }
+    for (int c0 = lo; c0 < hi; c0 += ATTN_BLOCK) {
+        const int c1 = c0 + ATTN_BLOCK < hi ? c0 + ATTN_BLOCK : hi;
+        for (int j = 0; j < g; j++) {
+            float *sj = s + (size_t)j * ATTN_BLOCK;
+            scores(a, kvh, q + (size_t)j * dk, c0, c1, sj, qq, krow);
+            float bm = -INFINITY;
+            for (int c = c0; c < c1; c++) {
+                if (!cell_visible(a, c, pos, seq)) sj[c - c0] = -INFINITY;
+                else if (sj[c - c0] > bm) bm = sj[c - c0];
+            }
+            if (bm == -INFINITY) {
+                memset(sj, 0, sizeof(float) * (size_t)(c1 - c0));
+                continue;
+            }
+            if (bm > m[j]) {
+                const float r = m[j] == -INFINITY ? 0.0f : expf(m[j] - bm);
+                float *o = out + (size_t)j * dv;
+                for (int i = 0; i < dv; i++) o[i] *= r;
+                l[j] *= r;
+                m[j] = bm;
+            }
+            for (int c = c0; c < c1; c++)
+                if (sj[c - c0] != -INFINITY) {
+                    sj[c - c0] = expf(sj[c - c0] - m[j]);
+                    l[j] += sj[c - c0];
+                } else
+                    sj[c - c0] = 0.0f;
+        }
+        for (int c = c0; c < c1; c++) {
+            bool any = false;
+            for (int j = 0; j < g && !any; j++) any = s[(size_t)j * ATTN_BLOCK + (c - c0)] != 0.0f;
+            if (!any) continue;
+            value_row(a, kvh, c, vrow);
+            for (int j = 0; j < g; j++) {
+                const float p = s[(size_t)j * ATTN_BLOCK + (c - c0)];
+                if (p == 0.0f) continue;
+                float *o = out + (size_t)j * dv;
+                for (int i = 0; i < dv; i++) o[i] += p * vrow[i];
+            }
+        }
+    }
+    for (int j = 0; j < g; j++) {
+        if (l[j] == 0.0f) continue;
+        const float inv = 1.0f / l[j];
+        float *o = out + (size_t)j * dv;
+        for (int i = 0; i < dv; i++) o[i] *= inv;
+    }
+}

@@ -1,0 +1,61 @@
+/*
+ * attn.h — attention of one query token over the KV cache (CPU).
+ *
+ * Cache layout (per layer): for each KV head, n_ctx rows (one per cell) of dk
+ * elements in k_type (row bytes mr_row_size(k_type, dk)); V likewise with dv.
+ * A head's keys are thus an ordinary (n_ctx, dk) matrix, and the scores of a
+ * query against all cells are one quant_matvec over it (the query quantized
+ * into the K type's vec-dot type, like llama.cpp's flash path).
+ *
+ * Cell c is visible to a query (pos, seq) when cell_pos[c] >= 0, bit seq of
+ * cell_seq[c] is set, cell_pos[c] <= pos, and, with a sliding window n_swa > 0,
+ * pos - cell_pos[c] < n_swa (llama.cpp's LLAMA_SWA_TYPE_STANDARD).
+ *
+ * Two algorithms: the standard one (scores of all cells, softmax, weighted
+ * sum of V) and the flash one (blocks of cells with an online softmax, no
+ * per-token score row). The reference mode (ref) dequantizes K and V and uses
+ * the scalar kernels only.
+ *
+ * Precision follows ggml's CPU paths where it matters for conformance: with
+ * an f16 K the query is rounded to f16 (ggml converts it to K's vec-dot
+ * type), and in the standard path the probabilities are rounded to f16 before
+ * they meet an f16 V. The flash path accumulates V in f32 (ggml's CPU flash
+ * kernel accumulates f16 V in f16; ours is the more accurate of the two).
+ *
+ * MLA extension point: v_in_k says the value of a cell is the first dv
+ * elements of its K row (absorbed MLA caches one latent per cell); V is then
+ * unused.
+ */
+#ifndef MR_CPU_ATTN_H
+#define MR_CPU_ATTN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int n_head, n_head_kv, dk, dv;
+    float scale;         /* applied to q.k */
+    float softcap;       /* > 0: s = softcap * tanh(s / softcap) */
+    uint32_t k_type, v_type;
+    const uint8_t *K, *V;/* layer base pointers (see layout) */
+    int n_ctx;           /* rows per head in the cache */
+    bool v_in_k;
+    int n_cells;         /* scan cells [0, n_cells) */
+    const int32_t *cell_pos;
+    const uint64_t *cell_seq;
+    int n_swa;           /* 0: no window */
+    bool flash, ref;
+} cpu_attn_args;
+
+/* Floats of per-thread scratch cpu_attn_head needs. */
+size_t cpu_attn_scratch_floats(const cpu_attn_args *a);
+
+/* Attention of the n_head/n_head_kv query heads that share KV head kvh.
+ * q: those heads' query vectors (g, dk), already scaled/roped as the arch
+ * wants; out: (g, dv). scratch: cpu_attn_scratch_floats() floats, 64-byte
+ * aligned. A query that sees no cell gets zeros. */
+void cpu_attn_head(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, int seq, float *out,
+                   float *scratch);
+
+#endif

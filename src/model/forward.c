@@ -1,0 +1,143 @@
+/*
+ * forward.c — the forward pass driver: scratch allocation, embeddings, the
+ * layer loop (norm -> attention kind -> [post-norm] -> residual -> norm ->
+ * FFN kind -> [post-norm] -> residual) and the output head.
+ */
+#include "model/forward.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "quant/quant.h"
+
+static float *falloc(size_t n) { return mr_malloc_aligned(sizeof(float) * (n ? n : 1)); }
+
+model_run *model_run_new(const mr_model *m, kv_cache *kv, int n_ub, int n_threads, bool flash, bool ref) {
+    model_run *r = mr_calloc(1, sizeof *r);
+    if (!r) return NULL;
+    const model_hparams *hp = &m->hp;
+    r->m = m;
+    r->kv = kv;
+    r->n_ub = n_ub;
+    r->flash = flash;
+    r->ref = ref;
+    r->mm.ref = ref;
+    r->tp = mr_tp_new(ref ? 1 : (n_threads > 0 ? n_threads : m->n_threads));
+    if (!r->tp) goto fail;
+    r->mm.tp = r->tp;
+
+    const size_t T = (size_t)n_ub, D = (size_t)hp->n_embd;
+    size_t qw = 0, kw = 0, vw = 0, aw = 0, fw = 0;
+    for (int il = 0; il < hp->n_layer; il++) {
+        const model_layer *ly = &m->layers[il];
+        qw = MR_MAX(qw, (size_t)ly->n_head * hp->head_dim_k);
+        kw = MR_MAX(kw, (size_t)ly->kv_heads * ly->kv_dk);
+        vw = MR_MAX(vw, (size_t)ly->kv_heads * ly->kv_dv);
+        aw = MR_MAX(aw, (size_t)ly->n_head * hp->head_dim_v);
+        if (ly->ffn_up.data) fw = MR_MAX(fw, (size_t)ly->ffn_up.m);
+        if (ly->up_exps.data) fw = MR_MAX(fw, (size_t)ly->up_exps.m);
+        if (ly->up_shexp.data) fw = MR_MAX(fw, (size_t)ly->up_shexp.m);
+    }
+    r->x = falloc(T * D);
+    r->xn = falloc(T * D);
+    r->tmp = falloc(T * D);
+    r->q = falloc(T * qw);
+    r->k = falloc(T * kw);
+    r->v = falloc(T * vw);
+    r->att = falloc(T * aw);
+    r->ff_a = falloc(T * fw);
+    r->ff_b = falloc(T * fw);
+    r->rope_cs = falloc((size_t)hp->n_rot + 2);
+    if (!r->x || !r->xn || !r->tmp || !r->q || !r->k || !r->v || !r->att || !r->ff_a || !r->ff_b || !r->rope_cs)
+        goto fail;
+    if (hp->n_expert > 0) {
+        const size_t E = (size_t)hp->n_expert, K = (size_t)hp->n_expert_used;
+        r->router = falloc(T * E);
+        r->sel = mr_malloc(sizeof(int32_t) * T * K);
+        r->selw = falloc(T * K);
+        r->ex_tok = mr_malloc(sizeof(int32_t) * T * E);
+        r->ex_slot = mr_malloc(sizeof(int32_t) * T * E);
+        r->ex_cnt = mr_malloc(sizeof(int32_t) * E);
+        r->ex_x = falloc(T * D);
+        r->ex_y = falloc(T * D);
+        if (!r->router || !r->sel || !r->selw || !r->ex_tok || !r->ex_slot || !r->ex_cnt || !r->ex_x || !r->ex_y)
+            goto fail;
+    }
+    size_t per = 0;
+    for (int il = 0; il < hp->n_layer; il++) {
+        const model_layer *ly = &m->layers[il];
+        cpu_attn_args a = {.n_head = ly->n_head, .n_head_kv = ly->kv_heads, .dk = ly->kv_dk, .dv = ly->kv_dv,
+                           .n_cells = kv->n_ctx, .flash = flash};
+        if (ly->attn_kind == MODEL_ATTN_MLA) a.n_head_kv = 1;
+        per = MR_MAX(per, cpu_attn_scratch_floats(&a));
+    }
+    per = (per + 15) & ~(size_t)15;
+    r->attn_scratch_per = per;
+    r->attn_scratch = falloc(per * (size_t)mr_tp_n(r->tp));
+    if (!r->attn_scratch) goto fail;
+    return r;
+fail:
+    mr_preerr("forward scratch for micro-batches of %d tokens", n_ub);
+    model_run_free(r);
+    return NULL;
+}
+
+void model_run_free(model_run *r) {
+    if (!r) return;
+    mr_tp_free(r->tp);
+    cpu_mm_free(&r->mm);
+    float *fs[] = {r->x, r->xn, r->tmp, r->q, r->k, r->v, r->att, r->ff_a, r->ff_b, r->rope_cs,
+                   r->router, r->selw, r->ex_x, r->ex_y, r->attn_scratch};
+    for (size_t i = 0; i < MR_ARRAY_LEN(fs); i++) mr_free_aligned(fs[i]);
+    free(r->sel);
+    free(r->ex_tok);
+    free(r->ex_slot);
+    free(r->ex_cnt);
+    free(r);
+}
+
+static const float *vecf(const mr_weight *w) { return (const float *)w->data; }
+
+int model_forward(model_run *r, const model_ubatch *ub, float *logits) {
+    const mr_model *m = r->m;
+    const model_hparams *hp = &m->hp;
+    const int T = ub->n, D = hp->n_embd;
+    MR_ASSERT(T > 0 && T <= r->n_ub);
+
+    /* embeddings */
+    for (int t = 0; t < T; t++)
+        if (cpu_get_row(&r->mm, &m->tok_embd, ub->tok[t], r->x + (size_t)t * D)) return -1;
+    if (hp->embd_scale != 0.0f)
+        for (size_t i = 0; i < (size_t)T * D; i++) r->x[i] *= hp->embd_scale;
+
+    for (int il = 0; il < hp->n_layer; il++) {
+        const model_layer *ly = &m->layers[il];
+        cpu_rmsnorm_rows(r->xn, r->x, vecf(&ly->attn_norm), T, D, hp->rms_eps);
+        int rc = ly->attn_kind == MODEL_ATTN_MLA ? model_attn_mla(r, ub, il, r->xn, r->tmp)
+                                                 : model_attn_gqa(r, ub, il, r->xn, r->tmp);
+        if (rc) return -1;
+        if (ly->attn_post_norm.data) cpu_rmsnorm_rows(r->tmp, r->tmp, vecf(&ly->attn_post_norm), T, D, hp->rms_eps);
+        cpu_add(r->x, r->tmp, (int64_t)T * D);
+
+        cpu_rmsnorm_rows(r->xn, r->x, vecf(&ly->ffn_norm), T, D, hp->rms_eps);
+        if (ly->ffn_kind == MODEL_FFN_MOE) rc = model_ffn_moe(r, T, il, r->xn, r->tmp);
+        else rc = model_ffn_dense(r, T, &ly->ffn_gate, &ly->ffn_up, &ly->ffn_down, r->xn, r->tmp);
+        if (rc) return -1;
+        if (ly->ffn_post_norm.data) cpu_rmsnorm_rows(r->tmp, r->tmp, vecf(&ly->ffn_post_norm), T, D, hp->rms_eps);
+        cpu_add(r->x, r->tmp, (int64_t)T * D);
+    }
+
+    /* output head on the requested rows */
+    if (ub->n_out == 0) return 0;
+    for (int i = 0; i < ub->n_out; i++)
+        cpu_rmsnorm(r->xn + (size_t)i * D, r->x + (size_t)ub->out[i] * D, vecf(&m->output_norm), D, hp->rms_eps);
+    r->mm.bytes_read += m->output_norm.mat_bytes;
+    if (cpu_matmul(&r->mm, &m->output, 0, r->xn, ub->n_out, logits)) return -1;
+    if (hp->logit_softcap > 0.0f) {
+        const float c = hp->logit_softcap;
+        for (size_t i = 0; i < (size_t)ub->n_out * hp->n_vocab; i++) logits[i] = c * tanhf(logits[i] / c);
+    }
+    return 0;
+}

@@ -1,0 +1,87 @@
+/*
+ * forward.h — the CPU forward pass over one micro-batch.
+ *
+ * model_run holds everything a forward needs besides the model: the KV cache,
+ * the thread pool, the matmul state and scratch buffers sized once for the
+ * largest micro-batch. model_forward() runs embeddings -> layers (attention
+ * block kind, FFN block kind) -> output head for the tokens of a ubatch whose
+ * KV cells were already assigned (kv_alloc).
+ */
+#ifndef MR_FORWARD_H
+#define MR_FORWARD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cpu/attn.h"
+#include "cpu/cpu.h"
+#include "model/kv.h"
+#include "model/model.h"
+
+typedef struct {
+    int n;                /* tokens (T) */
+    const int32_t *tok;   /* (T) */
+    const int32_t *pos;   /* (T) */
+    const int32_t *seq;   /* (T) */
+    const int32_t *cell;  /* (T) KV cell of each token */
+    int n_out;            /* tokens whose logits are wanted */
+    const int32_t *out;   /* (n_out) indices into the ubatch, increasing */
+} model_ubatch;
+
+typedef struct model_run {
+    const mr_model *m;
+    kv_cache *kv;
+    mr_threadpool *tp;
+    cpu_mm mm;
+    int n_ub;           /* capacity in tokens */
+    bool flash, ref;
+
+    /* scratch (T = n_ub rows) */
+    float *x, *xn, *tmp;  /* (T, D) */
+    float *q, *k, *v;     /* (T, H*Dk), (T, Hkv*Dk), (T, Hkv*Dv) */
+    float *att;           /* (T, H*Dv) */
+    float *ff_a, *ff_b;   /* (T, Fmax) */
+    float *rope_cs;       /* (n_rot) */
+    /* MoE */
+    float *router;        /* (T, E) */
+    int32_t *sel;         /* (T, k) selected experts */
+    float *selw;          /* (T, k) their weights */
+    int32_t *ex_tok;      /* (E, T) tokens routed to each expert */
+    int32_t *ex_slot;     /* (E, T) which of the token's k slots */
+    int32_t *ex_cnt;      /* (E) */
+    float *ex_x, *ex_y;   /* (T, D) gathered inputs / outputs */
+    /* attention: per-thread scratch */
+    float *attn_scratch;
+    size_t attn_scratch_per;
+    /* MLA extension: the MLA engineer may hang buffers here */
+    void *mla;
+} model_run;
+
+/* Allocate a run for micro-batches of up to n_ub tokens. n_threads <= 0: the
+ * model's default. flash: the online-softmax attention kernel. ref: scalar
+ * reference kernels, single-threaded (the spec). NULL with an error. */
+model_run *model_run_new(const mr_model *m, kv_cache *kv, int n_ub, int n_threads, bool flash, bool ref);
+void model_run_free(model_run *r);
+
+/* Forward one micro-batch. logits: (n_out, V) for the tokens ub->out.
+ * Returns 0, -1 with an error. */
+int model_forward(model_run *r, const model_ubatch *ub, float *logits);
+
+/* Block kinds. Each reads xn (T, D) (the normed input) and writes out (T, D). */
+int model_attn_gqa(model_run *r, const model_ubatch *ub, int il, const float *xn, float *out);
+int model_attn_mla(model_run *r, const model_ubatch *ub, int il, const float *xn, float *out);
+int model_ffn_dense(model_run *r, int T, const mr_weight *gate, const mr_weight *up, const mr_weight *down,
+                    const float *xn, float *out);
+int model_ffn_moe(model_run *r, int T, int il, const float *xn, float *out);
+
+/* Helpers shared by attention kinds. */
+/* Write K (T, heads*dk) and V (T, heads*dv) rows of the ubatch into layer il
+ * of the cache at the tokens' cells (V NULL when v_in_k). */
+void model_kv_write(model_run *r, const model_ubatch *ub, int il, const float *K, const float *V);
+/* Run cpu_attn_head for every (token, KV head) of the ubatch across the pool:
+ * q (T, H*dk) -> out (T, H*dv). a: the per-layer arguments (K/V, geometry). */
+void model_attn_run(model_run *r, const model_ubatch *ub, const cpu_attn_args *a, const float *q, float *out);
+/* The RoPE parameters of layer il (llama.cpp's rope_ext arguments). */
+cpu_rope_params model_rope_params(const mr_model *m, int il);
+
+#endif

@@ -1,0 +1,136 @@
+/*
+ * forward_attn.c — the GQA attention block kind (llama, qwen2/3, qwen3moe,
+ * gemma3) and the helpers every attention kind shares: cache writes, the
+ * threaded attention over (token, KV head) pairs, RoPE parameters.
+ *
+ * GQA per layer (T tokens, H heads, Hkv KV heads, head size Dk/Dv):
+ *   q = xn Wq^T (+bq) (T, H*Dk); k, v likewise with Hkv heads
+ *   [QK-norm: RMSNorm of each head with attn_q_norm / attn_k_norm]
+ *   RoPE on q and k (normal or NEOX per arch, this layer's base)
+ *   cache <- k, v at the tokens' cells; att = softmax(q k^T * scale, mask) v
+ *   out = att Wo^T (+bo)
+ * Query head h uses KV head h / (H / Hkv), as ggml's broadcast does.
+ */
+#include <stdatomic.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "model/forward.h"
+#include "quant/quant.h"
+
+cpu_rope_params model_rope_params(const mr_model *m, int il) {
+    const model_hparams *hp = &m->hp;
+    const model_layer *ly = &m->layers[il];
+    cpu_rope_params p = {
+        .mode = m->arch->rope_mode,
+        .n_dims = hp->n_rot,
+        .freq_base = ly->rope_base,
+        .freq_scale = ly->rope_freq_scale,
+        .ext_factor = hp->yarn_ext_factor,
+        .attn_factor = hp->yarn_attn_factor,
+        .beta_fast = hp->yarn_beta_fast,
+        .beta_slow = hp->yarn_beta_slow,
+        .n_ctx_orig = hp->n_ctx_orig_yarn,
+        .freq_factors = m->rope_freqs.data ? (const float *)m->rope_freqs.data : NULL,
+    };
+    return p;
+}
+
+void model_kv_write(model_run *r, const model_ubatch *ub, int il, const float *K, const float *V) {
+    const kv_cache *kv = r->kv;
+    const model_layer *ly = &r->m->layers[il];
+    const int heads = ly->kv_heads, dk = ly->kv_dk, dv = ly->kv_dv;
+    for (int t = 0; t < ub->n; t++) {
+        const size_t c = (size_t)ub->cell[t];
+        for (int h = 0; h < heads; h++) {
+            quant_quantize_row(kv->type_k, K + ((size_t)t * heads + h) * dk,
+                               kv->k[il] + ((size_t)h * kv->n_ctx + c) * kv->k_row[il], dk);
+            if (V)
+                quant_quantize_row(kv->type_v, V + ((size_t)t * heads + h) * dv,
+                                   kv->v[il] + ((size_t)h * kv->n_ctx + c) * kv->v_row[il], dv);
+        }
+    }
+}
+
+typedef struct {
+    model_run *r;
+    const model_ubatch *ub;
+    const cpu_attn_args *a;
+    const float *q;
+    float *out;
+    _Atomic int next;
+} attn_job;
+
+static void attn_worker(void *arg, int ith, int nth) {
+    attn_job *j = arg;
+    const cpu_attn_args *a = j->a;
+    const int g = a->n_head / a->n_head_kv, n_items = j->ub->n * a->n_head_kv;
+    float *scratch = j->r->attn_scratch + (size_t)ith * j->r->attn_scratch_per;
+    for (;;) {
+        const int it = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (it >= n_items) break;
+        const int t = it / a->n_head_kv, kvh = it % a->n_head_kv;
+        const float *q = j->q + ((size_t)t * a->n_head + (size_t)kvh * g) * a->dk;
+        float *o = j->out + ((size_t)t * a->n_head + (size_t)kvh * g) * a->dv;
+        cpu_attn_head(a, kvh, q, j->ub->pos[t], j->ub->seq[t], o, scratch);
+    }
+}
+
+void model_attn_run(model_run *r, const model_ubatch *ub, const cpu_attn_args *a, const float *q, float *out) {
+    attn_job j = {.r = r, .ub = ub, .a = a, .q = q, .out = out};
+    atomic_init(&j.next, 0);
+    mr_tp_run(r->tp, attn_worker, &j);
+}
+
+static void add_bias(float *y, const mr_weight *b, int T, int n) {
+    if (!b->data) return;
+    const float *bv = b->data;
+    for (int t = 0; t < T; t++) cpu_add(y + (size_t)t * n, bv, n);
+}
+
+int model_attn_gqa(model_run *r, const model_ubatch *ub, int il, const float *xn, float *out) {
+    const mr_model *m = r->m;
+    const model_hparams *hp = &m->hp;
+    const model_layer *ly = &m->layers[il];
+    const int T = ub->n, H = ly->n_head, Hkv = ly->n_head_kv, Dk = hp->head_dim_k, Dv = hp->head_dim_v;
+    const int qw = H * Dk, kw = Hkv * Dk, vw = Hkv * Dv;
+
+    if (cpu_matmul(&r->mm, &ly->wq, 0, xn, T, r->q) || cpu_matmul(&r->mm, &ly->wk, 0, xn, T, r->k) ||
+        cpu_matmul(&r->mm, &ly->wv, 0, xn, T, r->v))
+        return -1;
+    add_bias(r->q, &ly->bq, T, qw);
+    add_bias(r->k, &ly->bk, T, kw);
+    add_bias(r->v, &ly->bv, T, vw);
+
+    const cpu_rope_params rp = model_rope_params(m, il);
+    for (int t = 0; t < T; t++) {
+        float *q = r->q + (size_t)t * qw, *k = r->k + (size_t)t * kw;
+        if (ly->q_norm.data)
+            for (int h = 0; h < H; h++) cpu_rmsnorm(q + (size_t)h * Dk, q + (size_t)h * Dk, ly->q_norm.data, Dk, hp->rms_eps);
+        if (ly->k_norm.data)
+            for (int h = 0; h < Hkv; h++)
+                cpu_rmsnorm(k + (size_t)h * Dk, k + (size_t)h * Dk, ly->k_norm.data, Dk, hp->rms_eps);
+        if (rp.n_dims > 0) {
+            cpu_rope_cache(&rp, (float)ub->pos[t], r->rope_cs);
+            cpu_rope_apply(&rp, r->rope_cs, q, H, Dk);
+            cpu_rope_apply(&rp, r->rope_cs, k, Hkv, Dk);
+        }
+    }
+    model_kv_write(r, ub, il, r->k, r->v);
+
+    const kv_cache *kv = r->kv;
+    cpu_attn_args a = {
+        .n_head = H, .n_head_kv = Hkv, .dk = Dk, .dv = Dv,
+        .scale = hp->attn_scale, .softcap = hp->attn_softcap,
+        .k_type = kv->type_k, .v_type = kv->type_v,
+        .K = kv->k[il], .V = kv->v[il], .n_ctx = kv->n_ctx,
+        .n_cells = kv->n_hi, .cell_pos = kv->pos, .cell_seq = kv->seq,
+        .n_swa = ly->swa ? hp->n_swa : 0,
+        .flash = r->flash, .ref = r->ref,
+    };
+    model_attn_run(r, ub, &a, r->q, r->att);
+
+    if (cpu_matmul(&r->mm, &ly->wo, 0, r->att, T, out)) return -1;
+    add_bias(out, &ly->bo, T, hp->n_embd);
+    return 0;
+}

@@ -1,0 +1,211 @@
+/*
+ * test_engine.c — engine behaviour on the tiny models (../shared/fixtures):
+ * micro-batch sizes do not change logits, two sequences in one batch give
+ * each sequence's logits alone, kv_seq_rm + re-decode and kv_seq_cp reproduce
+ * logits, errors (bad token, bad seq, prompt longer than the context, full
+ * cache) are errors and not crashes, the scalar reference path agrees with the
+ * fast path, and the weight-bytes counter moves.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "moerun.h"
+
+static mr_model *load(const char *dir, const char *name) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s.gguf", dir, name);
+    mr_model_params mp = mr_model_default_params();
+    mp.path = p;
+    mr_model *m = mr_model_load(&mp);
+    CHECK(m != NULL, "load %s: %s", p, mr_last_error());
+    return m;
+}
+
+static mr_ctx *ctx(mr_model *m, int n_ctx, int nb, int nub, int nseq, int fa) {
+    mr_ctx_params cp = mr_ctx_default_params();
+    cp.n_ctx = n_ctx;
+    cp.n_batch = nb;
+    cp.n_ubatch = nub;
+    cp.n_seq_max = nseq;
+    cp.n_threads = 2;
+    cp.flash_attn = fa;
+    mr_ctx *c = mr_ctx_new(m, &cp);
+    CHECK(c != NULL, "ctx: %s", mr_last_error());
+    return c;
+}
+
+/* max |a - b| / max(1, max |a|) */
+static double rel_diff(const float *a, const float *b, int n) {
+    double d = 0, mx = 1;
+    for (int i = 0; i < n; i++) {
+        d = fmax(d, fabs((double)a[i] - b[i]));
+        mx = fmax(mx, fabs((double)a[i]));
+    }
+    return d / mx;
+}
+
+/* Decode toks[0..n) on seq with all logits; copy the last token's logits. */
+static int run_prompt(mr_ctx *c, const mr_token *toks, int n, int seq, int pos0, float *last, int V) {
+    int32_t *pos = malloc(sizeof(int32_t) * n), *sq = malloc(sizeof(int32_t) * n);
+    for (int i = 0; i < n; i++) {
+        pos[i] = pos0 + i;
+        sq[i] = seq;
+    }
+    mr_batch b = {.n_tokens = n, .token = toks, .pos = pos, .seq = sq};
+    int rc = mr_decode(c, &b);
+    if (!rc && last) memcpy(last, mr_get_logits(c, n - 1), sizeof(float) * V);
+    free(pos);
+    free(sq);
+    return rc;
+}
+
+static void test_model(const char *mdir, const char *name) {
+    mr_model *m = load(mdir, name);
+    if (!m) return;
+    const int V = mr_n_vocab(m), N = 40;
+    mr_token toks[64], toks2[64];
+    for (int i = 0; i < 64; i++) {
+        toks[i] = (mr_token)((i * 7919 + 13) % (V - 300) + 100);
+        toks2[i] = (mr_token)((i * 104729 + 5) % (V - 300) + 100);
+    }
+    float *ref = malloc(sizeof(float) * V), *got = malloc(sizeof(float) * V), *ref2 = malloc(sizeof(float) * V);
+
+    /* micro-batch sizes 1 / 7 / 512 */
+    mr_ctx *c = ctx(m, 256, 512, 512, 1, 0);
+    CHECK(c && run_prompt(c, toks, N, 0, 0, ref, V) == 0, "%s: decode: %s", name, mr_last_error());
+    mr_ctx_free(c);
+    const int ubs[] = {1, 7};
+    for (int k = 0; k < 2; k++) {
+        c = ctx(m, 256, 512, ubs[k], 1, 0);
+        CHECK(c && run_prompt(c, toks, N, 0, 0, got, V) == 0, "%s: decode ub %d", name, ubs[k]);
+        double d = rel_diff(ref, got, V);
+        CHECK(d < 1e-4, "%s: ubatch %d vs 512: rel diff %g", name, ubs[k], d);
+        mr_ctx_free(c);
+    }
+    /* flash attention agrees with the standard path */
+    c = ctx(m, 256, 512, 512, 1, 1);
+    CHECK(c && run_prompt(c, toks, N, 0, 0, got, V) == 0, "%s: decode fa", name);
+    CHECK(rel_diff(ref, got, V) < 5e-2, "%s: flash vs standard: rel diff %g", name, rel_diff(ref, got, V));
+    mr_ctx_free(c);
+
+    /* two sequences in one batch (interleaved) = each alone */
+    c = ctx(m, 256, 512, 512, 1, 0);
+    CHECK(c && run_prompt(c, toks2, N - 9, 0, 0, ref2, V) == 0, "%s: decode seq alone", name);
+    mr_ctx_free(c);
+    c = ctx(m, 256, 512, 512, 2, 0);
+    if (c) {
+        mr_token bt[128];
+        int32_t bp[128], bs[128];
+        int8_t bl[128];
+        int n = 0, last0 = -1, last1 = -1;
+        for (int i = 0; i < N; i++) {
+            bt[n] = toks[i], bp[n] = i, bs[n] = 0, bl[n] = i == N - 1;
+            if (i == N - 1) last0 = n;
+            n++;
+            if (i < N - 9) {
+                bt[n] = toks2[i], bp[n] = i, bs[n] = 1, bl[n] = i == N - 10;
+                if (i == N - 10) last1 = n;
+                n++;
+            }
+        }
+        mr_batch b = {.n_tokens = n, .token = bt, .pos = bp, .seq = bs, .logits = bl};
+        CHECK(mr_decode(c, &b) == 0, "%s: two-seq batch: %s", name, mr_last_error());
+        const float *l0 = mr_get_logits(c, last0), *l1 = mr_get_logits(c, last1);
+        CHECK(l0 && l1 && mr_get_logits(c, 0) == NULL, "%s: logits rows", name);
+        if (l0 && l1) {
+            CHECK(rel_diff(ref, l0, V) < 1e-4, "%s: seq 0 in a shared batch: %g", name, rel_diff(ref, l0, V));
+            CHECK(rel_diff(ref2, l1, V) < 1e-4, "%s: seq 1 in a shared batch: %g", name, rel_diff(ref2, l1, V));
+        }
+        CHECK(mr_kv_seq_pos_max(c, 0) == N - 1 && mr_kv_seq_pos_max(c, 1) == N - 10, "%s: pos_max", name);
+        CHECK(mr_kv_used_cells(c) == n, "%s: used cells %d != %d", name, mr_kv_used_cells(c), n);
+        /* kv_seq_rm then re-decode the tail of seq 0 */
+        CHECK(mr_kv_seq_rm(c, 0, 20, -1) == 0, "seq_rm");
+        CHECK(mr_kv_seq_pos_max(c, 0) == 19, "%s: pos_max after rm = %d", name, mr_kv_seq_pos_max(c, 0));
+        CHECK(run_prompt(c, toks + 20, N - 20, 0, 20, got, V) == 0, "%s: re-decode", name);
+        CHECK(rel_diff(ref, got, V) < 1e-4, "%s: after seq_rm + re-decode: %g", name, rel_diff(ref, got, V));
+        /* kv_seq_cp: seq 1 := seq 0, then the same next token on both */
+        CHECK(mr_kv_seq_rm(c, 1, -1, -1) == 0 && mr_kv_seq_pos_max(c, 1) == -1, "%s: seq_rm all of seq 1", name);
+        CHECK(mr_kv_seq_cp(c, 0, 1, -1, -1) == 0, "seq_cp");
+        mr_token nt = toks[N];
+        CHECK(run_prompt(c, &nt, 1, 1, N, got, V) == 0, "%s: decode on copied seq", name);
+        CHECK(run_prompt(c, &nt, 1, 0, N, ref2, V) == 0, "%s: decode on seq 0", name);
+        CHECK(rel_diff(ref2, got, V) < 1e-4, "%s: seq_cp: %g", name, rel_diff(ref2, got, V));
+        mr_kv_clear(c);
+        CHECK(mr_kv_used_cells(c) == 0 && mr_kv_seq_pos_max(c, 0) == -1, "clear");
+        mr_ctx_free(c);
+    }
+
+    /* errors, not crashes */
+    c = ctx(m, 32, 32, 16, 1, 0);
+    if (c) {
+        mr_token bad = V;
+        mr_batch b = {.n_tokens = 1, .token = &bad};
+        CHECK(mr_decode(c, &b) == -1 && strstr(mr_last_error(), "vocabulary"), "bad token: %s", mr_last_error());
+        int32_t s = 3;
+        b = (mr_batch){.n_tokens = 1, .token = toks, .seq = &s};
+        CHECK(mr_decode(c, &b) == -1 && strstr(mr_last_error(), "seq"), "bad seq: %s", mr_last_error());
+        CHECK(run_prompt(c, toks, 40, 0, 0, NULL, V) == -1 && strstr(mr_last_error(), "context"),
+              "prompt longer than the context must fail: %s", mr_last_error());
+        printf("  (expected error: %s)\n", mr_last_error());
+        CHECK(run_prompt(c, toks, 30, 0, 0, NULL, V) == 0, "30 of 32: %s", mr_last_error());
+        CHECK(run_prompt(c, toks + 30, 3, 0, 30, NULL, V) == -1 && strstr(mr_last_error(), "full"),
+              "cache full: %s", mr_last_error());
+        CHECK(mr_kv_used_cells(c) == 30, "failed decode must not take cells");
+        mr_ctx_stats st;
+        mr_ctx_get_stats(c, &st);
+        CHECK(st.weight_bytes_read > 0 && st.n_decode_tokens == 30, "stats: %llu bytes %llu tokens",
+              (unsigned long long)st.weight_bytes_read, (unsigned long long)st.n_decode_tokens);
+        mr_ctx_free(c);
+    }
+
+    /* the scalar reference path agrees with the fast path */
+    setenv("MOERUN_REF", "1", 1);
+    c = ctx(m, 256, 512, 512, 1, 0);
+    unsetenv("MOERUN_REF");
+    CHECK(c && run_prompt(c, toks, N, 0, 0, got, V) == 0, "%s: ref decode", name);
+    CHECK(rel_diff(ref, got, V) < 5e-2, "%s: reference vs fast: rel diff %g", name, rel_diff(ref, got, V));
+    printf("%s: reference vs fast path rel diff %.2e\n", name, rel_diff(ref, got, V));
+    mr_ctx_free(c);
+
+    free(ref);
+    free(ref2);
+    free(got);
+    mr_model_free(m);
+}
+
+/* A 4096-token micro-batch at context 8192 (scratch sized once, no crash). */
+static void test_large(const char *mdir) {
+    mr_model *m = load(mdir, "tiny-llama");
+    if (!m) return;
+    const int n = 4096, V = mr_n_vocab(m);
+    mr_token *t = malloc(sizeof(mr_token) * n);
+    for (int i = 0; i < n; i++) t[i] = (mr_token)((i * 7919 + 13) % (V - 300) + 100);
+    mr_ctx *c = ctx(m, 8192, 4096, 4096, 1, 1);
+    float *l = malloc(sizeof(float) * V);
+    CHECK(c && run_prompt(c, t, n, 0, 0, l, V) == 0, "4096-token ubatch: %s", mr_last_error());
+    CHECK(c && run_prompt(c, t, 1, 0, n, l, V) == 0, "decode after it: %s", mr_last_error());
+    mr_ctx_free(c);
+    free(l);
+    free(t);
+    mr_model_free(m);
+}
+
+int main(void) {
+    SKIP_UNLESS_SHARED(mdir, "fixtures/models");
+    test_large(mdir);
+    test_model(mdir, "tiny-llama");
+    test_model(mdir, "tiny-qwen3moe");
+    test_model(mdir, "tiny-gemma3");
+    /* unsupported architecture: a clear error */
+    char p[4096];
+    snprintf(p, sizeof p, "%s/tiny-qwen3next.gguf", mdir);
+    mr_model_params mp = mr_model_default_params();
+    mp.path = p;
+    mr_model *m = mr_model_load(&mp);
+    CHECK(m == NULL && strstr(mr_last_error(), "qwen3next"), "qwen3next: %s", m ? "loaded" : mr_last_error());
+    mr_model_free(m);
+    return check_done();
+}
