@@ -158,6 +158,10 @@ int gguf_writer_begin_data(gguf_writer *w);
 int gguf_writer_write_data(gguf_writer *w, const void *data, uint64_t n);
 /* Finishes (checks all data was written), closes, frees. Returns 0 on success. */
 int gguf_writer_close(gguf_writer *w);
-void gguf_writer_abort(gguf_writer *w); /* close and delete the partial file */
+void gguf_writer_abort(gguf_writer *w); /* close and delete the partial file (regular files only) */
+/* Size in bytes the finished file will have (header, padding and all tensor
+ * data), from the metadata and tensors added so far; no data need be written
+ * (used by `moerun synth --dry-run`). */
+uint64_t gguf_writer_file_size(const gguf_writer *w);
 
 #endif

@@ -733,7 +733,12 @@ int64_t gguf_get_arr_i64(const gguf_ctx *g, const char *key, int64_t *out, int64
     if (!v) return -1;
     for (uint64_t i = 0; i < v->n && (int64_t)i < cap; i++) {
         if (v->arr_type == GGUF_VT_UINT64 || v->arr_type == GGUF_VT_INT64) memcpy(&out[i], (uint8_t *)v->arr + 8 * i, 8);
-        else out[i] = (int64_t)arr_elem_f64(v, i);
+        else {
+            /* float elements saturate (NaN -> 0): a plain cast of an out-of-range
+             * double is undefined behaviour (found by fuzz_gguf) */
+            double d = arr_elem_f64(v, i);
+            out[i] = d != d ? 0 : d >= 9223372036854775807.0 ? INT64_MAX : d <= -9223372036854775808.0 ? INT64_MIN : (int64_t)d;
+        }
     }
     return (int64_t)v->n;
 }

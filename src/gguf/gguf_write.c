@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/base.h"
@@ -48,7 +49,7 @@ static int put(gguf_writer *w, const void *p, size_t n) {
         w->meta = m;
         w->meta_cap = nc;
     }
-    memcpy(w->meta + w->meta_len, p, n);
+    if (n) memcpy(w->meta + w->meta_len, p, n); /* p may be NULL for an empty array */
     w->meta_len += n;
     return 0;
 }
@@ -285,8 +286,23 @@ int gguf_writer_close(gguf_writer *w) {
     return rc;
 }
 
+uint64_t gguf_writer_file_size(const gguf_writer *w) {
+    uint64_t pos = 24 + w->meta_len;
+    if (!w->data_started && w->alignment != GGUF_DEFAULT_ALIGNMENT)
+        pos += 8 + strlen("general.alignment") + 4 + 4; /* added by begin_data() */
+    uint64_t off = 0, end = 0;
+    for (uint64_t i = 0; i < w->n_t; i++) {
+        pos += 8 + strlen(w->t[i].name) + 4 + 8 * w->t[i].n_dims + 4 + 8;
+        end = off + w->t[i].nbytes;
+        off = pad_to(end, w->alignment);
+    }
+    return pad_to(pos, w->alignment) + end;
+}
+
 void gguf_writer_abort(gguf_writer *w) {
+    struct stat st;
     fclose(w->f);
-    unlink(w->path);
+    /* only delete what we created: never a device such as /dev/null */
+    if (stat(w->path, &st) == 0 && S_ISREG(st.st_mode)) unlink(w->path);
     writer_free(w);
 }
