@@ -1,12 +1,17 @@
 /*
  * bench_dot.c — micro-benchmark of the quant dot kernels (developer tool, not a
- * test). Single thread. For each weight type:
+ * test). For each weight type:
  *   matvec: GB/s of weight bytes streamed, y = W x over a 64 MB W (k = 4096),
  *           best of several passes (W does not fit in cache);
- *   matmul: GFLOP/s (2*m*k*n) with n = 64 activation columns on up to 2048 rows.
- * Usage: bench_dot [type ...]   (default: the types our models use)
+ *   matmul: GFLOP/s (2*m*k*n) with n = 64 activation columns on up to 2048 rows;
+ *   quant:  GB/s of floats read by quant_quantize_row into the vec dot type;
+ *   deq:    GB/s of floats written by quant_dequant_row of the weight type.
+ * Usage: bench_dot [-t THREADS] [-s MB] [type ...]   (default: 1 thread, 64 MB,
+ *        the types our models use). -t 2 splits the rows (matvec) across 2
+ *        pthreads and reports the aggregate; -s 1 keeps W in cache (compute bound).
  *        MOERUN_CPU=generic bench_dot   for the scalar reference.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,15 +42,50 @@ static void fill(uint32_t t, uint8_t *w, size_t bytes) {
         }
 }
 
+/* One thread's share of a matvec: rows [r0, r1). */
+typedef struct {
+    uint32_t t;
+    const uint8_t *W;
+    int64_t k, r0, r1;
+    const uint8_t *X;
+    float *y;
+} mv_job;
+
+static void *mv_run(void *p) {
+    const mv_job *j = p;
+    quant_matvec(j->t, j->W, j->k, j->r0, j->r1, j->X, j->y);
+    return NULL;
+}
+
+/* y = W x with rows split across nt threads (the caller runs the first share). */
+static void matvec_mt(int nt, uint32_t t, const uint8_t *W, int64_t k, int64_t m, const uint8_t *X, float *y) {
+    mv_job jobs[8];
+    pthread_t th[8];
+    for (int i = 0; i < nt; i++)
+        jobs[i] = (mv_job){t, W, k, m * i / nt, m * (i + 1) / nt, X, y};
+    for (int i = 1; i < nt; i++) pthread_create(&th[i], NULL, mv_run, &jobs[i]);
+    mv_run(&jobs[0]);
+    for (int i = 1; i < nt; i++) pthread_join(th[i], NULL);
+}
+
 int main(int argc, char **argv) {
+    int nt = 1;
+    size_t target = 64u << 20;
+    while (argc > 2 && argv[1][0] == '-') {
+        if (!strcmp(argv[1], "-t")) nt = MR_MAX(1, MR_MIN(8, atoi(argv[2])));
+        else if (!strcmp(argv[1], "-s")) target = (size_t)(MR_MAX(0.0625, atof(argv[2])) * 1048576.0);
+        else break;
+        argc -= 2, argv += 2;
+    }
     const char *defaults[] = {"F32", "F16", "BF16", "Q4_0", "Q8_0", "Q4_K", "Q5_K", "Q6_K",
                               "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "IQ4_NL", "IQ4_XS"};
     const char **names = argc > 1 ? (const char **)argv + 1 : defaults;
     const int n_names = argc > 1 ? argc - 1 : (int)MR_ARRAY_LEN(defaults);
     const int64_t k = 4096, nc = 64;
-    const size_t target = 64u << 20;
-    printf("cpu: %s (%s), single thread, k = %lld\n", mr_cpu_model(), mr_cpu_features_str(), (long long)k);
-    printf("%-7s %-6s %12s %14s\n", "type", "isa", "matvec GB/s", "matmul GFLOP/s");
+    printf("cpu: %s (%s), %d thread(s) for matvec, k = %lld, W %.2f MB\n", mr_cpu_model(), mr_cpu_features_str(),
+           nt, (long long)k, (double)target / 1048576.0);
+    printf("%-7s %-6s %12s %14s %11s %10s\n", "type", "isa", "matvec GB/s", "matmul GFLOP/s", "quant GB/s",
+           "deq GB/s");
     for (int ni = 0; ni < n_names; ni++) {
         int t = mr_type_from_name(names[ni]);
         if (t < 0 || !quant_supported((uint32_t)t)) {
@@ -71,11 +111,11 @@ int main(int argc, char **argv) {
         const bool slow = quant_isa_selected((uint32_t)t) == QUANT_ISA_SCALAR;
         /* matvec: best of passes over the whole matrix */
         double best = 1e30;
-        const int passes = slow ? 1 : 5;
+        const int passes = slow ? 1 : target < (8u << 20) ? 400 : 5;
         quant_matvec((uint32_t)t, W, k, 0, m, X, y); /* warm-up (page faults) */
         for (int p = 0; p < passes; p++) {
             double t0 = mr_time_s();
-            quant_matvec((uint32_t)t, W, k, 0, m, X, y);
+            matvec_mt(nt, (uint32_t)t, W, k, m, X, y);
             double dt = mr_time_s() - t0;
             if (dt < best) best = dt;
         }
@@ -90,10 +130,28 @@ int main(int argc, char **argv) {
             if (dt < bestmm) bestmm = dt;
         }
         const double gflops = 2.0 * (double)mm * (double)k * (double)nc / bestmm / 1e9;
-        printf("%-7s %-6s %12.2f %14.2f\n", mr_type_name((uint32_t)t),
-               quant_isa_name(quant_isa_selected((uint32_t)t)), gbs, gflops);
+        /* activation quantization (k floats -> vt) and dequantization of weight rows */
+        double bestq = 1e30, bestd = 1e30;
+        const int64_t nrow = MR_MIN(m, 256);
+        float *yd = malloc(sizeof(float) * 16 * (size_t)k); /* 16 rows of floats, reused */
+        for (int64_t i = 0; i < 16 * k; i++) yd[i] = (float)(rnd() & 0xFFFF) / 65536.0f - 0.5f;
+        for (int p = 0; p < 5; p++) {
+            double t0 = mr_time_s();
+            for (int64_t c = 0; c < nc; c++) quant_quantize_row(vt, yd + (c % 16) * k, X + c * xs, k);
+            double dt = mr_time_s() - t0;
+            if (dt < bestq) bestq = dt;
+            t0 = mr_time_s();
+            if (quant_can_dequant((uint32_t)t))
+                for (int64_t r = 0; r < nrow; r++) quant_dequant_row((uint32_t)t, W + r * ws, yd + (r % 16) * k, k);
+            dt = mr_time_s() - t0;
+            if (dt < bestd) bestd = dt;
+        }
+        const double qgbs = 4.0 * (double)k * (double)nc / bestq / 1e9;
+        const double dgbs = 4.0 * (double)k * (double)nrow / bestd / 1e9;
+        printf("%-7s %-6s %12.2f %14.2f %11.2f %10.2f\n", mr_type_name((uint32_t)t),
+               quant_isa_name(quant_isa_selected((uint32_t)t)), gbs, gflops, qgbs, dgbs);
         fflush(stdout);
-        mr_free_aligned(W), mr_free_aligned(X), mr_free_aligned(y), free(xf);
+        mr_free_aligned(W), mr_free_aligned(X), mr_free_aligned(y), free(xf), free(yd);
     }
     return 0;
 }

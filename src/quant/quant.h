@@ -21,8 +21,8 @@
  * Kernels are pure functions of their arguments: thread-safe, no allocation,
  * no error state. Threads split the rows [0, m) into ranges [r0, r1); every
  * thread writes only y[c*y_stride + r] for its own rows, so they can share y.
- * The SIMD kernels (AVX2+FMA: Q4_0 Q8_0 Q4_K Q5_K Q6_K F16 F32 BF16) are chosen
- * at run time from mr_cpu(); MOERUN_CPU=generic forces the scalar reference.
+ * The SIMD kernels (AVX2+FMA: every supported weight type) are chosen at run
+ * time from mr_cpu(); MOERUN_CPU=generic forces the scalar reference.
  */
 #ifndef MR_QUANT_H
 #define MR_QUANT_H
@@ -91,6 +91,11 @@ bool quant_isa_available(quant_isa isa, uint32_t wtype);
 /* The ISA quant_matmul() uses for wtype on this machine. */
 quant_isa quant_isa_selected(uint32_t wtype);
 const char *quant_isa_name(quant_isa isa); /* "auto", "scalar", "avx2" */
+/* quant_dequant_row() / quant_quantize_row() with a given ISA (AVX2 converters:
+ * dequant F16 BF16 Q4_0 Q8_0 Q4_K Q6_K, quantize F16 Q8_0 Q8_K; their output is
+ * bit-identical to the scalar reference). An unavailable one falls back to scalar. */
+int quant_dequant_row_isa(quant_isa isa, uint32_t type, const void *src, float *dst, int64_t n);
+int quant_quantize_row_isa(quant_isa isa, uint32_t type, const float *x, void *dst, int64_t n);
 /* quant_matmul() with a given ISA; an unavailable one falls back to scalar. */
 void quant_matmul_isa(quant_isa isa, uint32_t wtype, const void *W, int64_t k, int64_t r0, int64_t r1,
                       const void *xq, size_t xq_stride, int64_t n_cols, float *y, int64_t y_stride);

@@ -1,59 +1,140 @@
 /*
  * quant_0_avx2.c — AVX2 dot kernels for the 32-element block types (Q4_0,
- * Q8_0 against Q8_0 activations) and the float types (F32, F16, BF16 against
+ * Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL against Q8_0 activations) and the float types (F32, F16, BF16 against
  * F32 activations), and the AVX2 kernel lookup.
  */
 #include "quant/quant_avx2.h"
 
-/* ---- Q8_0 / Q4_0 -------------------------------------------------------------------------- */
+/* ---- 32-element blocks: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 IQ4_NL x Q8_0 ---------------------------- */
 
-/* Q4_0 block quants as 32 unsigned bytes in [0, 15] (element order). */
-Q_INLINE __m256i q40_unpack(const uint8_t *qs) {
-    const __m128i t = _mm_loadu_si128((const __m128i *)qs);
-    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(0x0F));
+/* One kernel body for every 32-block type (T a compile-time constant after
+ * inlining). Per block and row the quants become 32 bytes in element order:
+ * unsigned ([0,15] / [0,31]) for Q4_0 Q4_1 Q5_0 Q5_1, multiplied with the
+ * signed activations by maddubs; signed for Q8_0 and IQ4_NL (the sign trick).
+ * The offsets (-8 of Q4_0, -16 of Q5_0) are subtracted in int32 through the
+ * activation sums, the minimums of Q4_1/Q5_1 added in float the same way; both
+ * sums are computed once per block for all rows. The fp16 scales of the NR
+ * rows x 2 blocks of an iteration are gathered into one vector and converted
+ * and multiplied by the activation scales at once. */
+enum { B_Q4_0, B_Q4_1, B_Q5_0, B_Q5_1, B_Q8_0, B_IQ4_NL };
+
+Q_INLINE size_t b32_size(const int T) {
+    return T == B_Q4_0 || T == B_IQ4_NL ? 18 : T == B_Q4_1 ? 20 : T == B_Q5_0 ? 22 : T == B_Q5_1 ? 24 : 34;
+}
+Q_INLINE bool b32_has_min(const int T) { return T == B_Q4_1 || T == B_Q5_1; }
+Q_INLINE bool b32_signed(const int T) { return T == B_Q8_0 || T == B_IQ4_NL; }
+
+/* 16 packed nibbles -> 32 bytes: low nibbles (elements 0..15) in the low lane,
+ * high nibbles (16..31) in the high lane. */
+Q_INLINE __m256i b32_nibbles(const uint8_t *qs) {
+    const __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
+    return _mm256_and_si256(_mm256_srlv_epi64(t, _mm256_set_epi64x(4, 4, 0, 0)), _mm256_set1_epi8(0x0F));
 }
 
-/* Q8_0 weights: signed x signed via the sign trick. Q4_0 weights: unsigned
- * nibbles with maddubs, minus 8 * (sums of the activations), which is
- * computed once per block and shared by the rows. */
-Q_INLINE void q80_rows(const int NR, const bool is_q4, const char *w, size_t ws, int64_t k, const char *xv,
-                       float *out, const char *pf) {
+/* Bit j of the 32-bit little-endian word at qh as 0x10 in byte j (Q5 high bits). */
+Q_INLINE __m256i b32_hbits(const uint8_t *qh) {
+    uint32_t h;
+    __builtin_memcpy(&h, qh, 4);
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    const __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32((int)h), shuf);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit), _mm256_set1_epi8(0x10));
+}
+
+/* The block's quants (see above); tbl: the IQ4_NL levels in both lanes. */
+Q_INLINE __m256i b32_quants(const int T, const uint8_t *b, __m256i tbl) {
+    switch (T) {
+    case B_Q4_0: return b32_nibbles(b + 2);
+    case B_Q4_1: return b32_nibbles(b + 4);
+    case B_Q5_0: return _mm256_or_si256(b32_nibbles(b + 6), b32_hbits(b + 2));
+    case B_Q5_1: return _mm256_or_si256(b32_nibbles(b + 8), b32_hbits(b + 4));
+    case B_IQ4_NL: return _mm256_shuffle_epi8(tbl, b32_nibbles(b + 2));
+    default: return _mm256_loadu_si256((const __m256i *)(b + 2));
+    }
+}
+
+Q_INLINE uint16_t b32_u16(const uint8_t *p) {
+    uint16_t v;
+    __builtin_memcpy(&v, p, 2);
+    return v;
+}
+
+/* Broadcast lane j of v to all 8 lanes. */
+Q_INLINE __m256 lane_bcast(__m256 v, int j) { return _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(j)); }
+
+/* NB (1 or 2) blocks starting at block i of NR rows against activation blocks
+ * x[i..i+NB). */
+Q_INLINE void b32_step(const int T, const int NR, const int NB, const char *w, size_t ws, const blk_q8_0 *x,
+                       int64_t i, __m256 *acc, __m256i tbl) {
+    const size_t bs = b32_size(T);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i y[2], off[2];
+    __m256 ysf[2];
+    __m128i hd = _mm_setzero_si128(), hm = _mm_setzero_si128();
+    const uint8_t *blk[4][2];
+    for (int r = 0; r < NR; r++)
+        for (int n = 0; n < NB; n++) {
+            blk[r][n] = (const uint8_t *)w + (size_t)r * ws + (size_t)(i + n) * bs;
+            hd = _mm_insert_epi16(hd, b32_u16(blk[r][n]), 4 * n + r);
+            if (b32_has_min(T)) hm = _mm_insert_epi16(hm, b32_u16(blk[r][n] + 2), 4 * n + r);
+        }
+    __m128i hx = _mm_insert_epi16(_mm_setzero_si128(), x[i].d, 0);
+    if (NB == 2) hx = _mm_insert_epi16(hx, x[i + 1].d, 1);
+    /* activation scales: lanes 0-3 block i, 4-7 block i+1 */
+    const __m256 dx = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_cvtph_ps(hx)),
+                                               _mm256_set_epi32(1, 1, 1, 1, 0, 0, 0, 0));
+    /* stored and re-broadcast from memory: a load-port uop instead of a shuffle */
+    float sd[8], sm[8];
+    _mm256_storeu_ps(sd, _mm256_mul_ps(_mm256_cvtph_ps(hd), dx));
+    if (b32_has_min(T)) _mm256_storeu_ps(sm, _mm256_mul_ps(_mm256_cvtph_ps(hm), dx));
+    for (int n = 0; n < NB; n++) {
+        y[n] = _mm256_loadu_si256((const __m256i *)x[i + n].qs);
+        if (T == B_Q4_0) off[n] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), y[n]), ones);
+        if (T == B_Q5_0) off[n] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(16), y[n]), ones);
+        if (b32_has_min(T))
+            ysf[n] = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), y[n]), ones));
+    }
+    for (int n = 0; n < NB; n++)
+        for (int r = 0; r < NR; r++) {
+            const __m256i q = b32_quants(T, blk[r][n], tbl);
+            __m256i p = b32_signed(T) ? q_dot_i8(q, y[n]) : _mm256_madd_epi16(_mm256_maddubs_epi16(q, y[n]), ones);
+            if (T == B_Q4_0 || T == B_Q5_0) p = _mm256_sub_epi32(p, off[n]);
+            acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(sd + 4 * n + r), _mm256_cvtepi32_ps(p), acc[r]);
+            if (b32_has_min(T)) acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(sm + 4 * n + r), ysf[n], acc[r]);
+        }
+}
+
+Q_INLINE void b32_rows(const int T, const int NR, const char *w, size_t ws, int64_t k, const char *xv, float *out,
+                       const char *pf) {
     const int64_t nb = k / 32;
-    const size_t pfs = q_pf_step((size_t)NR * ws, nb);
     const blk_q8_0 *x = (const blk_q8_0 *)xv;
-    const __m256i ones = _mm256_set1_epi16(1), eights = _mm256_set1_epi8(8);
+    const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)quant_iq4nl_values));
     __m256 acc[4];
     for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
-        q_prefetch(pf, pfs, i);
-        const __m256i y = _mm256_loadu_si256((const __m256i *)x[i].qs);
-        const float dx = q_h2f(x[i].d);
-        __m256i ysum8 = _mm256_setzero_si256();
-        if (is_q4) ysum8 = _mm256_madd_epi16(_mm256_maddubs_epi16(eights, y), ones);
-        for (int r = 0; r < NR; r++) {
-            __m256i p;
-            float dw;
-            if (is_q4) {
-                const blk_q4_0 *b = (const blk_q4_0 *)(w + (size_t)r * ws) + i;
-                p = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(q40_unpack(b->qs), y), ones), ysum8);
-                dw = q_h2f(b->d);
-            } else {
-                const blk_q8_0 *b = (const blk_q8_0 *)(w + (size_t)r * ws) + i;
-                p = q_dot_i8(_mm256_loadu_si256((const __m256i *)b->qs), y);
-                dw = q_h2f(b->d);
-            }
-            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dx * dw), _mm256_cvtepi32_ps(p), acc[r]);
-        }
+    const size_t pfs = nb >= 2 ? q_pf_step((size_t)NR * ws, nb / 2) : 0;
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        q_prefetch(pf, pfs, i / 2);
+        b32_step(T, NR, 2, w, ws, x, i, acc, tbl);
     }
+    if (i < nb) b32_step(T, NR, 1, w, ws, x, i, acc, tbl);
     for (int r = 0; r < NR; r++) out[r] = q_hsum256(acc[r]);
 }
 
-static void q80_dot4(const char *w, size_t ws, int64_t k, const char *x, float *o, const char *pf) { q80_rows(4, false, w, ws, k, x, o, pf); }
-static void q80_dot1(const char *w, size_t ws, int64_t k, const char *x, float *o, const char *pf) { q80_rows(1, false, w, ws, k, x, o, pf); }
-static void q40_dot4(const char *w, size_t ws, int64_t k, const char *x, float *o, const char *pf) { q80_rows(4, true, w, ws, k, x, o, pf); }
-static void q40_dot1(const char *w, size_t ws, int64_t k, const char *x, float *o, const char *pf) { q80_rows(1, true, w, ws, k, x, o, pf); }
-QUANT_DEFINE_MM(mm_q8_0, q80_dot4, q80_dot1)
-QUANT_DEFINE_MM(mm_q4_0, q40_dot4, q40_dot1)
+#define B32_KERNEL(name, T)                                                                                  \
+    static void name##_dot4(const char *w, size_t ws, int64_t k, const char *x, float *o, const char *pf) { \
+        b32_rows(T, 4, w, ws, k, x, o, pf);                                                                 \
+    }                                                                                                       \
+    static void name##_dot1(const char *w, size_t ws, int64_t k, const char *x, float *o, const char *pf) { \
+        b32_rows(T, 1, w, ws, k, x, o, pf);                                                                 \
+    }                                                                                                       \
+    QUANT_DEFINE_MM(mm_##name, name##_dot4, name##_dot1)
+B32_KERNEL(q4_0, B_Q4_0)
+B32_KERNEL(q4_1, B_Q4_1)
+B32_KERNEL(q5_0, B_Q5_0)
+B32_KERNEL(q5_1, B_Q5_1)
+B32_KERNEL(q8_0, B_Q8_0)
+B32_KERNEL(iq4_nl, B_IQ4_NL)
 
 /* ---- F32 / F16 / BF16 weights, F32 activations ------------------------------------------- */
 
@@ -112,6 +193,10 @@ quant_mm_fn quant_avx2_kernel_0(uint32_t wtype) {
     switch (wtype) {
     case MR_TYPE_Q8_0: return mm_q8_0;
     case MR_TYPE_Q4_0: return mm_q4_0;
+    case MR_TYPE_Q4_1: return mm_q4_1;
+    case MR_TYPE_Q5_0: return mm_q5_0;
+    case MR_TYPE_Q5_1: return mm_q5_1;
+    case MR_TYPE_IQ4_NL: return mm_iq4_nl;
     case MR_TYPE_F32: return mm_f32;
     case MR_TYPE_F16: return mm_f16;
     case MR_TYPE_BF16: return mm_bf16;

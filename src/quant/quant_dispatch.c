@@ -1,7 +1,8 @@
 /*
- * quant_dispatch.c — the public dot-product entry points: vec-dot types,
- * argument checks, and run-time choice between the scalar reference and the
- * SIMD kernels (made once, from mr_cpu(), behind pthread_once).
+ * quant_dispatch.c — the public entry points (dot products, dequantization,
+ * quantization): vec-dot types, argument checks, and run-time choice between
+ * the scalar reference and the SIMD kernels (made once, from mr_cpu(), behind
+ * pthread_once).
  */
 #include <pthread.h>
 
@@ -38,18 +39,74 @@ int quant_check(uint32_t wtype, int64_t k) {
 /* ---- dispatch table ---------------------------------------------------------------------- */
 
 static quant_mm_fn g_avx2[MR_TYPE_COUNT]; /* NULL: none or not runnable here */
+static quant_dq_fn g_avx2_dq[MR_TYPE_COUNT];
+static quant_qz_fn g_avx2_qz[MR_TYPE_COUNT];
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void init_tables(void) {
     const mr_cpu_features *f = mr_cpu();
     if (f->avx2 && f->fma && f->f16c)
-        for (uint32_t t = 0; t < MR_TYPE_COUNT; t++)
+        for (uint32_t t = 0; t < MR_TYPE_COUNT; t++) {
             if (quant_supported(t)) g_avx2[t] = quant_avx2_kernel(t);
+            g_avx2_dq[t] = quant_avx2_dq(t);
+            g_avx2_qz[t] = quant_avx2_qz(t);
+        }
 }
 
 static inline quant_mm_fn simd_kernel(uint32_t wtype) {
     pthread_once(&g_once, init_tables);
     return wtype < MR_TYPE_COUNT ? g_avx2[wtype] : NULL;
+}
+
+/* ---- dequantization / quantization entry points ------------------------------------------ */
+
+/* Common argument check: known type, n a non-negative multiple of the block. */
+static int check_n(const char *what, uint32_t type, int64_t n) {
+    const mr_type_traits *tr = mr_type_get(type);
+    if (n < 0 || n % tr->blck) {
+        mr_seterr("%s %s: %lld elements is not a multiple of the block size %u", what, tr->name, (long long)n,
+                  tr->blck);
+        return -1;
+    }
+    return 0;
+}
+
+int quant_dequant_row_isa(quant_isa isa, uint32_t type, const void *src, float *dst, int64_t n) {
+    quant_dq_fn f = quant_ref_dq(type);
+    if (!f) {
+        mr_seterr("dequantize: unsupported tensor type %s (id %u)", mr_type_name(type), type);
+        return -1;
+    }
+    if (check_n("dequantize", type, n)) return -1;
+    if (isa != QUANT_ISA_SCALAR) {
+        pthread_once(&g_once, init_tables);
+        if (g_avx2_dq[type]) f = g_avx2_dq[type];
+    }
+    f(src, dst, n / mr_type_get(type)->blck);
+    return 0;
+}
+
+int quant_dequant_row(uint32_t type, const void *src, float *dst, int64_t n) {
+    return quant_dequant_row_isa(QUANT_ISA_AUTO, type, src, dst, n);
+}
+
+int quant_quantize_row_isa(quant_isa isa, uint32_t type, const float *x, void *dst, int64_t n) {
+    quant_qz_fn f = quant_ref_qz(type);
+    if (!f) {
+        mr_seterr("quantize: unsupported target type %s (id %u)", mr_type_name(type), type);
+        return -1;
+    }
+    if (check_n("quantize", type, n)) return -1;
+    if (isa != QUANT_ISA_SCALAR) {
+        pthread_once(&g_once, init_tables);
+        if (g_avx2_qz[type]) f = g_avx2_qz[type];
+    }
+    f(x, dst, n / mr_type_get(type)->blck);
+    return 0;
+}
+
+int quant_quantize_row(uint32_t type, const float *x, void *dst, int64_t n) {
+    return quant_quantize_row_isa(QUANT_ISA_AUTO, type, x, dst, n);
 }
 
 bool quant_isa_available(quant_isa isa, uint32_t wtype) {

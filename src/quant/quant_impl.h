@@ -66,4 +66,15 @@ void quant_ref_matmul(uint32_t wtype, const void *W, size_t w_stride, int64_t k,
 /* AVX2 kernels for wtype, or NULL (quant_*_avx2.c). */
 quant_mm_fn quant_avx2_kernel(uint32_t wtype);
 
+/* Row converters: decode nb blocks (elements, for the float types) from src
+ * into y / encode nb blocks of x into dst. The scalar ones (quant_ref.c) for
+ * every type quant_can_dequant()/quant_can_quantize() accept; the AVX2 ones
+ * (quant_cvt_avx2.c, NULL where none) produce bit-identical output. */
+typedef void (*quant_dq_fn)(const void *src, float *y, int64_t nb);
+typedef void (*quant_qz_fn)(const float *x, void *dst, int64_t nb);
+quant_dq_fn quant_ref_dq(uint32_t type);
+quant_qz_fn quant_ref_qz(uint32_t type);
+quant_dq_fn quant_avx2_dq(uint32_t type);
+quant_qz_fn quant_avx2_qz(uint32_t type);
+
 #endif

@@ -1,12 +1,13 @@
 /*
- * quant_k_avx2.c — AVX2 dot kernels for the K-quants (Q4_K, Q5_K, Q6_K) against
- * Q8_K activations.
+ * quant_k_avx2.c — AVX2 dot kernels for the K-quants (Q2_K, Q3_K, Q4_K, Q5_K,
+ * Q6_K) and IQ4_XS against Q8_K activations.
  *
  * Per 256-element super-block and row: integer products with maddubs (unsigned
  * weight quants x signed activations), scaled by the 6/8-bit sub-block scales
  * with madd, summed in int32, then one float FMA with d(weight)*d(act). The
- * sub-block minimums (Q4_K/Q5_K) and Q6_K's -32 offset are applied through the
- * activations' bsums, so the unsigned quants never need re-centring.
+ * sub-block minimums (Q2_K/Q4_K/Q5_K) and the offsets of Q3_K (-4) and Q6_K
+ * (-32) are applied through the activations' bsums, so the unsigned quants
+ * never need re-centring.
  */
 #include "quant/quant_avx2.h"
 
@@ -225,8 +226,133 @@ static void q6k_dot4x2(const char *w, size_t ws, int64_t k, const char *x, size_
 }
 QUANT_DEFINE_MM2(mm_q6_K, q6k_dot4, q6k_dot1, q6k_dot4x2)
 
+/* ---- Q2_K / Q3_K ------------------------------------------------------------------------ */
+
+/* Both use 16 sub-blocks of 16 with 2-bit quants packed 4 per byte: in half h
+ * (32 bytes of qs), shift 2j of byte l holds element 128h + 32j + l, so the
+ * 32 bytes of (h, j) are sub-blocks 8h+2j (low lane) and 8h+2j+1 (high lane):
+ * q6_scale_pair's layout. Q3_K adds a high bit (hmask byte l, bit 4h+j; clear
+ * means -4): the kernel uses v = q2 + 4*bit in [0, 7] and subtracts
+ * 4 * sum_s sc[s] * bsums[s]. */
+Q_INLINE void q23k_rows(const int NR, const bool is_q3, const char *w, size_t ws, int64_t k, const char *xv,
+                        float *out, const char *pf) {
+    const int64_t nb = k / QK_K;
+    const blk_q8_K *x = (const blk_q8_K *)xv;
+    const __m256i m3 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(4);
+    __m256 acc[4];
+    for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
+    const size_t pfs = q_pf_step((size_t)NR * ws, nb);
+    for (int64_t i = 0; i < nb; i++) {
+        q_prefetch(pf, pfs, i);
+        const blk_q8_K *xb = x + i;
+        const __m256i bsums = _mm256_loadu_si256((const __m256i *)xb->bsums);
+        for (int r = 0; r < NR; r++) {
+            const uint8_t *qs, *hmask = NULL;
+            __m256i s16, sumi;
+            float dd;
+            if (is_q3) {
+                const blk_q3_K *b = (const blk_q3_K *)(w + (size_t)r * ws) + i;
+                uint32_t a[4], t;
+                __builtin_memcpy(a, b->scales, 12);
+                t = a[2];
+                a[2] = ((a[0] >> 4) & 0x0f0f0f0f) | (((t >> 4) & 0x03030303) << 4);
+                a[3] = ((a[1] >> 4) & 0x0f0f0f0f) | (((t >> 6) & 0x03030303) << 4);
+                a[0] = (a[0] & 0x0f0f0f0f) | ((t & 0x03030303) << 4);
+                a[1] = (a[1] & 0x0f0f0f0f) | (((t >> 2) & 0x03030303) << 4);
+                const __m128i sc8 = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)a), _mm_set1_epi8(32));
+                s16 = _mm256_cvtepi8_epi16(sc8);
+                /* -4 * sum_s sc[s] * bsums[s] */
+                sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(s16, bsums), 2));
+                qs = b->qs, hmask = b->hmask;
+                dd = xb->d * q_h2f(b->d);
+            } else {
+                const blk_q2_K *b = (const blk_q2_K *)(w + (size_t)r * ws) + i;
+                const __m128i sc8 = _mm_loadu_si128((const __m128i *)b->scales);
+                s16 = _mm256_cvtepu8_epi16(_mm_and_si128(sc8, _mm_set1_epi8(0x0F)));
+                const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), _mm_set1_epi8(0x0F)));
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(-xb->d * q_h2f(b->dmin)),
+                                         _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, bsums)), acc[r]);
+                sumi = _mm256_setzero_si256();
+                qs = b->qs;
+                dd = xb->d * q_h2f(b->d);
+            }
+            const __m256i slo = _mm256_permute2x128_si256(s16, s16, 0x00);
+            const __m256i shi = _mm256_permute2x128_si256(s16, s16, 0x11);
+            const __m256i hm = is_q3 ? _mm256_loadu_si256((const __m256i *)hmask) : _mm256_setzero_si256();
+            for (int h = 0; h < 2; h++) {
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * h));
+                for (int j = 0; j < 4; j++) {
+                    __m256i v = _mm256_and_si256(j ? _mm256_srli_epi16(q, 2 * j) : q, m3);
+                    if (is_q3) {
+                        const int t = 4 * h + j; /* hmask bit t -> bit 2 */
+                        const __m256i hb = t >= 2 ? _mm256_srli_epi16(hm, t - 2) : _mm256_slli_epi16(hm, 2 - t);
+                        v = _mm256_or_si256(v, _mm256_and_si256(hb, m4));
+                    }
+                    const __m256i yv = _mm256_loadu_si256((const __m256i *)(xb->qs + 128 * h + 32 * j));
+                    const __m256i sc = q6_scale_pair(slo, shi, 4 * h + j);
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(v, yv), sc));
+                }
+            }
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dd), _mm256_cvtepi32_ps(sumi), acc[r]);
+        }
+    }
+    for (int r = 0; r < NR; r++) out[r] = q_hsum256(acc[r]);
+}
+
+static void q2k_dot4(const char *w, size_t ws, int64_t k, const char *x, float *o, const char *pf) { q23k_rows(4, false, w, ws, k, x, o, pf); }
+static void q2k_dot1(const char *w, size_t ws, int64_t k, const char *x, float *o, const char *pf) { q23k_rows(1, false, w, ws, k, x, o, pf); }
+static void q3k_dot4(const char *w, size_t ws, int64_t k, const char *x, float *o, const char *pf) { q23k_rows(4, true, w, ws, k, x, o, pf); }
+static void q3k_dot1(const char *w, size_t ws, int64_t k, const char *x, float *o, const char *pf) { q23k_rows(1, true, w, ws, k, x, o, pf); }
+QUANT_DEFINE_MM(mm_q2_K, q2k_dot4, q2k_dot1)
+QUANT_DEFINE_MM(mm_q3_K, q3k_dot4, q3k_dot1)
+
+/* ---- IQ4_XS ----------------------------------------------------------------------------- */
+
+/* 8 sub-blocks of 32, each laid out like an IQ4_NL block (16 bytes: low
+ * nibbles = elements 0..15, high = 16..31) with a 6-bit scale biased by 32.
+ * The levels are looked up with vpshufb into signed bytes (sign trick), and
+ * the pair sums scaled by the sub-block scale with madd. */
+Q_INLINE void iq4xs_rows(const int NR, const char *w, size_t ws, int64_t k, const char *xv, float *out,
+                         const char *pf) {
+    const int64_t nb = k / QK_K;
+    const blk_q8_K *x = (const blk_q8_K *)xv;
+    const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)quant_iq4nl_values));
+    const __m256i m4 = _mm256_set1_epi8(0x0F), sh = _mm256_set_epi64x(4, 4, 0, 0);
+    __m256 acc[4];
+    for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
+    const size_t pfs = q_pf_step((size_t)NR * ws, nb);
+    for (int64_t i = 0; i < nb; i++) {
+        q_prefetch(pf, pfs, i);
+        const blk_q8_K *xb = x + i;
+        for (int r = 0; r < NR; r++) {
+            const blk_iq4_xs *b = (const blk_iq4_xs *)(w + (size_t)r * ws) + i;
+            uint32_t sl;
+            __builtin_memcpy(&sl, b->scales_l, 4);
+            const uint32_t sh16 = b->scales_h;
+            __m256i sumi = _mm256_setzero_si256();
+            for (int ib = 0; ib < 8; ib++) {
+                const int ls = (int)(((sl >> (4 * ib)) & 0xF) | (((sh16 >> (2 * ib)) & 3) << 4)) - 32;
+                const __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(b->qs + 16 * ib)));
+                const __m256i q = _mm256_shuffle_epi8(tbl, _mm256_and_si256(_mm256_srlv_epi64(t, sh), m4));
+                const __m256i yv = _mm256_loadu_si256((const __m256i *)(xb->qs + 32 * ib));
+                const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(yv, q));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, _mm256_set1_epi16((short)ls)));
+            }
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(xb->d * q_h2f(b->d)), _mm256_cvtepi32_ps(sumi), acc[r]);
+        }
+    }
+    for (int r = 0; r < NR; r++) out[r] = q_hsum256(acc[r]);
+}
+
+static void iq4xs_dot4(const char *w, size_t ws, int64_t k, const char *x, float *o, const char *pf) { iq4xs_rows(4, w, ws, k, x, o, pf); }
+static void iq4xs_dot1(const char *w, size_t ws, int64_t k, const char *x, float *o, const char *pf) { iq4xs_rows(1, w, ws, k, x, o, pf); }
+QUANT_DEFINE_MM(mm_iq4_xs, iq4xs_dot4, iq4xs_dot1)
+
 quant_mm_fn quant_avx2_kernel_k(uint32_t wtype) {
     switch (wtype) {
+    case MR_TYPE_Q2_K: return mm_q2_K;
+    case MR_TYPE_Q3_K: return mm_q3_K;
+    case MR_TYPE_IQ4_XS: return mm_iq4_xs;
     case MR_TYPE_Q4_K: return mm_q4_K;
     case MR_TYPE_Q5_K: return mm_q5_K;
     case MR_TYPE_Q6_K: return mm_q6_K;

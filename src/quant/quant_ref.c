@@ -235,9 +235,7 @@ static void dq_iq4_xs(const void *src, float *y, int64_t nb) {
     }
 }
 
-typedef void (*dq_fn)(const void *src, float *y, int64_t nb);
-
-static dq_fn dq_get(uint32_t t) {
+quant_dq_fn quant_ref_dq(uint32_t t) {
     switch (t) {
     case MR_TYPE_F32: return dq_f32;
     case MR_TYPE_F16: return dq_f16;
@@ -259,29 +257,7 @@ static dq_fn dq_get(uint32_t t) {
     }
 }
 
-bool quant_can_dequant(uint32_t type) { return dq_get(type) != NULL; }
-
-/* Common argument check: known type, n a non-negative multiple of the block. */
-static int check_n(const char *what, uint32_t type, int64_t n) {
-    const mr_type_traits *tr = mr_type_get(type);
-    if (n < 0 || n % tr->blck) {
-        mr_seterr("%s %s: %lld elements is not a multiple of the block size %u", what, tr->name, (long long)n,
-                  tr->blck);
-        return -1;
-    }
-    return 0;
-}
-
-int quant_dequant_row(uint32_t type, const void *src, float *dst, int64_t n) {
-    dq_fn f = dq_get(type);
-    if (!f) {
-        mr_seterr("dequantize: unsupported tensor type %s (id %u)", mr_type_name(type), type);
-        return -1;
-    }
-    if (check_n("dequantize", type, n)) return -1;
-    f(src, dst, n / mr_type_get(type)->blck);
-    return 0;
-}
+bool quant_can_dequant(uint32_t type) { return quant_ref_dq(type) != NULL; }
 
 /* ---- quantization ---------------------------------------------------------------- */
 
@@ -339,38 +315,31 @@ static void qz_q4_0(const float *x, void *dst, int64_t nb) {
     }
 }
 
-bool quant_can_quantize(uint32_t type) {
+static void qz_f32(const float *x, void *dst, int64_t n) { memcpy(dst, x, (size_t)n * 4); }
+
+static void qz_f16(const float *x, void *dst, int64_t n) {
+    uint16_t *o = dst;
+    for (int64_t i = 0; i < n; i++) o[i] = mr_fp32_to_fp16(x[i]);
+}
+
+static void qz_bf16(const float *x, void *dst, int64_t n) {
+    uint16_t *o = dst;
+    for (int64_t i = 0; i < n; i++) o[i] = mr_fp32_to_bf16(x[i]);
+}
+
+quant_qz_fn quant_ref_qz(uint32_t type) {
     switch (type) {
-    case MR_TYPE_F32: case MR_TYPE_F16: case MR_TYPE_BF16:
-    case MR_TYPE_Q8_0: case MR_TYPE_Q8_K: case MR_TYPE_Q4_0: return true;
-    default: return false;
+    case MR_TYPE_F32: return qz_f32;
+    case MR_TYPE_F16: return qz_f16;
+    case MR_TYPE_BF16: return qz_bf16;
+    case MR_TYPE_Q8_0: return qz_q8_0;
+    case MR_TYPE_Q8_K: return qz_q8_K;
+    case MR_TYPE_Q4_0: return qz_q4_0;
+    default: return NULL;
     }
 }
 
-int quant_quantize_row(uint32_t type, const float *x, void *dst, int64_t n) {
-    if (!quant_can_quantize(type)) {
-        mr_seterr("quantize: unsupported target type %s (id %u)", mr_type_name(type), type);
-        return -1;
-    }
-    if (check_n("quantize", type, n)) return -1;
-    switch (type) {
-    case MR_TYPE_F32: memcpy(dst, x, (size_t)n * 4); break;
-    case MR_TYPE_F16: {
-        uint16_t *o = dst;
-        for (int64_t i = 0; i < n; i++) o[i] = mr_fp32_to_fp16(x[i]);
-        break;
-    }
-    case MR_TYPE_BF16: {
-        uint16_t *o = dst;
-        for (int64_t i = 0; i < n; i++) o[i] = mr_fp32_to_bf16(x[i]);
-        break;
-    }
-    case MR_TYPE_Q8_0: qz_q8_0(x, dst, n / 32); break;
-    case MR_TYPE_Q8_K: qz_q8_K(x, dst, n / 256); break;
-    case MR_TYPE_Q4_0: qz_q4_0(x, dst, n / 32); break;
-    }
-    return 0;
-}
+bool quant_can_quantize(uint32_t type) { return quant_ref_qz(type) != NULL; }
 
 /* ---- scalar matmul ----------------------------------------------------------------- */
 
@@ -401,7 +370,7 @@ void quant_ref_matmul(uint32_t wtype, const void *W, size_t w_stride, int64_t k,
                       const void *xq, size_t xq_stride, int64_t nc, float *y, int64_t y_stride) {
     const uint32_t vt = quant_vec_dot_type(wtype);
     const mr_type_traits *wt = mr_type_get(wtype), *xt = mr_type_get(vt);
-    const dq_fn wdq = dq_get(wtype), xdq = dq_get(vt);
+    const quant_dq_fn wdq = quant_ref_dq(wtype), xdq = quant_ref_dq(vt);
     float wbuf[REF_CHUNK], xbuf[REF_COLS][REF_CHUNK];
     for (int64_t c0 = 0; c0 < nc; c0 += REF_COLS) {
         const int ncb = (int)MR_MIN(REF_COLS, nc - c0);

@@ -1,6 +1,8 @@
 /*
- * test_quant.c — quantizer round trips, fp16/bf16 edge cases, and the errors
- * for unknown / unsupported types (the decoders vs gguf-py: test_quant_zoo.c).
+ * test_quant.c — quantizer round trips, fp16/bf16 edge cases, the errors for
+ * unknown / unsupported types, and the SIMD row converters (quantize and
+ * dequantize) bit for bit against the scalar reference (the decoders vs
+ * gguf-py: test_quant_zoo.c).
  */
 #include <math.h>
 #include <stdint.h>
@@ -138,9 +140,66 @@ static void test_errors(void) {
           "vec dot types");
 }
 
+/* Bitwise equal, or both NaN (NaN payloads may differ between converters). */
+static bool same_float(float a, float b) {
+    uint32_t ua, ub;
+    memcpy(&ua, &a, 4), memcpy(&ub, &b, 4);
+    return ua == ub || (isnan(a) && isnan(b));
+}
+
+/* The AVX2 converters against the scalar ones, bit for bit, on random data
+ * with specials: ties (x*id = k + 0.5), NaN / inf / -0 / subnormal elements,
+ * all-zero blocks, and (dequant) random raw bytes (NaN / inf scales). */
+static void test_simd_converters(void) {
+    enum { N = 4096 };
+    static float x[N], ya[N], yb[N];
+    static uint8_t qa[N * 4 + 64], qb[N * 4 + 64];
+    for (int i = 0; i < N; i++) x[i] = frand() * ldexpf(1, (i / 256) % 9 - 4);
+    /* block 3 (of 32) and the 4th Q8_K block: amax 127 and exact halves (roundf vs rint) */
+    for (int i = 96; i < 128; i++) x[i] = (float)((i % 11) - 5) + 0.5f;
+    x[96] = 127;
+    for (int i = 768; i < 1024; i++) x[i] = (float)((i % 9) - 4) + 0.5f;
+    x[768] = -127;
+    for (int i = 1024; i < 1280; i++) x[i] = 0; /* zero blocks */
+    x[1300] = NAN, x[1301] = -0.0f, x[1302] = 1e-40f, x[1400] = INFINITY, x[1600] = -INFINITY;
+    x[1700] = 70000.0f, x[1701] = 1e-7f, x[1702] = 65520.0f;
+    for (int i = 2048; i < 2304; i++) x[i] = (i & 1) ? NAN : 0.0f; /* NaNs and zeros only */
+    const uint32_t qtypes[] = {MR_TYPE_F16, MR_TYPE_Q8_0, MR_TYPE_Q8_K, MR_TYPE_BF16, MR_TYPE_Q4_0};
+    for (size_t ti = 0; ti < MR_ARRAY_LEN(qtypes); ti++) {
+        const uint32_t t = qtypes[ti];
+        const size_t bytes = mr_row_size(t, N);
+        memset(qa, 0xAA, sizeof qa), memset(qb, 0x55, sizeof qb);
+        CHECK(quant_quantize_row_isa(QUANT_ISA_SCALAR, t, x, qa, N) == 0, "scalar quantize %s", mr_type_name(t));
+        CHECK(quant_quantize_row_isa(QUANT_ISA_AVX2, t, x, qb, N) == 0, "simd quantize %s", mr_type_name(t));
+        size_t diff = 0;
+        for (size_t i = 0; i < bytes; i++) diff += qa[i] != qb[i];
+        CHECK(diff == 0, "quantize %s: simd differs from scalar in %zu of %zu bytes", mr_type_name(t), diff, bytes);
+    }
+    const uint32_t dtypes[] = {MR_TYPE_F16, MR_TYPE_BF16, MR_TYPE_Q4_0, MR_TYPE_Q8_0, MR_TYPE_Q4_K, MR_TYPE_Q6_K};
+    for (size_t ti = 0; ti < MR_ARRAY_LEN(dtypes); ti++) {
+        const uint32_t t = dtypes[ti];
+        for (int pass = 0; pass < 2; pass++) {
+            if (pass == 0) { /* well-formed: quantize-like random bytes with sane fp16 fields */
+                for (size_t i = 0; i < sizeof qa; i++) qa[i] = (uint8_t)(rng_state = rng_state * 1664525u + 1013904223u) >> 24;
+                if (t == MR_TYPE_F16 || t == MR_TYPE_BF16)
+                    quant_quantize_row_isa(QUANT_ISA_SCALAR, t, x, qa, N);
+            } else { /* raw random bytes: NaN / inf scales and elements */
+                for (size_t i = 0; i < sizeof qa; i++) qa[i] = (uint8_t)((rng_state = rng_state * 1664525u + 1013904223u) >> 13);
+            }
+            CHECK(quant_dequant_row_isa(QUANT_ISA_SCALAR, t, qa, ya, N) == 0, "scalar dequant %s", mr_type_name(t));
+            CHECK(quant_dequant_row_isa(QUANT_ISA_AVX2, t, qa, yb, N) == 0, "simd dequant %s", mr_type_name(t));
+            int diff = 0;
+            for (int i = 0; i < N; i++) diff += !same_float(ya[i], yb[i]);
+            CHECK(diff == 0, "dequant %s (pass %d): simd differs from scalar in %d of %d values", mr_type_name(t), pass,
+                  diff, N);
+        }
+    }
+}
+
 int main(void) {
     test_fp16();
     test_roundtrip();
     test_errors();
+    test_simd_converters();
     return check_done();
 }
