@@ -110,7 +110,7 @@ void cpu_attn_head(const cpu_attn_args *a, int kvh, const float *q, int32_t pos,
             }
             const float inv = (float)(1.0 / sum);
             for (int i = 0; i < n; i++) sj[i] *= inv;
-            if (a->v_type == MR_TYPE_F16 && !a->v_in_k) /* as ggml: probabilities meet f16 V in f16 */
+            if ((a->v_in_k ? a->k_type : a->v_type) == MR_TYPE_F16) /* as ggml: probabilities meet f16 V in f16 */
                 for (int i = 0; i < n; i++) sj[i] = mr_fp16_to_fp32(mr_fp32_to_fp16(sj[i]));
         }
         for (int c = lo; c < hi; c++) {

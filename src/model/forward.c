@@ -6,10 +6,12 @@
 #include "model/forward.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/base.h"
+#include "model/delta_net.h"
 #include "quant/quant.h"
 
 static float *falloc(size_t n) { return mr_malloc_aligned(sizeof(float) * (n ? n : 1)); }
@@ -68,6 +70,7 @@ model_run *model_run_new(const mr_model *m, kv_cache *kv, int n_ub, int n_thread
     size_t per = 0;
     for (int il = 0; il < hp->n_layer; il++) {
         const model_layer *ly = &m->layers[il];
+        if (ly->kv_heads == 0) continue; /* recurrent layer: no KV cache */
         cpu_attn_args a = {.n_head = ly->n_head, .n_head_kv = ly->kv_heads, .dk = ly->kv_dk, .dv = ly->kv_dv,
                            .n_cells = kv->n_ctx, .flash = flash};
         if (ly->attn_kind == MODEL_ATTN_MLA) a.n_head_kv = 1;
@@ -77,6 +80,9 @@ model_run *model_run_new(const mr_model *m, kv_cache *kv, int n_ub, int n_thread
     r->attn_scratch_per = per;
     r->attn_scratch = falloc(per * (size_t)mr_tp_n(r->tp));
     if (!r->attn_scratch) goto fail;
+    if (model_delta_run_init(r)) goto fail;
+    const char *prof = getenv("MOERUN_PROFILE");
+    r->prof = prof && *prof && strcmp(prof, "0") != 0;
     return r;
 fail:
     mr_preerr("forward scratch for micro-batches of %d tokens", n_ub);
@@ -86,6 +92,19 @@ fail:
 
 void model_run_free(model_run *r) {
     if (!r) return;
+    if (r->prof) {
+        static const char *const names[6] = {"attn gqa", "attn mla", "attn gated", "delta net", "ffn", "head"};
+        double tot = 0;
+        for (int i = 0; i < 6; i++) tot += r->prof_s[i];
+        for (int i = 0; i < 6; i++)
+            if (r->prof_s[i] > 0)
+                fprintf(stderr, "profile: %-10s %8.3f s  %5.1f%%\n", names[i], r->prof_s[i],
+                        100.0 * r->prof_s[i] / (tot > 0 ? tot : 1));
+        if (r->prof_s[6] > 0)
+            fprintf(stderr, "profile:   of which delta recurrence (conv, rule, norms) %.3f s  %.1f%%\n", r->prof_s[6],
+                    100.0 * r->prof_s[6] / (tot > 0 ? tot : 1));
+    }
+    model_delta_run_free(r);
     mr_tp_free(r->tp);
     cpu_mm_free(&r->mm);
     float *fs[] = {r->x, r->xn, r->tmp, r->q, r->k, r->v, r->att, r->ff_a, r->ff_b, r->rope_cs,
@@ -95,6 +114,7 @@ void model_run_free(model_run *r) {
     free(r->ex_tok);
     free(r->ex_slot);
     free(r->ex_cnt);
+    free(r->mla); /* MLA scratch: one block (attn_mla.c) */
     free(r);
 }
 
@@ -114,10 +134,18 @@ int model_forward(model_run *r, const model_ubatch *ub, float *logits) {
 
     for (int il = 0; il < hp->n_layer; il++) {
         const model_layer *ly = &m->layers[il];
+        double t0 = r->prof ? mr_time_s() : 0.0;
         cpu_rmsnorm_rows(r->xn, r->x, vecf(&ly->attn_norm), T, D, hp->rms_eps);
-        int rc = ly->attn_kind == MODEL_ATTN_MLA ? model_attn_mla(r, ub, il, r->xn, r->tmp)
-                                                 : model_attn_gqa(r, ub, il, r->xn, r->tmp);
+        int rc = ly->attn_kind == MODEL_ATTN_MLA     ? model_attn_mla(r, ub, il, r->xn, r->tmp)
+                 : ly->attn_kind == MODEL_ATTN_GATED ? model_attn_gated(r, ub, il, r->xn, r->tmp)
+                 : ly->attn_kind == MODEL_ATTN_DELTA ? model_attn_delta(r, ub, il, r->xn, r->tmp)
+                                                     : model_attn_gqa(r, ub, il, r->xn, r->tmp);
         if (rc) return -1;
+        if (r->prof) {
+            const double t1 = mr_time_s();
+            r->prof_s[ly->attn_kind & 3] += t1 - t0;
+            t0 = t1;
+        }
         if (ly->attn_post_norm.data) cpu_rmsnorm_rows(r->tmp, r->tmp, vecf(&ly->attn_post_norm), T, D, hp->rms_eps);
         cpu_add(r->x, r->tmp, (int64_t)T * D);
 
@@ -127,10 +155,12 @@ int model_forward(model_run *r, const model_ubatch *ub, float *logits) {
         if (rc) return -1;
         if (ly->ffn_post_norm.data) cpu_rmsnorm_rows(r->tmp, r->tmp, vecf(&ly->ffn_post_norm), T, D, hp->rms_eps);
         cpu_add(r->x, r->tmp, (int64_t)T * D);
+        if (r->prof) r->prof_s[4] += mr_time_s() - t0;
     }
 
     /* output head on the requested rows */
     if (ub->n_out == 0) return 0;
+    const double th = r->prof ? mr_time_s() : 0.0;
     for (int i = 0; i < ub->n_out; i++)
         cpu_rmsnorm(r->xn + (size_t)i * D, r->x + (size_t)ub->out[i] * D, vecf(&m->output_norm), D, hp->rms_eps);
     r->mm.bytes_read += m->output_norm.mat_bytes;
@@ -139,5 +169,6 @@ int model_forward(model_run *r, const model_ubatch *ub, float *logits) {
         const float c = hp->logit_softcap;
         for (size_t i = 0; i < (size_t)ub->n_out * hp->n_vocab; i++) logits[i] = c * tanhf(logits[i] / c);
     }
+    if (r->prof) r->prof_s[5] += mr_time_s() - th;
     return 0;
 }

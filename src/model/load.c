@@ -248,6 +248,7 @@ out:
         ly->rope_freq_scale = ly->swa ? hp->rope_freq_scale_swa : hp->rope_freq_scale;
     }
     free(parr);
+    if ((a->flags & ARCH_HYBRID_DELTA) && model_load_hparams_delta(m)) return -1;
     return 0;
 }
 
@@ -402,7 +403,10 @@ mr_model *mr_model_load(const mr_model_params *p) {
     if (bind_globals(m)) goto fail;
     for (int il = 0; il < m->hp.n_layer; il++) {
         model_layer *ly = &m->layers[il];
-        int rc = ly->attn_kind == MODEL_ATTN_MLA ? model_bind_attn_mla(m, il) : model_bind_attn_gqa(m, il);
+        int rc = ly->attn_kind == MODEL_ATTN_MLA     ? model_bind_attn_mla(m, il)
+                 : ly->attn_kind == MODEL_ATTN_GATED ? model_bind_attn_gated(m, il)
+                 : ly->attn_kind == MODEL_ATTN_DELTA ? model_bind_delta(m, il)
+                                                     : model_bind_attn_gqa(m, il);
         if (rc || model_bind_ffn(m, il)) goto fail;
     }
     count_sizes(m);
@@ -420,6 +424,7 @@ fail:
 void mr_model_free(mr_model *m) {
     if (!m) return;
     if (m->vocab) tok_vocab_free(m->vocab);
+    model_mla_free_owned(m);
     if (m->g) gguf_close(m->g);
     free(m->layers);
     free(m);

@@ -29,7 +29,9 @@
 /* ---- block kinds -------------------------------------------------------------- */
 typedef enum {
     MODEL_ATTN_GQA = 0, /* q/k/v projections, optional biases, optional QK-norm, RoPE */
-    MODEL_ATTN_MLA = 1, /* deepseek2 multi-head latent attention (to be implemented) */
+    MODEL_ATTN_MLA = 1, /* deepseek2 multi-head latent attention (attn_mla.c) */
+    MODEL_ATTN_GATED = 2, /* qwen3next full attention: q projection carries q and a sigmoid output gate */
+    MODEL_ATTN_DELTA = 3, /* qwen3next gated delta net (linear attention, recurrent state per sequence) */
 } model_attn_kind;
 
 typedef enum {
@@ -54,6 +56,8 @@ enum {
     ARCH_TIED_OK = 1 << 3,      /* output.weight may be absent: tied to token_embd */
     ARCH_SWA_PATTERN = 1 << 4,  /* sliding-window layers by pattern when sliding_window is set */
     ARCH_MOE = 1 << 5,          /* FFN of layers >= leading_dense_block_count is MoE */
+    ARCH_HYBRID_DELTA = 1 << 6, /* qwen3next: gated delta-net layers + gated attention every Nth layer;
+                                   the FFN norm is named post_attention_norm (qwen3next.c) */
 };
 
 typedef struct {
@@ -106,6 +110,11 @@ typedef struct {
 
     /* MLA (deepseek2), read by the MLA block kind */
     int q_lora_rank, kv_lora_rank, head_dim_k_mla, head_dim_v_mla;
+
+    /* gated delta net (qwen3next), read by qwen3next.c: ssm.conv_kernel, ssm.state_size (key head
+     * size), ssm.group_count (key heads), ssm.time_step_rank (value heads), ssm.inner_size (value
+     * heads * value head size) */
+    int ssm_d_conv, ssm_d_state, ssm_n_group, ssm_dt_rank, ssm_d_inner;
 } model_hparams;
 
 /* ---- weights ------------------------------------------------------------------------------ */
@@ -131,6 +140,11 @@ typedef struct {
     mr_weight gate_inp, exp_probs_b, gate_exps, up_exps, down_exps;
     mr_weight gate_shexp, up_shexp, down_shexp, gate_inp_shexp;
 
+    /* gated delta net (qwen3next.c): attn_qkv (D, 2*Hk*Sk + Hv*Sv), attn_gate (D, Hv*Sv) or the
+     * legacy fused ssm_in (D, 2*Hk*Sk + 2*Hv*Sv); ssm_conv1d (d_conv, conv channels); ssm_dt.bias,
+     * ssm_a (Hv); ssm_ba (D, 2*Hv); ssm_norm (Sv); ssm_out (Hv*Sv, D) */
+    mr_weight wqkv, wqkv_gate, ssm_in, ssm_conv1d, ssm_dt_b, ssm_a, ssm_ba, ssm_norm, ssm_out;
+
     /* KV cache geometry of this layer (set by the attention binder): values per
      * cell and KV head. MLA caches one latent "head" (k: kv_lora + rope, v in k). */
     int kv_heads, kv_dk, kv_dv;
@@ -149,6 +163,7 @@ struct mr_model {
     char name[256];
     uint64_t n_params, weight_bytes, active_bytes_est;
     int n_threads;
+    void *mla_owned; /* MLA weights derived at load (attn_mla.c), freed by model_mla_free_owned */
 };
 
 /* Look up an optional tensor "blk.IL.NAME.weight" (il < 0: "NAME.weight"):
@@ -165,6 +180,14 @@ int model_check_mat(const mr_weight *w, int64_t k, int64_t m, int64_t n_mat);
  * tensors for its kind and sets the layer's KV geometry. */
 int model_bind_attn_gqa(mr_model *m, int il);
 int model_bind_attn_mla(mr_model *m, int il);   /* MLA: extension point */
+void model_mla_free_owned(mr_model *m);          /* attn_mla.c: frees m->mla_owned */
 int model_bind_ffn(mr_model *m, int il);
+int model_bind_attn_gated(mr_model *m, int il); /* qwen3next.c */
+int model_bind_delta(mr_model *m, int il);      /* qwen3next.c */
+/* qwen3next hyperparameters (ssm.*, which layers are recurrent); called by load_hparams for
+ * ARCH_HYBRID_DELTA architectures after the per-layer kinds are set. */
+int model_load_hparams_delta(mr_model *m);
+/* Any layer of kind MODEL_ATTN_DELTA (the context then keeps recurrent state per sequence). */
+bool model_is_recurrent(const mr_model *m);
 
 #endif
