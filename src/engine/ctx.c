@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "base/base.h"
+#include "model/delta_net.h"
 #include "model/forward.h"
 #include "model/kv.h"
 #include "quant/types.h"
@@ -134,6 +135,10 @@ int mr_decode(mr_ctx *c, const mr_batch *b) {
         const bool want = b->logits ? b->logits[i] != 0 : i == n - 1;
         c->logit_row[i] = want ? n_out++ : -1;
     }
+    if (c->kv->rec && kv_rec_check_batch(c->kv, n, c->pos, c->seq)) {
+        mr_preerr("mr_decode");
+        return -1;
+    }
     if (n > kv_free_cells(c->kv)) {
         mr_seterr("mr_decode: KV cache full: %d tokens need cells but only %d of %d are free (context size -c %d)", n,
                   kv_free_cells(c->kv), c->kv->n_ctx, c->kv->n_ctx);
@@ -193,6 +198,10 @@ int mr_kv_seq_rm(mr_ctx *c, int seq, int p0, int p1) {
         mr_seterr("mr_kv_seq_rm: seq id %d out of range [0, %d)", seq, c->p.n_seq_max);
         return -1;
     }
+    if (c->kv->rec && kv_rec_seq_rm(c->kv, seq, p0, p1)) {
+        mr_preerr("mr_kv_seq_rm");
+        return -1;
+    }
     kv_seq_rm(c->kv, seq, p0, p1);
     return 0;
 }
@@ -200,6 +209,10 @@ int mr_kv_seq_rm(mr_ctx *c, int seq, int p0, int p1) {
 int mr_kv_seq_cp(mr_ctx *c, int seq_src, int seq_dst, int p0, int p1) {
     if (!seq_ok(c, seq_src, false) || !seq_ok(c, seq_dst, false)) {
         mr_seterr("mr_kv_seq_cp: seq ids %d -> %d out of range [0, %d)", seq_src, seq_dst, c->p.n_seq_max);
+        return -1;
+    }
+    if (c->kv->rec && kv_rec_seq_cp(c->kv, seq_src, seq_dst, p0, p1)) {
+        mr_preerr("mr_kv_seq_cp");
         return -1;
     }
     kv_seq_cp(c->kv, seq_src, seq_dst, p0, p1);

@@ -20,6 +20,7 @@ static const model_arch k_archs[] = {
     {"gemma3", MODEL_ATTN_GQA, CPU_ROPE_NEOX, MODEL_ACT_GELU,
      ARCH_QK_NORM | ARCH_POST_NORMS | ARCH_EMBD_SCALE | ARCH_TIED_OK | ARCH_SWA_PATTERN, MODEL_GATING_SOFTMAX, false, 6,
      10000.0f},
+    {"qwen3next", MODEL_ATTN_GATED, CPU_ROPE_NEOX, MODEL_ACT_SILU, ARCH_TIED_OK | ARCH_MOE | ARCH_HYBRID_DELTA, MODEL_GATING_SOFTMAX, true, 0, 0},
     {"deepseek2", MODEL_ATTN_MLA, CPU_ROPE_NORM, MODEL_ACT_SILU, ARCH_TIED_OK | ARCH_MOE, MODEL_GATING_SOFTMAX, false, 0, 0},
 };
 
@@ -30,4 +31,4 @@ const model_arch *model_arch_find(const char *name) {
     return NULL;
 }
 
-const char *model_arch_names(void) { return "qwen3moe, qwen3, llama, qwen2, qwen2moe, gemma3, deepseek2"; }
+const char *model_arch_names(void) { return "qwen3moe, qwen3, llama, qwen2, qwen2moe, gemma3, deepseek2, qwen3next"; }

@@ -55,6 +55,13 @@ typedef struct model_run {
     size_t attn_scratch_per;
     /* MLA extension: the MLA engineer may hang buffers here */
     void *mla;
+    /* qwen3next (delta_net.h): gated-attention and delta-net scratch */
+    void *rec;
+    /* MOERUN_PROFILE=1: seconds in attention blocks by kind [0..3], FFN [4], output head [5];
+     * [6]: the part of [3] outside matmuls (conv, delta rule, norms); printed to stderr by
+     * model_run_free */
+    bool prof;
+    double prof_s[7];
 } model_run;
 
 /* Allocate a run for micro-batches of up to n_ub tokens. n_threads <= 0: the

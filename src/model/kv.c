@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/base.h"
+#include "model/delta_net.h"
 #include "quant/quant.h"
 
 kv_cache *kv_new(const mr_model *m, int n_ctx, uint32_t type_k, uint32_t type_v, int n_seq_max) {
@@ -41,6 +42,7 @@ kv_cache *kv_new(const mr_model *m, int n_ctx, uint32_t type_k, uint32_t type_v,
     const uint32_t bk = mr_type_get(type_k)->blck, bv = mr_type_get(type_v)->blck;
     for (int il = 0; il < L; il++) {
         const model_layer *ly = &m->layers[il];
+        if (ly->kv_heads == 0) continue; /* recurrent layer: state in kv->rec */
         if (ly->kv_dk % (int)bk || (!ly->kv_v_in_k && ly->kv_dv % (int)bv)) {
             mr_seterr("KV cache: layer %d head sizes k %d / v %d are not multiples of the block size of %s / %s", il,
                       ly->kv_dk, ly->kv_dv, mr_type_name(type_k), mr_type_name(type_v));
@@ -57,6 +59,7 @@ kv_cache *kv_new(const mr_model *m, int n_ctx, uint32_t type_k, uint32_t type_v,
             memset(kv->v[il], 0, kv->v_row[il] * (size_t)n_ctx * (size_t)ly->kv_heads);
         }
     }
+    if (model_is_recurrent(m) && !(kv->rec = kv_rec_new(m, n_seq_max))) goto fail;
     return kv;
 fail:
     mr_preerr("KV cache (%d cells)", n_ctx);
@@ -76,6 +79,7 @@ void kv_free(kv_cache *kv) {
     free(kv->v_row);
     free(kv->pos);
     free(kv->seq);
+    kv_rec_free(kv->rec);
     free(kv);
 }
 
@@ -130,6 +134,7 @@ void kv_clear(kv_cache *kv) {
     }
     kv->used = 0;
     kv->n_hi = 0;
+    if (kv->rec) kv_rec_reset(kv->rec, -1);
 }
 
 int kv_seq_pos_max(const kv_cache *kv, int seq) {

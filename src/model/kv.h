@@ -27,6 +27,8 @@ typedef struct {
     uint64_t *seq;      /* per cell, bit s = member of sequence s */
     int used;           /* cells in use */
     int n_hi;           /* 1 + highest cell in use (attention scans [0, n_hi)) */
+    struct kv_rec *rec; /* recurrent (delta-net) state per sequence, NULL unless model_is_recurrent
+                           (model/delta_net.h; layers without KV heads have no K/V storage) */
 } kv_cache;
 
 /* Allocate the cache for model m. type_k/type_v: F32, F16, Q8_0 or Q4_0 (the

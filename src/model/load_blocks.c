@@ -58,7 +58,8 @@ int model_bind_ffn(mr_model *m, int il) {
     const model_hparams *hp = &m->hp;
     model_layer *ly = &m->layers[il];
     const int D = hp->n_embd;
-    BIND(ffn_norm, "ffn_norm", true);
+    /* qwen3next names its pre-FFN norm post_attention_norm */
+    BIND(ffn_norm, (m->arch->flags & ARCH_HYBRID_DELTA) ? "post_attention_norm" : "ffn_norm", true);
     if (model_check_vec(&ly->ffn_norm, D)) return -1;
     BIND(ffn_post_norm, "post_ffw_norm", (m->arch->flags & ARCH_POST_NORMS) != 0);
     if (ly->ffn_post_norm.data && model_check_vec(&ly->ffn_post_norm, D)) return -1;

@@ -1,0 +1,336 @@
+/*
+ * test_qwen3next.c — Qwen3-Next (gated delta net + gated attention) on
+ * ../shared/fixtures/models/tiny-qwen3next.gguf:
+ *  - conformance with llama.cpp's outputs in fixtures/golden-qwen3next (bars
+ *    of the fixtures README: top1 >= 0.95, med <= 0.035, p80 <= 0.05,
+ *    kl <= 0.005; greedy: the first 4 tokens decided by a margin >= 0.5),
+ *    every case with flash attention off and on, and ids64 again with a q8_0
+ *    KV cache against the f16 reference (1.5x the error bars);
+ *  - the recurrent state: micro-batch sizes do not change logits, two
+ *    sequences in one batch give each sequence's logits alone, whole-sequence
+ *    kv_seq_rm resets the state, kv_seq_cp copies it, partial kv_seq_rm /
+ *    kv_seq_cp and out-of-order positions are errors, kv_clear resets;
+ *  - the scalar reference path agrees with the fast path;
+ *  - the legacy fused ssm_in layout (per key head [q | k | v | z]) gives the
+ *    same logits as attn_qkv + attn_gate (a copy of the fixture with those
+ *    rows regrouped into ssm_in, written with the GGUF writer).
+ */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <unistd.h>
+
+#include "check.h"
+#include "engine/golden.h"
+#include "gguf/gguf.h"
+#include "moerun.h"
+
+static void run_golden(mr_model *m, const char *path, const char *name, bool kvq8, bool fa) {
+    json_error_t je;
+    json_t *ref = json_load_file(path, 0, &je);
+    CHECK(ref != NULL, "%s: %s", path, je.text);
+    if (!ref) return;
+    const json_t *jt = json_object_get(ref, "tokens");
+    const int n = (int)json_array_size(jt), ng = (int)json_array_size(json_object_get(ref, "greedy"));
+    mr_token *toks = malloc(sizeof(mr_token) * (size_t)n);
+    for (int i = 0; i < n; i++) toks[i] = (mr_token)json_integer_value(json_array_get(jt, i));
+    mr_ctx_params cp = mr_ctx_default_params();
+    cp.n_ctx = 4096;
+    cp.n_batch = 512;
+    cp.n_ubatch = 512;
+    cp.n_threads = 2;
+    cp.flash_attn = fa;
+    if (kvq8) cp.type_k = cp.type_v = MR_KV_Q8_0;
+    json_t *ours = golden_run(m, &cp, toks, n, ng, 32, NULL);
+    CHECK(ours != NULL, "%s: %s", name, mr_last_error());
+    if (ours) {
+        golden_stats s;
+        const double x = kvq8 ? 1.5 : 1.0;
+        CHECK(golden_compare(ref, ours, &s) == 0, "%s: %s", name, mr_last_error());
+        int checked = 0;
+        const int bad = golden_greedy_check(ref, ours, 0.5, 4, &checked);
+        const bool ok = s.top1 >= 0.95 && s.med <= 0.035 * x && s.p80 <= 0.05 * x && s.kl <= 0.005 * x;
+        printf("%-24s kv=%-4s fa=%-3s top1=%.4f med=%.4f p80=%.4f kl=%.4f greedy %d/%d %s\n", name,
+               kvq8 ? "q8_0" : "f16", fa ? "on" : "off", s.top1, s.med, s.p80, s.kl, bad < 0 ? checked : bad, checked,
+               ok && bad < 0 ? "ok" : "FAIL");
+        CHECK(s.top1 >= 0.95, "%s fa=%d: top1 %.4f", name, fa, s.top1);
+        CHECK(s.med <= 0.035 * x, "%s fa=%d: med %.4f", name, fa, s.med);
+        CHECK(s.p80 <= 0.05 * x, "%s fa=%d: p80 %.4f", name, fa, s.p80);
+        CHECK(s.kl <= 0.005 * x, "%s fa=%d: kl %.4f", name, fa, s.kl);
+        CHECK(bad < 0, "%s fa=%d: greedy token %d differs from the reference", name, fa, bad);
+    }
+    json_decref(ours);
+    json_decref(ref);
+    free(toks);
+}
+
+static mr_ctx *ctx(mr_model *m, int n_ctx, int nb, int nub, int nseq, int fa) {
+    mr_ctx_params cp = mr_ctx_default_params();
+    cp.n_ctx = n_ctx;
+    cp.n_batch = nb;
+    cp.n_ubatch = nub;
+    cp.n_seq_max = nseq;
+    cp.n_threads = 2;
+    cp.flash_attn = fa;
+    mr_ctx *c = mr_ctx_new(m, &cp);
+    CHECK(c != NULL, "ctx: %s", mr_last_error());
+    return c;
+}
+
+static double rel_diff(const float *a, const float *b, int n) {
+    double d = 0, mx = 1;
+    for (int i = 0; i < n; i++) {
+        d = fmax(d, fabs((double)a[i] - b[i]));
+        mx = fmax(mx, fabs((double)a[i]));
+    }
+    return d / mx;
+}
+
+/* Decode toks[0..n) on seq from pos0; copy the last token's logits. */
+static int run_prompt(mr_ctx *c, const mr_token *toks, int n, int seq, int pos0, float *last, int V) {
+    int32_t *pos = malloc(sizeof(int32_t) * n), *sq = malloc(sizeof(int32_t) * n);
+    for (int i = 0; i < n; i++) {
+        pos[i] = pos0 + i;
+        sq[i] = seq;
+    }
+    mr_batch b = {.n_tokens = n, .token = toks, .pos = pos, .seq = sq};
+    int rc = mr_decode(c, &b);
+    if (!rc && last) memcpy(last, mr_get_logits(c, n - 1), sizeof(float) * V);
+    free(pos);
+    free(sq);
+    return rc;
+}
+
+static void test_state(mr_model *m) {
+    const int V = mr_n_vocab(m), N = 40;
+    mr_token toks[64], toks2[64];
+    for (int i = 0; i < 64; i++) {
+        toks[i] = (mr_token)((i * 7919 + 13) % (V - 300) + 100);
+        toks2[i] = (mr_token)((i * 104729 + 5) % (V - 300) + 100);
+    }
+    float *ref = malloc(sizeof(float) * V), *got = malloc(sizeof(float) * V), *ref2 = malloc(sizeof(float) * V);
+
+    /* micro-batch sizes: the state carries across micro-batches */
+    mr_ctx *c = ctx(m, 256, 512, 512, 1, 0);
+    CHECK(c && run_prompt(c, toks, N, 0, 0, ref, V) == 0, "decode: %s", mr_last_error());
+    mr_ctx_free(c);
+    const int ubs[] = {1, 7};
+    for (int k = 0; k < 2; k++) {
+        c = ctx(m, 256, 512, ubs[k], 1, 0);
+        CHECK(c && run_prompt(c, toks, N, 0, 0, got, V) == 0, "decode ub %d", ubs[k]);
+        CHECK(rel_diff(ref, got, V) < 1e-4, "ubatch %d vs 512: rel diff %g", ubs[k], rel_diff(ref, got, V));
+        mr_ctx_free(c);
+    }
+    /* prompt in two calls = one call */
+    c = ctx(m, 256, 512, 512, 1, 0);
+    CHECK(c && run_prompt(c, toks, 25, 0, 0, NULL, V) == 0 && run_prompt(c, toks + 25, N - 25, 0, 25, got, V) == 0,
+          "two calls: %s", mr_last_error());
+    CHECK(rel_diff(ref, got, V) < 1e-4, "two calls vs one: %g", rel_diff(ref, got, V));
+    mr_ctx_free(c);
+
+    /* two sequences interleaved in one batch = each alone */
+    c = ctx(m, 256, 512, 512, 1, 0);
+    CHECK(c && run_prompt(c, toks2, N - 9, 0, 0, ref2, V) == 0, "decode seq alone");
+    mr_ctx_free(c);
+    c = ctx(m, 256, 512, 512, 3, 0);
+    if (c) {
+        mr_token bt[128];
+        int32_t bp[128], bs[128];
+        int8_t bl[128];
+        int n = 0, last0 = -1, last1 = -1;
+        for (int i = 0; i < N; i++) {
+            bt[n] = toks[i], bp[n] = i, bs[n] = 0, bl[n] = i == N - 1;
+            if (i == N - 1) last0 = n;
+            n++;
+            if (i < N - 9) {
+                bt[n] = toks2[i], bp[n] = i, bs[n] = 2, bl[n] = i == N - 10;
+                if (i == N - 10) last1 = n;
+                n++;
+            }
+        }
+        mr_batch b = {.n_tokens = n, .token = bt, .pos = bp, .seq = bs, .logits = bl};
+        CHECK(mr_decode(c, &b) == 0, "two-seq batch: %s", mr_last_error());
+        const float *l0 = mr_get_logits(c, last0), *l1 = mr_get_logits(c, last1);
+        CHECK(l0 && l1, "logits rows");
+        if (l0 && l1) {
+            CHECK(rel_diff(ref, l0, V) < 1e-4, "seq 0 in a shared batch: %g", rel_diff(ref, l0, V));
+            CHECK(rel_diff(ref2, l1, V) < 1e-4, "seq 2 in a shared batch: %g", rel_diff(ref2, l1, V));
+        }
+        /* decode one more token on both sequences in one batch = each alone */
+        {
+            mr_token t2[2] = {toks[N], toks2[N - 9]};
+            int32_t p2[2] = {N, N - 9}, s2[2] = {0, 2};
+            int8_t l2[2] = {1, 1};
+            mr_batch b2 = {.n_tokens = 2, .token = t2, .pos = p2, .seq = s2, .logits = l2};
+            CHECK(mr_decode(c, &b2) == 0, "two-seq decode step: %s", mr_last_error());
+            mr_ctx *c1 = ctx(m, 256, 512, 512, 1, 0);
+            float *a1 = malloc(sizeof(float) * V);
+            CHECK(c1 && run_prompt(c1, toks2, N - 8, 0, 0, a1, V) == 0, "seq 2 alone + 1");
+            CHECK(rel_diff(a1, mr_get_logits(c, 1), V) < 1e-4, "decode step, seq 2 with seq 0 in the batch: %g",
+                  rel_diff(a1, mr_get_logits(c, 1), V));
+            mr_kv_clear(c1);
+            CHECK(run_prompt(c1, toks, N + 1, 0, 0, a1, V) == 0, "seq 0 alone + 1");
+            CHECK(rel_diff(a1, mr_get_logits(c, 0), V) < 1e-4, "decode step, seq 0 with seq 2 in the batch: %g",
+                  rel_diff(a1, mr_get_logits(c, 0), V));
+            mr_ctx_free(c1);
+            free(a1);
+        }
+        /* partial removal cannot rewind the recurrent state: an error, nothing changed */
+        const int used = mr_kv_used_cells(c);
+        CHECK(mr_kv_seq_rm(c, 0, 20, -1) == -1 && strstr(mr_last_error(), "recurrent"), "partial seq_rm: %s",
+              mr_last_error());
+        CHECK(mr_kv_used_cells(c) == used && mr_kv_seq_pos_max(c, 0) == N, "failed seq_rm changed the cache");
+        CHECK(mr_kv_seq_rm(c, 0, 1000, -1) == 0, "seq_rm of a range past the end is a no-op: %s", mr_last_error());
+        /* out-of-order positions */
+        CHECK(run_prompt(c, toks, 1, 0, 5, NULL, V) == -1 && strstr(mr_last_error(), "position"),
+              "rewinding positions must fail: %s", mr_last_error());
+        CHECK(mr_kv_used_cells(c) == used, "failed decode took cells");
+        /* partial copy is an error */
+        CHECK(mr_kv_seq_cp(c, 0, 1, 0, 10) == -1, "partial seq_cp must fail");
+        /* whole-sequence removal resets: seq 2 re-decoded from scratch = alone */
+        CHECK(mr_kv_seq_rm(c, 2, -1, -1) == 0 && mr_kv_seq_pos_max(c, 2) == -1, "seq_rm all of seq 2: %s",
+              mr_last_error());
+        CHECK(run_prompt(c, toks2, N - 9, 2, 0, got, V) == 0, "re-decode seq 2: %s", mr_last_error());
+        CHECK(rel_diff(ref2, got, V) < 1e-4, "seq 2 after seq_rm + re-decode: %g", rel_diff(ref2, got, V));
+        /* seq_cp: seq 1 := seq 0 (state included), then the same token on both */
+        CHECK(mr_kv_seq_cp(c, 0, 1, -1, -1) == 0, "seq_cp: %s", mr_last_error());
+        mr_token nt = toks[N + 1];
+        CHECK(run_prompt(c, &nt, 1, 1, N + 1, got, V) == 0, "decode on copied seq: %s", mr_last_error());
+        CHECK(run_prompt(c, &nt, 1, 0, N + 1, ref2, V) == 0, "decode on seq 0: %s", mr_last_error());
+        CHECK(rel_diff(ref2, got, V) < 1e-4, "seq_cp: %g", rel_diff(ref2, got, V));
+        /* clear: all state gone, a fresh prompt = a fresh context */
+        mr_kv_clear(c);
+        CHECK(mr_kv_used_cells(c) == 0, "clear");
+        CHECK(run_prompt(c, toks, N, 0, 0, got, V) == 0 && rel_diff(ref, got, V) < 1e-4, "after clear: %g",
+              rel_diff(ref, got, V));
+        mr_ctx_free(c);
+    }
+
+    /* the scalar reference path agrees with the fast path */
+    setenv("MOERUN_REF", "1", 1);
+    c = ctx(m, 256, 512, 512, 1, 0);
+    unsetenv("MOERUN_REF");
+    CHECK(c && run_prompt(c, toks, N, 0, 0, got, V) == 0, "ref decode");
+    CHECK(rel_diff(ref, got, V) < 5e-2, "reference vs fast: rel diff %g", rel_diff(ref, got, V));
+    printf("tiny-qwen3next: reference vs fast path rel diff %.2e\n", rel_diff(ref, got, V));
+    mr_ctx_free(c);
+    free(ref);
+    free(ref2);
+    free(got);
+}
+
+/* Write a copy of the GGUF at src to dst with every delta layer's attn_qkv /
+ * attn_gate regrouped into the legacy ssm_in (rows are whole quant blocks, so
+ * regrouping rows is exact). 0 / -1. */
+static int write_legacy(const char *src, const char *dst) {
+    gguf_ctx *g = gguf_open(src);
+    if (!g) return -1;
+    const int S = (int)gguf_i64_or(g, "qwen3next.ssm.state_size", 0), Hk = (int)gguf_i64_or(g, "qwen3next.ssm.group_count", 0);
+    const int Hv = (int)gguf_i64_or(g, "qwen3next.ssm.time_step_rank", 0), rr = Hv / Hk;
+    gguf_writer *w = gguf_writer_new(dst);
+    int rc = w ? 0 : -1;
+    for (uint64_t i = 0; i < g->n_kv && !rc; i++) rc = gguf_writer_kv_copy(w, &g->kv[i]);
+    for (uint64_t i = 0; i < g->n_tensors && !rc; i++) {
+        const gguf_tensor *t = &g->tensors[i];
+        if (strstr(t->name, ".attn_gate.")) continue;
+        char nm[256];
+        snprintf(nm, sizeof nm, "%s", t->name);
+        int64_t ne[4] = {t->ne[0], t->ne[1], t->ne[2], t->ne[3]};
+        char *p = strstr(nm, ".attn_qkv.");
+        if (p) {
+            int il = atoi(nm + 4);
+            snprintf(nm, sizeof nm, "blk.%d.ssm_in.weight", il);
+            ne[1] += (int64_t)Hv * S;
+        }
+        rc = gguf_writer_add_tensor(w, nm, t->type, t->n_dims, ne);
+    }
+    if (!rc) rc = gguf_writer_begin_data(w);
+    for (uint64_t i = 0; i < g->n_tensors && !rc; i++) {
+        const gguf_tensor *t = &g->tensors[i];
+        if (strstr(t->name, ".attn_gate.")) continue;
+        if (!strstr(t->name, ".attn_qkv.")) {
+            rc = gguf_writer_write_data(w, t->data, t->nbytes);
+            continue;
+        }
+        char gn[256];
+        snprintf(gn, sizeof gn, "blk.%d.attn_gate.weight", atoi(t->name + 4));
+        const gguf_tensor *gt = gguf_tensor_find(g, gn);
+        const size_t rb = t->nbytes / (size_t)t->ne[1];
+        const uint8_t *qkv = t->data, *z = gt ? gt->data : NULL;
+        if (!z || gt->nbytes / (size_t)gt->ne[1] != rb) rc = -1;
+        for (int kh = 0; kh < Hk && !rc; kh++) {
+            /* [q (S rows) | k (S) | v (r*S) | z (r*S)] of key head kh */
+            rc = gguf_writer_write_data(w, qkv + (size_t)kh * S * rb, (size_t)S * rb) ||
+                 gguf_writer_write_data(w, qkv + ((size_t)Hk * S + (size_t)kh * S) * rb, (size_t)S * rb) ||
+                 gguf_writer_write_data(w, qkv + ((size_t)2 * Hk * S + (size_t)kh * rr * S) * rb, (size_t)rr * S * rb) ||
+                 gguf_writer_write_data(w, z + (size_t)kh * rr * S * rb, (size_t)rr * S * rb);
+        }
+    }
+    if (w) {
+        if (rc) gguf_writer_abort(w);
+        else rc = gguf_writer_close(w);
+    }
+    gguf_close(g);
+    return rc ? -1 : 0;
+}
+
+static void test_legacy(mr_model *m, const char *path) {
+    char tmp[256];
+    const char *td = getenv("TMPDIR");
+    snprintf(tmp, sizeof tmp, "%s/moerun-q3n-legacy-%d.gguf", td ? td : "/tmp", (int)getpid());
+    CHECK(write_legacy(path, tmp) == 0, "write legacy copy: %s", mr_last_error());
+    mr_model_params mp = mr_model_default_params();
+    mp.path = tmp;
+    mr_model *ml = mr_model_load(&mp);
+    CHECK(ml != NULL, "load legacy ssm_in copy: %s", mr_last_error());
+    if (ml) {
+        const int V = mr_n_vocab(m), N = 24;
+        mr_token toks[24];
+        for (int i = 0; i < N; i++) toks[i] = (mr_token)((i * 7919 + 13) % (V - 300) + 100);
+        float *a = malloc(sizeof(float) * V), *b = malloc(sizeof(float) * V);
+        mr_ctx *c1 = ctx(m, 64, 64, 64, 1, 0), *c2 = ctx(ml, 64, 64, 64, 1, 0);
+        CHECK(c1 && c2 && run_prompt(c1, toks, N, 0, 0, a, V) == 0 && run_prompt(c2, toks, N, 0, 0, b, V) == 0,
+              "legacy decode: %s", mr_last_error());
+        CHECK(rel_diff(a, b, V) < 1e-6, "legacy ssm_in vs attn_qkv/attn_gate: rel diff %g", rel_diff(a, b, V));
+        mr_ctx_free(c1);
+        mr_ctx_free(c2);
+        free(a);
+        free(b);
+        mr_model_free(ml);
+    }
+    unlink(tmp);
+}
+
+int main(int argc, char **argv) {
+    SKIP_UNLESS_SHARED(mdir, "fixtures/models/tiny-qwen3next.gguf");
+    const char *gdir = check_shared("fixtures/golden-qwen3next");
+    mr_model_params mp = mr_model_default_params();
+    mp.path = mdir;
+    mr_model *m = mr_model_load(&mp);
+    CHECK(m != NULL, "load %s: %s", mdir, mr_last_error());
+    if (!m) return check_done();
+    mr_model_info mi;
+    mr_model_get_info(m, &mi);
+    CHECK(!strcmp(mi.arch, "qwen3next") && mi.n_layer == 4 && mi.n_expert == 16, "info");
+    const char *only = argc > 1 ? argv[1] : NULL;
+    if (!only || !strcmp(only, "state")) test_state(m);
+    if (!only || !strcmp(only, "legacy")) test_legacy(m, mdir);
+    if (gdir) {
+        const char *cases[] = {"hello", "ids64", "ids300"};
+        for (int i = 0; i < 3; i++) {
+            if (only && strcmp(only, cases[i])) continue;
+            char path[4096], name[64];
+            snprintf(path, sizeof path, "%s/tiny-qwen3next.%s.json", gdir, cases[i]);
+            snprintf(name, sizeof name, "tiny-qwen3next.%s", cases[i]);
+            run_golden(m, path, name, false, false);
+            run_golden(m, path, name, false, true);
+            if (!strcmp(cases[i], "ids64")) run_golden(m, path, name, true, true);
+        }
+    } else
+        printf("SKIP golden: fixtures/golden-qwen3next not found\n");
+    mr_model_free(m);
+    return check_done();
+}
