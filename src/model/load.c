@@ -88,8 +88,8 @@ static int hp_layers(const mr_model *m, const char *suffix, int64_t def, int *ou
         }
         for (int i = 0; i < n_layer; i++) {
             if (tmp[i] < 0 || tmp[i] > (1 << 20)) {
-                free(tmp);
                 mr_seterr("%s: key '%s'[%d] = %lld out of range", m->g->path, k, i, (long long)tmp[i]);
+                free(tmp);
                 return -1;
             }
             out[i] = (int)tmp[i];
