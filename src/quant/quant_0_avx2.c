@@ -70,16 +70,20 @@ Q_INLINE void b32_step(const int T, const int NR, const int NB, const char *w, s
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i y[2], off[2];
     __m256 ysf[2];
-    __m128i hd = _mm_setzero_si128(), hm = _mm_setzero_si128();
+    /* gather the fp16 scales through memory: _mm_insert_epi16 needs a
+     * compile-time lane, which only holds when these loops are unrolled */
+    uint16_t hdv[8] = {0}, hmv[8] = {0}, hxv[8] = {0};
     const uint8_t *blk[4][2];
     for (int r = 0; r < NR; r++)
         for (int n = 0; n < NB; n++) {
             blk[r][n] = (const uint8_t *)w + (size_t)r * ws + (size_t)(i + n) * bs;
-            hd = _mm_insert_epi16(hd, b32_u16(blk[r][n]), 4 * n + r);
-            if (b32_has_min(T)) hm = _mm_insert_epi16(hm, b32_u16(blk[r][n] + 2), 4 * n + r);
+            hdv[4 * n + r] = b32_u16(blk[r][n]);
+            if (b32_has_min(T)) hmv[4 * n + r] = b32_u16(blk[r][n] + 2);
         }
-    __m128i hx = _mm_insert_epi16(_mm_setzero_si128(), x[i].d, 0);
-    if (NB == 2) hx = _mm_insert_epi16(hx, x[i + 1].d, 1);
+    hxv[0] = x[i].d;
+    if (NB == 2) hxv[1] = x[i + 1].d;
+    const __m128i hd = _mm_loadu_si128((const __m128i *)hdv), hm = _mm_loadu_si128((const __m128i *)hmv);
+    const __m128i hx = _mm_loadu_si128((const __m128i *)hxv);
     /* activation scales: lanes 0-3 block i, 4-7 block i+1 */
     const __m256 dx = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_cvtph_ps(hx)),
                                                _mm256_set_epi32(1, 1, 1, 1, 0, 0, 0, 0));
