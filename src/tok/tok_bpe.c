@@ -13,6 +13,7 @@
  * not tokens get ids >= n_vocab, so a pair lookup is one u64 hash probe and the
  * result of a merge is known from its rank. Results per word are cached.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -155,6 +156,35 @@ static __thread bigram *t_heap;
 static __thread char *t_enc;
 static __thread size_t t_sym_cap, t_heap_cap, t_enc_cap;
 
+void tok_bpe_scratch_free(void) {
+    free(t_sym);
+    free(t_heap);
+    free(t_enc);
+    t_sym = NULL;
+    t_heap = NULL;
+    t_enc = NULL;
+    t_sym_cap = t_heap_cap = t_enc_cap = 0;
+}
+
+/* One key for both tokenizers: its destructor frees this thread's scratch. */
+static pthread_key_t g_scratch_key;
+static pthread_once_t g_scratch_once = PTHREAD_ONCE_INIT;
+static __thread bool t_registered;
+
+static void scratch_dtor(void *p) {
+    (void)p;
+    tok_bpe_scratch_free();
+    tok_spm_scratch_free();
+}
+static void scratch_key_init(void) { pthread_key_create(&g_scratch_key, scratch_dtor); }
+
+void tok_scratch_register(void) {
+    if (t_registered) return;
+    pthread_once(&g_scratch_once, scratch_key_init);
+    pthread_setspecific(g_scratch_key, (void *)1);
+    t_registered = true;
+}
+
 static inline bool bg_less(const bigram *a, const bigram *b) { /* a comes out first */
     return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
 }
@@ -166,6 +196,7 @@ static int heap_push(int *n, bigram b) {
         if (!h) return -1;
         t_heap = h;
         t_heap_cap = nc;
+        tok_scratch_register();
     }
     int i = (*n)++;
     while (i > 0) {
@@ -211,12 +242,14 @@ static int bpe_merge(const tok_vocab *v, const char *raw, uint32_t raw_len, int3
         if (!e) return -1;
         t_enc = e;
         t_enc_cap = (size_t)raw_len * 2 + 1;
+        tok_scratch_register();
     }
     if (t_sym_cap < raw_len) {
         sym *s = mr_realloc(t_sym, (size_t)raw_len * sizeof *s);
         if (!s) return -1;
         t_sym = s;
         t_sym_cap = raw_len;
+        tok_scratch_register();
     }
     uint32_t el = 0;
     for (uint32_t i = 0; i < raw_len; i++) {

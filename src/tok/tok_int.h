@@ -153,4 +153,11 @@ int tok_spm_text(const tok_vocab *v, const char *text, size_t len, int32_t **out
 /* Append one id to a growable array. */
 int tok_push(int32_t **out, int *n, int *cap, int32_t id);
 
+/* Per-thread scratch of the BPE and SentencePiece merge loops: the first time
+ * a thread grows it, tok_scratch_register() arranges for the buffers to be
+ * freed when the thread exits (servers run one thread per connection). */
+void tok_scratch_register(void);
+void tok_bpe_scratch_free(void);
+void tok_spm_scratch_free(void);
+
 #endif

@@ -28,6 +28,14 @@ static __thread ssym *t_sym;
 static __thread sbigram *t_heap;
 static __thread size_t t_sym_cap, t_heap_cap;
 
+void tok_spm_scratch_free(void) {
+    free(t_sym);
+    free(t_heap);
+    t_sym = NULL;
+    t_heap = NULL;
+    t_sym_cap = t_heap_cap = 0;
+}
+
 static inline bool sb_first(const sbigram *a, const sbigram *b) { /* a comes out before b */
     return a->score > b->score || (a->score == b->score && a->left < b->left);
 }
@@ -39,6 +47,7 @@ static int sheap_push(int *n, sbigram b) {
         if (!h) return -1;
         t_heap = h;
         t_heap_cap = nc;
+        tok_scratch_register();
     }
     int i = (*n)++;
     while (i > 0) {
@@ -89,6 +98,7 @@ static int spm_chunk(const tok_vocab *v, const char *text, size_t len, int32_t *
         if (!s) return -1;
         t_sym = s;
         t_sym_cap = len;
+        tok_scratch_register();
     }
     static const uint8_t k_len[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
     int32_t ns = 0;

@@ -170,7 +170,6 @@ static void test_qwen3_real(void) {
     }
     gguf_ctx *g = gguf_open(path);
     CHECK(g != NULL, "open %s: %s", path, mr_geterr());
-    free((char *)path);
     if (!g) return;
     const char *t = gguf_get_str(g, "tokenizer.chat_template");
     CHECK(t != NULL, "qwen3 vocab has a chat template");

@@ -140,7 +140,6 @@ static void test_fixtures(void) {
         gguf_close(g);
     }
     printf("fixtures: %d files ok\n", n);
-    free((void *)root);
 }
 
 /* ---- round trip ---------------------------------------------------------------------------- */

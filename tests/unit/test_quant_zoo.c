@@ -66,6 +66,5 @@ static void test_zoo(const char *dir) {
 int main(void) {
     SKIP_UNLESS_SHARED(dir, "fixtures/quant");
     test_zoo(dir);
-    free((void *)dir);
     return check_done();
 }

@@ -107,7 +107,6 @@ static void compare_with_fixture(const char *preset, int layers, const char *fix
         return;
     }
     snprintf(path, sizeof path, "%s/%s", root, fixture);
-    free((void *)root);
     gguf_ctx *f = gguf_open(path);
     CHECK(f != NULL, "%s", mr_geterr());
     if (!f) return;
@@ -268,7 +267,6 @@ static void test_vocab_copy(void) {
         return;
     }
     gguf_ctx *v = gguf_open(vp);
-    free((void *)vp);
     CHECK(v != NULL, "%s", mr_geterr());
     if (!v) return;
     const gguf_kv *tk = gguf_find(v, "tokenizer.ggml.tokens");

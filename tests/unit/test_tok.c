@@ -446,6 +446,5 @@ int main(void) {
     own_cases_spm(dir);
     pre_variants(dir);
     splits();
-    free((void *)dir);
     return check_done();
 }

@@ -1,0 +1,182 @@
+/*
+ * cuda_backend.h — the CUDA backend's plain C API (callable from the C
+ * engine; implemented in the .cu files of src/cuda, built only with -DMOERUN_CUDA=ON).
+ *
+ * Everything is explicit: a context (mrc_ctx) per device owns one stream, a
+ * cuBLAS handle and a growable scratch buffer; ops take device pointers and
+ * are queued on the context's stream (asynchronous: call mrc_sync to wait and
+ * to collect errors of the kernels). Functions return 0 / -1 (or pointer /
+ * NULL) and record the error with mr_seterr(), naming the kernel and shapes:
+ *   "cuda: mmvq Q4_K (m 768, k 2048, ids 8): invalid configuration argument".
+ * MOERUN_CUDA_SYNC=1 synchronises after every launch (errors at the right op).
+ *
+ * Activations of the quantized matvec are quantized once per input into
+ * "Q8_1 SoA" rows (mrc_q8_1_row_size(k) bytes): k int8 quants, then k/32
+ * (d, s) float pairs, s = d * sum(q) (the K-quant mins need it); see
+ * src/cuda/README.md for why.
+ *
+ * Shapes follow the CPU side (src/cpu/cpu.h): a weight has n_mat matrices
+ * of m rows of k elements in GGUF type `type`, activations are row-major
+ * float (T, width).
+ */
+#ifndef MR_CUDA_BACKEND_H
+#define MR_CUDA_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- devices ---------------------------------------------------------------------- */
+typedef struct {
+    int id;
+    char name[256];
+    uint64_t free, total;      /* bytes, cudaMemGetInfo */
+    int cc_major, cc_minor;
+    int n_sm;
+    double mem_bw_gbs;         /* theoretical peak from clock and bus width (0 when unknown) */
+} mrc_device_info;
+
+/* CUDA devices usable by this process: 0 when there is no driver, no device
+ * or any other error (never an error by itself). */
+int mrc_device_count(void);
+/* Facts about device `dev` (selects it on the calling thread). 0 / -1. */
+int mrc_device_info_get(int dev, mrc_device_info *out);
+
+/* ---- context ------------------------------------------------------------------------ */
+typedef struct mrc_ctx mrc_ctx;
+mrc_ctx *mrc_init(int dev);
+void mrc_free(mrc_ctx *c);
+int mrc_device_of(const mrc_ctx *c);
+/* Wait for everything queued; returns -1 with the error of a failed kernel. */
+int mrc_sync(mrc_ctx *c);
+/* The cudaStream_t of the context (as void*, for callers that queue copies). */
+void *mrc_stream(mrc_ctx *c);
+
+/* Device memory (on c's device). mrc_dfree(NULL) is a no-op. */
+void *mrc_alloc(mrc_ctx *c, size_t n);
+void mrc_dfree(void *p);
+/* Copies on c's stream; host memory should be pinned for overlap (mrc_host_alloc). */
+int mrc_upload(mrc_ctx *c, void *dst, const void *src, size_t n);
+int mrc_download(mrc_ctx *c, void *dst, const void *src, size_t n);
+int mrc_memset(mrc_ctx *c, void *dst, int v, size_t n);
+void *mrc_host_alloc(size_t n); /* pinned host memory */
+void mrc_host_free(void *p);
+
+/* ---- weights -------------------------------------------------------------------------- */
+/* Types the matvec / dequant kernels read: F32 F16 Q4_0 Q8_0 Q4_K Q5_K Q6_K. */
+bool mrc_type_supported(uint32_t type);
+
+typedef struct {
+    void *data;          /* device, 256-byte aligned (cudaMalloc) */
+    uint32_t type;
+    int64_t k, m, n_mat;
+    size_t row_bytes, mat_bytes;
+    bool owned;          /* data freed by mrc_weight_free */
+} mrc_weight;
+
+/* Upload n_mat matrices of m rows of k elements of `type` from host memory
+ * (a GGUF mapping). Checks the type is supported and k a multiple of its
+ * block size. 0 / -1. */
+int mrc_weight_upload(mrc_ctx *c, mrc_weight *w, const void *host, uint32_t type, int64_t k, int64_t m,
+                      int64_t n_mat);
+/* Describe a weight already in device memory at `dev_ptr` (16-byte aligned;
+ * not owned), e.g. inside one big per-device pool. 0 / -1. */
+int mrc_weight_view(mrc_weight *w, void *dev_ptr, uint32_t type, int64_t k, int64_t m, int64_t n_mat);
+void mrc_weight_free(mrc_weight *w);
+
+/* ---- matrix-vector products (decode) ------------------------------------------------------ */
+/* Bytes of one Q8_1 SoA activation row of k elements (k a multiple of 32). */
+size_t mrc_q8_1_row_size(int64_t k);
+/* Quantize n_rows rows of k floats (row stride k) into Q8_1 SoA rows (stride
+ * mrc_q8_1_row_size(k)). */
+int mrc_quantize_q8_1(mrc_ctx *c, const float *x, void *xq, int64_t k, int64_t n_rows);
+
+/* y[r] = dot(row r of matrix `mat` of W, x) for r < W->m. Quantized weights
+ * read xq (one Q8_1 row of W->k), float weights (F32, F16) read x. */
+int mrc_matvec(mrc_ctx *c, const mrc_weight *W, int64_t mat, const float *x, const void *xq, float *y);
+
+/* Grouped MoE matvec for one token: for slot i < n_ids, y[i*W->m + r] =
+ * dot(row r of matrix ids[i] of W, activation i), with ids on the device.
+ * Activation i is at xq + i*xq_stride (xq_stride 0: one activation shared by
+ * all slots, as for gate/up; the Q8_1 row size for down). Float weights read
+ * x / x_stride (floats) instead. Slots whose id is outside [0, n_mat) get 0. */
+int mrc_moe_matvec(mrc_ctx *c, const mrc_weight *W, const int32_t *ids, int n_ids, const float *x, size_t x_stride,
+                   const void *xq, size_t xq_stride, float *y);
+
+/* ---- element-wise / row ops ------------------------------------------------------------------ */
+/* out = x / rms(x) * w per row of n (w may be NULL); in-place allowed. */
+int mrc_rmsnorm(mrc_ctx *c, float *out, const float *x, const float *w, int64_t n_rows, int n, float eps);
+/* g = silu(g) * u, n elements. */
+int mrc_silu_mul(mrc_ctx *c, float *g, const float *u, int64_t n);
+/* Row softmax in place. */
+int mrc_softmax(mrc_ctx *c, float *x, int64_t n_rows, int n);
+/* y += x */
+int mrc_add(mrc_ctx *c, float *y, const float *x, int64_t n);
+
+/* RoPE with ggml's rope_yarn (same meaning as cpu_rope_params). */
+enum { MRC_ROPE_NORM = 0, MRC_ROPE_NEOX = 2 };
+typedef struct {
+    int mode, n_dims;
+    float freq_base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow;
+    int n_ctx_orig;
+    const float *freq_factors; /* device, n_dims/2 or NULL */
+} mrc_rope_params;
+/* Rotate x (n_tok, n_heads, head_dim) in place; pos: device, n_tok positions. */
+int mrc_rope(mrc_ctx *c, const mrc_rope_params *p, float *x, const int32_t *pos, int n_tok, int n_heads, int head_dim);
+
+/* MoE routing per token (row of n_expert router logits): gating 1 softmax,
+ * 2 sigmoid, 3 softmax over the chosen (llama.cpp's ids); bias (n_expert,
+ * may be NULL) is added for the selection only; weights normalised to sum 1
+ * when norm_w, then multiplied by w_scale (0/1: off). Writes ids (n_tok, k)
+ * and weights (n_tok, k), best first; ties pick the lower index. n_expert <= 1024, k <= 32. */
+int mrc_moe_route(mrc_ctx *c, const float *logits, int n_tok, int n_expert, int k, int gating, const float *bias,
+                  bool norm_w, float w_scale, int32_t *ids, float *weights);
+
+/* ---- attention (decode) -------------------------------------------------------------------------- */
+/* One query token against n_kv cache cells (flash decoding: the cells are
+ * split over blocks, partial softmax states are merged). q: (n_head, dk)
+ * float. K/V: the CPU cache layout, per KV head n_ctx rows of dk (dv) values
+ * in kv_type F16 or Q8_0: head h's cell j at base + (h*n_ctx + j)*row_bytes.
+ * mask: n_kv floats added to the scores (0 / -INFINITY), or NULL. out:
+ * (n_head, dv). dk <= 576, dv <= 512, multiples of 32. Scratch from the context. */
+typedef struct {
+    int n_head, n_head_kv, dk, dv, n_ctx, n_kv;
+    uint32_t type_k, type_v;
+    float scale;
+    float softcap; /* 0: off */
+    bool v_in_k;   /* MLA: the values are the first dv elements of the key rows (v ignored) */
+} mrc_attn_params;
+int mrc_attn_decode(mrc_ctx *c, const mrc_attn_params *p, const float *q, const void *k, const void *v,
+                    const float *mask, float *out);
+
+/* ---- prefill --------------------------------------------------------------------------------------- */
+/* Dequantize rows [r0, r0+n) of matrix `mat` of W into out as F32 (out_f16
+ * false) or F16 (true); also the embedding lookup (get_rows) via ids when
+ * ids != NULL (device, n rows: row ids[i] -> out row i). */
+int mrc_dequant_rows(mrc_ctx *c, const mrc_weight *W, int64_t mat, int64_t r0, const int32_t *ids, int64_t n,
+                     void *out, bool out_f16);
+/* y (T, m) = x (T, k) @ W[mat]^T for prompts: W dequantized to F16 in the
+ * scratch, x converted to F16, cuBLAS GEMM with F32 accumulation. */
+int mrc_gemm(mrc_ctx *c, const mrc_weight *W, int64_t mat, const float *x, int64_t T, float *y);
+
+/* ---- graphs ------------------------------------------------------------------------------------------ */
+/* Capture the ops queued between begin and end into a CUDA graph owned by c
+ * (replacing the previous one); mrc_graph_launch replays it. Pointers and
+ * shapes are baked in: re-capture when they change. */
+int mrc_graph_begin(mrc_ctx *c);
+int mrc_graph_end(mrc_ctx *c);
+int mrc_graph_launch(mrc_ctx *c);
+
+/* ---- timing (benches) --------------------------------------------------------------------------------- */
+/* Milliseconds between two points on the stream: mrc_timer_start, then mrc_timer_stop (synchronises). */
+int mrc_timer_start(mrc_ctx *c);
+double mrc_timer_stop(mrc_ctx *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,165 @@
+/*
+ * fattn.cu — flash-attention decode: one query token per head against n_kv
+ * cache cells in F16 or Q8_0, in the CPU cache layout (per KV head, n_ctx
+ * rows of dk / dv values). The cells are split over blocks (flash decoding)
+ * so that even 4-32 heads fill the GPU; each warp of a block runs an online
+ * softmax over its cells with lane l owning elements l, l+32, ... of q, K, V
+ * and the output (coalesced loads for F16 and Q8_0 alike); warps are merged
+ * in shared memory, splits by a second kernel.
+ */
+#include <math.h>
+
+#include "cuda/cuda_common.cuh"
+#include "cuda/mmvq.cuh"
+
+#define FA_WARPS 4
+#define FA_MAXK 18 /* dk <= 576 (MLA latent + rope) */
+#define FA_MAXV 16 /* dv <= 512 */
+
+template <uint32_t T>
+__device__ __forceinline__ float kv_elem(const uint8_t *row, int e) {
+    if (T == MR_TYPE_F16) return __half2float(((const __half *)row)[e]);
+    const uint8_t *b = row + (e >> 5) * MRC_Q8_0_BYTES;
+    return mrc_h2f(mrc_ld_u16(b)) * (float)(int8_t)b[2 + (e & 31)];
+}
+
+struct fa_args {
+    int H, Hkv, dk, dv, n_ctx, n_kv, n_split, cells_per_split;
+    size_t k_row, v_row;
+    float scale, softcap;
+    bool v_in_k;
+};
+
+/* grid (H, n_split); writes part[(h*n_split + s)*(dv+2) + ...] = acc[dv], m, l. */
+template <uint32_t TK, uint32_t TV>
+__global__ void __launch_bounds__(FA_WARPS * 32)
+    k_fattn_decode(fa_args a, const float *__restrict__ q, const uint8_t *__restrict__ K, const uint8_t *__restrict__ V,
+                   const float *__restrict__ mask, float *__restrict__ part) {
+    extern __shared__ float sh[]; /* FA_WARPS * (dv + 2) */
+    const int h = blockIdx.x, sp = blockIdx.y, lane = threadIdx.x % 32, w = threadIdx.x / 32;
+    const int hk = h / (a.H / a.Hkv);
+    const int c0 = sp * a.cells_per_split, c1 = min(a.n_kv, c0 + a.cells_per_split);
+    const int nk = a.dk / 32, nv = a.dv / 32;
+    float qr[FA_MAXK], acc[FA_MAXV];
+    MRC_UNROLL
+    for (int i = 0; i < FA_MAXK; i++) qr[i] = i < nk ? q[(size_t)h * a.dk + lane + 32 * i] : 0.0f;
+    MRC_UNROLL
+    for (int i = 0; i < FA_MAXV; i++) acc[i] = 0.0f;
+    float m = -INFINITY, l = 0.0f;
+    const uint8_t *Kh = K + (size_t)hk * a.n_ctx * a.k_row;
+    const uint8_t *Vh = a.v_in_k ? Kh : V + (size_t)hk * a.n_ctx * a.v_row;
+    const size_t vrow = a.v_in_k ? a.k_row : a.v_row;
+    for (int j = c0 + w; j < c1; j += FA_WARPS) {
+        const float mj = mask ? mask[j] : 0.0f;
+        if (mj == -INFINITY) continue; /* uniform over the warp */
+        const uint8_t *kr = Kh + (size_t)j * a.k_row;
+        float s = 0.0f;
+        MRC_UNROLL
+        for (int i = 0; i < FA_MAXK; i++)
+            if (i < nk) s += qr[i] * kv_elem<TK>(kr, lane + 32 * i);
+        s = mrc_warp_sum(s) * a.scale;
+        if (a.softcap != 0.0f) s = a.softcap * tanhf(s / a.softcap);
+        s += mj;
+        const float mn = fmaxf(m, s);
+        const float corr = __expf(m - mn), p = __expf(s - mn);
+        l = l * corr + p;
+        const uint8_t *vr = Vh + (size_t)j * vrow;
+        MRC_UNROLL
+        for (int i = 0; i < FA_MAXV; i++)
+            if (i < nv) acc[i] = acc[i] * corr + p * kv_elem<TV>(vr, lane + 32 * i);
+        m = mn;
+    }
+    /* merge the warps */
+    float *mine = sh + w * (a.dv + 2);
+    MRC_UNROLL
+    for (int i = 0; i < FA_MAXV; i++)
+        if (i < nv) mine[lane + 32 * i] = acc[i];
+    if (lane == 0) mine[a.dv] = m, mine[a.dv + 1] = l;
+    __syncthreads();
+    float M = -INFINITY;
+    for (int x = 0; x < FA_WARPS; x++) M = fmaxf(M, sh[x * (a.dv + 2) + a.dv]);
+    float *out = part + ((size_t)h * a.n_split + sp) * (a.dv + 2);
+    for (int e = threadIdx.x; e < a.dv; e += blockDim.x) {
+        float v = 0.0f;
+        for (int x = 0; x < FA_WARPS; x++) {
+            const float mx = sh[x * (a.dv + 2) + a.dv];
+            if (mx != -INFINITY) v += sh[x * (a.dv + 2) + e] * __expf(mx - M);
+        }
+        out[e] = v;
+    }
+    if (threadIdx.x == 0) {
+        float L = 0.0f;
+        for (int x = 0; x < FA_WARPS; x++) {
+            const float mx = sh[x * (a.dv + 2) + a.dv];
+            if (mx != -INFINITY) L += sh[x * (a.dv + 2) + a.dv + 1] * __expf(mx - M);
+        }
+        out[a.dv] = M, out[a.dv + 1] = L;
+    }
+}
+
+/* grid H: out[h*dv + e] = sum_s acc_s[e] e^(m_s - M) / sum_s l_s e^(m_s - M) (0 when all masked). */
+__global__ void k_fattn_combine(const float *part, int n_split, int dv, float *out) {
+    const int h = blockIdx.x;
+    const float *p = part + (size_t)h * n_split * (dv + 2);
+    float M = -INFINITY;
+    for (int s = 0; s < n_split; s++) M = fmaxf(M, p[s * (dv + 2) + dv]);
+    float L = 0.0f;
+    for (int s = 0; s < n_split; s++) {
+        const float ms = p[s * (dv + 2) + dv];
+        if (ms != -INFINITY) L += p[s * (dv + 2) + dv + 1] * __expf(ms - M);
+    }
+    const float inv = L > 0.0f ? 1.0f / L : 0.0f;
+    for (int e = threadIdx.x; e < dv; e += blockDim.x) {
+        float v = 0.0f;
+        for (int s = 0; s < n_split; s++) {
+            const float ms = p[s * (dv + 2) + dv];
+            if (ms != -INFINITY) v += p[s * (dv + 2) + e] * __expf(ms - M);
+        }
+        out[(size_t)h * dv + e] = v * inv;
+    }
+}
+
+int mrc_attn_decode(mrc_ctx *c, const mrc_attn_params *p, const float *q, const void *k, const void *v,
+                    const float *mask, float *out) {
+    const bool tk_ok = p->type_k == MR_TYPE_F16 || p->type_k == MR_TYPE_Q8_0;
+    const bool tv_ok = p->v_in_k || p->type_v == MR_TYPE_F16 || p->type_v == MR_TYPE_Q8_0;
+    if (!tk_ok || !tv_ok || p->dk <= 0 || p->dk % 32 || p->dk > 32 * FA_MAXK || p->dv <= 0 || p->dv % 32 ||
+        p->dv > 32 * FA_MAXV || p->n_head_kv <= 0 || p->n_head % p->n_head_kv || p->n_kv > p->n_ctx ||
+        (p->v_in_k && p->dv > p->dk)) {
+        mr_seterr("cuda: attn_decode: unsupported shape (heads %d/%d, dk %d, dv %d, K %s, V %s, n_kv %d of %d)",
+                  p->n_head, p->n_head_kv, p->dk, p->dv, mr_type_name(p->type_k), mr_type_name(p->type_v), p->n_kv,
+                  p->n_ctx);
+        return -1;
+    }
+    if (p->n_head <= 0) return 0;
+    fa_args a;
+    a.H = p->n_head, a.Hkv = p->n_head_kv, a.dk = p->dk, a.dv = p->dv, a.n_ctx = p->n_ctx, a.n_kv = p->n_kv;
+    a.k_row = mr_row_size(p->type_k, p->dk);
+    a.v_row = p->v_in_k ? a.k_row : mr_row_size(p->type_v, p->dv);
+    a.scale = p->scale, a.softcap = p->softcap, a.v_in_k = p->v_in_k;
+    /* about two blocks per SM, at least 64 cells per split */
+    int n_split = (2 * c->n_sm + p->n_head - 1) / p->n_head;
+    n_split = max(1, min(n_split, (p->n_kv + 63) / 64));
+    a.cells_per_split = (p->n_kv + n_split - 1) / n_split;
+    if (a.cells_per_split == 0) a.cells_per_split = 1;
+    a.n_split = n_split;
+    float *part = (float *)mrc_scratch(c, sizeof(float) * (size_t)p->n_head * n_split * (p->dv + 2));
+    if (!part) return -1;
+    const dim3 grid((unsigned)p->n_head, (unsigned)n_split);
+    const size_t shm = sizeof(float) * FA_WARPS * (p->dv + 2);
+    const uint8_t *K = (const uint8_t *)k, *V = (const uint8_t *)(p->v_in_k ? k : v);
+    const uint32_t tv = p->v_in_k ? p->type_k : p->type_v;
+    if (p->type_k == MR_TYPE_F16 && tv == MR_TYPE_F16)
+        k_fattn_decode<MR_TYPE_F16, MR_TYPE_F16><<<grid, FA_WARPS * 32, shm, c->stream>>>(a, q, K, V, mask, part);
+    else if (p->type_k == MR_TYPE_F16)
+        k_fattn_decode<MR_TYPE_F16, MR_TYPE_Q8_0><<<grid, FA_WARPS * 32, shm, c->stream>>>(a, q, K, V, mask, part);
+    else if (tv == MR_TYPE_F16)
+        k_fattn_decode<MR_TYPE_Q8_0, MR_TYPE_F16><<<grid, FA_WARPS * 32, shm, c->stream>>>(a, q, K, V, mask, part);
+    else
+        k_fattn_decode<MR_TYPE_Q8_0, MR_TYPE_Q8_0><<<grid, FA_WARPS * 32, shm, c->stream>>>(a, q, K, V, mask, part);
+    MRC_LAUNCHED(c, "fattn_decode", "heads %d/%d, dk %d, dv %d, n_kv %d, splits %d, K %s, V %s", p->n_head, p->n_head_kv,
+                 p->dk, p->dv, p->n_kv, n_split, mr_type_name(p->type_k), mr_type_name(tv));
+    k_fattn_combine<<<(unsigned)p->n_head, 128, 0, c->stream>>>(part, n_split, p->dv, out);
+    MRC_LAUNCHED(c, "fattn_combine", "heads %d, dv %d, splits %d", p->n_head, p->dv, n_split);
+    return 0;
+}

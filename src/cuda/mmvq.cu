@@ -1,0 +1,169 @@
+/*
+ * mmvq.cu — decode matrix-vector products reading GGUF blocks directly:
+ * activation quantizer (float -> Q8_1 SoA), the quantized matvec for
+ * Q4_0 / Q8_0 / Q4_K / Q5_K / Q6_K (dp4a, per-thread units of mmvq.cuh), the
+ * grouped MoE variant (one grid row per selected expert, expert ids on the
+ * device, so routing never goes back to the host), and a float-weight
+ * matvec (F32 / F16, e.g. the router).
+ *
+ * Mapping: `tpr` threads per weight row (32, or the smallest power of two
+ * >= the row's unit count, at least 4, so short rows such as k = 768 do not
+ * idle most of a warp), 128 threads per block, partial sums reduced with
+ * shuffles inside the row's lane group.
+ */
+#include "cuda/cuda_common.cuh"
+#include "cuda/mmvq.cuh"
+
+#define MMVQ_THREADS 128
+
+size_t mrc_q8_1_row_size(int64_t k) { return (size_t)((k + k / 32 * 8 + 15) / 16 * 16); }
+
+/* ---- activation quantizer: one warp per 32-element block -------------------------------- */
+__global__ void k_quantize_q8_1(const float *__restrict__ x, uint8_t *__restrict__ xq, int64_t k, int64_t n_rows,
+                                size_t row_size) {
+    const int64_t nb = k / 32;
+    const int64_t gb = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32; /* global block over all rows */
+    const int lane = threadIdx.x % 32;
+    if (gb >= nb * n_rows) return; /* whole warps leave together (nb*n_rows blocks, 32 lanes each) */
+    const int64_t row = gb / nb, b = gb % nb;
+    const float v = x[row * k + b * 32 + lane];
+    const float amax = mrc_warp_max(fabsf(v));
+    const float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
+    const int q = (int)rintf(v * id);
+    const float s = mrc_warp_sum((float)q);
+    uint8_t *out = xq + row * row_size;
+    ((int8_t *)out)[b * 32 + lane] = (int8_t)q;
+    if (lane == 0) {
+        float *ds = (float *)(out + k);
+        ds[2 * b] = d;
+        ds[2 * b + 1] = d * s;
+    }
+}
+
+int mrc_quantize_q8_1(mrc_ctx *c, const float *x, void *xq, int64_t k, int64_t n_rows) {
+    if (k <= 0 || k % 32) {
+        mr_seterr("cuda: quantize_q8_1: k = %lld is not a positive multiple of 32", (long long)k);
+        return -1;
+    }
+    const int64_t threads = k / 32 * n_rows * 32;
+    k_quantize_q8_1<<<mrc_cdiv(threads, 256), 256, 0, c->stream>>>(x, (uint8_t *)xq, k, n_rows, mrc_q8_1_row_size(k));
+    MRC_LAUNCHED(c, "quantize_q8_1", "k %lld, rows %lld", (long long)k, (long long)n_rows);
+    return 0;
+}
+
+/* ---- quantized matvec ------------------------------------------------------------------------------ */
+template <uint32_t T>
+__device__ __forceinline__ float vdot(const uint8_t *row, int u, const int8_t *xq, const float *xds) {
+    if (T == MR_TYPE_Q4_0) return mrc_vdot_q4_0(row, u, xq, xds);
+    if (T == MR_TYPE_Q8_0) return mrc_vdot_q8_0(row, u, xq, xds);
+    if (T == MR_TYPE_Q4_K) return mrc_vdot_q4_K(row, u, xq, xds);
+    if (T == MR_TYPE_Q5_K) return mrc_vdot_q5_K(row, u, xq, xds);
+    return mrc_vdot_q6_K(row, u, xq, xds);
+}
+
+/* Slot blockIdx.y: matrix ids[slot] (0 without ids), activation at xq +
+ * slot*x_stride, output y + slot*m. */
+template <uint32_t T>
+__global__ void __launch_bounds__(MMVQ_THREADS)
+    k_mmvq(const uint8_t *__restrict__ W, size_t row_bytes, size_t mat_bytes, int64_t n_mat,
+           const int32_t *__restrict__ ids, const uint8_t *__restrict__ xq, size_t x_stride, int64_t k,
+           float *__restrict__ y, int64_t m, int units, int tpr) {
+    const int slot = blockIdx.y;
+    const int64_t r = (int64_t)blockIdx.x * (MMVQ_THREADS / tpr) + threadIdx.x / tpr;
+    const int lane = threadIdx.x % tpr;
+    const int64_t mat = ids ? ids[slot] : 0;
+    const uint8_t *x = xq + (size_t)slot * x_stride;
+    const int8_t *xqs = (const int8_t *)x;
+    const float *xds = (const float *)(x + k);
+    float sum = 0.0f;
+    if (r < m && mat >= 0 && mat < n_mat) {
+        const uint8_t *row = W + (size_t)mat * mat_bytes + (size_t)r * row_bytes;
+        for (int u = lane; u < units; u += tpr) sum += vdot<T>(row, u, xqs, xds);
+    }
+    for (int o = tpr / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o, 32);
+    if (lane == 0 && r < m) y[(size_t)slot * m + r] = sum;
+}
+
+/* Float weights (F32, F16) times float activations: tpr lanes per row. */
+template <typename WT>
+__global__ void __launch_bounds__(MMVQ_THREADS)
+    k_mv_float(const WT *__restrict__ W, int64_t n_mat, const int32_t *__restrict__ ids, const float *__restrict__ x,
+               size_t x_stride, int64_t k, float *__restrict__ y, int64_t m, int tpr) {
+    const int slot = blockIdx.y;
+    const int64_t r = (int64_t)blockIdx.x * (MMVQ_THREADS / tpr) + threadIdx.x / tpr;
+    const int lane = threadIdx.x % tpr;
+    const int64_t mat = ids ? ids[slot] : 0;
+    const float *xs = x + (size_t)slot * x_stride;
+    float sum = 0.0f;
+    if (r < m && mat >= 0 && mat < n_mat) {
+        const WT *row = W + ((size_t)mat * m + r) * k;
+        for (int64_t i = lane; i < k; i += tpr) sum += (float)row[i] * xs[i];
+    }
+    for (int o = tpr / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o, 32);
+    if (lane == 0 && r < m) y[(size_t)slot * m + r] = sum;
+}
+
+static int pick_tpr(int64_t units) {
+    int t = 4;
+    while (t < 32 && t < units) t *= 2;
+    return t;
+}
+
+/* One launch for n_slots slots (grid.y). */
+static int launch(mrc_ctx *c, const mrc_weight *W, const uint8_t *base, int64_t n_mat, const int32_t *ids, int n_slots,
+                  const float *x, size_t x_stride, const void *xq, size_t xq_stride, float *y) {
+    if (n_slots <= 0) return 0;
+    if (n_slots > 65535) {
+        mr_seterr("cuda: matvec: %d slots (max 65535)", n_slots);
+        return -1;
+    }
+    const int ue = mrc_unit_elems(W->type);
+    if (ue == 0) {
+        const int tpr = pick_tpr(W->k);
+        const dim3 grid(mrc_cdiv(W->m, MMVQ_THREADS / tpr), (unsigned)n_slots);
+        if (W->type == MR_TYPE_F32)
+            k_mv_float<float><<<grid, MMVQ_THREADS, 0, c->stream>>>((const float *)base, n_mat, ids, x, x_stride, W->k,
+                                                                   y, W->m, tpr);
+        else
+            k_mv_float<__half><<<grid, MMVQ_THREADS, 0, c->stream>>>((const __half *)base, n_mat, ids, x, x_stride, W->k,
+                                                                    y, W->m, tpr);
+        MRC_LAUNCHED(c, "mv_float", "%s, m %lld, k %lld, slots %d", mr_type_name(W->type), (long long)W->m,
+                     (long long)W->k, n_slots);
+        return 0;
+    }
+    const int units = (int)(W->k / ue);
+    const int tpr = pick_tpr(units);
+    const dim3 grid(mrc_cdiv(W->m, MMVQ_THREADS / tpr), (unsigned)n_slots);
+    const uint8_t *xb = (const uint8_t *)xq;
+#define MMVQ_CASE(T)                                                                                                   \
+    case T:                                                                                                            \
+        k_mmvq<T><<<grid, MMVQ_THREADS, 0, c->stream>>>(base, W->row_bytes, W->mat_bytes, n_mat, ids, xb, xq_stride,  \
+                                                        W->k, y, W->m, units, tpr);                                    \
+        break;
+    switch (W->type) {
+        MMVQ_CASE(MR_TYPE_Q4_0)
+        MMVQ_CASE(MR_TYPE_Q8_0)
+        MMVQ_CASE(MR_TYPE_Q4_K)
+        MMVQ_CASE(MR_TYPE_Q5_K)
+        MMVQ_CASE(MR_TYPE_Q6_K)
+    default: mr_seterr("cuda: mmvq: type %s unsupported", mr_type_name(W->type)); return -1;
+    }
+#undef MMVQ_CASE
+    MRC_LAUNCHED(c, "mmvq", "%s, m %lld, k %lld, slots %d, tpr %d", mr_type_name(W->type), (long long)W->m,
+                 (long long)W->k, n_slots, tpr);
+    return 0;
+}
+
+int mrc_matvec(mrc_ctx *c, const mrc_weight *W, int64_t mat, const float *x, const void *xq, float *y) {
+    if (mat < 0 || mat >= W->n_mat) {
+        mr_seterr("cuda: matvec: matrix %lld of %lld", (long long)mat, (long long)W->n_mat);
+        return -1;
+    }
+    const uint8_t *base = (const uint8_t *)W->data + (size_t)mat * W->mat_bytes;
+    return launch(c, W, base, 1, NULL, 1, x, 0, xq, 0, y);
+}
+
+int mrc_moe_matvec(mrc_ctx *c, const mrc_weight *W, const int32_t *ids, int n_ids, const float *x, size_t x_stride,
+                   const void *xq, size_t xq_stride, float *y) {
+    return launch(c, W, (const uint8_t *)W->data, W->n_mat, ids, n_ids, x, x_stride, xq, xq_stride, y);
+}

@@ -1,0 +1,243 @@
+/*
+ * ops.cu — row and element-wise kernels of the forward pass: RMSNorm,
+ * SiLU*mul, softmax, add, RoPE (normal / NEOX, YaRN as ggml's rope_yarn) and
+ * MoE routing (softmax / sigmoid / softmax-over-chosen gating, selection
+ * bias, top-k, weight normalisation and scale), with the CPU's semantics
+ * (src/cpu/ops.c, route_token in src/model/forward_ffn.c).
+ */
+#include <math.h>
+
+#include "cuda/cuda_common.cuh"
+
+/* Sum over a block of up to 1024 threads (sh: 32 floats). */
+__device__ float block_sum(float v, float *sh) {
+    const int lane = threadIdx.x % 32, w = threadIdx.x / 32, nw = (blockDim.x + 31) / 32;
+    v = mrc_warp_sum(v);
+    __syncthreads(); /* sh may be in use by a previous reduction */
+    if (lane == 0) sh[w] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : 0.0f;
+    return mrc_warp_sum(v);
+}
+
+__device__ float block_max(float v, float *sh) {
+    const int lane = threadIdx.x % 32, w = threadIdx.x / 32, nw = (blockDim.x + 31) / 32;
+    v = mrc_warp_max(v);
+    __syncthreads();
+    if (lane == 0) sh[w] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : -INFINITY;
+    return mrc_warp_max(v);
+}
+
+/* ---- RMSNorm: one block per row ------------------------------------------------------------ */
+__global__ void k_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+    __shared__ float sh[32];
+    const float *xr = x + (size_t)blockIdx.x * n;
+    float *o = out + (size_t)blockIdx.x * n;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
+    ss = block_sum(ss, sh);
+    const float scale = rsqrtf(ss / (float)n + eps);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) o[i] = xr[i] * scale * (w ? w[i] : 1.0f);
+}
+
+int mrc_rmsnorm(mrc_ctx *c, float *out, const float *x, const float *w, int64_t n_rows, int n, float eps) {
+    if (n_rows <= 0) return 0;
+    k_rmsnorm<<<(unsigned)n_rows, n >= 1024 ? 1024 : 256, 0, c->stream>>>(out, x, w, n, eps);
+    MRC_LAUNCHED(c, "rmsnorm", "rows %lld, n %d", (long long)n_rows, n);
+    return 0;
+}
+
+/* ---- element-wise --------------------------------------------------------------------------------- */
+__global__ void k_silu_mul(float *g, const float *u, int64_t n) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        const float v = g[i];
+        g[i] = v / (1.0f + expf(-v)) * u[i];
+    }
+}
+
+int mrc_silu_mul(mrc_ctx *c, float *g, const float *u, int64_t n) {
+    if (n <= 0) return 0;
+    k_silu_mul<<<mrc_cdiv(n, 256), 256, 0, c->stream>>>(g, u, n);
+    MRC_LAUNCHED(c, "silu_mul", "n %lld", (long long)n);
+    return 0;
+}
+
+__global__ void k_add(float *y, const float *x, int64_t n) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] += x[i];
+}
+
+int mrc_add(mrc_ctx *c, float *y, const float *x, int64_t n) {
+    if (n <= 0) return 0;
+    k_add<<<mrc_cdiv(n, 256), 256, 0, c->stream>>>(y, x, n);
+    MRC_LAUNCHED(c, "add", "n %lld", (long long)n);
+    return 0;
+}
+
+/* ---- softmax: one block per row ---------------------------------------------------------------------- */
+__global__ void k_softmax(float *x, int n) {
+    __shared__ float sh[32];
+    float *r = x + (size_t)blockIdx.x * n;
+    float mx = -INFINITY;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) mx = fmaxf(mx, r[i]);
+    mx = block_max(mx, sh);
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const float e = expf(r[i] - mx);
+        r[i] = e;
+        s += e;
+    }
+    s = block_sum(s, sh);
+    const float inv = 1.0f / s;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) r[i] *= inv;
+}
+
+int mrc_softmax(mrc_ctx *c, float *x, int64_t n_rows, int n) {
+    if (n_rows <= 0) return 0;
+    k_softmax<<<(unsigned)n_rows, 256, 0, c->stream>>>(x, n);
+    MRC_LAUNCHED(c, "softmax", "rows %lld, n %d", (long long)n_rows, n);
+    return 0;
+}
+
+/* ---- RoPE: one thread per (token, head, rotated pair) --------------------------------------------------- */
+struct rope_k {
+    int mode, n_dims;
+    float freq_scale, ext_factor, attn_factor, theta_scale, corr0, corr1;
+    const float *ff;
+};
+
+__global__ void k_rope(rope_k p, float *x, const int32_t *pos, int n_tok, int n_heads, int head_dim) {
+    const int half = p.n_dims / 2;
+    const int64_t id = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (id >= (int64_t)n_tok * n_heads * half) return;
+    const int i = (int)(id % half);
+    const int64_t th = id / half; /* token * n_heads + head */
+    const int t = (int)(th / n_heads);
+    const int i0 = 2 * i;
+    const float theta_extrap = (float)pos[t] * powf(p.theta_scale, (float)i) / (p.ff ? p.ff[i] : 1.0f);
+    const float theta_interp = p.freq_scale * theta_extrap;
+    float theta = theta_interp, mscale = p.attn_factor;
+    if (p.ext_factor != 0.0f) {
+        const float y = ((float)(i0 / 2) - p.corr0) / fmaxf(0.001f, p.corr1 - p.corr0);
+        const float ramp = (1.0f - fminf(1.0f, fmaxf(0.0f, y))) * p.ext_factor;
+        theta = theta_interp * (1.0f - ramp) + theta_extrap * ramp;
+        mscale *= 1.0f + 0.1f * logf(1.0f / p.freq_scale);
+    }
+    float s, c;
+    sincosf(theta, &s, &c);
+    c *= mscale, s *= mscale;
+    float *v = x + th * head_dim;
+    const int a = p.mode == MRC_ROPE_NEOX ? i : i0, b = p.mode == MRC_ROPE_NEOX ? i + half : i0 + 1;
+    const float x0 = v[a], x1 = v[b];
+    v[a] = x0 * c - x1 * s;
+    v[b] = x0 * s + x1 * c;
+}
+
+static float corr_dim(int n_dims, int n_ctx_orig, float n_rot, float base) {
+    return n_dims * logf(n_ctx_orig / (n_rot * 2 * (float)M_PI)) / (2 * logf(base));
+}
+
+int mrc_rope(mrc_ctx *c, const mrc_rope_params *p, float *x, const int32_t *pos, int n_tok, int n_heads, int head_dim) {
+    if (p->n_dims <= 0 || p->n_dims > head_dim || p->n_dims % 2) {
+        mr_seterr("cuda: rope: n_dims %d with head_dim %d", p->n_dims, head_dim);
+        return -1;
+    }
+    rope_k k;
+    k.mode = p->mode, k.n_dims = p->n_dims;
+    k.freq_scale = p->freq_scale, k.ext_factor = p->ext_factor, k.attn_factor = p->attn_factor;
+    k.theta_scale = powf(p->freq_base, -2.0f / p->n_dims);
+    k.corr0 = k.corr1 = 0;
+    if (p->ext_factor != 0.0f) {
+        k.corr0 = fmaxf(0.0f, floorf(corr_dim(p->n_dims, p->n_ctx_orig, p->beta_fast, p->freq_base)));
+        k.corr1 = fminf((float)(p->n_dims - 1), ceilf(corr_dim(p->n_dims, p->n_ctx_orig, p->beta_slow, p->freq_base)));
+    }
+    k.ff = p->freq_factors;
+    const int64_t n = (int64_t)n_tok * n_heads * (p->n_dims / 2);
+    if (n <= 0) return 0;
+    k_rope<<<mrc_cdiv(n, 256), 256, 0, c->stream>>>(k, x, pos, n_tok, n_heads, head_dim);
+    MRC_LAUNCHED(c, "rope", "tokens %d, heads %d, head_dim %d, n_dims %d, mode %d", n_tok, n_heads, head_dim, p->n_dims,
+                 p->mode);
+    return 0;
+}
+
+/* ---- MoE routing: one warp per token, scores in shared memory ---------------------------------------------- */
+#define ROUTE_MAX_E 1024
+#define ROUTE_MAX_K 32
+
+__global__ void __launch_bounds__(32) k_moe_route(const float *logits, int E, int K, int gating, const float *bias,
+                                                  bool norm_w, float w_scale, int32_t *ids, float *weights) {
+    __shared__ float prob[ROUTE_MAX_E], sel[ROUTE_MAX_E];
+    __shared__ float wsel[ROUTE_MAX_K];
+    __shared__ int isel[ROUTE_MAX_K];
+    const int t = blockIdx.x, lane = threadIdx.x;
+    const float *l = logits + (size_t)t * E;
+    float mx = -INFINITY;
+    for (int e = lane; e < E; e += 32) mx = fmaxf(mx, l[e]);
+    mx = mrc_warp_max(mx);
+    float s = 0.0f;
+    for (int e = lane; e < E; e += 32) {
+        float p = l[e];
+        if (gating == 1) p = expf(p - mx), s += p;
+        else if (gating == 2) p = 1.0f / (1.0f + expf(-p));
+        prob[e] = p;
+    }
+    if (gating == 1) {
+        const float inv = 1.0f / mrc_warp_sum(s);
+        for (int e = lane; e < E; e += 32) prob[e] *= inv;
+    }
+    for (int e = lane; e < E; e += 32) sel[e] = prob[e] + (bias ? bias[e] : 0.0f);
+    __syncwarp();
+    for (int j = 0; j < K; j++) {
+        float bv = -INFINITY;
+        int bi = 0x7fffffff;
+        for (int e = lane; e < E; e += 32) {
+            const float v = sel[e]; /* taken: NaN, never chosen */
+            if (v > bv || (v == bv && e < bi)) bv = v, bi = e;
+        }
+        for (int o = 16; o > 0; o >>= 1) {
+            const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+            const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+            if (ov > bv || (ov == bv && oi < bi)) bv = ov, bi = oi;
+        }
+        if (lane == 0) {
+            isel[j] = bi;
+            wsel[j] = bi < E ? prob[bi] : 0.0f;
+            if (bi < E) sel[bi] = NAN;
+        }
+        __syncwarp();
+    }
+    if (lane == 0) {
+        if (gating == 3) {
+            float m = -INFINITY, z = 0.0f;
+            for (int j = 0; j < K; j++) m = fmaxf(m, wsel[j]);
+            for (int j = 0; j < K; j++) wsel[j] = expf(wsel[j] - m), z += wsel[j];
+            for (int j = 0; j < K; j++) wsel[j] /= z;
+        }
+        if (norm_w) {
+            float z = 0.0f;
+            for (int j = 0; j < K; j++) z += wsel[j];
+            z = fmaxf(z, 6.103515625e-5f);
+            for (int j = 0; j < K; j++) wsel[j] /= z;
+        }
+        for (int j = 0; j < K; j++) {
+            ids[(size_t)t * K + j] = isel[j];
+            weights[(size_t)t * K + j] = (w_scale != 0.0f && w_scale != 1.0f) ? wsel[j] * w_scale : wsel[j];
+        }
+    }
+}
+
+int mrc_moe_route(mrc_ctx *c, const float *logits, int n_tok, int n_expert, int k, int gating, const float *bias,
+                  bool norm_w, float w_scale, int32_t *ids, float *weights) {
+    if (n_expert <= 0 || n_expert > ROUTE_MAX_E || k <= 0 || k > ROUTE_MAX_K || k > n_expert || gating < 1 || gating > 3) {
+        mr_seterr("cuda: moe_route: %d experts, top-%d, gating %d (max %d experts, top-%d; gating 1..3)", n_expert, k,
+                  gating, ROUTE_MAX_E, ROUTE_MAX_K);
+        return -1;
+    }
+    if (n_tok <= 0) return 0;
+    k_moe_route<<<(unsigned)n_tok, 32, 0, c->stream>>>(logits, n_expert, k, gating, bias, norm_w, w_scale, ids, weights);
+    MRC_LAUNCHED(c, "moe_route", "tokens %d, experts %d, k %d, gating %d", n_tok, n_expert, k, gating);
+    return 0;
+}

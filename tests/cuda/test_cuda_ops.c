@@ -1,0 +1,512 @@
+/*
+ * test_cuda_ops.c — every CUDA kernel of src/cuda against the CPU reference
+ * (src/quant scalar dequantization, src/cpu ops, a plain C attention and
+ * router), by normalised error ||got - ref|| / ||ref||. Exits 77 with
+ * "SKIP: no CUDA device" when there is none.
+ *
+ *   test_cuda_ops            correctness
+ *   test_cuda_ops --bench    plus GB/s of the matvecs (Qwen3-30B-A3B shapes)
+ *                            and of the attention decode
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "cpu/cpu.h"
+#include "cuda/cuda_backend.h"
+#include "quant/quant.h"
+#include "quant/types.h"
+#include "synth/synth.h"
+
+static int g_pass, g_fail;
+#define EXPECT(c, ...)                                                                           \
+    do {                                                                                         \
+        if (c) g_pass++;                                                                         \
+        else {                                                                                   \
+            g_fail++;                                                                            \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                 \
+            fprintf(stderr, __VA_ARGS__);                                                        \
+            fputc('\n', stderr);                                                                 \
+        }                                                                                        \
+    } while (0)
+#define OK(call)                                                                                 \
+    do {                                                                                         \
+        if ((call) != 0) {                                                                       \
+            fprintf(stderr, "FAIL %s:%d: %s: %s\n", __FILE__, __LINE__, #call, mr_geterr());     \
+            g_fail++;                                                                            \
+            return;                                                                              \
+        }                                                                                        \
+    } while (0)
+
+static mrc_ctx *C;
+static synth_rng R;
+
+static float frand(void) { return (float)((synth_rng_next(&R) >> 11) * (1.0 / 9007199254740992.0)) * 2 - 1; }
+static void fill(float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] = frand();
+}
+
+static double nerr(const float *got, const float *ref, int64_t n) {
+    double e = 0, r = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const double d = (double)got[i] - ref[i];
+        e += d * d, r += (double)ref[i] * ref[i];
+    }
+    return r > 0 ? sqrt(e / r) : sqrt(e);
+}
+
+/* device copy of n bytes of host data */
+static void *dup_dev(const void *h, size_t n) {
+    void *d = mrc_alloc(C, n);
+    if (d && mrc_upload(C, d, h, n)) return NULL;
+    return d;
+}
+static int get(void *h, const void *d, size_t n) { return mrc_download(C, h, d, n) || mrc_sync(C); }
+
+/* Random weight data of n_mat x m rows of k in type t (K-quants via synth_fill). */
+static void *make_weight(uint32_t t, int64_t k, int64_t m, int64_t n_mat) {
+    const size_t n = mr_row_size(t, k) * (size_t)(m * n_mat);
+    void *w = malloc(n);
+    if (t == MR_TYPE_F32 || t == MR_TYPE_F16 || t == MR_TYPE_Q4_0 || t == MR_TYPE_Q8_0) {
+        float *f = malloc(sizeof(float) * (size_t)k);
+        for (int64_t r = 0; r < m * n_mat; r++) {
+            fill(f, k);
+            quant_quantize_row(t, f, (char *)w + (size_t)r * mr_row_size(t, k), k);
+        }
+        free(f);
+    } else {
+        synth_tensor st = {.type = t, .n_dims = 3, .ne = {k, m, n_mat, 1}, .init = SYNTH_INIT_WEIGHT};
+        synth_fill(&st, &R, w, n);
+    }
+    return w;
+}
+
+/* ---- matvec --------------------------------------------------------------------------------- */
+static void test_matvec(uint32_t t, int64_t k, int64_t m) {
+    void *wh = make_weight(t, k, m, 1);
+    mrc_weight W;
+    OK(mrc_weight_upload(C, &W, wh, t, k, m, 1));
+    float *x = malloc(sizeof(float) * k), *y = malloc(sizeof(float) * m), *yr = malloc(sizeof(float) * m),
+          *yq = malloc(sizeof(float) * m), *row = malloc(sizeof(float) * k), *xd = malloc(sizeof(float) * k);
+    fill(x, k);
+    const size_t xs = mrc_q8_1_row_size(k);
+    float *dx = dup_dev(x, sizeof(float) * k), *dy = mrc_alloc(C, sizeof(float) * m);
+    void *dxq = mrc_alloc(C, xs);
+    OK(mrc_quantize_q8_1(C, dx, dxq, k, 1));
+    OK(mrc_matvec(C, &W, 0, dx, dxq, dy));
+    OK(get(y, dy, sizeof(float) * m));
+    /* activations as the GPU quantized them */
+    uint8_t *xq = malloc(xs);
+    get(xq, dxq, xs);
+    const float *ds = (const float *)(xq + k);
+    int qbad = 0;
+    for (int64_t i = 0; i < k; i++) {
+        xd[i] = ds[2 * (i / 32)] * (float)(int8_t)xq[i];
+        const float d = ds[2 * (i / 32)];
+        if (d > 0 && fabsf(x[i] / d - (int8_t)xq[i]) > 0.5001f) qbad++;
+    }
+    for (int64_t r = 0; r < m; r++) {
+        quant_dequant_row(t, (char *)wh + (size_t)r * W.row_bytes, row, k);
+        double a = 0, b = 0;
+        for (int64_t i = 0; i < k; i++) a += (double)row[i] * x[i], b += (double)row[i] * xd[i];
+        yr[r] = (float)a, yq[r] = (float)b;
+    }
+    const bool flt = t == MR_TYPE_F32 || t == MR_TYPE_F16;
+    const double e = nerr(y, yr, m), eq = nerr(y, flt ? yr : yq, m);
+    EXPECT(qbad == 0, "quantize_q8_1: %d values off by more than half a step", qbad);
+    EXPECT(e < 1.5e-2, "matvec %s k %lld m %lld: error vs float x %.3e", mr_type_name(t), (long long)k, (long long)m, e);
+    EXPECT(eq < 1e-5, "matvec %s k %lld m %lld: error vs quantized x %.3e", mr_type_name(t), (long long)k,
+           (long long)m, eq);
+    printf("matvec %-4s k %5lld m %5lld: err %.2e (vs q8_1 x: %.2e)\n", mr_type_name(t), (long long)k, (long long)m, e, eq);
+    mrc_weight_free(&W);
+    mrc_dfree(dx), mrc_dfree(dy), mrc_dfree(dxq);
+    free(wh), free(x), free(y), free(yr), free(yq), free(row), free(xd), free(xq);
+}
+
+/* Grouped MoE: 8 experts, 5 slots (one out of range), shared and per-slot activations. */
+static void test_moe(uint32_t t) {
+    const int64_t k = 512, m = 96, E = 8;
+    const int n = 5;
+    const int32_t ids[5] = {5, 2, 7, 2, 9};
+    void *wh = make_weight(t, k, m, E);
+    mrc_weight W;
+    OK(mrc_weight_upload(C, &W, wh, t, k, m, E));
+    float *x = malloc(sizeof(float) * k * n), *y = malloc(sizeof(float) * m * n), *yr = calloc((size_t)(m * n), 4),
+          *row = malloc(sizeof(float) * k);
+    fill(x, k * n);
+    const size_t xs = mrc_q8_1_row_size(k);
+    float *dx = dup_dev(x, sizeof(float) * k * n), *dy = mrc_alloc(C, sizeof(float) * m * n);
+    int32_t *did = dup_dev(ids, sizeof ids);
+    void *dxq = mrc_alloc(C, xs * n);
+    OK(mrc_quantize_q8_1(C, dx, dxq, k, n));
+    for (int shared = 1; shared >= 0; shared--) {
+        OK(mrc_moe_matvec(C, &W, did, n, dx, shared ? 0 : (size_t)k, dxq, shared ? 0 : xs, dy));
+        OK(get(y, dy, sizeof(float) * m * n));
+        for (int s = 0; s < n; s++)
+            for (int64_t r = 0; r < m; r++) {
+                double a = 0;
+                if (ids[s] < E) {
+                    quant_dequant_row(t, (char *)wh + ids[s] * W.mat_bytes + r * W.row_bytes, row, k);
+                    for (int64_t i = 0; i < k; i++) a += (double)row[i] * x[(shared ? 0 : s) * k + i];
+                }
+                yr[s * m + r] = (float)a;
+            }
+        bool zero = true;
+        for (int64_t r = 0; r < m; r++) zero = zero && y[4 * m + r] == 0.0f;
+        const double e = nerr(y, yr, m * n);
+        EXPECT(e < 1.5e-2 && zero, "moe %s %s: err %.3e, out-of-range slot zero %d", mr_type_name(t),
+               shared ? "shared" : "per-slot", e, zero);
+        printf("moe    %-4s %s x: err %.2e\n", mr_type_name(t), shared ? "shared  " : "per-slot", e);
+    }
+    mrc_weight_free(&W);
+    mrc_dfree(dx), mrc_dfree(dy), mrc_dfree(did), mrc_dfree(dxq);
+    free(wh), free(x), free(y), free(yr), free(row);
+}
+
+/* ---- row ops ---------------------------------------------------------------------------------------- */
+static void test_rows(void) {
+    const int n = 2048, T = 3;
+    float *x = malloc(sizeof(float) * n * T), *w = malloc(sizeof(float) * n), *u = malloc(sizeof(float) * n * T),
+          *ref = malloc(sizeof(float) * n * T), *got = malloc(sizeof(float) * n * T);
+    fill(x, n * T), fill(w, n), fill(u, n * T);
+    float *dx = dup_dev(x, sizeof(float) * n * T), *dw = dup_dev(w, sizeof(float) * n), *du = dup_dev(u, sizeof(float) * n * T);
+    float *dy = mrc_alloc(C, sizeof(float) * n * T);
+    OK(mrc_rmsnorm(C, dy, dx, dw, T, n, 1e-6f));
+    OK(get(got, dy, sizeof(float) * n * T));
+    cpu_rmsnorm_rows(ref, x, w, T, n, 1e-6f);
+    EXPECT(nerr(got, ref, n * T) < 1e-6, "rmsnorm %.3e", nerr(got, ref, n * T));
+    OK(mrc_upload(C, dy, x, sizeof(float) * n * T));
+    OK(mrc_silu_mul(C, dy, du, n * T));
+    OK(get(got, dy, sizeof(float) * n * T));
+    memcpy(ref, x, sizeof(float) * n * T);
+    cpu_silu_mul(ref, u, n * T);
+    EXPECT(nerr(got, ref, n * T) < 1e-6, "silu_mul %.3e", nerr(got, ref, n * T));
+    OK(mrc_upload(C, dy, x, sizeof(float) * n * T));
+    OK(mrc_softmax(C, dy, T, n));
+    OK(get(got, dy, sizeof(float) * n * T));
+    memcpy(ref, x, sizeof(float) * n * T);
+    for (int t = 0; t < T; t++) cpu_softmax(ref + t * n, n);
+    EXPECT(nerr(got, ref, n * T) < 1e-6, "softmax %.3e", nerr(got, ref, n * T));
+    OK(mrc_upload(C, dy, x, sizeof(float) * n * T));
+    OK(mrc_add(C, dy, du, n * T));
+    OK(get(got, dy, sizeof(float) * n * T));
+    for (int i = 0; i < n * T; i++) ref[i] = x[i] + u[i];
+    EXPECT(nerr(got, ref, n * T) == 0, "add");
+    printf("rmsnorm / silu_mul / softmax / add: ok\n");
+    mrc_dfree(dx), mrc_dfree(dw), mrc_dfree(du), mrc_dfree(dy);
+    free(x), free(w), free(u), free(ref), free(got);
+}
+
+static void test_rope(int mode, bool yarn) {
+    const int T = 4, H = 6, hd = 128;
+    const int32_t pos[4] = {0, 7, 300, 4095};
+    cpu_rope_params cp = {.mode = mode, .n_dims = 64, .freq_base = 1e6f, .freq_scale = yarn ? 0.25f : 1.0f,
+                          .ext_factor = yarn ? 1.0f : 0.0f, .attn_factor = 1.0f, .beta_fast = 32, .beta_slow = 1,
+                          .n_ctx_orig = 4096, .freq_factors = NULL};
+    mrc_rope_params gp = {.mode = mode, .n_dims = 64, .freq_base = 1e6f, .freq_scale = cp.freq_scale,
+                          .ext_factor = cp.ext_factor, .attn_factor = 1.0f, .beta_fast = 32, .beta_slow = 1,
+                          .n_ctx_orig = 4096, .freq_factors = NULL};
+    float *x = malloc(sizeof(float) * T * H * hd), *ref = malloc(sizeof(float) * T * H * hd),
+          *got = malloc(sizeof(float) * T * H * hd), cs[64];
+    fill(x, T * H * hd);
+    memcpy(ref, x, sizeof(float) * T * H * hd);
+    for (int t = 0; t < T; t++) {
+        cpu_rope_cache(&cp, (float)pos[t], cs);
+        cpu_rope_apply(&cp, cs, ref + t * H * hd, H, hd);
+    }
+    float *dx = dup_dev(x, sizeof(float) * T * H * hd);
+    int32_t *dp = dup_dev(pos, sizeof pos);
+    OK(mrc_rope(C, &gp, dx, dp, T, H, hd));
+    OK(get(got, dx, sizeof(float) * T * H * hd));
+    const double e = nerr(got, ref, T * H * hd);
+    EXPECT(e < 1e-4, "rope mode %d yarn %d: %.3e", mode, yarn, e);
+    printf("rope %s%s: err %.2e\n", mode ? "neox" : "norm", yarn ? " yarn" : "", e);
+    mrc_dfree(dx), mrc_dfree(dp);
+    free(x), free(ref), free(got);
+}
+
+/* The CPU router of forward_ffn.c without groups. */
+static void route_ref(const float *l, int E, int K, int gating, const float *bias, bool norm_w, float w_scale,
+                      int *ids, float *w) {
+    float *p = malloc(sizeof(float) * E), *s = malloc(sizeof(float) * E);
+    memcpy(p, l, sizeof(float) * E);
+    if (gating == 1) cpu_softmax(p, E);
+    else if (gating == 2)
+        for (int e = 0; e < E; e++) p[e] = 1.0f / (1.0f + expf(-p[e]));
+    for (int e = 0; e < E; e++) s[e] = p[e] + (bias ? bias[e] : 0.0f);
+    cpu_topk(s, E, K, ids);
+    for (int j = 0; j < K; j++) w[j] = p[ids[j]];
+    if (gating == 3) cpu_softmax(w, K);
+    if (norm_w) {
+        float z = 0;
+        for (int j = 0; j < K; j++) z += w[j];
+        for (int j = 0; j < K; j++) w[j] /= fmaxf(z, 6.103515625e-5f);
+    }
+    if (w_scale != 0.0f && w_scale != 1.0f)
+        for (int j = 0; j < K; j++) w[j] *= w_scale;
+    free(p), free(s);
+}
+
+static void test_route(int gating, bool with_bias, bool norm_w, float w_scale) {
+    const int T = 5, E = 128, K = 8;
+    float *l = malloc(sizeof(float) * T * E), bias[128], w[5 * 8], wr[8];
+    int32_t ids[5 * 8];
+    int ir[8];
+    fill(l, T * E);
+    for (int e = 0; e < E; e++) bias[e] = 0.1f * frand();
+    l[3] = l[4]; /* a tie */
+    float *dl = dup_dev(l, sizeof(float) * T * E), *db = dup_dev(bias, sizeof bias), *dw = mrc_alloc(C, sizeof w);
+    int32_t *di = mrc_alloc(C, sizeof ids);
+    OK(mrc_moe_route(C, dl, T, E, K, gating, with_bias ? db : NULL, norm_w, w_scale, di, dw));
+    OK(get(ids, di, sizeof ids));
+    OK(get(w, dw, sizeof w));
+    int bad = 0;
+    double e = 0;
+    for (int t = 0; t < T; t++) {
+        route_ref(l + t * E, E, K, gating, with_bias ? bias : NULL, norm_w, w_scale, ir, wr);
+        for (int j = 0; j < K; j++) {
+            bad += ids[t * K + j] != ir[j];
+            e = fmax(e, fabs(w[t * K + j] - wr[j]));
+        }
+    }
+    EXPECT(bad == 0 && e < 1e-5, "route gating %d bias %d norm %d scale %g: %d id mismatches, max weight err %.2e",
+           gating, with_bias, norm_w, w_scale, bad, e);
+    mrc_dfree(dl), mrc_dfree(db), mrc_dfree(dw), mrc_dfree(di);
+    free(l);
+}
+
+/* ---- attention decode ------------------------------------------------------------------------------- */
+static void test_attn(uint32_t tk, uint32_t tv, int H, int Hkv, int dk, int dv, bool v_in_k, int n_ctx, int n_kv) {
+    const size_t kr = mr_row_size(tk, dk), vr = mr_row_size(tv, dv);
+    uint8_t *K = malloc(kr * Hkv * n_ctx), *V = malloc(vr * Hkv * n_ctx);
+    float *q = malloc(sizeof(float) * H * dk), *mask = malloc(sizeof(float) * n_kv), *f = malloc(sizeof(float) * dk);
+    float *ref = calloc((size_t)(H * dv), 4), *got = malloc(sizeof(float) * H * dv);
+    fill(q, H * dk);
+    for (int i = 0; i < Hkv * n_ctx; i++) {
+        fill(f, dk);
+        quant_quantize_row(tk, f, K + i * kr, dk);
+        fill(f, dv);
+        quant_quantize_row(tv, f, V + i * vr, dv);
+    }
+    for (int j = 0; j < n_kv; j++) mask[j] = (j % 7 == 3) ? -INFINITY : 0.0f;
+    const float scale = 1.0f / sqrtf((float)dk);
+    float *kd = malloc(sizeof(float) * dk), *vd = malloc(sizeof(float) * dk), *s = malloc(sizeof(float) * n_kv);
+    for (int h = 0; h < H; h++) {
+        const int hk = h / (H / Hkv);
+        double mx = -INFINITY, z = 0, acc[576] = {0};
+        for (int j = 0; j < n_kv; j++) {
+            quant_dequant_row(tk, K + (size_t)(hk * n_ctx + j) * kr, kd, dk);
+            double a = 0;
+            for (int i = 0; i < dk; i++) a += (double)q[h * dk + i] * kd[i];
+            s[j] = (float)(a * scale) + mask[j];
+            if (s[j] > mx) mx = s[j];
+        }
+        for (int j = 0; j < n_kv; j++) {
+            if (mask[j] == -INFINITY) continue;
+            const double p = exp(s[j] - mx);
+            z += p;
+            if (v_in_k) quant_dequant_row(tk, K + (size_t)(hk * n_ctx + j) * kr, vd, dk);
+            else quant_dequant_row(tv, V + (size_t)(hk * n_ctx + j) * vr, vd, dv);
+            for (int i = 0; i < dv; i++) acc[i] += p * vd[i];
+        }
+        for (int i = 0; i < dv; i++) ref[h * dv + i] = (float)(acc[i] / z);
+    }
+    void *dK = dup_dev(K, kr * Hkv * n_ctx), *dV = dup_dev(V, vr * Hkv * n_ctx);
+    float *dq = dup_dev(q, sizeof(float) * H * dk), *dm = dup_dev(mask, sizeof(float) * n_kv),
+          *dout = mrc_alloc(C, sizeof(float) * H * dv);
+    mrc_attn_params p = {.n_head = H, .n_head_kv = Hkv, .dk = dk, .dv = dv, .n_ctx = n_ctx, .n_kv = n_kv,
+                         .type_k = tk, .type_v = tv, .scale = scale, .softcap = 0, .v_in_k = v_in_k};
+    OK(mrc_attn_decode(C, &p, dq, dK, dV, dm, dout));
+    OK(get(got, dout, sizeof(float) * H * dv));
+    const double e = nerr(got, ref, H * dv);
+    EXPECT(e < 1e-4, "attn K %s V %s H %d/%d dk %d dv %d n_kv %d: %.3e", mr_type_name(tk), mr_type_name(tv), H, Hkv, dk,
+           dv, n_kv, e);
+    printf("attn   K %-4s V %-4s H %d/%d dk %d dv %d n_kv %d%s: err %.2e\n", mr_type_name(tk), mr_type_name(tv), H, Hkv,
+           dk, dv, n_kv, v_in_k ? " (v in k)" : "", e);
+    mrc_dfree(dK), mrc_dfree(dV), mrc_dfree(dq), mrc_dfree(dm), mrc_dfree(dout);
+    free(K), free(V), free(q), free(mask), free(f), free(ref), free(got), free(kd), free(vd), free(s);
+}
+
+/* ---- prefill ------------------------------------------------------------------------------------------- */
+static void test_dequant_gemm(uint32_t t) {
+    const int64_t k = 512, m = 300, T = 33;
+    void *wh = make_weight(t, k, m, 1);
+    mrc_weight W;
+    OK(mrc_weight_upload(C, &W, wh, t, k, m, 1));
+    float *ref = malloc(sizeof(float) * k * m), *got = malloc(sizeof(float) * k * m);
+    for (int64_t r = 0; r < m; r++) quant_dequant_row(t, (char *)wh + r * W.row_bytes, ref + r * k, k);
+    float *dout = mrc_alloc(C, sizeof(float) * k * m);
+    OK(mrc_dequant_rows(C, &W, 0, 0, NULL, m, dout, false));
+    OK(get(got, dout, sizeof(float) * k * m));
+    EXPECT(memcmp(got, ref, sizeof(float) * k * m) == 0, "dequant %s: not bit-exact", mr_type_name(t));
+    const int32_t ids[3] = {299, 0, 17};
+    int32_t *did = dup_dev(ids, sizeof ids);
+    OK(mrc_dequant_rows(C, &W, 0, 0, did, 3, dout, false));
+    OK(get(got, dout, sizeof(float) * k * 3));
+    bool same = true;
+    for (int i = 0; i < 3; i++) same = same && !memcmp(got + i * k, ref + ids[i] * k, sizeof(float) * k);
+    EXPECT(same, "get_rows %s", mr_type_name(t));
+    /* gemm */
+    float *x = malloc(sizeof(float) * T * k), *y = malloc(sizeof(float) * T * m), *yr = malloc(sizeof(float) * T * m);
+    fill(x, T * k);
+    for (int64_t c = 0; c < T; c++)
+        for (int64_t r = 0; r < m; r++) {
+            double a = 0;
+            for (int64_t i = 0; i < k; i++) a += (double)ref[r * k + i] * x[c * k + i];
+            yr[c * m + r] = (float)a;
+        }
+    float *dx = dup_dev(x, sizeof(float) * T * k), *dy = mrc_alloc(C, sizeof(float) * T * m);
+    OK(mrc_gemm(C, &W, 0, dx, T, dy));
+    OK(get(y, dy, sizeof(float) * T * m));
+    const double e = nerr(y, yr, T * m);
+    EXPECT(e < 5e-3, "gemm %s: %.3e", mr_type_name(t), e);
+    printf("dequant / get_rows / gemm %-4s: gemm err %.2e\n", mr_type_name(t), e);
+    mrc_weight_free(&W);
+    mrc_dfree(dout), mrc_dfree(did), mrc_dfree(dx), mrc_dfree(dy);
+    free(wh), free(ref), free(got), free(x), free(y), free(yr);
+}
+
+/* ---- graphs and errors ---------------------------------------------------------------------------------- */
+static void test_graph_and_errors(void) {
+    const int64_t k = 1024, m = 512;
+    void *wh = make_weight(MR_TYPE_Q4_K, k, m, 1);
+    mrc_weight W;
+    OK(mrc_weight_upload(C, &W, wh, MR_TYPE_Q4_K, k, m, 1));
+    float *x = malloc(sizeof(float) * k), *y1 = malloc(sizeof(float) * m), *y2 = malloc(sizeof(float) * m);
+    fill(x, k);
+    float *dx = dup_dev(x, sizeof(float) * k), *dy = mrc_alloc(C, sizeof(float) * m);
+    void *dxq = mrc_alloc(C, mrc_q8_1_row_size(k));
+    OK(mrc_quantize_q8_1(C, dx, dxq, k, 1));
+    OK(mrc_matvec(C, &W, 0, dx, dxq, dy));
+    OK(get(y1, dy, sizeof(float) * m));
+    OK(mrc_memset(C, dy, 0, sizeof(float) * m));
+    OK(mrc_sync(C));
+    OK(mrc_graph_begin(C));
+    OK(mrc_quantize_q8_1(C, dx, dxq, k, 1));
+    OK(mrc_matvec(C, &W, 0, dx, dxq, dy));
+    OK(mrc_graph_end(C));
+    OK(mrc_graph_launch(C));
+    OK(get(y2, dy, sizeof(float) * m));
+    EXPECT(!memcmp(y1, y2, sizeof(float) * m), "graph replay gives the same result");
+    mrc_weight bad;
+    EXPECT(mrc_weight_upload(C, &bad, wh, MR_TYPE_Q2_K, k, m, 1) == -1 && strstr(mr_geterr(), "Q2_K"),
+           "unsupported type named: %s", mr_geterr());
+    EXPECT(mrc_weight_upload(C, &bad, wh, MR_TYPE_Q4_K, 100, m, 1) == -1, "bad k");
+    mrc_attn_params p = {.n_head = 8, .n_head_kv = 3, .dk = 128, .dv = 128, .n_ctx = 16, .n_kv = 8,
+                         .type_k = MR_TYPE_F16, .type_v = MR_TYPE_F16, .scale = 1};
+    EXPECT(mrc_attn_decode(C, &p, dx, dx, dx, NULL, dy) == -1 && strstr(mr_geterr(), "heads 8/3"), "attn shape: %s",
+           mr_geterr());
+    printf("graph / errors: ok\n");
+    mrc_weight_free(&W);
+    mrc_dfree(dx), mrc_dfree(dy), mrc_dfree(dxq);
+    free(wh), free(x), free(y1), free(y2);
+}
+
+/* ---- perf mode --------------------------------------------------------------------------------------- */
+static void bench_mv(const char *what, uint32_t t, int64_t k, int64_t m, int64_t n_mat, int n_ids) {
+    void *wh = make_weight(t, k, m, n_mat);
+    mrc_weight W;
+    if (mrc_weight_upload(C, &W, wh, t, k, m, n_mat)) {
+        printf("%s: %s\n", what, mr_geterr());
+        free(wh);
+        return;
+    }
+    float *x = calloc((size_t)k, 4);
+    fill(x, k);
+    float *dx = dup_dev(x, sizeof(float) * k), *dy = mrc_alloc(C, sizeof(float) * m * (n_ids ? n_ids : 1));
+    void *dxq = mrc_alloc(C, mrc_q8_1_row_size(k));
+    int32_t ids[16];
+    for (int i = 0; i < 16; i++) ids[i] = (int32_t)((i * 37) % n_mat);
+    int32_t *did = dup_dev(ids, sizeof ids);
+    mrc_quantize_q8_1(C, dx, dxq, k, 1);
+    const int reps = 200;
+    for (int warm = 0; warm < 2; warm++) {
+        mrc_timer_start(C);
+        for (int r = 0; r < (warm ? reps : 10); r++) {
+            if (n_ids) mrc_moe_matvec(C, &W, did, n_ids, dx, 0, dxq, 0, dy);
+            else mrc_matvec(C, &W, 0, dx, dxq, dy);
+        }
+        const double ms = mrc_timer_stop(C) / (warm ? reps : 10);
+        const double bytes = (double)W.mat_bytes * (n_ids ? n_ids : 1);
+        if (warm) printf("bench %-28s %-4s k %5lld m %6lld: %8.2f us  %7.1f GB/s\n", what, mr_type_name(t), (long long)k,
+                         (long long)m, ms * 1e3, bytes / (ms * 1e-3) / 1e9);
+    }
+    mrc_weight_free(&W);
+    mrc_dfree(dx), mrc_dfree(dy), mrc_dfree(dxq), mrc_dfree(did);
+    free(wh), free(x);
+}
+
+static void bench(void) {
+    mrc_device_info di;
+    mrc_device_info_get(mrc_device_of(C), &di);
+    printf("\n%s: %d SMs, peak ~%.0f GB/s\n", di.name, di.n_sm, di.mem_bw_gbs);
+    /* Qwen3-30B-A3B: attention (D 2048, 32 heads x 128, 4 KV heads), experts 768 wide, 128 of them, top-8 */
+    bench_mv("attn_q", MR_TYPE_Q4_K, 2048, 4096, 1, 0);
+    bench_mv("attn_output", MR_TYPE_Q4_K, 4096, 2048, 1, 0);
+    bench_mv("ffn_gate_exps (8 of 128)", MR_TYPE_Q4_K, 2048, 768, 128, 8);
+    bench_mv("ffn_down_exps (8 of 128)", MR_TYPE_Q6_K, 768, 2048, 128, 8);
+    bench_mv("ffn_down_exps (8 of 128)", MR_TYPE_Q5_K, 768, 2048, 128, 8);
+    bench_mv("output", MR_TYPE_Q6_K, 2048, 151936, 1, 0);
+    bench_mv("q8_0 big", MR_TYPE_Q8_0, 4096, 14336, 1, 0);
+    bench_mv("q4_0 big", MR_TYPE_Q4_0, 4096, 14336, 1, 0);
+    bench_mv("router (f32)", MR_TYPE_F32, 2048, 128, 1, 0);
+    /* attention decode over 4096 / 32768 cells, 32 heads / 4 KV heads, f16 */
+    for (int n_kv = 4096; n_kv <= 32768; n_kv *= 8) {
+        const int H = 32, Hkv = 4, d = 128;
+        const size_t kb = (size_t)Hkv * n_kv * d * 2;
+        void *dk = mrc_alloc(C, kb), *dv = mrc_alloc(C, kb);
+        float *dq = mrc_alloc(C, sizeof(float) * H * d), *dout = mrc_alloc(C, sizeof(float) * H * d);
+        mrc_memset(C, dk, 0, kb), mrc_memset(C, dv, 0, kb), mrc_memset(C, dq, 0, sizeof(float) * H * d);
+        mrc_attn_params p = {.n_head = H, .n_head_kv = Hkv, .dk = d, .dv = d, .n_ctx = n_kv, .n_kv = n_kv,
+                             .type_k = MR_TYPE_F16, .type_v = MR_TYPE_F16, .scale = 0.088f};
+        mrc_attn_decode(C, &p, dq, dk, dv, NULL, dout);
+        mrc_timer_start(C);
+        for (int r = 0; r < 100; r++) mrc_attn_decode(C, &p, dq, dk, dv, NULL, dout);
+        const double ms = mrc_timer_stop(C) / 100;
+        printf("bench attn decode f16 H 32/4 d 128 n_kv %6d: %8.2f us  %7.1f GB/s\n", n_kv, ms * 1e3,
+               2.0 * kb / (ms * 1e-3) / 1e9);
+        mrc_dfree(dk), mrc_dfree(dv), mrc_dfree(dq), mrc_dfree(dout);
+    }
+}
+
+int main(int argc, char **argv) {
+    const int n = mrc_device_count();
+    if (n <= 0) {
+        printf("SKIP: no CUDA device\n");
+        return 77;
+    }
+    C = mrc_init(0);
+    if (!C) {
+        fprintf(stderr, "mrc_init: %s\n", mr_geterr());
+        return 1;
+    }
+    synth_rng_seed(&R, 42);
+    const uint32_t types[] = {MR_TYPE_Q4_0, MR_TYPE_Q8_0, MR_TYPE_Q4_K, MR_TYPE_Q5_K, MR_TYPE_Q6_K, MR_TYPE_F16, MR_TYPE_F32};
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
+        test_matvec(types[i], 256, 1);
+        test_matvec(types[i], 768, 37);
+        test_matvec(types[i], 2048, 2048);
+        test_moe(types[i]);
+        test_dequant_gemm(types[i]);
+    }
+    test_rows();
+    test_rope(MRC_ROPE_NORM, false);
+    test_rope(MRC_ROPE_NEOX, false);
+    test_rope(MRC_ROPE_NEOX, true);
+    test_route(1, false, false, 0);
+    test_route(1, false, true, 0);
+    test_route(2, true, true, 2.5f);
+    test_route(3, false, false, 1);
+    test_attn(MR_TYPE_F16, MR_TYPE_F16, 8, 2, 128, 128, false, 300, 257);
+    test_attn(MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 2, 128, 128, false, 300, 257);
+    test_attn(MR_TYPE_F16, MR_TYPE_Q8_0, 4, 4, 64, 64, false, 5000, 4999);
+    test_attn(MR_TYPE_F16, MR_TYPE_F16, 16, 1, 576, 512, true, 64, 40);
+    test_attn(MR_TYPE_F16, MR_TYPE_F16, 2, 1, 256, 256, false, 8, 1);
+    test_graph_and_errors();
+    if (argc > 1 && !strcmp(argv[1], "--bench")) bench();
+    mrc_free(C);
+    printf("%d passed, %d failed\n", g_pass, g_fail);
+    return g_fail ? 1 : 0;
+}
