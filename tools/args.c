@@ -149,7 +149,7 @@ static const flag_def k_flags[] = {
     {F_CHAT, ARGS_CHAT, NULL, "--chat", NULL, "format the prompt with the chat template"},
     {F_NP, ARGS_SERVER, "-np", "--parallel", "N", "parallel sequences / slots (default 1)"},
     {F_HOST, ARGS_SERVER, NULL, "--host", "ADDR", "address to listen on (default 127.0.0.1)"},
-    {F_PORT, ARGS_SERVER, NULL, "--port", "N", "port to listen on (default 8080)"},
+    {F_PORT, ARGS_SERVER, NULL, "--port", "N", "port to listen on (default 8080; 0 = any free port, printed at startup)"},
 };
 
 void args_usage(FILE *f, unsigned groups, const args_cmd *cmd) {
@@ -269,7 +269,7 @@ static int apply(mr_args *a, const flag_def *d, const char *v, const char *fl) {
     case F_CHAT: a->chat = true; return 0;
     case F_NP: return args_int(fl, v, 1, 256, &a->n_parallel);
     case F_HOST: a->host = v; return 0;
-    case F_PORT: return args_int(fl, v, 1, 65535, &a->port);
+    case F_PORT: return args_int(fl, v, 0, 65535, &a->port);
     }
     return -1;
 }
