@@ -32,6 +32,8 @@ struct mr_ctx {
 
 const char *mr_last_error(void) { return mr_geterr(); }
 
+int engine_placement_report(const mr_model *m, const mr_ctx_params *p); /* plan.c */
+
 mr_ctx_params mr_ctx_default_params(void) {
     mr_ctx_params p;
     memset(&p, 0, sizeof p);
@@ -65,6 +67,7 @@ mr_ctx *mr_ctx_new(mr_model *m, const mr_ctx_params *pp) {
         mr_seterr("mr_ctx_new: n_seq_max %d exceeds %d", p->n_seq_max, KV_MAX_SEQ);
         goto fail;
     }
+    if (engine_placement_report(m, p) != 0) goto fail;
     const char *ref = getenv("MOERUN_REF");
     const bool use_ref = ref && *ref && strcmp(ref, "0") != 0;
     c->kv = kv_new(m, p->n_ctx, (uint32_t)p->type_k, (uint32_t)p->type_v, p->n_seq_max);

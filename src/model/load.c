@@ -375,6 +375,12 @@ mr_model *mr_model_load(const mr_model_params *p) {
     mr_model *m = mr_calloc(1, sizeof *m);
     if (!m) return NULL;
     m->n_threads = p->n_threads;
+    m->plc_ngl = p->n_gpu_layers;
+    m->plc_n_cpu_moe = p->n_cpu_moe;
+    if ((p->overrides && !(m->plc_overrides = mr_strdup(p->overrides))) ||
+        (p->split_mode && !(m->plc_split_mode = mr_strdup(p->split_mode))) ||
+        (p->tensor_split && !(m->plc_tensor_split = mr_strdup(p->tensor_split))))
+        goto fail;
     m->g = gguf_open(p->path);
     if (!m->g) goto fail;
     const char *an = gguf_get_str(m->g, "general.architecture");
@@ -427,6 +433,9 @@ void mr_model_free(mr_model *m) {
     model_mla_free_owned(m);
     if (m->g) gguf_close(m->g);
     free(m->layers);
+    free(m->plc_overrides);
+    free(m->plc_split_mode);
+    free(m->plc_tensor_split);
     free(m);
 }
 

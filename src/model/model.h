@@ -164,6 +164,10 @@ struct mr_model {
     uint64_t n_params, weight_bytes, active_bytes_est;
     int n_threads;
     void *mla_owned; /* MLA weights derived at load (attn_mla.c), freed by model_mla_free_owned */
+    /* placement flags as given to mr_model_load (strings owned; NULL when absent),
+     * reported as a plan by mr_ctx_new (src/engine/plan.c) */
+    int plc_ngl, plc_n_cpu_moe;
+    char *plc_overrides, *plc_split_mode, *plc_tensor_split;
 };
 
 /* Look up an optional tensor "blk.IL.NAME.weight" (il < 0: "NAME.weight"):

@@ -1,0 +1,99 @@
+/*
+ * plan.c — the placement plan, printed when a context is created with
+ * placement flags (-ngl, -ot, -cmoe / --n-cpu-moe, -sm, -ts).
+ *
+ * The plan (src/model/placement.c) assigns every tensor to the CPU or a CUDA
+ * device and sums weight, KV and compute bytes per device; it is printed to
+ * stderr before any weight is touched. MOERUN_FAKE_VRAM="24GiB,8GiB" plans
+ * against pretend devices (to see a GPU plan, and its out-of-memory advice,
+ * on a machine without one).
+ *
+ * Execution today is CPU-only: the CUDA kernels (src/cuda/) are not yet wired
+ * into the forward pass, so after the plan a note says where the work runs.
+ * Nothing is silently ignored.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "base/base.h"
+#include "model/model.h"
+#include "model/placement.h"
+#include "moerun.h"
+#ifdef MOERUN_HAVE_CUDA
+#include "cuda/cuda_backend.h"
+#endif
+
+int engine_placement_report(const mr_model *m, const mr_ctx_params *p);
+
+static void find_devices(plc_devices *dev) {
+    dev->n = 0;
+    const char *fake = getenv("MOERUN_FAKE_VRAM");
+    if (fake && *fake) {
+        if (placement_fake_devices(fake, dev) == 0) return;
+        MR_WARN("MOERUN_FAKE_VRAM='%s' ignored: %s", fake, mr_geterr());
+        dev->n = 0;
+    }
+#ifdef MOERUN_HAVE_CUDA
+    int n = mrc_device_count();
+    for (int d = 0; d < n && d < PLC_MAX_DEV; d++) {
+        mrc_device_info info;
+        if (mrc_device_info_get(d, &info) != 0) break;
+        dev->free[d] = info.free;
+        dev->total[d] = info.total;
+        snprintf(dev->name[d], sizeof dev->name[d], "%s", info.name);
+        dev->n = d + 1;
+    }
+#endif
+}
+
+/* Prints the plan when the model was loaded with placement flags. Returns 0,
+ * or -1 (with the error set) when the flags are malformed (bad -ot regex,
+ * bad -ts list) or the plan does not fit the devices. */
+int engine_placement_report(const mr_model *m, const mr_ctx_params *p) {
+    bool asked = m->plc_ngl != 0 || m->plc_n_cpu_moe != 0 || m->plc_overrides || m->plc_tensor_split ||
+                 (m->plc_split_mode && *m->plc_split_mode);
+    if (!asked) return 0;
+    int n_t = 0;
+    plc_tensor *t = placement_tensors_from_gguf(m->g, &n_t);
+    if (!t) return -1;
+    plc_model pm = {0};
+    if (placement_model_from_model(m, &pm) != 0) {
+        free(t);
+        return -1;
+    }
+    plc_options o = placement_default_options();
+    o.n_gpu_layers = m->plc_ngl;
+    o.overrides = m->plc_overrides;
+    o.n_cpu_moe = m->plc_n_cpu_moe;
+    o.split_mode = m->plc_split_mode;
+    o.tensor_split = m->plc_tensor_split;
+    o.n_ctx = p->n_ctx;
+    o.type_k = (uint32_t)p->type_k;
+    o.type_v = (uint32_t)p->type_v;
+    o.n_ubatch = p->n_ubatch;
+    o.flash_attn = p->flash_attn != 0;
+    plc_devices dev;
+    find_devices(&dev);
+    placement pl;
+    int rc = placement_plan(&pl, t, n_t, &pm, &o, &dev);
+    if (rc == 0) {
+        fprintf(stderr, "moerun: placement plan (-ngl %d%s%s%s%s):\n", m->plc_ngl,
+                m->plc_overrides ? ", -ot " : "", m->plc_overrides ? m->plc_overrides : "",
+                m->plc_n_cpu_moe < 0 ? ", -cmoe" : m->plc_n_cpu_moe > 0 ? ", --n-cpu-moe" : "",
+                m->plc_tensor_split ? ", -ts" : "");
+        placement_print(&pl, stderr);
+        if (dev.n > 0 && placement_check(&pl, t, n_t, &pm, &o, &dev) != 0) rc = -1;
+        else if (dev.n == 0)
+            fprintf(stderr, "moerun: note: no CUDA device, every layer runs on the CPU "
+                            "(MOERUN_FAKE_VRAM=SIZE[,SIZE] shows the plan for pretend devices)\n");
+        else
+            fprintf(stderr, "moerun: note: this build executes every layer on the CPU (%s); the plan above is "
+                            "what the GPU backend will use\n",
+                    mr_have_cuda() ? "the CUDA kernels are not wired into the forward pass yet"
+                                   : "built without CUDA");
+        placement_free(&pl);
+    }
+    placement_model_free(&pm);
+    free(t);
+    return rc;
+}

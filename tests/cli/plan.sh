@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# plan.sh — the placement plan printed for -ngl / -cmoe / -ot / -ts, and the
+# out-of-memory error before loading (pretend devices via MOERUN_FAKE_VRAM).
+set -u
+BIN=${MOERUN_BIN:-./build/moerun}
+SHARED=${MOERUN_SHARED:-../shared}
+M=$SHARED/fixtures/models/tiny-qwen3moe.gguf
+[ -f "$M" ] || { echo "SKIP: $M not found (set MOERUN_SHARED)"; exit 77; }
+pass=0; fail=0
+check() { if eval "$2"; then pass=$((pass+1)); echo "ok: $1"; else fail=$((fail+1)); echo "FAIL: $1"; fi; }
+err=$("$BIN" run -m "$M" -p hi -n 2 -ngl 99 -cmoe 2>&1 >/dev/null); rc=$?
+check "no device: runs, exit 0" '[ $rc -eq 0 ]'
+check "no device: plan printed" 'grep -q "placement plan" <<<"$err"'
+check "no device: says everything runs on the CPU" 'grep -q "runs on the CPU" <<<"$err"'
+err=$(MOERUN_FAKE_VRAM=1GiB,1GiB "$BIN" run -m "$M" -p hi -n 2 -ngl 99 -ts 3,1 2>&1 >/dev/null); rc=$?
+check "fake devices: plan over CUDA0 and CUDA1" 'grep -q "CUDA0" <<<"$err" && grep -q "CUDA1" <<<"$err"'
+check "fake devices: exit 0" '[ $rc -eq 0 ]'
+err=$(MOERUN_FAKE_VRAM=4MiB "$BIN" run -m "$M" -p hi -n 2 -ngl 99 2>&1 >/dev/null); rc=$?
+check "too small: exit 1" '[ $rc -eq 1 ]'
+check "too small: names the device and suggests a fix" 'grep -q "CUDA0: not enough memory" <<<"$err" && grep -q -E -- "try |lower " <<<"$err"'
+err=$("$BIN" run -m "$M" -p hi -n 2 -ngl 99 -ot '([=CPU' 2>&1 >/dev/null); rc=$?
+check "bad -ot regex: exit 1 with a message" '[ $rc -ne 0 ] && [ -n "$err" ]'
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
