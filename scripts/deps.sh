@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages moerun needs to build and test (idempotent).
 set -euo pipefail
-pkgs=(build-essential cmake ninja-build pkg-config git libpcre2-dev libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev
+pkgs=(build-essential cmake ninja-build pkg-config git libpcre2-dev libjansson-dev libunistring-dev libmicrohttpd-dev libcurl4-openssl-dev
       clang python3 python3-pip curl)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -1,7 +1,9 @@
 /*
  * tok.h — tokenizers exact to llama.cpp: byte-level BPE (tokenizer.ggml.model
  * "gpt2") with the pre-tokenizer named by tokenizer.ggml.pre, and SentencePiece
- * (model "llama") with llama.cpp's score-driven merges and <0xNN> byte fallback.
+ * (model "llama") with llama.cpp's score-driven merges and <0xNN> byte fallback,
+ * and WordPiece (model "bert": lowercased, accent-stripped, greedy longest
+ * match, see tok_wpm.c).
  *
  * The oracle is llama.cpp (src/llama-vocab.cpp, src/unicode.cpp): the same
  * special-token defaults and auto-detection, the same special-token partition
@@ -36,7 +38,7 @@ typedef struct tok_vocab tok_vocab;
 
 #define TOK_NULL (-1)
 
-typedef enum { TOK_MODEL_SPM = 1, TOK_MODEL_BPE = 2 } tok_model;
+typedef enum { TOK_MODEL_SPM = 1, TOK_MODEL_BPE = 2, TOK_MODEL_WPM = 3 } tok_model;
 
 /* Token attributes (the bit values of llama.cpp's llama_token_attr). */
 enum {
@@ -80,6 +82,10 @@ int32_t tok_sep(const tok_vocab *v);
 int32_t tok_newline(const tok_vocab *v);
 bool tok_add_bos(const tok_vocab *v);
 bool tok_add_eos(const tok_vocab *v);
+/* tokenizer.ggml.add_sep_token (default true for "bert"). Informational:
+ * like llama.cpp, tok_encode with add_special always wraps WordPiece text as
+ * BOS ([CLS]) ... SEP ([SEP]), whatever add_bos / add_sep say. */
+bool tok_add_sep(const tok_vocab *v);
 bool tok_add_space_prefix(const tok_vocab *v);
 /* End of generation: EOS, EOT, EOM and the end-like tokens llama.cpp detects
  * by text (<|im_end|>, <|endoftext|>, <|eot_id|>, ...). */
@@ -94,8 +100,9 @@ int32_t tok_find(const tok_vocab *v, const char *text, size_t len);
 
 /* ---- encode / decode -------------------------------------------------------------- */
 /* Tokenize len bytes of text. add_special: add BOS/EOS as the vocabulary says
- * (add_bos/add_eos). parse_special: split out control (and unknown) token texts
- * first; user-defined tokens are always split out, as in llama.cpp. Returns the
+ * (add_bos/add_eos; WordPiece: BOS ... SEP, see tok_add_sep). parse_special:
+ * split out control (and unknown) token texts first; user-defined tokens are
+ * always split out, as in llama.cpp. Returns the
  * number of tokens; when it is > cap, only the first cap were written and the
  * caller retries with a bigger buffer (out may be NULL when cap is 0). Returns
  * -1 only on allocation failure. */

@@ -1,7 +1,7 @@
 /*
  * tok_encode.c — tokenize / detokenize as llama.cpp's llama_vocab::impl does:
  * the special-token partition (tokenizer_st_partition), BOS/EOS, the SPM space
- * prefix and escaping, BPE pre-tokenization + merges, token pieces, the
+ * prefix and escaping, BPE pre-tokenization + merges, WordPiece, token pieces, the
  * detokenizer with its clean-up passes, and a UTF-8-safe streaming helper.
  */
 #include <ctype.h>
@@ -189,7 +189,9 @@ int tok_encode(const tok_vocab *v, const char *text, size_t len, int32_t *out, i
     if (partition(v, text, len, parse_special, &fr) < 0) return -1;
     int32_t *ids = NULL;
     int n = 0, icap = 0, rc = 0;
-    if (add_special && v->add_bos && v->bos >= 0) rc = tok_push(&ids, &n, &icap, v->bos);
+    bool wpm = v->model == TOK_MODEL_WPM;
+    /* WPM: [CLS] ... [SEP] whenever add_special (llama.cpp ignores add_bos/add_sep there) */
+    if (add_special && (v->add_bos || wpm) && v->bos >= 0) rc = tok_push(&ids, &n, &icap, v->bos);
     bool prev_special = true; /* SPM: prefix a space to the first fragment and after specials */
     for (int i = 0; rc == 0 && i < fr.n; i++) {
         const frag *f = &fr.f[i];
@@ -201,11 +203,14 @@ int tok_encode(const tok_vocab *v, const char *text, size_t len, int32_t *out, i
         if (v->model == TOK_MODEL_SPM) {
             rc = encode_spm(v, text + f->off, f->len, v->add_space_prefix && prev_special, &ids, &n, &icap);
             prev_special = false;
+        } else if (wpm) {
+            rc = tok_wpm_text(v, text + f->off, f->len, &ids, &n, &icap);
         } else {
             rc = encode_bpe(v, text + f->off, f->len, &ids, &n, &icap);
         }
     }
-    if (rc == 0 && add_special && v->add_eos && v->eos >= 0) rc = tok_push(&ids, &n, &icap, v->eos);
+    if (rc == 0 && add_special && wpm && v->sep >= 0) rc = tok_push(&ids, &n, &icap, v->sep);
+    if (rc == 0 && add_special && !wpm && v->add_eos && v->eos >= 0) rc = tok_push(&ids, &n, &icap, v->eos);
     free(fr.f);
     if (rc < 0) {
         free(ids);

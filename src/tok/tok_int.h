@@ -6,6 +6,7 @@
  *   tok_pre.c    UTF-8 sanitizing, the PCRE2 pre-tokenizers, byte-to-unicode
  *   tok_bpe.c    byte-level BPE merges with a per-word cache
  *   tok_spm.c    SentencePiece (llama.cpp's llm_tokenizer_spm)
+ *   tok_wpm.c    WordPiece (llama.cpp's llm_tokenizer_wpm)
  *   tok_encode.c special-token partition, encode, pieces, detokenize, stream
  */
 #ifndef MR_TOK_INT_H
@@ -107,6 +108,7 @@ struct tok_vocab {
     tok_pre_type pre;
     char pre_name[64];
     int32_t n_vocab;
+    int32_t max_token_len; /* longest entry in bytes (WPM's match window) */
     char **text; /* owned, NUL-terminated */
     uint32_t *len;
     float *score;
@@ -149,6 +151,10 @@ int tok_bpe_init(tok_vocab *v, const gguf_value *merges);
 void tok_bpe_free(tok_vocab *v);
 /* SPM: tokenize text (spaces already escaped as ▁); appends to *out. */
 int tok_spm_text(const tok_vocab *v, const char *text, size_t len, int32_t **out, int *n, int *cap);
+
+/* WPM: tokenize one raw text fragment (normalized and split into words here);
+ * appends to *out. */
+int tok_wpm_text(const tok_vocab *v, const char *text, size_t len, int32_t **out, int *n, int *cap);
 
 /* Append one id to a growable array. */
 int tok_push(int32_t **out, int *n, int *cap, int32_t id);

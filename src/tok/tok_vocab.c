@@ -148,7 +148,7 @@ static int build_piece(tok_vocab *v, int32_t id) {
         memcpy(out, t, n);
         on = n;
     } else if (a & TOK_ATTR_NORMAL) {
-        if (v->model == TOK_MODEL_SPM) { /* ▁ -> ' ' */
+        if (v->model != TOK_MODEL_BPE) { /* SPM, WPM: ▁ -> ' ' */
             out = mr_malloc(n + 1);
             if (!out) return -1;
             for (uint32_t i = 0; i < n;) {
@@ -377,8 +377,13 @@ tok_vocab *tok_vocab_load(const gguf_ctx *g, bool allow_unknown_pre) {
             tok_pre_lookup("default", &v->pre, &v->ignore_merges, &v->add_bos, &v->clean_spaces);
             snprintf(v->pre_name, sizeof v->pre_name, "default");
         }
+    } else if (!strcmp(model, "bert")) { /* WordPiece: llama.cpp's defaults for LLAMA_VOCAB_TYPE_WPM */
+        v->model = TOK_MODEL_WPM;
+        v->bos = 101, v->eos = TOK_NULL, v->unk = 100, v->sep = 102, v->pad = 0, v->mask = 103;
+        v->add_space_prefix = false, v->clean_spaces = true, v->add_bos = true, v->add_eos = false;
+        v->add_sep = true;
     } else {
-        mr_seterr("%s: tokenizer.ggml.model = '%s' is not supported (supported: gpt2, llama)", file, model);
+        mr_seterr("%s: tokenizer.ggml.model = '%s' is not supported (supported: gpt2, llama, bert)", file, model);
         goto fail;
     }
     get_bool(g, "tokenizer.ggml.add_space_prefix", &v->add_space_prefix);
@@ -440,6 +445,7 @@ tok_vocab *tok_vocab_load(const gguf_ctx *g, bool allow_unknown_pre) {
         if (!t) goto fail;
         v->text[i] = t;
         v->len[i] = (uint32_t)l;
+        if ((int64_t)l > v->max_token_len) v->max_token_len = (int32_t)l;
         v->score[i] = scores ? ((const float *)scores->arr)[i] : 0.0f;
         v->attr[i] = types ? type_to_attr(arr_int(types, i)) : TOK_ATTR_NORMAL;
         if (tok_strmap_put(&v->map, t, (uint32_t)l, (int32_t)i) < 0) goto fail;
@@ -455,7 +461,7 @@ tok_vocab *tok_vocab_load(const gguf_ctx *g, bool allow_unknown_pre) {
         if (tok_bpe_init(v, merges) < 0) goto fail_ctx;
         v->pre_re = tok_pre_new(v->pre);
         if (!v->pre_re) goto fail_ctx;
-    } else {
+    } else if (v->model == TOK_MODEL_SPM) {
         for (int b = 0; b < 256; b++) {
             char buf[8];
             snprintf(buf, sizeof buf, "<0x%02X>", b);
@@ -476,9 +482,11 @@ tok_vocab *tok_vocab_load(const gguf_ctx *g, bool allow_unknown_pre) {
     for (int32_t i = 0; i < v->n_vocab; i++)
         if (build_piece(v, i) < 0) goto fail;
 
-    /* newline token: SPM <0x0A>, otherwise the tokenization of "\n" */
+    /* newline token: SPM <0x0A>, WPM the pad token, otherwise the tokenization of "\n" */
     if (v->model == TOK_MODEL_SPM) {
         v->newline = v->byte_tok['\n'] >= 0 ? v->byte_tok['\n'] : v->pad;
+    } else if (v->model == TOK_MODEL_WPM) {
+        v->newline = v->pad;
     } else {
         int32_t nl[4];
         int n = tok_encode(v, "\n", 1, nl, 4, false, false);
@@ -526,6 +534,7 @@ int32_t tok_sep(const tok_vocab *v) { return v->sep; }
 int32_t tok_newline(const tok_vocab *v) { return v->newline; }
 bool tok_add_bos(const tok_vocab *v) { return v->add_bos; }
 bool tok_add_eos(const tok_vocab *v) { return v->add_eos; }
+bool tok_add_sep(const tok_vocab *v) { return v->add_sep; }
 bool tok_add_space_prefix(const tok_vocab *v) { return v->add_space_prefix; }
 
 bool tok_is_eog(const tok_vocab *v, int32_t id) {

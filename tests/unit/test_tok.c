@@ -425,6 +425,77 @@ static void own_cases_spm(const char *dir) {
     tok_vocab_free(v);
 }
 
+/* WordPiece (bert-bge): facts of BERT's uncased normalization and of the
+ * GGUF converter's "▁word" / "continuation" convention. */
+static void own_cases_wpm(const char *dir) {
+    tok_vocab *v = load(dir, "ggml-vocab-bert-bge.gguf");
+    CHECK(v != NULL, "bert-bge vocab");
+    if (!v) return;
+    size_t l;
+    CHECK(tok_model_type(v) == TOK_MODEL_WPM, "bert is WordPiece");
+    CHECK(tok_text(v, tok_bos(v), &l) && !strcmp(tok_text(v, tok_bos(v), &l), "[CLS]"), "BOS is [CLS]");
+    CHECK(tok_text(v, tok_sep(v), &l) && !strcmp(tok_text(v, tok_sep(v), &l), "[SEP]"), "SEP is [SEP]");
+    CHECK(tok_text(v, tok_unk(v), &l) && !strcmp(tok_text(v, tok_unk(v), &l), "[UNK]"), "UNK is [UNK]");
+    CHECK(tok_add_sep(v) && tok_eos(v) == TOK_NULL, "bert adds SEP, has no EOS");
+    int32_t hello = tok_find(v, "\xE2\x96\x81hello", 8), world = tok_find(v, "\xE2\x96\x81world", 8);
+    int32_t comma = tok_find(v, "\xE2\x96\x81,", 4);
+    CHECK(hello >= 0 && world >= 0 && comma >= 0, "word-start pieces carry U+2581");
+    /* add_special: [CLS] ... [SEP]; lowercased; punctuation is a word of its own */
+    int32_t w1[] = {tok_bos(v), hello, comma, world, tok_sep(v)};
+    int n;
+    int32_t *ids = enc(v, "HeLLo,World", 11, &n, true, false);
+    CHECK(n == 5 && !memcmp(ids, w1, sizeof w1), "[CLS] hello , world [SEP]");
+    /* detokenize: BOS dropped with remove_special, control [SEP] hidden, ▁ -> ' ' */
+    char buf[64];
+    int dl = tok_detokenize(v, ids, n, buf, sizeof buf, true, false);
+    CHECK(dl == 13 && !memcmp(buf, " hello, world", 13), "detokenize: ' hello, world' (%d)", dl);
+    free(ids);
+    /* accents stripped (first code point of the canonical decomposition), case folded */
+    int n1, n2;
+    int32_t *a = enc(v, "CAF\xC3\x89 na\xC3\xAFve", 12, &n1, false, false);
+    int32_t *b = enc(v, "cafe naive", 10, &n2, false, false);
+    CHECK(n1 > 0 && n1 == n2 && !memcmp(a, b, sizeof *a * (size_t)n1), "CAFÉ naïve = cafe naive");
+    free(a);
+    free(b);
+    /* whitespace runs (incl. U+0085, U+3000) and control/format characters vanish */
+    a = enc(v, "\t hello\xC2\x85\xE3\x80\x80wo\xE2\x80\x8Drld\x01 ", 20, &n1, false, false);
+    int32_t w2[] = {hello, world};
+    CHECK(n1 == 2 && !memcmp(a, w2, sizeof w2), "whitespace splits, ZWJ and \\x01 dropped");
+    free(a);
+    /* private-use characters (Co) are dropped like controls */
+    a = enc(v, "hello \xEE\x80\x80world", 14, &n1, false, false);
+    CHECK(n1 == 2 && a[0] == hello && a[1] == world, "private-use character is dropped (Co)");
+    free(a);
+    /* a word with a character no piece covers is one [UNK] */
+    if (tok_find(v, "\xE2\x96\x81\xF0\x9F\xA6\x80", 7) < 0) {
+        a = enc(v, "hello x\xF0\x9F\xA6\x80x", 12, &n1, false, false);
+        CHECK(n1 == 2 && a[0] == hello && a[1] == tok_unk(v), "unknown word -> [UNK]");
+        free(a);
+    }
+    /* CJK ideographs are words of their own: pieces of 2 chars = the 2 chars apart */
+    a = enc(v, "\xE5\xA4\xA9\xE5\xA4\xA9", 6, &n1, false, false);
+    b = enc(v, "\xE5\xA4\xA9 \xE5\xA4\xA9", 7, &n2, false, false);
+    CHECK(n1 == 2 && n1 == n2 && !memcmp(a, b, sizeof *a * 2), "CJK ideographs split");
+    free(a);
+    free(b);
+    /* continuation pieces: concatenated texts give "▁" + the lowercased word */
+    {
+        const char *word = "Tokenization";
+        ids = enc(v, word, strlen(word), &n, false, false);
+        char cat[128] = {0};
+        size_t cl = 0;
+        for (int i = 0; i < n; i++) {
+            const char *t = tok_text(v, ids[i], &l);
+            if (cl + l < sizeof cat) memcpy(cat + cl, t, l), cl += l;
+        }
+        CHECK(n >= 2 && cl == 15 && !memcmp(cat, "\xE2\x96\x81tokenization", 15), "greedy pieces of Tokenization");
+        free(ids);
+    }
+    /* the newline token is the pad token, as in llama.cpp */
+    CHECK(tok_newline(v) == tok_pad(v), "WPM newline = pad");
+    tok_vocab_free(v);
+}
+
 int main(void) {
     SKIP_UNLESS_SHARED(dir, "fixtures/vocab");
     DIR *d = opendir(dir);
@@ -434,16 +505,17 @@ int main(void) {
     struct dirent *e;
     while (d && (e = readdir(d)) && nn < 64) {
         size_t l = strlen(e->d_name);
-        if (l > 5 && !strcmp(e->d_name + l - 5, ".gguf") && !strstr(e->d_name, "bert-bge"))
+        if (l > 5 && !strcmp(e->d_name + l - 5, ".gguf"))
             snprintf(names[nn++], 256, "%s", e->d_name);
     }
     if (d) closedir(d);
     qsort(names, (size_t)nn, 256, (int (*)(const void *, const void *))strcmp);
     int ok = 0, all = 0;
     for (int i = 0; i < nn; i++) run_vectors(dir, names[i], &ok, &all);
-    printf("llama.cpp vectors: %d/%d strings exact (bert-bge skipped: WordPiece not implemented)\n", ok, all);
+    printf("llama.cpp vectors: %d/%d strings exact\n", ok, all);
     own_cases_qwen3(dir);
     own_cases_spm(dir);
+    own_cases_wpm(dir);
     pre_variants(dir);
     splits();
     return check_done();
