@@ -119,6 +119,14 @@ int mr_kv_seq_rm(mr_ctx *c, int seq, int p0, int p1);
 int mr_kv_seq_cp(mr_ctx *c, int seq_src, int seq_dst, int p0, int p1);
 void mr_kv_clear(mr_ctx *c);
 int mr_kv_seq_pos_max(const mr_ctx *c, int seq); /* -1 if empty */
+/* Remember sequence seq's recurrent state (qwen3next's delta-net layers) at
+ * its current end P = pos_max + 1, so that a later mr_kv_seq_rm(c, seq, P,
+ * -1) can rewind to it (without a checkpoint there, removing part of such a
+ * sequence is an error). Up to 2 checkpoints are kept per sequence (the least
+ * recently used replaced); removing the whole sequence, copying onto it or
+ * rewinding before a checkpoint drops it. A no-op returning 0 for models
+ * without recurrent state. 0, -1 on error (seq out of range, memory). */
+int mr_kv_seq_checkpoint(mr_ctx *c, int seq);
 int mr_kv_used_cells(const mr_ctx *c);
 
 typedef struct {

@@ -12,7 +12,8 @@
  *      (timed: T_TG, S_TG = TG / T_TG);
  *   2. drop them again (mr_kv_seq_rm), decode ub random tokens at N_KV in
  *      batches of -b (timed: T_PP, S_PP = ub / T_PP); these stay, so the next
- *      step starts at N_KV + ub.
+ *      step starts at N_KV + ub. A checkpoint there (mr_kv_seq_checkpoint,
+ *      untimed) lets recurrent models rewind their state to it in 1 and 2.
  * TG defaults to ub / 4 (as sweep-bench) unless -n is given.
  */
 #include <stdio.h>
@@ -212,6 +213,8 @@ static int sweep_run(mr_args *a, const sweep_opts *o, mr_model *m, sweep_series 
         double t0 = mr_time_s();
         if ((rc = bench_decode_prompt(c, toks, ub, n_kv, n_batch))) break;
         row.t_pp = mr_time_s() - t0;
+        /* recurrent models (qwen3next) rewind the state to here at the next step */
+        if (mr_kv_seq_checkpoint(c, 0)) { rc = -1; break; }
         row.speed_pp = row.t_pp > 0 ? ub / row.t_pp : 0;
         bench_progress_done(&pr);
         if (o->jsonl) {

@@ -56,3 +56,11 @@ void cpu_delta_step(float *S, int Sk, int Sv, const float *q, const float *k, co
     if (!ref && use_avx2 && Sk % 8 == 0) cpu_delta_step_avx2(S, Sk, Sv, q, k, v, g, beta, scale, o);
     else delta_step_ref(S, Sk, Sv, q, k, v, g, beta, scale, o);
 }
+
+void cpu_delta_recurrent(float *S, const cpu_delta_seq *a, int n, const int32_t *rows, bool ref) {
+    for (int t = 0; t < n; t++) {
+        const size_t r = (size_t)rows[t];
+        cpu_delta_step(S, a->Sk, a->Sv, a->q + r * a->ld_x, a->k + r * a->ld_x, a->v + r * a->ld_x, a->g[r * a->ld_g],
+                       a->beta[r * a->ld_g], a->scale, a->o + r * a->ld_o, ref);
+    }
+}

@@ -222,6 +222,18 @@ int mr_kv_seq_cp(mr_ctx *c, int seq_src, int seq_dst, int p0, int p1) {
     return 0;
 }
 
+int mr_kv_seq_checkpoint(mr_ctx *c, int seq) {
+    if (!seq_ok(c, seq, false)) {
+        mr_seterr("mr_kv_seq_checkpoint: seq id %d out of range [0, %d)", seq, c->p.n_seq_max);
+        return -1;
+    }
+    if (c->kv->rec && kv_rec_checkpoint(c->kv, seq)) {
+        mr_preerr("mr_kv_seq_checkpoint");
+        return -1;
+    }
+    return 0;
+}
+
 void mr_kv_clear(mr_ctx *c) { kv_clear(c->kv); }
 
 int mr_kv_seq_pos_max(const mr_ctx *c, int seq) {

@@ -40,7 +40,7 @@ static void find_devices(plc_devices *dev) {
         if (mrc_device_info_get(d, &info) != 0) break;
         dev->free[d] = info.free;
         dev->total[d] = info.total;
-        snprintf(dev->name[d], sizeof dev->name[d], "%s", info.name);
+        snprintf(dev->name[d], sizeof dev->name[d], "%.63s", info.name);
         dev->n = d + 1;
     }
 #endif

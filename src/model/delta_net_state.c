@@ -21,7 +21,8 @@ kv_rec *kv_rec_new(const mr_model *m, int n_seq) {
     r->ssm_n = (size_t)hp->ssm_dt_rank * Sv * (size_t)hp->ssm_d_state;
     r->conv = mr_calloc((size_t)hp->n_layer, sizeof(float *));
     r->ssm = mr_calloc((size_t)hp->n_layer, sizeof(float *));
-    if (!r->conv || !r->ssm) goto fail;
+    r->ckpt = mr_calloc((size_t)n_seq * KV_REC_CKPT, sizeof(kv_rec_ckpt));
+    if (!r->conv || !r->ssm || !r->ckpt) goto fail;
     for (int il = 0; il < hp->n_layer; il++) {
         if (m->layers[il].attn_kind != MODEL_ATTN_DELTA) continue;
         r->conv[il] = mr_malloc_aligned(sizeof(float) * (r->conv_n * (size_t)n_seq + 1));
@@ -44,10 +45,15 @@ void kv_rec_free(kv_rec *r) {
     }
     free(r->conv);
     free(r->ssm);
+    if (r->ckpt)
+        for (int i = 0; i < r->n_seq * KV_REC_CKPT; i++) mr_free_aligned(r->ckpt[i].data);
+    free(r->ckpt);
     free(r);
 }
 
 void kv_rec_reset(kv_rec *r, int seq) {
+    for (int s = seq < 0 ? 0 : seq; s < (seq < 0 ? r->n_seq : seq + 1); s++)
+        for (int i = 0; i < KV_REC_CKPT; i++) r->ckpt[(size_t)s * KV_REC_CKPT + i].pos = -1;
     for (int il = 0; il < r->n_layer; il++) {
         if (!r->conv[il]) continue;
         if (seq < 0) {
@@ -73,23 +79,92 @@ static void count_cells(const kv_cache *kv, int s, int p0, int p1, int *n_all, i
     }
 }
 
+/* Copy sequence seq's state into (to_ckpt) or out of checkpoint c. */
+static void ckpt_copy(kv_rec *r, int seq, kv_rec_ckpt *c, bool to_ckpt) {
+    float *p = c->data;
+    for (int il = 0; il < r->n_layer; il++) {
+        if (!r->conv[il]) continue;
+        float *conv = kv_rec_conv(r, il, seq), *ssm = kv_rec_ssm(r, il, seq);
+        if (to_ckpt) {
+            memcpy(p, conv, sizeof(float) * r->conv_n);
+            memcpy(p + r->conv_n, ssm, sizeof(float) * r->ssm_n);
+        } else {
+            memcpy(conv, p, sizeof(float) * r->conv_n);
+            memcpy(ssm, p + r->conv_n, sizeof(float) * r->ssm_n);
+        }
+        p += r->conv_n + r->ssm_n;
+    }
+    c->used = ++r->clock;
+}
+
+/* Sequence seq's checkpoint at length pos, or NULL. */
+static kv_rec_ckpt *ckpt_find(kv_rec *r, int seq, int pos) {
+    for (int i = 0; i < KV_REC_CKPT; i++) {
+        kv_rec_ckpt *c = &r->ckpt[(size_t)seq * KV_REC_CKPT + i];
+        if (c->pos >= 0 && c->pos == pos) return c;
+    }
+    return NULL;
+}
+
+int kv_rec_checkpoint(kv_cache *kv, int seq) {
+    kv_rec *r = kv->rec;
+    const int pos = kv_seq_pos_max(kv, seq) + 1;
+    if (pos == 0) return 0; /* empty: rewinding to 0 is removing the whole sequence */
+    kv_rec_ckpt *c = ckpt_find(r, seq, pos);
+    for (int i = 0; i < KV_REC_CKPT && !c; i++) /* a free slot, else the least recently used */
+        if (r->ckpt[(size_t)seq * KV_REC_CKPT + i].pos < 0) c = &r->ckpt[(size_t)seq * KV_REC_CKPT + i];
+    for (int i = 0; i < KV_REC_CKPT && !c; i++) {
+        kv_rec_ckpt *x = &r->ckpt[(size_t)seq * KV_REC_CKPT + i];
+        if (!c || x->used < c->used) c = x;
+    }
+    if (!c->data) {
+        size_t n = 0;
+        for (int il = 0; il < r->n_layer; il++)
+            if (r->conv[il]) n += r->conv_n + r->ssm_n;
+        if (!(c->data = mr_malloc_aligned(sizeof(float) * (n ? n : 1)))) {
+            mr_preerr("checkpoint of sequence %d", seq);
+            return -1;
+        }
+    }
+    ckpt_copy(r, seq, c, true);
+    c->pos = pos;
+    return 0;
+}
+
 int kv_rec_seq_rm(kv_cache *kv, int seq, int p0, int p1) {
     if (p0 < 0) p0 = 0;
+    kv_rec *r = kv->rec;
     const int s0 = seq < 0 ? 0 : seq, s1 = seq < 0 ? kv->n_seq_max : seq + 1;
     for (int s = s0; s < s1; s++) {
-        int n_all, n_in;
+        int n_all, n_in, n_tail, n_tmp;
         count_cells(kv, s, p0, p1, &n_all, &n_in);
-        if (n_in > 0 && n_in < n_all) {
+        if (n_in == 0 || n_in == n_all) continue;
+        count_cells(kv, s, p0, -1, &n_tmp, &n_tail);
+        if (n_tail != n_in) {
+            mr_seterr("sequence %d: removing positions [%d, %d) would keep cells on both sides of the range, but "
+                      "this model's recurrent (delta-net) state can only be rewound by cutting a tail back to a "
+                      "checkpoint (mr_kv_seq_checkpoint)", s, p0, p1);
+            return -1;
+        }
+        if (!ckpt_find(r, s, p0)) {
             mr_seterr("sequence %d: removing positions [%d, %d) would keep only part of it, but this model's "
-                      "recurrent (delta-net) state cannot be rewound; remove the whole sequence instead",
-                      s, p0, p1);
+                      "recurrent (delta-net) state cannot be rewound to position %d: no checkpoint there "
+                      "(mr_kv_seq_checkpoint after decoding up to it); remove the whole sequence instead",
+                      s, p0, p1, p0);
             return -1;
         }
     }
     for (int s = s0; s < s1; s++) {
         int n_all, n_in;
         count_cells(kv, s, p0, p1, &n_all, &n_in);
-        if (n_in == n_all) kv_rec_reset(kv->rec, s);
+        if (n_in == 0) continue;
+        if (n_in == n_all) {
+            kv_rec_reset(r, s);
+            continue;
+        }
+        ckpt_copy(r, s, ckpt_find(r, s, p0), false);
+        for (int i = 0; i < KV_REC_CKPT; i++)
+            if (r->ckpt[(size_t)s * KV_REC_CKPT + i].pos > p0) r->ckpt[(size_t)s * KV_REC_CKPT + i].pos = -1;
     }
     return 0;
 }
@@ -104,6 +179,7 @@ int kv_rec_seq_cp(kv_cache *kv, int src, int dst, int p0, int p1) {
         return -1;
     }
     const kv_rec *r = kv->rec;
+    for (int i = 0; i < KV_REC_CKPT; i++) r->ckpt[(size_t)dst * KV_REC_CKPT + i].pos = -1;
     for (int il = 0; il < r->n_layer; il++) {
         if (!r->conv[il]) continue;
         memcpy(kv_rec_conv(r, il, dst), kv_rec_conv(r, il, src), sizeof(float) * r->conv_n);

@@ -10,6 +10,10 @@
  *    sequences in one batch give each sequence's logits alone, whole-sequence
  *    kv_seq_rm resets the state, kv_seq_cp copies it, partial kv_seq_rm /
  *    kv_seq_cp and out-of-order positions are errors, kv_clear resets;
+ *  - the chunked delta rule of prompts agrees with the recurrent one on the
+ *    delta-net block (several chunk sizes, two interleaved sequences);
+ *  - checkpoints (mr_kv_seq_checkpoint): rewinding a sequence to one and
+ *    generating again gives the same logits; other partial removals fail;
  *  - the scalar reference path agrees with the fast path;
  *  - the legacy fused ssm_in layout (per key head [q | k | v | z]) gives the
  *    same logits as attn_qkv + attn_gate (a copy of the fixture with those
@@ -26,6 +30,9 @@
 #include "check.h"
 #include "engine/golden.h"
 #include "gguf/gguf.h"
+#include "model/delta_net.h"
+#include "model/forward.h"
+#include "model/kv.h"
 #include "moerun.h"
 
 static void run_golden(mr_model *m, const char *path, const char *name, bool kvq8, bool fa) {
@@ -222,6 +229,181 @@ static void test_state(mr_model *m) {
     free(got);
 }
 
+/* The delta-net block of layer il on random normed inputs: a model_run with
+ * MOERUN_DELTA_CHUNK=chunk over two ubatches (lens[0], lens[1] tokens) whose
+ * tokens of two sequences interleave (every third token is seq 1); outputs
+ * (sum of lens, D) to out, final states of both sequences to st (2, ssm_n). */
+static int run_block(mr_model *m, const char *chunk, int il, const float *xn, const int *lens, float *out, float *st) {
+    setenv("MOERUN_DELTA_CHUNK", chunk, 1);
+    kv_cache *kv = kv_new(m, 512, MR_KV_F16, MR_KV_F16, 2);
+    model_run *r = kv ? model_run_new(m, kv, 256, 2, false, false) : NULL;
+    unsetenv("MOERUN_DELTA_CHUNK");
+    int rc = r ? 0 : -1;
+    const int D = m->hp.n_embd;
+    int32_t seq[256], pos[256], cell[256], next[2] = {0, 0};
+    for (int u = 0, t0 = 0; u < 2 && !rc; t0 += lens[u++]) {
+        for (int t = 0; t < lens[u]; t++) {
+            seq[t] = (t0 + t) % 3 == 1;
+            pos[t] = next[seq[t]]++;
+            cell[t] = t0 + t;
+        }
+        model_ubatch ub = {.n = lens[u], .pos = pos, .seq = seq, .cell = cell};
+        rc = model_attn_delta(r, &ub, il, xn + (size_t)t0 * D, out + (size_t)t0 * D);
+    }
+    if (!rc)
+        for (int q = 0; q < 2; q++)
+            memcpy(st + q * kv->rec->ssm_n, kv_rec_ssm(kv->rec, il, q), sizeof(float) * kv->rec->ssm_n);
+    model_run_free(r);
+    kv_free(kv);
+    return rc;
+}
+
+/* The chunked delta rule (prompts) against the recurrent one on the whole
+ * delta-net block (projections, conv, gates, norms): ubatches of 150 + 90
+ * tokens of two interleaved sequences (runs of 100 + 60 and 50 + 30 tokens:
+ * chunk 64 takes partial chunks, chunk 16 many; 30 >= 16 still chunked),
+ * and 9 + 5 tokens (below the threshold: recurrent either way). The final
+ * states must agree to 1e-5 of their largest magnitude, and so must 98% of
+ * the tokens' outputs: ssm_out quantizes its input to Q8_K, so a float
+ * rounding difference at a rounding boundary moves the odd token's output by
+ * a quantization step (1e-2 at most). (Logits are compared in test_state and
+ * by the golden cases: on the whole random-weight MoE net float rounding
+ * also makes the odd expert-selection flip — the recurrent form with the
+ * scalar step instead of the AVX2 one flips the same way — so a tight
+ * per-position bar on logits would test the net's chaos, not the kernel.) */
+static void test_chunked(mr_model *m) {
+    const int D = m->hp.n_embd, il = 0, T = 256;
+    CHECK(m->layers[il].attn_kind == MODEL_ATTN_DELTA, "layer %d is a delta-net layer", il);
+    const size_t sn = (size_t)m->hp.ssm_dt_rank * m->hp.ssm_d_state * m->hp.ssm_d_state;
+    float *xn = malloc(sizeof(float) * T * D), *o_ref = malloc(sizeof(float) * T * D);
+    float *o = malloc(sizeof(float) * T * D);
+    float *s_ref = malloc(sizeof(float) * 2 * sn), *st = malloc(sizeof(float) * 2 * sn);
+    uint64_t x = 12345;
+    for (int i = 0; i < T * D; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        xn[i] = (float)((x >> 40) * (2.0 / 16777216.0)) - 1.0f;
+    }
+    const int cases[2][2] = {{150, 90}, {9, 5}};
+    const char *chunks[] = {"64", "16", "8"};
+    for (int c = 0; c < 2; c++) {
+        const int n = cases[c][0] + cases[c][1];
+        CHECK(run_block(m, "0", il, xn, cases[c], o_ref, s_ref) == 0, "recurrent block: %s", mr_last_error());
+        for (int k = 0; k < 3; k++) {
+            CHECK(run_block(m, chunks[k], il, xn, cases[c], o, st) == 0, "chunked block: %s", mr_last_error());
+            double eo = 0, mo = 1e-30, es = 0, ms = 1e-30;
+            for (int i = 0; i < n * D; i++) mo = fmax(mo, fabs((double)o_ref[i]));
+            int tight = 0;
+            for (int t = 0; t < n; t++) {
+                double e = 0;
+                for (int i = 0; i < D; i++) e = fmax(e, fabs((double)o[t * D + i] - o_ref[t * D + i]));
+                eo = fmax(eo, e);
+                tight += e < 1e-5 * mo;
+            }
+            for (size_t i = 0; i < 2 * sn; i++) {
+                es = fmax(es, fabs((double)st[i] - s_ref[i]));
+                ms = fmax(ms, fabs((double)s_ref[i]));
+            }
+            printf("tiny-qwen3next: delta block, %d + %d tokens of 2 sequences, chunk %s vs recurrent: state %.2e, "
+                   "outputs %d/%d within 1e-5 (max %.2e)\n",
+                   cases[c][0], cases[c][1], chunks[k], es / ms, tight, n, eo / mo);
+            CHECK(es / ms < 1e-5, "chunk %s, %d tokens: state err %g", chunks[k], n, es / ms);
+            CHECK(tight >= n - n / 50 && eo / mo < 1e-2, "chunk %s, %d tokens: %d/%d outputs within 1e-5, max err %g",
+                  chunks[k], n, tight, n, eo / mo);
+        }
+    }
+    free(xn), free(o_ref), free(o), free(s_ref), free(st);
+    setenv("MOERUN_DELTA_CHUNK", "12", 1);
+    mr_ctx_params cp = mr_ctx_default_params();
+    cp.n_ctx = 64;
+    mr_ctx *cx = mr_ctx_new(m, &cp);
+    unsetenv("MOERUN_DELTA_CHUNK");
+    CHECK(cx == NULL && strstr(mr_last_error(), "MOERUN_DELTA_CHUNK"), "chunk 12 must be refused: %s", mr_last_error());
+    mr_ctx_free(cx);
+}
+
+/* Generation of the fixed tokens gen[0..ng) one at a time on seq
+ * from pos0; logits of each step to out (ng, V). */
+static int gen_steps(mr_ctx *c, const mr_token *gen, int ng, int seq, int pos0, float *out, int V) {
+    for (int i = 0; i < ng; i++)
+        if (run_prompt(c, gen + i, 1, seq, pos0 + i, out + (size_t)i * V, V)) return -1;
+    return 0;
+}
+
+/* Checkpoints: decode a prompt, checkpoint, generate 4, remove back to the
+ * checkpoint, generate again: the same logits; the sweep pattern (rewind
+ * twice); rewinding one sequence leaves another alone; removals that cannot
+ * be rewound are errors that change nothing; at most KV_REC_CKPT (2) kept. */
+static void test_checkpoint(mr_model *m) {
+    const int V = mr_n_vocab(m), N = 40, NG = 4;
+    mr_token toks[64], gen[8], gen2[8];
+    for (int i = 0; i < 64; i++) toks[i] = (mr_token)((i * 7919 + 13) % (V - 300) + 100);
+    for (int i = 0; i < 8; i++) gen[i] = (mr_token)((i * 31337 + 7) % (V - 300) + 100), gen2[i] = gen[i] + 1;
+    float *a = malloc(sizeof(float) * V * NG), *b = malloc(sizeof(float) * V * NG), *x = malloc(sizeof(float) * V);
+    float *o1 = malloc(sizeof(float) * V), *o2 = malloc(sizeof(float) * V);
+    mr_ctx *c = ctx(m, 256, 512, 512, 2, 0);
+    if (!c) return;
+    CHECK(mr_kv_seq_checkpoint(c, 0) == 0, "checkpoint of an empty sequence: %s", mr_last_error());
+    CHECK(mr_kv_seq_checkpoint(c, 2) == -1, "checkpoint of seq 2 of 2 must fail");
+    CHECK(run_prompt(c, toks, N, 0, 0, NULL, V) == 0 && run_prompt(c, toks, 30, 1, 0, o1, V) == 0, "prompts: %s",
+          mr_last_error());
+    CHECK(mr_kv_seq_checkpoint(c, 0) == 0 && mr_kv_seq_checkpoint(c, 1) == 0, "checkpoint: %s", mr_last_error());
+    CHECK(gen_steps(c, gen, NG, 0, N, a, V) == 0, "generate: %s", mr_last_error());
+    /* not at a checkpoint: an error, nothing changed */
+    const int used = mr_kv_used_cells(c);
+    CHECK(mr_kv_seq_rm(c, 0, N + 2, -1) == -1 && strstr(mr_last_error(), "checkpoint"), "rm to N+2: %s",
+          mr_last_error());
+    CHECK(mr_kv_seq_rm(c, 0, 10, 20) == -1 && strstr(mr_last_error(), "recurrent"), "rm of a middle range: %s",
+          mr_last_error());
+    CHECK(mr_kv_seq_rm(c, 0, N, N + 2) == -1, "rm of [N, N+2) keeps cells past it: must fail");
+    CHECK(mr_kv_used_cells(c) == used && mr_kv_seq_pos_max(c, 0) == N + NG - 1, "failed rm changed the cache");
+    /* rewind to the checkpoint (twice, as sweep does) and generate again: same logits */
+    for (int rep = 0; rep < 2; rep++) {
+        CHECK(mr_kv_seq_rm(c, 0, N, -1) == 0, "rm back to the checkpoint: %s", mr_last_error());
+        CHECK(mr_kv_seq_pos_max(c, 0) == N - 1 && mr_kv_used_cells(c) == N + 30, "cells after the rewind");
+        CHECK(gen_steps(c, gen, NG, 0, N, b, V) == 0, "generate again: %s", mr_last_error());
+        double worst = 0;
+        for (int i = 0; i < NG; i++) worst = fmax(worst, rel_diff(a + (size_t)i * V, b + (size_t)i * V, V));
+        CHECK(worst == 0.0, "rewind %d: logits differ from the first generation: %g", rep, worst);
+    }
+    /* a different continuation, then back again: still the first one's logits */
+    CHECK(mr_kv_seq_rm(c, 0, N, N + NG) == 0, "rm [N, N+NG) (the whole tail): %s", mr_last_error());
+    CHECK(gen_steps(c, gen2, NG, 0, N, b, V) == 0, "generate other tokens");
+    CHECK(mr_kv_seq_rm(c, 0, N, -1) == 0 && gen_steps(c, gen, 1, 0, N, b, V) == 0 && rel_diff(a, b, V) == 0.0,
+          "rewind after another continuation: %s", mr_last_error());
+    /* seq 1 was not touched: its next token = the same token on a fresh context */
+    CHECK(run_prompt(c, gen, 1, 1, 30, o1, V) == 0, "seq 1 next");
+    {
+        mr_ctx *c1 = ctx(m, 256, 512, 512, 1, 0);
+        CHECK(c1 && run_prompt(c1, toks, 30, 0, 0, NULL, V) == 0 && run_prompt(c1, gen, 1, 0, 30, o2, V) == 0,
+              "seq 1 alone");
+        CHECK(rel_diff(o1, o2, V) < 1e-4, "seq 1 after rewinds of seq 0: %g", rel_diff(o1, o2, V));
+        mr_ctx_free(c1);
+    }
+    /* seq 1: rewind to its checkpoint at 30 and take the same step again */
+    CHECK(mr_kv_seq_rm(c, 1, 30, -1) == 0 && run_prompt(c, gen, 1, 1, 30, x, V) == 0 && rel_diff(o1, x, V) == 0.0,
+          "seq 1 rewind: %s", mr_last_error());
+    /* a second checkpoint at N+1; rewinding to N drops it; 3 checkpoints keep the last 2 */
+    CHECK(mr_kv_seq_rm(c, 0, N, -1) == 0 && gen_steps(c, gen, 1, 0, N, b, V) == 0 && mr_kv_seq_checkpoint(c, 0) == 0,
+          "checkpoint at N+1: %s", mr_last_error());
+    CHECK(gen_steps(c, gen + 1, 1, 0, N + 1, b, V) == 0 && rel_diff(a + V, b, V) == 0.0, "step past N+1");
+    CHECK(mr_kv_seq_rm(c, 0, N + 1, -1) == 0, "rewind to N+1: %s", mr_last_error());
+    CHECK(mr_kv_seq_rm(c, 0, N, -1) == 0, "rewind to N: %s", mr_last_error());
+    CHECK(gen_steps(c, gen, 2, 0, N, b, V) == 0 && mr_kv_seq_rm(c, 0, N + 1, -1) == -1,
+          "the checkpoint at N+1 must be gone after rewinding to N");
+    CHECK(mr_kv_seq_checkpoint(c, 0) == 0 && gen_steps(c, gen + 2, 1, 0, N + 2, b, V) == 0 &&
+              mr_kv_seq_checkpoint(c, 0) == 0,
+          "checkpoints at N+2, N+3: %s", mr_last_error());
+    CHECK(mr_kv_seq_rm(c, 0, N + 3, -1) == 0 && mr_kv_seq_rm(c, 0, N + 2, -1) == 0, "rewind N+3, N+2: %s",
+          mr_last_error());
+    CHECK(mr_kv_seq_rm(c, 0, N, -1) == -1, "the oldest checkpoint (N) must have been replaced");
+    /* whole removal drops the checkpoints (the one at N+2 must not be restored) */
+    CHECK(mr_kv_seq_rm(c, 0, -1, -1) == 0 && run_prompt(c, toks, N + 3, 0, 0, NULL, V) == 0 &&
+              mr_kv_seq_rm(c, 0, N + 2, -1) == -1,
+          "no checkpoint after a whole removal");
+    mr_ctx_free(c);
+    free(a), free(b), free(x), free(o1), free(o2);
+}
+
 /* Write a copy of the GGUF at src to dst with every delta layer's attn_qkv /
  * attn_gate regrouped into the legacy ssm_in (rows are whole quant blocks, so
  * regrouping rows is exact). 0 / -1. */
@@ -317,6 +499,8 @@ int main(int argc, char **argv) {
     CHECK(!strcmp(mi.arch, "qwen3next") && mi.n_layer == 4 && mi.n_expert == 16, "info");
     const char *only = argc > 1 ? argv[1] : NULL;
     if (!only || !strcmp(only, "state")) test_state(m);
+    if (!only || !strcmp(only, "chunked")) test_chunked(m);
+    if (!only || !strcmp(only, "checkpoint")) test_checkpoint(m);
     if (!only || !strcmp(only, "legacy")) test_legacy(m, mdir);
     if (gdir) {
         const char *cases[] = {"hello", "ids64", "ids300"};
