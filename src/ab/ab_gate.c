@@ -147,6 +147,10 @@ int ab_gate_parse(const char *s, ab_gate *g) {
         return -1;
     }
     g->value = v * mult;
+    if (!isfinite(g->value)) {
+        mr_seterr("gate \"%s\": the value is out of range", s);
+        return -1;
+    }
     g->text = mr_strdup(s);
     return g->text ? 0 : -1;
 }
@@ -176,7 +180,7 @@ void ab_gate_fmt(const char *name, double v, char *buf, size_t n) {
     switch (m ? m->kind : K_PLAIN) {
     case K_RATE: snprintf(buf, n, "%.2f t/s", v); break;
     case K_COUNT: snprintf(buf, n, "%.0f", v); break;
-    case K_BYTES: mr_fmt_bytes(buf, n, (uint64_t)(v < 0 ? 0 : v)); break;
+    case K_BYTES: mr_fmt_bytes(buf, n, v < 0 ? 0 : v >= 0x1p64 ? UINT64_MAX : (uint64_t)v); break; /* no UB cast */
     case K_MS: snprintf(buf, n, "%.1f ms", v); break;
     case K_SEC: snprintf(buf, n, "%.1f s", v); break;
     case K_PCT: snprintf(buf, n, "%+.2f %%", v); break;

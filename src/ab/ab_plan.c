@@ -261,12 +261,13 @@ static int get_int(const json_t *o, const char *key, const char *where, long lon
     json_t *v = json_object_get(o, key);
     if (!v) return 0;
     double d = json_is_integer(v) ? (double)json_integer_value(v) : json_is_real(v) ? json_real_value(v) : NAN;
-    if (!json_is_number(v) || d != (double)(long long)d) {
+    /* isfinite / floor before any cast: (long long)1e300 is undefined */
+    if (!json_is_number(v) || !isfinite(d) || d != floor(d)) {
         mr_seterr("%s: \"%s\" must be an integer", where, key);
         return -1;
     }
     if (d < lo || d > hi) {
-        mr_seterr("%s: \"%s\" = %lld is out of range [%lld, %lld]", where, key, (long long)d, lo, hi);
+        mr_seterr("%s: \"%s\" = %g is out of range [%lld, %lld]", where, key, d, lo, hi);
         return -1;
     }
     *out = (int)d;
@@ -647,6 +648,11 @@ int ab_plan_load(const char *path, ab_plan *p) {
     char *text = mr_read_file(path, &len);
     if (!text) {
         mr_preerr("plan");
+        return -1;
+    }
+    if (strlen(text) != len) { /* the TOML parser would silently stop at it */
+        mr_seterr("plan: %s: holds a NUL byte at offset %zu (not a text file?)", path, strlen(text));
+        free(text);
         return -1;
     }
     size_t pl = strlen(path);

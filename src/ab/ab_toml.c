@@ -124,6 +124,11 @@ static char *parse_string(tp *t) {
                     cp = cp * 16 + (unsigned long)(isdigit((unsigned char)h) ? h - '0' : (tolower(h) - 'a' + 10));
                     t->i++;
                 }
+                if (cp == 0) { /* a NUL would silently cut the C string there */
+                    terr(t, "\\u0000 (NUL) is not allowed in plan strings", NULL);
+                    ab_buf_free(&b);
+                    return NULL;
+                }
                 if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
                     terr(t, "\\u escape is not a Unicode scalar value", NULL);
                     ab_buf_free(&b);
@@ -151,7 +156,17 @@ static bool is_bare(char c) { return isalnum((unsigned char)c) || c == '_' || c 
 static char *parse_key_part(tp *t) {
     skip_ws(t);
     char c = peek(t);
-    if (c == '"' || c == '\'') return parse_string(t);
+    if (c == '"' || c == '\'') {
+        char *k = parse_string(t);
+        json_t *chk = k ? json_string(k) : NULL; /* jansson keys must be valid UTF-8 */
+        if (k && !chk) {
+            terr(t, "key is not valid UTF-8", NULL);
+            free(k);
+            return NULL;
+        }
+        json_decref(chk);
+        return k;
+    }
     size_t st = t->i;
     while (is_bare(peek(t))) t->i++;
     if (t->i == st) {
@@ -171,6 +186,7 @@ static int parse_key(tp *t, char **parts) {
     for (;;) {
         if (n == 16) {
             terr(t, "key has too many dotted parts", NULL);
+            for (int i = 0; i < n; i++) free(parts[i]);
             return -1;
         }
         char *p = parse_key_part(t);
@@ -195,7 +211,10 @@ static json_t *sub_table(tp *t, json_t *obj, const char *k) {
     json_t *v = json_object_get(obj, k);
     if (!v) {
         v = json_object();
-        json_object_set_new(obj, k, v);
+        if (json_object_set_new(obj, k, v) < 0) { /* v is freed */
+            terr(t, "cannot create table", k);
+            return NULL;
+        }
         return v;
     }
     if (json_is_object(v)) return v;
@@ -323,7 +342,11 @@ static int parse_keyval(tp *t, json_t *obj, int depth) {
         free_parts(parts, n);
         return -1;
     }
-    json_object_set_new(tab, parts[n - 1], v);
+    if (json_object_set_new(tab, parts[n - 1], v) < 0) {
+        terr(t, "cannot set key", parts[n - 1]);
+        free_parts(parts, n);
+        return -1;
+    }
     free_parts(parts, n);
     return 0;
 }
@@ -399,17 +422,24 @@ static json_t *parse_header(tp *t, json_t *root) {
         if (arr) {
             if (!v) {
                 v = json_array();
-                json_object_set_new(tab, k, v);
+                if (json_object_set_new(tab, k, v) < 0) v = NULL; /* freed */
             }
-            if (!json_is_array(v)) terr(t, "key is not an array of tables:", k);
+            if (!v) terr(t, "cannot create array of tables", k);
+            else if (!json_is_array(v)) terr(t, "key is not an array of tables:", k);
             else {
                 res = json_object();
-                json_array_append_new(v, res);
+                if (json_array_append_new(v, res) < 0) {
+                    res = NULL;
+                    terr(t, "cannot add a table to", k);
+                }
             }
         } else {
             if (!v) {
                 res = json_object();
-                json_object_set_new(tab, k, res);
+                if (json_object_set_new(tab, k, res) < 0) {
+                    res = NULL; /* freed */
+                    terr(t, "cannot create table", k);
+                }
             } else if (json_is_object(v)) res = v;
             else terr(t, "key is already a value, not a table:", k);
         }
