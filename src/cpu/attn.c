@@ -5,9 +5,26 @@
 #include "cpu/attn.h"
 
 #include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "base/base.h"
+#include "cpu/attn_simd.h"
 #include "quant/quant.h"
+
+/* AVX2+FMA+F16C for the f16 paths (attn_avx2.c); MOERUN_CPU=generic or MOERUN_ATTN=scalar disables them. */
+static bool simd_f16_ok(void) {
+    static _Atomic int ok = -1; /* computed once; threads may race to the same value */
+    int v = atomic_load_explicit(&ok, memory_order_relaxed);
+    if (v < 0) {
+        const mr_cpu_features *f = mr_cpu();
+        const char *e = getenv("MOERUN_ATTN");
+        v = f->avx2 && f->fma && f->f16c && !(e && !strcmp(e, "scalar"));
+        atomic_store_explicit(&ok, v, memory_order_relaxed);
+    }
+    return v;
+}
 
 #define ATTN_BLOCK 128
 
@@ -25,7 +42,7 @@ size_t cpu_attn_scratch_floats(const cpu_attn_args *a) {
     const size_t nsc = a->flash ? ATTN_BLOCK : (size_t)a->n_cells;
     /* scores (g x nsc), quantized q (<= dk*4 bytes + blocks), k row, v row, m/l per head */
     return pad16((size_t)g * nsc) + pad16((size_t)a->dk + 64) + pad16((size_t)a->dk) + pad16((size_t)a->dv) +
-           pad16((size_t)2 * g) + pad16((size_t)g * a->dk);
+           pad16((size_t)2 * g) + pad16((size_t)g * a->dk) + pad16(CPU_ATTN_SIMD_EXT(a->dk, a->dv, g));
 }
 
 /* Scores of query q against cells [c0, c1) of head kvh into s[0..c1-c0). */
@@ -92,6 +109,14 @@ void cpu_attn_head(const cpu_attn_args *a, int kvh, const float *q, int32_t pos,
     while (lo < hi && !cell_visible(a, lo, pos, seq)) lo++;
     while (hi > lo && !cell_visible(a, hi - 1, pos, seq)) hi--;
     if (lo >= hi) return;
+
+    if (simd_f16_ok() && cpu_attn_f16_ok(a)) {
+        /* ext: after the q16 copy (the last region of the layout above) */
+        float *ext = ml + pad16((size_t)2 * g) + pad16((size_t)g * dk);
+        if (a->flash) cpu_attn_flash_f16_avx2(a, kvh, q, pos, seq, lo, hi, out, scratch, ext);
+        else cpu_attn_std_f16_avx2(a, kvh, q, pos, seq, lo, hi, out, scratch, ext);
+        return;
+    }
 
     if (!a->flash) {
         const int n = hi - lo;

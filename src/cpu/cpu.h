@@ -39,6 +39,7 @@ typedef struct {
     size_t xq_cap;
     bool ref;           /* scalar reference kernels, single-threaded */
     uint64_t bytes_read;/* weight bytes read so far (caller resets) */
+    struct cpu_moe_buf *moe; /* MoE scratch (moe.c), freed by cpu_mm_free */
 } cpu_mm;
 
 /* y (T, m) = x (T, k) @ W[mat]^T for matrix `mat` of W. The T rows of x are
@@ -48,6 +49,10 @@ int cpu_matmul(cpu_mm *mm, const mr_weight *W, int64_t mat, const float *x, int6
 /* Same with an explicit output row stride (floats) and input row stride. */
 int cpu_matmul_s(cpu_mm *mm, const mr_weight *W, int64_t mat, const float *x, int64_t x_stride, int64_t T,
                  float *y, int64_t y_stride);
+/* y[i] (T, W[i].m) = x (T, k) @ W[i]^T for the n (<= 8) weights of matrix 0
+ * that share the input (q/k/v, gate/up): x is quantized once per activation
+ * format and all row chunks of all weights run as one job (one barrier). */
+int cpu_matmul_multi(cpu_mm *mm, int n, const mr_weight *const *W, const float *x, int64_t T, float *const *y);
 /* Dequantize row r of matrix 0 of W into out (k floats); adds to bytes_read. */
 int cpu_get_row(cpu_mm *mm, const mr_weight *W, int64_t r, float *out);
 void cpu_mm_free(cpu_mm *mm);

@@ -105,6 +105,10 @@ typedef struct {
  * split.count > 1) the other parts are opened too and their tensors merged.
  * Returns NULL with mr_geterr() set on any problem. */
 gguf_ctx *gguf_open(const char *path);
+/* gguf_open, with read_into_memory: the parts are read into anonymous memory
+ * (huge pages where possible, page cache dropped behind the reads) instead of
+ * mapped: `--no-mmap`. */
+gguf_ctx *gguf_open_ex(const char *path, bool read_into_memory);
 /* Parse a GGUF image held in memory (for fuzzing and tests; not split-aware).
  * The buffer must outlive the context. */
 gguf_ctx *gguf_parse_buffer(const void *buf, uint64_t size, const char *name);

@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -457,6 +458,40 @@ void gguf_close(gguf_ctx *g) {
     free(g);
 }
 
+/* --no-mmap: the file read into anonymous memory (transparent huge pages
+ * where the kernel allows), the page cache dropped behind the reads so the
+ * model is not held twice. Same contract as mmap: PROT_READ after loading,
+ * munmap frees it. */
+static void *read_file(int fd, const char *path, uint64_t size) {
+    void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {
+        mr_seterr("%s: cannot allocate %llu bytes to read the model into: %s", path, (unsigned long long)size,
+                  strerror(errno));
+        return NULL;
+    }
+#ifdef MADV_HUGEPAGE
+    (void)madvise(m, size, MADV_HUGEPAGE);
+#endif
+    const uint64_t chunk = 64u << 20;
+    for (uint64_t off = 0; off < size;) {
+        const uint64_t want = size - off < chunk ? size - off : chunk;
+        ssize_t got = pread(fd, (char *)m + off, (size_t)want, (off_t)off);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) {
+            mr_seterr("%s: read failed at byte %llu: %s", path, (unsigned long long)off,
+                      got < 0 ? strerror(errno) : "unexpected end of file");
+            munmap(m, size);
+            return NULL;
+        }
+        (void)posix_fadvise(fd, (off_t)off, got, POSIX_FADV_DONTNEED);
+        off += (uint64_t)got;
+    }
+    (void)mprotect(m, size, PROT_READ);
+    return m;
+}
+
+static bool g_read_into_memory; /* gguf_open_ex's flag for map_file (opening is single-threaded per call) */
+
 static int map_file(const char *path, gguf_part *part) {
     memset(part, 0, sizeof *part);
     int fd = open(path, O_RDONLY);
@@ -477,12 +512,24 @@ static int map_file(const char *path, gguf_part *part) {
         mr_seterr("%s: empty file", path);
         return -1;
     }
+    if (g_read_into_memory) {
+        void *mem = read_file(fd, path, part->size);
+        close(fd);
+        if (!mem) return -1;
+        part->map = mem;
+        part->owned_map = true;
+        return 0;
+    }
     void *m = mmap(NULL, part->size, PROT_READ, MAP_SHARED, fd, 0);
     close(fd);
     if (m == MAP_FAILED) {
         mr_seterr("%s: mmap failed: %s", path, strerror(errno));
         return -1;
     }
+    /* start reading the whole file in the background (weights are read in
+     * full every token): the first tokens then find it in the page cache
+     * instead of faulting it in 4 KiB at a time. Advice only: errors ignored. */
+    (void)madvise(m, part->size, MADV_WILLNEED);
     part->map = m;
     part->owned_map = true;
     return 0;
@@ -563,7 +610,21 @@ static bool split_name(const char *path, char *prefix, size_t cap, int *no, int 
     return true;
 }
 
-gguf_ctx *gguf_open(const char *path) {
+static gguf_ctx *open_parts(const char *path);
+
+gguf_ctx *gguf_open(const char *path) { return gguf_open_ex(path, false); }
+
+gguf_ctx *gguf_open_ex(const char *path, bool read_into_memory) {
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&mu);
+    g_read_into_memory = read_into_memory;
+    gguf_ctx *g = open_parts(path);
+    g_read_into_memory = false;
+    pthread_mutex_unlock(&mu);
+    return g;
+}
+
+static gguf_ctx *open_parts(const char *path) {
     gguf_part part;
     if (map_file(path, &part) != 0) {
         free(part.path);

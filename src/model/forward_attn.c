@@ -95,9 +95,9 @@ int model_attn_gqa(model_run *r, const model_ubatch *ub, int il, const float *xn
     const int T = ub->n, H = ly->n_head, Hkv = ly->n_head_kv, Dk = hp->head_dim_k, Dv = hp->head_dim_v;
     const int qw = H * Dk, kw = Hkv * Dk, vw = Hkv * Dv;
 
-    if (cpu_matmul(&r->mm, &ly->wq, 0, xn, T, r->q) || cpu_matmul(&r->mm, &ly->wk, 0, xn, T, r->k) ||
-        cpu_matmul(&r->mm, &ly->wv, 0, xn, T, r->v))
-        return -1;
+    const mr_weight *qkv[3] = {&ly->wq, &ly->wk, &ly->wv};
+    float *const qkv_y[3] = {r->q, r->k, r->v};
+    if (cpu_matmul_multi(&r->mm, 3, qkv, xn, T, qkv_y)) return -1;
     add_bias(r->q, &ly->bq, T, qw);
     add_bias(r->k, &ly->bk, T, kw);
     add_bias(r->v, &ly->bv, T, vw);

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "base/base.h"
+#include "cpu/moe.h"
 #include "model/forward.h"
 
 static void act_mul(const mr_model *m, float *g, const float *u, int64_t n) {
@@ -27,7 +28,9 @@ static void act_mul(const mr_model *m, float *g, const float *u, int64_t n) {
 int model_ffn_dense(model_run *r, int T, const mr_weight *gate, const mr_weight *up, const mr_weight *down,
                     const float *xn, float *out) {
     const int64_t F = up->m;
-    if (cpu_matmul(&r->mm, gate, 0, xn, T, r->ff_a) || cpu_matmul(&r->mm, up, 0, xn, T, r->ff_b)) return -1;
+    const mr_weight *gu[2] = {gate, up};
+    float *const gy[2] = {r->ff_a, r->ff_b};
+    if (cpu_matmul_multi(&r->mm, 2, gu, xn, T, gy)) return -1;
     act_mul(r->m, r->ff_a, r->ff_b, (int64_t)T * F);
     return cpu_matmul(&r->mm, down, 0, r->ff_a, T, out);
 }
@@ -88,7 +91,6 @@ int model_ffn_moe(model_run *r, int T, int il, const float *xn, float *out) {
     const model_hparams *hp = &m->hp;
     const model_layer *ly = &m->layers[il];
     const int E = hp->n_expert, K = hp->n_expert_used, D = hp->n_embd;
-    const int64_t Fe = ly->up_exps.m;
 
     if (cpu_matmul(&r->mm, &ly->gate_inp, 0, xn, T, r->router)) return -1;
     const float *bias = ly->exp_probs_b.data ? (const float *)ly->exp_probs_b.data : NULL;
@@ -106,26 +108,10 @@ int model_ffn_moe(model_run *r, int T, int il, const float *xn, float *out) {
         }
     }
 
-    /* experts in id order; each adds its weighted output to its tokens' rows */
-    memset(out, 0, sizeof(float) * (size_t)T * D);
-    for (int e = 0; e < E; e++) {
-        const int n = r->ex_cnt[e];
-        if (!n) continue;
-        const int32_t *toks = r->ex_tok + (size_t)e * T;
-        for (int i = 0; i < n; i++) memcpy(r->ex_x + (size_t)i * D, xn + (size_t)toks[i] * D, sizeof(float) * D);
-        if (cpu_matmul(&r->mm, &ly->gate_exps, e, r->ex_x, n, r->ff_a) ||
-            cpu_matmul(&r->mm, &ly->up_exps, e, r->ex_x, n, r->ff_b))
-            return -1;
-        act_mul(m, r->ff_a, r->ff_b, (int64_t)n * Fe);
-        if (cpu_matmul(&r->mm, &ly->down_exps, e, r->ff_a, n, r->ex_y)) return -1;
-        for (int i = 0; i < n; i++) {
-            const int t = toks[i], j = r->ex_slot[(size_t)e * T + i];
-            const float w = r->selw[(size_t)t * K + j];
-            float *o = out + (size_t)t * D;
-            const float *y = r->ex_y + (size_t)i * D;
-            for (int d = 0; d < D; d++) o[d] += w * y[d];
-        }
-    }
+    /* routed experts: quantize once, gate/up of all experts as one job, downs as one (cpu/moe.c) */
+    const cpu_moe_w mw = {.gate = &ly->gate_exps, .up = &ly->up_exps, .down = &ly->down_exps,
+                          .gelu = m->arch->act == MODEL_ACT_GELU};
+    if (cpu_moe(&r->mm, &mw, T, xn, K, r->sel, r->selw, out)) return -1;
 
     if (ly->up_shexp.data) {
         /* shared experts: dense FFN, optionally gated per token */

@@ -381,7 +381,7 @@ mr_model *mr_model_load(const mr_model_params *p) {
         (p->split_mode && !(m->plc_split_mode = mr_strdup(p->split_mode))) ||
         (p->tensor_split && !(m->plc_tensor_split = mr_strdup(p->tensor_split))))
         goto fail;
-    m->g = gguf_open(p->path);
+    m->g = gguf_open_ex(p->path, !p->use_mmap);
     if (!m->g) goto fail;
     const char *an = gguf_get_str(m->g, "general.architecture");
     const char *nm = gguf_get_str(m->g, "general.name");

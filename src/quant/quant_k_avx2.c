@@ -98,7 +98,13 @@ static void q4k_dot1(const char *w, size_t ws, int64_t k, const char *x, float *
 static void q4k_dot4x2(const char *w, size_t ws, int64_t k, const char *x, size_t xs, float *o, const char *pf) {
     q4k_tile(4, 2, w, ws, k, x, xs, o, pf);
 }
-QUANT_DEFINE_MM2(mm_q4_K, q4k_dot4, q4k_dot1, q4k_dot4x2)
+QUANT_DEFINE_MM2(mm_q4_K_tiles, q4k_dot4, q4k_dot1, q4k_dot4x2)
+/* prompts (>= 4 columns): 1 row x 8 columns (quant_kmm_avx2.c) */
+static void mm_q4_K(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs, int64_t nc, float *y,
+                    int64_t ys) {
+    if (nc >= 4 && k <= 64 * QK_K) quant_avx2_gemm_q4_K(W, ws, k, nr, xq, xs, nc, y, ys);
+    else mm_q4_K_tiles(W, ws, k, nr, xq, xs, nc, y, ys);
+}
 
 /* ---- Q5_K ------------------------------------------------------------------------------ */
 
@@ -224,7 +230,12 @@ static void q6k_dot1(const char *w, size_t ws, int64_t k, const char *x, float *
 static void q6k_dot4x2(const char *w, size_t ws, int64_t k, const char *x, size_t xs, float *o, const char *pf) {
     q6k_tile(4, 2, w, ws, k, x, xs, o, pf);
 }
-QUANT_DEFINE_MM2(mm_q6_K, q6k_dot4, q6k_dot1, q6k_dot4x2)
+QUANT_DEFINE_MM2(mm_q6_K_tiles, q6k_dot4, q6k_dot1, q6k_dot4x2)
+static void mm_q6_K(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs, int64_t nc, float *y,
+                    int64_t ys) {
+    if (nc >= 4) quant_avx2_gemm_q6_K(W, ws, k, nr, xq, xs, nc, y, ys);
+    else mm_q6_K_tiles(W, ws, k, nr, xq, xs, nc, y, ys);
+}
 
 /* ---- Q2_K / Q3_K ------------------------------------------------------------------------ */
 

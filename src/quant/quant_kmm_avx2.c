@@ -1,0 +1,205 @@
+/*
+ * quant_kmm_avx2.c — AVX2 matmul kernels for prompts: one weight row x up to
+ * 8 activation columns (Q4_K, Q6_K against Q8_K).
+ *
+ * The 4-row kernels of quant_k_avx2.c unpack a row's quants and sub-block
+ * scales for one or two columns; here they are unpacked once per 64 elements
+ * and used for up to 8 columns, so unpacking and the per-super-block scale
+ * work (scales, mins, fp16 conversions) are amortised over 8 columns (Q4_K:
+ * the columns' bsums pair sums and scales are precomputed once per column
+ * group). Per (row, column) the float operations are those of the 4-row
+ * kernels in the same order, so results are bit-identical to them (integer
+ * sums are exact): a matvec equals column 0 of a matmul (test_quant_dot).
+ */
+#include "quant/quant_avx2.h"
+
+/* Same helpers as quant_k_avx2.c (kept private there). */
+Q_INLINE void g_k4_unpack(const uint8_t *scales, uint32_t u[4]) {
+    const uint32_t km1 = 0x3f3f3f3f, km2 = 0x0f0f0f0f, km3 = 0x03030303;
+    uint32_t a[3];
+    __builtin_memcpy(a, scales, 12);
+    u[3] = ((a[2] >> 4) & km2) | (((a[1] >> 6) & km3) << 4);
+    u[2] = a[1] & km1;
+    u[1] = (a[2] & km2) | (((a[0] >> 6) & km3) << 4);
+    u[0] = a[0] & km1;
+}
+Q_INLINE __m256 g_widen_lo(__m128 v) { return _mm256_insertf128_ps(_mm256_setzero_ps(), v, 0); }
+Q_INLINE __m256i g_k4_scale(__m256i sv, int e) {
+    return _mm256_shuffle_epi8(sv, _mm256_set1_epi16((short)(((2 * e + 1) << 8) | (2 * e))));
+}
+
+/* ---- Q4_K: 1 row x NC columns ---------------------------------------------------------- */
+/* Per column and super-block, precomputed once per column group: the
+ * activation scale d (8 lanes) and the pair sums bsums[2s] + bsums[2s+1] of
+ * the 8 sub-blocks (int16), as the 4-row kernels compute them. */
+typedef struct { float d[8]; int16_t bs[8]; } q4k_colpre;
+
+Q_INLINE void q4k_pre(const char *xv, size_t xs, int n, int64_t nb, q4k_colpre *pre) {
+    for (int c = 0; c < n; c++)
+        for (int64_t i = 0; i < nb; i++) {
+            const blk_q8_K *xb = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
+            const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)xb->bsums),
+                                              _mm_loadu_si128((const __m128i *)(xb->bsums + 8)));
+            q4k_colpre *p = pre + i * 8 + c;
+            _mm256_storeu_ps(p->d, _mm256_set1_ps(xb->d));
+            _mm_storeu_si128((__m128i *)p->bs, bs);
+        }
+}
+
+Q_INLINE void q4k_1xn(const int NC, const char *w, int64_t k, const char *xv, size_t xs, const q4k_colpre *pre,
+                      float *out) {
+    const int64_t nb = k / QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc[8];
+    for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const blk_q4_K *b = (const blk_q4_K *)w + i;
+        uint32_t u[4];
+        g_k4_unpack(b->scales, u);
+        const __m256i sv = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)u[1], (int)u[0])));
+        __m256i sumi[8];
+        for (int c = 0; c < NC; c++) sumi[c] = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * j));
+            const __m256i lo = _mm256_and_si256(q, m4);
+            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            const __m256i s0 = g_k4_scale(sv, 2 * j), s1 = g_k4_scale(sv, 2 * j + 1);
+            for (int c = 0; c < NC; c++) {
+                const blk_q8_K *xb = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
+                const __m256i y0 = _mm256_loadu_si256((const __m256i *)(xb->qs + 64 * j));
+                const __m256i y1 = _mm256_loadu_si256((const __m256i *)(xb->qs + 64 * j + 32));
+                const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), s0);
+                const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), s1);
+                sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(p0, p1));
+            }
+        }
+        /* per column exactly the 4-row kernels' float operations: yd*wd, -yd*wdmin */
+        const __m256 wd = _mm256_set1_ps(q_h2f(b->d)), nwdmin = _mm256_set1_ps(-q_h2f(b->dmin));
+        const __m128i mins = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)u[3], (int)u[2]));
+        const q4k_colpre *p = pre + i * 8;
+        for (int c = 0; c < NC; c++) {
+            const __m256 yd = _mm256_loadu_ps(p[c].d);
+            const __m128 m = _mm_cvtepi32_ps(_mm_madd_epi16(mins, _mm_loadu_si128((const __m128i *)p[c].bs)));
+            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(yd, wd), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(yd, nwdmin), g_widen_lo(m), acc[c]);
+        }
+    }
+    for (int c = 0; c < NC; c++) out[c] = q_hsum256(acc[c]);
+}
+
+#define Q4K_MAX_NB 64 /* k <= 16384 for the precomputed column table (else the 4-row kernels) */
+
+void quant_avx2_gemm_q4_K(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs, int64_t nc,
+                          float *y, int64_t ys) {
+    const char *w = (const char *)W, *x = (const char *)xq;
+    const int64_t nb = k / QK_K;
+    q4k_colpre pre[Q4K_MAX_NB * 8];
+    for (int64_t c = 0; c < nc; c += 8) {
+        const int n = nc - c < 8 ? (int)(nc - c) : 8;
+        const char *xc = x + (size_t)c * xs;
+        q4k_pre(xc, xs, n, nb, pre);
+        for (int64_t r = 0; r < nr; r++) {
+            const char *wr = w + (size_t)r * ws;
+            float o[8] = {0};
+            switch (n) {
+            case 8: q4k_1xn(8, wr, k, xc, xs, pre, o); break;
+            case 7: q4k_1xn(7, wr, k, xc, xs, pre, o); break;
+            case 6: q4k_1xn(6, wr, k, xc, xs, pre, o); break;
+            case 5: q4k_1xn(5, wr, k, xc, xs, pre, o); break;
+            case 4: q4k_1xn(4, wr, k, xc, xs, pre, o); break;
+            case 3: q4k_1xn(3, wr, k, xc, xs, pre, o); break;
+            case 2: q4k_1xn(2, wr, k, xc, xs, pre, o); break;
+            default: q4k_1xn(1, wr, k, xc, xs, pre, o); break;
+            }
+            for (int i = 0; i < n; i++) y[(c + i) * ys + r] = o[i];
+        }
+    }
+}
+
+/* ---- Q6_K: 1 row x NC columns ---------------------------------------------------------- */
+Q_INLINE __m256i g_q6_scale_pair(__m256i lo, __m256i hi, int p) {
+    const int e = (2 * p) & 7;
+    const __m256i m = _mm256_setr_epi8(2 * e, 2 * e + 1, 2 * e, 2 * e + 1, 2 * e, 2 * e + 1, 2 * e, 2 * e + 1, 2 * e,
+                                       2 * e + 1, 2 * e, 2 * e + 1, 2 * e, 2 * e + 1, 2 * e, 2 * e + 1, 2 * e + 2,
+                                       2 * e + 3, 2 * e + 2, 2 * e + 3, 2 * e + 2, 2 * e + 3, 2 * e + 2, 2 * e + 3,
+                                       2 * e + 2, 2 * e + 3, 2 * e + 2, 2 * e + 3, 2 * e + 2, 2 * e + 3, 2 * e + 2,
+                                       2 * e + 3);
+    return _mm256_shuffle_epi8(p < 4 ? lo : hi, m);
+}
+
+Q_INLINE void q6k_1xn(const int NC, const char *w, int64_t k, const char *xv, size_t xs, float *out) {
+    const int64_t nb = k / QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc[8];
+    for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const blk_q6_K *b = (const blk_q6_K *)w + i;
+        const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+        const __m256i slo = _mm256_permute2x128_si256(s16, s16, 0x00);
+        const __m256i shi = _mm256_permute2x128_si256(s16, s16, 0x11);
+        __m256i sumi[8];
+        for (int c = 0; c < NC; c++) {
+            const blk_q8_K *xb = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
+            const __m256i bsums = _mm256_loadu_si256((const __m256i *)xb->bsums);
+            sumi[c] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(s16, bsums), 5));
+        }
+        for (int h = 0; h < 2; h++) {
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
+            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+            for (int g = 0; g < 4; g++) {
+                __m256i v;
+                switch (g) {
+                case 0: v = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30)); break;
+                case 1: v = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30)); break;
+                case 2: v = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m30)); break;
+                default:
+                    v = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                        _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+                    break;
+                }
+                const __m256i sc = g_q6_scale_pair(slo, shi, 4 * h + g);
+                for (int c = 0; c < NC; c++) {
+                    const blk_q8_K *xb = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
+                    const __m256i yv = _mm256_loadu_si256((const __m256i *)(xb->qs + 128 * h + 32 * g));
+                    sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(_mm256_maddubs_epi16(v, yv), sc));
+                }
+            }
+        }
+        const float wd = q_h2f(b->d);
+        for (int c = 0; c < NC; c++) {
+            const blk_q8_K *xb = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(xb->d * wd), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+        }
+    }
+    for (int c = 0; c < NC; c++) out[c] = q_hsum256(acc[c]);
+}
+
+/* Column groups of G outer, rows inner: the group's activations (G x ~2.3 KB
+ * at k = 2048) stay in L1 while the rows (L2-resident chunk) stream past. */
+#define GEMM_1XN(name, kern, G)                                                                            \
+    void name(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs, int64_t nc,      \
+              float *y, int64_t ys) {                                                                      \
+        const char *w = (const char *)W, *x = (const char *)xq;                                            \
+        for (int64_t c = 0; c < nc; c += G) {                                                              \
+            const int n = nc - c < G ? (int)(nc - c) : G;                                                  \
+            const char *xc = x + (size_t)c * xs;                                                           \
+            for (int64_t r = 0; r < nr; r++) {                                                             \
+                const char *wr = w + (size_t)r * ws;                                                       \
+                float o[8] = {0};                                                                          \
+                switch (n) {                                                                               \
+                case 8: kern(8, wr, k, xc, xs, o); break;                                                  \
+                case 7: kern(7, wr, k, xc, xs, o); break;                                                  \
+                case 6: kern(6, wr, k, xc, xs, o); break;                                                  \
+                case 5: kern(5, wr, k, xc, xs, o); break;                                                  \
+                case 4: kern(4, wr, k, xc, xs, o); break;                                                  \
+                case 3: kern(3, wr, k, xc, xs, o); break;                                                  \
+                case 2: kern(2, wr, k, xc, xs, o); break;                                                  \
+                default: kern(1, wr, k, xc, xs, o); break;                                                 \
+                }                                                                                          \
+                for (int i = 0; i < n; i++) y[(c + i) * ys + r] = o[i];                                    \
+            }                                                                                              \
+        }                                                                                                  \
+    }
+
+GEMM_1XN(quant_avx2_gemm_q6_K, q6k_1xn, 8)
