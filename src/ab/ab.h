@@ -222,7 +222,7 @@ uint64_t ab_proc_hwm(int pid);
 /* The path of this executable (/proc/self/exe resolved) in buf. 0 / -1. */
 int ab_self_exe(char *buf, size_t n);
 
-/* ---- HTTP client (ab_http.c, libcurl; stubs when built without) ----------------------------- */
+/* ---- HTTP client (ab_http.c, libcurl; an error when built without) ----------------------------- */
 typedef struct {
     int status;           /* HTTP status, 0 when no response (connection error / timeout) */
     char error[256];      /* "" when status 200 and the body parsed */
