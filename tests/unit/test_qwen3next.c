@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "golden_case.h"
 #include "engine/golden.h"
 #include "gguf/gguf.h"
 #include "model/delta_net.h"
@@ -35,43 +36,11 @@
 #include "model/kv.h"
 #include "moerun.h"
 
+/* The qwen3next bars of the fixtures README. */
+static const family k_q3n = {"tiny-qwen3next", 0.95, 0.035, 0.05, 0.005, true, false};
+
 static void run_golden(mr_model *m, const char *path, const char *name, bool kvq8, bool fa) {
-    json_error_t je;
-    json_t *ref = json_load_file(path, 0, &je);
-    CHECK(ref != NULL, "%s: %s", path, je.text);
-    if (!ref) return;
-    const json_t *jt = json_object_get(ref, "tokens");
-    const int n = (int)json_array_size(jt), ng = (int)json_array_size(json_object_get(ref, "greedy"));
-    mr_token *toks = malloc(sizeof(mr_token) * (size_t)n);
-    for (int i = 0; i < n; i++) toks[i] = (mr_token)json_integer_value(json_array_get(jt, i));
-    mr_ctx_params cp = mr_ctx_default_params();
-    cp.n_ctx = 4096;
-    cp.n_batch = 512;
-    cp.n_ubatch = 512;
-    cp.n_threads = 2;
-    cp.flash_attn = fa;
-    if (kvq8) cp.type_k = cp.type_v = MR_KV_Q8_0;
-    json_t *ours = golden_run(m, &cp, toks, n, ng, 32, NULL);
-    CHECK(ours != NULL, "%s: %s", name, mr_last_error());
-    if (ours) {
-        golden_stats s;
-        const double x = kvq8 ? 1.5 : 1.0;
-        CHECK(golden_compare(ref, ours, &s) == 0, "%s: %s", name, mr_last_error());
-        int checked = 0;
-        const int bad = golden_greedy_check(ref, ours, 0.5, 4, &checked);
-        const bool ok = s.top1 >= 0.95 && s.med <= 0.035 * x && s.p80 <= 0.05 * x && s.kl <= 0.005 * x;
-        printf("%-24s kv=%-4s fa=%-3s top1=%.4f med=%.4f p80=%.4f kl=%.4f greedy %d/%d %s\n", name,
-               kvq8 ? "q8_0" : "f16", fa ? "on" : "off", s.top1, s.med, s.p80, s.kl, bad < 0 ? checked : bad, checked,
-               ok && bad < 0 ? "ok" : "FAIL");
-        CHECK(s.top1 >= 0.95, "%s fa=%d: top1 %.4f", name, fa, s.top1);
-        CHECK(s.med <= 0.035 * x, "%s fa=%d: med %.4f", name, fa, s.med);
-        CHECK(s.p80 <= 0.05 * x, "%s fa=%d: p80 %.4f", name, fa, s.p80);
-        CHECK(s.kl <= 0.005 * x, "%s fa=%d: kl %.4f", name, fa, s.kl);
-        CHECK(bad < 0, "%s fa=%d: greedy token %d differs from the reference", name, fa, bad);
-    }
-    json_decref(ours);
-    json_decref(ref);
-    free(toks);
+    golden_case_check(m, &k_q3n, path, name, kvq8, fa, false);
 }
 
 static mr_ctx *ctx(mr_model *m, int n_ctx, int nb, int nub, int nseq, int fa) {
