@@ -88,6 +88,9 @@ void model_kv_write(model_run *r, const model_ubatch *ub, int il, const float *K
 /* Run cpu_attn_head for every (token, KV head) of the ubatch across the pool:
  * q (T, H*dk) -> out (T, H*dv). a: the per-layer arguments (K/V, geometry). */
 void model_attn_run(model_run *r, const model_ubatch *ub, const cpu_attn_args *a, const float *q, float *out);
+/* q/k norms, RoPE, K/V into the cache and attention for layer il of the
+ * GQA-style kinds: r->q, r->k, r->v -> r->att (forward_attn.c). */
+void model_attn_qk_run(model_run *r, const model_ubatch *ub, int il);
 /* The RoPE parameters of layer il (llama.cpp's rope_ext arguments). */
 cpu_rope_params model_rope_params(const mr_model *m, int il);
 

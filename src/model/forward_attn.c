@@ -88,20 +88,16 @@ static void add_bias(float *y, const mr_weight *b, int T, int n) {
     for (int t = 0; t < T; t++) cpu_add(y + (size_t)t * n, bv, n);
 }
 
-int model_attn_gqa(model_run *r, const model_ubatch *ub, int il, const float *xn, float *out) {
+/* Shared tail of the GQA-style attention kinds: per token, per-head RMSNorm
+ * of q and k when the layer has q_norm/k_norm, RoPE at the token's position;
+ * then K/V rows into the cache and attention over it:
+ * r->q (T, H*Dk), r->k (T, Hkv*Dk), r->v (T, Hkv*Dv) -> r->att (T, H*Dv). */
+void model_attn_qk_run(model_run *r, const model_ubatch *ub, int il) {
     const mr_model *m = r->m;
     const model_hparams *hp = &m->hp;
     const model_layer *ly = &m->layers[il];
     const int T = ub->n, H = ly->n_head, Hkv = ly->n_head_kv, Dk = hp->head_dim_k, Dv = hp->head_dim_v;
-    const int qw = H * Dk, kw = Hkv * Dk, vw = Hkv * Dv;
-
-    const mr_weight *qkv[3] = {&ly->wq, &ly->wk, &ly->wv};
-    float *const qkv_y[3] = {r->q, r->k, r->v};
-    if (cpu_matmul_multi(&r->mm, 3, qkv, xn, T, qkv_y)) return -1;
-    add_bias(r->q, &ly->bq, T, qw);
-    add_bias(r->k, &ly->bk, T, kw);
-    add_bias(r->v, &ly->bv, T, vw);
-
+    const int qw = H * Dk, kw = Hkv * Dk;
     const cpu_rope_params rp = model_rope_params(m, il);
     for (int t = 0; t < T; t++) {
         float *q = r->q + (size_t)t * qw, *k = r->k + (size_t)t * kw;
@@ -129,6 +125,23 @@ int model_attn_gqa(model_run *r, const model_ubatch *ub, int il, const float *xn
         .flash = r->flash, .ref = r->ref,
     };
     model_attn_run(r, ub, &a, r->q, r->att);
+}
+
+int model_attn_gqa(model_run *r, const model_ubatch *ub, int il, const float *xn, float *out) {
+    const mr_model *m = r->m;
+    const model_hparams *hp = &m->hp;
+    const model_layer *ly = &m->layers[il];
+    const int T = ub->n, H = ly->n_head, Hkv = ly->n_head_kv, Dk = hp->head_dim_k, Dv = hp->head_dim_v;
+    const int qw = H * Dk, kw = Hkv * Dk, vw = Hkv * Dv;
+
+    const mr_weight *qkv[3] = {&ly->wq, &ly->wk, &ly->wv};
+    float *const qkv_y[3] = {r->q, r->k, r->v};
+    if (cpu_matmul_multi(&r->mm, 3, qkv, xn, T, qkv_y)) return -1;
+    add_bias(r->q, &ly->bq, T, qw);
+    add_bias(r->k, &ly->bk, T, kw);
+    add_bias(r->v, &ly->bv, T, vw);
+
+    model_attn_qk_run(r, ub, il);
 
     if (cpu_matmul(&r->mm, &ly->wo, 0, r->att, T, out)) return -1;
     add_bias(out, &ly->bo, T, hp->n_embd);

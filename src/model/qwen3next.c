@@ -298,12 +298,11 @@ int model_attn_gated(model_run *r, const model_ubatch *ub, int il, const float *
     const model_hparams *hp = &m->hp;
     const model_layer *ly = &m->layers[il];
     delta_scratch *s = r->rec;
-    const int T = ub->n, H = ly->n_head, Hkv = ly->n_head_kv, Dk = hp->head_dim_k, Dv = hp->head_dim_v;
-    const int qw = H * Dk, kw = Hkv * Dk;
+    const int T = ub->n, H = ly->n_head, Dk = hp->head_dim_k, Dv = hp->head_dim_v;
 
-    if (cpu_matmul(&r->mm, &ly->wq, 0, xn, T, s->qg) || cpu_matmul(&r->mm, &ly->wk, 0, xn, T, r->k) ||
-        cpu_matmul(&r->mm, &ly->wv, 0, xn, T, r->v))
-        return -1;
+    const mr_weight *qkv[3] = {&ly->wq, &ly->wk, &ly->wv};
+    float *const qkv_y[3] = {s->qg, r->k, r->v};
+    if (cpu_matmul_multi(&r->mm, 3, qkv, xn, T, qkv_y)) return -1;
     /* per head: [q (Dk) | gate (Dk)] */
     for (int t = 0; t < T; t++)
         for (int h = 0; h < H; h++) {
@@ -311,29 +310,7 @@ int model_attn_gated(model_run *r, const model_ubatch *ub, int il, const float *
             memcpy(r->q + ((size_t)t * H + h) * Dk, src, sizeof(float) * Dk);
             memcpy(s->gate + ((size_t)t * H + h) * Dk, src + Dk, sizeof(float) * Dk);
         }
-    const cpu_rope_params rp = model_rope_params(m, il);
-    for (int t = 0; t < T; t++) {
-        float *q = r->q + (size_t)t * qw, *k = r->k + (size_t)t * kw;
-        for (int h = 0; h < H; h++) cpu_rmsnorm(q + (size_t)h * Dk, q + (size_t)h * Dk, ly->q_norm.data, Dk, hp->rms_eps);
-        for (int h = 0; h < Hkv; h++) cpu_rmsnorm(k + (size_t)h * Dk, k + (size_t)h * Dk, ly->k_norm.data, Dk, hp->rms_eps);
-        if (rp.n_dims > 0) {
-            cpu_rope_cache(&rp, (float)ub->pos[t], r->rope_cs);
-            cpu_rope_apply(&rp, r->rope_cs, q, H, Dk);
-            cpu_rope_apply(&rp, r->rope_cs, k, Hkv, Dk);
-        }
-    }
-    model_kv_write(r, ub, il, r->k, r->v);
-
-    const kv_cache *kv = r->kv;
-    cpu_attn_args a = {
-        .n_head = H, .n_head_kv = Hkv, .dk = Dk, .dv = Dv,
-        .scale = hp->attn_scale, .softcap = hp->attn_softcap,
-        .k_type = kv->type_k, .v_type = kv->type_v,
-        .K = kv->k[il], .V = kv->v[il], .n_ctx = kv->n_ctx,
-        .n_cells = kv->n_hi, .cell_pos = kv->pos, .cell_seq = kv->seq,
-        .n_swa = 0, .flash = r->flash, .ref = r->ref,
-    };
-    model_attn_run(r, ub, &a, r->q, r->att);
+    model_attn_qk_run(r, ub, il); /* q/k norms, partial RoPE, cache, attention */
     const size_t n = (size_t)T * H * Dv;
     for (size_t i = 0; i < n; i++) r->att[i] *= sigmoidf(s->gate[i]);
     return cpu_matmul(&r->mm, &ly->wo, 0, r->att, T, out);
