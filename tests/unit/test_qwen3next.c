@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "engine_util.h"
 #include "golden_case.h"
 #include "engine/golden.h"
 #include "gguf/gguf.h"
@@ -43,42 +44,6 @@ static void run_golden(mr_model *m, const char *path, const char *name, bool kvq
     golden_case_check(m, &k_q3n, path, name, kvq8, fa, false);
 }
 
-static mr_ctx *ctx(mr_model *m, int n_ctx, int nb, int nub, int nseq, int fa) {
-    mr_ctx_params cp = mr_ctx_default_params();
-    cp.n_ctx = n_ctx;
-    cp.n_batch = nb;
-    cp.n_ubatch = nub;
-    cp.n_seq_max = nseq;
-    cp.n_threads = 2;
-    cp.flash_attn = fa;
-    mr_ctx *c = mr_ctx_new(m, &cp);
-    CHECK(c != NULL, "ctx: %s", mr_last_error());
-    return c;
-}
-
-static double rel_diff(const float *a, const float *b, int n) {
-    double d = 0, mx = 1;
-    for (int i = 0; i < n; i++) {
-        d = fmax(d, fabs((double)a[i] - b[i]));
-        mx = fmax(mx, fabs((double)a[i]));
-    }
-    return d / mx;
-}
-
-/* Decode toks[0..n) on seq from pos0; copy the last token's logits. */
-static int run_prompt(mr_ctx *c, const mr_token *toks, int n, int seq, int pos0, float *last, int V) {
-    int32_t *pos = malloc(sizeof(int32_t) * n), *sq = malloc(sizeof(int32_t) * n);
-    for (int i = 0; i < n; i++) {
-        pos[i] = pos0 + i;
-        sq[i] = seq;
-    }
-    mr_batch b = {.n_tokens = n, .token = toks, .pos = pos, .seq = sq};
-    int rc = mr_decode(c, &b);
-    if (!rc && last) memcpy(last, mr_get_logits(c, n - 1), sizeof(float) * V);
-    free(pos);
-    free(sq);
-    return rc;
-}
 
 static void test_state(mr_model *m) {
     const int V = mr_n_vocab(m), N = 40;
