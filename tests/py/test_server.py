@@ -364,7 +364,13 @@ def t_live_stats(port):
     th.join(120)
     check(seen is not None and 0 < seen["kv_cache_usage"] < 1, "/health shows a busy slot and KV usage while running")
     check(mid["moerun_slots_busy"] >= 1 and mid["moerun_kv_cache_tokens"] > 0, "/metrics shows slots busy and KV while running")
-    m1 = metrics(port)
+    # the request counter is bumped in the server's request-completed callback,
+    # which may run just after the client has read the end of the stream
+    for _ in range(100):
+        m1 = metrics(port)
+        if m1['moerun_requests_total{status="200"}'] > m0['moerun_requests_total{status="200"}']:
+            break
+        time.sleep(0.02)
     st, ev, done = res["r"]
     check(done and usage_ok(ev[-1]["usage"], 400), "long stream completes with usage")
     check(m1["moerun_generated_tokens_total"] - m0["moerun_generated_tokens_total"] >= 400
