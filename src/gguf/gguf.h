@@ -85,6 +85,7 @@ typedef struct {
     void *map;
     uint64_t size;
     bool owned_map; /* false for gguf_parse_buffer */
+    bool in_memory; /* read into anonymous memory (--no-mmap), not mapped */
 } gguf_part;
 
 typedef struct {
@@ -109,6 +110,13 @@ gguf_ctx *gguf_open(const char *path);
  * (huge pages where possible, page cache dropped behind the reads) instead of
  * mapped: `--no-mmap`. */
 gguf_ctx *gguf_open_ex(const char *path, bool read_into_memory);
+/* For a model about to run from mapped parts: asks for huge pages and maps
+ * every page now (MADV_POPULATE_READ, as llama.cpp's MAP_POPULATE), so tokens
+ * do not pay page faults and the page tables stay small (2 MiB entries where
+ * the page cache holds 2 MiB folios). Skipped when the parts do not fit in the
+ * memory available (the kernel then streams them as usual). Advice only:
+ * returns the bytes populated. */
+uint64_t gguf_prefault(gguf_ctx *g);
 /* Parse a GGUF image held in memory (for fuzzing and tests; not split-aware).
  * The buffer must outlive the context. */
 gguf_ctx *gguf_parse_buffer(const void *buf, uint64_t size, const char *name);

@@ -396,6 +396,11 @@ mr_model *mr_model_load(const mr_model_params *p) {
         goto fail;
     }
     if (p->vocab_only) return m;
+    if (p->use_mmap) {
+        const double t0 = mr_time_s();
+        const uint64_t pre = gguf_prefault(m->g);
+        if (pre) MR_INFO("mapped %.2f GiB of weights in %.1f s", pre / 1073741824.0, mr_time_s() - t0);
+    }
     if (!an) {
         mr_seterr("%s: key 'general.architecture' is missing", p->path);
         goto fail;
