@@ -17,6 +17,10 @@
 
 #define Q_INLINE static inline __attribute__((always_inline))
 
+/* Pins an accumulator in a register at this point: stops GCC from
+ * re-associating a chain of integer adds into a tree of spilled partials. */
+#define Q_KEEP(v) __asm__("" : "+x"(v))
+
 Q_INLINE float q_h2f(uint16_t h) { return _cvtsh_ss(h); }
 
 Q_INLINE float q_hsum256(__m256 v) {

@@ -79,6 +79,7 @@ Q_INLINE void q4k_tile(const int NR, const int NC, const char *w, size_t ws, int
                     const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), s0);
                     const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), s1);
                     sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(p0, p1));
+                    Q_KEEP(sumi[c]);
                 }
             }
             const float wd = q_h2f(b->d), wdmin = q_h2f(b->dmin);
@@ -213,6 +214,7 @@ Q_INLINE void q6k_tile(const int NR, const int NC, const char *w, size_t ws, int
                     for (int c = 0; c < NC; c++) {
                         const __m256i yv = _mm256_loadu_si256((const __m256i *)(xb[c]->qs + 128 * h + 32 * g));
                         sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(_mm256_maddubs_epi16(v, yv), sc));
+                        Q_KEEP(sumi[c]);
                     }
                 }
             }

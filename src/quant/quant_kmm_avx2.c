@@ -59,18 +59,18 @@ Q_INLINE void q4k_1xn(const int NC, const char *w, int64_t k, const char *xv, si
         const __m256i sv = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)u[1], (int)u[0])));
         __m256i sumi[8];
         for (int c = 0; c < NC; c++) sumi[c] = _mm256_setzero_si256();
-        for (int j = 0; j < 4; j++) {
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * j));
-            const __m256i lo = _mm256_and_si256(q, m4);
-            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-            const __m256i s0 = g_k4_scale(sv, 2 * j), s1 = g_k4_scale(sv, 2 * j + 1);
+        /* one 32-element sub-block at a time: its quants and scale in two
+         * registers, the column sums pinned in registers (Q_KEEP) */
+#pragma GCC unroll 8
+        for (int s = 0; s < 8; s++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * (s / 2)));
+            const __m256i v = _mm256_and_si256(s & 1 ? _mm256_srli_epi16(q, 4) : q, m4);
+            const __m256i sc = g_k4_scale(sv, s);
             for (int c = 0; c < NC; c++) {
                 const blk_q8_K *xb = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
-                const __m256i y0 = _mm256_loadu_si256((const __m256i *)(xb->qs + 64 * j));
-                const __m256i y1 = _mm256_loadu_si256((const __m256i *)(xb->qs + 64 * j + 32));
-                const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), s0);
-                const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), s1);
-                sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(p0, p1));
+                const __m256i y = _mm256_loadu_si256((const __m256i *)(xb->qs + 32 * s));
+                sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(_mm256_maddubs_epi16(v, y), sc));
+                Q_KEEP(sumi[c]);
             }
         }
         /* per column exactly the 4-row kernels' float operations: yd*wd, -yd*wdmin */
@@ -143,27 +143,25 @@ Q_INLINE void q6k_1xn(const int NC, const char *w, int64_t k, const char *xv, si
             const __m256i bsums = _mm256_loadu_si256((const __m256i *)xb->bsums);
             sumi[c] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(s16, bsums), 5));
         }
-        for (int h = 0; h < 2; h++) {
-            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
-            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
+        /* the 8 scale pairs once (the madds take them from L1), then one
+         * 32-element group at a time: quants in one register, the column
+         * sums pinned in registers (Q_KEEP) */
+        __m256i scp[8];
+        for (int p = 0; p < 8; p++) scp[p] = g_q6_scale_pair(slo, shi, p);
+#pragma GCC unroll 8
+        for (int t = 0; t < 8; t++) {
+            const int h = t / 4, g = t % 4;
+            const __m256i l = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32 * (g & 1)));
             const __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
-            for (int g = 0; g < 4; g++) {
-                __m256i v;
-                switch (g) {
-                case 0: v = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30)); break;
-                case 1: v = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30)); break;
-                case 2: v = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m30)); break;
-                default:
-                    v = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                        _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
-                    break;
-                }
-                const __m256i sc = g_q6_scale_pair(slo, shi, 4 * h + g);
-                for (int c = 0; c < NC; c++) {
-                    const blk_q8_K *xb = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
-                    const __m256i yv = _mm256_loadu_si256((const __m256i *)(xb->qs + 128 * h + 32 * g));
-                    sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(_mm256_maddubs_epi16(v, yv), sc));
-                }
+            const __m256i lq = g < 2 ? _mm256_and_si256(l, m4) : _mm256_and_si256(_mm256_srli_epi16(l, 4), m4);
+            const __m256i hq = g == 0 ? _mm256_slli_epi16(qh, 4) : g == 1 ? _mm256_slli_epi16(qh, 2)
+                               : g == 2 ? qh : _mm256_srli_epi16(qh, 2);
+            const __m256i v = _mm256_or_si256(lq, _mm256_and_si256(hq, m30));
+            for (int c = 0; c < NC; c++) {
+                const blk_q8_K *xb = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
+                const __m256i yv = _mm256_loadu_si256((const __m256i *)(xb->qs + 128 * h + 32 * g));
+                sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(_mm256_maddubs_epi16(v, yv), scp[t]));
+                Q_KEEP(sumi[c]);
             }
         }
         const float wd = q_h2f(b->d);
