@@ -70,27 +70,18 @@ Q_INLINE void b32_step(const int T, const int NR, const int NB, const char *w, s
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i y[2], off[2];
     __m256 ysf[2];
-    /* gather the fp16 scales through memory: _mm_insert_epi16 needs a
-     * compile-time lane, which only holds when these loops are unrolled */
-    uint16_t hdv[8] = {0}, hmv[8] = {0}, hxv[8] = {0};
+    /* scales d(row) * d(x) per (row, block) in scalar float (as ggml): no
+     * gather through memory, which stalled on store-to-load forwarding */
     const uint8_t *blk[4][2];
-    for (int r = 0; r < NR; r++)
-        for (int n = 0; n < NB; n++) {
-            blk[r][n] = (const uint8_t *)w + (size_t)r * ws + (size_t)(i + n) * bs;
-            hdv[4 * n + r] = b32_u16(blk[r][n]);
-            if (b32_has_min(T)) hmv[4 * n + r] = b32_u16(blk[r][n] + 2);
-        }
-    hxv[0] = x[i].d;
-    if (NB == 2) hxv[1] = x[i + 1].d;
-    const __m128i hd = _mm_loadu_si128((const __m128i *)hdv), hm = _mm_loadu_si128((const __m128i *)hmv);
-    const __m128i hx = _mm_loadu_si128((const __m128i *)hxv);
-    /* activation scales: lanes 0-3 block i, 4-7 block i+1 */
-    const __m256 dx = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_cvtph_ps(hx)),
-                                               _mm256_set_epi32(1, 1, 1, 1, 0, 0, 0, 0));
-    /* stored and re-broadcast from memory: a load-port uop instead of a shuffle */
     float sd[8], sm[8];
-    _mm256_storeu_ps(sd, _mm256_mul_ps(_mm256_cvtph_ps(hd), dx));
-    if (b32_has_min(T)) _mm256_storeu_ps(sm, _mm256_mul_ps(_mm256_cvtph_ps(hm), dx));
+    for (int n = 0; n < NB; n++) {
+        const float dxn = q_h2f(x[i + n].d);
+        for (int r = 0; r < NR; r++) {
+            blk[r][n] = (const uint8_t *)w + (size_t)r * ws + (size_t)(i + n) * bs;
+            sd[4 * n + r] = q_h2f(b32_u16(blk[r][n])) * dxn;
+            if (b32_has_min(T)) sm[4 * n + r] = q_h2f(b32_u16(blk[r][n] + 2)) * dxn;
+        }
+    }
     for (int n = 0; n < NB; n++) {
         y[n] = _mm256_loadu_si256((const __m256i *)x[i + n].qs);
         if (T == B_Q4_0) off[n] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), y[n]), ones);
@@ -103,8 +94,8 @@ Q_INLINE void b32_step(const int T, const int NR, const int NB, const char *w, s
             const __m256i q = b32_quants(T, blk[r][n], tbl);
             __m256i p = b32_signed(T) ? q_dot_i8(q, y[n]) : _mm256_madd_epi16(_mm256_maddubs_epi16(q, y[n]), ones);
             if (T == B_Q4_0 || T == B_Q5_0) p = _mm256_sub_epi32(p, off[n]);
-            acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(sd + 4 * n + r), _mm256_cvtepi32_ps(p), acc[r]);
-            if (b32_has_min(T)) acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(sm + 4 * n + r), ysf[n], acc[r]);
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(sd[4 * n + r]), _mm256_cvtepi32_ps(p), acc[r]);
+            if (b32_has_min(T)) acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(sm[4 * n + r]), ysf[n], acc[r]);
         }
 }
 
