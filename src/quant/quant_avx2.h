@@ -108,6 +108,8 @@ Q_INLINE void q_prefetch(const char *pf, size_t step, int64_t i) {
 /* 1 row x 8 column matmul kernels for prompts (quant_kmm_avx2.c), quant_mm_fn signature. */
 void quant_avx2_gemm_q4_K(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs, int64_t nc,
                           float *y, int64_t ys);
+void quant_avx2_gemm_q5_K(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs, int64_t nc,
+                          float *y, int64_t ys);
 void quant_avx2_gemm_q6_K(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs, int64_t nc,
                           float *y, int64_t ys);
 

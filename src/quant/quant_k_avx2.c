@@ -142,6 +142,7 @@ Q_INLINE void q5k_rows(const int NR, const char *w, size_t ws, int64_t k, const 
                 const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), k4_scale(sv, 2 * j));
                 const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), k4_scale(sv, 2 * j + 1));
                 sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+                Q_KEEP(sumi);
             }
             const __m256 dd = _mm256_set1_ps(xb->d * q_h2f(b->d));
             const __m128 m = _mm_cvtepi32_ps(k4_mins(u, bs));
@@ -154,7 +155,13 @@ Q_INLINE void q5k_rows(const int NR, const char *w, size_t ws, int64_t k, const 
 
 static void q5k_dot4(const char *w, size_t ws, int64_t k, const char *x, float *o, const char *pf) { q5k_rows(4, w, ws, k, x, o, pf); }
 static void q5k_dot1(const char *w, size_t ws, int64_t k, const char *x, float *o, const char *pf) { q5k_rows(1, w, ws, k, x, o, pf); }
-QUANT_DEFINE_MM(mm_q5_K, q5k_dot4, q5k_dot1)
+QUANT_DEFINE_MM(mm_q5_K_rows, q5k_dot4, q5k_dot1)
+/* prompts (>= 4 columns): 1 row x 8 columns (quant_kmm_avx2.c) */
+static void mm_q5_K(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs, int64_t nc, float *y,
+                    int64_t ys) {
+    if (nc >= 4 && k <= 64 * QK_K) quant_avx2_gemm_q5_K(W, ws, k, nr, xq, xs, nc, y, ys);
+    else mm_q5_K_rows(W, ws, k, nr, xq, xs, nc, y, ys);
+}
 
 /* ---- Q6_K ------------------------------------------------------------------------------ */
 

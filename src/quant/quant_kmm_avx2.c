@@ -1,6 +1,6 @@
 /*
  * quant_kmm_avx2.c — AVX2 matmul kernels for prompts: one weight row x up to
- * 8 activation columns (Q4_K, Q6_K against Q8_K).
+ * 8 activation columns (Q4_K, Q5_K, Q6_K against Q8_K).
  *
  * The 4-row kernels of quant_k_avx2.c unpack a row's quants and sub-block
  * scales for one or two columns; here they are unpacked once per 64 elements
@@ -46,16 +46,23 @@ Q_INLINE void q4k_pre(const char *xv, size_t xs, int n, int64_t nb, q4k_colpre *
         }
 }
 
-Q_INLINE void q4k_1xn(const int NC, const char *w, int64_t k, const char *xv, size_t xs, const q4k_colpre *pre,
-                      float *out) {
+/* IS5: Q5_K (the same layout plus 32 bytes qh: bit s of byte l is the 5th
+ * bit of element 32s + l), else Q4_K. */
+Q_INLINE void k45_1xn(const bool IS5, const int NC, const char *w, int64_t k, const char *xv, size_t xs,
+                      const q4k_colpre *pre, float *out) {
     const int64_t nb = k / QK_K;
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     __m256 acc[8];
     for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
-        const blk_q4_K *b = (const blk_q4_K *)w + i;
+        /* Q4_K and Q5_K share d, dmin, scales[12], then qs (Q5_K: qh first) */
+        const blk_q4_K *b = IS5 ? NULL : (const blk_q4_K *)w + i;
+        const blk_q5_K *b5 = IS5 ? (const blk_q5_K *)w + i : NULL;
+        const uint16_t hd = IS5 ? b5->d : b->d, hdmin = IS5 ? b5->dmin : b->dmin;
+        const uint8_t *qs = IS5 ? b5->qs : b->qs;
+        const __m256i qh = IS5 ? _mm256_loadu_si256((const __m256i *)b5->qh) : _mm256_setzero_si256();
         uint32_t u[4];
-        g_k4_unpack(b->scales, u);
+        g_k4_unpack(IS5 ? b5->scales : b->scales, u);
         const __m256i sv = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)u[1], (int)u[0])));
         __m256i sumi[8];
         for (int c = 0; c < NC; c++) sumi[c] = _mm256_setzero_si256();
@@ -63,8 +70,11 @@ Q_INLINE void q4k_1xn(const int NC, const char *w, int64_t k, const char *xv, si
          * registers, the column sums pinned in registers (Q_KEEP) */
 #pragma GCC unroll 8
         for (int s = 0; s < 8; s++) {
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * (s / 2)));
-            const __m256i v = _mm256_and_si256(s & 1 ? _mm256_srli_epi16(q, 4) : q, m4);
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * (s / 2)));
+            __m256i v = _mm256_and_si256(s & 1 ? _mm256_srli_epi16(q, 4) : q, m4);
+            if (IS5) /* bit s of each qh byte -> 0x10 */
+                v = _mm256_or_si256(v, _mm256_and_si256(s <= 4 ? _mm256_slli_epi16(qh, 4 - s) : _mm256_srli_epi16(qh, s - 4),
+                                                        _mm256_set1_epi8(0x10)));
             const __m256i sc = g_k4_scale(sv, s);
             for (int c = 0; c < NC; c++) {
                 const blk_q8_K *xb = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
@@ -74,7 +84,7 @@ Q_INLINE void q4k_1xn(const int NC, const char *w, int64_t k, const char *xv, si
             }
         }
         /* per column exactly the 4-row kernels' float operations: yd*wd, -yd*wdmin */
-        const __m256 wd = _mm256_set1_ps(q_h2f(b->d)), nwdmin = _mm256_set1_ps(-q_h2f(b->dmin));
+        const __m256 wd = _mm256_set1_ps(q_h2f(hd)), nwdmin = _mm256_set1_ps(-q_h2f(hdmin));
         const __m128i mins = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)u[3], (int)u[2]));
         const q4k_colpre *p = pre + i * 8;
         for (int c = 0; c < NC; c++) {
@@ -89,8 +99,8 @@ Q_INLINE void q4k_1xn(const int NC, const char *w, int64_t k, const char *xv, si
 
 #define Q4K_MAX_NB 64 /* k <= 16384 for the precomputed column table (else the 4-row kernels) */
 
-void quant_avx2_gemm_q4_K(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs, int64_t nc,
-                          float *y, int64_t ys) {
+Q_INLINE void gemm_k45(const bool IS5, const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs,
+                       int64_t nc, float *y, int64_t ys) {
     const char *w = (const char *)W, *x = (const char *)xq;
     const int64_t nb = k / QK_K;
     q4k_colpre pre[Q4K_MAX_NB * 8];
@@ -102,18 +112,27 @@ void quant_avx2_gemm_q4_K(const void *W, size_t ws, int64_t k, int64_t nr, const
             const char *wr = w + (size_t)r * ws;
             float o[8] = {0};
             switch (n) {
-            case 8: q4k_1xn(8, wr, k, xc, xs, pre, o); break;
-            case 7: q4k_1xn(7, wr, k, xc, xs, pre, o); break;
-            case 6: q4k_1xn(6, wr, k, xc, xs, pre, o); break;
-            case 5: q4k_1xn(5, wr, k, xc, xs, pre, o); break;
-            case 4: q4k_1xn(4, wr, k, xc, xs, pre, o); break;
-            case 3: q4k_1xn(3, wr, k, xc, xs, pre, o); break;
-            case 2: q4k_1xn(2, wr, k, xc, xs, pre, o); break;
-            default: q4k_1xn(1, wr, k, xc, xs, pre, o); break;
+            case 8: k45_1xn(IS5, 8, wr, k, xc, xs, pre, o); break;
+            case 7: k45_1xn(IS5, 7, wr, k, xc, xs, pre, o); break;
+            case 6: k45_1xn(IS5, 6, wr, k, xc, xs, pre, o); break;
+            case 5: k45_1xn(IS5, 5, wr, k, xc, xs, pre, o); break;
+            case 4: k45_1xn(IS5, 4, wr, k, xc, xs, pre, o); break;
+            case 3: k45_1xn(IS5, 3, wr, k, xc, xs, pre, o); break;
+            case 2: k45_1xn(IS5, 2, wr, k, xc, xs, pre, o); break;
+            default: k45_1xn(IS5, 1, wr, k, xc, xs, pre, o); break;
             }
             for (int i = 0; i < n; i++) y[(c + i) * ys + r] = o[i];
         }
     }
+}
+
+void quant_avx2_gemm_q4_K(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs, int64_t nc,
+                          float *y, int64_t ys) {
+    gemm_k45(false, W, ws, k, nr, xq, xs, nc, y, ys);
+}
+void quant_avx2_gemm_q5_K(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs, int64_t nc,
+                          float *y, int64_t ys) {
+    gemm_k45(true, W, ws, k, nr, xq, xs, nc, y, ys);
 }
 
 /* ---- Q6_K: 1 row x NC columns ---------------------------------------------------------- */
