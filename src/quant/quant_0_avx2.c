@@ -116,6 +116,91 @@ Q_INLINE void b32_rows(const int T, const int NR, const char *w, size_t ws, int6
     for (int r = 0; r < NR; r++) out[r] = q_hsum256(acc[r]);
 }
 
+/* ---- prompts: 1 row x up to 8 columns ---------------------------------------------------- */
+/* Each block's quants are unpacked once and used for up to 8 activation
+ * columns; per (row, column) the float operations are b32_rows' (NR = 1) in
+ * the same order, so results are bit-identical to the row kernels (a matvec
+ * equals column 0 of a matmul). Per column group and block, precomputed once:
+ * the activation scale and, as float lanes, the activation sums of the
+ * minimum types or (bit-cast) the offset sums of Q4_0/Q5_0. */
+typedef struct { __m256 v[8]; float dy[8]; } b32_colpre;
+#define B32_MAX_NB 256 /* k <= 8192 for the per-group table (else the row kernels) */
+
+Q_INLINE void b32_prepare(const int T, const char *xv, size_t xs, int n, int64_t nb, b32_colpre *pre) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t i = 0; i < nb; i++)
+        for (int c = 0; c < 8; c++) {
+            b32_colpre *p = pre + i;
+            if (c >= n) {
+                p->dy[c] = 0.0f;
+                p->v[c] = _mm256_setzero_ps();
+                continue;
+            }
+            const blk_q8_0 *x = (const blk_q8_0 *)(xv + (size_t)c * xs) + i;
+            p->dy[c] = q_h2f(x->d);
+            const __m256i y = _mm256_loadu_si256((const __m256i *)x->qs);
+            if (T == B_Q4_0 || T == B_Q5_0)
+                p->v[c] = _mm256_castsi256_ps(
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(T == B_Q4_0 ? 8 : 16), y), ones));
+            else if (b32_has_min(T))
+                p->v[c] = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), y), ones));
+            else p->v[c] = _mm256_setzero_ps();
+        }
+}
+
+Q_INLINE void b32_1xn(const int T, const int NC, const char *w, int64_t nb, const char *xv, size_t xs,
+                      const b32_colpre *pre, __m256i tbl, float *out) {
+    const size_t bs = b32_size(T);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[8];
+    for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *blk = (const uint8_t *)w + (size_t)i * bs;
+        const __m256i q = b32_quants(T, blk, tbl);
+        const __m256i aq = b32_signed(T) ? _mm256_sign_epi8(q, q) : q;
+        const float dw = q_h2f(b32_u16(blk)), mw = b32_has_min(T) ? q_h2f(b32_u16(blk + 2)) : 0.0f;
+        const b32_colpre *p = pre + i;
+        for (int c = 0; c < NC; c++) {
+            const __m256i y = _mm256_loadu_si256((const __m256i *)((const blk_q8_0 *)(xv + (size_t)c * xs) + i)->qs);
+            __m256i d = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, b32_signed(T) ? _mm256_sign_epi8(y, q) : y), ones);
+            if (T == B_Q4_0 || T == B_Q5_0) d = _mm256_sub_epi32(d, _mm256_castps_si256(p->v[c]));
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(dw * p->dy[c]), _mm256_cvtepi32_ps(d), acc[c]);
+            if (b32_has_min(T)) acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(mw * p->dy[c]), p->v[c], acc[c]);
+        }
+    }
+    for (int c = 0; c < NC; c++) out[c] = q_hsum256(acc[c]);
+}
+
+Q_INLINE void b32_gemm(const int T, const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs,
+                       int64_t nc, float *y, int64_t ys) {
+    const char *w = (const char *)W, *x = (const char *)xq;
+    const int64_t nb = k / 32;
+    const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)quant_iq4nl_values));
+    b32_colpre pre[B32_MAX_NB];
+    for (int64_t c = 0; c < nc; c += 8) {
+        const int n = nc - c < 8 ? (int)(nc - c) : 8;
+        const char *xc = x + (size_t)c * xs;
+        b32_prepare(T, xc, xs, n, nb, pre);
+        for (int64_t r = 0; r < nr; r++) {
+            const char *wr = w + (size_t)r * ws;
+            float o[8] = {0};
+            switch (n) {
+            case 8: b32_1xn(T, 8, wr, nb, xc, xs, pre, tbl, o); break;
+            case 7: b32_1xn(T, 7, wr, nb, xc, xs, pre, tbl, o); break;
+            case 6: b32_1xn(T, 6, wr, nb, xc, xs, pre, tbl, o); break;
+            case 5: b32_1xn(T, 5, wr, nb, xc, xs, pre, tbl, o); break;
+            case 4: b32_1xn(T, 4, wr, nb, xc, xs, pre, tbl, o); break;
+            case 3: b32_1xn(T, 3, wr, nb, xc, xs, pre, tbl, o); break;
+            case 2: b32_1xn(T, 2, wr, nb, xc, xs, pre, tbl, o); break;
+            default: b32_1xn(T, 1, wr, nb, xc, xs, pre, tbl, o); break;
+            }
+            for (int i = 0; i < n; i++) y[(c + i) * ys + r] = o[i];
+        }
+    }
+}
+
+/* Matvec and narrow matmuls: 4 rows x 1 column (b32_rows); >= 4 columns and
+ * k <= 8192: 1 row x 8 columns (column groups of 8, the last one narrower). */
 #define B32_KERNEL(name, T)                                                                                  \
     static void name##_dot4(const char *w, size_t ws, int64_t k, const char *x, float *o, const char *pf) { \
         b32_rows(T, 4, w, ws, k, x, o, pf);                                                                 \
@@ -123,7 +208,12 @@ Q_INLINE void b32_rows(const int T, const int NR, const char *w, size_t ws, int6
     static void name##_dot1(const char *w, size_t ws, int64_t k, const char *x, float *o, const char *pf) { \
         b32_rows(T, 1, w, ws, k, x, o, pf);                                                                 \
     }                                                                                                       \
-    QUANT_DEFINE_MM(mm_##name, name##_dot4, name##_dot1)
+    QUANT_DEFINE_MM(mm_##name##_rows, name##_dot4, name##_dot1)                                             \
+    static void mm_##name(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs,       \
+                          int64_t nc, float *y, int64_t ys) {                                               \
+        if (nc >= 4 && k / 32 <= B32_MAX_NB) b32_gemm(T, W, ws, k, nr, xq, xs, nc, y, ys);                  \
+        else mm_##name##_rows(W, ws, k, nr, xq, xs, nc, y, ys);                                            \
+    }
 B32_KERNEL(q4_0, B_Q4_0)
 B32_KERNEL(q4_1, B_Q4_1)
 B32_KERNEL(q5_0, B_Q5_0)
