@@ -6,17 +6,25 @@
  *   matmul: GFLOP/s (2*m*k*n) with n = 64 activation columns on up to 2048 rows;
  *   quant:  GB/s of floats read by quant_quantize_row into the vec dot type;
  *   deq:    GB/s of floats written by quant_dequant_row of the weight type.
+ * Limits, measured first in the same run: the memory read bandwidth with the
+ * same threads (bench_bandwidth_gbs, matvec "% bw" when W is larger than the
+ * caches) and the in-register int8 multiply-add peak of one core (pairs of
+ * vpmaddubsw + vpmaddwd, 32 MACs each: the instructions every quant matmul
+ * kernel is made of; matmul "% i8"). The peak is a loop with 8 independent
+ * chains, so it is what this core sustains, not a datasheet number.
  * Usage: bench_dot [-t THREADS] [-s MB] [type ...]   (default: 1 thread, 64 MB,
  *        the types our models use). -t 2 splits the rows (matvec) across 2
  *        pthreads and reports the aggregate; -s 1 keeps W in cache (compute bound).
  *        MOERUN_CPU=generic bench_dot   for the scalar reference.
  */
 #include <pthread.h>
+#include <immintrin.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/base.h"
+#include "bench/bench.h"
 #include "quant/quant.h"
 
 static uint64_t rng = 88172645463325252ull;
@@ -40,6 +48,31 @@ static void fill(uint32_t t, uint8_t *w, size_t bytes) {
             uint16_t h = t == MR_TYPE_F16 ? mr_fp32_to_fp16(f) : mr_fp32_to_bf16(f);
             memcpy(w + i, &h, 2);
         }
+}
+
+/* Sustained int8 multiply-adds per second of one core: 8 independent chains
+ * of acc += madd(maddubs(a, b), s) (32 MACs each). */
+__attribute__((target("avx2"))) static double int8_peak_gmacs(void) {
+    if (!mr_cpu()->avx2) return 0.0;
+    __m256i a[8], acc[8];
+    for (int i = 0; i < 8; i++) a[i] = _mm256_set1_epi8((char)(i + 1)), acc[i] = _mm256_setzero_si256();
+    const __m256i b = _mm256_set1_epi8(3), sc = _mm256_set1_epi16(2);
+    double best = 0.0;
+    for (int rep = 0; rep < 5; rep++) {
+        const long n = 4000000;
+        const double t0 = mr_time_s();
+        for (long it = 0; it < n; it++)
+            for (int i = 0; i < 8; i++) {
+                acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(_mm256_maddubs_epi16(a[i], b), sc));
+                __asm__ volatile("" : "+x"(acc[i]));
+            }
+        const double g = 8.0 * 32.0 * (double)n / (mr_time_s() - t0) / 1e9;
+        if (g > best) best = g;
+    }
+    int sink = 0;
+    for (int i = 0; i < 8; i++) sink += _mm256_extract_epi32(acc[i], 0);
+    if (sink == 42) fputs("", stderr);
+    return best;
 }
 
 /* One thread's share of a matvec: rows [r0, r1). */
@@ -84,8 +117,15 @@ int main(int argc, char **argv) {
     const int64_t k = 4096, nc = 64;
     printf("cpu: %s (%s), %d thread(s) for matvec, k = %lld, W %.2f MB\n", mr_cpu_model(), mr_cpu_features_str(),
            nt, (long long)k, (double)target / 1048576.0);
-    printf("%-7s %-6s %12s %14s %11s %10s\n", "type", "isa", "matvec GB/s", "matmul GFLOP/s", "quant GB/s",
-           "deq GB/s");
+    /* the limits: DRAM read bandwidth (only meaningful when W exceeds the caches) and int8 peak */
+    const bool dram = target >= (64u << 20);
+    const double bw = dram ? bench_bandwidth_gbs(nt, (size_t)1 << 30, 5) : 0.0;
+    const double peak = int8_peak_gmacs();
+    if (dram) printf("limits: read bandwidth %.2f GB/s (%d threads)", bw, nt);
+    else printf("limits: W fits in cache (no bandwidth limit)");
+    printf(", int8 peak %.1f GMAC/s = %.1f GOP/s per core\n", peak, 2.0 * peak);
+    printf("%-7s %-6s %12s %6s %14s %6s %11s %10s\n", "type", "isa", "matvec GB/s", "% bw", "matmul GFLOP/s", "% i8",
+           "quant GB/s", "deq GB/s");
     for (int ni = 0; ni < n_names; ni++) {
         int t = mr_type_from_name(names[ni]);
         if (t < 0 || !quant_supported((uint32_t)t)) {
@@ -148,8 +188,11 @@ int main(int argc, char **argv) {
         }
         const double qgbs = 4.0 * (double)k * (double)nc / bestq / 1e9;
         const double dgbs = 4.0 * (double)k * (double)nrow / bestd / 1e9;
-        printf("%-7s %-6s %12.2f %14.2f %11.2f %10.2f\n", mr_type_name((uint32_t)t),
-               quant_isa_name(quant_isa_selected((uint32_t)t)), gbs, gflops, qgbs, dgbs);
+        char pbw[16] = "-", pi8[16] = "-";
+        if (bw > 0) snprintf(pbw, sizeof pbw, "%.0f%%", 100.0 * gbs / bw);
+        if (peak > 0) snprintf(pi8, sizeof pi8, "%.0f%%", 100.0 * gflops / (2.0 * peak));
+        printf("%-7s %-6s %12.2f %6s %14.2f %6s %11.2f %10.2f\n", mr_type_name((uint32_t)t),
+               quant_isa_name(quant_isa_selected((uint32_t)t)), gbs, pbw, gflops, pi8, qgbs, dgbs);
         fflush(stdout);
         mr_free_aligned(W), mr_free_aligned(X), mr_free_aligned(y), free(xf), free(yd);
     }
