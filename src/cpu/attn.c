@@ -13,8 +13,9 @@
 #include "cpu/attn_simd.h"
 #include "quant/quant.h"
 
-/* AVX2+FMA+F16C for the f16 paths (attn_avx2.c); MOERUN_CPU=generic or MOERUN_ATTN=scalar disables them. */
-static bool simd_f16_ok(void) {
+/* AVX2+FMA+F16C for the SIMD path (attn_avx2.c, attn_q8_avx2.c: f16 and
+ * q8_0 caches); MOERUN_CPU=generic or MOERUN_ATTN=scalar disables it. */
+static bool simd_ok(void) {
     static _Atomic int ok = -1; /* computed once; threads may race to the same value */
     int v = atomic_load_explicit(&ok, memory_order_relaxed);
     if (v < 0) {
@@ -27,6 +28,7 @@ static bool simd_f16_ok(void) {
 }
 
 #define ATTN_BLOCK 128
+_Static_assert(CPU_ATTN_SIMD_FB <= ATTN_BLOCK, "flash score scratch holds a SIMD block");
 
 static inline bool cell_visible(const cpu_attn_args *a, int c, int32_t pos, int seq) {
     const int32_t cp = a->cell_pos[c];
@@ -37,12 +39,19 @@ static inline bool cell_visible(const cpu_attn_args *a, int c, int32_t pos, int 
 
 static inline size_t pad16(size_t n) { return (n + 15) & ~(size_t)15; }
 
+/* Score rows per cell: g, or the 8-lane tiles of the SIMD path. */
+static inline size_t score_rows(int g) {
+    const size_t t = (size_t)cpu_attn_simd_tiles(g) * 8;
+    return t > (size_t)g ? t : (size_t)g;
+}
+
 size_t cpu_attn_scratch_floats(const cpu_attn_args *a) {
     const int g = a->n_head / a->n_head_kv;
     const size_t nsc = a->flash ? ATTN_BLOCK : (size_t)a->n_cells;
-    /* scores (g x nsc), quantized q (<= dk*4 bytes + blocks), k row, v row, m/l per head */
-    return pad16((size_t)g * nsc) + pad16((size_t)a->dk + 64) + pad16((size_t)a->dk) + pad16((size_t)a->dv) +
-           pad16((size_t)2 * g) + pad16((size_t)g * a->dk) + pad16(CPU_ATTN_SIMD_EXT(a->dk, a->dv, g));
+    /* scores (g x nsc, or 8-lane tiles), quantized q (<= dk*4 bytes + blocks), k row, v row, m/l per head,
+     * f16 query copy, SIMD ext */
+    return pad16(score_rows(g) * nsc) + pad16((size_t)a->dk + 64) + pad16((size_t)a->dk) + pad16((size_t)a->dv) +
+           pad16((size_t)2 * g) + pad16((size_t)g * a->dk) + pad16(cpu_attn_simd_ext_floats(a->dk, a->dv, g));
 }
 
 /* Scores of query q against cells [c0, c1) of head kvh into s[0..c1-c0). */
@@ -85,24 +94,19 @@ static void value_row(const cpu_attn_args *a, int kvh, int c, float *vrow) {
     }
 }
 
-void cpu_attn_head(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, int seq, float *out,
-                   float *scratch) {
+bool cpu_attn_simd_path(const cpu_attn_args *a) { return simd_ok() && cpu_attn_simd_ok(a); }
+
+/* cpu_attn_head with the SIMD paths allowed (simd) or not. */
+static void attn_head(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, int seq, float *out,
+                      float *scratch, bool simd) {
     const int g = a->n_head / a->n_head_kv, dk = a->dk, dv = a->dv;
     const size_t nsc = a->flash ? ATTN_BLOCK : (size_t)a->n_cells;
     float *s = scratch;
-    void *qq = scratch + pad16((size_t)g * nsc);
+    void *qq = scratch + pad16(score_rows(g) * nsc);
     float *krow = (float *)qq + pad16((size_t)dk + 64);
     float *vrow = krow + pad16((size_t)dk);
     float *ml = vrow + pad16((size_t)dv);
     memset(out, 0, sizeof(float) * (size_t)g * dv);
-    float *q16 = NULL;
-    if (a->k_type == MR_TYPE_F16) {
-        /* as ggml: the query meets an f16 K in f16 (it is converted to K's
-         * vec-dot type), so round it once here; vrow is free until V is read */
-        q16 = ml + pad16((size_t)2 * g);
-        for (size_t i = 0; i < (size_t)g * dk; i++) q16[i] = mr_fp16_to_fp32(mr_fp32_to_fp16(q[i]));
-        q = q16;
-    }
 
     /* visible range: cells outside [lo, hi) are never visible */
     int lo = 0, hi = a->n_cells;
@@ -110,12 +114,21 @@ void cpu_attn_head(const cpu_attn_args *a, int kvh, const float *q, int32_t pos,
     while (hi > lo && !cell_visible(a, hi - 1, pos, seq)) hi--;
     if (lo >= hi) return;
 
-    if (simd_f16_ok() && cpu_attn_f16_ok(a)) {
+    float *q16 = ml + pad16((size_t)2 * g);
+    if (simd && cpu_attn_simd_ok(a)) {
+        if (a->k_type == MR_TYPE_F16) { /* rounded as below (F16C rounds to nearest even too) */
+            cpu_attn_round_f16(q, q16, (size_t)g * dk);
+            q = q16;
+        }
         /* ext: after the q16 copy (the last region of the layout above) */
-        float *ext = ml + pad16((size_t)2 * g) + pad16((size_t)g * dk);
-        if (a->flash) cpu_attn_flash_f16_avx2(a, kvh, q, pos, seq, lo, hi, out, scratch, ext);
-        else cpu_attn_std_f16_avx2(a, kvh, q, pos, seq, lo, hi, out, scratch, ext);
+        cpu_attn_avx2(a, kvh, q, pos, seq, lo, hi, out, scratch, q16 + pad16((size_t)g * dk));
         return;
+    }
+    if (a->k_type == MR_TYPE_F16) {
+        /* as ggml: the query meets an f16 K in f16 (it is converted to K's
+         * vec-dot type), so round it once here */
+        for (size_t i = 0; i < (size_t)g * dk; i++) q16[i] = mr_fp16_to_fp32(mr_fp32_to_fp16(q[i]));
+        q = q16;
     }
 
     if (!a->flash) {
@@ -206,4 +219,14 @@ void cpu_attn_head(const cpu_attn_args *a, int kvh, const float *q, int32_t pos,
         float *o = out + (size_t)j * dv;
         for (int i = 0; i < dv; i++) o[i] *= inv;
     }
+}
+
+void cpu_attn_head(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, int seq, float *out,
+                   float *scratch) {
+    attn_head(a, kvh, q, pos, seq, out, scratch, simd_ok());
+}
+
+void cpu_attn_head_generic(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, int seq, float *out,
+                           float *scratch) {
+    attn_head(a, kvh, q, pos, seq, out, scratch, false);
 }

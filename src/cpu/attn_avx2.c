@@ -1,255 +1,346 @@
 /*
- * attn_avx2.c — AVX2/F16C flash attention over an f16 K/V cache (the default
- * cache type): one pass over the visible cells in blocks, each K and V row
- * converted to f32 once and used by all g query heads that share it (GQA).
+ * attn_avx2.c — AVX2/FMA/F16C decode attention over an f16 or q8_0 KV cache
+ * (cpu_attn_avx2, attn_simd.h): standard and flash paths of attn.h with its
+ * mask, reading each K and V row once for all g query heads of a KV group.
  *
- * Same algorithms and mask as attn.c (standard: exact softmax, probabilities
- * rounded to f16; flash: online softmax per block, f32 accumulation of V);
- * K and V rows of a block of cells are converted to f32 once, scores are
- * computed 4 cells at a time per head, and each head's output stays in
- * registers while a block's V rows are added. Dot products are summed in 8
- * lanes, so results differ from the scalar-kernel path by float rounding only.
+ * Query heads are vector lanes (tiles of 8, attn_vec.h). The cells of
+ * [lo, hi) go in blocks of ATTN_FB; per block the visible cells are listed
+ * and only they are read:
+ *  - scores: f16 K here (8 (cell, head) dot products at a time in 8-lane FMA
+ *    accumulators, one horizontal reduction per 8), q8_0 K with integer
+ *    multiply-adds in attn_q8_avx2.c; one row of 8 lanes per cell;
+ *  - softmax lane-wise with a vectorised exp (~1 ulp against expf): flash
+ *    keeps a running max and sum per head and rescales the output when the
+ *    max grows (as attn.c); standard sums the exponentials in double in cell
+ *    order and rounds the probabilities to f16 before they meet an f16 V
+ *    (as ggml and attn.c);
+ *  - V: every row is used as stored (f16 converted on load; q8_0 widened, its
+ *    block scale folded into the probabilities of all heads at once), each
+ *    head's output chunk in registers while the block's cells are added, in
+ *    f32 FMA.
+ * V rows are prefetched at an even pace (attn_pf: flash, the block's rows
+ * during its score pass; standard, the next block's rows during the V pass),
+ * so a cache that streams from memory costs little more than one in L2/L3
+ * (K rows, read in order, are left to the hardware prefetcher).
  */
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
 
-#include "cpu/attn.h"
-#include "cpu/attn_simd.h"
+#include "cpu/attn_vec.h"
+#include "quant/quant.h"
 
-#define FB CPU_ATTN_SIMD_BLK /* cells per online-softmax block */
+#define FB ATTN_FB
 
-static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
+/* 8 dot products (8-lane accumulators) -> one vector, lane x = the sum of a[x]. */
+ATTN_AI __m256 hsum8x8(const __m256 a[8]) {
+    const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+    const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+    const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
-/* e^x for 8 lanes (Cephes polynomial, ~1 ulp; x <= -88 gives ~0, callers
- * mask -inf themselves). */
-static inline __m256 exp8(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
-    const __m256 fx = _mm256_round_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)),
-                                      _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
-    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
-    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
-    y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
-}
-
-/* sj[i] = (sj[i] == -inf) ? 0 : e^(sj[i] - mx) for i < n; returns their sum,
- * added in cell order (as attn.c: the result must not depend on where the
- * visible cells sit in the cache, e.g. interleaved with other sequences). */
-static double exp_row(float *sj, int n, float mx) {
-    const __m256 mv = _mm256_set1_ps(mx), ninf = _mm256_set1_ps(-INFINITY);
-    for (int i = 0; i < n; i += 8) {
-        float tmp[8];
-        const int k = n - i < 8 ? n - i : 8;
-        for (int t = 0; t < 8; t++) tmp[t] = t < k ? sj[i + t] : -INFINITY;
-        const __m256 v = _mm256_loadu_ps(tmp);
-        _mm256_storeu_ps(tmp, _mm256_andnot_ps(_mm256_cmp_ps(v, ninf, _CMP_EQ_OQ), exp8(_mm256_sub_ps(v, mv))));
-        for (int t = 0; t < k; t++) sj[i + t] = tmp[t];
-    }
-    double sum = 0.0;
-    for (int i = 0; i < n; i++) sum += sj[i];
-    return sum;
-}
-
-static inline void f16_to_f32(const uint16_t *src, float *dst, int n) {
-    for (int i = 0; i < n; i += 8)
-        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
-}
-
-static inline bool visible(const cpu_attn_args *a, int c, int32_t pos, int seq) {
-    const int32_t cp = a->cell_pos[c];
-    if (cp < 0 || cp > pos || !((a->cell_seq[c] >> seq) & 1)) return false;
-    if (a->n_swa > 0 && pos - cp >= a->n_swa) return false;
-    return true;
-}
-
-bool cpu_attn_f16_ok(const cpu_attn_args *a) {
-    const int g = a->n_head / a->n_head_kv;
-    return !a->ref && !a->v_in_k && a->k_type == MR_TYPE_F16 && a->v_type == MR_TYPE_F16 &&
-           a->dk % 8 == 0 && a->dv % 8 == 0 && a->dk <= 512 && a->dv <= 512 && g <= CPU_ATTN_SIMD_MAX_G;
-}
-
-/* Scores of the g heads against cells [c0, c1) (c1 - c0 <= CPU_ATTN_SIMD_BLK)
- * into s[j*ld + (c - c0)] (-inf for invisible cells). The block's K rows are
- * converted to f32 once (kb), then each head's query is dotted with 4 rows at
- * a time (4 accumulators, one horizontal reduction for the 4). */
-static void scores_f16(const cpu_attn_args *a, const uint8_t *Kh, const float *q, int g, int32_t pos, int seq, int c0,
-                       int c1, float *s, size_t ld, float *kb) {
-    const int dk = a->dk, n = c1 - c0;
-    const size_t krb = (size_t)dk * 2;
-    for (int c = 0; c < n; c++) f16_to_f32((const uint16_t *)(Kh + (size_t)(c0 + c) * krb), kb + (size_t)c * dk, dk);
-    for (int j = 0; j < g; j++) {
-        const float *qj = q + (size_t)j * dk;
-        float *sj = s + (size_t)j * ld;
-        int c = 0;
-        for (; c + 4 <= n; c += 4) {
-            const float *k0 = kb + (size_t)c * dk, *k1 = k0 + dk, *k2 = k1 + dk, *k3 = k2 + dk;
-            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
-                   a3 = _mm256_setzero_ps();
-            for (int i = 0; i < dk; i += 8) {
-                const __m256 qv = _mm256_loadu_ps(qj + i);
-                a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + i), a0);
-                a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + i), a1);
-                a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + i), a2);
-                a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + i), a3);
+/* f16 K: scores of tile t's H heads for the nv visible cells idx[] of the
+ * block of n cells at c0 (as attn_q8_scores), NC = 8 / H cells at a time:
+ * the 8 (cell, head) dot products accumulate in 8 lanes each (per 8
+ * elements: NC converted K loads, H query loads, 8 FMAs) and are reduced at
+ * the end (hsum8x8: lane c * H + h). */
+ATTN_AI void scores_f16_h(const int H, const attn_job *j, int t, int c0, int n, const int *idx, int nv, float *S) {
+    const int NC = 8 / H, dk = j->dk;
+    const __m256 ninf = _mm256_set1_ps(-INFINITY), sc = _mm256_set1_ps(j->scale);
+    const float *qf = j->qf + (size_t)t * 8 * dk;
+    attn_pf pf = *j->pf;
+    if (nv < n)
+        for (int c = 0; c < n; c++) _mm256_store_ps(S + (size_t)c * 8, ninf);
+    for (int k = 0; k < nv; k += NC) {
+        const uint16_t *r[8];
+        for (int c = 0; c < NC; c++) r[c] = (const uint16_t *)(j->Kh + (size_t)idx[k + c < nv ? k + c : nv - 1] * j->krb);
+        attn_pf_step(&pf);
+        __m256 acc[8];
+        for (int x = 0; x < 8; x++) acc[x] = _mm256_setzero_ps();
+        for (int i = 0; i < dk; i += 8) {
+            __m256 kv[8];
+            for (int c = 0; c < NC; c++) kv[c] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(r[c] + i)));
+            for (int h = 0; h < H; h++) {
+                __m256 qv = _mm256_load_ps(qf + (size_t)h * dk + i);
+                if (NC > 1) __asm__("" : "+x"(qv)); /* one load for the NC cells: GCC would fold it into each FMA */
+                for (int c = 0; c < NC; c++) acc[c * H + h] = _mm256_fmadd_ps(qv, kv[c], acc[c * H + h]);
             }
-            /* (a0..a3) -> 4 sums */
-            const __m256 h01 = _mm256_hadd_ps(a0, a1), h23 = _mm256_hadd_ps(a2, a3);
-            const __m256 h = _mm256_hadd_ps(h01, h23);
-            const __m128 r = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-            _mm_storeu_ps(sj + c, r);
         }
-        for (; c < n; c++) {
-            /* the same lane order as a group of 4, so a cell's score does not depend on its group */
-            const float *kr = kb + (size_t)c * dk;
-            __m256 acc = _mm256_setzero_ps();
-            for (int i = 0; i < dk; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(qj + i), _mm256_loadu_ps(kr + i), acc);
-            const __m256 z = _mm256_setzero_ps(), h = _mm256_hadd_ps(_mm256_hadd_ps(acc, z), z);
-            sj[c] = _mm_cvtss_f32(_mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
-        }
-        for (c = 0; c < n; c++) {
-            float v = sj[c] * a->scale;
-            if (a->softcap > 0.0f) v = a->softcap * tanhf(v / a->softcap);
-            sj[c] = visible(a, c0 + c, pos, seq) ? v : -INFINITY;
-        }
-    }
-}
-
-/* out[j] += sum over cells c in [c0, c1) of p[j*ld + c - c0] * V[c]: the
- * block's V rows converted to f32 once (vb), each head's output kept in
- * registers 64 floats at a time while the block's cells are added. */
-static void vacc_f16(const cpu_attn_args *a, const uint8_t *Vh, int g, int c0, int c1, const float *p, size_t ld,
-                     float *out, float *vb) {
-    const int dv = a->dv, n = c1 - c0;
-    const size_t vrb = (size_t)dv * 2;
-    bool conv = false;
-    for (int j = 0; j < g; j++) {
-        const float *pj = p + (size_t)j * ld;
-        bool any = false;
-        for (int c = 0; c < n && !any; c++) any = pj[c] != 0.0f;
-        if (!any) continue;
-        if (!conv) {
-            for (int c = 0; c < n; c++) f16_to_f32((const uint16_t *)(Vh + (size_t)(c0 + c) * vrb), vb + (size_t)c * dv, dv);
-            conv = true;
-        }
-        float *o = out + (size_t)j * dv;
-        int i = 0;
-        for (; i + 64 <= dv; i += 64) {
-            __m256 o0 = _mm256_loadu_ps(o + i), o1 = _mm256_loadu_ps(o + i + 8), o2 = _mm256_loadu_ps(o + i + 16),
-                   o3 = _mm256_loadu_ps(o + i + 24), o4 = _mm256_loadu_ps(o + i + 32), o5 = _mm256_loadu_ps(o + i + 40),
-                   o6 = _mm256_loadu_ps(o + i + 48), o7 = _mm256_loadu_ps(o + i + 56);
-            for (int c = 0; c < n; c++) {
-                if (pj[c] == 0.0f) continue;
-                const __m256 pv = _mm256_set1_ps(pj[c]);
-                const float *v = vb + (size_t)c * dv + i;
-                o0 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(v), o0);
-                o1 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(v + 8), o1);
-                o2 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(v + 16), o2);
-                o3 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(v + 24), o3);
-                o4 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(v + 32), o4);
-                o5 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(v + 40), o5);
-                o6 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(v + 48), o6);
-                o7 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(v + 56), o7);
+        const __m256 res = _mm256_mul_ps(hsum8x8(acc), sc);
+        for (int c = 0; c < NC && k + c < nv; c++) {
+            float *o = S + (size_t)(idx[k + c] - c0) * 8;
+            if (H == 8) _mm256_store_ps(o, res);
+            else {
+                float tmp[8];
+                _mm256_storeu_ps(tmp, res);
+                for (int h = 0; h < 8; h++) o[h] = tmp[c * H + (h < H ? h : 0)];
             }
-            _mm256_storeu_ps(o + i, o0), _mm256_storeu_ps(o + i + 8, o1), _mm256_storeu_ps(o + i + 16, o2);
-            _mm256_storeu_ps(o + i + 24, o3), _mm256_storeu_ps(o + i + 32, o4), _mm256_storeu_ps(o + i + 40, o5);
-            _mm256_storeu_ps(o + i + 48, o6), _mm256_storeu_ps(o + i + 56, o7);
+            if (j->softcap > 0.0f)
+                for (int h = 0; h < 8; h++) o[h] = j->softcap * tanhf(o[h] / j->softcap);
         }
-        for (; i < dv; i += 8) {
-            __m256 ov = _mm256_loadu_ps(o + i);
-            for (int c = 0; c < n; c++)
-                if (pj[c] != 0.0f) ov = _mm256_fmadd_ps(_mm256_set1_ps(pj[c]), _mm256_loadu_ps(vb + (size_t)c * dv + i), ov);
-            _mm256_storeu_ps(o + i, ov);
-        }
+    }
+    *j->pf = pf;
+}
+
+static void scores_blk(const attn_job *j, int t, int c0, int n, const int *idx, int nv, float *S) {
+    if (j->kq8) {
+        attn_q8_scores(j, t, c0, n, idx, nv, S);
+        return;
+    }
+    switch (j->H) {
+    case 8: scores_f16_h(8, j, t, c0, n, idx, nv, S); break;
+    case 4: scores_f16_h(4, j, t, c0, n, idx, nv, S); break;
+    case 2: scores_f16_h(2, j, t, c0, n, idx, nv, S); break;
+    default: scores_f16_h(1, j, t, c0, n, idx, nv, S); break;
     }
 }
 
-void cpu_attn_std_f16_avx2(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, int seq, int lo, int hi,
-                           float *out, float *scratch, float *ext) {
-    const int g = a->n_head / a->n_head_kv, dk = a->dk, dv = a->dv, n = hi - lo;
-    const uint8_t *Kh = a->K + (size_t)kvh * a->n_ctx * (size_t)dk * 2;
-    const uint8_t *Vh = a->V + (size_t)kvh * a->n_ctx * (size_t)dv * 2;
-    float *s = scratch;                   /* (g, n) */
-    float *blk = ext; /* CPU_ATTN_SIMD_BLK rows of f32 */
-    (void)dk;
-    memset(out, 0, sizeof(float) * (size_t)g * dv);
-    for (int c0 = lo; c0 < hi; c0 += CPU_ATTN_SIMD_BLK) {
-        const int c1 = c0 + CPU_ATTN_SIMD_BLK < hi ? c0 + CPU_ATTN_SIMD_BLK : hi;
-        scores_f16(a, Kh, q, g, pos, seq, c0, c1, s + (c0 - lo), (size_t)n, blk);
-    }
-    /* exact softmax per head (as attn.c's standard path), probabilities rounded to f16 as ggml */
-    for (int j = 0; j < g; j++) {
-        float *sj = s + (size_t)j * n, mx = -INFINITY;
-        for (int i = 0; i < n; i++) mx = sj[i] > mx ? sj[i] : mx;
-        if (mx == -INFINITY) { /* nothing visible for this head (cannot happen inside [lo, hi)) */
-            memset(sj, 0, sizeof(float) * (size_t)n);
-            continue;
-        }
-        const float inv = (float)(1.0 / exp_row(sj, n, mx));
-        for (int i = 0; i < n; i++) sj[i] = _cvtsh_ss(_cvtss_sh(sj[i] * inv, 0));
-    }
-    for (int c0 = lo; c0 < hi; c0 += CPU_ATTN_SIMD_BLK) {
-        const int c1 = c0 + CPU_ATTN_SIMD_BLK < hi ? c0 + CPU_ATTN_SIMD_BLK : hi;
-        vacc_f16(a, Vh, g, c0, c1, s + (c0 - lo), (size_t)n, out, blk);
+/* For a q8_0 V: pd[(k * nbv + b) * 8 + lane] = P[(idx[k] - c0) * 8 + lane] *
+ * d(V row idx[k], block b), for the nv visible cells of a block. */
+static void fold_vscales(const attn_job *j, int c0, const int *idx, int nv, const float *P) {
+    const int nbv = j->dv / 32;
+    for (int k = 0; k < nv; k++) {
+        const uint8_t *row = j->Vh + (size_t)idx[k] * j->vrb;
+        const __m256 p = _mm256_load_ps(P + (size_t)(idx[k] - c0) * 8);
+        for (int b = 0; b < nbv; b++)
+            _mm256_store_ps(j->pd + ((size_t)k * nbv + b) * 8,
+                            _mm256_mul_ps(p, _mm256_set1_ps(_cvtsh_ss(attn_ld16(row + (size_t)b * ATTN_Q8B)))));
     }
 }
 
-void cpu_attn_flash_f16_avx2(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, int seq, int lo, int hi,
-                             float *out, float *scratch, float *ext) {
-    const int g = a->n_head / a->n_head_kv, dk = a->dk, dv = a->dv;
-    const size_t krb = (size_t)dk * 2, vrb = (size_t)dv * 2;
-    const uint8_t *Kh = a->K + (size_t)kvh * a->n_ctx * krb;
-    const uint8_t *Vh = a->V + (size_t)kvh * a->n_ctx * vrb;
-    float *s = scratch;                        /* (g, FB) */
-    float *row = ext;                          /* FB rows of dk or dv floats */
-    float *m = row + (size_t)FB * (dk > dv ? dk : dv), *l = m + g;
-    for (int j = 0; j < g; j++) {
-        m[j] = -INFINITY;
-        l[j] = 0.0f;
+/* Chunks of 8 * NV dimensions of vacc_h for NH heads. */
+#define VACC_NV(NH) ((NH) <= 2 ? 4 : 2)
+
+/* out[h] += sum over the nv visible cells idx[] of w(cell, h) * V[cell] for
+ * the NH <= 4 heads in lanes h0.. of a tile (out: the tile's rows). q8_0 V:
+ * w = pd (the folded scales) times the int8 quants; f16 V: w = P. Per step
+ * NV vectors of 8 dimensions (within one 32-block): the NH x NV <= 8
+ * accumulators stay in registers across the cells, each broadcast
+ * probability feeds NV FMAs. */
+ATTN_AI void vacc_h(const int NH, const bool VQ8, const attn_job *j, int c0, const int *idx, int nv, const float *P,
+                    int h0, float *out) {
+    const int NV = VACC_NV(NH), dv = j->dv, nbv = dv / 32;
+    attn_pf pf = *j->pf;
+    out += (size_t)h0 * dv;
+    for (int i0 = 0; i0 < dv; i0 += 8 * NV) {
+        const int b = i0 / 32, off = i0 % 32;
+        __m256 acc[4][4];
+        for (int h = 0; h < NH; h++)
+            for (int u = 0; u < NV; u++) acc[h][u] = _mm256_loadu_ps(out + (size_t)h * dv + i0 + 8 * u);
+        for (int k = 0; k < nv; k++) {
+            if (!(k & 15)) attn_pf_step(&pf);
+            const uint8_t *row = j->Vh + (size_t)idx[k] * j->vrb;
+            __m256 v[4];
+            const float *w;
+            if (VQ8) {
+                for (int u = 0; u < NV; u++)
+                    v[u] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+                        _mm_loadl_epi64((const __m128i *)(row + (size_t)b * ATTN_Q8B + 2 + off + 8 * u))));
+                w = j->pd + ((size_t)k * nbv + b) * 8 + h0;
+            } else {
+                for (int u = 0; u < NV; u++)
+                    v[u] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * (size_t)(i0 + 8 * u))));
+                w = P + (size_t)(idx[k] - c0) * 8 + h0;
+            }
+            for (int h = 0; h < NH; h++) {
+                const __m256 p = _mm256_broadcast_ss(w + h);
+                for (int u = 0; u < NV; u++) acc[h][u] = _mm256_fmadd_ps(p, v[u], acc[h][u]);
+            }
+        }
+        for (int h = 0; h < NH; h++)
+            for (int u = 0; u < NV; u++) _mm256_storeu_ps(out + (size_t)h * dv + i0 + 8 * u, acc[h][u]);
     }
-    memset(out, 0, sizeof(float) * (size_t)g * dv);
+    *j->pf = pf;
+}
+
+#define VACC_NH(VQ8, nh, h0)                                                                                           \
+    switch (nh) {                                                                                                      \
+    case 1: vacc_h(1, VQ8, j, c0, idx, nv, P, h0, out); break;                                                         \
+    case 2: vacc_h(2, VQ8, j, c0, idx, nv, P, h0, out); break;                                                         \
+    case 3: vacc_h(3, VQ8, j, c0, idx, nv, P, h0, out); break;                                                         \
+    default: vacc_h(4, VQ8, j, c0, idx, nv, P, h0, out); break;                                                        \
+    }
+
+/* V accumulation of tile t for a block (P: its probability rows): folds the
+ * scales (q8_0 V), then vacc_h for lanes 0-3 and 4-7. */
+static void vacc_blk(const attn_job *j, int t, int c0, const int *idx, int nv, const float *P, float *out) {
+    const int nh = attn_tile_heads(j, t);
+    out += (size_t)8 * t * j->dv;
+    if (j->vq8) {
+        fold_vscales(j, c0, idx, nv, P);
+        VACC_NH(true, nh < 4 ? nh : 4, 0)
+        if (nh > 4) VACC_NH(true, nh - 4, 4)
+    } else {
+        VACC_NH(false, nh < 4 ? nh : 4, 0)
+        if (nh > 4) VACC_NH(false, nh - 4, 4)
+    }
+}
+
+/* Prefetch steps of the score pass (kernel steps over the nv visible cells
+ * of a block) and of the V pass (16 cells of a chunk of dimensions), all
+ * tiles. */
+static int score_steps(const attn_job *j, int nv) {
+    const int per = j->kq8 ? ATTN_Q8_CELLS_PER_STEP : 8 / j->H;
+    return j->ntile * ((nv + per - 1) / per);
+}
+
+static int vacc_steps(const attn_job *j, int nv) {
+    int n = 0;
+    for (int t = 0; t < j->ntile; t++)
+        for (int h0 = 0; h0 < attn_tile_heads(j, t); h0 += 4) {
+            const int nh = attn_tile_heads(j, t) - h0 < 4 ? attn_tile_heads(j, t) - h0 : 4;
+            n += j->dv / (8 * VACC_NV(nh)) * ((nv + 15) / 16);
+        }
+    return n;
+}
+
+/* The visible cells of [c0, c1) into idx; returns their count. */
+static int visible_cells(const cpu_attn_args *a, int32_t pos, int seq, int c0, int c1, int *idx) {
+    int nv = 0;
+    for (int c = c0; c < c1; c++)
+        if (attn_visible(a, c, pos, seq)) idx[nv++] = c;
+    return nv;
+}
+
+/* Flash: per block, the scores of all tiles, the online softmax per tile
+ * (lane-wise running max m and sum l; the output rows of a head are
+ * rescaled by e^(m - m') when its max grows), then V. S: tile t's rows at
+ * S + t * FB * 8. */
+static void flash(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, int lo, int hi, float *out, float *S) {
+    const int dv = j->dv;
+    for (int i = 0; i < 8 * j->ntile; i++) j->m[i] = -INFINITY, j->l[i] = 0.0f;
     for (int c0 = lo; c0 < hi; c0 += FB) {
         const int c1 = c0 + FB < hi ? c0 + FB : hi, n = c1 - c0;
-        scores_f16(a, Kh, q, g, pos, seq, c0, c1, s, FB, row);
-        /* online softmax per head over the block */
-        for (int j = 0; j < g; j++) {
-            float *sj = s + (size_t)j * FB;
-            float bm = -INFINITY;
-            for (int i = 0; i < n; i++) bm = sj[i] > bm ? sj[i] : bm;
-            if (bm == -INFINITY) {
-                memset(sj, 0, sizeof(float) * (size_t)n);
-                continue;
-            }
-            if (bm > m[j]) {
-                const float r = m[j] == -INFINITY ? 0.0f : expf(m[j] - bm);
-                if (r != 1.0f) {
-                    const __m256 rv = _mm256_set1_ps(r);
-                    float *o = out + (size_t)j * dv;
+        const int nv = visible_cells(a, pos, seq, c0, c1, j->idx);
+        if (!nv) continue;
+        attn_pf_start(j->pf, j->Vh, j->vrb, c0, c1, score_steps(j, nv));
+        for (int t = 0; t < j->ntile; t++) scores_blk(j, t, c0, n, j->idx, nv, S + (size_t)t * FB * 8);
+        for (int t = 0; t < j->ntile; t++) {
+            float *St = S + (size_t)t * FB * 8, *mt = j->m + 8 * t, *lt = j->l + 8 * t;
+            __m256 bm = _mm256_set1_ps(-INFINITY);
+            for (int k = 0; k < nv; k++) bm = _mm256_max_ps(bm, _mm256_load_ps(St + (size_t)(j->idx[k] - c0) * 8));
+            const __m256 mo = _mm256_load_ps(mt), mn = _mm256_max_ps(mo, bm);
+            const __m256 first = _mm256_cmp_ps(mo, _mm256_set1_ps(-INFINITY), _CMP_EQ_OQ);
+            const __m256 r = _mm256_andnot_ps(first, attn_exp8(_mm256_sub_ps(mo, mn))); /* 1 where the max stays */
+            const int nh = attn_tile_heads(j, t);
+            if (_mm256_movemask_ps(_mm256_cmp_ps(r, _mm256_set1_ps(1.0f), _CMP_NEQ_UQ)) & ((1 << nh) - 1)) {
+                float rr[8];
+                _mm256_storeu_ps(rr, r);
+                for (int h = 0; h < nh; h++) {
+                    if (rr[h] == 1.0f) continue;
+                    const __m256 rv = _mm256_set1_ps(rr[h]);
+                    float *o = out + (size_t)(8 * t + h) * dv;
                     for (int i = 0; i < dv; i += 8) _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_loadu_ps(o + i), rv));
                 }
-                l[j] *= r;
-                m[j] = bm;
             }
-            l[j] += (float)exp_row(sj, n, m[j]);
+            __m256 lv = _mm256_mul_ps(_mm256_load_ps(lt), r);
+            for (int k = 0; k < nv; k++) { /* sum in cell order; invisible rows keep -inf: V skips them */
+                float *row = St + (size_t)(j->idx[k] - c0) * 8;
+                const __m256 p = attn_exp8(_mm256_sub_ps(_mm256_load_ps(row), mn));
+                _mm256_store_ps(row, p);
+                lv = _mm256_add_ps(lv, p);
+            }
+            _mm256_store_ps(mt, mn);
+            _mm256_store_ps(lt, lv);
         }
-        vacc_f16(a, Vh, g, c0, c1, s, FB, out, row);
+        attn_pf_start(j->pf, j->Kh, j->krb, c1, c1, 1); /* none: the hardware streams K; L1 holds V */
+        for (int t = 0; t < j->ntile; t++) vacc_blk(j, t, c0, j->idx, nv, S + (size_t)t * FB * 8, out);
     }
-    for (int j = 0; j < g; j++) {
-        if (l[j] == 0.0f) continue;
-        const __m256 inv = _mm256_set1_ps(1.0f / l[j]);
-        float *o = out + (size_t)j * dv;
+    for (int h = 0; h < j->g; h++) {
+        const float l = j->l[8 * (h / 8) + h % 8];
+        if (l == 0.0f) continue;
+        const __m256 inv = _mm256_set1_ps(1.0f / l);
+        float *o = out + (size_t)h * dv;
         for (int i = 0; i < dv; i += 8) _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_loadu_ps(o + i), inv));
     }
+}
+
+/* Standard: the scores of all cells (tile t's rows at S + t * n * 8), the
+ * exact softmax per lane, then V block by block. */
+static void standard(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, int lo, int hi, float *out, float *S) {
+    const int n = hi - lo;
+    for (int c0 = lo; c0 < hi; c0 += FB) {
+        const int c1 = c0 + FB < hi ? c0 + FB : hi;
+        const int nv = visible_cells(a, pos, seq, c0, c1, j->idx);
+        attn_pf_start(j->pf, j->Kh, j->krb, c1, c1, 1); /* none: the hardware streams K */
+        for (int t = 0; t < j->ntile; t++) scores_blk(j, t, c0, c1 - c0, j->idx, nv, S + ((size_t)t * n + (c0 - lo)) * 8);
+    }
+    /* max, e^(s - max) (0 for -inf), sum in double in cell order, as attn.c */
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    for (int t = 0; t < j->ntile; t++) {
+        float *St = S + (size_t)t * n * 8;
+        __m256 mx = ninf;
+        for (int c = 0; c < n; c++) mx = _mm256_max_ps(mx, _mm256_load_ps(St + (size_t)c * 8));
+        __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+        for (int c = 0; c < n; c++) {
+            const __m256 v = _mm256_load_ps(St + (size_t)c * 8);
+            const __m256 p = _mm256_andnot_ps(_mm256_cmp_ps(v, ninf, _CMP_EQ_OQ), attn_exp8(_mm256_sub_ps(v, mx)));
+            _mm256_store_ps(St + (size_t)c * 8, p);
+            s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(p)));
+            s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(p, 1)));
+        }
+        const __m256d one = _mm256_set1_pd(1.0);
+        const __m256 inv =
+            _mm256_set_m128(_mm256_cvtpd_ps(_mm256_div_pd(one, s1)), _mm256_cvtpd_ps(_mm256_div_pd(one, s0)));
+        for (int c = 0; c < n; c++) {
+            __m256 p = _mm256_mul_ps(_mm256_load_ps(St + (size_t)c * 8), inv);
+            if (!j->vq8) p = _mm256_cvtph_ps(_mm256_cvtps_ph(p, _MM_FROUND_TO_NEAREST_INT)); /* p meets f16 V in f16 */
+            _mm256_store_ps(St + (size_t)c * 8, p);
+        }
+    }
+    for (int c0 = lo; c0 < hi; c0 += FB) {
+        const int c1 = c0 + FB < hi ? c0 + FB : hi;
+        const int nv = visible_cells(a, pos, seq, c0, c1, j->idx);
+        if (!nv) continue;
+        attn_pf_start(j->pf, j->Vh, j->vrb, c1, c1 + FB < hi ? c1 + FB : hi, vacc_steps(j, nv));
+        for (int t = 0; t < j->ntile; t++) vacc_blk(j, t, c0, j->idx, nv, S + ((size_t)t * n + (c0 - lo)) * 8, out);
+    }
+}
+
+void cpu_attn_round_f16(const float *src, float *dst, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT)));
+    for (; i < n; i++) dst[i] = _cvtsh_ss(_cvtss_sh(src[i], _MM_FROUND_TO_NEAREST_INT));
+}
+
+void cpu_attn_avx2(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, int seq, int lo, int hi, float *out,
+                   float *scratch, float *ext) {
+    attn_job j = {.g = a->n_head / a->n_head_kv, .dk = a->dk, .dv = a->dv, .scale = a->scale, .softcap = a->softcap};
+    j.ntile = cpu_attn_simd_tiles(j.g);
+    j.H = j.g > 4 ? 8 : j.g > 2 ? 4 : j.g;
+    j.kq8 = a->k_type == MR_TYPE_Q8_0;
+    j.krb = mr_row_size(a->k_type, a->dk);
+    j.Kh = a->K + (size_t)kvh * a->n_ctx * j.krb;
+    if (a->v_in_k) {
+        j.vq8 = j.kq8, j.vrb = j.krb, j.Vh = j.Kh;
+    } else {
+        j.vq8 = a->v_type == MR_TYPE_Q8_0;
+        j.vrb = mr_row_size(a->v_type, a->dv);
+        j.Vh = a->V + (size_t)kvh * a->n_ctx * j.vrb;
+    }
+    /* ext (sizes: cpu_attn_simd_ext_floats): queries, q8_0 query scales, m, l, pd, idx */
+    const size_t nt = (size_t)j.ntile;
+    j.qf = ext;
+    j.qt = (uint8_t *)ext;
+    j.aqt = j.qt + nt * (size_t)j.dk * 8;
+    j.dq = ext + nt * (size_t)j.dk * 8;
+    j.m = j.dq + nt * (size_t)(j.dk / 32) * 8;
+    j.l = j.m + nt * 8;
+    j.pd = j.l + nt * 8;
+    j.idx = (int *)(j.pd + (size_t)FB * (j.dv / 32) * 8);
+    if (j.kq8) attn_q8_prep(&j, q);
+    else
+        for (int t = 0; t < j.ntile; t++)
+            for (int h = 0; h < 8; h++) {
+                float *d = j.qf + ((size_t)t * 8 + h) * j.dk;
+                if (8 * t + h < j.g) memcpy(d, q + (size_t)(8 * t + h) * j.dk, sizeof(float) * (size_t)j.dk);
+                else memset(d, 0, sizeof(float) * (size_t)j.dk);
+            }
+    attn_pf pf;
+    j.pf = &pf;
+    memset(out, 0, sizeof(float) * (size_t)j.g * j.dv);
+    if (a->flash) flash(a, &j, pos, seq, lo, hi, out, scratch);
+    else standard(a, &j, pos, seq, lo, hi, out, scratch);
 }

@@ -1,6 +1,9 @@
 /*
- * attn_simd.h — private to src/cpu: SIMD attention paths chosen by attn.c at
- * run time (attn_avx2.c: standard and flash attention over an f16 K/V cache).
+ * attn_simd.h — private to src/cpu: the SIMD attention path chosen by attn.c
+ * at run time. cpu_attn_avx2 (attn_avx2.c, with the q8_0 K kernels of
+ * attn_q8_avx2.c) does standard and flash attention over an f16 or q8_0 K
+ * cache with an f16 or q8_0 V (or MLA's value inside K), reading each K and
+ * V row once for all g query heads of its KV group (heads are vector lanes).
  */
 #ifndef MR_CPU_ATTN_SIMD_H
 #define MR_CPU_ATTN_SIMD_H
@@ -12,25 +15,57 @@
 #include "cpu/attn.h"
 #include "quant/types.h"
 
-#define CPU_ATTN_SIMD_MAX_G 64 /* query heads per KV head */
-#define CPU_ATTN_SIMD_BLK 32   /* cells converted to f32 at a time (16 KB at head size 128) */
-/* Floats of the extra scratch (ext) the paths below need. */
-#define CPU_ATTN_SIMD_EXT(dk, dv, g) ((size_t)CPU_ATTN_SIMD_BLK * ((dk) > (dv) ? (dk) : (dv)) + 2 * (size_t)(g) + 16)
+#define CPU_ATTN_SIMD_FB 64      /* cells per block (flash: the online-softmax block) */
+#define CPU_ATTN_SIMD_MAX_D 1024 /* largest dk / dv */
 
-/* Whether the f16 paths below handle these arguments (not ref, f16 K and V,
- * no v_in_k, head sizes multiples of 8, <= 512). The caller also checks that
- * the CPU has AVX2+FMA+F16C. scratch: the start of cpu_attn_head's scratch
- * (scores: g x n_cells, or g x CPU_ATTN_SIMD_BLK for flash); ext:
- * CPU_ATTN_SIMD_EXT floats that overlap nothing else (K/V rows, m, l). */
-bool cpu_attn_f16_ok(const cpu_attn_args *a);
-/* Flash attention of the g query heads of KV head kvh over cells [lo, hi)
- * (the visible range; invisible cells inside are masked): q (g, dk) already
- * rounded as the f16 K wants; out (g, dv). */
-void cpu_attn_flash_f16_avx2(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, int seq, int lo, int hi,
-                             float *out, float *scratch, float *ext);
-/* The standard path (exact softmax over [lo, hi), probabilities rounded to
- * f16 before they meet V, as ggml) with the same SIMD dot products. */
-void cpu_attn_std_f16_avx2(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, int seq, int lo, int hi,
-                           float *out, float *scratch, float *ext);
+/* Tiles of 8 query heads (vector lanes) for g heads per KV head. Score rows
+ * hold 8 floats per tile and cell, so cpu_attn_head's score scratch has
+ * 8 * tiles (>= g) rows. */
+static inline int cpu_attn_simd_tiles(int g) { return (g + 7) / 8; }
+
+/* Floats of the extra scratch (ext) cpu_attn_avx2 needs: the queries of the
+ * tiles (f16 K: 8 x dk floats per tile; q8_0 K: quants and |quants|, 8 x dk
+ * bytes each), q8_0 query scales (dk/32 x 8 per tile), running max and sum
+ * (8 + 8 per tile), the folded probabilities of a block (FB x dv/32 x 8) and
+ * its visible cells (FB ints). */
+static inline size_t cpu_attn_simd_ext_floats(int dk, int dv, int g) {
+    const size_t nt = (size_t)cpu_attn_simd_tiles(g);
+    return nt * (size_t)dk * 8 + nt * (size_t)(dk / 32) * 8 + nt * 16 + (size_t)CPU_ATTN_SIMD_FB * (size_t)(dv / 32) * 8 +
+           CPU_ATTN_SIMD_FB + 16;
+}
+
+/* Whether cpu_attn_avx2 handles these arguments: not ref; K f16 (dk a
+ * multiple of 8) or q8_0 (dk a multiple of 32); V f16 or q8_0, or inside K
+ * (v_in_k, dv <= dk); dv a multiple of 32; dk, dv <= CPU_ATTN_SIMD_MAX_D.
+ * The caller also checks that the CPU has AVX2+FMA+F16C. */
+static inline bool cpu_attn_simd_ok(const cpu_attn_args *a) {
+    if (a->ref || a->dk <= 0 || a->dv <= 0 || a->dk > CPU_ATTN_SIMD_MAX_D || a->dv > CPU_ATTN_SIMD_MAX_D || a->dv % 32)
+        return false;
+    if (a->k_type == MR_TYPE_F16 ? a->dk % 8 : a->k_type != MR_TYPE_Q8_0 || a->dk % 32) return false;
+    if (a->v_in_k) return a->dv <= a->dk;
+    return a->v_type == MR_TYPE_F16 || a->v_type == MR_TYPE_Q8_0;
+}
+
+/* Standard or flash attention (a->flash) of the g query heads of KV head kvh
+ * over cells [lo, hi) (the visible range; invisible cells inside are
+ * skipped): q (g, dk) the queries (for an f16 K already rounded to f16, as
+ * ggml; a q8_0 K quantizes them here), out (g, dv). scratch: the score rows,
+ * 8 * cpu_attn_simd_tiles(g) floats per cell of [lo, hi) (standard) or of a
+ * block (flash), 32-byte aligned; ext: cpu_attn_simd_ext_floats() floats,
+ * 64-byte aligned, overlapping nothing. Results differ from the generic path
+ * of attn.c by float rounding only (test_attn). */
+void cpu_attn_avx2(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, int seq, int lo, int hi, float *out,
+                   float *scratch, float *ext);
+
+/* dst[i] = src[i] rounded to f16 (F16C, to nearest even: mr_fp32_to_fp16). */
+void cpu_attn_round_f16(const float *src, float *dst, size_t n);
+
+/* For tests and benchmarks: whether cpu_attn_head takes the SIMD path for
+ * these arguments on this machine (false under MOERUN_CPU=generic or
+ * MOERUN_ATTN=scalar), and cpu_attn_head restricted to the generic path
+ * (quant kernels and scalar loops, as with MOERUN_ATTN=scalar). */
+bool cpu_attn_simd_path(const cpu_attn_args *a);
+void cpu_attn_head_generic(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, int seq, float *out,
+                           float *scratch);
 
 #endif

@@ -1,0 +1,125 @@
+/*
+ * bench_attn.c — micro-benchmark of single-token decode attention
+ * (cpu_attn_head) over a deep KV cache (developer tool, not a test).
+ *
+ * One call = the g query heads sharing one KV head attending over `depth`
+ * cells, all visible (the decode shape; Qwen3-30B-A3B: g = 8, dk = dv = 128).
+ * For each cache type (K and V the same), depth, and path (flash / standard)
+ * it prints µs per call (median of the timed calls), the KV bytes one call
+ * reads, GB/s of those bytes and GFLOP/s (2*g*depth*(dk+dv) per call).
+ *
+ * Usage: bench_attn [-g G] [-d DK] [-t SECONDS] [-c] [depth ...] [-- type ...]
+ *   defaults: g = 8, dk = dv = 128, depths 512 1024 4096, types f16 q8_0,
+ *   about 0.15 s per configuration, 1 thread.
+ *   -c (cold): the calls rotate over enough KV heads (>= 96 MB of cache) that
+ *      the cache streams from DRAM as in a real model, instead of staying in L2/L3.
+ *   MOERUN_ATTN=scalar or MOERUN_CPU=generic: the generic/scalar path.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "cpu/attn.h"
+#include "quant/quant.h"
+
+static uint64_t rng = 88172645463325252ull;
+static float frnd(void) { /* uniform in [-1, 1) */
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (float)((rng >> 40) & 0xFFFFFF) / 8388608.0f - 1.0f;
+}
+
+static int cmp_d(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Time one configuration; returns the median µs per call (or -1 on error). */
+static double run(uint32_t type, int g, int d, int depth, bool flash, bool cold, double budget_s) {
+    const size_t rb = mr_row_size(type, d);
+    const size_t head_bytes = 2 * rb * (size_t)depth;
+    const int nkv = cold ? (int)MR_MAX(1, (96u << 20) / head_bytes + 1) : 1;
+    cpu_attn_args a = {.n_head = g * nkv, .n_head_kv = nkv, .dk = d, .dv = d, .scale = 1.0f / sqrtf((float)d),
+                       .k_type = type, .v_type = type, .n_ctx = depth, .n_cells = depth, .flash = flash};
+    uint8_t *K = mr_malloc_aligned(rb * (size_t)depth * nkv), *V = mr_malloc_aligned(rb * (size_t)depth * nkv);
+    int32_t *cp = mr_malloc(sizeof(int32_t) * (size_t)depth);
+    uint64_t *cs = mr_malloc(sizeof(uint64_t) * (size_t)depth);
+    float *row = mr_malloc(sizeof(float) * (size_t)d), *q = mr_malloc(sizeof(float) * (size_t)g * d);
+    float *out = mr_malloc(sizeof(float) * (size_t)g * d);
+    float *scratch = mr_malloc_aligned(sizeof(float) * cpu_attn_scratch_floats(&a));
+    if (!K || !V || !cp || !cs || !row || !q || !out || !scratch) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    for (size_t r = 0; r < (size_t)depth * nkv; r++) {
+        for (int i = 0; i < d; i++) row[i] = frnd();
+        quant_quantize_row(type, row, K + r * rb, d);
+        for (int i = 0; i < d; i++) row[i] = frnd();
+        quant_quantize_row(type, row, V + r * rb, d);
+    }
+    for (int c = 0; c < depth; c++) cp[c] = c, cs[c] = 1;
+    for (int i = 0; i < g * d; i++) q[i] = 2.0f * frnd();
+    a.K = K, a.V = V, a.cell_pos = cp, a.cell_seq = cs;
+
+    cpu_attn_head(&a, 0, q, depth - 1, 0, out, scratch); /* warm-up */
+    enum { MAXS = 20000 };
+    static double samples[MAXS];
+    int ns = 0, kvh = 0;
+    const double t_end = mr_time_s() + budget_s;
+    while (ns < MAXS && (ns < 5 || mr_time_s() < t_end)) {
+        const double t0 = mr_time_s();
+        cpu_attn_head(&a, kvh, q, depth - 1, 0, out, scratch);
+        samples[ns++] = mr_time_s() - t0;
+        kvh = (kvh + 1) % nkv;
+    }
+    qsort(samples, (size_t)ns, sizeof(double), cmp_d);
+    const double med = samples[ns / 2] * 1e6;
+    mr_free_aligned(K), mr_free_aligned(V), mr_free_aligned(scratch);
+    free(cp), free(cs), free(row), free(q), free(out);
+    return med;
+}
+
+int main(int argc, char **argv) {
+    int g = 8, d = 128, depths[16], nd = 0, types[8], nt = 0;
+    double budget = 0.15;
+    bool cold = false, in_types = false;
+    for (int i = 1; i < argc; i++) {
+        if (in_types) {
+            const int t = mr_type_from_name(argv[i]);
+            if (t < 0 || nt == 8) {
+                fprintf(stderr, "bench_attn: unknown type '%s'\n", argv[i]);
+                return 2;
+            }
+            types[nt++] = t;
+        } else if (!strcmp(argv[i], "--")) in_types = true;
+        else if (!strcmp(argv[i], "-c")) cold = true;
+        else if (!strcmp(argv[i], "-g") && i + 1 < argc) g = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "-d") && i + 1 < argc) d = atoi(argv[++i]) / 32 * 32;
+        else if (!strcmp(argv[i], "-t") && i + 1 < argc) budget = atof(argv[++i]);
+        else if (argv[i][0] != '-' && nd < 16) depths[nd++] = atoi(argv[i]);
+        else {
+            fprintf(stderr, "usage: bench_attn [-g G] [-d DK] [-t SECONDS] [-c] [depth ...] [-- type ...]\n");
+            return 2;
+        }
+    }
+    g = MR_MAX(1, g), d = MR_MAX(32, d), budget = MR_MIN(10.0, MR_MAX(0.01, budget));
+    for (int i = 0; i < nd; i++) depths[i] = MR_MAX(1, depths[i]);
+    if (!nd) depths[0] = 512, depths[1] = 1024, depths[2] = 4096, nd = 3;
+    if (!nt) types[0] = MR_TYPE_F16, types[1] = MR_TYPE_Q8_0, nt = 2;
+    printf("cpu: %s (%s), 1 thread, g = %d, dk = dv = %d, %s cache\n", mr_cpu_model(), mr_cpu_features_str(), g, d,
+           cold ? "cold (DRAM)" : "warm (in L2/L3)");
+    printf("%-6s %-5s %6s %10s %10s %8s %10s\n", "type", "path", "depth", "us/call", "KV bytes", "GB/s", "GFLOP/s");
+    for (int ti = 0; ti < nt; ti++)
+        for (int fl = 1; fl >= 0; fl--)
+            for (int di = 0; di < nd; di++) {
+                const uint32_t t = (uint32_t)types[ti];
+                const double us = run(t, g, d, depths[di], fl, cold, budget);
+                const double bytes = 2.0 * (double)mr_row_size(t, d) * depths[di];
+                const double flops = 2.0 * g * (double)depths[di] * (2.0 * d);
+                printf("%-6s %-5s %6d %10.1f %10.0f %8.2f %10.2f\n", mr_type_name(t), fl ? "flash" : "std", depths[di],
+                       us, bytes, bytes / us / 1e3, flops / us / 1e3);
+                fflush(stdout);
+            }
+    return 0;
+}

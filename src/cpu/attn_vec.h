@@ -1,0 +1,113 @@
+/*
+ * attn_vec.h — private to the AVX2 attention files (include only from
+ * attn_avx2.c and attn_q8_avx2.c, compiled with -mavx2 -mfma -mf16c): the
+ * state of one cpu_attn_avx2() call, the vectorised exp, the mask test, the
+ * prefetch cursor, and the q8_0 K kernels attn_avx2.c calls.
+ *
+ * Layout shared by both files: query heads are vector lanes. The g heads of
+ * a KV group form tiles of 8 lanes (tile t: heads 8t..8t+7; H = the lanes a
+ * kernel fills, 8 for g >= 5, else 1, 2 or 4 >= g; lanes of absent heads
+ * hold copies or zeros and are ignored). Scores and probabilities of a cell
+ * are one row of 8 floats per tile: S[(c - c0) * 8 + lane].
+ */
+#ifndef MR_CPU_ATTN_VEC_H
+#define MR_CPU_ATTN_VEC_H
+
+#include <immintrin.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "cpu/attn.h"
+#include "cpu/attn_simd.h"
+
+#define ATTN_FB CPU_ATTN_SIMD_FB /* cells per block */
+#define ATTN_Q8B 34              /* bytes of a q8_0 block: fp16 scale + 32 int8 */
+#define ATTN_AI static inline __attribute__((always_inline))
+
+/* Software prefetch of V rows at an even pace (the hardware prefetcher
+ * follows K, read in order, but not V, read a few dimensions of every row of
+ * a block at a time): in flash the score pass of a block prefetches the
+ * block's V rows, in standard the V pass prefetches the next block's. The
+ * num lines of the range [p, end) are spread evenly over the pass's den
+ * steps (attn_avx2.c's score_steps / vacc_steps; an empty range: none).
+ * Kernels copy the cursor to a local and back, so it stays in registers. */
+typedef struct {
+    const char *p, *end;
+    int num, den, acc;
+} attn_pf;
+
+static inline void attn_pf_start(attn_pf *c, const uint8_t *base, size_t rb, int c0, int c1, int steps) {
+    c->p = (const char *)base + (size_t)c0 * rb;
+    c->end = (const char *)base + (size_t)c1 * rb;
+    c->num = (int)((c->end - c->p + 63) / 64);
+    c->den = steps > 0 ? steps : 1;
+    c->acc = 0;
+}
+
+static inline void attn_pf_step(attn_pf *c) {
+    for (c->acc += c->num; c->acc >= c->den && c->p < c->end; c->acc -= c->den, c->p += 64)
+        _mm_prefetch(c->p, _MM_HINT_T0);
+}
+
+/* One cpu_attn_avx2() call. Pointers into ext: see cpu_attn_simd_ext_floats. */
+typedef struct {
+    int g, ntile, H, dk, dv;
+    bool kq8, vq8; /* K / V is q8_0 (else f16) */
+    float scale, softcap;
+    const uint8_t *Kh, *Vh; /* this KV head's rows (V: inside K with v_in_k) */
+    size_t krb, vrb;        /* row strides in bytes */
+    attn_pf *pf;            /* the range the current pass prefetches */
+    float *qf;              /* f16 K: tile t at t * 8 * dk: the queries, rows of absent heads zero */
+    uint8_t *qt, *aqt;      /* q8_0 K: tile t at t * 8 * dk bytes: quants, |quants| (attn_q8_avx2.c) */
+    float *dq;              /* q8_0 K: tile t at t * (dk/32) * 8: the query scales, [block][lane] */
+    float *m, *l;           /* tile t at t * 8: running max and sum (flash) */
+    float *pd;              /* q8_0 V: ATTN_FB x dv/32 x 8: probabilities times the V block scales */
+    int *idx;               /* ATTN_FB: the visible cells of a block */
+} attn_job;
+
+static inline int attn_tile_heads(const attn_job *j, int t) { return j->g - 8 * t < 8 ? j->g - 8 * t : 8; }
+
+static inline uint16_t attn_ld16(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+/* e^x for 8 lanes (Cephes polynomial, ~1 ulp against expf; e^0 is exactly 1;
+ * x <= -87.3 gives ~1e-38 rather than 0: callers mask -inf themselves). */
+static inline __m256 attn_exp8(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+    const __m256 fx = _mm256_round_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)),
+                                      _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+/* The mask of attn.h: whether cell c is visible to a query (pos, seq). */
+static inline bool attn_visible(const cpu_attn_args *a, int c, int32_t pos, int seq) {
+    const int32_t cp = a->cell_pos[c];
+    if (cp < 0 || cp > pos || !((a->cell_seq[c] >> seq) & 1)) return false;
+    if (a->n_swa > 0 && pos - cp >= a->n_swa) return false;
+    return true;
+}
+
+/* q8_0 K (attn_q8_avx2.c). attn_q8_prep: quantize the g queries q (g, dk)
+ * to q8_0 into the tiles qt/aqt/dq. attn_q8_scores: the scores of tile t
+ * (scaled, soft-capped) for the nv visible cells idx[] of the block of n
+ * cells starting at c0, into S rows; rows of the other cells get -inf;
+ * steps the prefetch cursor once per ATTN_Q8_CELLS_PER_STEP cells. */
+#define ATTN_Q8_CELLS_PER_STEP 4
+void attn_q8_prep(attn_job *j, const float *q);
+void attn_q8_scores(const attn_job *j, int t, int c0, int n, const int *idx, int nv, float *S);
+
+#endif

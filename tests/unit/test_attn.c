@@ -1,0 +1,307 @@
+/*
+ * test_attn.c — CPU decode attention (cpu_attn_head): the SIMD path
+ * (attn_avx2.c with attn_q8_avx2.c: f16 or q8_0 K, f16 or q8_0 V or MLA's
+ * value inside K) against the generic path (quant kernels + scalar loops,
+ * the same query rounding / quantization) and against the scalar reference
+ * (ref: float query, dequantized K and V, double dots), standard and flash,
+ * for g = 1, 2, 3, 4, 5, 6, 8, 12, 16 query heads per KV head, several head
+ * sizes, depths that are and are not multiples of the block sizes, masked
+ * cells (empty cells, other sequences, future positions, a sliding window,
+ * with positions out of cell order so they sit inside the visible range;
+ * masked K rows are large, so attending to one shows), soft-capping, a
+ * query that sees nothing, and shapes the SIMD path declines.
+ * Also runs itself under MOERUN_CPU=generic and checks that no SIMD path is
+ * taken there (cpu_attn_head == the generic path, bit for bit).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base/base.h"
+#include "check.h"
+#include "cpu/attn.h"
+#include "cpu/attn_simd.h"
+#include "quant/quant.h"
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static uint32_t rnd(void) {
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (uint32_t)(rng >> 16);
+}
+static float frand(void) { return (float)(rnd() & 0xFFFFFF) / 8388608.0f - 1.0f; }
+
+typedef struct {
+    uint32_t kt, vt;
+    int g, n_kv, dk, dv, n_cells;
+    bool v_in_k, masked, flash;
+    int n_swa;
+    float qmag, softcap;
+    bool gap; /* only the first and last 10 cells are visible: whole blocks in between are not */
+} tcase;
+
+typedef struct {
+    cpu_attn_args a;
+    uint8_t *K, *V;
+    int32_t *cp;
+    uint64_t *cs;
+    float *q;
+    int32_t pos;
+    int seq, kvh, n_vis;
+} tsetup;
+
+/* Random cache and queries for a case. Masked cells get K rows 30x larger
+ * than the others. */
+static void setup(const tcase *tc, tsetup *s) {
+    const int n_ctx = tc->n_cells + 5;
+    const size_t krb = mr_row_size(tc->kt, tc->dk), vrb = tc->v_in_k ? 0 : mr_row_size(tc->vt, tc->dv);
+    s->K = mr_malloc(krb * (size_t)n_ctx * tc->n_kv + 64);
+    s->V = tc->v_in_k ? NULL : mr_malloc(vrb * (size_t)n_ctx * tc->n_kv + 64);
+    s->cp = mr_malloc(sizeof(int32_t) * (size_t)n_ctx);
+    s->cs = mr_malloc(sizeof(uint64_t) * (size_t)n_ctx);
+    s->q = mr_malloc(sizeof(float) * (size_t)tc->g * tc->dk);
+    s->seq = 1;
+    s->pos = tc->masked ? tc->n_cells - 4 : tc->n_cells - 1;
+    s->kvh = tc->n_kv - 1;
+    s->n_vis = 0;
+    for (int c = 0; c < n_ctx; c++) s->cp[c] = c, s->cs[c] = 2; /* seq 1 */
+    if (tc->masked) /* positions out of cell order (a reused cache), so masked cells sit inside the visible range */
+        for (int c = n_ctx - 1; c > 0; c--) {
+            const int o = (int)(rnd() % (uint32_t)(c + 1));
+            const int32_t t = s->cp[c];
+            s->cp[c] = s->cp[o], s->cp[o] = t;
+        }
+    for (int c = 0; c < n_ctx; c++) {
+        if (tc->masked) {
+            const uint32_t r = rnd() % 10;
+            if (r == 0) s->cp[c] = -1;
+            else if (r == 1) s->cs[c] = 1 | 4; /* other sequences only */
+            else if (r == 2) s->cs[c] = 3;      /* shared with seq 0 */
+        }
+        if (tc->gap && c >= 10 && c < tc->n_cells - 10) s->cs[c] = 1;
+    }
+    for (int c = 0; c < tc->n_cells; c++) {
+        const int32_t cp = s->cp[c];
+        const bool vis = cp >= 0 && cp <= s->pos && ((s->cs[c] >> s->seq) & 1) && !(tc->n_swa > 0 && s->pos - cp >= tc->n_swa);
+        s->n_vis += vis;
+    }
+    float *row = mr_malloc(sizeof(float) * (size_t)(tc->dk > tc->dv ? tc->dk : tc->dv));
+    for (int h = 0; h < tc->n_kv; h++)
+        for (int c = 0; c < n_ctx; c++) {
+            const size_t r = (size_t)h * n_ctx + c;
+            const int32_t cp = s->cp[c];
+            const bool vis = c < tc->n_cells && cp >= 0 && cp <= s->pos && ((s->cs[c] >> s->seq) & 1) &&
+                             !(tc->n_swa > 0 && s->pos - cp >= tc->n_swa);
+            const float mag = vis ? 1.0f : 30.0f;
+            for (int i = 0; i < tc->dk; i++) row[i] = mag * frand();
+            quant_quantize_row(tc->kt, row, s->K + r * krb, tc->dk);
+            if (!tc->v_in_k) {
+                for (int i = 0; i < tc->dv; i++) row[i] = (vis ? 1.0f : 30.0f) * frand();
+                quant_quantize_row(tc->vt, row, s->V + r * vrb, tc->dv);
+            }
+        }
+    free(row);
+    for (int i = 0; i < tc->g * tc->dk; i++) s->q[i] = tc->qmag * frand();
+    s->a = (cpu_attn_args){.n_head = tc->g * tc->n_kv, .n_head_kv = tc->n_kv, .dk = tc->dk, .dv = tc->dv,
+                           .scale = 1.0f / sqrtf((float)tc->dk), .softcap = tc->softcap, .k_type = tc->kt,
+                           .v_type = tc->v_in_k ? tc->kt : tc->vt, .K = s->K, .V = s->V, .n_ctx = n_ctx,
+                           .v_in_k = tc->v_in_k, .n_cells = tc->n_cells, .cell_pos = s->cp, .cell_seq = s->cs,
+                           .n_swa = tc->n_swa, .flash = tc->flash};
+}
+
+static void teardown(tsetup *s) {
+    free(s->K), free(s->V), free(s->cp), free(s->cs), free(s->q);
+}
+
+/* Run one path into out (g x dv); the scratch is filled with NaNs first so a
+ * read of something never written shows. which: 0 cpu_attn_head, 1 generic,
+ * 2 reference. */
+static void run_path(const tsetup *s, int which, float *out) {
+    cpu_attn_args a = s->a;
+    a.ref = which == 2;
+    const size_t nf = cpu_attn_scratch_floats(&a);
+    float *scratch = mr_malloc_aligned(sizeof(float) * nf);
+    for (size_t i = 0; i < nf; i++) scratch[i] = NAN;
+    const int g = a.n_head / a.n_head_kv;
+    for (int i = 0; i < g * a.dv; i++) out[i] = NAN;
+    if (which == 1) cpu_attn_head_generic(&a, s->kvh, s->q, s->pos, s->seq, out, scratch);
+    else cpu_attn_head(&a, s->kvh, s->q, s->pos, s->seq, out, scratch);
+    mr_free_aligned(scratch);
+}
+
+static double max_abs_diff(const float *x, const float *y, int n) {
+    double m = 0;
+    for (int i = 0; i < n; i++) {
+        const double d = fabs((double)x[i] - y[i]);
+        if (!(d <= m)) m = d; /* NaN propagates */
+    }
+    return m;
+}
+
+static bool all_finite(const float *x, int n) {
+    for (int i = 0; i < n; i++)
+        if (!isfinite(x[i])) return false;
+    return true;
+}
+
+static double max_abs(const float *x, int n) {
+    double m = 0;
+    for (int i = 0; i < n; i++) m = fmax(m, fabs(x[i]));
+    return m;
+}
+
+static const char *case_name(const tcase *tc, char *buf, size_t n) {
+    snprintf(buf, n, "K %s V %s g %d dk %d dv %d cells %d%s%s%s%s swa %d qmag %.0f softcap %.0f",
+             mr_type_name(tc->kt), tc->v_in_k ? "in K" : mr_type_name(tc->vt), tc->g, tc->dk, tc->dv, tc->n_cells,
+             tc->masked ? " masked" : "", tc->gap ? " gap" : "", tc->flash ? " flash" : " std", tc->v_in_k ? " v_in_k" : "",
+             tc->n_swa,
+             (double)tc->qmag, (double)tc->softcap);
+    return buf;
+}
+
+static bool have_simd(void) {
+    const mr_cpu_features *f = mr_cpu();
+    const char *e = getenv("MOERUN_ATTN");
+    return f->avx2 && f->fma && f->f16c && !(e && !strcmp(e, "scalar"));
+}
+
+/* Tolerances (max abs difference; V elements are in [-1, 1]): against the
+ * generic path the SIMD paths differ by float rounding only (the standard
+ * path with an f16 V also rounds probabilities to f16, where a flip near a
+ * rounding boundary costs up to 2^-11 of a probability); against the
+ * reference the query quantization to q8_0 dominates. */
+static void check_case(const tcase *tc, int *n_simd) {
+    char nm[256];
+    case_name(tc, nm, sizeof nm);
+    tsetup s;
+    setup(tc, &s);
+    const int g = tc->g, n = g * tc->dv;
+    float *o = mr_malloc(sizeof(float) * n), *og = mr_malloc(sizeof(float) * n), *orf = mr_malloc(sizeof(float) * n);
+    run_path(&s, 0, o);
+    run_path(&s, 1, og);
+    run_path(&s, 2, orf);
+    const bool simd = cpu_attn_simd_path(&s.a);
+    *n_simd += simd;
+    /* the SIMD path takes f16 / q8_0 K (dk % 8 / % 32) with f16 / q8_0 V or v_in_k, dv % 32 */
+    const bool kok = (tc->kt == MR_TYPE_F16 && tc->dk % 8 == 0) || (tc->kt == MR_TYPE_Q8_0 && tc->dk % 32 == 0);
+    const bool vok = (tc->v_in_k || tc->vt == MR_TYPE_Q8_0 || tc->vt == MR_TYPE_F16) && tc->dv % 32 == 0;
+    const bool want_simd = have_simd() && kok && vok;
+    CHECK(simd == want_simd, "%s: SIMD path taken %d, expected %d", nm, simd, want_simd);
+    if (s.n_vis == 0) {
+        CHECK(all_finite(o, n) && max_abs(o, n) == 0.0, "%s: nothing visible but output %g", nm, max_abs(o, n));
+    } else {
+        const double mag = max_abs(og, n);
+        CHECK(mag > 1e-3, "%s: generic output is ~0 (%g): the case tests nothing", nm, mag);
+        const bool f16p = !tc->flash && (tc->v_in_k ? tc->kt : tc->vt) == MR_TYPE_F16;
+        const double tol_g = f16p ? 3e-4 : 2e-5;
+        const double tol_r = tc->kt == MR_TYPE_Q8_0 ? 6e-2 : 1e-4;
+        const double dg = max_abs_diff(o, og, n), dr = max_abs_diff(o, orf, n);
+        CHECK(dg <= tol_g, "%s: vs generic: max abs diff %g > %g", nm, dg, tol_g);
+        CHECK(dr <= tol_r, "%s: vs reference: max abs diff %g > %g", nm, dr, tol_r);
+        if (getenv("TEST_ATTN_VERBOSE")) printf("%-90s simd %d  vs generic %.3g  vs ref %.3g\n", nm, simd, dg, dr);
+    }
+    free(o), free(og), free(orf);
+    teardown(&s);
+}
+
+/* Under MOERUN_CPU=generic: no SIMD path, and cpu_attn_head is the generic path bit for bit. */
+static int generic_child(void) {
+    const tcase cases[] = {
+        {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 2, 128, 128, 300, false, true, true, 0, 3, 0, false},
+        {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 2, 128, 128, 300, false, true, false, 0, 3, 0, false},
+        {MR_TYPE_F16, MR_TYPE_F16, 8, 2, 128, 128, 300, false, true, true, 0, 3, 0, false},
+    };
+    for (size_t i = 0; i < MR_ARRAY_LEN(cases); i++) {
+        char nm[256];
+        case_name(&cases[i], nm, sizeof nm);
+        tsetup s;
+        setup(&cases[i], &s);
+        const int n = cases[i].g * cases[i].dv;
+        float *o = mr_malloc(sizeof(float) * n), *og = mr_malloc(sizeof(float) * n);
+        CHECK(!cpu_attn_simd_path(&s.a), "MOERUN_CPU=generic: %s takes a SIMD path", nm);
+        run_path(&s, 0, o);
+        run_path(&s, 1, og);
+        CHECK(memcmp(o, og, sizeof(float) * n) == 0, "MOERUN_CPU=generic: %s differs from the generic path", nm);
+        free(o), free(og);
+        teardown(&s);
+    }
+    return check_done();
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "--generic-child")) return generic_child();
+    int n_simd = 0, n_cases = 0;
+    const uint32_t kv[][2] = {{MR_TYPE_Q8_0, MR_TYPE_Q8_0}, {MR_TYPE_Q8_0, MR_TYPE_F16}, {MR_TYPE_F16, MR_TYPE_F16}};
+    const int gs[] = {1, 2, 3, 8, 16};
+    const int depths[] = {1, 3, 63, 64, 65, 129, 300, 1030};
+    for (size_t t = 0; t < MR_ARRAY_LEN(kv); t++)
+        for (size_t gi = 0; gi < MR_ARRAY_LEN(gs); gi++)
+            for (size_t di = 0; di < MR_ARRAY_LEN(depths); di++)
+                for (int fl = 0; fl < 2; fl++)
+                    for (int mk = 0; mk < 2; mk++) {
+                        const int g = gs[gi], d = depths[di];
+                        if (g == 16 && d > 300) continue; /* keep the test quick */
+                        tcase tc = {kv[t][0], kv[t][1], g, 2, 128, 128, d, false, mk, fl, 0, 3.0f, 0.0f, false};
+                        if (mk && d > 64) tc.n_swa = d / 2; /* window: the oldest cells drop out */
+                        check_case(&tc, &n_simd), n_cases++;
+                    }
+    /* other head sizes, peaky softmax, soft-capping, a single KV head */
+    const tcase extra[] = {
+        {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 1, 64, 96, 200, false, true, true, 0, 3, 0, false},
+        {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 1, 64, 96, 200, false, true, false, 0, 3, 0, false},
+        {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 4, 2, 256, 256, 500, false, false, true, 0, 12, 0, false},
+        {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 4, 2, 256, 256, 500, false, false, false, 0, 12, 0, false},
+        {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 5, 2, 128, 128, 150, false, true, true, 0, 12, 0, false},
+        {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 2, 128, 128, 400, false, false, true, 0, 20, 30, false},
+        {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 2, 128, 128, 400, false, false, false, 0, 20, 30, false},
+        {MR_TYPE_F16, MR_TYPE_F16, 8, 2, 128, 128, 400, false, false, true, 0, 20, 30, false},
+        {MR_TYPE_F16, MR_TYPE_F16, 6, 2, 64, 64, 77, false, true, true, 0, 3, 0, false},
+        /* MLA-like: one KV head, the value is the first dv elements of the K row */
+        {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 16, 1, 576, 512, 150, true, true, true, 0, 3, 0, false},
+        {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 16, 1, 576, 512, 150, true, true, false, 0, 3, 0, false},
+        {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 12, 1, 576, 512, 70, true, false, true, 0, 3, 0, false},
+        /* MLA-like with an f16 cache; an f16 K with dk a multiple of 8 only; mixed K / V types */
+        {MR_TYPE_F16, MR_TYPE_F16, 16, 1, 576, 512, 150, true, true, true, 0, 3, 0, false},
+        {MR_TYPE_F16, MR_TYPE_F16, 16, 1, 576, 512, 150, true, true, false, 0, 3, 0, false},
+        {MR_TYPE_F16, MR_TYPE_F16, 8, 2, 72, 64, 90, false, true, true, 0, 3, 0, false},
+        {MR_TYPE_F16, MR_TYPE_Q8_0, 8, 2, 128, 128, 100, false, true, true, 0, 3, 0, false},
+        {MR_TYPE_F16, MR_TYPE_Q8_0, 3, 2, 128, 128, 100, false, true, false, 0, 3, 0, false},
+        /* blocks with no visible cell between visible ones */
+        {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 2, 128, 128, 300, false, false, true, 0, 3, 0, true},
+        {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 2, 128, 128, 300, false, false, false, 0, 3, 0, true},
+        {MR_TYPE_F16, MR_TYPE_F16, 8, 2, 128, 128, 300, false, false, true, 0, 3, 0, true},
+        {MR_TYPE_F16, MR_TYPE_F16, 2, 2, 128, 128, 300, false, false, false, 0, 3, 0, true},
+        /* the generic path (no SIMD path for these types or sizes) */
+        {MR_TYPE_Q8_0, MR_TYPE_Q4_0, 8, 2, 128, 128, 100, false, true, false, 0, 3, 0, false},
+        {MR_TYPE_F16, MR_TYPE_F16, 8, 2, 64, 72, 100, false, true, true, 0, 3, 0, false},
+        {MR_TYPE_F32, MR_TYPE_F32, 8, 2, 64, 64, 100, false, true, true, 0, 3, 0, false},
+    };
+    for (size_t i = 0; i < MR_ARRAY_LEN(extra); i++) check_case(&extra[i], &n_simd), n_cases++;
+    /* a query that sees nothing (all cells in the future or empty) */
+    for (int fl = 0; fl < 2; fl++) {
+        tcase tc = {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 2, 128, 128, 40, false, false, fl, 0, 3, 0, false};
+        tsetup s;
+        setup(&tc, &s);
+        for (int c = 0; c < tc.n_cells; c++) s.cp[c] = c < 20 ? -1 : s.pos + 1 + c;
+        float o[8 * 128];
+        run_path(&s, 0, o);
+        CHECK(all_finite(o, 8 * 128) && max_abs(o, 8 * 128) == 0.0, "nothing visible (flash %d): output not 0", fl);
+        teardown(&s);
+    }
+    printf("%d cases, %d on a SIMD path\n", n_cases, n_simd);
+
+    /* the same binary under MOERUN_CPU=generic */
+    const pid_t pid = fork();
+    if (pid == 0) {
+        setenv("MOERUN_CPU", "generic", 1);
+        execl("/proc/self/exe", argv[0], "--generic-child", (char *)NULL);
+        _exit(127);
+    }
+    int st = 0;
+    CHECK(pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+          "MOERUN_CPU=generic child failed (status %d)", st);
+    return check_done();
+}
