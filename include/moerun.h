@@ -34,7 +34,8 @@ typedef struct {
     const char *split_mode;/* -sm none|layer|row, NULL = layer */
     const char *tensor_split; /* -ts "a,b" or NULL */
     bool use_mmap;         /* default true */
-    bool repack;           /* -rtr: repack weights at load for the SIMD kernels */
+    bool repack;           /* -rtr: as ik_llama.cpp, implies no mmap: weights read into huge-page
+                              memory (the kernels use the GGUF layouts, nothing to repack) */
     bool vocab_only;       /* load only the tokenizer (vocab GGUF files) */
 } mr_model_params;
 

@@ -123,7 +123,7 @@ static const flag_def k_flags[] = {
     {F_NCPUMOE, ARGS_MODEL, NULL, "--n-cpu-moe", "N", "keep the experts of the first N layers on the CPU"},
     {F_CMOE, ARGS_MODEL, "-cmoe", "--cpu-moe", NULL, "keep all experts on the CPU"},
     {F_NOMMAP, ARGS_MODEL, NULL, "--no-mmap", NULL, "read the model into memory instead of mapping it"},
-    {F_RTR, ARGS_MODEL, "-rtr", "--run-time-repack", NULL, "repack weights at load for the SIMD kernels"},
+    {F_RTR, ARGS_MODEL, "-rtr", "--run-time-repack", NULL, "read the weights into huge-page memory (as ik_llama.cpp, implies --no-mmap)"},
     {F_CTX, ARGS_CTX, "-c", "--ctx-size", "N", "context size in tokens (0: model's, at most 4096)"},
     {F_BATCH, ARGS_CTX, "-b", "--batch-size", "N", "max tokens per decode call (default 2048)"},
     {F_UBATCH, ARGS_CTX, "-ub", "--ubatch-size", "N", "micro-batch size (default 512)"},

@@ -381,7 +381,10 @@ mr_model *mr_model_load(const mr_model_params *p) {
         (p->split_mode && !(m->plc_split_mode = mr_strdup(p->split_mode))) ||
         (p->tensor_split && !(m->plc_tensor_split = mr_strdup(p->tensor_split))))
         goto fail;
-    m->g = gguf_open_ex(p->path, !p->use_mmap);
+    /* -rtr (ik_llama.cpp's run-time repack, which implies no mmap): our kernels use the GGUF
+     * layouts as stored, so it means reading the weights into huge-page memory */
+    if (p->repack && p->use_mmap) MR_INFO("-rtr: reading the weights into memory (huge pages); no repacking needed");
+    m->g = gguf_open_ex(p->path, !p->use_mmap || p->repack);
     if (!m->g) goto fail;
     const char *an = gguf_get_str(m->g, "general.architecture");
     const char *nm = gguf_get_str(m->g, "general.name");
@@ -396,7 +399,7 @@ mr_model *mr_model_load(const mr_model_params *p) {
         goto fail;
     }
     if (p->vocab_only) return m;
-    if (p->use_mmap) {
+    if (p->use_mmap && !p->repack) {
         const double t0 = mr_time_s();
         const uint64_t pre = gguf_prefault(m->g);
         if (pre) MR_INFO("mapped %.2f GiB of weights in %.1f s", pre / 1073741824.0, mr_time_s() - t0);
