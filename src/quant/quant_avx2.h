@@ -30,6 +30,13 @@ Q_INLINE float q_hsum256(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* Exact int32 sum of 4 lanes. */
+Q_INLINE int32_t q_hsum_i32x4(__m128i v) {
+    v = _mm_add_epi32(v, _mm_unpackhi_epi64(v, v));
+    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 1));
+    return _mm_cvtsi128_si32(v);
+}
+
 /* Sum of products of 32 signed bytes, as 8 int32 lanes (x, y in [-128, 127],
  * no int16 overflow: |x| <= 128 and the pair sum is at most 2*128*128). */
 Q_INLINE __m256i q_dot_i8(__m256i x, __m256i y) {

@@ -28,7 +28,18 @@ Q_INLINE __m128i k4_mins(const uint32_t u[4], __m128i bs_pairs) {
     return _mm_madd_epi16(mins, bs_pairs);
 }
 
-Q_INLINE __m256 widen_lo(__m128 v) { return _mm256_insertf128_ps(_mm256_setzero_ps(), v, 0); }
+/* Q5_K minimums, as ggml: summs += dmin * (float)(exact int sum of the 4 lanes). */
+Q_INLINE float k5_summs(float summs, float dmin, __m128i prod) {
+    const int32_t im = q_hsum_i32x4(prod);
+    const float t = dmin * (float)im;
+    return summs + t;
+}
+
+/* ggml's order for a 4-lane sum: (m0 + m2) + (m1 + m3). */
+Q_INLINE float q_hsum128(__m128 m) {
+    m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+    return _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)));
+}
 
 /* Q4_K/Q5_K sub-block scales sc[0..7] (the first 8 bytes of k4_unpack's u) as
  * int16 in both 128-bit lanes, and the shuffle that broadcasts sc[e]. */
@@ -49,8 +60,9 @@ Q_INLINE void q4k_tile(const int NR, const int NC, const char *w, size_t ws, int
     const int64_t nb = k / QK_K;
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     __m256 acc[4][2];
+    __m128 accm[4][2]; /* the minimums' term, apart as in ggml */
     for (int r = 0; r < NR; r++)
-        for (int c = 0; c < NC; c++) acc[r][c] = _mm256_setzero_ps();
+        for (int c = 0; c < NC; c++) acc[r][c] = _mm256_setzero_ps(), accm[r][c] = _mm_setzero_ps();
     const size_t pfs = q_pf_step((size_t)NR * ws, nb);
     for (int64_t i = 0; i < nb; i++) {
         q_prefetch(pf, pfs, i);
@@ -86,12 +98,12 @@ Q_INLINE void q4k_tile(const int NR, const int NC, const char *w, size_t ws, int
             for (int c = 0; c < NC; c++) {
                 const __m128 m = _mm_cvtepi32_ps(k4_mins(u, bs[c]));
                 acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(xb[c]->d * wd), _mm256_cvtepi32_ps(sumi[c]), acc[r][c]);
-                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(-xb[c]->d * wdmin), widen_lo(m), acc[r][c]);
+                accm[r][c] = _mm_fmadd_ps(_mm_set1_ps(-xb[c]->d * wdmin), m, accm[r][c]);
             }
         }
     }
     for (int r = 0; r < NR; r++)
-        for (int c = 0; c < NC; c++) out[r * NC + c] = q_hsum256(acc[r][c]);
+        for (int c = 0; c < NC; c++) out[r * NC + c] = q_hsum256(acc[r][c]) + q_hsum128(accm[r][c]);
 }
 
 static void q4k_dot4(const char *w, size_t ws, int64_t k, const char *x, float *o, const char *pf) { q4k_tile(4, 1, w, ws, k, x, 0, o, pf); }
@@ -114,7 +126,8 @@ Q_INLINE void q5k_rows(const int NR, const char *w, size_t ws, int64_t k, const 
     const blk_q8_K *x = (const blk_q8_K *)xv;
     const __m256i m4 = _mm256_set1_epi8(0x0F), m16 = _mm256_set1_epi8(0x10), m1 = _mm256_set1_epi8(1);
     __m256 acc[4];
-    for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
+    float summs[4]; /* the minimums' term, a scalar sum as in ggml */
+    for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps(), summs[r] = 0.0f;
     const size_t pfs = q_pf_step((size_t)NR * ws, nb);
     for (int64_t i = 0; i < nb; i++) {
         q_prefetch(pf, pfs, i);
@@ -145,12 +158,11 @@ Q_INLINE void q5k_rows(const int NR, const char *w, size_t ws, int64_t k, const 
                 Q_KEEP(sumi);
             }
             const __m256 dd = _mm256_set1_ps(xb->d * q_h2f(b->d));
-            const __m128 m = _mm_cvtepi32_ps(k4_mins(u, bs));
             acc[r] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(sumi), acc[r]);
-            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(-xb->d * q_h2f(b->dmin)), widen_lo(m), acc[r]);
+            summs[r] = k5_summs(summs[r], -xb->d * q_h2f(b->dmin), k4_mins(u, bs));
         }
     }
-    for (int r = 0; r < NR; r++) out[r] = q_hsum256(acc[r]);
+    for (int r = 0; r < NR; r++) out[r] = q_hsum256(acc[r]) + summs[r];
 }
 
 static void q5k_dot4(const char *w, size_t ws, int64_t k, const char *x, float *o, const char *pf) { q5k_rows(4, w, ws, k, x, o, pf); }

@@ -23,7 +23,10 @@ Q_INLINE void g_k4_unpack(const uint8_t *scales, uint32_t u[4]) {
     u[1] = (a[2] & km2) | (((a[0] >> 6) & km3) << 4);
     u[0] = a[0] & km1;
 }
-Q_INLINE __m256 g_widen_lo(__m128 v) { return _mm256_insertf128_ps(_mm256_setzero_ps(), v, 0); }
+Q_INLINE float g_hsum128(__m128 m) { /* (m0 + m2) + (m1 + m3), as quant_k_avx2.c and ggml */
+    m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+    return _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)));
+}
 Q_INLINE __m256i g_k4_scale(__m256i sv, int e) {
     return _mm256_shuffle_epi8(sv, _mm256_set1_epi16((short)(((2 * e + 1) << 8) | (2 * e))));
 }
@@ -53,7 +56,9 @@ Q_INLINE void k45_1xn(const bool IS5, const int NC, const char *w, int64_t k, co
     const int64_t nb = k / QK_K;
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     __m256 acc[8];
-    for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
+    __m128 accm[8]; /* Q4_K: the minimums' term in 4 lanes (as quant_k_avx2.c and ggml) */
+    float summs[8]; /* Q5_K: the same as a scalar sum */
+    for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps(), accm[c] = _mm_setzero_ps(), summs[c] = 0.0f;
     for (int64_t i = 0; i < nb; i++) {
         /* Q4_K and Q5_K share d, dmin, scales[12], then qs (Q5_K: qh first) */
         const blk_q4_K *b = IS5 ? NULL : (const blk_q4_K *)w + i;
@@ -91,10 +96,14 @@ Q_INLINE void k45_1xn(const bool IS5, const int NC, const char *w, int64_t k, co
             const __m256 yd = _mm256_loadu_ps(p[c].d);
             const __m128 m = _mm_cvtepi32_ps(_mm_madd_epi16(mins, _mm_loadu_si128((const __m128i *)p[c].bs)));
             acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(yd, wd), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
-            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(yd, nwdmin), g_widen_lo(m), acc[c]);
+            if (IS5) {
+                const int32_t im = q_hsum_i32x4(_mm_madd_epi16(mins, _mm_loadu_si128((const __m128i *)p[c].bs)));
+                const float t = p[c].d[0] * -q_h2f(hdmin) * (float)im;
+                summs[c] = summs[c] + t;
+            } else accm[c] = _mm_fmadd_ps(_mm256_castps256_ps128(_mm256_mul_ps(yd, nwdmin)), m, accm[c]);
         }
     }
-    for (int c = 0; c < NC; c++) out[c] = q_hsum256(acc[c]);
+    for (int c = 0; c < NC; c++) out[c] = IS5 ? q_hsum256(acc[c]) + summs[c] : q_hsum256(acc[c]) + g_hsum128(accm[c]);
 }
 
 #define Q4K_MAX_NB 64 /* k <= 16384 for the precomputed column table (else the 4-row kernels) */
