@@ -55,29 +55,47 @@ void model_kv_write(model_run *r, const model_ubatch *ub, int il, const float *K
 typedef struct {
     model_run *r;
     const model_ubatch *ub;
-    const cpu_attn_args *a;
+    const cpu_attn_args *a;  /* the layer's arguments */
+    cpu_attn_args sa;        /* the same with n_head = one slice of each KV group's heads */
+    int ns;                  /* slices per (token, KV head) */
     const float *q;
     float *out;
     _Atomic int next;
 } attn_job;
 
 static void attn_worker(void *arg, int ith, int nth) {
+    (void)nth;
     attn_job *j = arg;
     const cpu_attn_args *a = j->a;
-    const int g = a->n_head / a->n_head_kv, n_items = j->ub->n * a->n_head_kv;
+    const int g = a->n_head / a->n_head_kv, gs = g / j->ns, n_items = j->ub->n * a->n_head_kv * j->ns;
     float *scratch = j->r->attn_scratch + (size_t)ith * j->r->attn_scratch_per;
     for (;;) {
         const int it = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
         if (it >= n_items) break;
-        const int t = it / a->n_head_kv, kvh = it % a->n_head_kv;
-        const float *q = j->q + ((size_t)t * a->n_head + (size_t)kvh * g) * a->dk;
-        float *o = j->out + ((size_t)t * a->n_head + (size_t)kvh * g) * a->dv;
-        cpu_attn_head(a, kvh, q, j->ub->pos[t], j->ub->seq[t], o, scratch);
+        const int sl = it % j->ns, tk = it / j->ns, t = tk / a->n_head_kv, kvh = tk % a->n_head_kv;
+        const size_t h0 = (size_t)t * a->n_head + (size_t)kvh * g + (size_t)sl * gs;
+        cpu_attn_head(j->ns > 1 ? &j->sa : a, kvh, j->q + h0 * a->dk, j->ub->pos[t], j->ub->seq[t],
+                      j->out + h0 * a->dv, scratch);
     }
 }
 
+/* Work items are (token, KV head); when there are fewer than threads (one
+ * token of MLA, whose cache is a single KV head for all query heads) each
+ * item's query heads are split into slices of a multiple of 8 heads (the
+ * SIMD path's lane tiles), so decoding uses every thread. Heads are
+ * independent, so the results do not change; each slice reads the cache. */
 void model_attn_run(model_run *r, const model_ubatch *ub, const cpu_attn_args *a, const float *q, float *out) {
-    attn_job j = {.r = r, .ub = ub, .a = a, .q = q, .out = out};
+    attn_job j = {.r = r, .ub = ub, .a = a, .q = q, .out = out, .ns = 1};
+    const int nth = mr_tp_n(r->tp), items = ub->n * a->n_head_kv, g = a->n_head / a->n_head_kv;
+    if (items < nth && !a->ref) {
+        int ns = MR_MIN((nth + items - 1) / items, g / 8);
+        while (ns > 1 && g % (ns * 8) != 0) ns--;
+        if (ns > 1) {
+            j.ns = ns;
+            j.sa = *a;
+            j.sa.n_head = a->n_head / ns;
+        }
+    }
     atomic_init(&j.next, 0);
     mr_tp_run(r->tp, attn_worker, &j);
 }
