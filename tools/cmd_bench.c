@@ -49,6 +49,7 @@ typedef struct {
     double bw_gbs;      /* --bandwidth-gbs (0: measure or cache) */
     int bw_mib;         /* buffer size */
     bool bw_none;       /* --no-bandwidth */
+    bool bw_cached;     /* --bandwidth-cached: reuse the cached measurement */
     const char *cmp_a, *cmp_b;
 } opts;
 
@@ -81,11 +82,13 @@ static void usage(FILE *f) {
             "  --bandwidth-gbs X    use X GB/s as the roofline's bandwidth instead of measuring\n"
             "  --bandwidth-mib N    buffer size of the bandwidth measurement (default 1024)\n"
             "  --no-bandwidth       no bandwidth measurement (roofline not reported)\n"
+            "  --bandwidth-cached   use the last measured bandwidth instead of measuring (~1 s)\n"
             "  --compare A B        compare two result files (-o json or jsonl) test by test\n"
             "\n"
-            "The measured bandwidth is cached in ~/.cache/moerun/bandwidth.tsv per CPU model and\n"
-            "thread count. Roofline = weight bytes read per token x tokens/s / bandwidth\n"
-            "(\"~\" marks an estimate from the model's active size when the engine did not count).\n");
+            "The bandwidth is measured in every run, before the tests (machines are noisy: the\n"
+            "roofline compares numbers taken together), and cached in ~/.cache/moerun/bandwidth.tsv\n"
+            "per CPU model and thread count. Roofline = weight bytes read per token x tokens/s /\n"
+            "bandwidth (\"~\" marks an estimate from the model's active size when the engine did not count).\n");
 }
 
 static int usage_err(const char *fmt, const char *a) {
@@ -160,6 +163,7 @@ static int parse(opts *o, int argc, char **argv) {
         if (!strcmp(a, "--no-mmap")) { o->mmap = false; continue; }
         if (!strcmp(a, "--bandwidth")) { o->bandwidth_only = true; continue; }
         if (!strcmp(a, "--no-bandwidth")) { o->bw_none = true; continue; }
+        if (!strcmp(a, "--bandwidth-cached")) { o->bw_cached = true; continue; }
         if (!strcmp(a, "--compare")) {
             if (i + 2 >= argc) return usage_err("%s needs two result files", a);
             o->cmp_a = argv[++i];
@@ -248,12 +252,12 @@ static void opts_free(opts *o) {
 
 /* ---- bandwidth ------------------------------------------------------------------------ */
 /* The bandwidth for n threads: --bandwidth-gbs, the cache, or a measurement
- * (then cached). 0 when unknown. */
+ * (then cached; the cache is read only with --bandwidth-cached). 0 when unknown. */
 static double bandwidth_for(const opts *o, int n_threads, bool force_measure) {
     if (o->bw_gbs > 0) return o->bw_gbs;
     if (o->bw_none) return 0;
     double g;
-    if (!force_measure && bench_bw_cache_get(n_threads, &g) == 0) {
+    if (!force_measure && o->bw_cached && bench_bw_cache_get(n_threads, &g) == 0) {
         fprintf(stderr, "moerun bench: memory bandwidth %.2f GB/s with %d thread%s (cached in ~/.cache/moerun)\n", g,
                 n_threads, n_threads == 1 ? "" : "s");
         return g;
