@@ -109,11 +109,17 @@ static void test_state(mr_model *m) {
             CHECK(mr_decode(c, &b2) == 0, "two-seq decode step: %s", mr_last_error());
             mr_ctx *c1 = ctx(m, 256, 512, 512, 1, 0);
             float *a1 = malloc(sizeof(float) * V);
-            CHECK(c1 && run_prompt(c1, toks2, N - 8, 0, 0, a1, V) == 0, "seq 2 alone + 1");
+            /* alone: the same prompt, then the same single-token (recurrent) step; a prompt of
+             * N - 8 tokens would take the chunked form for the last token too, a different
+             * algorithm whose rounding this MoE net can amplify past the bound */
+            CHECK(c1 && run_prompt(c1, toks2, N - 9, 0, 0, NULL, V) == 0 &&
+                      run_prompt(c1, toks2 + N - 9, 1, 0, N - 9, a1, V) == 0,
+                  "seq 2 alone + 1");
             CHECK(rel_diff(a1, mr_get_logits(c, 1), V) < 1e-4, "decode step, seq 2 with seq 0 in the batch: %g",
                   rel_diff(a1, mr_get_logits(c, 1), V));
             mr_kv_clear(c1);
-            CHECK(run_prompt(c1, toks, N + 1, 0, 0, a1, V) == 0, "seq 0 alone + 1");
+            CHECK(run_prompt(c1, toks, N, 0, 0, NULL, V) == 0 && run_prompt(c1, toks + N, 1, 0, N, a1, V) == 0,
+                  "seq 0 alone + 1");
             CHECK(rel_diff(a1, mr_get_logits(c, 0), V) < 1e-4, "decode step, seq 0 with seq 2 in the batch: %g",
                   rel_diff(a1, mr_get_logits(c, 0), V));
             mr_ctx_free(c1);
