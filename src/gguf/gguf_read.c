@@ -631,6 +631,19 @@ static uint64_t mem_available(void) {
     return (uint64_t)kb * 1024u;
 }
 
+/* Whether every page of a mapping is in the page cache (mincore; false on error). */
+static bool mapping_resident(void *map, uint64_t size) {
+    const long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0) return false;
+    const size_t n = (size_t)((size + (uint64_t)pg - 1) / (uint64_t)pg);
+    unsigned char *v = malloc(n);
+    if (!v) return false;
+    bool all = mincore(map, (size_t)size, v) == 0;
+    for (size_t i = 0; all && i < n; i++) all = (v[i] & 1) != 0;
+    free(v);
+    return all;
+}
+
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22
 #endif
@@ -643,11 +656,21 @@ uint64_t gguf_prefault(gguf_ctx *g) {
     /* page cache counts as available: a cached model fits by definition */
     const uint64_t avail = mem_available();
     if (mapped == 0 || avail == 0 || mapped > avail / 10 * 9) return 0;
+    /* Up to 4 passes, until every page is resident: pages read from disk enter the page
+     * cache's inactive list, so while a pass reads the tail of a model that other files'
+     * pages crowd out, reclaim can take back its head; the next pass refaults those and
+     * marks the rest referenced again, which promotes the model's pages over the others. */
     uint64_t done = 0;
-    for (int i = 0; i < g->n_parts; i++) {
-        gguf_part *p = &g->parts[i];
-        if (!p->owned_map || p->in_memory) continue;
-        if (madvise(p->map, p->size, MADV_POPULATE_READ) == 0) done += p->size;
+    for (int pass = 0; pass < 4; pass++) {
+        done = 0;
+        bool all_resident = true;
+        for (int i = 0; i < g->n_parts; i++) {
+            gguf_part *p = &g->parts[i];
+            if (!p->owned_map || p->in_memory) continue;
+            if (madvise(p->map, p->size, MADV_POPULATE_READ) == 0) done += p->size;
+            if (!mapping_resident(p->map, p->size)) all_resident = false;
+        }
+        if (all_resident) break;
     }
     return done;
 }
