@@ -11,17 +11,6 @@
  */
 #include "quant/quant_avx2.h"
 
-/* Q4_K/Q5_K scales: 12 packed bytes -> sc bytes 0..7 in u[0..1], mins in u[2..3]. */
-Q_INLINE void k4_unpack(const uint8_t *scales, uint32_t u[4]) {
-    const uint32_t km1 = 0x3f3f3f3f, km2 = 0x0f0f0f0f, km3 = 0x03030303;
-    uint32_t a[3];
-    __builtin_memcpy(a, scales, 12);
-    u[3] = ((a[2] >> 4) & km2) | (((a[1] >> 6) & km3) << 4);
-    u[2] = a[1] & km1;
-    u[1] = (a[2] & km2) | (((a[0] >> 6) & km3) << 4);
-    u[0] = a[0] & km1;
-}
-
 /* Sum over the 8 sub-blocks of min[j] * (bsums[2j] + bsums[2j+1]), as 4 int32 lanes. */
 Q_INLINE __m128i k4_mins(const uint32_t u[4], __m128i bs_pairs) {
     const __m128i mins = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)u[3], (int)u[2]));
@@ -34,20 +23,6 @@ Q_INLINE float k5_summs(float summs, float dmin, __m128i prod) {
     const float t = dmin * (float)im;
     return summs + t;
 }
-
-/* ggml's order for a 4-lane sum: (m0 + m2) + (m1 + m3). */
-Q_INLINE float q_hsum128(__m128 m) {
-    m = _mm_add_ps(m, _mm_movehl_ps(m, m));
-    return _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)));
-}
-
-/* Q4_K/Q5_K sub-block scales sc[0..7] (the first 8 bytes of k4_unpack's u) as
- * int16 in both 128-bit lanes, and the shuffle that broadcasts sc[e]. */
-Q_INLINE __m256i k4_scale_vec(const uint32_t u[4]) {
-    const __m128i s = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)u[1], (int)u[0]));
-    return _mm256_broadcastsi128_si256(s);
-}
-Q_INLINE __m256i k4_scale(__m256i sv, int e) { return _mm256_shuffle_epi8(sv, _mm256_set1_epi16((short)(((2 * e + 1) << 8) | (2 * e)))); }
 
 /* ---- Q4_K ------------------------------------------------------------------------------ */
 
@@ -176,19 +151,6 @@ static void mm_q5_K(const void *W, size_t ws, int64_t k, int64_t nr, const void 
 }
 
 /* ---- Q6_K ------------------------------------------------------------------------------ */
-
-/* Q6_K scales for a pair of 16-element groups (2p, 2p+1) as int16: sc[2p] in
- * the low 128-bit lane, sc[2p+1] in the high one. lo/hi hold sc[0..7] /
- * sc[8..15] as int16 in both lanes; vpshufb's per-lane masks pick the pair. */
-Q_INLINE __m256i q6_scale_pair(__m256i lo, __m256i hi, int p) {
-    const int e = (2 * p) & 7;
-    const __m256i m = _mm256_setr_epi8(2 * e, 2 * e + 1, 2 * e, 2 * e + 1, 2 * e, 2 * e + 1, 2 * e, 2 * e + 1, 2 * e,
-                                       2 * e + 1, 2 * e, 2 * e + 1, 2 * e, 2 * e + 1, 2 * e, 2 * e + 1, 2 * e + 2,
-                                       2 * e + 3, 2 * e + 2, 2 * e + 3, 2 * e + 2, 2 * e + 3, 2 * e + 2, 2 * e + 3,
-                                       2 * e + 2, 2 * e + 3, 2 * e + 2, 2 * e + 3, 2 * e + 2, 2 * e + 3, 2 * e + 2,
-                                       2 * e + 3);
-    return _mm256_shuffle_epi8(p < 4 ? lo : hi, m);
-}
 
 Q_INLINE void q6k_tile(const int NR, const int NC, const char *w, size_t ws, int64_t k, const char *xv, size_t xs,
                        float *out, const char *pf) {

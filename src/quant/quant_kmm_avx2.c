@@ -13,24 +13,6 @@
  */
 #include "quant/quant_avx2.h"
 
-/* Same helpers as quant_k_avx2.c (kept private there). */
-Q_INLINE void g_k4_unpack(const uint8_t *scales, uint32_t u[4]) {
-    const uint32_t km1 = 0x3f3f3f3f, km2 = 0x0f0f0f0f, km3 = 0x03030303;
-    uint32_t a[3];
-    __builtin_memcpy(a, scales, 12);
-    u[3] = ((a[2] >> 4) & km2) | (((a[1] >> 6) & km3) << 4);
-    u[2] = a[1] & km1;
-    u[1] = (a[2] & km2) | (((a[0] >> 6) & km3) << 4);
-    u[0] = a[0] & km1;
-}
-Q_INLINE float g_hsum128(__m128 m) { /* (m0 + m2) + (m1 + m3), as quant_k_avx2.c and ggml */
-    m = _mm_add_ps(m, _mm_movehl_ps(m, m));
-    return _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)));
-}
-Q_INLINE __m256i g_k4_scale(__m256i sv, int e) {
-    return _mm256_shuffle_epi8(sv, _mm256_set1_epi16((short)(((2 * e + 1) << 8) | (2 * e))));
-}
-
 /* ---- Q4_K: 1 row x NC columns ---------------------------------------------------------- */
 /* Per column and super-block, precomputed once per column group: the
  * activation scale d (8 lanes) and the pair sums bsums[2s] + bsums[2s+1] of
@@ -67,7 +49,7 @@ Q_INLINE void k45_1xn(const bool IS5, const int NC, const char *w, int64_t k, co
         const uint8_t *qs = IS5 ? b5->qs : b->qs;
         const __m256i qh = IS5 ? _mm256_loadu_si256((const __m256i *)b5->qh) : _mm256_setzero_si256();
         uint32_t u[4];
-        g_k4_unpack(IS5 ? b5->scales : b->scales, u);
+        k4_unpack(IS5 ? b5->scales : b->scales, u);
         const __m256i sv = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)u[1], (int)u[0])));
         __m256i sumi[8];
         for (int c = 0; c < NC; c++) sumi[c] = _mm256_setzero_si256();
@@ -80,7 +62,7 @@ Q_INLINE void k45_1xn(const bool IS5, const int NC, const char *w, int64_t k, co
             if (IS5) /* bit s of each qh byte -> 0x10 */
                 v = _mm256_or_si256(v, _mm256_and_si256(s <= 4 ? _mm256_slli_epi16(qh, 4 - s) : _mm256_srli_epi16(qh, s - 4),
                                                         _mm256_set1_epi8(0x10)));
-            const __m256i sc = g_k4_scale(sv, s);
+            const __m256i sc = k4_scale(sv, s);
             for (int c = 0; c < NC; c++) {
                 const blk_q8_K *xb = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
                 const __m256i y = _mm256_loadu_si256((const __m256i *)(xb->qs + 32 * s));
@@ -103,7 +85,7 @@ Q_INLINE void k45_1xn(const bool IS5, const int NC, const char *w, int64_t k, co
             } else accm[c] = _mm_fmadd_ps(_mm256_castps256_ps128(_mm256_mul_ps(yd, nwdmin)), m, accm[c]);
         }
     }
-    for (int c = 0; c < NC; c++) out[c] = IS5 ? q_hsum256(acc[c]) + summs[c] : q_hsum256(acc[c]) + g_hsum128(accm[c]);
+    for (int c = 0; c < NC; c++) out[c] = IS5 ? q_hsum256(acc[c]) + summs[c] : q_hsum256(acc[c]) + q_hsum128(accm[c]);
 }
 
 #define Q4K_MAX_NB 64 /* k <= 16384 for the precomputed column table (else the 4-row kernels) */
@@ -145,16 +127,6 @@ void quant_avx2_gemm_q5_K(const void *W, size_t ws, int64_t k, int64_t nr, const
 }
 
 /* ---- Q6_K: 1 row x NC columns ---------------------------------------------------------- */
-Q_INLINE __m256i g_q6_scale_pair(__m256i lo, __m256i hi, int p) {
-    const int e = (2 * p) & 7;
-    const __m256i m = _mm256_setr_epi8(2 * e, 2 * e + 1, 2 * e, 2 * e + 1, 2 * e, 2 * e + 1, 2 * e, 2 * e + 1, 2 * e,
-                                       2 * e + 1, 2 * e, 2 * e + 1, 2 * e, 2 * e + 1, 2 * e, 2 * e + 1, 2 * e + 2,
-                                       2 * e + 3, 2 * e + 2, 2 * e + 3, 2 * e + 2, 2 * e + 3, 2 * e + 2, 2 * e + 3,
-                                       2 * e + 2, 2 * e + 3, 2 * e + 2, 2 * e + 3, 2 * e + 2, 2 * e + 3, 2 * e + 2,
-                                       2 * e + 3);
-    return _mm256_shuffle_epi8(p < 4 ? lo : hi, m);
-}
-
 Q_INLINE void q6k_1xn(const int NC, const char *w, int64_t k, const char *xv, size_t xs, float *out) {
     const int64_t nb = k / QK_K;
     const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
@@ -175,7 +147,7 @@ Q_INLINE void q6k_1xn(const int NC, const char *w, int64_t k, const char *xv, si
          * 32-element group at a time: quants in one register, the column
          * sums pinned in registers (Q_KEEP) */
         __m256i scp[8];
-        for (int p = 0; p < 8; p++) scp[p] = g_q6_scale_pair(slo, shi, p);
+        for (int p = 0; p < 8; p++) scp[p] = q6_scale_pair(slo, shi, p);
 #pragma GCC unroll 8
         for (int t = 0; t < 8; t++) {
             const int h = t / 4, g = t % 4;
