@@ -177,26 +177,9 @@ Q_INLINE void b32_gemm(const int T, const void *W, size_t ws, int64_t k, int64_t
     const int64_t nb = k / 32;
     const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)quant_iq4nl_values));
     b32_colpre pre[B32_MAX_NB];
-    for (int64_t c = 0; c < nc; c += 8) {
-        const int n = nc - c < 8 ? (int)(nc - c) : 8;
-        const char *xc = x + (size_t)c * xs;
-        b32_prepare(T, xc, xs, n, nb, pre);
-        for (int64_t r = 0; r < nr; r++) {
-            const char *wr = w + (size_t)r * ws;
-            float o[8] = {0};
-            switch (n) {
-            case 8: b32_1xn(T, 8, wr, nb, xc, xs, pre, tbl, o); break;
-            case 7: b32_1xn(T, 7, wr, nb, xc, xs, pre, tbl, o); break;
-            case 6: b32_1xn(T, 6, wr, nb, xc, xs, pre, tbl, o); break;
-            case 5: b32_1xn(T, 5, wr, nb, xc, xs, pre, tbl, o); break;
-            case 4: b32_1xn(T, 4, wr, nb, xc, xs, pre, tbl, o); break;
-            case 3: b32_1xn(T, 3, wr, nb, xc, xs, pre, tbl, o); break;
-            case 2: b32_1xn(T, 2, wr, nb, xc, xs, pre, tbl, o); break;
-            default: b32_1xn(T, 1, wr, nb, xc, xs, pre, tbl, o); break;
-            }
-            for (int i = 0; i < n; i++) y[(c + i) * ys + r] = o[i];
-        }
-    }
+#define B32_ONE(NC) b32_1xn(T, NC, wr, nb, xc, xs, pre, tbl, o)
+    Q_GEMM_COLS8(b32_prepare(T, xc, xs, n, nb, pre), B32_ONE)
+#undef B32_ONE
 }
 
 /* Matvec and narrow matmuls: 4 rows x 1 column (b32_rows); >= 4 columns and

@@ -152,6 +152,33 @@ Q_INLINE __m256i q6_scale_pair(__m256i lo, __m256i hi, int p) {
             }                                                                                      \
     }
 
+/* The column-group loop of the 1 row x 8 column prompt kernels: for each
+ * group of up to 8 columns (xc, n of them) PREP runs once, then for every
+ * row (wr) ONE(NC) computes o[0..NC) with NC a compile-time constant (a
+ * switch over the group width), stored to y. Expects w, x, ws, xs, nr, nc, y,
+ * ys in scope. */
+#define Q_GEMM_COLS8(PREP, ONE)                                                                    \
+    for (int64_t c_ = 0; c_ < nc; c_ += 8) {                                                        \
+        const int n = nc - c_ < 8 ? (int)(nc - c_) : 8;                                             \
+        const char *xc = x + (size_t)c_ * xs;                                                       \
+        PREP;                                                                                       \
+        for (int64_t r_ = 0; r_ < nr; r_++) {                                                       \
+            const char *wr = w + (size_t)r_ * ws;                                                   \
+            float o[8] = {0};                                                                       \
+            switch (n) {                                                                            \
+            case 8: ONE(8); break;                                                                  \
+            case 7: ONE(7); break;                                                                  \
+            case 6: ONE(6); break;                                                                  \
+            case 5: ONE(5); break;                                                                  \
+            case 4: ONE(4); break;                                                                  \
+            case 3: ONE(3); break;                                                                  \
+            case 2: ONE(2); break;                                                                  \
+            default: ONE(1); break;                                                                 \
+            }                                                                                       \
+            for (int i_ = 0; i_ < n; i_++) y[(c_ + i_) * ys + r_] = o[i_];                          \
+        }                                                                                           \
+    }
+
 /* 1 row x 8 column matmul kernels for prompts (quant_kmm_avx2.c), quant_mm_fn signature. */
 void quant_avx2_gemm_q4_K(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs, int64_t nc,
                           float *y, int64_t ys);

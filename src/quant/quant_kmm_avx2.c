@@ -95,26 +95,9 @@ Q_INLINE void gemm_k45(const bool IS5, const void *W, size_t ws, int64_t k, int6
     const char *w = (const char *)W, *x = (const char *)xq;
     const int64_t nb = k / QK_K;
     q4k_colpre pre[Q4K_MAX_NB * 8];
-    for (int64_t c = 0; c < nc; c += 8) {
-        const int n = nc - c < 8 ? (int)(nc - c) : 8;
-        const char *xc = x + (size_t)c * xs;
-        q4k_pre(xc, xs, n, nb, pre);
-        for (int64_t r = 0; r < nr; r++) {
-            const char *wr = w + (size_t)r * ws;
-            float o[8] = {0};
-            switch (n) {
-            case 8: k45_1xn(IS5, 8, wr, k, xc, xs, pre, o); break;
-            case 7: k45_1xn(IS5, 7, wr, k, xc, xs, pre, o); break;
-            case 6: k45_1xn(IS5, 6, wr, k, xc, xs, pre, o); break;
-            case 5: k45_1xn(IS5, 5, wr, k, xc, xs, pre, o); break;
-            case 4: k45_1xn(IS5, 4, wr, k, xc, xs, pre, o); break;
-            case 3: k45_1xn(IS5, 3, wr, k, xc, xs, pre, o); break;
-            case 2: k45_1xn(IS5, 2, wr, k, xc, xs, pre, o); break;
-            default: k45_1xn(IS5, 1, wr, k, xc, xs, pre, o); break;
-            }
-            for (int i = 0; i < n; i++) y[(c + i) * ys + r] = o[i];
-        }
-    }
+#define K45_ONE(NC) k45_1xn(IS5, NC, wr, k, xc, xs, pre, o)
+    Q_GEMM_COLS8(q4k_pre(xc, xs, n, nb, pre), K45_ONE)
+#undef K45_ONE
 }
 
 void quant_avx2_gemm_q4_K(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs, int64_t nc,
@@ -173,31 +156,13 @@ Q_INLINE void q6k_1xn(const int NC, const char *w, int64_t k, const char *xv, si
     for (int c = 0; c < NC; c++) out[c] = q_hsum256(acc[c]);
 }
 
-/* Column groups of G outer, rows inner: the group's activations (G x ~2.3 KB
+/* Column groups of 8 outer, rows inner: the group's activations (8 x ~2.3 KB
  * at k = 2048) stay in L1 while the rows (L2-resident chunk) stream past. */
-#define GEMM_1XN(name, kern, G)                                                                            \
-    void name(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs, int64_t nc,      \
-              float *y, int64_t ys) {                                                                      \
-        const char *w = (const char *)W, *x = (const char *)xq;                                            \
-        for (int64_t c = 0; c < nc; c += G) {                                                              \
-            const int n = nc - c < G ? (int)(nc - c) : G;                                                  \
-            const char *xc = x + (size_t)c * xs;                                                           \
-            for (int64_t r = 0; r < nr; r++) {                                                             \
-                const char *wr = w + (size_t)r * ws;                                                       \
-                float o[8] = {0};                                                                          \
-                switch (n) {                                                                               \
-                case 8: kern(8, wr, k, xc, xs, o); break;                                                  \
-                case 7: kern(7, wr, k, xc, xs, o); break;                                                  \
-                case 6: kern(6, wr, k, xc, xs, o); break;                                                  \
-                case 5: kern(5, wr, k, xc, xs, o); break;                                                  \
-                case 4: kern(4, wr, k, xc, xs, o); break;                                                  \
-                case 3: kern(3, wr, k, xc, xs, o); break;                                                  \
-                case 2: kern(2, wr, k, xc, xs, o); break;                                                  \
-                default: kern(1, wr, k, xc, xs, o); break;                                                 \
-                }                                                                                          \
-                for (int i = 0; i < n; i++) y[(c + i) * ys + r] = o[i];                                    \
-            }                                                                                              \
-        }                                                                                                  \
-    }
+void quant_avx2_gemm_q6_K(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs, int64_t nc,
+                          float *y, int64_t ys) {
+    const char *w = (const char *)W, *x = (const char *)xq;
+#define Q6K_ONE(NC) q6k_1xn(NC, wr, k, xc, xs, o)
+    Q_GEMM_COLS8((void)0, Q6K_ONE)
+#undef Q6K_ONE
+}
 
-GEMM_1XN(quant_avx2_gemm_q6_K, q6k_1xn, 8)
