@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "base/base.h"
 #include "bench/bench.h"
@@ -95,7 +96,7 @@ static void matvec_mt(int nt, uint32_t t, const uint8_t *W, int64_t k, int64_t m
     mv_job jobs[8];
     pthread_t th[8];
     for (int i = 0; i < nt; i++)
-        jobs[i] = (mv_job){t, W, k, m * i / nt, m * (i + 1) / nt, X, y};
+        jobs[i] = (mv_job){t, W, k, m / 8 * i / nt * 8, m / 8 * (i + 1) / nt * 8, X, y};
     for (int i = 1; i < nt; i++) pthread_create(&th[i], NULL, mv_run, &jobs[i]);
     mv_run(&jobs[0]);
     for (int i = 1; i < nt; i++) pthread_join(th[i], NULL);
@@ -127,14 +128,22 @@ int main(int argc, char **argv) {
     printf("%-7s %-6s %12s %6s %14s %6s %11s %10s\n", "type", "isa", "matvec GB/s", "% bw", "matmul GFLOP/s", "% i8",
            "quant GB/s", "deq GB/s");
     for (int ni = 0; ni < n_names; ni++) {
-        int t = mr_type_from_name(names[ni]);
+        /* NAME_R8 / NAME_R8F: the row-interleaved form of NAME (quant_repack), exact / fast kernels */
+        char base[32];
+        snprintf(base, sizeof base, "%s", names[ni]);
+        const size_t bl = strlen(base);
+        const bool r8f = bl > 4 && !strcasecmp(base + bl - 4, "_r8f");
+        const bool r8 = r8f || (bl > 3 && !strcasecmp(base + bl - 3, "_r8"));
+        if (r8) base[bl - (r8f ? 4 : 3)] = 0;
+        const int tb = mr_type_from_name(base);
+        int t = tb < 0 ? -1 : r8 ? (int)(r8f ? MR_TYPE_R8F_BASE : MR_TYPE_R8_BASE) + tb : tb;
         if (t < 0 || !quant_supported((uint32_t)t)) {
             printf("%-7s unsupported\n", names[ni]);
             continue;
         }
         const uint32_t vt = quant_vec_dot_type((uint32_t)t);
         const size_t ws = mr_row_size((uint32_t)t, k), xs = mr_row_size(vt, k);
-        const int64_t m = (int64_t)(target / ws);
+        const int64_t m = (int64_t)(target / ws) & ~(int64_t)7;
         uint8_t *W = mr_malloc_aligned(ws * (size_t)m);
         uint8_t *X = mr_malloc_aligned(xs * (size_t)nc);
         float *xf = malloc(sizeof(float) * (size_t)k);
@@ -143,7 +152,11 @@ int main(int argc, char **argv) {
             fprintf(stderr, "out of memory\n");
             return 1;
         }
-        fill((uint32_t)t, W, ws * (size_t)m);
+        fill((uint32_t)tb, W, ws * (size_t)m);
+        if (r8 && quant_repack((uint32_t)tb, W, W, k, m)) {
+            fprintf(stderr, "%s\n", mr_geterr());
+            return 1;
+        }
         for (int64_t c = 0; c < nc; c++) {
             for (int64_t i = 0; i < k; i++) xf[i] = (float)(rnd() & 0xFFFF) / 65536.0f - 0.5f;
             quant_quantize_row(vt, xf, X + c * xs, k);
@@ -188,11 +201,12 @@ int main(int argc, char **argv) {
         }
         const double qgbs = 4.0 * (double)k * (double)nc / bestq / 1e9;
         const double dgbs = 4.0 * (double)k * (double)nrow / bestd / 1e9;
-        char pbw[16] = "-", pi8[16] = "-";
+        char pbw[16] = "-", pi8[16] = "-", pdq[16] = "-";
+        if (quant_can_dequant((uint32_t)t)) snprintf(pdq, sizeof pdq, "%.2f", dgbs);
         if (bw > 0) snprintf(pbw, sizeof pbw, "%.0f%%", 100.0 * gbs / bw);
         if (peak > 0) snprintf(pi8, sizeof pi8, "%.0f%%", 100.0 * gflops / (2.0 * peak));
-        printf("%-7s %-6s %12.2f %6s %14.2f %6s %11.2f %10.2f\n", mr_type_name((uint32_t)t),
-               quant_isa_name(quant_isa_selected((uint32_t)t)), gbs, pbw, gflops, pi8, qgbs, dgbs);
+        printf("%-7s %-6s %12.2f %6s %14.2f %6s %11.2f %10s\n", mr_type_name((uint32_t)t),
+               quant_isa_name(quant_isa_selected((uint32_t)t)), gbs, pbw, gflops, pi8, qgbs, pdq);
         fflush(stdout);
         mr_free_aligned(W), mr_free_aligned(X), mr_free_aligned(y), free(xf), free(yd);
     }

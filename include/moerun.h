@@ -34,8 +34,10 @@ typedef struct {
     const char *split_mode;/* -sm none|layer|row, NULL = layer */
     const char *tensor_split; /* -ts "a,b" or NULL */
     bool use_mmap;         /* default true */
-    bool repack;           /* -rtr: as ik_llama.cpp, implies no mmap: weights read into huge-page
-                              memory (the kernels use the GGUF layouts, nothing to repack) */
+    bool no_repack;        /* --no-repack: keep the GGUF layouts (default: matmul weights are
+                              interleaved by 8 rows at load for the SIMD kernels where one exists) */
+    bool rtr;              /* -rtr: as ik_llama.cpp's run-time repack, implies no mmap: weights read
+                              into huge-page memory and repacked in place */
     bool vocab_only;       /* load only the tokenizer (vocab GGUF files) */
 } mr_model_params;
 
@@ -55,6 +57,10 @@ typedef struct {
      * once and n_expert_used experts per MoE layer (the roofline numerator
      * estimate; benches use the routing actually taken, see mr_ctx_stats) */
     uint64_t active_bytes_est;
+    /* weights interleaved by 8 rows at load (0: none, GGUF layouts); repack_fast: for the
+     * -rtr kernels, else the exact ones */
+    int n_repacked;
+    bool repack_fast;
 } mr_model_info;
 void mr_model_get_info(const mr_model *m, mr_model_info *out);
 

@@ -97,7 +97,7 @@ void args_free(mr_args *a) {
 
 /* ---- the table of shared flags ---------------------------------------------------- */
 typedef enum {
-    F_MODEL, F_THREADS, F_NGL, F_TS, F_SM, F_OT, F_NCPUMOE, F_CMOE, F_NOMMAP, F_RTR,
+    F_MODEL, F_THREADS, F_NGL, F_TS, F_SM, F_OT, F_NCPUMOE, F_CMOE, F_NOMMAP, F_RTR, F_NOREPACK,
     F_CTX, F_BATCH, F_UBATCH, F_CTK, F_CTV, F_FA,
     F_PROMPT, F_FILE, F_NPREDICT,
     F_TEMP, F_TOPK, F_TOPP, F_MINP, F_REPPEN, F_REPLAST, F_PRESPEN, F_FREQPEN, F_SEED,
@@ -123,7 +123,8 @@ static const flag_def k_flags[] = {
     {F_NCPUMOE, ARGS_MODEL, NULL, "--n-cpu-moe", "N", "keep the experts of the first N layers on the CPU"},
     {F_CMOE, ARGS_MODEL, "-cmoe", "--cpu-moe", NULL, "keep all experts on the CPU"},
     {F_NOMMAP, ARGS_MODEL, NULL, "--no-mmap", NULL, "read the model into memory instead of mapping it"},
-    {F_RTR, ARGS_MODEL, "-rtr", "--run-time-repack", NULL, "read the weights into huge-page memory (as ik_llama.cpp, implies --no-mmap)"},
+    {F_RTR, ARGS_MODEL, "-rtr", "--run-time-repack", NULL, "read the weights into huge-page memory and repack them there (as ik_llama.cpp, implies --no-mmap)"},
+    {F_NOREPACK, ARGS_MODEL, "-nr", "--no-repack", NULL, "keep the GGUF weight layouts (default: interleave matmul weights by 8 rows at load for the SIMD kernels)"},
     {F_CTX, ARGS_CTX, "-c", "--ctx-size", "N", "context size in tokens (0: model's, at most 4096)"},
     {F_BATCH, ARGS_CTX, "-b", "--batch-size", "N", "max tokens per decode call (default 2048)"},
     {F_UBATCH, ARGS_CTX, "-ub", "--ubatch-size", "N", "micro-batch size (default 512)"},
@@ -225,7 +226,8 @@ static int apply(mr_args *a, const flag_def *d, const char *v, const char *fl) {
     case F_NCPUMOE: return args_int(fl, v, 0, 100000, &a->model.n_cpu_moe);
     case F_CMOE: a->model.n_cpu_moe = -1; return 0;
     case F_NOMMAP: a->model.use_mmap = false; return 0;
-    case F_RTR: a->model.repack = true; return 0;
+    case F_RTR: a->model.rtr = true; return 0;
+    case F_NOREPACK: a->model.no_repack = true; return 0;
     case F_CTX: a->set_n_ctx = true; return args_int(fl, v, 0, 1 << 24, &a->ctx.n_ctx);
     case F_BATCH: return args_int(fl, v, 1, 1 << 20, &a->ctx.n_batch);
     case F_UBATCH: return args_int(fl, v, 1, 1 << 20, &a->ctx.n_ubatch);

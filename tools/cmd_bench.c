@@ -39,7 +39,7 @@ typedef struct {
 typedef struct {
     char **models;
     int n_models;
-    ilist p, n, d, t, b, ub, ctk, ctv, fa, ngl, ncmoe;
+    ilist p, n, d, t, b, ub, ctk, ctv, fa, ngl, ncmoe, rtr, nr;
     int *pg, n_pg; /* pairs */
     char **ot;
     int n_ot;
@@ -75,6 +75,10 @@ static void usage(FILE *f) {
             "  -ot REGEX=DEV,...    tensor overrides (repeatable: each value is one configuration)\n"
             "  --n-cpu-moe N,...    keep the experts of the first N layers on the CPU\n"
             "  --no-mmap            read the model instead of mapping it\n"
+            "  -rtr 0|1,...         1: repack the weights for the fast kernels (float rounding differs from\n"
+            "                       llama.cpp's; as ik_llama.cpp's -rtr, implies --no-mmap)\n"
+            "  -nr 0|1,...          1: keep the GGUF weight layouts (default 0: interleave by 8 rows,\n"
+            "                       results bit-identical)\n"
             "  --no-warmup          skip the warm-up run\n"
             "  -o md|csv|json|jsonl output format (default md)\n"
             "  --progress           print a progress line for every step on stderr\n"
@@ -145,7 +149,8 @@ static int parse(opts *o, int argc, char **argv) {
     if (ilist_default(&o->p, 512) || ilist_default(&o->n, 128) || ilist_default(&o->d, 0) ||
         ilist_default(&o->t, phys) || ilist_default(&o->b, 2048) || ilist_default(&o->ub, 512) ||
         ilist_default(&o->ctk, MR_KV_F16) || ilist_default(&o->ctv, MR_KV_F16) || ilist_default(&o->fa, 0) ||
-        ilist_default(&o->ngl, 0) || ilist_default(&o->ncmoe, 0))
+        ilist_default(&o->ngl, 0) || ilist_default(&o->ncmoe, 0) || ilist_default(&o->rtr, 0) ||
+        ilist_default(&o->nr, 0))
         return 1;
     o->reps = 5;
     o->warmup = true;
@@ -183,6 +188,8 @@ static int parse(opts *o, int argc, char **argv) {
         else if (!strcmp(a, "-ub") || !strcmp(a, "--ubatch-size")) rc = ilist_parse(&o->ub, a, v, 1, 1 << 20);
         else if (!strcmp(a, "-ngl") || !strcmp(a, "--n-gpu-layers")) rc = ilist_parse(&o->ngl, a, v, 0, 100000);
         else if (!strcmp(a, "--n-cpu-moe") || !strcmp(a, "-ncmoe")) rc = ilist_parse(&o->ncmoe, a, v, -1, 100000);
+        else if (!strcmp(a, "-rtr") || !strcmp(a, "--run-time-repack")) rc = ilist_parse(&o->rtr, a, v, 0, 1);
+        else if (!strcmp(a, "-nr") || !strcmp(a, "--no-repack")) rc = ilist_parse(&o->nr, a, v, 0, 1);
         else if (!strcmp(a, "-ctk") || !strcmp(a, "--cache-type-k")) {
             if (!o->ctk.set) o->ctk.n = 0, o->ctk.set = true;
             rc = bench_parse_kv_list(a, v, &o->ctk.v, &o->ctk.n);
@@ -246,7 +253,7 @@ static void opts_free(opts *o) {
     for (int i = 0; i < o->n_models; i++) free(o->models[i]);
     for (int i = 0; i < o->n_ot; i++) free(o->ot[i]);
     free(o->models), free(o->ot), free(o->pg);
-    ilist *ls[] = {&o->p, &o->n, &o->d, &o->t, &o->b, &o->ub, &o->ctk, &o->ctv, &o->fa, &o->ngl, &o->ncmoe};
+    ilist *ls[] = {&o->p, &o->n, &o->d, &o->t, &o->b, &o->ub, &o->ctk, &o->ctv, &o->fa, &o->ngl, &o->ncmoe, &o->rtr, &o->nr};
     for (size_t i = 0; i < MR_ARRAY_LEN(ls); i++) free(ls[i]->v);
 }
 
@@ -401,7 +408,8 @@ static int run_all(opts *o, int argc, char **argv) {
     bench_env_set_command(&env, "moerun bench", argc - 1, argv + 1);
     bench_md_cols cols = {.n_batch = o->b.set, .n_ubatch = o->ub.set, .type_k = o->ctk.set, .type_v = o->ctv.set,
                           .flash_attn = o->fa.set, .n_gpu_layers = o->ngl.set, .n_cpu_moe = o->ncmoe.set,
-                          .ot = o->n_ot > 1 || o->ot[0][0], .roofline = true, .rss = true};
+                          .ot = o->n_ot > 1 || o->ot[0][0], .repack = o->rtr.set || o->nr.set, .roofline = true,
+                          .rss = true};
     /* the test shapes: pp, tg, pg */
     test_shape *shapes = calloc((size_t)(o->p.n + o->n.n + o->n_pg + 1), sizeof *shapes);
     double *bw = calloc((size_t)o->t.n, sizeof *bw);
@@ -421,8 +429,11 @@ static int run_all(opts *o, int argc, char **argv) {
         fprintf(stderr, "moerun bench: no tests (all of -p, -n are 0 and no -pg)\n");
         return 2;
     }
+    int n_layouts = 0; /* (rtr, nr) pairs that do not contradict each other */
+    for (int ir = 0; ir < o->rtr.n; ir++)
+        for (int in = 0; in < o->nr.n; in++) n_layouts += !(o->rtr.v[ir] && o->nr.v[in]);
     int total = o->n_models * o->ngl.n * o->ncmoe.n * o->n_ot * o->t.n * o->b.n * o->ub.n * o->ctk.n * o->ctv.n *
-                o->fa.n * o->d.n * n_shapes;
+                o->fa.n * o->d.n * n_shapes * n_layouts;
     /* bandwidth per thread count, before any model is loaded */
     for (int i = 0; i < o->t.n; i++) bw[i] = bandwidth_for(o, o->t.v[i], false);
 
@@ -438,7 +449,10 @@ static int run_all(opts *o, int argc, char **argv) {
     for (int ig = 0; ig < o->ngl.n && !rc; ig++)
     for (int ic = 0; ic < o->ncmoe.n && !rc; ic++)
     for (int io = 0; io < o->n_ot && !rc; io++)
+    for (int ir = 0; ir < o->rtr.n && !rc; ir++)
+    for (int in = 0; in < o->nr.n && !rc; in++)
     for (int it = 0; it < o->t.n && !rc; it++) {
+        if (o->rtr.v[ir] && o->nr.v[in]) continue; /* -rtr 1 with -nr 1: nothing to run */
         loaded L = {0};
         L.path = o->models[im];
         mr_model_params mp = mr_model_default_params();
@@ -448,6 +462,8 @@ static int run_all(opts *o, int argc, char **argv) {
         mp.n_cpu_moe = o->ncmoe.v[ic];
         mp.overrides = o->ot[io][0] ? o->ot[io] : NULL;
         mp.use_mmap = o->mmap;
+        mp.rtr = o->rtr.v[ir];
+        mp.no_repack = o->nr.v[in];
         bench_progress_update(&pr, "loading %s", base_name(L.path));
         L.model = mr_model_load(&mp);
         if (!L.model) {
@@ -487,6 +503,7 @@ static int run_all(opts *o, int argc, char **argv) {
             r.n_gpu_layers = o->ngl.v[ig];
             r.n_cpu_moe = o->ncmoe.v[ic];
             snprintf(r.ot, sizeof r.ot, "%s", o->ot[io]);
+            snprintf(r.repack, sizeof r.repack, "%s", !L.info.n_repacked ? "none" : L.info.repack_fast ? "r8f" : "r8");
             r.n_prompt = shapes[is].n_prompt;
             r.n_gen = shapes[is].n_gen;
             r.n_depth = o->d.v[id];

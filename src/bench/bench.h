@@ -71,6 +71,7 @@ typedef struct {
     /* parameters */
     int n_threads, n_batch, n_ubatch, type_k, type_v, flash_attn, n_gpu_layers, n_cpu_moe;
     char ot[BENCH_MAX_STR];             /* -ot overrides ("" if none) */
+    char repack[8];                     /* weight layout: "none" (GGUF), "r8" (exact), "r8f" (-rtr) */
     int n_prompt, n_gen, n_depth, n_reps;
     /* samples */
     int n_samples;
@@ -99,7 +100,7 @@ int bench_result_n_tokens(const bench_result *r); /* n_prompt + n_gen */
 
 /* Which optional columns the markdown table shows (those the user varied or set). */
 typedef struct {
-    bool n_batch, n_ubatch, type_k, type_v, flash_attn, n_gpu_layers, n_cpu_moe, ot, roofline, rss;
+    bool n_batch, n_ubatch, type_k, type_v, flash_attn, n_gpu_layers, n_cpu_moe, ot, repack, roofline, rss;
 } bench_md_cols;
 void bench_md_header(FILE *f, const bench_md_cols *c);
 void bench_md_row(FILE *f, const bench_md_cols *c, const bench_result *r);

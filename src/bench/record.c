@@ -119,6 +119,7 @@ void bench_md_header(FILE *f, const bench_md_cols *c) {
     if (c->n_gpu_layers) fprintf(f, " %3s |", "ngl");
     if (c->n_cpu_moe) fprintf(f, " %9s |", "n_cpu_moe");
     if (c->ot) fprintf(f, " %-20s |", "ot");
+    if (c->repack) fprintf(f, " %6s |", "repack");
     fprintf(f, " %15s | %20s |", "test", "t/s");
     if (c->roofline) fprintf(f, " %8s |", "roofline");
     if (c->rss) fprintf(f, " %10s |", "peak RSS");
@@ -132,6 +133,7 @@ void bench_md_header(FILE *f, const bench_md_cols *c) {
     if (c->n_gpu_layers) fprintf(f, " %3s |", "--:");
     if (c->n_cpu_moe) fprintf(f, " %9s |", "--------:");
     if (c->ot) fprintf(f, " %-20s |", "--------------------");
+    if (c->repack) fprintf(f, " %6s |", "------");
     fprintf(f, " %15s | %20s |", "--------------:", "-------------------:");
     if (c->roofline) fprintf(f, " %8s |", "-------:");
     if (c->rss) fprintf(f, " %10s |", "---------:");
@@ -153,6 +155,7 @@ void bench_md_row(FILE *f, const bench_md_cols *c, const bench_result *r) {
     if (c->n_gpu_layers) fprintf(f, " %3d |", r->n_gpu_layers);
     if (c->n_cpu_moe) fprintf(f, " %9d |", r->n_cpu_moe);
     if (c->ot) fprintf(f, " %-20s |", r->ot[0] ? r->ot : "-");
+    if (c->repack) fprintf(f, " %6s |", r->repack[0] ? r->repack : "-");
     fprintf(f, " %15s | %20s |", test, ts);
     if (c->roofline) {
         if (isfinite(r->roofline)) fprintf(f, " %5.1f %%%s |", r->roofline * 100.0, r->bytes_estimated ? "~" : " ");
@@ -189,7 +192,7 @@ static const char k_csv_cols[] =
     "model_filename,model_type,model_size,model_n_params,backend,n_batch,n_ubatch,n_threads,"
     "type_k,type_v,flash_attn,n_gpu_layers,n_cpu_moe,override_tensors,n_prompt,n_gen,n_depth,"
     "n_reps,test,test_time,avg_ns,stddev_ns,avg_ts,stddev_ts,samples_ts,weight_bytes_per_token,"
-    "bandwidth_gbs,roofline,peak_rss_bytes";
+    "bandwidth_gbs,roofline,peak_rss_bytes,repack";
 
 void bench_csv_header(FILE *f) { fprintf(f, "%s\n", k_csv_cols); }
 
@@ -216,7 +219,8 @@ void bench_csv_row(FILE *f, const bench_result *r, const bench_env *e) {
     csv_samples(f, r->samples_ts, r->n_samples, "%.6f");
     fprintf(f, ",%.0f,%.3f,", r->weight_bytes_per_token, r->bandwidth_gbs);
     if (isfinite(r->roofline)) fprintf(f, "%.6f", r->roofline);
-    fprintf(f, ",%llu\n", (unsigned long long)r->peak_rss_bytes);
+    fprintf(f, ",%llu,", (unsigned long long)r->peak_rss_bytes);
+    csv_str(f, r->repack), fputc('\n', f);
 }
 
 /* ---- JSON ---------------------------------------------------------------------------------- */
@@ -252,6 +256,7 @@ json_t *bench_result_to_json(const bench_result *r, const bench_env *e) {
     json_object_set_new(o, "n_gpu_layers", json_integer(r->n_gpu_layers));
     json_object_set_new(o, "n_cpu_moe", json_integer(r->n_cpu_moe));
     json_object_set_new(o, "override_tensors", json_string(r->ot));
+    json_object_set_new(o, "repack", json_string(r->repack));
     json_object_set_new(o, "flash_attn", json_integer(r->flash_attn));
     json_object_set_new(o, "n_prompt", json_integer(r->n_prompt));
     json_object_set_new(o, "n_gen", json_integer(r->n_gen));
@@ -336,6 +341,7 @@ int bench_result_from_json(const json_t *o, bench_result *r) {
     jget_str(o, "model_type", r->model_type, sizeof r->model_type);
     jget_str(o, "backends", r->backend, sizeof r->backend);
     jget_str(o, "override_tensors", r->ot, sizeof r->ot);
+    jget_str(o, "repack", r->repack, sizeof r->repack);
     jget_str(o, "test_time", r->test_time, sizeof r->test_time);
     if (jget_int(o, "n_prompt", &r->n_prompt, true) || jget_int(o, "n_gen", &r->n_gen, true) ||
         jget_int(o, "n_threads", &r->n_threads, true) || jget_num(o, "avg_ts", &r->avg_ts, true))

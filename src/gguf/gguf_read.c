@@ -367,7 +367,7 @@ static int parse_part(const uint8_t *p, uint64_t size, const char *file, int spl
         }
         t->nelem = (int64_t)nel;
         if (!rd_u32(&c, &t->type, what2) || !rd_u64(&c, &t->offset, what2)) return -1;
-        const mr_type_traits *tr = mr_type_get(t->type);
+        const mr_type_traits *tr = t->type < MR_TYPE_COUNT ? mr_type_get(t->type) : NULL;
         if (!tr) {
             mr_seterr("%s: %s: unknown tensor type id %u", file, what2, t->type);
             return -1;
@@ -619,18 +619,6 @@ static gguf_ctx *open_parts(const char *path);
 
 gguf_ctx *gguf_open(const char *path) { return gguf_open_ex(path, false); }
 
-/* MemAvailable from /proc/meminfo in bytes (0 if unknown). */
-static uint64_t mem_available(void) {
-    FILE *f = fopen("/proc/meminfo", "r");
-    if (!f) return 0;
-    char line[256];
-    unsigned long long kb = 0;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
-    fclose(f);
-    return (uint64_t)kb * 1024u;
-}
-
 /* Whether every page of a mapping is in the page cache (mincore; false on error). */
 static bool mapping_resident(void *map, uint64_t size) {
     const long pg = sysconf(_SC_PAGESIZE);
@@ -654,7 +642,7 @@ uint64_t gguf_prefault(gguf_ctx *g) {
     for (int i = 0; i < g->n_parts; i++)
         if (g->parts[i].owned_map && !g->parts[i].in_memory) mapped += g->parts[i].size;
     /* page cache counts as available: a cached model fits by definition */
-    const uint64_t avail = mem_available();
+    const uint64_t avail = mr_mem_available();
     if (mapped == 0 || avail == 0 || mapped > avail / 10 * 9) return 0;
     /* Up to 4 passes, until every page is resident: pages read from disk enter the page
      * cache's inactive list, so while a pass reads the tail of a model that other files'

@@ -150,7 +150,7 @@ int gguf_writer_kv_copy(gguf_writer *w, const gguf_kv *kv) {
 }
 
 int gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims, const int64_t *ne) {
-    const mr_type_traits *tr = mr_type_get(type);
+    const mr_type_traits *tr = type < MR_TYPE_COUNT ? mr_type_get(type) : NULL;
     if (!tr || n_dims < 1 || n_dims > GGUF_MAX_DIMS || ne[0] % tr->blck) {
         mr_seterr("gguf writer: tensor '%s': bad type %u or shape", name, type);
         return -1;

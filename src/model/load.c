@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "base/base.h"
 #include "model/model.h"
@@ -381,10 +382,13 @@ mr_model *mr_model_load(const mr_model_params *p) {
         (p->split_mode && !(m->plc_split_mode = mr_strdup(p->split_mode))) ||
         (p->tensor_split && !(m->plc_tensor_split = mr_strdup(p->tensor_split))))
         goto fail;
-    /* -rtr (ik_llama.cpp's run-time repack, which implies no mmap): our kernels use the GGUF
-     * layouts as stored, so it means reading the weights into huge-page memory */
-    if (p->repack && p->use_mmap) MR_INFO("-rtr: reading the weights into memory (huge pages); no repacking needed");
-    m->g = gguf_open_ex(p->path, !p->use_mmap || p->repack);
+    /* -rtr (ik_llama.cpp's run-time repack) implies no mmap: the weights are read into huge-page
+     * memory and repacked there in place */
+    if (p->rtr && p->no_repack) {
+        mr_seterr("-rtr (run-time repack) and --no-repack contradict each other");
+        goto fail;
+    }
+    m->g = gguf_open_ex(p->path, !p->use_mmap || p->rtr);
     if (!m->g) goto fail;
     const char *an = gguf_get_str(m->g, "general.architecture");
     const char *nm = gguf_get_str(m->g, "general.name");
@@ -399,11 +403,6 @@ mr_model *mr_model_load(const mr_model_params *p) {
         goto fail;
     }
     if (p->vocab_only) return m;
-    if (p->use_mmap && !p->repack) {
-        const double t0 = mr_time_s();
-        const uint64_t pre = gguf_prefault(m->g);
-        if (pre) MR_INFO("mapped %.2f GiB of weights in %.1f s", pre / 1073741824.0, mr_time_s() - t0);
-    }
     if (!an) {
         mr_seterr("%s: key 'general.architecture' is missing", p->path);
         goto fail;
@@ -429,6 +428,12 @@ mr_model *mr_model_load(const mr_model_params *p) {
                   tok_n_vocab(m->vocab), m->hp.n_vocab);
         goto fail;
     }
+    if (!p->no_repack && model_repack(m, p->n_threads, p->rtr)) goto fail;
+    if (!m->repack_arena) { /* whatever stays mapped is read at every token: map it now */
+        const double t0 = mr_time_s();
+        const uint64_t pre = gguf_prefault(m->g);
+        if (pre) MR_INFO("mapped %.2f GiB of weights in %.1f s", pre / 1073741824.0, mr_time_s() - t0);
+    }
     return m;
 fail:
     mr_model_free(m);
@@ -439,6 +444,7 @@ void mr_model_free(mr_model *m) {
     if (!m) return;
     if (m->vocab) tok_vocab_free(m->vocab);
     model_mla_free_owned(m);
+    if (m->repack_arena) munmap(m->repack_arena, m->repack_arena_size);
     if (m->g) gguf_close(m->g);
     free(m->layers);
     free(m->plc_overrides);
@@ -464,4 +470,6 @@ void mr_model_get_info(const mr_model *m, mr_model_info *out) {
     out->file_bytes = m->g ? m->g->total_size : 0;
     out->weight_bytes = m->weight_bytes;
     out->active_bytes_est = m->active_bytes_est;
+    out->n_repacked = m->n_repacked;
+    out->repack_fast = m->repack_fast;
 }

@@ -81,6 +81,22 @@ void quant_matvec(uint32_t wtype, const void *W, int64_t k, int64_t r0, int64_t 
 void quant_matmul(uint32_t wtype, const void *W, int64_t k, int64_t r0, int64_t r1,
                   const void *xq, size_t xq_stride, int64_t n_cols, float *y, int64_t y_stride);
 
+/* ---- row-interleaved weights (quant_repack.c) ----------------------------------------------- */
+/* A Q4_K, Q5_K or Q6_K weight of m rows of k elements (m a multiple of 8) can be
+ * repacked into MR_TYPE_R8_BASE + t or MR_TYPE_R8F_BASE + t (types.h: the same layout,
+ * exact or fast kernels), where each 256-block holds 8 rows interleaved for the SIMD
+ * kernels: same bytes, same integer arithmetic. Rows of an R8 weight are addressed in
+ * groups of 8: quant_matmul() ranges start and end at multiples of 8 (or at m). */
+bool quant_can_repack(uint32_t t, int64_t k, int64_t m);
+/* Repack m rows from src (type t) into dst (the R8 layout); dst may be src.
+ * 0, or -1 with mr_geterr() (unsuitable type or shape, no memory). */
+int quant_repack(uint32_t t, const void *src, void *dst, int64_t k, int64_t m);
+/* The inverse: m rows of R8 type t8 back into mr_type_base(t8) blocks. */
+int quant_unpack_r8(uint32_t t8, const void *src, void *dst, int64_t k, int64_t m);
+/* Whether quant_matmul() has a SIMD kernel for R8 type t8 on this machine (repacking
+ * only pays where it has). */
+bool quant_r8_fast(uint32_t t8);
+
 /* ---- kernel selection (tests, benchmarks, logs) -------------------------------------- */
 
 typedef enum { QUANT_ISA_AUTO = 0, QUANT_ISA_SCALAR = 1, QUANT_ISA_AVX2 = 2 } quant_isa;

@@ -10,6 +10,7 @@
 #include "quant/quant_impl.h"
 
 uint32_t quant_vec_dot_type(uint32_t wtype) {
+    if (mr_type_is_r8(wtype)) return mr_type_get(wtype) ? MR_TYPE_Q8_K : (uint32_t)-1;
     switch (wtype) {
     case MR_TYPE_F32: case MR_TYPE_F16: case MR_TYPE_BF16: return MR_TYPE_F32;
     case MR_TYPE_Q4_0: case MR_TYPE_Q4_1: case MR_TYPE_Q5_0: case MR_TYPE_Q5_1:
@@ -38,7 +39,7 @@ int quant_check(uint32_t wtype, int64_t k) {
 
 /* ---- dispatch table ---------------------------------------------------------------------- */
 
-static quant_mm_fn g_avx2[MR_TYPE_COUNT]; /* NULL: none or not runnable here */
+static quant_mm_fn g_avx2[MR_TYPE_ALL]; /* NULL: none or not runnable here */
 static quant_dq_fn g_avx2_dq[MR_TYPE_COUNT];
 static quant_qz_fn g_avx2_qz[MR_TYPE_COUNT];
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
@@ -46,17 +47,18 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static void init_tables(void) {
     const mr_cpu_features *f = mr_cpu();
     if (f->avx2 && f->fma && f->f16c)
-        for (uint32_t t = 0; t < MR_TYPE_COUNT; t++) {
-            if (quant_supported(t)) g_avx2[t] = quant_avx2_kernel(t);
-            g_avx2_dq[t] = quant_avx2_dq(t);
-            g_avx2_qz[t] = quant_avx2_qz(t);
+        for (uint32_t t = 0; t < MR_TYPE_ALL; t++) {
+            if (quant_supported(t)) g_avx2[t] = mr_type_is_r8(t) ? quant_avx2_kernel_r8(t) : quant_avx2_kernel(t);
+            if (t < MR_TYPE_COUNT) g_avx2_dq[t] = quant_avx2_dq(t), g_avx2_qz[t] = quant_avx2_qz(t);
         }
 }
 
 static inline quant_mm_fn simd_kernel(uint32_t wtype) {
     pthread_once(&g_once, init_tables);
-    return wtype < MR_TYPE_COUNT ? g_avx2[wtype] : NULL;
+    return wtype < MR_TYPE_ALL ? g_avx2[wtype] : NULL;
 }
+
+bool quant_r8_fast(uint32_t t8) { return mr_type_is_r8(t8) && simd_kernel(t8) != NULL; }
 
 /* ---- dequantization / quantization entry points ------------------------------------------ */
 
@@ -138,7 +140,9 @@ void quant_matmul_isa(quant_isa isa, uint32_t wtype, const void *W, int64_t k, i
     const size_t ws = mr_row_size(wtype, k);
     const void *w0 = (const char *)W + (size_t)r0 * ws;
     quant_mm_fn fn = isa == QUANT_ISA_SCALAR ? NULL : simd_kernel(wtype);
+    if (mr_type_is_r8(wtype)) MR_ASSERT(r0 % 8 == 0 && (r1 - r0) % 8 == 0);
     if (fn) fn(w0, ws, k, r1 - r0, xq, xq_stride, n_cols, y + r0, y_stride);
+    else if (mr_type_is_r8(wtype)) quant_ref_matmul_r8(wtype, w0, ws, k, r1 - r0, xq, xq_stride, n_cols, y + r0, y_stride);
     else quant_ref_matmul(wtype, w0, ws, k, r1 - r0, xq, xq_stride, n_cols, y + r0, y_stride);
 }
 

@@ -25,6 +25,33 @@ typedef struct { float d; int8_t qs[256]; int16_t bsums[16]; } blk_q8_K;  /* bsu
 typedef struct { uint16_t d; uint8_t qs[16]; } blk_iq4_nl;
 typedef struct { uint16_t d; uint16_t scales_h; uint8_t scales_l[4]; uint8_t qs[128]; } blk_iq4_xs;
 
+/* Row-interleaved forms (quant_repack.c): one 256-element block of 8 consecutive rows,
+ * same bytes as the 8 GGUF blocks. Vectors of 32 bytes hold 4 bytes of each row (32-bit
+ * lane r = row r), so one vector serves 8 rows and an 8-row result is one vector.
+ *   Q4_K/Q5_K: qs vector v = 8*j2 + m (j2 < 4, m < 8), byte 4r+t = row r's qs[32*j2 + 4m + t]
+ *     (low nibble: element 64*j2 + 4m + t, sub-block 2*j2; high: + 32, sub-block 2*j2 + 1).
+ *     Scales/mins of sub-block j, row r: 4-bit lows in scl[K8_SIDX(j, r)] (scale low nibble,
+ *     min high nibble), 2-bit highs in sch[K8_SIDX(j & 3, r)] at bits 0-1 (scale) and 2-3
+ *     (min) for j < 4, bits 4-5 and 6-7 for j >= 4.
+ *     Q5_K: qh vector w (w < 8), byte 4r+t, bits 2p / 2p+1: 5th bit of the low / high element
+ *     of qs vector 4w + p.
+ *   Q6_K: ql vector v (v < 32), byte 4r+t: low 4 bits of row r's element 4v+t (low nibble)
+ *     and 4(v+32)+t (high nibble); qh vector u (u < 16), byte 4r+t, bits 2s..2s+1: high 2
+ *     bits of element 4(u+16s)+t; sc[K8_SIDX(j, r)]: scale of 16-element sub-block j. */
+#define K8_SIDX(j, r) ((((j) >> 2) << 5) | (((r) >> 2) << 4) | (((j) & 3) << 2) | ((r) & 3))
+typedef struct { uint16_t d[8], dmin[8]; uint8_t scl[64]; uint8_t sch[32]; uint8_t qs[1024]; } blk_q4_K_r8;
+typedef struct {
+    uint16_t d[8], dmin[8];
+    uint8_t scl[64];
+    uint8_t sch[32];
+    uint8_t qh[256];
+    uint8_t qs[1024];
+} blk_q5_K_r8;
+typedef struct { uint16_t d[8]; int8_t sc[128]; uint8_t ql[1024]; uint8_t qh[512]; } blk_q6_K_r8;
+_Static_assert(sizeof(blk_q4_K_r8) == 8 * 144, "q4_K_r8");
+_Static_assert(sizeof(blk_q5_K_r8) == 8 * 176, "q5_K_r8");
+_Static_assert(sizeof(blk_q6_K_r8) == 8 * 210, "q6_K_r8");
+
 _Static_assert(sizeof(blk_q4_0) == 18, "q4_0");
 _Static_assert(sizeof(blk_q4_1) == 20, "q4_1");
 _Static_assert(sizeof(blk_q5_0) == 22, "q5_0");
@@ -63,8 +90,14 @@ typedef void (*quant_mm_fn)(const void *W, size_t w_stride, int64_t k, int64_t n
 void quant_ref_matmul(uint32_t wtype, const void *W, size_t w_stride, int64_t k, int64_t nr,
                       const void *xq, size_t xq_stride, int64_t nc, float *y, int64_t y_stride);
 
-/* AVX2 kernels for wtype, or NULL (quant_*_avx2.c). */
+/* AVX2 kernels for wtype, or NULL (quant_*_avx2.c; quant_r8_avx2.c for the R8 types). */
 quant_mm_fn quant_avx2_kernel(uint32_t wtype);
+quant_mm_fn quant_avx2_kernel_r8(uint32_t wtype);
+
+/* Scalar kernel for an R8 type (quant_repack.c): each 8-row group unpacked to the GGUF
+ * layout, then quant_ref_matmul. nr a multiple of 8, W at a group. */
+void quant_ref_matmul_r8(uint32_t wtype, const void *W, size_t w_stride, int64_t k, int64_t nr, const void *xq,
+                         size_t xq_stride, int64_t nc, float *y, int64_t y_stride);
 
 /* Row converters: decode nb blocks (elements, for the float types) from src
  * into y / encode nb blocks of x into dst. The scalar ones (quant_ref.c) for

@@ -41,7 +41,23 @@ static const mr_type_traits k_traits[MR_TYPE_COUNT] = {
     [MR_TYPE_MXFP4] = {"MXFP4", 32, 17},
 };
 
+static const mr_type_traits k_r8_traits[] = {
+    [MR_TYPE_Q4_K] = {"Q4_K_R8", 256, 144},
+    [MR_TYPE_Q5_K] = {"Q5_K_R8", 256, 176},
+    [MR_TYPE_Q6_K] = {"Q6_K_R8", 256, 210},
+};
+static const mr_type_traits k_r8f_traits[] = {
+    [MR_TYPE_Q4_K] = {"Q4_K_R8F", 256, 144},
+    [MR_TYPE_Q5_K] = {"Q5_K_R8F", 256, 176},
+    [MR_TYPE_Q6_K] = {"Q6_K_R8F", 256, 210},
+};
+
 const mr_type_traits *mr_type_get(uint32_t t) {
+    if (mr_type_is_r8(t)) {
+        const uint32_t b = mr_type_base(t);
+        const mr_type_traits *tab = t >= MR_TYPE_R8F_BASE ? k_r8f_traits : k_r8_traits;
+        return b < sizeof k_r8_traits / sizeof k_r8_traits[0] && tab[b].name ? &tab[b] : NULL;
+    }
     if (t >= MR_TYPE_COUNT || !k_traits[t].name) return NULL;
     return &k_traits[t];
 }

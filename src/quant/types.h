@@ -48,13 +48,39 @@ typedef enum {
     MR_TYPE_COUNT = 40
 } mr_type;
 
+/* Internal types, never in a file (the GGUF reader and writer refuse them): the
+ * GGUF type t with 8 rows interleaved per 256-element block for the SIMD
+ * kernels (quant_repack.c). Same bytes per row as t, so row counts, sizes and
+ * the byte offsets of every 8th row are unchanged. Two kernel families share
+ * the layout: MR_TYPE_R8_BASE + t computes exactly the float operations of the
+ * GGUF-layout kernels (results bit-identical), MR_TYPE_R8F_BASE + t sums each
+ * sub-block in int16 first (about half the multiplies; float rounding order
+ * differs, -rtr). */
+#define MR_TYPE_R8_BASE 64
+#define MR_TYPE_R8F_BASE 96
+enum {
+    MR_TYPE_Q4_K_R8 = MR_TYPE_R8_BASE + MR_TYPE_Q4_K,
+    MR_TYPE_Q5_K_R8 = MR_TYPE_R8_BASE + MR_TYPE_Q5_K,
+    MR_TYPE_Q6_K_R8 = MR_TYPE_R8_BASE + MR_TYPE_Q6_K,
+    MR_TYPE_Q4_K_R8F = MR_TYPE_R8F_BASE + MR_TYPE_Q4_K,
+    MR_TYPE_Q5_K_R8F = MR_TYPE_R8F_BASE + MR_TYPE_Q5_K,
+    MR_TYPE_Q6_K_R8F = MR_TYPE_R8F_BASE + MR_TYPE_Q6_K,
+};
+#define MR_TYPE_ALL 128 /* table size for every id, internal ones included */
+
+/* Whether t is an internal row-interleaved type, and the GGUF type it holds. */
+static inline bool mr_type_is_r8(uint32_t t) { return t >= MR_TYPE_R8_BASE && t < MR_TYPE_ALL; }
+static inline uint32_t mr_type_base(uint32_t t) {
+    return t >= MR_TYPE_R8F_BASE && t < MR_TYPE_ALL ? t - MR_TYPE_R8F_BASE : t >= MR_TYPE_R8_BASE ? t - MR_TYPE_R8_BASE : t;
+}
+
 typedef struct {
     const char *name; /* "Q4_K" */
     uint32_t blck;    /* elements per block */
     uint32_t tsize;   /* bytes per block */
 } mr_type_traits;
 
-/* Traits for a type id, or NULL if the id is unknown. */
+/* Traits for a type id (GGUF or internal), or NULL if the id is unknown. */
 const mr_type_traits *mr_type_get(uint32_t type);
 const char *mr_type_name(uint32_t type); /* "?" for unknown */
 /* Bytes of a row of n elements (n must be a multiple of blck), 0 for unknown types. */

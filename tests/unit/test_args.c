@@ -60,7 +60,7 @@ static void test_args(void) {
           a.model.overrides ? a.model.overrides : "NULL");
     CHECK(a.model.n_cpu_moe == 10, "n-cpu-moe");
     CHECK(a.ctx.type_k == MR_KV_Q8_0 && a.ctx.type_v == MR_KV_Q4_0 && a.ctx.flash_attn == 0, "kv types, fa");
-    CHECK(!a.model.use_mmap && a.model.repack, "mmap, repack");
+    CHECK(!a.model.use_mmap && a.model.rtr && !a.model.no_repack, "mmap, rtr");
     CHECK(a.samp.temperature == 0.7f && a.samp.top_k == 20 && a.samp.top_p == 0.8f && a.samp.min_p == 0.1f,
           "sampling");
     CHECK(a.samp.repeat_penalty == 1.1f && a.samp.repeat_last_n == 128 && a.samp.presence_penalty == 0.5f &&

@@ -8,7 +8,10 @@
  * for q8_0 KV cases), and check the greedy tokens (dense: up to the first
  * token decided by a reference margin < 0.5; MoE: the first 4 of those).
  * Cases without a -fa/-kvq8 suffix run with flash attention off (as the
- * reference) and again with it on, against the same bars.
+ * reference) and again with it on, against the same bars. Every case runs
+ * once more with the weights repacked for the fast kernels (-rtr, whose float
+ * rounding differs; the default repacking is bit-identical to the GGUF-layout
+ * kernels, test_quant_r8).
  *
  * k_skip lists models to leave out of the run (none today).
  */
@@ -56,7 +59,7 @@ int main(int argc, char **argv) {
     closedir(d);
     qsort(names, (size_t)nn, sizeof(char *), cmp_str);
 
-    mr_model *m = NULL;
+    mr_model *m = NULL, *mf = NULL; /* default load, -rtr load */
     char cur[256] = "";
     int n_run = 0;
     for (int i = 0; i < nn; i++) {
@@ -77,12 +80,15 @@ int main(int argc, char **argv) {
         }
         if (strcmp(cur, model)) {
             mr_model_free(m);
+            mr_model_free(mf);
             snprintf(mpath, sizeof mpath, "%s/%s.gguf", mdir, model);
             mr_model_params mp = mr_model_default_params();
             mp.path = mpath;
             m = mr_model_load(&mp);
-            CHECK(m != NULL, "load %s: %s", mpath, mr_last_error());
-            if (!m) {
+            mp.rtr = true;
+            mf = mr_model_load(&mp);
+            CHECK(m != NULL && mf != NULL, "load %s: %s", mpath, mr_last_error());
+            if (!m || !mf) {
                 cur[0] = 0;
                 continue;
             }
@@ -92,9 +98,13 @@ int main(int argc, char **argv) {
         const bool kvq8 = strstr(cname, "-kvq8") != NULL, fa = kvq8 || strstr(cname, "-fa") != NULL;
         golden_case_check(m, f, path, cname, kvq8, fa, false);
         if (!fa) golden_case_check(m, f, path, cname, false, true, true);
+        char rname[300];
+        snprintf(rname, sizeof rname, "%s -rtr", cname);
+        golden_case_check(mf, f, path, rname, kvq8, fa, false);
         n_run++;
     }
     mr_model_free(m);
+    mr_model_free(mf);
     for (int i = 0; i < nn; i++) free(names[i]);
     if (n_run == 0) {
         printf("SKIP: no golden case ran\n");

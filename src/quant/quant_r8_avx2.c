@@ -1,0 +1,459 @@
+/*
+ * quant_r8_avx2.c — AVX2 kernels for the row-interleaved K-quants (Q4_K_R8,
+ * Q5_K_R8, Q6_K_R8; layouts in quant_impl.h) against Q8_K activations.
+ *
+ * A 32-byte weight vector holds 4 consecutive quants of each of 8 rows (lane r
+ * = row r), and the matching 4 activation bytes are broadcast to every lane:
+ * one vpmaddubsw computes 8 rows x 4 products, and an 8-row result is one
+ * vector (no horizontal sums). Products of one sub-block are summed in int16
+ * before the single vpmaddwd that applies its scale: 8 of them for Q4_K
+ * (15 * 127 * 16 < 2^15), 4 for Q5_K (31 * 127 * 8), 2 for Q6_K (63 * 127 * 4),
+ * instead of one vpmaddwd per vpmaddubsw as the GGUF-layout kernels need. The
+ * multiply ports, the limit of those kernels, do about half the work.
+ *
+ * A tile is 8 rows x NC columns (NC <= 4, compile-time): the unpacked weights
+ * of a block are shared by the NC columns. The minimums (Q4_K/Q5_K) and the
+ * -32 offset (Q6_K) go through the activations' bsums as in the GGUF kernels.
+ * Integer sums are exact; per block one float FMA per term, so results differ
+ * from the GGUF-layout kernels only in float rounding order.
+ */
+#include "quant/quant_avx2.h"
+
+/* vpshufb masks over a 32-byte scale vector laid out by K8_SIDX (rows 0-3 in the low
+ * 128-bit half, 4-7 in the high one; sub-block q of 4 at bytes 4q..4q+3 of a half):
+ * int16 (s[q], s[q]) in each 32-bit lane, zero-extended. */
+Q_INLINE __m256i r8_dup(int q) {
+    const char a = (char)(4 * q), z = (char)0x80;
+    return _mm256_setr_epi8(a, z, a, z, a + 1, z, a + 1, z, a + 2, z, a + 2, z, a + 3, z, a + 3, z, a, z, a, z, a + 1, z,
+                            a + 1, z, a + 2, z, a + 2, z, a + 3, z, a + 3, z);
+}
+/* int16 (s[q0], s[q1]) per lane, zero-extended. */
+Q_INLINE __m256i r8_pair(int q0, int q1) {
+    const char a = (char)(4 * q0), b = (char)(4 * q1), z = (char)0x80;
+    return _mm256_setr_epi8(a, z, b, z, a + 1, z, b + 1, z, a + 2, z, b + 2, z, a + 3, z, b + 3, z, a, z, b, z, a + 1, z,
+                            b + 1, z, a + 2, z, b + 2, z, a + 3, z, b + 3, z);
+}
+/* The same with the byte in the high half of each int16 (then >> 8: sign-extended). */
+Q_INLINE __m256i r8_pair_hi(int q0, int q1) {
+    const char a = (char)(4 * q0), b = (char)(4 * q1), z = (char)0x80;
+    return _mm256_setr_epi8(z, a, z, b, z, a + 1, z, b + 1, z, a + 2, z, b + 2, z, a + 3, z, b + 3, z, a, z, b, z, a + 1,
+                            z, b + 1, z, a + 2, z, b + 2, z, a + 3, z, b + 3);
+}
+/* Software prefetch distance (bytes ahead of the block being read): the weights stream
+ * from DRAM once per token, and the hardware prefetcher alone left a third of the
+ * bandwidth unused on the development VM. */
+#ifndef R8_PF_DIST
+#define R8_PF_DIST 8192
+#endif
+Q_INLINE void r8_prefetch(const char *blk, size_t bsz) {
+    for (size_t o = 0; o < bsz; o += 64) _mm_prefetch(blk + R8_PF_DIST + o, _MM_HINT_T0);
+}
+
+Q_INLINE __m256i bcast32(const void *p) {
+    int32_t v;
+    __builtin_memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/* Q4_K/Q5_K scales and mins of sub-blocks 0-3 (sc0, mn0) and 4-7 (sc1, mn1), one byte per
+ * (sub-block, row) in K8_SIDX order. */
+Q_INLINE void k8_scales(const uint8_t *scl, const uint8_t *sch, __m256i *sc0, __m256i *sc1, __m256i *mn0,
+                        __m256i *mn1) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i a = _mm256_loadu_si256((const __m256i *)scl), b = _mm256_loadu_si256((const __m256i *)(scl + 32));
+    const __m256i h = _mm256_loadu_si256((const __m256i *)sch);
+    *sc0 = _mm256_or_si256(_mm256_and_si256(a, m4), _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(0x03)), 4));
+    *sc1 = _mm256_or_si256(_mm256_and_si256(b, m4), _mm256_and_si256(h, _mm256_set1_epi8(0x30)));
+    *mn0 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m4),
+                           _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(0x0C)), 2));
+    *mn1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), m4),
+                           _mm256_srli_epi16(_mm256_and_si256(h, _mm256_set1_epi8((char)0xC0)), 2));
+}
+
+/* Sum over the 8 sub-blocks of min[j][row] * (bsums[2j] + bsums[2j+1]) for column x, per row. */
+Q_INLINE __m256i k8_mins(const __m256i mp[4], const blk_q8_K *x) {
+    const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)x->bsums),
+                                      _mm_loadu_si128((const __m128i *)(x->bsums + 8)));
+    int32_t p[4];
+    _mm_storeu_si128((__m128i *)p, bs);
+    __m256i s = _mm256_madd_epi16(mp[0], _mm256_set1_epi32(p[0]));
+    s = _mm256_add_epi32(s, _mm256_madd_epi16(mp[1], _mm256_set1_epi32(p[1])));
+    s = _mm256_add_epi32(s, _mm256_madd_epi16(mp[2], _mm256_set1_epi32(p[2])));
+    return _mm256_add_epi32(s, _mm256_madd_epi16(mp[3], _mm256_set1_epi32(p[3])));
+}
+
+/* ---- Q4_K_R8 / Q5_K_R8 ------------------------------------------------------------------------ */
+
+/* 8 rows (group g, nb blocks) x NC columns; Q5: 5th bits from qh. y[c*ys + r]. */
+Q_INLINE void k45_tile(const int Q5, const int NC, const char *g, int64_t nb, const char *xv, size_t xs, float *y,
+                       int64_t ys, bool pf) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m16 = _mm256_set1_epi8(0x10);
+    __m256 acc[4];
+    _Pragma("GCC unroll 16")
+    for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
+    const size_t bsz = Q5 ? sizeof(blk_q5_K_r8) : sizeof(blk_q4_K_r8);
+    for (int64_t i = 0; i < nb; i++) {
+        const char *blk = g + (size_t)i * bsz;
+        if (pf) r8_prefetch(blk, bsz);
+        const uint16_t *dp = (const uint16_t *)blk; /* d[8], dmin[8] lead both layouts */
+        const uint8_t *scl = (const uint8_t *)blk + 32, *sch = scl + 64;
+        const uint8_t *qh = Q5 ? ((const blk_q5_K_r8 *)blk)->qh : NULL;
+        const uint8_t *qs = Q5 ? ((const blk_q5_K_r8 *)blk)->qs : ((const blk_q4_K_r8 *)blk)->qs;
+        const blk_q8_K *xb[4];
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < NC; c++) xb[c] = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
+        __m256i sc0, sc1, mn0, mn1;
+        k8_scales(scl, sch, &sc0, &sc1, &mn0, &mn1);
+        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dp));
+        const __m256 dm8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(dp + 8)));
+        {
+            __m256i mp[4];
+            mp[0] = _mm256_shuffle_epi8(mn0, r8_pair(0, 1));
+            mp[1] = _mm256_shuffle_epi8(mn0, r8_pair(2, 3));
+            mp[2] = _mm256_shuffle_epi8(mn1, r8_pair(0, 1));
+            mp[3] = _mm256_shuffle_epi8(mn1, r8_pair(2, 3));
+            _Pragma("GCC unroll 16")
+            for (int c = 0; c < NC; c++) {
+                const __m256 m = _mm256_cvtepi32_ps(k8_mins(mp, xb[c]));
+                acc[c] = _mm256_fnmadd_ps(_mm256_mul_ps(dm8, _mm256_set1_ps(xb[c]->d)), m, acc[c]);
+            }
+        }
+        __m256i sumi[4];
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < NC; c++) sumi[c] = _mm256_setzero_si256();
+        _Pragma("GCC unroll 16")
+        for (int j2 = 0; j2 < 4; j2++)
+            _Pragma("GCC unroll 16")
+            for (int h = 0; h < 2; h++) {
+                /* sub-block 2*j2 + h: 8 vectors of 4 quants per row */
+                const __m256i scv = _mm256_shuffle_epi8(j2 < 2 ? sc0 : sc1, r8_dup((2 * j2 + h) & 3));
+                __m256i a[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                                _mm256_setzero_si256()};
+                _Pragma("GCC unroll 16")
+                for (int m = 0; m < 8; m++) {
+                    const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * (8 * j2 + m)));
+                    __m256i v = h ? _mm256_and_si256(_mm256_srli_epi16(q, 4), m4) : _mm256_and_si256(q, m4);
+                    if (Q5) {
+                        /* qs vector 8*j2 + m = 4w + p: bit 2p + h of qh vector w, to bit 4 */
+                        const int w = (8 * j2 + m) >> 2, p = (8 * j2 + m) & 3, sh = 4 - 2 * p - h;
+                        const __m256i hv = _mm256_loadu_si256((const __m256i *)(qh + 32 * w));
+                        const __m256i hb = sh >= 0 ? _mm256_slli_epi16(hv, sh) : _mm256_srli_epi16(hv, -sh);
+                        v = _mm256_or_si256(v, _mm256_and_si256(hb, m16));
+                    }
+                    _Pragma("GCC unroll 16")
+                    for (int c = 0; c < NC; c++) {
+                        const __m256i p = _mm256_maddubs_epi16(v, bcast32(xb[c]->qs + 64 * j2 + 32 * h + 4 * m));
+                        if (Q5 ? (m & 3) == 0 : m == 0) a[c] = p;
+                        else a[c] = _mm256_add_epi16(a[c], p);
+                        Q_KEEP(a[c]);
+                        if (Q5 && (m & 3) == 3) { /* 4 products of up to 31 * 127 * 2 per int16 */
+                            sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(a[c], scv));
+                            Q_KEEP(sumi[c]);
+                        }
+                    }
+                }
+                if (!Q5)
+                    _Pragma("GCC unroll 16")
+                    for (int c = 0; c < NC; c++) {
+                        sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(a[c], scv));
+                        Q_KEEP(sumi[c]);
+                    }
+            }
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < NC; c++)
+            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d8, _mm256_set1_ps(xb[c]->d)), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+    }
+    _Pragma("GCC unroll 16")
+    for (int c = 0; c < NC; c++) _mm256_storeu_ps(y + c * ys, acc[c]);
+}
+
+/* ---- Q6_K_R8 ------------------------------------------------------------------------------------ */
+
+Q_INLINE void q6_tile(const int NC, const char *g, int64_t nb, const char *xv, size_t xs, float *y, int64_t ys,
+                      bool pf) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc[4];
+    _Pragma("GCC unroll 16")
+    for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const blk_q6_K_r8 *b = (const blk_q6_K_r8 *)g + i;
+        if (pf) r8_prefetch((const char *)b, sizeof *b);
+        const blk_q8_K *xb[4];
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < NC; c++) xb[c] = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
+        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b->d));
+        __m256i sumi[4];
+        /* -32 * sum_j sc[j] * bsums[j]: the offset of the unsigned 6-bit quants */
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < NC; c++) sumi[c] = _mm256_setzero_si256();
+        _Pragma("GCC unroll 16")
+        for (int v4 = 0; v4 < 4; v4++) {
+            const __m256i s = _mm256_loadu_si256((const __m256i *)(b->sc + 32 * v4));
+            const __m256i sp0 = _mm256_srai_epi16(_mm256_shuffle_epi8(s, r8_pair_hi(0, 1)), 8);
+            const __m256i sp1 = _mm256_srai_epi16(_mm256_shuffle_epi8(s, r8_pair_hi(2, 3)), 8);
+            _Pragma("GCC unroll 16")
+            for (int c = 0; c < NC; c++) {
+                const int16_t *bs = xb[c]->bsums + 4 * v4;
+                sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(sp0, bcast32(bs)));
+                sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(sp1, bcast32(bs + 2)));
+            }
+        }
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < NC; c++) sumi[c] = _mm256_slli_epi32(sumi[c], 5), sumi[c] = _mm256_sub_epi32(_mm256_setzero_si256(), sumi[c]);
+        _Pragma("GCC unroll 16")
+        for (int j = 0; j < 16; j++) {
+            /* sub-block j: operands 4j..4j+3 (4 quants per row each), in 2 pairs */
+            const __m256i s = _mm256_loadu_si256((const __m256i *)(b->sc + 32 * (j >> 2)));
+            const __m256i scv = _mm256_srai_epi16(_mm256_shuffle_epi8(s, r8_pair_hi(j & 3, j & 3)), 8);
+            _Pragma("GCC unroll 16")
+            for (int pp = 0; pp < 2; pp++) {
+                __m256i v[2];
+                _Pragma("GCC unroll 16")
+                for (int e = 0; e < 2; e++) {
+                    const int o = 4 * j + 2 * pp + e;
+                    const __m256i l = _mm256_loadu_si256((const __m256i *)(b->ql + 32 * (o & 31)));
+                    const __m256i hq = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * (o & 15)));
+                    const __m256i lo = o < 32 ? _mm256_and_si256(l, m4) : _mm256_and_si256(_mm256_srli_epi16(l, 4), m4);
+                    __m256i hi;
+                    switch (o >> 4) {
+                    case 0: hi = _mm256_and_si256(_mm256_slli_epi16(hq, 4), m30); break;
+                    case 1: hi = _mm256_and_si256(_mm256_slli_epi16(hq, 2), m30); break;
+                    case 2: hi = _mm256_and_si256(hq, m30); break;
+                    default: hi = _mm256_and_si256(_mm256_srli_epi16(hq, 2), m30); break;
+                    }
+                    v[e] = _mm256_or_si256(lo, hi);
+                }
+                const int o0 = 4 * j + 2 * pp;
+                _Pragma("GCC unroll 16")
+                for (int c = 0; c < NC; c++) {
+                    const __m256i p0 = _mm256_maddubs_epi16(v[0], bcast32(xb[c]->qs + 4 * o0));
+                    const __m256i p1 = _mm256_maddubs_epi16(v[1], bcast32(xb[c]->qs + 4 * o0 + 4));
+                    sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(_mm256_add_epi16(p0, p1), scv));
+                    Q_KEEP(sumi[c]);
+                }
+            }
+        }
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < NC; c++)
+            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d8, _mm256_set1_ps(xb[c]->d)), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+    }
+    _Pragma("GCC unroll 16")
+    for (int c = 0; c < NC; c++) _mm256_storeu_ps(y + c * ys, acc[c]);
+}
+
+/* ---- exact kernels: the GGUF-layout kernels' float operations, bit for bit ------------------------
+ *
+ * The GGUF-layout kernels (quant_k_avx2.c, quant_kmm_avx2.c) follow ggml's AVX2 dot products:
+ * per block, int32 lane L (of 8) sums the products of bytes 4L..4L+3 of every 32-byte chunk,
+ * each scaled by its sub-block scale; the lane is converted to float and accumulated with one
+ * FMA per block; the 8 lanes are summed at the end as ((0+4)+(2+6))+((1+5)+(3+7)). In the R8
+ * layout those bytes are vectors 8*j2 + L (Q4_K/Q5_K) or operands o = 8t + L (Q6_K), so
+ * keeping one int32 and one float accumulator per L (each a vector over the 8 rows) gives
+ * the same values. One vpmaddwd per vpmaddubsw, as there: this is for decoding, where the
+ * R8 layout's gain is the missing horizontal sums, shuffles and scalar scale unpacking. */
+
+/* The lanes' sum in ggml's order, for 8 rows at once. */
+Q_INLINE __m256 r8_hsum8(const __m256 f[8]) {
+    const __m256 s0 = _mm256_add_ps(f[0], f[4]), s1 = _mm256_add_ps(f[1], f[5]);
+    const __m256 s2 = _mm256_add_ps(f[2], f[6]), s3 = _mm256_add_ps(f[3], f[7]);
+    return _mm256_add_ps(_mm256_add_ps(s0, s2), _mm256_add_ps(s1, s3));
+}
+
+Q_INLINE void k45x_tile(const int Q5, const int NC, const char *g, int64_t nb, const char *xv, size_t xs, float *y,
+                        int64_t ys, bool pf) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m16 = _mm256_set1_epi8(0x10);
+    __m256 acc[4][8], accm[4][4], summs[4];
+    _Pragma("GCC unroll 16")
+    for (int c = 0; c < NC; c++) {
+        _Pragma("GCC unroll 16")
+        for (int l = 0; l < 8; l++) acc[c][l] = _mm256_setzero_ps();
+        _Pragma("GCC unroll 16")
+        for (int l = 0; l < 4; l++) accm[c][l] = _mm256_setzero_ps();
+        summs[c] = _mm256_setzero_ps();
+    }
+    const size_t bsz = Q5 ? sizeof(blk_q5_K_r8) : sizeof(blk_q4_K_r8);
+    for (int64_t i = 0; i < nb; i++) {
+        const char *blk = g + (size_t)i * bsz;
+        if (pf) r8_prefetch(blk, bsz);
+        const uint16_t *dp = (const uint16_t *)blk;
+        const uint8_t *scl = (const uint8_t *)blk + 32, *sch = scl + 64;
+        const uint8_t *qh = Q5 ? ((const blk_q5_K_r8 *)blk)->qh : NULL;
+        const uint8_t *qs = Q5 ? ((const blk_q5_K_r8 *)blk)->qs : ((const blk_q4_K_r8 *)blk)->qs;
+        const blk_q8_K *xb[4];
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < NC; c++) xb[c] = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
+        __m256i sc0, sc1, mn0, mn1;
+        k8_scales(scl, sch, &sc0, &sc1, &mn0, &mn1);
+        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dp));
+        const __m256 dm8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(dp + 8)));
+        __m256i sv[8];
+        _Pragma("GCC unroll 16")
+        for (int j = 0; j < 8; j++) sv[j] = _mm256_shuffle_epi8(j < 4 ? sc0 : sc1, r8_dup(j & 3));
+        _Pragma("GCC unroll 16")
+        for (int L = 0; L < 8; L++) {
+            __m256i sumi[4];
+            _Pragma("GCC unroll 16")
+            for (int c = 0; c < NC; c++) sumi[c] = _mm256_setzero_si256();
+            _Pragma("GCC unroll 16")
+            for (int j2 = 0; j2 < 4; j2++) {
+                const int v = 8 * j2 + L;
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * v));
+                __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                if (Q5) {
+                    const int w = v >> 2, p = v & 3, sh = 4 - 2 * p;
+                    const __m256i hv = _mm256_loadu_si256((const __m256i *)(qh + 32 * w));
+                    const __m256i hl = sh >= 0 ? _mm256_slli_epi16(hv, sh) : _mm256_srli_epi16(hv, -sh);
+                    const __m256i hh = sh - 1 >= 0 ? _mm256_slli_epi16(hv, sh - 1) : _mm256_srli_epi16(hv, 1 - sh);
+                    lo = _mm256_or_si256(lo, _mm256_and_si256(hl, m16));
+                    hi = _mm256_or_si256(hi, _mm256_and_si256(hh, m16));
+                }
+                _Pragma("GCC unroll 16")
+                for (int c = 0; c < NC; c++) {
+                    const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, bcast32(xb[c]->qs + 64 * j2 + 4 * L)),
+                                                         sv[2 * j2]);
+                    const __m256i p1 = _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(hi, bcast32(xb[c]->qs + 64 * j2 + 32 + 4 * L)), sv[2 * j2 + 1]);
+                    sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(p0, p1));
+                    Q_KEEP(sumi[c]);
+                }
+            }
+            _Pragma("GCC unroll 16")
+            for (int c = 0; c < NC; c++)
+                acc[c][L] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(xb[c]->d), d8), _mm256_cvtepi32_ps(sumi[c]),
+                                            acc[c][L]);
+        }
+        /* minimums: lane P of 4 holds the sub-block pair (2P, 2P+1) */
+        __m256i mp[4];
+        mp[0] = _mm256_shuffle_epi8(mn0, r8_pair(0, 1));
+        mp[1] = _mm256_shuffle_epi8(mn0, r8_pair(2, 3));
+        mp[2] = _mm256_shuffle_epi8(mn1, r8_pair(0, 1));
+        mp[3] = _mm256_shuffle_epi8(mn1, r8_pair(2, 3));
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < NC; c++) {
+            const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)xb[c]->bsums),
+                                              _mm_loadu_si128((const __m128i *)(xb[c]->bsums + 8)));
+            int32_t pr[4];
+            _mm_storeu_si128((__m128i *)pr, bs);
+            const __m256 nd = _mm256_mul_ps(_mm256_set1_ps(xb[c]->d), _mm256_sub_ps(_mm256_setzero_ps(), dm8));
+            if (Q5) {
+                __m256i mt = _mm256_madd_epi16(mp[0], _mm256_set1_epi32(pr[0]));
+                _Pragma("GCC unroll 16")
+                for (int P = 1; P < 4; P++) mt = _mm256_add_epi32(mt, _mm256_madd_epi16(mp[P], _mm256_set1_epi32(pr[P])));
+                summs[c] = _mm256_add_ps(summs[c], _mm256_mul_ps(nd, _mm256_cvtepi32_ps(mt)));
+            } else {
+                _Pragma("GCC unroll 16")
+                for (int P = 0; P < 4; P++)
+                    accm[c][P] = _mm256_fmadd_ps(nd, _mm256_cvtepi32_ps(_mm256_madd_epi16(mp[P], _mm256_set1_epi32(pr[P]))),
+                                                 accm[c][P]);
+            }
+        }
+    }
+    _Pragma("GCC unroll 16")
+    for (int c = 0; c < NC; c++) {
+        const __m256 m = Q5 ? summs[c]
+                            : _mm256_add_ps(_mm256_add_ps(accm[c][0], accm[c][2]), _mm256_add_ps(accm[c][1], accm[c][3]));
+        _mm256_storeu_ps(y + c * ys, _mm256_add_ps(r8_hsum8(acc[c]), m));
+    }
+}
+
+Q_INLINE void q6x_tile(const int NC, const char *g, int64_t nb, const char *xv, size_t xs, float *y, int64_t ys,
+                       bool pf) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc[4][8];
+    _Pragma("GCC unroll 16")
+    for (int c = 0; c < NC; c++) {
+        _Pragma("GCC unroll 16")
+        for (int l = 0; l < 8; l++) acc[c][l] = _mm256_setzero_ps();
+    }
+    for (int64_t i = 0; i < nb; i++) {
+        const blk_q6_K_r8 *b = (const blk_q6_K_r8 *)g + i;
+        if (pf) r8_prefetch((const char *)b, sizeof *b);
+        const blk_q8_K *xb[4];
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < NC; c++) xb[c] = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
+        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b->d));
+        _Pragma("GCC unroll 16")
+        for (int L = 0; L < 8; L++) {
+            /* lane L starts at -32 * (sc[2L] * bsums[2L] + sc[2L+1] * bsums[2L+1]) */
+            const __m256i sl = _mm256_loadu_si256((const __m256i *)(b->sc + 32 * (L >> 1)));
+            const __m256i sp = _mm256_srai_epi16(_mm256_shuffle_epi8(sl, r8_pair_hi((2 * L) & 3, (2 * L + 1) & 3)), 8);
+            __m256i sumi[4];
+            _Pragma("GCC unroll 16")
+            for (int c = 0; c < NC; c++)
+                sumi[c] = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                           _mm256_slli_epi32(_mm256_madd_epi16(sp, bcast32(xb[c]->bsums + 2 * L)), 5));
+            _Pragma("GCC unroll 16")
+            for (int t = 0; t < 8; t++) {
+                const int o = 8 * t + L, j = o >> 2;
+                const __m256i l = _mm256_loadu_si256((const __m256i *)(b->ql + 32 * (o & 31)));
+                const __m256i hq = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * (o & 15)));
+                const __m256i lo = o < 32 ? _mm256_and_si256(l, m4) : _mm256_and_si256(_mm256_srli_epi16(l, 4), m4);
+                const int s2 = o >> 4;
+                const __m256i hs = s2 == 0 ? _mm256_slli_epi16(hq, 4) : s2 == 1 ? _mm256_slli_epi16(hq, 2)
+                                   : s2 == 2 ? hq : _mm256_srli_epi16(hq, 2);
+                const __m256i v = _mm256_or_si256(lo, _mm256_and_si256(hs, m30));
+                const __m256i ss = _mm256_loadu_si256((const __m256i *)(b->sc + 32 * (j >> 2)));
+                const __m256i scv = _mm256_srai_epi16(_mm256_shuffle_epi8(ss, r8_pair_hi(j & 3, j & 3)), 8);
+                _Pragma("GCC unroll 16")
+                for (int c = 0; c < NC; c++) {
+                    sumi[c] = _mm256_add_epi32(
+                        sumi[c], _mm256_madd_epi16(_mm256_maddubs_epi16(v, bcast32(xb[c]->qs + 4 * o)), scv));
+                    Q_KEEP(sumi[c]);
+                }
+            }
+            _Pragma("GCC unroll 16")
+            for (int c = 0; c < NC; c++)
+                acc[c][L] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(xb[c]->d), d8), _mm256_cvtepi32_ps(sumi[c]),
+                                            acc[c][L]);
+        }
+    }
+    _Pragma("GCC unroll 16")
+    for (int c = 0; c < NC; c++) _mm256_storeu_ps(y + c * ys, r8_hsum8(acc[c]));
+}
+
+/* ---- drivers --------------------------------------------------------------------------------------- */
+
+/* Groups of 8 rows (outer: a group's blocks stay in L1) x columns in tiles of 4. */
+/* Groups of 8 rows (outer: a group's blocks stay in L1) x columns in tiles of 4; the first
+ * tile of a group prefetches. */
+#define R8_DRIVER(name, TILE)                                                                        \
+    static void name(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs,      \
+                     int64_t nc, float *y, int64_t ys) {                                              \
+        const int64_t nb = k / QK_K;                                                                  \
+        for (int64_t r = 0; r < nr; r += 8) {                                                         \
+            const char *g = (const char *)W + (size_t)r * ws;                                         \
+            int64_t c = 0;                                                                            \
+            for (; c + 4 <= nc; c += 4)                                                               \
+                TILE(4, g, nb, (const char *)xq + (size_t)c * xs, xs, y + c * ys + r, ys, c == 0);    \
+            const char *xc = (const char *)xq + (size_t)c * xs;                                       \
+            switch (nc - c) {                                                                         \
+            case 3: TILE(3, g, nb, xc, xs, y + c * ys + r, ys, c == 0); break;                        \
+            case 2: TILE(2, g, nb, xc, xs, y + c * ys + r, ys, c == 0); break;                        \
+            case 1: TILE(1, g, nb, xc, xs, y + c * ys + r, ys, c == 0); break;                        \
+            default: break;                                                                           \
+            }                                                                                         \
+        }                                                                                             \
+    }
+
+#define Q4_TILE(N, ...) k45_tile(0, N, __VA_ARGS__)
+#define Q5_TILE(N, ...) k45_tile(1, N, __VA_ARGS__)
+#define Q4X_TILE(N, ...) k45x_tile(0, N, __VA_ARGS__)
+#define Q5X_TILE(N, ...) k45x_tile(1, N, __VA_ARGS__)
+R8_DRIVER(mm_q4_K_r8f, Q4_TILE)
+R8_DRIVER(mm_q5_K_r8f, Q5_TILE)
+R8_DRIVER(mm_q6_K_r8f, q6_tile)
+R8_DRIVER(mm_q4_K_r8, Q4X_TILE)
+R8_DRIVER(mm_q5_K_r8, Q5X_TILE)
+R8_DRIVER(mm_q6_K_r8, q6x_tile)
+
+quant_mm_fn quant_avx2_kernel_r8(uint32_t wtype) {
+    switch (wtype) {
+    case MR_TYPE_Q4_K_R8: return mm_q4_K_r8;
+    case MR_TYPE_Q5_K_R8: return mm_q5_K_r8;
+    case MR_TYPE_Q6_K_R8: return mm_q6_K_r8;
+    case MR_TYPE_Q4_K_R8F: return mm_q4_K_r8f;
+    case MR_TYPE_Q5_K_R8F: return mm_q5_K_r8f;
+    case MR_TYPE_Q6_K_R8F: return mm_q6_K_r8f;
+    default: return NULL;
+    }
+}

@@ -1,0 +1,245 @@
+/*
+ * quant_repack.c — GGUF K-quant rows <-> the row-interleaved R8 layouts of
+ * quant_impl.h, and the scalar kernel for R8 weights.
+ *
+ * Repacking is a permutation of the same information: every quant, scale and
+ * d of 8 rows is moved, nothing is re-rounded, so quant_unpack_r8(quant_repack(x))
+ * == x byte for byte and a kernel on R8 data computes the same integer sums
+ * as on the GGUF blocks.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "quant/quant_impl.h"
+
+/* ---- per-block field codecs ------------------------------------------------------------ */
+
+/* The 12 packed 6-bit scale/min bytes of a Q4_K/Q5_K block from sc[8], mn[8] (the inverse
+ * of quant_k4_scales). */
+static void k4_pack_scales(const uint8_t *sc, const uint8_t *mn, uint8_t *q) {
+    for (int j = 0; j < 4; j++) {
+        q[j] = (uint8_t)((sc[j] & 63) | ((sc[j + 4] >> 4) << 6));
+        q[j + 4] = (uint8_t)((mn[j] & 63) | ((mn[j + 4] >> 4) << 6));
+        q[j + 8] = (uint8_t)((sc[j + 4] & 0xF) | ((mn[j + 4] & 0xF) << 4));
+    }
+}
+
+/* Scales and mins of 8 rows <-> the scl/sch fields (K8_SIDX). */
+static void k8_put_scales(uint8_t *scl, uint8_t *sch, int r, const uint8_t *sc, const uint8_t *mn) {
+    for (int j = 0; j < 8; j++) {
+        scl[K8_SIDX(j, r)] = (uint8_t)((sc[j] & 0xF) | ((mn[j] & 0xF) << 4));
+        const int sh = j < 4 ? 0 : 4;
+        uint8_t *h = &sch[K8_SIDX(j & 3, r)];
+        *h = (uint8_t)((*h & ~(0xF << sh)) | (((sc[j] >> 4) | ((mn[j] >> 4) << 2)) << sh));
+    }
+}
+static void k8_get_scales(const uint8_t *scl, const uint8_t *sch, int r, uint8_t *sc, uint8_t *mn) {
+    for (int j = 0; j < 8; j++) {
+        const uint8_t l = scl[K8_SIDX(j, r)], h = (uint8_t)(sch[K8_SIDX(j & 3, r)] >> (j < 4 ? 0 : 4));
+        sc[j] = (uint8_t)((l & 0xF) | ((h & 3) << 4));
+        mn[j] = (uint8_t)((l >> 4) | (((h >> 2) & 3) << 4));
+    }
+}
+
+/* Q4_K / Q5_K qs: GGUF qs[32*j2 + l] <-> vector 8*j2 + l/4, lane r, byte l%4 (same byte:
+ * the low/high nibble pairing is the same in both layouts). */
+static inline size_t k8_qs_idx(int r, int l32) { return (size_t)32 * (size_t)(l32 >> 2) + 4 * (size_t)r + (size_t)(l32 & 3); }
+
+/* Q5_K high bits: element 64*j2 + l (low nibble of qs[32*j2 + l]) has its 5th bit at GGUF qh[l]
+ * bit 2*j2, element 64*j2 + 32 + l at bit 2*j2 + 1. In R8: qs vector v = 8*j2 + l/4 = 4w + p,
+ * bits 2p (low) and 2p+1 (high) of qh[32w + 4r + l%4]. */
+static inline size_t k5_qh_idx(int r, int j2, int l) {
+    const int v = 8 * j2 + l / 4;
+    return (size_t)32 * (size_t)(v >> 2) + 4 * (size_t)r + (size_t)(l & 3);
+}
+static inline int k5_qh_bit(int j2, int l) { return 2 * ((8 * j2 + l / 4) & 3); }
+
+/* Q6_K: element e (0..255) of a GGUF block as q (0..63). */
+static inline int q6_get(const blk_q6_K *b, int e) {
+    const int n = e / 128, g = (e % 128) / 32, l = e % 32;
+    const uint8_t ql = b->ql[64 * n + 32 * (g & 1) + l], qh = b->qh[32 * n + l];
+    const int lo = g < 2 ? (ql & 0xF) : (ql >> 4);
+    return lo | (((qh >> (2 * g)) & 3) << 4);
+}
+static inline void q6_set(blk_q6_K *b, int e, int q) {
+    const int n = e / 128, g = (e % 128) / 32, l = e % 32;
+    uint8_t *ql = &b->ql[64 * n + 32 * (g & 1) + l], *qh = &b->qh[32 * n + l];
+    if (g < 2) *ql = (uint8_t)((*ql & 0xF0) | (q & 0xF));
+    else *ql = (uint8_t)((*ql & 0x0F) | ((q & 0xF) << 4));
+    *qh = (uint8_t)((*qh & ~(3 << (2 * g))) | (((q >> 4) & 3) << (2 * g)));
+}
+/* R8 positions of element e of row r: ql byte and nibble, qh byte and shift. */
+static inline void q6r8_pos(int r, int e, size_t *qli, int *qlsh, size_t *qhi, int *qhsh) {
+    const int o = e / 4, t = e % 4;
+    *qli = (size_t)32 * (size_t)(o & 31) + 4 * (size_t)r + (size_t)t;
+    *qlsh = o < 32 ? 0 : 4;
+    *qhi = (size_t)32 * (size_t)(o & 15) + 4 * (size_t)r + (size_t)t;
+    *qhsh = 2 * (o >> 4);
+}
+
+/* ---- one 256-block of 8 rows ----------------------------------------------------------------- */
+
+static void pack_q4_K(const blk_q4_K *const *src, blk_q4_K_r8 *d) {
+    memset(d, 0, sizeof *d);
+    for (int r = 0; r < 8; r++) {
+        const blk_q4_K *b = src[r];
+        d->d[r] = b->d, d->dmin[r] = b->dmin;
+        uint8_t sc[8], mn[8];
+        quant_k4_scales(b->scales, sc, mn);
+        k8_put_scales(d->scl, d->sch, r, sc, mn);
+        for (int j2 = 0; j2 < 4; j2++)
+            for (int l = 0; l < 32; l++) d->qs[256 * j2 + k8_qs_idx(r, l)] = b->qs[32 * j2 + l];
+    }
+}
+static void unpack_q4_K(const blk_q4_K_r8 *s, blk_q4_K *const *dst) {
+    for (int r = 0; r < 8; r++) {
+        blk_q4_K *b = dst[r];
+        b->d = s->d[r], b->dmin = s->dmin[r];
+        uint8_t sc[8], mn[8];
+        k8_get_scales(s->scl, s->sch, r, sc, mn);
+        k4_pack_scales(sc, mn, b->scales);
+        for (int j2 = 0; j2 < 4; j2++)
+            for (int l = 0; l < 32; l++) b->qs[32 * j2 + l] = s->qs[256 * j2 + k8_qs_idx(r, l)];
+    }
+}
+
+static void pack_q5_K(const blk_q5_K *const *src, blk_q5_K_r8 *d) {
+    memset(d, 0, sizeof *d);
+    for (int r = 0; r < 8; r++) {
+        const blk_q5_K *b = src[r];
+        d->d[r] = b->d, d->dmin[r] = b->dmin;
+        uint8_t sc[8], mn[8];
+        quant_k4_scales(b->scales, sc, mn);
+        k8_put_scales(d->scl, d->sch, r, sc, mn);
+        for (int j2 = 0; j2 < 4; j2++)
+            for (int l = 0; l < 32; l++) {
+                d->qs[256 * j2 + k8_qs_idx(r, l)] = b->qs[32 * j2 + l];
+                const int lo = (b->qh[l] >> (2 * j2)) & 1, hi = (b->qh[l] >> (2 * j2 + 1)) & 1;
+                d->qh[k5_qh_idx(r, j2, l)] |= (uint8_t)((lo | (hi << 1)) << k5_qh_bit(j2, l));
+            }
+    }
+}
+static void unpack_q5_K(const blk_q5_K_r8 *s, blk_q5_K *const *dst) {
+    for (int r = 0; r < 8; r++) {
+        blk_q5_K *b = dst[r];
+        b->d = s->d[r], b->dmin = s->dmin[r];
+        uint8_t sc[8], mn[8];
+        k8_get_scales(s->scl, s->sch, r, sc, mn);
+        k4_pack_scales(sc, mn, b->scales);
+        memset(b->qh, 0, sizeof b->qh);
+        for (int j2 = 0; j2 < 4; j2++)
+            for (int l = 0; l < 32; l++) {
+                b->qs[32 * j2 + l] = s->qs[256 * j2 + k8_qs_idx(r, l)];
+                const int bits = (s->qh[k5_qh_idx(r, j2, l)] >> k5_qh_bit(j2, l)) & 3;
+                b->qh[l] |= (uint8_t)(bits << (2 * j2));
+            }
+    }
+}
+
+static void pack_q6_K(const blk_q6_K *const *src, blk_q6_K_r8 *d) {
+    memset(d, 0, sizeof *d);
+    for (int r = 0; r < 8; r++) {
+        const blk_q6_K *b = src[r];
+        d->d[r] = b->d;
+        for (int j = 0; j < 16; j++) d->sc[K8_SIDX(j, r)] = b->scales[j];
+        for (int e = 0; e < 256; e++) {
+            size_t qli, qhi;
+            int qlsh, qhsh;
+            q6r8_pos(r, e, &qli, &qlsh, &qhi, &qhsh);
+            const int q = q6_get(b, e);
+            d->ql[qli] |= (uint8_t)((q & 0xF) << qlsh);
+            d->qh[qhi] |= (uint8_t)((q >> 4) << qhsh);
+        }
+    }
+}
+static void unpack_q6_K(const blk_q6_K_r8 *s, blk_q6_K *const *dst) {
+    for (int r = 0; r < 8; r++) {
+        blk_q6_K *b = dst[r];
+        memset(b, 0, sizeof *b);
+        b->d = s->d[r];
+        for (int j = 0; j < 16; j++) b->scales[j] = s->sc[K8_SIDX(j, r)];
+        for (int e = 0; e < 256; e++) {
+            size_t qli, qhi;
+            int qlsh, qhsh;
+            q6r8_pos(r, e, &qli, &qlsh, &qhi, &qhsh);
+            q6_set(b, e, ((s->ql[qli] >> qlsh) & 0xF) | (((s->qh[qhi] >> qhsh) & 3) << 4));
+        }
+    }
+}
+
+/* ---- rows ---------------------------------------------------------------------------------- */
+
+bool quant_can_repack(uint32_t t, int64_t k, int64_t m) {
+    if (t != MR_TYPE_Q4_K && t != MR_TYPE_Q5_K && t != MR_TYPE_Q6_K) return false;
+    return k > 0 && k % QK_K == 0 && m > 0 && m % 8 == 0;
+}
+
+/* One group of 8 rows (8 * ws bytes at s) into d, through tmp (8 * ws bytes): s may equal d. */
+static void group_convert(uint32_t t, bool pack, const char *s, char *d, char *tmp, size_t ws, int64_t nb) {
+    const size_t bs = mr_type_get(t)->tsize;
+    for (int64_t i = 0; i < nb; i++) {
+        char *grp = tmp + (size_t)i * 8 * bs; /* R8 block i */
+        const void *rows_c[8];
+        void *rows[8];
+        for (int r = 0; r < 8; r++) {
+            rows_c[r] = s + (size_t)r * ws + (size_t)i * bs;
+            rows[r] = tmp + (size_t)r * ws + (size_t)i * bs;
+        }
+        if (pack) {
+            switch (t) {
+            case MR_TYPE_Q4_K: pack_q4_K((const blk_q4_K *const *)rows_c, (blk_q4_K_r8 *)grp); break;
+            case MR_TYPE_Q5_K: pack_q5_K((const blk_q5_K *const *)rows_c, (blk_q5_K_r8 *)grp); break;
+            default: pack_q6_K((const blk_q6_K *const *)rows_c, (blk_q6_K_r8 *)grp); break;
+            }
+        } else {
+            const char *sg = s + (size_t)i * 8 * bs;
+            switch (t) {
+            case MR_TYPE_Q4_K: unpack_q4_K((const blk_q4_K_r8 *)sg, (blk_q4_K *const *)rows); break;
+            case MR_TYPE_Q5_K: unpack_q5_K((const blk_q5_K_r8 *)sg, (blk_q5_K *const *)rows); break;
+            default: unpack_q6_K((const blk_q6_K_r8 *)sg, (blk_q6_K *const *)rows); break;
+            }
+        }
+    }
+    memcpy(d, tmp, 8 * ws);
+}
+
+static int convert(uint32_t t, bool pack, const void *src, void *dst, int64_t k, int64_t m) {
+    if (!quant_can_repack(t, k, m)) {
+        mr_seterr("repack: %s rows of %lld x %lld cannot be interleaved by 8", mr_type_name(t), (long long)m,
+                  (long long)k);
+        return -1;
+    }
+    const size_t ws = mr_row_size(t, k);
+    char *tmp = mr_malloc(8 * ws);
+    if (!tmp) return -1;
+    for (int64_t g = 0; g < m / 8; g++)
+        group_convert(t, pack, (const char *)src + (size_t)g * 8 * ws, (char *)dst + (size_t)g * 8 * ws, tmp, ws,
+                      k / QK_K);
+    free(tmp);
+    return 0;
+}
+
+int quant_repack(uint32_t t, const void *src, void *dst, int64_t k, int64_t m) {
+    return convert(t, true, src, dst, k, m);
+}
+
+int quant_unpack_r8(uint32_t t8, const void *src, void *dst, int64_t k, int64_t m) {
+    return convert(mr_type_base(t8), false, src, dst, k, m);
+}
+
+/* ---- scalar kernel ----------------------------------------------------------------------------- */
+
+void quant_ref_matmul_r8(uint32_t wtype, const void *W, size_t w_stride, int64_t k, int64_t nr, const void *xq,
+                         size_t xq_stride, int64_t nc, float *y, int64_t y_stride) {
+    const uint32_t t = mr_type_base(wtype);
+    MR_ASSERT(nr % 8 == 0);
+    char *rows = mr_malloc(8 * w_stride);
+    MR_ASSERT(rows);
+    for (int64_t g = 0; g < nr / 8; g++) {
+        const int rc = convert(t, false, (const char *)W + (size_t)g * 8 * w_stride, rows, k, 8);
+        MR_ASSERT(rc == 0);
+        quant_ref_matmul(t, rows, w_stride, k, 8, xq, xq_stride, nc, y + g * 8, y_stride);
+    }
+    free(rows);
+}
