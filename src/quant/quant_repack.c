@@ -55,13 +55,7 @@ static inline size_t k5_qh_idx(int r, int j2, int l) {
 }
 static inline int k5_qh_bit(int j2, int l) { return 2 * ((8 * j2 + l / 4) & 3); }
 
-/* Q6_K: element e (0..255) of a GGUF block as q (0..63). */
-static inline int q6_get(const blk_q6_K *b, int e) {
-    const int n = e / 128, g = (e % 128) / 32, l = e % 32;
-    const uint8_t ql = b->ql[64 * n + 32 * (g & 1) + l], qh = b->qh[32 * n + l];
-    const int lo = g < 2 ? (ql & 0xF) : (ql >> 4);
-    return lo | (((qh >> (2 * g)) & 3) << 4);
-}
+/* Q6_K: set element e (0..255) of a GGUF block to q (0..63). */
 static inline void q6_set(blk_q6_K *b, int e, int q) {
     const int n = e / 128, g = (e % 128) / 32, l = e % 32;
     uint8_t *ql = &b->ql[64 * n + 32 * (g & 1) + l], *qh = &b->qh[32 * n + l];
@@ -80,17 +74,26 @@ static inline void q6r8_pos(int r, int e, size_t *qli, int *qlsh, size_t *qhi, i
 
 /* ---- one 256-block of 8 rows ----------------------------------------------------------------- */
 
+/* Q4_K/Q5_K qs of 8 rows: for each 32-byte chunk j2, an 8 x 8 transpose of 4-byte words
+ * (row r's word m goes to vector 8*j2 + m, lane r). */
+static void k8_pack_qs(const uint8_t *const *rows_qs, uint8_t *qs) {
+    for (int j2 = 0; j2 < 4; j2++)
+        for (int r = 0; r < 8; r++)
+            for (int m = 0; m < 8; m++) memcpy(qs + 256 * j2 + 32 * m + 4 * r, rows_qs[r] + 32 * j2 + 4 * m, 4);
+}
+
 static void pack_q4_K(const blk_q4_K *const *src, blk_q4_K_r8 *d) {
-    memset(d, 0, sizeof *d);
+    memset(d->sch, 0, sizeof d->sch);
+    const uint8_t *qs[8];
     for (int r = 0; r < 8; r++) {
         const blk_q4_K *b = src[r];
         d->d[r] = b->d, d->dmin[r] = b->dmin;
         uint8_t sc[8], mn[8];
         quant_k4_scales(b->scales, sc, mn);
         k8_put_scales(d->scl, d->sch, r, sc, mn);
-        for (int j2 = 0; j2 < 4; j2++)
-            for (int l = 0; l < 32; l++) d->qs[256 * j2 + k8_qs_idx(r, l)] = b->qs[32 * j2 + l];
+        qs[r] = b->qs;
     }
+    k8_pack_qs(qs, d->qs);
 }
 static void unpack_q4_K(const blk_q4_K_r8 *s, blk_q4_K *const *dst) {
     for (int r = 0; r < 8; r++) {
@@ -105,20 +108,28 @@ static void unpack_q4_K(const blk_q4_K_r8 *s, blk_q4_K *const *dst) {
 }
 
 static void pack_q5_K(const blk_q5_K *const *src, blk_q5_K_r8 *d) {
-    memset(d, 0, sizeof *d);
+    memset(d->sch, 0, sizeof d->sch);
+    const uint8_t *qs[8];
     for (int r = 0; r < 8; r++) {
         const blk_q5_K *b = src[r];
         d->d[r] = b->d, d->dmin[r] = b->dmin;
         uint8_t sc[8], mn[8];
         quant_k4_scales(b->scales, sc, mn);
         k8_put_scales(d->scl, d->sch, r, sc, mn);
-        for (int j2 = 0; j2 < 4; j2++)
-            for (int l = 0; l < 32; l++) {
-                d->qs[256 * j2 + k8_qs_idx(r, l)] = b->qs[32 * j2 + l];
-                const int lo = (b->qh[l] >> (2 * j2)) & 1, hi = (b->qh[l] >> (2 * j2 + 1)) & 1;
-                d->qh[k5_qh_idx(r, j2, l)] |= (uint8_t)((lo | (hi << 1)) << k5_qh_bit(j2, l));
+        qs[r] = b->qs;
+        /* qh vector w, byte 4r + t: bits 2p, 2p+1 = GGUF qh[l] bits 2*j2, 2*j2 + 1 for qs vector
+         * v = 4w + p = 8*j2 + l/4, l = 4*(v % 8) + t */
+        for (int w = 0; w < 8; w++)
+            for (int t = 0; t < 4; t++) {
+                unsigned byte = 0;
+                for (int p = 0; p < 4; p++) {
+                    const int v = 4 * w + p, j2 = v >> 3, l = 4 * (v & 7) + t;
+                    byte |= ((unsigned)(b->qh[l] >> (2 * j2)) & 3u) << (2 * p);
+                }
+                d->qh[32 * w + 4 * r + t] = (uint8_t)byte;
             }
     }
+    k8_pack_qs(qs, d->qs);
 }
 static void unpack_q5_K(const blk_q5_K_r8 *s, blk_q5_K *const *dst) {
     for (int r = 0; r < 8; r++) {
@@ -138,19 +149,29 @@ static void unpack_q5_K(const blk_q5_K_r8 *s, blk_q5_K *const *dst) {
 }
 
 static void pack_q6_K(const blk_q6_K *const *src, blk_q6_K_r8 *d) {
-    memset(d, 0, sizeof *d);
     for (int r = 0; r < 8; r++) {
         const blk_q6_K *b = src[r];
         d->d[r] = b->d;
         for (int j = 0; j < 16; j++) d->sc[K8_SIDX(j, r)] = b->scales[j];
-        for (int e = 0; e < 256; e++) {
-            size_t qli, qhi;
-            int qlsh, qhsh;
-            q6r8_pos(r, e, &qli, &qlsh, &qhi, &qhsh);
-            const int q = q6_get(b, e);
-            d->ql[qli] |= (uint8_t)((q & 0xF) << qlsh);
-            d->qh[qhi] |= (uint8_t)((q >> 4) << qhsh);
-        }
+        /* the 256 quants (0..63) in element order, as ggml's dequantization walks them */
+        uint8_t q[256];
+        for (int n = 0; n < 2; n++)
+            for (int l = 0; l < 32; l++) {
+                const uint8_t ql0 = b->ql[64 * n + l], ql1 = b->ql[64 * n + 32 + l], qh = b->qh[32 * n + l];
+                q[128 * n + l] = (uint8_t)((ql0 & 0xF) | ((qh & 3) << 4));
+                q[128 * n + 32 + l] = (uint8_t)((ql1 & 0xF) | (((qh >> 2) & 3) << 4));
+                q[128 * n + 64 + l] = (uint8_t)((ql0 >> 4) | (((qh >> 4) & 3) << 4));
+                q[128 * n + 96 + l] = (uint8_t)((ql1 >> 4) | (((qh >> 6) & 3) << 4));
+            }
+        for (int v = 0; v < 32; v++)
+            for (int t = 0; t < 4; t++)
+                d->ql[32 * v + 4 * r + t] = (uint8_t)((q[4 * v + t] & 0xF) | ((q[4 * (v + 32) + t] & 0xF) << 4));
+        for (int u = 0; u < 16; u++)
+            for (int t = 0; t < 4; t++) {
+                unsigned byte = 0;
+                for (int s2 = 0; s2 < 4; s2++) byte |= (unsigned)(q[4 * (u + 16 * s2) + t] >> 4) << (2 * s2);
+                d->qh[32 * u + 4 * r + t] = (uint8_t)byte;
+            }
     }
 }
 static void unpack_q6_K(const blk_q6_K_r8 *s, blk_q6_K *const *dst) {
