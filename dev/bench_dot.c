@@ -12,7 +12,7 @@
  * vpmaddubsw + vpmaddwd, 32 MACs each: the instructions every quant matmul
  * kernel is made of; matmul "% i8"). The peak is a loop with 8 independent
  * chains, so it is what this core sustains, not a datasheet number.
- * Usage: bench_dot [-t THREADS] [-s MB] [-c COLUMNS] [type ...]   (default: 1 thread, 64 MB,
+ * Usage: bench_dot [-t THREADS] [-s MB] [-c COLUMNS] [-k ROW_LENGTH] [type ...]   (default: 1 thread, 64 MB,
  *        the types our models use). -t 2 splits the rows (matvec) across 2
  *        pthreads and reports the aggregate; -s 1 keeps W in cache (compute bound).
  *        MOERUN_CPU=generic bench_dot   for the scalar reference.
@@ -105,11 +105,13 @@ static void matvec_mt(int nt, uint32_t t, const uint8_t *W, int64_t k, int64_t m
 int main(int argc, char **argv) {
     int nt = 1;
     int64_t nc = 64; /* matmul columns */
+    int64_t k = 4096; /* row length */
     size_t target = 64u << 20;
     while (argc > 2 && argv[1][0] == '-') {
         if (!strcmp(argv[1], "-t")) nt = MR_MAX(1, MR_MIN(8, atoi(argv[2])));
         else if (!strcmp(argv[1], "-s")) target = (size_t)(MR_MAX(0.0625, atof(argv[2])) * 1048576.0);
         else if (!strcmp(argv[1], "-c")) nc = MR_MAX(1, MR_MIN(4096, atoi(argv[2])));
+        else if (!strcmp(argv[1], "-k")) k = MR_MAX(256, MR_MIN(65536, atoi(argv[2]) / 256 * 256));
         else break;
         argc -= 2, argv += 2;
     }
@@ -117,7 +119,6 @@ int main(int argc, char **argv) {
                               "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "IQ4_NL", "IQ4_XS"};
     const char **names = argc > 1 ? (const char **)argv + 1 : defaults;
     const int n_names = argc > 1 ? argc - 1 : (int)MR_ARRAY_LEN(defaults);
-    const int64_t k = 4096;
     printf("cpu: %s (%s), %d thread(s) for matvec, k = %lld, W %.2f MB\n", mr_cpu_model(), mr_cpu_features_str(),
            nt, (long long)k, (double)target / 1048576.0);
     /* the limits: DRAM read bandwidth (only meaningful when W exceeds the caches) and int8 peak */

@@ -157,8 +157,66 @@ static void test_large(const char *mdir) {
     mr_model_free(m);
 }
 
+/* Weight layouts at load: the default 8-row interleaving (mapped: an arena; --no-mmap: in
+ * place) gives logits bit-identical to the GGUF layouts (--no-repack), on a prompt and a
+ * decode step; -rtr interleaves for the fast kernels, whose logits differ only by float
+ * rounding. Also: which weights are repacked, and -rtr with --no-repack is refused. */
+static void test_layouts(const char *mdir, const char *name) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s.gguf", mdir, name);
+    struct { bool no_repack, mmap, rtr; const char *what; } cfg[] = {
+        {true, true, false, "--no-repack"}, {false, true, false, "default"},
+        {false, false, false, "--no-mmap"}, {false, true, true, "-rtr"}};
+    const int n = 24;
+    float *lg[4][2] = {{0}};
+    int V = 0;
+    bool simd = false;
+    for (int i = 0; i < 4; i++) {
+        mr_model_params mp = mr_model_default_params();
+        mp.path = p;
+        mp.no_repack = cfg[i].no_repack, mp.use_mmap = cfg[i].mmap, mp.rtr = cfg[i].rtr;
+        mr_model *m = mr_model_load(&mp);
+        CHECK(m != NULL, "%s %s: %s", name, cfg[i].what, mr_last_error());
+        if (!m) return;
+        mr_model_info info;
+        mr_model_get_info(m, &info);
+        if (i == 0) CHECK(info.n_repacked == 0, "%s --no-repack: %d tensors repacked", name, info.n_repacked);
+        if (i == 1) simd = info.n_repacked > 0;
+        if (i >= 1) CHECK(info.n_repacked == 0 || info.repack_fast == cfg[i].rtr, "%s %s: kernel family", name, cfg[i].what);
+        V = mr_n_vocab(m);
+        mr_token toks[32];
+        for (int t = 0; t < n + 1; t++) toks[t] = (mr_token)((t * 7919 + 13) % (V - 300) + 100);
+        mr_ctx *c = ctx(m, 256, 64, 64, 1, 0);
+        lg[i][0] = malloc(sizeof(float) * V), lg[i][1] = malloc(sizeof(float) * V);
+        CHECK(c && run_prompt(c, toks, n, 0, 0, lg[i][0], V) == 0, "%s %s prompt: %s", name, cfg[i].what, mr_last_error());
+        CHECK(c && run_prompt(c, toks + n, 1, 0, n, lg[i][1], V) == 0, "%s %s step", name, cfg[i].what);
+        mr_ctx_free(c);
+        mr_model_free(m);
+    }
+    printf("%s: %s\n", name, simd ? "weights repacked (SIMD kernels)" : "nothing repacked on this CPU");
+    for (int s = 0; s < 2; s++) {
+        CHECK(!memcmp(lg[1][s], lg[0][s], sizeof(float) * V), "%s: default layout logits differ from --no-repack (%s)",
+              name, s ? "decode" : "prompt");
+        CHECK(!memcmp(lg[2][s], lg[0][s], sizeof(float) * V), "%s: in-place repack logits differ (%s)", name,
+              s ? "decode" : "prompt");
+        /* as the reference-vs-fast bound of test_model: random MoE nets amplify rounding */
+        const double d = rel_diff(lg[0][s], lg[3][s], V);
+        CHECK(d < 5e-2, "%s: -rtr logits off by %.3g (%s)", name, d, s ? "decode" : "prompt");
+        if (s) printf("%s: -rtr vs exact kernels rel diff %.2e\n", name, d);
+    }
+    for (int i = 0; i < 4; i++) free(lg[i][0]), free(lg[i][1]);
+    mr_model_params mp = mr_model_default_params();
+    mp.path = p;
+    mp.rtr = mp.no_repack = true;
+    mr_model *m = mr_model_load(&mp);
+    CHECK(m == NULL && strstr(mr_last_error(), "-rtr"), "-rtr with --no-repack refused: %s", mr_last_error());
+    mr_model_free(m);
+}
+
 int main(void) {
     SKIP_UNLESS_SHARED(mdir, "fixtures/models");
+    test_layouts(mdir, "tiny-qwen3moe");
+    test_layouts(mdir, "tiny-deepseek2-lite");
     test_large(mdir);
     test_model(mdir, "tiny-llama");
     test_model(mdir, "tiny-qwen3moe");
