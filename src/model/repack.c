@@ -135,7 +135,8 @@ int model_repack(mr_model *m, int n_threads, bool fast) {
         const uint64_t avail = mr_mem_available();
         char b1[32], b2[32];
         if (avail && total > avail / 10 * 9) {
-            MR_INFO("not repacking %s of weights: %s of memory available (runs from the mapping instead)",
+            MR_WARN("not repacking %s of weights: only %s of memory available (the GGUF layouts run from the "
+                    "mapping, slower; --no-mmap repacks in place)",
                     mr_fmt_bytes(b1, sizeof b1, total), mr_fmt_bytes(b2, sizeof b2, avail));
             free(ts);
             return 0;
@@ -146,7 +147,7 @@ int model_repack(mr_model *m, int n_threads, bool fast) {
         for (int i = 0; i < n; i++) arena_size += (ts[i].t->nbytes + align - 1) & ~(align - 1);
         arena = mmap(NULL, arena_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (arena == MAP_FAILED) {
-            MR_INFO("not repacking the weights: cannot allocate %s", mr_fmt_bytes(b1, sizeof b1, total));
+            MR_WARN("not repacking the weights: cannot allocate %s", mr_fmt_bytes(b1, sizeof b1, total));
             free(ts);
             return 0;
         }
@@ -161,7 +162,7 @@ int model_repack(mr_model *m, int n_threads, bool fast) {
     } else {
         for (int i = 0; i < m->g->n_parts; i++)
             if (mprotect(m->g->parts[i].map, m->g->parts[i].size, PROT_READ | PROT_WRITE)) {
-                MR_INFO("not repacking the weights: the model memory is not writable");
+                MR_WARN("not repacking the weights: the model memory is not writable");
                 free(ts);
                 return 0;
             }
