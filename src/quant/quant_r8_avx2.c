@@ -70,16 +70,45 @@ Q_INLINE void k8_scales(const uint8_t *scl, const uint8_t *sch, __m256i *sc0, __
                            _mm256_srli_epi16(_mm256_and_si256(h, _mm256_set1_epi8((char)0xC0)), 2));
 }
 
-/* Sum over the 8 sub-blocks of min[j][row] * (bsums[2j] + bsums[2j+1]) for column x, per row. */
-Q_INLINE __m256i k8_mins(const __m256i mp[4], const blk_q8_K *x) {
+/* One Q4_K/Q5_K R8 block, unpacked for the kernels: quants (and 5th bits), scales of
+ * sub-blocks 0-3 / 4-7 (sc0, sc1; K8_SIDX order), the minimums as int16 pairs of sub-blocks
+ * (2P, 2P+1) per row (mp[P]), d and dmin of the 8 rows. */
+typedef struct {
+    const uint8_t *qs, *qh;
+    __m256i sc0, sc1, mp[4];
+    __m256 d8, dm8;
+} k45_blk;
+
+Q_INLINE void k45_load(const int Q5, const char *blk, k45_blk *b) {
+    const uint16_t *dp = (const uint16_t *)blk; /* d[8], dmin[8] lead both layouts */
+    const uint8_t *scl = (const uint8_t *)blk + 32, *sch = scl + 64;
+    b->qh = Q5 ? ((const blk_q5_K_r8 *)blk)->qh : NULL;
+    b->qs = Q5 ? ((const blk_q5_K_r8 *)blk)->qs : ((const blk_q4_K_r8 *)blk)->qs;
+    __m256i mn0, mn1;
+    k8_scales(scl, sch, &b->sc0, &b->sc1, &mn0, &mn1);
+    b->mp[0] = _mm256_shuffle_epi8(mn0, r8_pair(0, 1));
+    b->mp[1] = _mm256_shuffle_epi8(mn0, r8_pair(2, 3));
+    b->mp[2] = _mm256_shuffle_epi8(mn1, r8_pair(0, 1));
+    b->mp[3] = _mm256_shuffle_epi8(mn1, r8_pair(2, 3));
+    b->d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dp));
+    b->dm8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(dp + 8)));
+}
+
+/* Per row, min[2P][row] * B[2P] + min[2P+1][row] * B[2P+1] for P < 4, with B[j] =
+ * bsums[2j] + bsums[2j+1] of column x (ggml's 4 lanes of the minimums' term). */
+Q_INLINE void k8_min_terms(const __m256i mp[4], const blk_q8_K *x, __m256i t[4]) {
     const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)x->bsums),
                                       _mm_loadu_si128((const __m128i *)(x->bsums + 8)));
     int32_t p[4];
     _mm_storeu_si128((__m128i *)p, bs);
-    __m256i s = _mm256_madd_epi16(mp[0], _mm256_set1_epi32(p[0]));
-    s = _mm256_add_epi32(s, _mm256_madd_epi16(mp[1], _mm256_set1_epi32(p[1])));
-    s = _mm256_add_epi32(s, _mm256_madd_epi16(mp[2], _mm256_set1_epi32(p[2])));
-    return _mm256_add_epi32(s, _mm256_madd_epi16(mp[3], _mm256_set1_epi32(p[3])));
+    for (int P = 0; P < 4; P++) t[P] = _mm256_madd_epi16(mp[P], _mm256_set1_epi32(p[P]));
+}
+
+/* Their sum over P: the whole minimums' term, per row (exact). */
+Q_INLINE __m256i k8_mins(const __m256i mp[4], const blk_q8_K *x) {
+    __m256i t[4];
+    k8_min_terms(mp, x, t);
+    return _mm256_add_epi32(_mm256_add_epi32(t[0], t[1]), _mm256_add_epi32(t[2], t[3]));
 }
 
 /* ---- Q4_K_R8 / Q5_K_R8 ------------------------------------------------------------------------ */
@@ -95,28 +124,18 @@ Q_INLINE void k45_tile(const int Q5, const int NC, const char *g, int64_t nb, co
     for (int64_t i = 0; i < nb; i++) {
         const char *blk = g + (size_t)i * bsz;
         if (pf) r8_prefetch(blk, bsz);
-        const uint16_t *dp = (const uint16_t *)blk; /* d[8], dmin[8] lead both layouts */
-        const uint8_t *scl = (const uint8_t *)blk + 32, *sch = scl + 64;
-        const uint8_t *qh = Q5 ? ((const blk_q5_K_r8 *)blk)->qh : NULL;
-        const uint8_t *qs = Q5 ? ((const blk_q5_K_r8 *)blk)->qs : ((const blk_q4_K_r8 *)blk)->qs;
+        k45_blk kb;
+        k45_load(Q5, blk, &kb);
+        const uint8_t *qs = kb.qs, *qh = kb.qh;
+        const __m256i sc0 = kb.sc0, sc1 = kb.sc1;
+        const __m256 d8 = kb.d8;
         const blk_q8_K *xb[4];
         _Pragma("GCC unroll 16")
         for (int c = 0; c < NC; c++) xb[c] = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
-        __m256i sc0, sc1, mn0, mn1;
-        k8_scales(scl, sch, &sc0, &sc1, &mn0, &mn1);
-        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dp));
-        const __m256 dm8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(dp + 8)));
-        {
-            __m256i mp[4];
-            mp[0] = _mm256_shuffle_epi8(mn0, r8_pair(0, 1));
-            mp[1] = _mm256_shuffle_epi8(mn0, r8_pair(2, 3));
-            mp[2] = _mm256_shuffle_epi8(mn1, r8_pair(0, 1));
-            mp[3] = _mm256_shuffle_epi8(mn1, r8_pair(2, 3));
-            _Pragma("GCC unroll 16")
-            for (int c = 0; c < NC; c++) {
-                const __m256 m = _mm256_cvtepi32_ps(k8_mins(mp, xb[c]));
-                acc[c] = _mm256_fnmadd_ps(_mm256_mul_ps(dm8, _mm256_set1_ps(xb[c]->d)), m, acc[c]);
-            }
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < NC; c++) {
+            const __m256 m = _mm256_cvtepi32_ps(k8_mins(kb.mp, xb[c]));
+            acc[c] = _mm256_fnmadd_ps(_mm256_mul_ps(kb.dm8, _mm256_set1_ps(xb[c]->d)), m, acc[c]);
         }
         __m256i sumi[4];
         _Pragma("GCC unroll 16")
@@ -275,17 +294,14 @@ Q_INLINE void k45x_tile(const int Q5, const int NC, const char *g, int64_t nb, c
     for (int64_t i = 0; i < nb; i++) {
         const char *blk = g + (size_t)i * bsz;
         if (pf) r8_prefetch(blk, bsz);
-        const uint16_t *dp = (const uint16_t *)blk;
-        const uint8_t *scl = (const uint8_t *)blk + 32, *sch = scl + 64;
-        const uint8_t *qh = Q5 ? ((const blk_q5_K_r8 *)blk)->qh : NULL;
-        const uint8_t *qs = Q5 ? ((const blk_q5_K_r8 *)blk)->qs : ((const blk_q4_K_r8 *)blk)->qs;
+        k45_blk kb;
+        k45_load(Q5, blk, &kb);
+        const uint8_t *qs = kb.qs, *qh = kb.qh;
+        const __m256i sc0 = kb.sc0, sc1 = kb.sc1;
+        const __m256 d8 = kb.d8, dm8 = kb.dm8;
         const blk_q8_K *xb[4];
         _Pragma("GCC unroll 16")
         for (int c = 0; c < NC; c++) xb[c] = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
-        __m256i sc0, sc1, mn0, mn1;
-        k8_scales(scl, sch, &sc0, &sc1, &mn0, &mn1);
-        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dp));
-        const __m256 dm8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(dp + 8)));
         __m256i sv[8];
         _Pragma("GCC unroll 16")
         for (int j = 0; j < 8; j++) sv[j] = _mm256_shuffle_epi8(j < 4 ? sc0 : sc1, r8_dup(j & 3));
@@ -323,28 +339,17 @@ Q_INLINE void k45x_tile(const int Q5, const int NC, const char *g, int64_t nb, c
                                             acc[c][L]);
         }
         /* minimums: lane P of 4 holds the sub-block pair (2P, 2P+1) */
-        __m256i mp[4];
-        mp[0] = _mm256_shuffle_epi8(mn0, r8_pair(0, 1));
-        mp[1] = _mm256_shuffle_epi8(mn0, r8_pair(2, 3));
-        mp[2] = _mm256_shuffle_epi8(mn1, r8_pair(0, 1));
-        mp[3] = _mm256_shuffle_epi8(mn1, r8_pair(2, 3));
         _Pragma("GCC unroll 16")
         for (int c = 0; c < NC; c++) {
-            const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)xb[c]->bsums),
-                                              _mm_loadu_si128((const __m128i *)(xb[c]->bsums + 8)));
-            int32_t pr[4];
-            _mm_storeu_si128((__m128i *)pr, bs);
+            __m256i t[4];
+            k8_min_terms(kb.mp, xb[c], t);
             const __m256 nd = _mm256_mul_ps(_mm256_set1_ps(xb[c]->d), _mm256_sub_ps(_mm256_setzero_ps(), dm8));
             if (Q5) {
-                __m256i mt = _mm256_madd_epi16(mp[0], _mm256_set1_epi32(pr[0]));
-                _Pragma("GCC unroll 16")
-                for (int P = 1; P < 4; P++) mt = _mm256_add_epi32(mt, _mm256_madd_epi16(mp[P], _mm256_set1_epi32(pr[P])));
+                const __m256i mt = _mm256_add_epi32(_mm256_add_epi32(_mm256_add_epi32(t[0], t[1]), t[2]), t[3]);
                 summs[c] = _mm256_add_ps(summs[c], _mm256_mul_ps(nd, _mm256_cvtepi32_ps(mt)));
             } else {
                 _Pragma("GCC unroll 16")
-                for (int P = 0; P < 4; P++)
-                    accm[c][P] = _mm256_fmadd_ps(nd, _mm256_cvtepi32_ps(_mm256_madd_epi16(mp[P], _mm256_set1_epi32(pr[P]))),
-                                                 accm[c][P]);
+                for (int P = 0; P < 4; P++) accm[c][P] = _mm256_fmadd_ps(nd, _mm256_cvtepi32_ps(t[P]), accm[c][P]);
             }
         }
     }
