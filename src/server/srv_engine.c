@@ -175,6 +175,12 @@ static void slot_finish(srv_server *s, slot *sl, const char *finish, bool flush)
         if (sl->hold.n) srv_utf8_clean(sl->hold.p, sl->hold.n, true, &sl->pending);
         job_emit(j, sl->pending.p, sl->pending.n);
     }
+    /* count first: once the job is marked done the client can read the end of
+     * the stream and look at /metrics before this thread runs again */
+    pthread_mutex_lock(&s->mmu);
+    s->prompt_tokens += (uint64_t)j->n_prompt;
+    s->gen_tokens += (uint64_t)sl->n_gen;
+    pthread_mutex_unlock(&s->mmu);
     pthread_mutex_lock(&j->mu);
     j->n_gen = sl->n_gen;
     j->finish = finish;
@@ -182,10 +188,6 @@ static void slot_finish(srv_server *s, slot *sl, const char *finish, bool flush)
     j->t_end = mr_time_s();
     pthread_cond_broadcast(&j->cv);
     pthread_mutex_unlock(&j->mu);
-    pthread_mutex_lock(&s->mmu);
-    s->prompt_tokens += (uint64_t)j->n_prompt;
-    s->gen_tokens += (uint64_t)sl->n_gen;
-    pthread_mutex_unlock(&s->mmu);
     slot_release(s, sl);
 }
 
