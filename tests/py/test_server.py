@@ -344,6 +344,9 @@ def t_stop(port):
 
 
 def t_live_stats(port):
+    # the previous test's slot may still be releasing: /health would show its
+    # busy slot, and /metrics a moment later an idle server
+    wait_idle(port)
     m0 = metrics(port)
     res = {}
 
@@ -360,7 +363,11 @@ def t_live_stats(port):
             seen = h
             break
         time.sleep(0.02)
-    mid = metrics(port)
+    for _ in range(50):
+        mid = metrics(port)
+        if mid["moerun_slots_busy"] >= 1 and mid["moerun_kv_cache_tokens"] > 0:
+            break
+        time.sleep(0.02)
     th.join(120)
     check(seen is not None and 0 < seen["kv_cache_usage"] < 1, "/health shows a busy slot and KV usage while running")
     check(mid["moerun_slots_busy"] >= 1 and mid["moerun_kv_cache_tokens"] > 0, "/metrics shows slots busy and KV while running")
