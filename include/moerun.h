@@ -57,9 +57,11 @@ typedef struct {
      * once and n_expert_used experts per MoE layer (the roofline numerator
      * estimate; benches use the routing actually taken, see mr_ctx_stats) */
     uint64_t active_bytes_est;
-    /* weights interleaved by 8 rows at load (0: none, GGUF layouts); repack_fast: for the
-     * -rtr kernels, else the exact ones */
-    int n_repacked;
+    /* weights interleaved by 8 rows at load (0: none, GGUF layouts), of which n_repacked_fast
+     * run on the fast kernels (float rounding differs from ggml's: the routed experts by
+     * default, every one with -rtr, repack_fast); the others on the exact kernels (bit-identical
+     * to the GGUF layouts) */
+    int n_repacked, n_repacked_fast;
     bool repack_fast;
 } mr_model_info;
 void mr_model_get_info(const mr_model *m, mr_model_info *out);

@@ -75,10 +75,10 @@ static void usage(FILE *f) {
             "  -ot REGEX=DEV,...    tensor overrides (repeatable: each value is one configuration)\n"
             "  --n-cpu-moe N,...    keep the experts of the first N layers on the CPU\n"
             "  --no-mmap            read the model instead of mapping it\n"
-            "  -rtr 0|1,...         1: repack the weights for the fast kernels (float rounding differs from\n"
-            "                       llama.cpp's; as ik_llama.cpp's -rtr, implies --no-mmap)\n"
-            "  -nr 0|1,...          1: keep the GGUF weight layouts (default 0: interleave by 8 rows,\n"
-            "                       results bit-identical)\n"
+            "  -rtr 0|1,...         1: repack every weight for the fast kernels (default: the experts only;\n"
+            "                       as ik_llama.cpp's -rtr, implies --no-mmap)\n"
+            "  -nr 0|1,...          1: keep the GGUF weight layouts (ggml's float rounding; default 0:\n"
+            "                       interleave by 8 rows)\n"
             "  --no-warmup          skip the warm-up run\n"
             "  -o md|csv|json|jsonl output format (default md)\n"
             "  --progress           print a progress line for every step on stderr\n"
@@ -503,7 +503,7 @@ static int run_all(opts *o, int argc, char **argv) {
             r.n_gpu_layers = o->ngl.v[ig];
             r.n_cpu_moe = o->ncmoe.v[ic];
             snprintf(r.ot, sizeof r.ot, "%s", o->ot[io]);
-            snprintf(r.repack, sizeof r.repack, "%s", !L.info.n_repacked ? "none" : L.info.repack_fast ? "r8f" : "r8");
+            snprintf(r.repack, sizeof r.repack, "%s", !L.info.n_repacked ? "none" : L.info.repack_fast ? "r8f" : "r8");  /* r8: experts r8f */
             r.n_prompt = shapes[is].n_prompt;
             r.n_gen = shapes[is].n_gen;
             r.n_depth = o->d.v[id];

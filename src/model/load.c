@@ -471,5 +471,6 @@ void mr_model_get_info(const mr_model *m, mr_model_info *out) {
     out->weight_bytes = m->weight_bytes;
     out->active_bytes_est = m->active_bytes_est;
     out->n_repacked = m->n_repacked;
+    out->n_repacked_fast = m->n_repacked_fast;
     out->repack_fast = m->repack_fast;
 }

@@ -165,8 +165,8 @@ struct mr_model {
     int n_threads;
     void *mla_owned; /* MLA weights derived at load (attn_mla.c), freed by model_mla_free_owned */
     /* repack.c: weights interleaved by 8 rows (R8 types); a mapped model's are in this arena */
-    int n_repacked;
-    bool repack_fast;
+    int n_repacked, n_repacked_fast; /* ..., of which on the fast kernels (R8F) */
+    bool repack_fast;                /* -rtr: every repacked weight on the fast kernels */
     void *repack_arena;
     size_t repack_arena_size;
     /* placement flags as given to mr_model_load (strings owned; NULL when absent),
@@ -197,9 +197,9 @@ int model_bind_delta(mr_model *m, int il);      /* qwen3next.c */
  * ARCH_HYBRID_DELTA architectures after the per-layer kinds are set. */
 int model_load_hparams_delta(mr_model *m);
 /* Interleave the eligible matmul weights by 8 rows for the SIMD kernels (repack.c), with
- * n_threads threads: the exact kernels (results bit-identical to the GGUF layouts'), or with
- * fast the int16-sum kernels (-rtr). 0 (also when it declines: nothing fits, no kernel), -1
- * with an error. */
+ * n_threads threads: the routed experts for the int16-sum (fast) kernels, the others for the
+ * exact ones (results bit-identical to the GGUF layouts'); with fast (-rtr) every weight for
+ * the fast kernels. 0 (also when it declines: nothing fits, no kernel), -1 with an error. */
 int model_repack(mr_model *m, int n_threads, bool fast);
 /* Any layer of kind MODEL_ATTN_DELTA (the context then keeps recurrent state per sequence). */
 bool model_is_recurrent(const mr_model *m);

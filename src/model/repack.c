@@ -14,6 +14,16 @@
  * tensors left in the mapping (embeddings, norms) are populated afterwards.
  * When the arena does not fit in the memory available, nothing is repacked
  * (the mapping then streams as before). Work is split across threads.
+ *
+ * Kernels: the routed experts (ffn_{gate,up,down}_exps) take the fast kernels
+ * (R8F: int16 sums per sub-block, one float rounding per block), the rest the
+ * exact ones (R8: ggml's float operations bit for bit). The experts are most
+ * of a MoE model's prompt-processing work (+12-24 % pp128 on the 30B-A3B
+ * shape); the dense, attention and recurrent weights are where chaotic nets
+ * amplify rounding (tiny-qwen3next ids300: kl 0.0020 -> 0.0057 with every
+ * weight on the fast kernels, 0.0023 with only the experts; bar 0.005). The
+ * experts' kernel is the same for a prompt and a decode step, so micro-batch
+ * size does not change the results. -rtr puts every weight on the fast kernels.
  */
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -35,6 +45,7 @@
 typedef struct {
     mr_weight *w[4];  /* the weights bound to this tensor (usually one) */
     int n_w;
+    bool fast;        /* R8F (fast kernels) rather than R8 */
     const gguf_tensor *t;
     char *dst;        /* repacked data (== t->data when in place) */
     int64_t items;    /* work items: n_mat * chunks per matrix */
@@ -75,6 +86,10 @@ static void rp_worker(void *arg, int ith, int nth) {
     }
 }
 
+static bool is_expert(const model_layer *ly, const mr_weight *w) {
+    return w == &ly->gate_exps || w == &ly->up_exps || w == &ly->down_exps;
+}
+
 /* The matmul weights of a layer that may be repacked. */
 static int layer_weights(model_layer *ly, mr_weight **out) {
     mr_weight *c[] = {&ly->wq,         &ly->wk,        &ly->wv,        &ly->wo,        &ly->wq_a,
@@ -87,10 +102,11 @@ static int layer_weights(model_layer *ly, mr_weight **out) {
     return n;
 }
 
-static bool eligible(const mr_model *m, const mr_weight *w, uint32_t base, const gguf_tensor **tp) {
+static bool eligible(const mr_model *m, const mr_weight *w, const gguf_tensor **tp) {
     if (!w->data || !w->name || w->data == m->tok_embd.data) return false;
-    const uint32_t t8 = base + w->type;
-    if (!quant_can_repack(w->type, w->k, w->m) || !quant_r8_fast(t8)) return false;
+    if (!quant_can_repack(w->type, w->k, w->m) || !quant_r8_fast(MR_TYPE_R8_BASE + w->type) ||
+        !quant_r8_fast(MR_TYPE_R8F_BASE + w->type))
+        return false;
     const gguf_tensor *t = gguf_tensor_find(m->g, w->name);
     if (!t || t->data != w->data || t->nbytes != (uint64_t)w->n_mat * w->mat_bytes) return false;
     *tp = t;
@@ -98,7 +114,6 @@ static bool eligible(const mr_model *m, const mr_weight *w, uint32_t base, const
 }
 
 int model_repack(mr_model *m, int n_threads, bool fast) {
-    const uint32_t base = fast ? MR_TYPE_R8F_BASE : MR_TYPE_R8_BASE;
     const double t0 = mr_time_s();
     const int n_layer = m->hp.n_layer;
     rp_tensor *ts = mr_calloc((size_t)n_layer * 24 + 1, sizeof *ts);
@@ -112,14 +127,16 @@ int model_repack(mr_model *m, int n_threads, bool fast) {
         else nc = layer_weights(&m->layers[il], cand);
         for (int i = 0; i < nc; i++) {
             const gguf_tensor *t;
-            if (!eligible(m, cand[i], base, &t)) continue;
+            if (!eligible(m, cand[i], &t)) continue;
+            const bool f_fast = fast || (il >= 0 && is_expert(&m->layers[il], cand[i]));
             int f = 0;
             while (f < n && ts[f].t != t) f++;
-            if (f < n) { /* a second weight bound to the same tensor */
+            if (f < n) { /* a second weight bound to the same tensor (exact kernels if either wants them) */
                 if (ts[f].n_w < 4) ts[f].w[ts[f].n_w++] = cand[i];
+                ts[f].fast &= f_fast;
                 continue;
             }
-            ts[n] = (rp_tensor){.w = {cand[i]}, .n_w = 1, .t = t};
+            ts[n] = (rp_tensor){.w = {cand[i]}, .n_w = 1, .t = t, .fast = f_fast};
             total += t->nbytes;
             n++;
         }
@@ -198,11 +215,14 @@ int model_repack(mr_model *m, int n_threads, bool fast) {
         mr_seterr("repacking the weights failed: %s", mr_geterr());
         return -1;
     }
-    for (int i = 0; i < n; i++)
+    int n_fast = 0;
+    for (int i = 0; i < n; i++) {
+        n_fast += ts[i].fast;
         for (int k = 0; k < ts[i].n_w; k++) {
             ts[i].w[k]->data = ts[i].dst;
-            ts[i].w[k]->type = base + ts[i].w[k]->type;
+            ts[i].w[k]->type = (ts[i].fast ? MR_TYPE_R8F_BASE : MR_TYPE_R8_BASE) + ts[i].w[k]->type;
         }
+    }
     if (arena) {
         m->repack_arena = arena;
         m->repack_arena_size = arena_size;
@@ -218,9 +238,11 @@ int model_repack(mr_model *m, int n_threads, bool fast) {
         }
     }
     char b[32];
-    MR_INFO("repacked %d tensors (%s) into 8-row interleaved blocks%s in %.1f s%s", n, mr_fmt_bytes(b, sizeof b, total),
-            fast ? " for the fast kernels (-rtr)" : "", mr_time_s() - t0, in_memory ? " (in place)" : "");
+    MR_INFO("repacked %d tensors (%s) into 8-row interleaved blocks in %.1f s%s; %d on the fast kernels%s", n,
+            mr_fmt_bytes(b, sizeof b, total), mr_time_s() - t0, in_memory ? " (in place)" : "", n_fast,
+            fast ? " (-rtr: all)" : " (the experts)");
     m->n_repacked = n;
+    m->n_repacked_fast = n_fast;
     m->repack_fast = fast;
     free(first), free(ts);
     return 0;
