@@ -58,9 +58,9 @@ typedef struct {
      * estimate; benches use the routing actually taken, see mr_ctx_stats) */
     uint64_t active_bytes_est;
     /* weights interleaved by 8 rows at load (0: none, GGUF layouts), of which n_repacked_fast
-     * run on the fast kernels (float rounding differs from ggml's: the routed experts by
-     * default, every one with -rtr, repack_fast); the others on the exact kernels (bit-identical
-     * to the GGUF layouts) */
+     * run on the fast kernels (float rounding differs from ggml's: by default all but the
+     * recurrent layers' projections, with -rtr every one, repack_fast); the others on the
+     * exact kernels (bit-identical to the GGUF layouts) */
     int n_repacked, n_repacked_fast;
     bool repack_fast;
 } mr_model_info;

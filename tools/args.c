@@ -123,7 +123,7 @@ static const flag_def k_flags[] = {
     {F_NCPUMOE, ARGS_MODEL, NULL, "--n-cpu-moe", "N", "keep the experts of the first N layers on the CPU"},
     {F_CMOE, ARGS_MODEL, "-cmoe", "--cpu-moe", NULL, "keep all experts on the CPU"},
     {F_NOMMAP, ARGS_MODEL, NULL, "--no-mmap", NULL, "read the model into memory instead of mapping it"},
-    {F_RTR, ARGS_MODEL, "-rtr", "--run-time-repack", NULL, "read the weights into huge-page memory and repack every one there for the fast kernels (default: the experts only; as ik_llama.cpp, implies --no-mmap)"},
+    {F_RTR, ARGS_MODEL, "-rtr", "--run-time-repack", NULL, "read the weights into huge-page memory and repack every one there for the fast kernels (default: all but the recurrent layers' projections; as ik_llama.cpp, implies --no-mmap)"},
     {F_NOREPACK, ARGS_MODEL, "-nr", "--no-repack", NULL, "keep the GGUF weight layouts and ggml's float rounding (default: interleave matmul weights by 8 rows at load for the SIMD kernels)"},
     {F_CTX, ARGS_CTX, "-c", "--ctx-size", "N", "context size in tokens (0: model's, at most 4096)"},
     {F_BATCH, ARGS_CTX, "-b", "--batch-size", "N", "max tokens per decode call (default 2048)"},

@@ -75,8 +75,8 @@ static void usage(FILE *f) {
             "  -ot REGEX=DEV,...    tensor overrides (repeatable: each value is one configuration)\n"
             "  --n-cpu-moe N,...    keep the experts of the first N layers on the CPU\n"
             "  --no-mmap            read the model instead of mapping it\n"
-            "  -rtr 0|1,...         1: repack every weight for the fast kernels (default: the experts only;\n"
-            "                       as ik_llama.cpp's -rtr, implies --no-mmap)\n"
+            "  -rtr 0|1,...         1: repack every weight for the fast kernels, in place (default: all\n"
+            "                       but recurrent projections; as ik_llama.cpp's -rtr, implies --no-mmap)\n"
             "  -nr 0|1,...          1: keep the GGUF weight layouts (ggml's float rounding; default 0:\n"
             "                       interleave by 8 rows)\n"
             "  --no-warmup          skip the warm-up run\n"
@@ -503,7 +503,7 @@ static int run_all(opts *o, int argc, char **argv) {
             r.n_gpu_layers = o->ngl.v[ig];
             r.n_cpu_moe = o->ncmoe.v[ic];
             snprintf(r.ot, sizeof r.ot, "%s", o->ot[io]);
-            snprintf(r.repack, sizeof r.repack, "%s", !L.info.n_repacked ? "none" : L.info.repack_fast ? "r8f" : "r8");  /* r8: experts r8f */
+            snprintf(r.repack, sizeof r.repack, "%s", !L.info.n_repacked ? "none" : L.info.repack_fast ? "r8f" : "r8");
             r.n_prompt = shapes[is].n_prompt;
             r.n_gen = shapes[is].n_gen;
             r.n_depth = o->d.v[id];

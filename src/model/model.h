@@ -197,9 +197,10 @@ int model_bind_delta(mr_model *m, int il);      /* qwen3next.c */
  * ARCH_HYBRID_DELTA architectures after the per-layer kinds are set. */
 int model_load_hparams_delta(mr_model *m);
 /* Interleave the eligible matmul weights by 8 rows for the SIMD kernels (repack.c), with
- * n_threads threads: the routed experts for the int16-sum (fast) kernels, the others for the
- * exact ones (results bit-identical to the GGUF layouts'); with fast (-rtr) every weight for
- * the fast kernels. 0 (also when it declines: nothing fits, no kernel), -1 with an error. */
+ * n_threads threads: for the int16-sum (fast) kernels, but the recurrent layers' projections
+ * for the exact ones (results bit-identical to the GGUF layouts'); with fast (-rtr) every
+ * weight for the fast kernels. 0 (also when it declines: nothing fits, no kernel), -1 with
+ * an error. */
 int model_repack(mr_model *m, int n_threads, bool fast);
 /* Any layer of kind MODEL_ATTN_DELTA (the context then keeps recurrent state per sequence). */
 bool model_is_recurrent(const mr_model *m);

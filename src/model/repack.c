@@ -15,15 +15,16 @@
  * When the arena does not fit in the memory available, nothing is repacked
  * (the mapping then streams as before). Work is split across threads.
  *
- * Kernels: the routed experts (ffn_{gate,up,down}_exps) take the fast kernels
- * (R8F: int16 sums per sub-block, one float rounding per block), the rest the
- * exact ones (R8: ggml's float operations bit for bit). The experts are most
- * of a MoE model's prompt-processing work (+12-24 % pp128 on the 30B-A3B
- * shape); the dense, attention and recurrent weights are where chaotic nets
- * amplify rounding (tiny-qwen3next ids300: kl 0.0020 -> 0.0057 with every
- * weight on the fast kernels, 0.0023 with only the experts; bar 0.005). The
- * experts' kernel is the same for a prompt and a decode step, so micro-batch
- * size does not change the results. -rtr puts every weight on the fast kernels.
+ * Kernels: the fast ones (R8F: int16 sums per sub-block, one float rounding
+ * per block; about twice the prompt throughput) for every weight except the
+ * projections of recurrent (gated delta net) layers, which take the exact ones
+ * (R8: ggml's float operations bit for bit): their outputs feed a state carried
+ * across tokens that compounds rounding. On tiny-qwen3next ids300 (kl bar
+ * 0.005): all exact 0.0020, experts fast 0.0023, experts + attention + dense
+ * FFN + output fast 0.0022, recurrent projections alone fast 0.0053, all fast
+ * 0.0057. A weight's kernel is the same for a prompt and a decode step, so the
+ * micro-batch size does not change results. -rtr puts every weight on the fast
+ * kernels (in place, as ik_llama.cpp's -rtr).
  */
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -86,8 +87,10 @@ static void rp_worker(void *arg, int ith, int nth) {
     }
 }
 
-static bool is_expert(const model_layer *ly, const mr_weight *w) {
-    return w == &ly->gate_exps || w == &ly->up_exps || w == &ly->down_exps;
+/* The projections of a recurrent (gated delta net) layer: their outputs feed a state carried
+ * from token to token, which compounds rounding (exact kernels for them). */
+static bool is_recurrent_proj(const model_layer *ly, const mr_weight *w) {
+    return w == &ly->wqkv || w == &ly->wqkv_gate || w == &ly->ssm_in || w == &ly->ssm_ba || w == &ly->ssm_out;
 }
 
 /* The matmul weights of a layer that may be repacked. */
@@ -128,7 +131,7 @@ int model_repack(mr_model *m, int n_threads, bool fast) {
         for (int i = 0; i < nc; i++) {
             const gguf_tensor *t;
             if (!eligible(m, cand[i], &t)) continue;
-            const bool f_fast = fast || (il >= 0 && is_expert(&m->layers[il], cand[i]));
+            const bool f_fast = fast || il < 0 || !is_recurrent_proj(&m->layers[il], cand[i]);
             int f = 0;
             while (f < n && ts[f].t != t) f++;
             if (f < n) { /* a second weight bound to the same tensor (exact kernels if either wants them) */
@@ -240,7 +243,7 @@ int model_repack(mr_model *m, int n_threads, bool fast) {
     char b[32];
     MR_INFO("repacked %d tensors (%s) into 8-row interleaved blocks in %.1f s%s; %d on the fast kernels%s", n,
             mr_fmt_bytes(b, sizeof b, total), mr_time_s() - t0, in_memory ? " (in place)" : "", n_fast,
-            fast ? " (-rtr: all)" : " (the experts)");
+            fast ? " (-rtr: all)" : " (all but recurrent projections)");
     m->n_repacked = n;
     m->n_repacked_fast = n_fast;
     m->repack_fast = fast;

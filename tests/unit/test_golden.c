@@ -9,9 +9,9 @@
  * token decided by a reference margin < 0.5; MoE: the first 4 of those).
  * Cases without a -fa/-kvq8 suffix run with flash attention off (as the
  * reference) and again with it on, against the same bars. Every case runs
- * once more with every weight repacked for the fast kernels (-rtr, whose float
- * rounding differs; by default only the routed experts are, the other weights
- * on the exact kernels, bit-identical to the GGUF-layout ones, test_quant_r8).
+ * once more with every weight repacked for the fast kernels (-rtr; by default
+ * the recurrent layers' projections stay on the exact kernels, bit-identical
+ * to the GGUF-layout ones, test_quant_r8).
  *
  * k_skip lists models to leave out of the run (none today).
  */
