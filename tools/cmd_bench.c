@@ -89,8 +89,9 @@ static void usage(FILE *f) {
             "  --bandwidth-cached   use the last measured bandwidth instead of measuring (~1 s)\n"
             "  --compare A B        compare two result files (-o json or jsonl) test by test\n"
             "\n"
-            "The bandwidth is measured in every run, before the tests (machines are noisy: the\n"
-            "roofline compares numbers taken together), and cached in ~/.cache/moerun/bandwidth.tsv\n"
+            "The bandwidth is measured in every run, before the tests and again right before and after\n"
+            "each test, which gets the best of those (machines are noisy: the roofline compares numbers\n"
+            "taken together); the first measurement is cached in ~/.cache/moerun/bandwidth.tsv\n"
             "per CPU model and thread count. Roofline = weight bytes read per token x tokens/s /\n"
             "bandwidth (\"~\" marks an estimate from the model's active size when the engine did not count).\n");
 }
@@ -282,6 +283,17 @@ static double bandwidth_for(const opts *o, int n_threads, bool force_measure) {
     return g;
 }
 
+/* The bandwidth for one test: the best of the run's first measurement and two taken right
+ * before and after the test (a VM's bandwidth moves within minutes; the roofline should
+ * compare the test with what the machine could do around it). Measured only when the run
+ * measures (not with --bandwidth-gbs, --bandwidth-cached or --no-bandwidth). */
+static double bandwidth_near(const opts *o, int n_threads, double first, bool rss_resettable) {
+    /* the measurement's buffer must not count in a test's peak RSS */
+    if (o->bw_gbs > 0 || o->bw_none || o->bw_cached || first <= 0 || !rss_resettable) return first;
+    const double g = bench_bandwidth_gbs(n_threads, (size_t)o->bw_mib << 20, 3);
+    return g > first ? g : first;
+}
+
 /* --bandwidth: measure for each -t, print, and refresh the cache. */
 static int cmd_bandwidth(const opts *o) {
     bench_env e;
@@ -465,7 +477,10 @@ static int run_all(opts *o, int argc, char **argv) {
         mp.rtr = o->rtr.v[ir];
         mp.no_repack = o->nr.v[in];
         bench_progress_update(&pr, "loading %s", base_name(L.path));
+        /* peak RSS per test: the model's load (from here) or the test itself, whichever is higher */
+        const bool rss_resettable = mr_peak_rss_reset() == 0;
         L.model = mr_model_load(&mp);
+        const uint64_t load_peak = mr_peak_rss_bytes();
         if (!L.model) {
             bench_progress_done(&pr);
             fprintf(stderr, "moerun bench: %s: %s\n", L.path, mr_last_error());
@@ -508,7 +523,8 @@ static int run_all(opts *o, int argc, char **argv) {
             r.n_gen = shapes[is].n_gen;
             r.n_depth = o->d.v[id];
             r.n_reps = o->reps;
-            r.bandwidth_gbs = bw[it];
+            const double bw_before = bandwidth_near(o, o->t.v[it], bw[it], rss_resettable);
+            if (rss_resettable) (void)mr_peak_rss_reset();
             bench_iso8601_now(r.test_time, sizeof r.test_time);
             idx++;
             if (run_test(o, &L, &r, &pr, idx, total)) {
@@ -519,6 +535,9 @@ static int run_all(opts *o, int argc, char **argv) {
                 rc = 1;
             } else {
                 r.peak_rss_bytes = mr_peak_rss_bytes();
+                if (rss_resettable && load_peak > r.peak_rss_bytes) r.peak_rss_bytes = load_peak;
+                const double bw_after = bandwidth_near(o, o->t.v[it], bw[it], rss_resettable);
+                r.bandwidth_gbs = bw_before > bw_after ? bw_before : bw_after;
                 bench_result_finish(&r);
                 bench_progress_done(&pr);
                 emit(o, &cols, &env, &r, emitted == 0);

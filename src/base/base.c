@@ -240,9 +240,26 @@ uint64_t mr_mem_available(void) {
 }
 
 uint64_t mr_peak_rss_bytes(void) {
+    /* VmHWM (resettable through clear_refs); getrusage's maxrss where /proc is missing */
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f) {
+        char line[256];
+        unsigned long long kb = 0;
+        bool found = false;
+        while (!found && fgets(line, sizeof line, f)) found = sscanf(line, "VmHWM: %llu kB", &kb) == 1;
+        fclose(f);
+        if (found) return (uint64_t)kb * 1024u;
+    }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return (uint64_t)ru.ru_maxrss * 1024u;
+}
+
+int mr_peak_rss_reset(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f) return -1;
+    const bool ok = fputs("5", f) >= 0;
+    return fclose(f) == 0 && ok ? 0 : -1;
 }
 
 uint64_t mr_rss_bytes(void) {

@@ -84,7 +84,8 @@ int mr_cpu_physical_cores(void);     /* physical cores, >= 1 */
 int mr_cpu_logical_cores(void);
 uint64_t mr_ram_bytes(void);         /* total RAM */
 uint64_t mr_mem_available(void);     /* MemAvailable (free + reclaimable page cache); 0 if unknown */
-uint64_t mr_peak_rss_bytes(void);    /* peak resident set size of this process */
+uint64_t mr_peak_rss_bytes(void);    /* peak resident set size of this process (since the last reset) */
+int mr_peak_rss_reset(void);         /* restart the peak at the current RSS: 0, or -1 where Linux refuses */
 uint64_t mr_rss_bytes(void);         /* current resident set size */
 
 /* ---- human formatting ---------------------------------------------------- */
