@@ -341,13 +341,12 @@ Q_INLINE void k45x_tile(const int Q5, const int NC, const char *g, int64_t nb, c
         /* minimums: lane P of 4 holds the sub-block pair (2P, 2P+1) */
         _Pragma("GCC unroll 16")
         for (int c = 0; c < NC; c++) {
-            __m256i t[4];
-            k8_min_terms(kb.mp, xb[c], t);
             const __m256 nd = _mm256_mul_ps(_mm256_set1_ps(xb[c]->d), _mm256_sub_ps(_mm256_setzero_ps(), dm8));
-            if (Q5) {
-                const __m256i mt = _mm256_add_epi32(_mm256_add_epi32(_mm256_add_epi32(t[0], t[1]), t[2]), t[3]);
-                summs[c] = _mm256_add_ps(summs[c], _mm256_mul_ps(nd, _mm256_cvtepi32_ps(mt)));
-            } else {
+            if (Q5) { /* one int32 sum (exact in any order), as ggml's Q5_K */
+                summs[c] = _mm256_add_ps(summs[c], _mm256_mul_ps(nd, _mm256_cvtepi32_ps(k8_mins(kb.mp, xb[c]))));
+            } else { /* ggml's Q4_K keeps the 4 terms in float lanes */
+                __m256i t[4];
+                k8_min_terms(kb.mp, xb[c], t);
                 _Pragma("GCC unroll 16")
                 for (int P = 0; P < 4; P++) accm[c][P] = _mm256_fmadd_ps(nd, _mm256_cvtepi32_ps(t[P]), accm[c][P]);
             }
