@@ -3,8 +3,8 @@
  * (quant.h: quant_repack) for the SIMD kernels, at load time.
  *
  * Which: every bound matmul weight (attention, FFN, experts, output head) of a
- * type with an R8 form and a SIMD kernel for it on this CPU, with rows in
- * multiples of 8, that is a whole GGUF tensor and not also read by rows
+ * type with an R8 form (Q4_K Q5_K Q6_K; Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 on the fast
+ * kernels only) and a SIMD kernel for it on this CPU, with rows in multiples of 8, that is a whole GGUF tensor and not also read by rows
  * (token_embd, and an output head tied to it, stay as they are).
  *
  * Where: a model read into memory (--no-mmap, -rtr) is repacked in place. A
@@ -24,7 +24,8 @@
  * FFN + output fast 0.0022, recurrent projections alone fast 0.0053, all fast
  * 0.0057. A weight's kernel is the same for a prompt and a decode step, so the
  * micro-batch size does not change results. -rtr puts every weight on the fast
- * kernels (in place, as ik_llama.cpp's -rtr).
+ * kernels (in place, as ik_llama.cpp's -rtr). A recurrent projection of a type
+ * with only fast kernels stays in the GGUF layout.
  */
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -105,16 +106,18 @@ static int layer_weights(model_layer *ly, mr_weight **out) {
     return n;
 }
 
+/* Whether w can be repacked (a whole GGUF tensor of an R8-able type and shape); *tp its tensor. */
 static bool eligible(const mr_model *m, const mr_weight *w, const gguf_tensor **tp) {
     if (!w->data || !w->name || w->data == m->tok_embd.data) return false;
-    if (!quant_can_repack(w->type, w->k, w->m) || !quant_r8_fast(MR_TYPE_R8_BASE + w->type) ||
-        !quant_r8_fast(MR_TYPE_R8F_BASE + w->type))
-        return false;
+    if (!quant_can_repack(w->type, w->k, w->m)) return false;
     const gguf_tensor *t = gguf_tensor_find(m->g, w->name);
     if (!t || t->data != w->data || t->nbytes != (uint64_t)w->n_mat * w->mat_bytes) return false;
     *tp = t;
     return true;
 }
+
+/* Whether this CPU has the SIMD kernel for type t in the R8 family chosen (fast or exact). */
+static bool has_kernel(uint32_t t, bool fast) { return quant_r8_fast((fast ? MR_TYPE_R8F_BASE : MR_TYPE_R8_BASE) + t); }
 
 int model_repack(mr_model *m, int n_threads, bool fast) {
     const double t0 = mr_time_s();
@@ -143,6 +146,18 @@ int model_repack(mr_model *m, int n_threads, bool fast) {
             total += t->nbytes;
             n++;
         }
+    }
+    /* a tensor without a kernel in its family stays in the GGUF layout (the 32-block types have
+     * no exact R8 kernels) */
+    {
+        int kept = 0;
+        total = 0;
+        for (int i = 0; i < n; i++)
+            if (has_kernel(ts[i].w[0]->type, ts[i].fast)) {
+                ts[kept++] = ts[i];
+                total += ts[i].t->nbytes;
+            }
+        n = kept;
     }
     if (n == 0) {
         free(ts);

@@ -85,9 +85,11 @@ void quant_matmul(uint32_t wtype, const void *W, int64_t k, int64_t r0, int64_t 
 /* A Q4_K, Q5_K or Q6_K weight of m rows of k elements (m a multiple of 8) can be
  * repacked into MR_TYPE_R8_BASE + t or MR_TYPE_R8F_BASE + t (types.h: the same layout,
  * exact or fast kernels), where each 256-block holds 8 rows interleaved for the SIMD
- * kernels: same bytes, same integer arithmetic. Rows of an R8 weight are addressed in
+ * kernels: same bytes, same integer arithmetic. Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 (k at most
+ * QUANT_R8_B32_MAX_K) have only the fast form, MR_TYPE_R8F_BASE + t, 8 rows per 32-block. Rows of an R8 weight are addressed in
  * groups of 8: quant_matmul() ranges start and end at multiples of 8 (or at m). */
 bool quant_can_repack(uint32_t t, int64_t k, int64_t m);
+#define QUANT_R8_B32_MAX_K 65536 /* the 32-block kernels keep per-block activation terms on the stack */
 /* Repack m rows from src (type t) into dst (the R8 layout); dst may be src.
  * 0, or -1 with mr_geterr() (unsuitable type or shape, no memory). */
 int quant_repack(uint32_t t, const void *src, void *dst, int64_t k, int64_t m);

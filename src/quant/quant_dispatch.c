@@ -10,7 +10,7 @@
 #include "quant/quant_impl.h"
 
 uint32_t quant_vec_dot_type(uint32_t wtype) {
-    if (mr_type_is_r8(wtype)) return mr_type_get(wtype) ? MR_TYPE_Q8_K : (uint32_t)-1;
+    if (mr_type_is_r8(wtype)) return mr_type_get(wtype) ? quant_vec_dot_type(mr_type_base(wtype)) : (uint32_t)-1;
     switch (wtype) {
     case MR_TYPE_F32: case MR_TYPE_F16: case MR_TYPE_BF16: return MR_TYPE_F32;
     case MR_TYPE_Q4_0: case MR_TYPE_Q4_1: case MR_TYPE_Q5_0: case MR_TYPE_Q5_1:

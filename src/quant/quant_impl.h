@@ -38,6 +38,11 @@ typedef struct { uint16_t d; uint16_t scales_h; uint8_t scales_l[4]; uint8_t qs[
  *   Q6_K: ql vector v (v < 32), byte 4r+t: low 4 bits of row r's element 4v+t (low nibble)
  *     and 4(v+32)+t (high nibble); qh vector u (u < 16), byte 4r+t, bits 2s..2s+1: high 2
  *     bits of element 4(u+16s)+t; sc[K8_SIDX(j, r)]: scale of 16-element sub-block j. */
+/*   Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 (32-element blocks, 8 * the GGUF block size): d[8] (fp16), then
+ *     m[8] (Q4_1/Q5_1), then qh[32] (Q5_0/Q5_1: byte 4r+t, bit e = 5th bit of row r's element
+ *     4e+t), then the quants: nibble types 4 vectors, vector v byte 4r+t = row r's qs[4v+t]
+ *     (low nibble: element 4v+t, high: 16+4v+t); Q8_0 8 vectors, vector e byte 4r+t = row r's
+ *     qs[4e+t]. */
 #define K8_SIDX(j, r) ((((j) >> 2) << 5) | (((r) >> 2) << 4) | (((j) & 3) << 2) | ((r) & 3))
 typedef struct { uint16_t d[8], dmin[8]; uint8_t scl[64]; uint8_t sch[32]; uint8_t qs[1024]; } blk_q4_K_r8;
 typedef struct {
@@ -93,6 +98,7 @@ void quant_ref_matmul(uint32_t wtype, const void *W, size_t w_stride, int64_t k,
 /* AVX2 kernels for wtype, or NULL (quant_*_avx2.c; quant_r8_avx2.c for the R8 types). */
 quant_mm_fn quant_avx2_kernel(uint32_t wtype);
 quant_mm_fn quant_avx2_kernel_r8(uint32_t wtype);
+quant_mm_fn quant_avx2_kernel_r8b(uint32_t wtype); /* 32-element block types (quant_r8b_avx2.c) */
 
 /* Scalar kernel for an R8 type (quant_repack.c): each 8-row group unpacked to the GGUF
  * layout, then quant_ref_matmul. nr a multiple of 8, W at a group. */

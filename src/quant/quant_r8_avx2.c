@@ -458,6 +458,6 @@ quant_mm_fn quant_avx2_kernel_r8(uint32_t wtype) {
     case MR_TYPE_Q4_K_R8F: return mm_q4_K_r8f;
     case MR_TYPE_Q5_K_R8F: return mm_q5_K_r8f;
     case MR_TYPE_Q6_K_R8F: return mm_q6_K_r8f;
-    default: return NULL;
+    default: return quant_avx2_kernel_r8b(wtype);
     }
 }

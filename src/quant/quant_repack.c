@@ -1,6 +1,6 @@
 /*
- * quant_repack.c — GGUF K-quant rows <-> the row-interleaved R8 layouts of
- * quant_impl.h, and the scalar kernel for R8 weights.
+ * quant_repack.c — GGUF rows (K-quants, 32-element block types) <-> the
+ * row-interleaved R8 layouts of quant_impl.h, and the scalar kernel for R8 weights.
  *
  * Repacking is a permutation of the same information: every quant, scale and
  * d of 8 rows is moved, nothing is re-rounded, so quant_unpack_r8(quant_repack(x))
@@ -189,11 +189,66 @@ static void unpack_q6_K(const blk_q6_K_r8 *s, blk_q6_K *const *dst) {
     }
 }
 
+/* ---- one 32-block of 8 rows (Q4_0 Q4_1 Q5_0 Q5_1 Q8_0; layout in quant_impl.h) ---------------- */
+
+/* Field offsets of a GGUF 32-block and of its R8 form. */
+typedef struct { bool min, q5, q8; int qh, qs; int r8_qh, r8_qs; } b32_fmt;
+static b32_fmt b32_format(uint32_t t) {
+    b32_fmt f = {.min = t == MR_TYPE_Q4_1 || t == MR_TYPE_Q5_1, .q5 = t == MR_TYPE_Q5_0 || t == MR_TYPE_Q5_1,
+                 .q8 = t == MR_TYPE_Q8_0};
+    f.qh = f.min ? 4 : 2;
+    f.qs = f.qh + (f.q5 ? 4 : 0);
+    f.r8_qh = f.min ? 32 : 16;
+    f.r8_qs = f.r8_qh + (f.q5 ? 32 : 0);
+    return f;
+}
+
+static void pack_b32(uint32_t t, const uint8_t *const *src, uint8_t *d) {
+    const b32_fmt f = b32_format(t);
+    for (int r = 0; r < 8; r++) {
+        const uint8_t *b = src[r];
+        memcpy(d + 2 * r, b, 2);
+        if (f.min) memcpy(d + 16 + 2 * r, b + 2, 2);
+        if (f.q5) {
+            uint32_t h;
+            memcpy(&h, b + f.qh, 4);
+            for (int t4 = 0; t4 < 4; t4++) {
+                unsigned byte = 0;
+                for (int e = 0; e < 8; e++) byte |= ((h >> (4 * e + t4)) & 1u) << e;
+                d[f.r8_qh + 4 * r + t4] = (uint8_t)byte;
+            }
+        }
+        const int nv = f.q8 ? 8 : 4;
+        for (int v = 0; v < nv; v++) memcpy(d + f.r8_qs + 32 * v + 4 * r, b + f.qs + 4 * v, 4);
+    }
+}
+static void unpack_b32(uint32_t t, const uint8_t *s, uint8_t *const *dst) {
+    const b32_fmt f = b32_format(t);
+    for (int r = 0; r < 8; r++) {
+        uint8_t *b = dst[r];
+        memcpy(b, s + 2 * r, 2);
+        if (f.min) memcpy(b + 2, s + 16 + 2 * r, 2);
+        if (f.q5) {
+            uint32_t h = 0;
+            for (int t4 = 0; t4 < 4; t4++)
+                for (int e = 0; e < 8; e++) h |= (uint32_t)((s[f.r8_qh + 4 * r + t4] >> e) & 1u) << (4 * e + t4);
+            memcpy(b + f.qh, &h, 4);
+        }
+        const int nv = f.q8 ? 8 : 4;
+        for (int v = 0; v < nv; v++) memcpy(b + f.qs + 4 * v, s + f.r8_qs + 32 * v + 4 * r, 4);
+    }
+}
+
 /* ---- rows ---------------------------------------------------------------------------------- */
 
+static bool is_b32(uint32_t t) {
+    return t == MR_TYPE_Q4_0 || t == MR_TYPE_Q4_1 || t == MR_TYPE_Q5_0 || t == MR_TYPE_Q5_1 || t == MR_TYPE_Q8_0;
+}
+
 bool quant_can_repack(uint32_t t, int64_t k, int64_t m) {
-    if (t != MR_TYPE_Q4_K && t != MR_TYPE_Q5_K && t != MR_TYPE_Q6_K) return false;
-    return k > 0 && k % QK_K == 0 && m > 0 && m % 8 == 0;
+    if (m <= 0 || m % 8 || k <= 0) return false;
+    if (t == MR_TYPE_Q4_K || t == MR_TYPE_Q5_K || t == MR_TYPE_Q6_K) return k % QK_K == 0;
+    return is_b32(t) && k % 32 == 0 && k <= QUANT_R8_B32_MAX_K;
 }
 
 /* One group of 8 rows (8 * ws bytes at s) into d, through tmp (8 * ws bytes): s may equal d. */
@@ -207,7 +262,10 @@ static void group_convert(uint32_t t, bool pack, const char *s, char *d, char *t
             rows_c[r] = s + (size_t)r * ws + (size_t)i * bs;
             rows[r] = tmp + (size_t)r * ws + (size_t)i * bs;
         }
-        if (pack) {
+        if (is_b32(t)) {
+            if (pack) pack_b32(t, (const uint8_t *const *)rows_c, (uint8_t *)grp);
+            else unpack_b32(t, (const uint8_t *)s + (size_t)i * 8 * bs, (uint8_t *const *)rows);
+        } else if (pack) {
             switch (t) {
             case MR_TYPE_Q4_K: pack_q4_K((const blk_q4_K *const *)rows_c, (blk_q4_K_r8 *)grp); break;
             case MR_TYPE_Q5_K: pack_q5_K((const blk_q5_K *const *)rows_c, (blk_q5_K_r8 *)grp); break;
@@ -236,7 +294,7 @@ static int convert(uint32_t t, bool pack, const void *src, void *dst, int64_t k,
     if (!tmp) return -1;
     for (int64_t g = 0; g < m / 8; g++)
         group_convert(t, pack, (const char *)src + (size_t)g * 8 * ws, (char *)dst + (size_t)g * 8 * ws, tmp, ws,
-                      k / QK_K);
+                      k / mr_type_get(t)->blck);
     free(tmp);
     return 0;
 }

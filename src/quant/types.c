@@ -46,7 +46,13 @@ static const mr_type_traits k_r8_traits[] = {
     [MR_TYPE_Q5_K] = {"Q5_K_R8", 256, 176},
     [MR_TYPE_Q6_K] = {"Q6_K_R8", 256, 210},
 };
+/* 32-element block types: fast kernels only (no exact R8 forms) */
 static const mr_type_traits k_r8f_traits[] = {
+    [MR_TYPE_Q4_0] = {"Q4_0_R8F", 32, 18},
+    [MR_TYPE_Q4_1] = {"Q4_1_R8F", 32, 20},
+    [MR_TYPE_Q5_0] = {"Q5_0_R8F", 32, 22},
+    [MR_TYPE_Q5_1] = {"Q5_1_R8F", 32, 24},
+    [MR_TYPE_Q8_0] = {"Q8_0_R8F", 32, 34},
     [MR_TYPE_Q4_K] = {"Q4_K_R8F", 256, 144},
     [MR_TYPE_Q5_K] = {"Q5_K_R8F", 256, 176},
     [MR_TYPE_Q6_K] = {"Q6_K_R8F", 256, 210},
@@ -56,7 +62,9 @@ const mr_type_traits *mr_type_get(uint32_t t) {
     if (mr_type_is_r8(t)) {
         const uint32_t b = mr_type_base(t);
         const mr_type_traits *tab = t >= MR_TYPE_R8F_BASE ? k_r8f_traits : k_r8_traits;
-        return b < sizeof k_r8_traits / sizeof k_r8_traits[0] && tab[b].name ? &tab[b] : NULL;
+        const size_t n = t >= MR_TYPE_R8F_BASE ? sizeof k_r8f_traits / sizeof k_r8f_traits[0]
+                                               : sizeof k_r8_traits / sizeof k_r8_traits[0];
+        return b < n && tab[b].name ? &tab[b] : NULL;
     }
     if (t >= MR_TYPE_COUNT || !k_traits[t].name) return NULL;
     return &k_traits[t];

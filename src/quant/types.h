@@ -49,13 +49,13 @@ typedef enum {
 } mr_type;
 
 /* Internal types, never in a file (the GGUF reader and writer refuse them): the
- * GGUF type t with 8 rows interleaved per 256-element block for the SIMD
- * kernels (quant_repack.c). Same bytes per row as t, so row counts, sizes and
+ * GGUF type t with 8 rows interleaved per block (256 elements for the K-quants,
+ * 32 for Q4_0 Q4_1 Q5_0 Q5_1 Q8_0) for the SIMD kernels (quant_repack.c). Same bytes per row as t, so row counts, sizes and
  * the byte offsets of every 8th row are unchanged. Two kernel families share
  * the layout: MR_TYPE_R8_BASE + t computes exactly the float operations of the
  * GGUF-layout kernels (results bit-identical), MR_TYPE_R8F_BASE + t sums each
  * sub-block in int16 first (about half the multiplies; float rounding order
- * differs, -rtr). */
+ * differs, -rtr). The 32-element block types have only the fast form. */
 #define MR_TYPE_R8_BASE 64
 #define MR_TYPE_R8F_BASE 96
 enum {
@@ -65,6 +65,11 @@ enum {
     MR_TYPE_Q4_K_R8F = MR_TYPE_R8F_BASE + MR_TYPE_Q4_K,
     MR_TYPE_Q5_K_R8F = MR_TYPE_R8F_BASE + MR_TYPE_Q5_K,
     MR_TYPE_Q6_K_R8F = MR_TYPE_R8F_BASE + MR_TYPE_Q6_K,
+    MR_TYPE_Q4_0_R8F = MR_TYPE_R8F_BASE + MR_TYPE_Q4_0,
+    MR_TYPE_Q4_1_R8F = MR_TYPE_R8F_BASE + MR_TYPE_Q4_1,
+    MR_TYPE_Q5_0_R8F = MR_TYPE_R8F_BASE + MR_TYPE_Q5_0,
+    MR_TYPE_Q5_1_R8F = MR_TYPE_R8F_BASE + MR_TYPE_Q5_1,
+    MR_TYPE_Q8_0_R8F = MR_TYPE_R8F_BASE + MR_TYPE_Q8_0,
 };
 #define MR_TYPE_ALL 128 /* table size for every id, internal ones included */
 

@@ -1,5 +1,6 @@
 /*
- * test_quant_r8.c — row-interleaved (R8) K-quant weights: repacking is a
+ * test_quant_r8.c — row-interleaved (R8) weights (K-quants, exact and fast
+ * kernels; Q4_0 Q4_1 Q5_0 Q5_1 Q8_0, fast kernels): repacking is a
  * lossless permutation (unpack(repack(W)) == W byte for byte, in place or not),
  * and the R8 kernels (AVX2 where available, else the scalar path) agree with
  * the scalar reference on the GGUF layout for 1..13 columns and row ranges in
@@ -28,7 +29,12 @@ static void fill(uint32_t t, uint8_t *w, int64_t nb, bool extreme) {
     for (int64_t b = 0; b < nb; b++) {
         uint8_t *blk = w + b * bs;
         const uint16_t d = mr_fp32_to_fp16(0.02f + 0.01f * frand()), dm = mr_fp32_to_fp16(0.01f + 0.005f * frand());
-        if (t == MR_TYPE_Q6_K) {
+        if (t == MR_TYPE_Q8_0) { /* extreme: every quant -128 (0x80), the sign trick's edge */
+            memcpy(blk, &d, 2);
+            if (extreme) memset(blk + 2, 0x80, 32);
+        } else if (t == MR_TYPE_Q4_0 || t == MR_TYPE_Q5_0) {
+            memcpy(blk, &d, 2);
+        } else if (t == MR_TYPE_Q6_K) {
             memcpy(blk + 208, &d, 2);
             if (extreme) memset(blk + 192, 127, 16);
         } else {
@@ -41,10 +47,10 @@ static void fill(uint32_t t, uint8_t *w, int64_t nb, bool extreme) {
 /* fast: the R8F kernels (tolerance), else the exact R8 kernels (bit-identical to the GGUF-layout
  * kernels of this machine). */
 static int run_case(uint32_t t, bool fast, int64_t k, int64_t m, int64_t nc, bool extreme, int xsign) {
-    const uint32_t t8 = (fast ? MR_TYPE_R8F_BASE : MR_TYPE_R8_BASE) + t;
-    const size_t ws = mr_row_size(t, k), xs = mr_row_size(MR_TYPE_Q8_K, k);
+    const uint32_t t8 = (fast ? MR_TYPE_R8F_BASE : MR_TYPE_R8_BASE) + t, vt = quant_vec_dot_type(t);
+    const size_t ws = mr_row_size(t, k), xs = mr_row_size(vt, k);
     CHECK(mr_row_size(t8, k) == ws, "%s row size", mr_type_name(t8));
-    CHECK(quant_vec_dot_type(t8) == MR_TYPE_Q8_K, "%s vec dot type", mr_type_name(t8));
+    CHECK(quant_vec_dot_type(t8) == vt, "%s vec dot type", mr_type_name(t8));
     uint8_t *W = malloc(ws * (size_t)m), *R = malloc(ws * (size_t)m), *U = malloc(ws * (size_t)m),
             *X = malloc(xs * (size_t)nc);
     float *xf = malloc(sizeof(float) * (size_t)k), *wd = malloc(sizeof(float) * (size_t)(k * m)),
@@ -52,11 +58,11 @@ static int run_case(uint32_t t, bool fast, int64_t k, int64_t m, int64_t nc, boo
     const int64_t ys = m + 5;
     float *yr = malloc(sizeof(float) * (size_t)(ys * nc)), *y8 = malloc(sizeof(float) * (size_t)(ys * nc)),
           *ys8 = malloc(sizeof(float) * (size_t)(ys * nc)), *yg = malloc(sizeof(float) * (size_t)(ys * nc));
-    fill(t, W, (k / QK_K) * m, extreme);
+    fill(t, W, (k / mr_type_get(t)->blck) * m, extreme);
     for (int64_t c = 0; c < nc; c++) {
         for (int64_t i = 0; i < k; i++) xf[i] = extreme ? (float)xsign * (1.0f + 0.0f * frand()) : frand() * (1 + c % 3);
-        quant_quantize_row(MR_TYPE_Q8_K, xf, X + c * xs, k);
-        quant_dequant_row(MR_TYPE_Q8_K, X + c * xs, xd + c * k, k);
+        quant_quantize_row(vt, xf, X + c * xs, k);
+        quant_dequant_row(vt, X + c * xs, xd + c * k, k);
     }
     for (int64_t r = 0; r < m; r++) quant_dequant_row(t, W + r * ws, wd + r * k, k);
     int fails = 0;
@@ -121,9 +127,13 @@ int main(void) {
     const uint32_t types[] = {MR_TYPE_Q4_K, MR_TYPE_Q5_K, MR_TYPE_Q6_K};
     CHECK(!quant_can_repack(MR_TYPE_Q4_K, 256, 12), "m not a multiple of 8");
     CHECK(!quant_can_repack(MR_TYPE_Q4_K, 128, 8), "k not a multiple of 256");
-    CHECK(!quant_can_repack(MR_TYPE_Q8_0, 256, 8), "no R8 form of Q8_0");
-    CHECK(quant_repack(MR_TYPE_Q4_0, NULL, NULL, 256, 8) == -1 && strstr(mr_geterr(), "Q4_0"), "refused with a message");
-    CHECK(mr_type_get(MR_TYPE_R8_BASE + MR_TYPE_Q8_0) == NULL, "no traits for an R8 type that does not exist");
+    CHECK(!quant_can_repack(MR_TYPE_IQ4_NL, 256, 8), "no R8 form of IQ4_NL");
+    CHECK(!quant_can_repack(MR_TYPE_Q8_0, 48, 8), "Q8_0: k not a multiple of 32");
+    CHECK(!quant_can_repack(MR_TYPE_Q8_0, 2 * QUANT_R8_B32_MAX_K, 8), "Q8_0: k over the kernels' limit");
+    CHECK(quant_repack(MR_TYPE_IQ4_NL, NULL, NULL, 256, 8) == -1 && strstr(mr_geterr(), "IQ4_NL"),
+          "refused with a message");
+    CHECK(mr_type_get(MR_TYPE_R8_BASE + MR_TYPE_Q8_0) == NULL, "no exact R8 form of Q8_0");
+    CHECK(mr_type_get(MR_TYPE_R8F_BASE + MR_TYPE_IQ4_NL) == NULL, "no traits for an R8 type that does not exist");
     for (int fast = 0; fast < 2; fast++)
         for (size_t ti = 0; ti < MR_ARRAY_LEN(types); ti++) {
             const uint32_t t = types[ti], t8 = (fast ? MR_TYPE_R8F_BASE : MR_TYPE_R8_BASE) + t;
@@ -141,5 +151,25 @@ int main(void) {
             printf("%-8s %-6s %d cases, %d failures\n", mr_type_name(t8), quant_r8_fast(t8) ? "avx2" : "scalar", cases,
                    fails);
         }
+    /* 32-element block types (fast kernels only): k = 1408 is DeepSeek-V2-Lite's expert width */
+    const uint32_t b32[] = {MR_TYPE_Q4_0, MR_TYPE_Q4_1, MR_TYPE_Q5_0, MR_TYPE_Q5_1, MR_TYPE_Q8_0};
+    for (size_t ti = 0; ti < MR_ARRAY_LEN(b32); ti++) {
+        const uint32_t t = b32[ti], t8 = MR_TYPE_R8F_BASE + t;
+        CHECK(quant_can_repack(t, 1408, 16) && quant_supported(t8) && mr_type_base(t8) == t, "%s repackable",
+              mr_type_name(t));
+        int fails = 0, cases = 0;
+        const int64_t ks[] = {32, 1408, 2048};
+        const int64_t ncs[] = {1, 2, 3, 4, 5, 7, 8, 13};
+        for (size_t ki = 0; ki < MR_ARRAY_LEN(ks); ki++)
+            for (size_t ci = 0; ci < MR_ARRAY_LEN(ncs); ci++, cases++)
+                fails += run_case(t, true, ks[ki], 24, ncs[ci], false, 1);
+        fails += run_case(t, true, 512, 16, 5, true, 1);
+        fails += run_case(t, true, 512, 16, 5, true, -1);
+        /* more columns than one chunk of the kernel's activation table (8192 / 2048 blocks) */
+        fails += run_case(t, true, 65536, 16, 6, false, 1);
+        cases += 3;
+        printf("%-8s %-6s %d cases, %d failures\n", mr_type_name(t8), quant_r8_fast(t8) ? "avx2" : "scalar", cases,
+               fails);
+    }
     return check_done();
 }
