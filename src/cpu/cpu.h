@@ -49,6 +49,12 @@ int cpu_matmul(cpu_mm *mm, const mr_weight *W, int64_t mat, const float *x, int6
 /* Same with an explicit output row stride (floats) and input row stride. */
 int cpu_matmul_s(cpu_mm *mm, const mr_weight *W, int64_t mat, const float *x, int64_t x_stride, int64_t T,
                  float *y, int64_t y_stride);
+/* Per-head matmuls: for every matrix h < W.n_mat, y[t*y_stride + h*y_head + i] = row i of W[h]
+ * dotted with x[t*x_stride + h*x_head + 0..k). All heads' inputs are quantized first, then their
+ * row chunks run as jobs of up to 16 matrices (MLA's wk_b / wv_b: one barrier for 16 heads
+ * instead of one per head). */
+int cpu_matmul_heads(cpu_mm *mm, const mr_weight *W, const float *x, int64_t x_stride, int64_t x_head, int64_t T,
+                     float *y, int64_t y_stride, int64_t y_head);
 /* y[i] (T, W[i].m) = x (T, k) @ W[i]^T for the n (<= 8) weights of matrix 0
  * that share the input (q/k/v, gate/up): x is quantized once per activation
  * format and all row chunks of all weights run as one job (one barrier). */

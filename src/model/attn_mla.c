@@ -248,8 +248,10 @@ int model_attn_mla(model_run *r, const model_ubatch *ub, int il, const float *xn
     }
 
     /* q (T, H*dk) */
-    if (ly->wq.data) {
-        if (cpu_matmul(&r->mm, &ly->wq, 0, xn, T, s->q)) return -1;
+    if (ly->wq.data) { /* q and the compressed kv read the same input: one job */
+        const mr_weight *w2[2] = {&ly->wq, &ly->wkv_a_mqa};
+        float *y2[2] = {s->q, s->ckv};
+        if (cpu_matmul_multi(&r->mm, 2, w2, xn, T, y2)) return -1;
     } else {
         const int QR = (int)ly->wq_a.m;
         if (cpu_matmul(&r->mm, &ly->wq_a, 0, xn, T, s->qa)) return -1;
@@ -257,7 +259,7 @@ int model_attn_mla(model_run *r, const model_ubatch *ub, int il, const float *xn
         if (cpu_matmul(&r->mm, &ly->wq_b, 0, s->qa, T, s->q)) return -1;
     }
     /* compressed kv + k_pe (T, R + rope) */
-    if (cpu_matmul(&r->mm, &ly->wkv_a_mqa, 0, xn, T, s->ckv)) return -1;
+    if (!ly->wq.data && cpu_matmul(&r->mm, &ly->wkv_a_mqa, 0, xn, T, s->ckv)) return -1;
 
     float kq_scale;
     const cpu_rope_params rp = mla_rope(m, il, &kq_scale);
@@ -272,8 +274,8 @@ int model_attn_mla(model_run *r, const model_ubatch *ub, int il, const float *xn
 
     /* absorbed queries: [q_nope Wk_b[h] | q_pe] per head */
     const int64_t qs = (int64_t)H * dk, as = (int64_t)H * kd;
-    for (int h = 0; h < H; h++)
-        if (cpu_matmul_s(&r->mm, &ly->wk_b, h, s->q + (size_t)h * dk, qs, T, s->qabs + (size_t)h * kd, as)) return -1;
+    MR_ASSERT(ly->wk_b.n_mat == H && ly->wv_b.n_mat == H);
+    if (cpu_matmul_heads(&r->mm, &ly->wk_b, s->q, qs, dk, T, s->qabs, as, kd)) return -1;
     for (int t = 0; t < T; t++)
         for (int h = 0; h < H; h++)
             memcpy(s->qabs + (size_t)t * as + (size_t)h * kd + R, s->q + (size_t)t * qs + (size_t)h * dk + nope,
@@ -292,7 +294,6 @@ int model_attn_mla(model_run *r, const model_ubatch *ub, int il, const float *xn
 
     /* per-head value up-projection, then the output projection */
     const int64_t ls = (int64_t)H * R, os = (int64_t)H * dv;
-    for (int h = 0; h < H; h++)
-        if (cpu_matmul_s(&r->mm, &ly->wv_b, h, s->lat + (size_t)h * R, ls, T, s->o + (size_t)h * dv, os)) return -1;
+    if (cpu_matmul_heads(&r->mm, &ly->wv_b, s->lat, ls, R, T, s->o, os, dv)) return -1;
     return cpu_matmul(&r->mm, &ly->wo, 0, s->o, T, out);
 }
