@@ -5,7 +5,8 @@
  *           best of several passes (W does not fit in cache);
  *   matmul: GFLOP/s (2*m*k*n) with n = 64 activation columns on up to 2048 rows;
  *   quant:  GB/s of floats read by quant_quantize_row into the vec dot type;
- *   deq:    GB/s of floats written by quant_dequant_row of the weight type.
+ *   deq:    GB/s of floats written by quant_dequant_row of the weight type;
+ *   repack: GB/s of weight bytes repacked in place by quant_repack (R8 types).
  * Limits, measured first in the same run: the memory read bandwidth with the
  * same threads (bench_bandwidth_gbs, matvec "% bw" when W is larger than the
  * caches) and the in-register int8 multiply-add peak of one core (pairs of
@@ -128,8 +129,8 @@ int main(int argc, char **argv) {
     if (dram) printf("limits: read bandwidth %.2f GB/s (%d threads)", bw, nt);
     else printf("limits: W fits in cache (no bandwidth limit)");
     printf(", int8 peak %.1f GMAC/s = %.1f GOP/s per core\n", peak, 2.0 * peak);
-    printf("%-7s %-6s %12s %6s %14s %6s %11s %10s\n", "type", "isa", "matvec GB/s", "% bw", "matmul GFLOP/s", "% i8",
-           "quant GB/s", "deq GB/s");
+    printf("%-7s %-6s %12s %6s %14s %6s %11s %10s %11s\n", "type", "isa", "matvec GB/s", "% bw", "matmul GFLOP/s", "% i8",
+           "quant GB/s", "deq GB/s", "repack GB/s");
     for (int ni = 0; ni < n_names; ni++) {
         /* NAME_R8 / NAME_R8F: the row-interleaved form of NAME (quant_repack), exact / fast kernels */
         char base[32];
@@ -156,10 +157,12 @@ int main(int argc, char **argv) {
             return 1;
         }
         fill((uint32_t)tb, W, ws * (size_t)m);
+        const double tr0 = mr_time_s();
         if (r8 && quant_repack((uint32_t)tb, W, W, k, m)) {
             fprintf(stderr, "%s\n", mr_geterr());
             return 1;
         }
+        const double repack_gbs = r8 ? (double)ws * (double)m / (mr_time_s() - tr0) / 1e9 : 0.0;
         for (int64_t c = 0; c < nc; c++) {
             for (int64_t i = 0; i < k; i++) xf[i] = (float)(rnd() & 0xFFFF) / 65536.0f - 0.5f;
             quant_quantize_row(vt, xf, X + c * xs, k);
@@ -204,12 +207,13 @@ int main(int argc, char **argv) {
         }
         const double qgbs = 4.0 * (double)k * (double)nc / bestq / 1e9;
         const double dgbs = 4.0 * (double)k * (double)nrow / bestd / 1e9;
-        char pbw[16] = "-", pi8[16] = "-", pdq[16] = "-";
+        char pbw[16] = "-", pi8[16] = "-", pdq[16] = "-", prp[16] = "-";
+        if (r8) snprintf(prp, sizeof prp, "%.2f", repack_gbs);
         if (quant_can_dequant((uint32_t)t)) snprintf(pdq, sizeof pdq, "%.2f", dgbs);
         if (bw > 0) snprintf(pbw, sizeof pbw, "%.0f%%", 100.0 * gbs / bw);
         if (peak > 0) snprintf(pi8, sizeof pi8, "%.0f%%", 100.0 * gflops / (2.0 * peak));
-        printf("%-7s %-6s %12.2f %6s %14.2f %6s %11.2f %10s\n", mr_type_name((uint32_t)t),
-               quant_isa_name(quant_isa_selected((uint32_t)t)), gbs, pbw, gflops, pi8, qgbs, pdq);
+        printf("%-7s %-6s %12.2f %6s %14.2f %6s %11.2f %10s %11s\n", mr_type_name((uint32_t)t),
+               quant_isa_name(quant_isa_selected((uint32_t)t)), gbs, pbw, gflops, pi8, qgbs, pdq, prp);
         fflush(stdout);
         mr_free_aligned(W), mr_free_aligned(X), mr_free_aligned(y), free(xf), free(yd);
     }

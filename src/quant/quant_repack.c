@@ -15,6 +15,13 @@
 
 /* ---- per-block field codecs ------------------------------------------------------------ */
 
+static inline uint32_t rd32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+static inline void wr32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+
 /* The 12 packed 6-bit scale/min bytes of a Q4_K/Q5_K block from sc[8], mn[8] (the inverse
  * of quant_k4_scales). */
 static void k4_pack_scales(const uint8_t *sc, const uint8_t *mn, uint8_t *q) {
@@ -118,16 +125,14 @@ static void pack_q5_K(const blk_q5_K *const *src, blk_q5_K_r8 *d) {
         k8_put_scales(d->scl, d->sch, r, sc, mn);
         qs[r] = b->qs;
         /* qh vector w, byte 4r + t: bits 2p, 2p+1 = GGUF qh[l] bits 2*j2, 2*j2 + 1 for qs vector
-         * v = 4w + p = 8*j2 + l/4, l = 4*(v % 8) + t */
-        for (int w = 0; w < 8; w++)
-            for (int t = 0; t < 4; t++) {
-                unsigned byte = 0;
-                for (int p = 0; p < 4; p++) {
-                    const int v = 4 * w + p, j2 = v >> 3, l = 4 * (v & 7) + t;
-                    byte |= ((unsigned)(b->qh[l] >> (2 * j2)) & 3u) << (2 * p);
-                }
-                d->qh[32 * w + 4 * r + t] = (uint8_t)byte;
-            }
+         * v = 4w + p = 8*j2 + l/4, l = 4*(v % 8) + t: j2 = w/2 and l = 16*(w%2) + 4p + t, so
+         * the 4 bytes t = 0..3 come from the 32-bit words of qh at 16*(w%2) + 4p */
+        for (int w = 0; w < 8; w++) {
+            const int sh = 2 * (w >> 1);
+            uint32_t word = 0;
+            for (int p = 0; p < 4; p++) word |= ((rd32(b->qh + 16 * (w & 1) + 4 * p) >> sh) & 0x03030303u) << (2 * p);
+            wr32(d->qh + 32 * w + 4 * r, word);
+        }
     }
     k8_pack_qs(qs, d->qs);
 }
@@ -153,25 +158,26 @@ static void pack_q6_K(const blk_q6_K *const *src, blk_q6_K_r8 *d) {
         const blk_q6_K *b = src[r];
         d->d[r] = b->d;
         for (int j = 0; j < 16; j++) d->sc[K8_SIDX(j, r)] = b->scales[j];
-        /* the 256 quants (0..63) in element order, as ggml's dequantization walks them */
+        /* the 256 quants (0..63) in element order, as ggml's dequantization walks them; 4 bytes at
+         * a time (the nibble and 2-bit fields of 4 consecutive elements sit in 4 consecutive bytes) */
         uint8_t q[256];
         for (int n = 0; n < 2; n++)
-            for (int l = 0; l < 32; l++) {
-                const uint8_t ql0 = b->ql[64 * n + l], ql1 = b->ql[64 * n + 32 + l], qh = b->qh[32 * n + l];
-                q[128 * n + l] = (uint8_t)((ql0 & 0xF) | ((qh & 3) << 4));
-                q[128 * n + 32 + l] = (uint8_t)((ql1 & 0xF) | (((qh >> 2) & 3) << 4));
-                q[128 * n + 64 + l] = (uint8_t)((ql0 >> 4) | (((qh >> 4) & 3) << 4));
-                q[128 * n + 96 + l] = (uint8_t)((ql1 >> 4) | (((qh >> 6) & 3) << 4));
+            for (int l = 0; l < 32; l += 4) {
+                const uint32_t ql0 = rd32(b->ql + 64 * n + l), ql1 = rd32(b->ql + 64 * n + 32 + l),
+                               qh = rd32(b->qh + 32 * n + l);
+                wr32(q + 128 * n + l, (ql0 & 0x0F0F0F0Fu) | ((qh & 0x03030303u) << 4));
+                wr32(q + 128 * n + 32 + l, (ql1 & 0x0F0F0F0Fu) | (((qh >> 2) & 0x03030303u) << 4));
+                wr32(q + 128 * n + 64 + l, ((ql0 >> 4) & 0x0F0F0F0Fu) | (((qh >> 4) & 0x03030303u) << 4));
+                wr32(q + 128 * n + 96 + l, ((ql1 >> 4) & 0x0F0F0F0Fu) | (((qh >> 6) & 0x03030303u) << 4));
             }
         for (int v = 0; v < 32; v++)
-            for (int t = 0; t < 4; t++)
-                d->ql[32 * v + 4 * r + t] = (uint8_t)((q[4 * v + t] & 0xF) | ((q[4 * (v + 32) + t] & 0xF) << 4));
-        for (int u = 0; u < 16; u++)
-            for (int t = 0; t < 4; t++) {
-                unsigned byte = 0;
-                for (int s2 = 0; s2 < 4; s2++) byte |= (unsigned)(q[4 * (u + 16 * s2) + t] >> 4) << (2 * s2);
-                d->qh[32 * u + 4 * r + t] = (uint8_t)byte;
-            }
+            wr32(d->ql + 32 * v + 4 * r,
+                 (rd32(q + 4 * v) & 0x0F0F0F0Fu) | ((rd32(q + 4 * (v + 32)) & 0x0F0F0F0Fu) << 4));
+        for (int u = 0; u < 16; u++) {
+            uint32_t word = 0;
+            for (int s2 = 0; s2 < 4; s2++) word |= ((rd32(q + 4 * (u + 16 * s2)) >> 4) & 0x03030303u) << (2 * s2);
+            wr32(d->qh + 32 * u + 4 * r, word);
+        }
     }
 }
 static void unpack_q6_K(const blk_q6_K_r8 *s, blk_q6_K *const *dst) {
@@ -210,12 +216,12 @@ static void pack_b32(uint32_t t, const uint8_t *const *src, uint8_t *d) {
         memcpy(d + 2 * r, b, 2);
         if (f.min) memcpy(d + 16 + 2 * r, b + 2, 2);
         if (f.q5) {
-            uint32_t h;
-            memcpy(&h, b + f.qh, 4);
-            for (int t4 = 0; t4 < 4; t4++) {
-                unsigned byte = 0;
-                for (int e = 0; e < 8; e++) byte |= ((h >> (4 * e + t4)) & 1u) << e;
-                d[f.r8_qh + 4 * r + t4] = (uint8_t)byte;
+            const uint32_t h = rd32(b + f.qh);
+            for (int t4 = 0; t4 < 4; t4++) { /* bits t4, t4 + 4, ..., t4 + 28 -> bits 0..7 */
+                uint32_t x = (h >> t4) & 0x11111111u;
+                x = (x | (x >> 3)) & 0x03030303u;
+                x = (x | (x >> 6)) & 0x000F000Fu;
+                d[f.r8_qh + 4 * r + t4] = (uint8_t)(x | (x >> 12));
             }
         }
         const int nv = f.q8 ? 8 : 4;
