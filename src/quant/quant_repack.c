@@ -195,6 +195,77 @@ static void unpack_q6_K(const blk_q6_K_r8 *s, blk_q6_K *const *dst) {
     }
 }
 
+/* Q3_K: element e's u (0..7: low 2 bits | high bit << 2) and the 16 6-bit scales of a GGUF block
+ * (ggml's dequantization order), and back. */
+static void q3_get(const blk_q3_K *b, uint8_t *u, uint8_t *sc) {
+    for (int n = 0; n < 2; n++) /* element 128n + 32j + l, 4 at a time */
+        for (int j = 0; j < 4; j++)
+            for (int l = 0; l < 32; l += 4)
+                wr32(u + 128 * n + 32 * j + l, ((rd32(b->qs + 32 * n + l) >> (2 * j)) & 0x03030303u) |
+                                                   (((rd32(b->hmask + l) >> (4 * n + j)) & 0x01010101u) << 2));
+    for (int j = 0; j < 16; j++) {
+        const int lo = j < 8 ? b->scales[j] & 0xF : b->scales[j - 8] >> 4;
+        sc[j] = (uint8_t)(lo | (((b->scales[8 + (j & 3)] >> (2 * (j >> 2))) & 3) << 4));
+    }
+}
+static void q3_put(blk_q3_K *b, const uint8_t *u, const uint8_t *sc) {
+    memset(b->qs, 0, sizeof b->qs);
+    memset(b->hmask, 0, sizeof b->hmask);
+    for (int e = 0; e < 256; e++) {
+        const int n = e / 128, j = (e % 128) / 32, l = e % 32;
+        b->qs[32 * n + l] |= (uint8_t)((u[e] & 3) << (2 * j));
+        b->hmask[l] |= (uint8_t)(((u[e] >> 2) & 1) << (4 * n + j));
+    }
+    for (int i = 0; i < 4; i++) {
+        b->scales[i] = (uint8_t)((sc[i] & 0xF) | ((sc[i + 8] & 0xF) << 4));
+        b->scales[i + 4] = (uint8_t)((sc[i + 4] & 0xF) | ((sc[i + 12] & 0xF) << 4));
+        unsigned h = 0;
+        for (int k = 0; k < 4; k++) h |= (unsigned)((sc[i + 4 * k] >> 4) & 3) << (2 * k);
+        b->scales[i + 8] = (uint8_t)h;
+    }
+}
+
+static void pack_q3_K(const blk_q3_K *const *src, blk_q3_K_r8 *d) {
+    memset(d->scl, 0, sizeof d->scl);
+    memset(d->sch, 0, sizeof d->sch);
+    for (int r = 0; r < 8; r++) {
+        const blk_q3_K *b = src[r];
+        uint8_t u[256], sc[16];
+        q3_get(b, u, sc);
+        d->d[r] = b->d;
+        for (int j = 0; j < 16; j++) {
+            d->scl[K8_SIDX(j & 7, r)] |= (uint8_t)((sc[j] & 0xF) << (j < 8 ? 0 : 4));
+            d->sch[K8_SIDX(j & 3, r)] |= (uint8_t)((sc[j] >> 4) << (2 * (j >> 2)));
+        }
+        for (int v = 0; v < 16; v++) { /* the 4 bytes t = 0..3 at once */
+            uint32_t word = 0;
+            for (int k = 0; k < 4; k++) word |= (rd32(u + 4 * (v + 16 * k)) & 0x03030303u) << (2 * k);
+            wr32(d->qs + 32 * v + 4 * r, word);
+        }
+        for (int w = 0; w < 8; w++) {
+            uint32_t word = 0;
+            for (int k = 0; k < 8; k++) word |= ((rd32(u + 4 * (w + 8 * k)) >> 2) & 0x01010101u) << k;
+            wr32(d->hm + 32 * w + 4 * r, word);
+        }
+    }
+}
+static void unpack_q3_K(const blk_q3_K_r8 *s, blk_q3_K *const *dst) {
+    for (int r = 0; r < 8; r++) {
+        uint8_t u[256], sc[16];
+        for (int j = 0; j < 16; j++)
+            sc[j] = (uint8_t)(((s->scl[K8_SIDX(j & 7, r)] >> (j < 8 ? 0 : 4)) & 0xF) |
+                              (((s->sch[K8_SIDX(j & 3, r)] >> (2 * (j >> 2))) & 3) << 4));
+        for (int e = 0; e < 256; e++) {
+            const int o = e / 4, t = e % 4;
+            const int lo = (s->qs[32 * (o & 15) + 4 * r + t] >> (2 * (o >> 4))) & 3;
+            const int hi = (s->hm[32 * (o & 7) + 4 * r + t] >> (o >> 3)) & 1;
+            u[e] = (uint8_t)(lo | hi << 2);
+        }
+        dst[r]->d = s->d[r];
+        q3_put(dst[r], u, sc);
+    }
+}
+
 /* ---- one 32-block of 8 rows (Q4_0 Q4_1 Q5_0 Q5_1 Q8_0; layout in quant_impl.h) ---------------- */
 
 /* Field offsets of a GGUF 32-block and of its R8 form. */
@@ -253,7 +324,7 @@ static bool is_b32(uint32_t t) {
 
 bool quant_can_repack(uint32_t t, int64_t k, int64_t m) {
     if (m <= 0 || m % 8 || k <= 0) return false;
-    if (t == MR_TYPE_Q4_K || t == MR_TYPE_Q5_K || t == MR_TYPE_Q6_K) return k % QK_K == 0;
+    if (t == MR_TYPE_Q3_K || t == MR_TYPE_Q4_K || t == MR_TYPE_Q5_K || t == MR_TYPE_Q6_K) return k % QK_K == 0;
     return is_b32(t) && k % 32 == 0 && k <= QUANT_R8_B32_MAX_K;
 }
 
@@ -275,6 +346,7 @@ static void group_convert(uint32_t t, bool pack, const char *s, char *d, char *t
             switch (t) {
             case MR_TYPE_Q4_K: pack_q4_K((const blk_q4_K *const *)rows_c, (blk_q4_K_r8 *)grp); break;
             case MR_TYPE_Q5_K: pack_q5_K((const blk_q5_K *const *)rows_c, (blk_q5_K_r8 *)grp); break;
+            case MR_TYPE_Q3_K: pack_q3_K((const blk_q3_K *const *)rows_c, (blk_q3_K_r8 *)grp); break;
             default: pack_q6_K((const blk_q6_K *const *)rows_c, (blk_q6_K_r8 *)grp); break;
             }
         } else {
@@ -282,6 +354,7 @@ static void group_convert(uint32_t t, bool pack, const char *s, char *d, char *t
             switch (t) {
             case MR_TYPE_Q4_K: unpack_q4_K((const blk_q4_K_r8 *)sg, (blk_q4_K *const *)rows); break;
             case MR_TYPE_Q5_K: unpack_q5_K((const blk_q5_K_r8 *)sg, (blk_q5_K *const *)rows); break;
+            case MR_TYPE_Q3_K: unpack_q3_K((const blk_q3_K_r8 *)sg, (blk_q3_K *const *)rows); break;
             default: unpack_q6_K((const blk_q6_K_r8 *)sg, (blk_q6_K *const *)rows); break;
             }
         }

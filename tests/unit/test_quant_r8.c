@@ -29,7 +29,9 @@ static void fill(uint32_t t, uint8_t *w, int64_t nb, bool extreme) {
     for (int64_t b = 0; b < nb; b++) {
         uint8_t *blk = w + b * bs;
         const uint16_t d = mr_fp32_to_fp16(0.02f + 0.01f * frand()), dm = mr_fp32_to_fp16(0.01f + 0.005f * frand());
-        if (t == MR_TYPE_Q8_0) { /* extreme: every quant -128 (0x80), the sign trick's edge */
+        if (t == MR_TYPE_Q3_K) { /* d last; extreme: all bits set (u = 7, scales 63) */
+            memcpy(blk + 108, &d, 2);
+        } else if (t == MR_TYPE_Q8_0) { /* extreme: every quant -128 (0x80), the sign trick's edge */
             memcpy(blk, &d, 2);
             if (extreme) memset(blk + 2, 0x80, 32);
         } else if (t == MR_TYPE_Q4_0 || t == MR_TYPE_Q5_0) {
@@ -151,14 +153,16 @@ int main(void) {
             printf("%-8s %-6s %d cases, %d failures\n", mr_type_name(t8), quant_r8_fast(t8) ? "avx2" : "scalar", cases,
                    fails);
         }
-    /* 32-element block types (fast kernels only): k = 1408 is DeepSeek-V2-Lite's expert width */
-    const uint32_t b32[] = {MR_TYPE_Q4_0, MR_TYPE_Q4_1, MR_TYPE_Q5_0, MR_TYPE_Q5_1, MR_TYPE_Q8_0};
+    /* fast kernels only: Q3_K, and the 32-element block types (k = 1408 is DeepSeek-V2-Lite's
+     * expert width) */
+    const uint32_t b32[] = {MR_TYPE_Q3_K, MR_TYPE_Q4_0, MR_TYPE_Q4_1, MR_TYPE_Q5_0, MR_TYPE_Q5_1, MR_TYPE_Q8_0};
     for (size_t ti = 0; ti < MR_ARRAY_LEN(b32); ti++) {
         const uint32_t t = b32[ti], t8 = MR_TYPE_R8F_BASE + t;
-        CHECK(quant_can_repack(t, 1408, 16) && quant_supported(t8) && mr_type_base(t8) == t, "%s repackable",
+        const bool kq = t == MR_TYPE_Q3_K;
+        CHECK(quant_can_repack(t, kq ? 1536 : 1408, 16) && quant_supported(t8) && mr_type_base(t8) == t, "%s repackable",
               mr_type_name(t));
         int fails = 0, cases = 0;
-        const int64_t ks[] = {32, 1408, 2048};
+        const int64_t ks[] = {kq ? 256 : 32, kq ? 768 : 1408, 2048};
         const int64_t ncs[] = {1, 2, 3, 4, 5, 7, 8, 13};
         for (size_t ki = 0; ki < MR_ARRAY_LEN(ks); ki++)
             for (size_t ci = 0; ci < MR_ARRAY_LEN(ncs); ci++, cases++)
@@ -166,8 +170,8 @@ int main(void) {
         fails += run_case(t, true, 512, 16, 5, true, 1);
         fails += run_case(t, true, 512, 16, 5, true, -1);
         /* more columns than one chunk of the kernel's activation table (8192 / 2048 blocks) */
-        fails += run_case(t, true, 65536, 16, 6, false, 1);
-        cases += 3;
+        if (!kq) fails += run_case(t, true, 65536, 16, 6, false, 1);
+        cases += kq ? 2 : 3;
         printf("%-8s %-6s %d cases, %d failures\n", mr_type_name(t8), quant_r8_fast(t8) ? "avx2" : "scalar", cases,
                fails);
     }
