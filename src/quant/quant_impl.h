@@ -59,10 +59,14 @@ typedef struct { uint16_t d[8]; int8_t sc[128]; uint8_t ql[1024]; uint8_t qh[512
  *     4(w+8b)+t; scl[K8_SIDX(j & 7, r)]: low 4 bits of s[j] (low nibble for j < 8, high for
  *     j >= 8); sch[K8_SIDX(j & 3, r)] bits 2(j/4)..2(j/4)+1: its high 2 bits. */
 typedef struct { uint16_t d[8]; uint8_t scl[64]; uint8_t sch[32]; uint8_t qs[512]; uint8_t hm[256]; } blk_q3_K_r8;
+/*   Q2_K (fast kernels only): d[8], dmin[8]; sc[K8_SIDX(j & 3, r) + 32 * (j / 4)]: row r's scale
+ *     byte of sub-block j (scale low nibble, min high nibble); qs as Q3_K's (2-bit quants). */
+typedef struct { uint16_t d[8], dmin[8]; uint8_t sc[128]; uint8_t qs[512]; } blk_q2_K_r8;
 _Static_assert(sizeof(blk_q4_K_r8) == 8 * 144, "q4_K_r8");
 _Static_assert(sizeof(blk_q5_K_r8) == 8 * 176, "q5_K_r8");
 _Static_assert(sizeof(blk_q6_K_r8) == 8 * 210, "q6_K_r8");
 _Static_assert(sizeof(blk_q3_K_r8) == 8 * 110, "q3_K_r8");
+_Static_assert(sizeof(blk_q2_K_r8) == 8 * 84, "q2_K_r8");
 
 _Static_assert(sizeof(blk_q4_0) == 18, "q4_0");
 _Static_assert(sizeof(blk_q4_1) == 20, "q4_1");

@@ -1,6 +1,6 @@
 /*
  * quant_r8_avx2.c — AVX2 kernels for the row-interleaved K-quants (Q4_K_R8,
- * Q5_K_R8, Q6_K_R8, and Q3_K_R8F; layouts in quant_impl.h) against Q8_K activations.
+ * Q5_K_R8, Q6_K_R8, and Q2_K_R8F, Q3_K_R8F; layouts in quant_impl.h) against Q8_K activations.
  *
  * A 32-byte weight vector holds 4 consecutive quants of each of 8 rows (lane r
  * = row r), and the matching 4 activation bytes are broadcast to every lane:
@@ -342,6 +342,74 @@ Q_INLINE void q3_tile(const int NC, const char *g, int64_t nb, const char *xv, s
     for (int c = 0; c < NC; c++) _mm256_storeu_ps(y + c * ys, acc[c]);
 }
 
+/* ---- Q2_K_R8F ------------------------------------------------------------------------------------ */
+
+/* As q3_tile with 2-bit quants (4 products of at most 2 * 3 * 127 per int16), 4-bit scales, and
+ * the minimums' term dmin * sum_j m[j] * bsums[j] subtracted in float. */
+Q_INLINE void q2_tile(const int NC, const char *g, int64_t nb, const char *xv, size_t xs, float *y, int64_t ys,
+                      bool pf) {
+    const __m256i m3 = _mm256_set1_epi8(0x03), m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc[4];
+    _Pragma("GCC unroll 16")
+    for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const blk_q2_K_r8 *b = (const blk_q2_K_r8 *)g + i;
+        if (pf) r8_prefetch((const char *)b, sizeof *b);
+        const blk_q8_K *xb[4];
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < NC; c++) xb[c] = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
+        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b->d));
+        const __m256 dm8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b->dmin));
+        __m256i S[4], msum[4], sumi[4];
+        _Pragma("GCC unroll 16")
+        for (int v4 = 0; v4 < 4; v4++) {
+            const __m256i raw = _mm256_loadu_si256((const __m256i *)(b->sc + 32 * v4));
+            S[v4] = _mm256_and_si256(raw, m4);
+            const __m256i M = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            const __m256i mp0 = _mm256_srli_epi16(_mm256_shuffle_epi8(M, r8_pair_hi(0, 1)), 8);
+            const __m256i mp1 = _mm256_srli_epi16(_mm256_shuffle_epi8(M, r8_pair_hi(2, 3)), 8);
+            _Pragma("GCC unroll 16")
+            for (int c = 0; c < NC; c++) {
+                const int16_t *bs = xb[c]->bsums + 4 * v4;
+                const __m256i t = _mm256_add_epi32(_mm256_madd_epi16(mp0, bcast32(bs)), _mm256_madd_epi16(mp1, bcast32(bs + 2)));
+                msum[c] = v4 == 0 ? t : _mm256_add_epi32(msum[c], t);
+            }
+        }
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < NC; c++) sumi[c] = _mm256_setzero_si256();
+        _Pragma("GCC unroll 16")
+        for (int j = 0; j < 16; j++) {
+            const __m256i scv = _mm256_srli_epi16(_mm256_shuffle_epi8(S[j >> 2], r8_pair_hi(j & 3, j & 3)), 8);
+            __m256i a[4];
+            _Pragma("GCC unroll 16")
+            for (int e = 0; e < 4; e++) {
+                const int o = 4 * j + e, k = o >> 4;
+                const __m256i l = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * (o & 15)));
+                const __m256i v = _mm256_and_si256(k ? _mm256_srli_epi16(l, 2 * k) : l, m3);
+                _Pragma("GCC unroll 16")
+                for (int c = 0; c < NC; c++) {
+                    const __m256i p = _mm256_maddubs_epi16(v, bcast32(xb[c]->qs + 4 * o));
+                    a[c] = e == 0 ? p : _mm256_add_epi16(a[c], p);
+                    Q_KEEP(a[c]);
+                }
+            }
+            _Pragma("GCC unroll 16")
+            for (int c = 0; c < NC; c++) {
+                sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(a[c], scv));
+                Q_KEEP(sumi[c]);
+            }
+        }
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < NC; c++) {
+            const __m256 dx = _mm256_set1_ps(xb[c]->d);
+            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d8, dx), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+            acc[c] = _mm256_fnmadd_ps(_mm256_mul_ps(dm8, dx), _mm256_cvtepi32_ps(msum[c]), acc[c]);
+        }
+    }
+    _Pragma("GCC unroll 16")
+    for (int c = 0; c < NC; c++) _mm256_storeu_ps(y + c * ys, acc[c]);
+}
+
 /* ---- exact kernels: the GGUF-layout kernels' float operations, bit for bit ------------------------
  *
  * The GGUF-layout kernels (quant_k_avx2.c, quant_kmm_avx2.c) follow ggml's AVX2 dot products:
@@ -529,6 +597,7 @@ R8_DRIVER(mm_q4_K_r8f, Q4_TILE)
 R8_DRIVER(mm_q5_K_r8f, Q5_TILE)
 R8_DRIVER(mm_q6_K_r8f, q6_tile)
 R8_DRIVER(mm_q3_K_r8f, q3_tile)
+R8_DRIVER(mm_q2_K_r8f, q2_tile)
 R8_DRIVER(mm_q4_K_r8, Q4X_TILE)
 R8_DRIVER(mm_q5_K_r8, Q5X_TILE)
 R8_DRIVER(mm_q6_K_r8, q6x_tile)
@@ -542,6 +611,7 @@ quant_mm_fn quant_avx2_kernel_r8(uint32_t wtype) {
     case MR_TYPE_Q5_K_R8F: return mm_q5_K_r8f;
     case MR_TYPE_Q6_K_R8F: return mm_q6_K_r8f;
     case MR_TYPE_Q3_K_R8F: return mm_q3_K_r8f;
+    case MR_TYPE_Q2_K_R8F: return mm_q2_K_r8f;
     default: return quant_avx2_kernel_r8b(wtype);
     }
 }

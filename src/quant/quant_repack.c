@@ -266,6 +266,38 @@ static void unpack_q3_K(const blk_q3_K_r8 *s, blk_q3_K *const *dst) {
     }
 }
 
+/* Q2_K: qs as Q3_K's low bits (element 128n + 32j + l: qs[32n + l] bits 2j), scale bytes as they are. */
+static void pack_q2_K(const blk_q2_K *const *src, blk_q2_K_r8 *d) {
+    for (int r = 0; r < 8; r++) {
+        const blk_q2_K *b = src[r];
+        d->d[r] = b->d, d->dmin[r] = b->dmin;
+        for (int j = 0; j < 16; j++) d->sc[K8_SIDX(j & 3, r) + 32 * (j >> 2)] = b->scales[j];
+        uint8_t u[256];
+        for (int n = 0; n < 2; n++)
+            for (int j = 0; j < 4; j++)
+                for (int l = 0; l < 32; l += 4)
+                    wr32(u + 128 * n + 32 * j + l, (rd32(b->qs + 32 * n + l) >> (2 * j)) & 0x03030303u);
+        for (int v = 0; v < 16; v++) {
+            uint32_t word = 0;
+            for (int k = 0; k < 4; k++) word |= (rd32(u + 4 * (v + 16 * k)) & 0x03030303u) << (2 * k);
+            wr32(d->qs + 32 * v + 4 * r, word);
+        }
+    }
+}
+static void unpack_q2_K(const blk_q2_K_r8 *s, blk_q2_K *const *dst) {
+    for (int r = 0; r < 8; r++) {
+        blk_q2_K *b = dst[r];
+        b->d = s->d[r], b->dmin = s->dmin[r];
+        for (int j = 0; j < 16; j++) b->scales[j] = s->sc[K8_SIDX(j & 3, r) + 32 * (j >> 2)];
+        memset(b->qs, 0, sizeof b->qs);
+        for (int e = 0; e < 256; e++) {
+            const int o = e / 4, t = e % 4, n = e / 128, j = (e % 128) / 32, l = e % 32;
+            const int q = (s->qs[32 * (o & 15) + 4 * r + t] >> (2 * (o >> 4))) & 3;
+            b->qs[32 * n + l] |= (uint8_t)(q << (2 * j));
+        }
+    }
+}
+
 /* ---- one 32-block of 8 rows (Q4_0 Q4_1 Q5_0 Q5_1 Q8_0; layout in quant_impl.h) ---------------- */
 
 /* Field offsets of a GGUF 32-block and of its R8 form. */
@@ -324,7 +356,7 @@ static bool is_b32(uint32_t t) {
 
 bool quant_can_repack(uint32_t t, int64_t k, int64_t m) {
     if (m <= 0 || m % 8 || k <= 0) return false;
-    if (t == MR_TYPE_Q3_K || t == MR_TYPE_Q4_K || t == MR_TYPE_Q5_K || t == MR_TYPE_Q6_K) return k % QK_K == 0;
+    if (t == MR_TYPE_Q2_K || t == MR_TYPE_Q3_K || t == MR_TYPE_Q4_K || t == MR_TYPE_Q5_K || t == MR_TYPE_Q6_K) return k % QK_K == 0;
     return is_b32(t) && k % 32 == 0 && k <= QUANT_R8_B32_MAX_K;
 }
 
@@ -347,6 +379,7 @@ static void group_convert(uint32_t t, bool pack, const char *s, char *d, char *t
             case MR_TYPE_Q4_K: pack_q4_K((const blk_q4_K *const *)rows_c, (blk_q4_K_r8 *)grp); break;
             case MR_TYPE_Q5_K: pack_q5_K((const blk_q5_K *const *)rows_c, (blk_q5_K_r8 *)grp); break;
             case MR_TYPE_Q3_K: pack_q3_K((const blk_q3_K *const *)rows_c, (blk_q3_K_r8 *)grp); break;
+            case MR_TYPE_Q2_K: pack_q2_K((const blk_q2_K *const *)rows_c, (blk_q2_K_r8 *)grp); break;
             default: pack_q6_K((const blk_q6_K *const *)rows_c, (blk_q6_K_r8 *)grp); break;
             }
         } else {
@@ -355,6 +388,7 @@ static void group_convert(uint32_t t, bool pack, const char *s, char *d, char *t
             case MR_TYPE_Q4_K: unpack_q4_K((const blk_q4_K_r8 *)sg, (blk_q4_K *const *)rows); break;
             case MR_TYPE_Q5_K: unpack_q5_K((const blk_q5_K_r8 *)sg, (blk_q5_K *const *)rows); break;
             case MR_TYPE_Q3_K: unpack_q3_K((const blk_q3_K_r8 *)sg, (blk_q3_K *const *)rows); break;
+            case MR_TYPE_Q2_K: unpack_q2_K((const blk_q2_K_r8 *)sg, (blk_q2_K *const *)rows); break;
             default: unpack_q6_K((const blk_q6_K_r8 *)sg, (blk_q6_K *const *)rows); break;
             }
         }

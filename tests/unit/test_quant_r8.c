@@ -31,6 +31,9 @@ static void fill(uint32_t t, uint8_t *w, int64_t nb, bool extreme) {
         const uint16_t d = mr_fp32_to_fp16(0.02f + 0.01f * frand()), dm = mr_fp32_to_fp16(0.01f + 0.005f * frand());
         if (t == MR_TYPE_Q3_K) { /* d last; extreme: all bits set (u = 7, scales 63) */
             memcpy(blk + 108, &d, 2);
+        } else if (t == MR_TYPE_Q2_K) { /* d, dmin last */
+            memcpy(blk + 80, &d, 2);
+            memcpy(blk + 82, &dm, 2);
         } else if (t == MR_TYPE_Q8_0) { /* extreme: every quant -128 (0x80), the sign trick's edge */
             memcpy(blk, &d, 2);
             if (extreme) memset(blk + 2, 0x80, 32);
@@ -153,12 +156,12 @@ int main(void) {
             printf("%-8s %-6s %d cases, %d failures\n", mr_type_name(t8), quant_r8_fast(t8) ? "avx2" : "scalar", cases,
                    fails);
         }
-    /* fast kernels only: Q3_K, and the 32-element block types (k = 1408 is DeepSeek-V2-Lite's
+    /* fast kernels only: Q2_K, Q3_K, and the 32-element block types (k = 1408 is DeepSeek-V2-Lite's
      * expert width) */
-    const uint32_t b32[] = {MR_TYPE_Q3_K, MR_TYPE_Q4_0, MR_TYPE_Q4_1, MR_TYPE_Q5_0, MR_TYPE_Q5_1, MR_TYPE_Q8_0};
+    const uint32_t b32[] = {MR_TYPE_Q2_K, MR_TYPE_Q3_K, MR_TYPE_Q4_0, MR_TYPE_Q4_1, MR_TYPE_Q5_0, MR_TYPE_Q5_1, MR_TYPE_Q8_0};
     for (size_t ti = 0; ti < MR_ARRAY_LEN(b32); ti++) {
         const uint32_t t = b32[ti], t8 = MR_TYPE_R8F_BASE + t;
-        const bool kq = t == MR_TYPE_Q3_K;
+        const bool kq = t == MR_TYPE_Q2_K || t == MR_TYPE_Q3_K;
         CHECK(quant_can_repack(t, kq ? 1536 : 1408, 16) && quant_supported(t8) && mr_type_base(t8) == t, "%s repackable",
               mr_type_name(t));
         int fails = 0, cases = 0;
