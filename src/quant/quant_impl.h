@@ -62,11 +62,18 @@ typedef struct { uint16_t d[8]; uint8_t scl[64]; uint8_t sch[32]; uint8_t qs[512
 /*   Q2_K (fast kernels only): d[8], dmin[8]; sc[K8_SIDX(j & 3, r) + 32 * (j / 4)]: row r's scale
  *     byte of sub-block j (scale low nibble, min high nibble); qs as Q3_K's (2-bit quants). */
 typedef struct { uint16_t d[8], dmin[8]; uint8_t sc[128]; uint8_t qs[512]; } blk_q2_K_r8;
+/*   IQ4_XS (fast kernels only): d[8]; the 6-bit sub-block scales ls[ib] (8 per row): low 4 bits in
+ *     scl[K8_SIDX(ib & 3, r)] (low nibble for ib < 4, high for ib >= 4), high 2 bits in sch: position
+ *     p = K8_SIDX(ib & 3, r) has a nibble, byte p / 2 (low nibble for even p), bits 0-1 for ib < 4,
+ *     2-3 for ib >= 4; qs vector 4 ib + m (m < 4), byte 4r+t = row r's qs[16 ib + 4m + t] (low
+ *     nibble: element 32 ib + 4m + t, high: + 16). */
+typedef struct { uint16_t d[8]; uint8_t scl[32]; uint8_t sch[16]; uint8_t qs[1024]; } blk_iq4_xs_r8;
 _Static_assert(sizeof(blk_q4_K_r8) == 8 * 144, "q4_K_r8");
 _Static_assert(sizeof(blk_q5_K_r8) == 8 * 176, "q5_K_r8");
 _Static_assert(sizeof(blk_q6_K_r8) == 8 * 210, "q6_K_r8");
 _Static_assert(sizeof(blk_q3_K_r8) == 8 * 110, "q3_K_r8");
 _Static_assert(sizeof(blk_q2_K_r8) == 8 * 84, "q2_K_r8");
+_Static_assert(sizeof(blk_iq4_xs_r8) == 8 * 136, "iq4_xs_r8");
 
 _Static_assert(sizeof(blk_q4_0) == 18, "q4_0");
 _Static_assert(sizeof(blk_q4_1) == 20, "q4_1");

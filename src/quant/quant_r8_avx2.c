@@ -1,6 +1,6 @@
 /*
  * quant_r8_avx2.c — AVX2 kernels for the row-interleaved K-quants (Q4_K_R8,
- * Q5_K_R8, Q6_K_R8, and Q2_K_R8F, Q3_K_R8F; layouts in quant_impl.h) against Q8_K activations.
+ * Q5_K_R8, Q6_K_R8, and Q2_K_R8F, Q3_K_R8F, IQ4_XS_R8F; layouts in quant_impl.h) against Q8_K activations.
  *
  * A 32-byte weight vector holds 4 consecutive quants of each of 8 rows (lane r
  * = row r), and the matching 4 activation bytes are broadcast to every lane:
@@ -410,6 +410,65 @@ Q_INLINE void q2_tile(const int NC, const char *g, int64_t nb, const char *xv, s
     for (int c = 0; c < NC; c++) _mm256_storeu_ps(y + c * ys, acc[c]);
 }
 
+/* ---- IQ4_XS_R8F ---------------------------------------------------------------------------------- */
+
+/* Non-linear signed values (table lookup by vpshufb), so the sign trick: |w| times sign(w) * x, one
+ * vpmaddwd with the sub-block scale per product vector (pairs up to 2 * 127 * 127). */
+Q_INLINE void iq4xs_tile(const int NC, const char *g, int64_t nb, const char *xv, size_t xs, float *y, int64_t ys,
+                         bool pf) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(0x03), b32 = _mm256_set1_epi8(32);
+    const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)quant_iq4nl_values));
+    __m256 acc[4];
+    _Pragma("GCC unroll 16")
+    for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const blk_iq4_xs_r8 *b = (const blk_iq4_xs_r8 *)g + i;
+        if (pf) r8_prefetch((const char *)b, sizeof *b);
+        const blk_q8_K *xb[4];
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < NC; c++) xb[c] = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
+        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b->d));
+        /* scales of sub-blocks 0-3 (S0) and 4-7 (S1), K8_SIDX(ib & 3, r) order, minus 32 */
+        const __m256i A = _mm256_loadu_si256((const __m256i *)b->scl);
+        const __m256i hw = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)b->sch));
+        const __m256i H = _mm256_or_si256(_mm256_and_si256(hw, _mm256_set1_epi16(0x0F)),
+                                          _mm256_and_si256(_mm256_slli_epi16(hw, 4), _mm256_set1_epi16(0x0F00)));
+        const __m256i S0 = _mm256_sub_epi8(
+            _mm256_or_si256(_mm256_and_si256(A, m4), _mm256_slli_epi16(_mm256_and_si256(H, m3), 4)), b32);
+        const __m256i S1 = _mm256_sub_epi8(
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m4),
+                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(H, 2), m3), 4)),
+            b32);
+        __m256i sumi[4];
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < NC; c++) sumi[c] = _mm256_setzero_si256();
+        _Pragma("GCC unroll 16")
+        for (int ib = 0; ib < 8; ib++) {
+            const __m256i scv = _mm256_srai_epi16(_mm256_shuffle_epi8(ib < 4 ? S0 : S1, r8_pair_hi(ib & 3, ib & 3)), 8);
+            _Pragma("GCC unroll 16")
+            for (int m = 0; m < 4; m++) {
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * (4 * ib + m)));
+                const __m256i wl = _mm256_shuffle_epi8(tbl, _mm256_and_si256(q, m4));
+                const __m256i wh = _mm256_shuffle_epi8(tbl, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
+                const __m256i al = _mm256_sign_epi8(wl, wl), ah = _mm256_sign_epi8(wh, wh);
+                _Pragma("GCC unroll 16")
+                for (int c = 0; c < NC; c++) {
+                    const int8_t *xq = xb[c]->qs + 32 * ib + 4 * m;
+                    const __m256i pl = _mm256_maddubs_epi16(al, _mm256_sign_epi8(bcast32(xq), wl));
+                    const __m256i ph = _mm256_maddubs_epi16(ah, _mm256_sign_epi8(bcast32(xq + 16), wh));
+                    sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(_mm256_madd_epi16(pl, scv), _mm256_madd_epi16(ph, scv)));
+                    Q_KEEP(sumi[c]);
+                }
+            }
+        }
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < NC; c++)
+            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d8, _mm256_set1_ps(xb[c]->d)), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+    }
+    _Pragma("GCC unroll 16")
+    for (int c = 0; c < NC; c++) _mm256_storeu_ps(y + c * ys, acc[c]);
+}
+
 /* ---- exact kernels: the GGUF-layout kernels' float operations, bit for bit ------------------------
  *
  * The GGUF-layout kernels (quant_k_avx2.c, quant_kmm_avx2.c) follow ggml's AVX2 dot products:
@@ -598,6 +657,7 @@ R8_DRIVER(mm_q5_K_r8f, Q5_TILE)
 R8_DRIVER(mm_q6_K_r8f, q6_tile)
 R8_DRIVER(mm_q3_K_r8f, q3_tile)
 R8_DRIVER(mm_q2_K_r8f, q2_tile)
+R8_DRIVER(mm_iq4_xs_r8f, iq4xs_tile)
 R8_DRIVER(mm_q4_K_r8, Q4X_TILE)
 R8_DRIVER(mm_q5_K_r8, Q5X_TILE)
 R8_DRIVER(mm_q6_K_r8, q6x_tile)
@@ -612,6 +672,7 @@ quant_mm_fn quant_avx2_kernel_r8(uint32_t wtype) {
     case MR_TYPE_Q6_K_R8F: return mm_q6_K_r8f;
     case MR_TYPE_Q3_K_R8F: return mm_q3_K_r8f;
     case MR_TYPE_Q2_K_R8F: return mm_q2_K_r8f;
+    case MR_TYPE_IQ4_XS_R8F: return mm_iq4_xs_r8f;
     default: return quant_avx2_kernel_r8b(wtype);
     }
 }

@@ -298,6 +298,41 @@ static void unpack_q2_K(const blk_q2_K_r8 *s, blk_q2_K *const *dst) {
     }
 }
 
+/* IQ4_XS: scales re-laid (quant_impl.h), quant bytes moved 4 at a time. */
+static int iq4xs_ls(const blk_iq4_xs *b, int ib) {
+    return ((b->scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((b->scales_h >> (2 * ib)) & 3) << 4);
+}
+static void pack_iq4_xs(const blk_iq4_xs *const *src, blk_iq4_xs_r8 *d) {
+    memset(d->scl, 0, sizeof d->scl);
+    memset(d->sch, 0, sizeof d->sch);
+    for (int r = 0; r < 8; r++) {
+        const blk_iq4_xs *b = src[r];
+        d->d[r] = b->d;
+        for (int ib = 0; ib < 8; ib++) {
+            const int ls = iq4xs_ls(b, ib), p = K8_SIDX(ib & 3, r);
+            d->scl[p] |= (uint8_t)((ls & 0xF) << (ib < 4 ? 0 : 4));
+            d->sch[p / 2] |= (uint8_t)(((ls >> 4) << (ib < 4 ? 0 : 2)) << (4 * (p % 2)));
+        }
+        for (int v = 0; v < 32; v++) memcpy(d->qs + 32 * v + 4 * r, b->qs + 4 * v, 4);
+    }
+}
+static void unpack_iq4_xs(const blk_iq4_xs_r8 *s, blk_iq4_xs *const *dst) {
+    for (int r = 0; r < 8; r++) {
+        blk_iq4_xs *b = dst[r];
+        b->d = s->d[r];
+        b->scales_h = 0;
+        memset(b->scales_l, 0, sizeof b->scales_l);
+        for (int ib = 0; ib < 8; ib++) {
+            const int p = K8_SIDX(ib & 3, r);
+            const int lo = (s->scl[p] >> (ib < 4 ? 0 : 4)) & 0xF;
+            const int hi = (s->sch[p / 2] >> (4 * (p % 2) + (ib < 4 ? 0 : 2))) & 3;
+            b->scales_l[ib / 2] |= (uint8_t)(lo << (4 * (ib % 2)));
+            b->scales_h |= (uint16_t)(hi << (2 * ib));
+        }
+        for (int v = 0; v < 32; v++) memcpy(b->qs + 4 * v, s->qs + 32 * v + 4 * r, 4);
+    }
+}
+
 /* ---- one 32-block of 8 rows (Q4_0 Q4_1 Q5_0 Q5_1 Q8_0; layout in quant_impl.h) ---------------- */
 
 /* Field offsets of a GGUF 32-block and of its R8 form. */
@@ -356,7 +391,7 @@ static bool is_b32(uint32_t t) {
 
 bool quant_can_repack(uint32_t t, int64_t k, int64_t m) {
     if (m <= 0 || m % 8 || k <= 0) return false;
-    if (t == MR_TYPE_Q2_K || t == MR_TYPE_Q3_K || t == MR_TYPE_Q4_K || t == MR_TYPE_Q5_K || t == MR_TYPE_Q6_K) return k % QK_K == 0;
+    if (t == MR_TYPE_Q2_K || t == MR_TYPE_Q3_K || t == MR_TYPE_IQ4_XS || t == MR_TYPE_Q4_K || t == MR_TYPE_Q5_K || t == MR_TYPE_Q6_K) return k % QK_K == 0;
     return is_b32(t) && k % 32 == 0 && k <= QUANT_R8_B32_MAX_K;
 }
 
@@ -380,6 +415,7 @@ static void group_convert(uint32_t t, bool pack, const char *s, char *d, char *t
             case MR_TYPE_Q5_K: pack_q5_K((const blk_q5_K *const *)rows_c, (blk_q5_K_r8 *)grp); break;
             case MR_TYPE_Q3_K: pack_q3_K((const blk_q3_K *const *)rows_c, (blk_q3_K_r8 *)grp); break;
             case MR_TYPE_Q2_K: pack_q2_K((const blk_q2_K *const *)rows_c, (blk_q2_K_r8 *)grp); break;
+            case MR_TYPE_IQ4_XS: pack_iq4_xs((const blk_iq4_xs *const *)rows_c, (blk_iq4_xs_r8 *)grp); break;
             default: pack_q6_K((const blk_q6_K *const *)rows_c, (blk_q6_K_r8 *)grp); break;
             }
         } else {
@@ -389,6 +425,7 @@ static void group_convert(uint32_t t, bool pack, const char *s, char *d, char *t
             case MR_TYPE_Q5_K: unpack_q5_K((const blk_q5_K_r8 *)sg, (blk_q5_K *const *)rows); break;
             case MR_TYPE_Q3_K: unpack_q3_K((const blk_q3_K_r8 *)sg, (blk_q3_K *const *)rows); break;
             case MR_TYPE_Q2_K: unpack_q2_K((const blk_q2_K_r8 *)sg, (blk_q2_K *const *)rows); break;
+            case MR_TYPE_IQ4_XS: unpack_iq4_xs((const blk_iq4_xs_r8 *)sg, (blk_iq4_xs *const *)rows); break;
             default: unpack_q6_K((const blk_q6_K_r8 *)sg, (blk_q6_K *const *)rows); break;
             }
         }

@@ -41,12 +41,12 @@ static const mr_type_traits k_traits[MR_TYPE_COUNT] = {
     [MR_TYPE_MXFP4] = {"MXFP4", 32, 17},
 };
 
-static const mr_type_traits k_r8_traits[] = {
+static const mr_type_traits k_r8_traits[] = { /* exact kernels */
     [MR_TYPE_Q4_K] = {"Q4_K_R8", 256, 144},
     [MR_TYPE_Q5_K] = {"Q5_K_R8", 256, 176},
     [MR_TYPE_Q6_K] = {"Q6_K_R8", 256, 210},
 };
-/* 32-element block types, Q2_K and Q3_K: fast kernels only (no exact R8 forms) */
+/* 32-element block types, Q2_K, Q3_K and IQ4_XS: fast kernels only (no exact R8 forms) */
 static const mr_type_traits k_r8f_traits[] = {
     [MR_TYPE_Q4_0] = {"Q4_0_R8F", 32, 18},
     [MR_TYPE_Q4_1] = {"Q4_1_R8F", 32, 20},
@@ -55,6 +55,7 @@ static const mr_type_traits k_r8f_traits[] = {
     [MR_TYPE_Q8_0] = {"Q8_0_R8F", 32, 34},
     [MR_TYPE_Q2_K] = {"Q2_K_R8F", 256, 84},
     [MR_TYPE_Q3_K] = {"Q3_K_R8F", 256, 110},
+    [MR_TYPE_IQ4_XS] = {"IQ4_XS_R8F", 256, 136},
     [MR_TYPE_Q4_K] = {"Q4_K_R8F", 256, 144},
     [MR_TYPE_Q5_K] = {"Q5_K_R8F", 256, 176},
     [MR_TYPE_Q6_K] = {"Q6_K_R8F", 256, 210},

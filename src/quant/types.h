@@ -55,7 +55,7 @@ typedef enum {
  * the layout: MR_TYPE_R8_BASE + t computes exactly the float operations of the
  * GGUF-layout kernels (results bit-identical), MR_TYPE_R8F_BASE + t sums each
  * sub-block in int16 first (about half the multiplies; float rounding order
- * differs, -rtr). Q2_K, Q3_K and the 32-element block types have only the fast form. */
+ * differs, -rtr). Q2_K, Q3_K, IQ4_XS and the 32-element block types have only the fast form. */
 #define MR_TYPE_R8_BASE 64
 #define MR_TYPE_R8F_BASE 96
 enum {
@@ -72,6 +72,7 @@ enum {
     MR_TYPE_Q8_0_R8F = MR_TYPE_R8F_BASE + MR_TYPE_Q8_0,
     MR_TYPE_Q3_K_R8F = MR_TYPE_R8F_BASE + MR_TYPE_Q3_K,
     MR_TYPE_Q2_K_R8F = MR_TYPE_R8F_BASE + MR_TYPE_Q2_K,
+    MR_TYPE_IQ4_XS_R8F = MR_TYPE_R8F_BASE + MR_TYPE_IQ4_XS,
 };
 #define MR_TYPE_ALL 128 /* table size for every id, internal ones included */
 

@@ -31,6 +31,8 @@ static void fill(uint32_t t, uint8_t *w, int64_t nb, bool extreme) {
         const uint16_t d = mr_fp32_to_fp16(0.02f + 0.01f * frand()), dm = mr_fp32_to_fp16(0.01f + 0.005f * frand());
         if (t == MR_TYPE_Q3_K) { /* d last; extreme: all bits set (u = 7, scales 63) */
             memcpy(blk + 108, &d, 2);
+        } else if (t == MR_TYPE_IQ4_XS) { /* d first, then the scales and quants */
+            memcpy(blk, &d, 2);
         } else if (t == MR_TYPE_Q2_K) { /* d, dmin last */
             memcpy(blk + 80, &d, 2);
             memcpy(blk + 82, &dm, 2);
@@ -133,6 +135,7 @@ int main(void) {
     CHECK(!quant_can_repack(MR_TYPE_Q4_K, 256, 12), "m not a multiple of 8");
     CHECK(!quant_can_repack(MR_TYPE_Q4_K, 128, 8), "k not a multiple of 256");
     CHECK(!quant_can_repack(MR_TYPE_IQ4_NL, 256, 8), "no R8 form of IQ4_NL");
+    CHECK(!quant_can_repack(MR_TYPE_Q8_K, 256, 8), "no R8 form of Q8_K");
     CHECK(!quant_can_repack(MR_TYPE_Q8_0, 48, 8), "Q8_0: k not a multiple of 32");
     CHECK(!quant_can_repack(MR_TYPE_Q8_0, 2 * QUANT_R8_B32_MAX_K, 8), "Q8_0: k over the kernels' limit");
     CHECK(quant_repack(MR_TYPE_IQ4_NL, NULL, NULL, 256, 8) == -1 && strstr(mr_geterr(), "IQ4_NL"),
@@ -156,12 +159,12 @@ int main(void) {
             printf("%-8s %-6s %d cases, %d failures\n", mr_type_name(t8), quant_r8_fast(t8) ? "avx2" : "scalar", cases,
                    fails);
         }
-    /* fast kernels only: Q2_K, Q3_K, and the 32-element block types (k = 1408 is DeepSeek-V2-Lite's
+    /* fast kernels only: Q2_K, Q3_K, IQ4_XS, and the 32-element block types (k = 1408 is DeepSeek-V2-Lite's
      * expert width) */
-    const uint32_t b32[] = {MR_TYPE_Q2_K, MR_TYPE_Q3_K, MR_TYPE_Q4_0, MR_TYPE_Q4_1, MR_TYPE_Q5_0, MR_TYPE_Q5_1, MR_TYPE_Q8_0};
+    const uint32_t b32[] = {MR_TYPE_Q2_K, MR_TYPE_Q3_K, MR_TYPE_IQ4_XS, MR_TYPE_Q4_0, MR_TYPE_Q4_1, MR_TYPE_Q5_0, MR_TYPE_Q5_1, MR_TYPE_Q8_0};
     for (size_t ti = 0; ti < MR_ARRAY_LEN(b32); ti++) {
         const uint32_t t = b32[ti], t8 = MR_TYPE_R8F_BASE + t;
-        const bool kq = t == MR_TYPE_Q2_K || t == MR_TYPE_Q3_K;
+        const bool kq = t == MR_TYPE_Q2_K || t == MR_TYPE_Q3_K || t == MR_TYPE_IQ4_XS;
         CHECK(quant_can_repack(t, kq ? 1536 : 1408, 16) && quant_supported(t8) && mr_type_base(t8) == t, "%s repackable",
               mr_type_name(t));
         int fails = 0, cases = 0;
