@@ -142,16 +142,13 @@ int model_repack(mr_model *m, int n_threads, bool fast) {
                 ts[f].fast &= f_fast;
                 continue;
             }
-            ts[n] = (rp_tensor){.w = {cand[i]}, .n_w = 1, .t = t, .fast = f_fast};
-            total += t->nbytes;
-            n++;
+            ts[n++] = (rp_tensor){.w = {cand[i]}, .n_w = 1, .t = t, .fast = f_fast};
         }
     }
     /* a tensor without a kernel in its family stays in the GGUF layout (the 32-block types have
      * no exact R8 kernels) */
     {
         int kept = 0;
-        total = 0;
         for (int i = 0; i < n; i++)
             if (has_kernel(ts[i].w[0]->type, ts[i].fast)) {
                 ts[kept++] = ts[i];

@@ -39,21 +39,6 @@ Q_INLINE __m256i r8_pair_hi(int q0, int q1) {
     return _mm256_setr_epi8(z, a, z, b, z, a + 1, z, b + 1, z, a + 2, z, b + 2, z, a + 3, z, b + 3, z, a, z, b, z, a + 1,
                             z, b + 1, z, a + 2, z, b + 2, z, a + 3, z, b + 3);
 }
-/* Software prefetch distance (bytes ahead of the block being read): the weights stream
- * from DRAM once per token, and the hardware prefetcher alone left a third of the
- * bandwidth unused on the development VM. */
-#ifndef R8_PF_DIST
-#define R8_PF_DIST 8192
-#endif
-Q_INLINE void r8_prefetch(const char *blk, size_t bsz) {
-    for (size_t o = 0; o < bsz; o += 64) _mm_prefetch(blk + R8_PF_DIST + o, _MM_HINT_T0);
-}
-
-Q_INLINE __m256i bcast32(const void *p) {
-    int32_t v;
-    __builtin_memcpy(&v, p, 4);
-    return _mm256_set1_epi32(v);
-}
 
 /* Q4_K/Q5_K scales and mins of sub-blocks 0-3 (sc0, mn0) and 4-7 (sc1, mn1), one byte per
  * (sub-block, row) in K8_SIDX order. */
@@ -186,6 +171,14 @@ Q_INLINE void k45_tile(const int Q5, const int NC, const char *g, int64_t nb, co
     for (int c = 0; c < NC; c++) _mm256_storeu_ps(y + c * ys, acc[c]);
 }
 
+/* sum_q s[4v4 + q] * bsums[4v4 + q] per row for the 4 sub-blocks of a scale vector S (signed bytes
+ * in K8_SIDX(q, r) order; Q6_K_R8's sc, Q3_K's and Q2_K's decoded scales) and bs = bsums + 4v4. */
+Q_INLINE __m256i r8_scale_bsums(__m256i S, const int16_t *bs) {
+    const __m256i sp0 = _mm256_srai_epi16(_mm256_shuffle_epi8(S, r8_pair_hi(0, 1)), 8);
+    const __m256i sp1 = _mm256_srai_epi16(_mm256_shuffle_epi8(S, r8_pair_hi(2, 3)), 8);
+    return _mm256_add_epi32(_mm256_madd_epi16(sp0, bcast32(bs)), _mm256_madd_epi16(sp1, bcast32(bs + 2)));
+}
+
 /* ---- Q6_K_R8 ------------------------------------------------------------------------------------ */
 
 Q_INLINE void q6_tile(const int NC, const char *g, int64_t nb, const char *xv, size_t xs, float *y, int64_t ys,
@@ -207,15 +200,9 @@ Q_INLINE void q6_tile(const int NC, const char *g, int64_t nb, const char *xv, s
         for (int c = 0; c < NC; c++) sumi[c] = _mm256_setzero_si256();
         _Pragma("GCC unroll 16")
         for (int v4 = 0; v4 < 4; v4++) {
-            const __m256i s = _mm256_loadu_si256((const __m256i *)(b->sc + 32 * v4));
-            const __m256i sp0 = _mm256_srai_epi16(_mm256_shuffle_epi8(s, r8_pair_hi(0, 1)), 8);
-            const __m256i sp1 = _mm256_srai_epi16(_mm256_shuffle_epi8(s, r8_pair_hi(2, 3)), 8);
+            const __m256i sv = _mm256_loadu_si256((const __m256i *)(b->sc + 32 * v4));
             _Pragma("GCC unroll 16")
-            for (int c = 0; c < NC; c++) {
-                const int16_t *bs = xb[c]->bsums + 4 * v4;
-                sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(sp0, bcast32(bs)));
-                sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(sp1, bcast32(bs + 2)));
-            }
+            for (int c = 0; c < NC; c++) sumi[c] = _mm256_add_epi32(sumi[c], r8_scale_bsums(sv, xb[c]->bsums + 4 * v4));
         }
         _Pragma("GCC unroll 16")
         for (int c = 0; c < NC; c++) sumi[c] = _mm256_slli_epi32(sumi[c], 5), sumi[c] = _mm256_sub_epi32(_mm256_setzero_si256(), sumi[c]);
@@ -260,10 +247,10 @@ Q_INLINE void q6_tile(const int NC, const char *g, int64_t nb, const char *xv, s
     for (int c = 0; c < NC; c++) _mm256_storeu_ps(y + c * ys, acc[c]);
 }
 
-/* ---- Q3_K_R8F ------------------------------------------------------------------------------------ */
+/* ---- Q3_K_R8F / Q2_K_R8F ------------------------------------------------------------------------- */
 
-/* The 16 6-bit scales of 8 rows minus 32, as 4 vectors of signed bytes in K8_SIDX(j & 3, r) order
- * (vector j / 4), the layout of Q6_K_R8's sc. */
+/* Q3_K: the 16 6-bit scales of 8 rows minus 32, as 4 vectors of signed bytes in K8_SIDX(j & 3, r)
+ * order (vector j / 4), the layout of Q6_K_R8's sc. */
 Q_INLINE void q3_scales(const blk_q3_K_r8 *b, __m256i S[4]) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30), b32 = _mm256_set1_epi8(32);
     const __m256i A = _mm256_loadu_si256((const __m256i *)b->scl), B = _mm256_loadu_si256((const __m256i *)(b->scl + 32));
@@ -275,40 +262,45 @@ Q_INLINE void q3_scales(const blk_q3_K_r8 *b, __m256i S[4]) {
     for (int i = 0; i < 4; i++) S[i] = _mm256_sub_epi8(S[i], b32);
 }
 
-/* Per sub-block j (16 elements = operand groups o = 4j..4j+3): the 4 products of u (0..7) in
- * int16 (at most 4 * 2 * 7 * 127), one vpmaddwd with the scale; the -4 offset through bsums. */
-Q_INLINE void q3_tile(const int NC, const char *g, int64_t nb, const char *xv, size_t xs, float *y, int64_t ys,
-                      bool pf) {
-    const __m256i m3 = _mm256_set1_epi8(0x03), m4b = _mm256_set1_epi8(0x04);
+/* Q3_K (Q3 = 1) / Q2_K: u = the 2-bit quant (| Q3_K's high bit << 2), 0..7; per sub-block j (16
+ * elements = operand groups o = 4j..4j+3) the 4 products in int16 (at most 4 * 2 * 7 * 127), one
+ * vpmaddwd with the scale. Q3_K's -4 offset goes into the integer sum through the bsums, Q2_K's
+ * minimums (dmin * sum_j m[j] * bsums[j]) are subtracted in float. */
+Q_INLINE void k23_tile(const int Q3, const int NC, const char *g, int64_t nb, const char *xv, size_t xs, float *y,
+                       int64_t ys, bool pf) {
+    const __m256i m3 = _mm256_set1_epi8(0x03), m4 = _mm256_set1_epi8(0x0F), m4b = _mm256_set1_epi8(0x04);
+    const size_t bsz = Q3 ? sizeof(blk_q3_K_r8) : sizeof(blk_q2_K_r8);
     __m256 acc[4];
     _Pragma("GCC unroll 16")
     for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
-        const blk_q3_K_r8 *b = (const blk_q3_K_r8 *)g + i;
-        if (pf) r8_prefetch((const char *)b, sizeof *b);
+        const char *blk = g + (size_t)i * bsz;
+        if (pf) r8_prefetch(blk, bsz);
+        const uint8_t *qs = Q3 ? ((const blk_q3_K_r8 *)blk)->qs : ((const blk_q2_K_r8 *)blk)->qs;
         const blk_q8_K *xb[4];
         _Pragma("GCC unroll 16")
         for (int c = 0; c < NC; c++) xb[c] = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
-        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b->d));
-        __m256i S[4];
-        q3_scales(b, S);
-        __m256i sumi[4];
-        /* -4 * sum_j s[j] * bsums[j] */
-        _Pragma("GCC unroll 16")
-        for (int c = 0; c < NC; c++) sumi[c] = _mm256_setzero_si256();
+        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk)); /* d[8] leads both */
+        /* S: the scales; Q3_K: sumi starts at -4 * sum_j s[j] * bsums[j]; Q2_K: msum = sum_j m[j] * bsums[j] */
+        __m256i S[4], msum[4], sumi[4];
+        if (Q3) q3_scales((const blk_q3_K_r8 *)blk, S);
         _Pragma("GCC unroll 16")
         for (int v4 = 0; v4 < 4; v4++) {
-            const __m256i sp0 = _mm256_srai_epi16(_mm256_shuffle_epi8(S[v4], r8_pair_hi(0, 1)), 8);
-            const __m256i sp1 = _mm256_srai_epi16(_mm256_shuffle_epi8(S[v4], r8_pair_hi(2, 3)), 8);
+            __m256i T = S[v4];
+            if (!Q3) {
+                const __m256i raw = _mm256_loadu_si256((const __m256i *)(((const blk_q2_K_r8 *)blk)->sc + 32 * v4));
+                S[v4] = _mm256_and_si256(raw, m4);
+                T = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            }
             _Pragma("GCC unroll 16")
             for (int c = 0; c < NC; c++) {
-                const int16_t *bs = xb[c]->bsums + 4 * v4;
-                sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(sp0, bcast32(bs)));
-                sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(sp1, bcast32(bs + 2)));
+                const __m256i t = r8_scale_bsums(T, xb[c]->bsums + 4 * v4);
+                msum[c] = v4 == 0 ? t : _mm256_add_epi32(msum[c], t);
             }
         }
         _Pragma("GCC unroll 16")
-        for (int c = 0; c < NC; c++) sumi[c] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sumi[c], 2));
+        for (int c = 0; c < NC; c++)
+            sumi[c] = Q3 ? _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(msum[c], 2)) : _mm256_setzero_si256();
         _Pragma("GCC unroll 16")
         for (int j = 0; j < 16; j++) {
             const __m256i scv = _mm256_srai_epi16(_mm256_shuffle_epi8(S[j >> 2], r8_pair_hi(j & 3, j & 3)), 8);
@@ -316,76 +308,13 @@ Q_INLINE void q3_tile(const int NC, const char *g, int64_t nb, const char *xv, s
             _Pragma("GCC unroll 16")
             for (int e = 0; e < 4; e++) {
                 const int o = 4 * j + e, k = o >> 4, bit = o >> 3;
-                const __m256i l = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * (o & 15)));
-                const __m256i h = _mm256_loadu_si256((const __m256i *)(b->hm + 32 * (o & 7)));
-                const __m256i lo = _mm256_and_si256(k ? _mm256_srli_epi16(l, 2 * k) : l, m3);
-                const __m256i hs = bit <= 2 ? _mm256_slli_epi16(h, 2 - bit) : _mm256_srli_epi16(h, bit - 2);
-                const __m256i v = _mm256_or_si256(lo, _mm256_and_si256(bit == 2 ? h : hs, m4b));
-                _Pragma("GCC unroll 16")
-                for (int c = 0; c < NC; c++) {
-                    const __m256i p = _mm256_maddubs_epi16(v, bcast32(xb[c]->qs + 4 * o));
-                    a[c] = e == 0 ? p : _mm256_add_epi16(a[c], p);
-                    Q_KEEP(a[c]);
+                const __m256i l = _mm256_loadu_si256((const __m256i *)(qs + 32 * (o & 15)));
+                __m256i v = _mm256_and_si256(k ? _mm256_srli_epi16(l, 2 * k) : l, m3);
+                if (Q3) {
+                    const __m256i h = _mm256_loadu_si256((const __m256i *)(((const blk_q3_K_r8 *)blk)->hm + 32 * (o & 7)));
+                    const __m256i hs = bit == 2 ? h : bit < 2 ? _mm256_slli_epi16(h, 2 - bit) : _mm256_srli_epi16(h, bit - 2);
+                    v = _mm256_or_si256(v, _mm256_and_si256(hs, m4b));
                 }
-            }
-            _Pragma("GCC unroll 16")
-            for (int c = 0; c < NC; c++) {
-                sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(a[c], scv));
-                Q_KEEP(sumi[c]);
-            }
-        }
-        _Pragma("GCC unroll 16")
-        for (int c = 0; c < NC; c++)
-            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d8, _mm256_set1_ps(xb[c]->d)), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
-    }
-    _Pragma("GCC unroll 16")
-    for (int c = 0; c < NC; c++) _mm256_storeu_ps(y + c * ys, acc[c]);
-}
-
-/* ---- Q2_K_R8F ------------------------------------------------------------------------------------ */
-
-/* As q3_tile with 2-bit quants (4 products of at most 2 * 3 * 127 per int16), 4-bit scales, and
- * the minimums' term dmin * sum_j m[j] * bsums[j] subtracted in float. */
-Q_INLINE void q2_tile(const int NC, const char *g, int64_t nb, const char *xv, size_t xs, float *y, int64_t ys,
-                      bool pf) {
-    const __m256i m3 = _mm256_set1_epi8(0x03), m4 = _mm256_set1_epi8(0x0F);
-    __m256 acc[4];
-    _Pragma("GCC unroll 16")
-    for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
-        const blk_q2_K_r8 *b = (const blk_q2_K_r8 *)g + i;
-        if (pf) r8_prefetch((const char *)b, sizeof *b);
-        const blk_q8_K *xb[4];
-        _Pragma("GCC unroll 16")
-        for (int c = 0; c < NC; c++) xb[c] = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
-        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b->d));
-        const __m256 dm8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b->dmin));
-        __m256i S[4], msum[4], sumi[4];
-        _Pragma("GCC unroll 16")
-        for (int v4 = 0; v4 < 4; v4++) {
-            const __m256i raw = _mm256_loadu_si256((const __m256i *)(b->sc + 32 * v4));
-            S[v4] = _mm256_and_si256(raw, m4);
-            const __m256i M = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-            const __m256i mp0 = _mm256_srli_epi16(_mm256_shuffle_epi8(M, r8_pair_hi(0, 1)), 8);
-            const __m256i mp1 = _mm256_srli_epi16(_mm256_shuffle_epi8(M, r8_pair_hi(2, 3)), 8);
-            _Pragma("GCC unroll 16")
-            for (int c = 0; c < NC; c++) {
-                const int16_t *bs = xb[c]->bsums + 4 * v4;
-                const __m256i t = _mm256_add_epi32(_mm256_madd_epi16(mp0, bcast32(bs)), _mm256_madd_epi16(mp1, bcast32(bs + 2)));
-                msum[c] = v4 == 0 ? t : _mm256_add_epi32(msum[c], t);
-            }
-        }
-        _Pragma("GCC unroll 16")
-        for (int c = 0; c < NC; c++) sumi[c] = _mm256_setzero_si256();
-        _Pragma("GCC unroll 16")
-        for (int j = 0; j < 16; j++) {
-            const __m256i scv = _mm256_srli_epi16(_mm256_shuffle_epi8(S[j >> 2], r8_pair_hi(j & 3, j & 3)), 8);
-            __m256i a[4];
-            _Pragma("GCC unroll 16")
-            for (int e = 0; e < 4; e++) {
-                const int o = 4 * j + e, k = o >> 4;
-                const __m256i l = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * (o & 15)));
-                const __m256i v = _mm256_and_si256(k ? _mm256_srli_epi16(l, 2 * k) : l, m3);
                 _Pragma("GCC unroll 16")
                 for (int c = 0; c < NC; c++) {
                     const __m256i p = _mm256_maddubs_epi16(v, bcast32(xb[c]->qs + 4 * o));
@@ -403,7 +332,10 @@ Q_INLINE void q2_tile(const int NC, const char *g, int64_t nb, const char *xv, s
         for (int c = 0; c < NC; c++) {
             const __m256 dx = _mm256_set1_ps(xb[c]->d);
             acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d8, dx), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
-            acc[c] = _mm256_fnmadd_ps(_mm256_mul_ps(dm8, dx), _mm256_cvtepi32_ps(msum[c]), acc[c]);
+            if (!Q3) {
+                const __m256 dm8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const blk_q2_K_r8 *)blk)->dmin));
+                acc[c] = _mm256_fnmadd_ps(_mm256_mul_ps(dm8, dx), _mm256_cvtepi32_ps(msum[c]), acc[c]);
+            }
         }
     }
     _Pragma("GCC unroll 16")
@@ -626,7 +558,6 @@ Q_INLINE void q6x_tile(const int NC, const char *g, int64_t nb, const char *xv, 
 
 /* ---- drivers --------------------------------------------------------------------------------------- */
 
-/* Groups of 8 rows (outer: a group's blocks stay in L1) x columns in tiles of 4. */
 /* Groups of 8 rows (outer: a group's blocks stay in L1) x columns in tiles of 4; the first
  * tile of a group prefetches. */
 #define R8_DRIVER(name, TILE)                                                                        \
@@ -655,8 +586,10 @@ Q_INLINE void q6x_tile(const int NC, const char *g, int64_t nb, const char *xv, 
 R8_DRIVER(mm_q4_K_r8f, Q4_TILE)
 R8_DRIVER(mm_q5_K_r8f, Q5_TILE)
 R8_DRIVER(mm_q6_K_r8f, q6_tile)
-R8_DRIVER(mm_q3_K_r8f, q3_tile)
-R8_DRIVER(mm_q2_K_r8f, q2_tile)
+#define Q3_TILE(N, ...) k23_tile(1, N, __VA_ARGS__)
+#define Q2_TILE(N, ...) k23_tile(0, N, __VA_ARGS__)
+R8_DRIVER(mm_q3_K_r8f, Q3_TILE)
+R8_DRIVER(mm_q2_K_r8f, Q2_TILE)
 R8_DRIVER(mm_iq4_xs_r8f, iq4xs_tile)
 R8_DRIVER(mm_q4_K_r8, Q4X_TILE)
 R8_DRIVER(mm_q5_K_r8, Q5X_TILE)

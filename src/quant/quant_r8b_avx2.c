@@ -41,15 +41,6 @@ typedef struct {
 } rb_pre;
 #define RB_PRE_N 8192 /* 64 KiB */
 
-#ifndef R8_PF_DIST
-#define R8_PF_DIST 8192
-#endif
-
-Q_INLINE __m256i rb_bcast32(const void *p) {
-    int32_t v;
-    __builtin_memcpy(&v, p, 4);
-    return _mm256_set1_epi32(v);
-}
 
 Q_INLINE void rb_prepare(const int T, const char *xv, size_t xs, int nc, int64_t nb, rb_pre *pre) {
     const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
@@ -81,8 +72,7 @@ Q_INLINE void rb_tile(const int T, const int NC, const char *g, int64_t nb, cons
     for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         const char *blk = g + (size_t)i * bsz;
-        if (pf)
-            for (size_t o = 0; o < bsz; o += 64) _mm_prefetch(blk + R8_PF_DIST + o, _MM_HINT_T0);
+        if (pf) r8_prefetch(blk, bsz);
         const uint8_t *qs = (const uint8_t *)blk + rb_qs(T);
         const int8_t *xq[4];
         _Pragma("GCC unroll 16")
@@ -96,7 +86,7 @@ Q_INLINE void rb_tile(const int T, const int NC, const char *g, int64_t nb, cons
                 _Pragma("GCC unroll 16")
                 for (int c = 0; c < NC; c++) {
                     const __m256i p = _mm256_madd_epi16(
-                        _mm256_maddubs_epi16(aw, _mm256_sign_epi8(rb_bcast32(xq[c] + 4 * e), w)), ones16);
+                        _mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast32(xq[c] + 4 * e), w)), ones16);
                     sumi[c] = e == 0 ? p : _mm256_add_epi32(sumi[c], p);
                     Q_KEEP(sumi[c]);
                 }
@@ -119,8 +109,8 @@ Q_INLINE void rb_tile(const int T, const int NC, const char *g, int64_t nb, cons
                 }
                 _Pragma("GCC unroll 16")
                 for (int c = 0; c < NC; c++) {
-                    const __m256i p0 = _mm256_maddubs_epi16(lo, rb_bcast32(xq[c] + 4 * v));
-                    const __m256i p1 = _mm256_maddubs_epi16(hi, rb_bcast32(xq[c] + 16 + 4 * v));
+                    const __m256i p0 = _mm256_maddubs_epi16(lo, bcast32(xq[c] + 4 * v));
+                    const __m256i p1 = _mm256_maddubs_epi16(hi, bcast32(xq[c] + 16 + 4 * v));
                     const __m256i p = _mm256_add_epi16(p0, p1);
                     const bool first = rb_q5(T) ? (v & 1) == 0 : v == 0;
                     a[c] = first ? p : _mm256_add_epi16(a[c], p);

@@ -197,12 +197,32 @@ static void unpack_q6_K(const blk_q6_K_r8 *s, blk_q6_K *const *dst) {
 
 /* Q3_K: element e's u (0..7: low 2 bits | high bit << 2) and the 16 6-bit scales of a GGUF block
  * (ggml's dequantization order), and back. */
-static void q3_get(const blk_q3_K *b, uint8_t *u, uint8_t *sc) {
-    for (int n = 0; n < 2; n++) /* element 128n + 32j + l, 4 at a time */
+/* Q2_K / Q3_K 2-bit quants (element 128n + 32j + l at qs[32n + l] bits 2j; Q3_K's high bit at
+ * hmask[l] bit 4n + j, or none) -> u[256], 4 elements at a time. */
+static void k23_get_u(const uint8_t *qs, const uint8_t *hmask, uint8_t *u) {
+    for (int n = 0; n < 2; n++)
         for (int j = 0; j < 4; j++)
-            for (int l = 0; l < 32; l += 4)
-                wr32(u + 128 * n + 32 * j + l, ((rd32(b->qs + 32 * n + l) >> (2 * j)) & 0x03030303u) |
-                                                   (((rd32(b->hmask + l) >> (4 * n + j)) & 0x01010101u) << 2));
+            for (int l = 0; l < 32; l += 4) {
+                uint32_t w = (rd32(qs + 32 * n + l) >> (2 * j)) & 0x03030303u;
+                if (hmask) w |= ((rd32(hmask + l) >> (4 * n + j)) & 0x01010101u) << 2;
+                wr32(u + 128 * n + 32 * j + l, w);
+            }
+}
+/* The low 2 bits of u[] into row r's lanes of the R8 qs vectors (quant_impl.h), and back. */
+static void k23_put_qs(const uint8_t *u, uint8_t *qs, int r) {
+    for (int v = 0; v < 16; v++) { /* the 4 bytes t = 0..3 at once */
+        uint32_t word = 0;
+        for (int k = 0; k < 4; k++) word |= (rd32(u + 4 * (v + 16 * k)) & 0x03030303u) << (2 * k);
+        wr32(qs + 32 * v + 4 * r, word);
+    }
+}
+static int k23_low(const uint8_t *qs, int r, int e) {
+    const int o = e / 4;
+    return (qs[32 * (o & 15) + 4 * r + e % 4] >> (2 * (o >> 4))) & 3;
+}
+
+static void q3_get(const blk_q3_K *b, uint8_t *u, uint8_t *sc) {
+    k23_get_u(b->qs, b->hmask, u);
     for (int j = 0; j < 16; j++) {
         const int lo = j < 8 ? b->scales[j] & 0xF : b->scales[j - 8] >> 4;
         sc[j] = (uint8_t)(lo | (((b->scales[8 + (j & 3)] >> (2 * (j >> 2))) & 3) << 4));
@@ -237,11 +257,7 @@ static void pack_q3_K(const blk_q3_K *const *src, blk_q3_K_r8 *d) {
             d->scl[K8_SIDX(j & 7, r)] |= (uint8_t)((sc[j] & 0xF) << (j < 8 ? 0 : 4));
             d->sch[K8_SIDX(j & 3, r)] |= (uint8_t)((sc[j] >> 4) << (2 * (j >> 2)));
         }
-        for (int v = 0; v < 16; v++) { /* the 4 bytes t = 0..3 at once */
-            uint32_t word = 0;
-            for (int k = 0; k < 4; k++) word |= (rd32(u + 4 * (v + 16 * k)) & 0x03030303u) << (2 * k);
-            wr32(d->qs + 32 * v + 4 * r, word);
-        }
+        k23_put_qs(u, d->qs, r);
         for (int w = 0; w < 8; w++) {
             uint32_t word = 0;
             for (int k = 0; k < 8; k++) word |= ((rd32(u + 4 * (w + 8 * k)) >> 2) & 0x01010101u) << k;
@@ -256,10 +272,8 @@ static void unpack_q3_K(const blk_q3_K_r8 *s, blk_q3_K *const *dst) {
             sc[j] = (uint8_t)(((s->scl[K8_SIDX(j & 7, r)] >> (j < 8 ? 0 : 4)) & 0xF) |
                               (((s->sch[K8_SIDX(j & 3, r)] >> (2 * (j >> 2))) & 3) << 4));
         for (int e = 0; e < 256; e++) {
-            const int o = e / 4, t = e % 4;
-            const int lo = (s->qs[32 * (o & 15) + 4 * r + t] >> (2 * (o >> 4))) & 3;
-            const int hi = (s->hm[32 * (o & 7) + 4 * r + t] >> (o >> 3)) & 1;
-            u[e] = (uint8_t)(lo | hi << 2);
+            const int o = e / 4, hi = (s->hm[32 * (o & 7) + 4 * r + e % 4] >> (o >> 3)) & 1;
+            u[e] = (uint8_t)(k23_low(s->qs, r, e) | hi << 2);
         }
         dst[r]->d = s->d[r];
         q3_put(dst[r], u, sc);
@@ -273,15 +287,8 @@ static void pack_q2_K(const blk_q2_K *const *src, blk_q2_K_r8 *d) {
         d->d[r] = b->d, d->dmin[r] = b->dmin;
         for (int j = 0; j < 16; j++) d->sc[K8_SIDX(j & 3, r) + 32 * (j >> 2)] = b->scales[j];
         uint8_t u[256];
-        for (int n = 0; n < 2; n++)
-            for (int j = 0; j < 4; j++)
-                for (int l = 0; l < 32; l += 4)
-                    wr32(u + 128 * n + 32 * j + l, (rd32(b->qs + 32 * n + l) >> (2 * j)) & 0x03030303u);
-        for (int v = 0; v < 16; v++) {
-            uint32_t word = 0;
-            for (int k = 0; k < 4; k++) word |= (rd32(u + 4 * (v + 16 * k)) & 0x03030303u) << (2 * k);
-            wr32(d->qs + 32 * v + 4 * r, word);
-        }
+        k23_get_u(b->qs, NULL, u);
+        k23_put_qs(u, d->qs, r);
     }
 }
 static void unpack_q2_K(const blk_q2_K_r8 *s, blk_q2_K *const *dst) {
@@ -290,11 +297,8 @@ static void unpack_q2_K(const blk_q2_K_r8 *s, blk_q2_K *const *dst) {
         b->d = s->d[r], b->dmin = s->dmin[r];
         for (int j = 0; j < 16; j++) b->scales[j] = s->sc[K8_SIDX(j & 3, r) + 32 * (j >> 2)];
         memset(b->qs, 0, sizeof b->qs);
-        for (int e = 0; e < 256; e++) {
-            const int o = e / 4, t = e % 4, n = e / 128, j = (e % 128) / 32, l = e % 32;
-            const int q = (s->qs[32 * (o & 15) + 4 * r + t] >> (2 * (o >> 4))) & 3;
-            b->qs[32 * n + l] |= (uint8_t)(q << (2 * j));
-        }
+        for (int e = 0; e < 256; e++)
+            b->qs[32 * (e / 128) + e % 32] |= (uint8_t)(k23_low(s->qs, r, e) << (2 * ((e % 128) / 32)));
     }
 }
 

@@ -129,6 +129,21 @@ static int run_case(uint32_t t, bool fast, int64_t k, int64_t m, int64_t nc, boo
     return fails;
 }
 
+/* Every case for type t: 3 row lengths x 1..13 columns, the int16 limits both signs, and (wide) a
+ * row of 65536 elements; prints the tally. */
+static void run_type(uint32_t t, bool fast, const int64_t ks[3], bool wide) {
+    const uint32_t t8 = (fast ? MR_TYPE_R8F_BASE : MR_TYPE_R8_BASE) + t;
+    int fails = 0, cases = 0;
+    const int64_t ncs[] = {1, 2, 3, 4, 5, 7, 8, 13};
+    for (int ki = 0; ki < 3; ki++)
+        for (size_t ci = 0; ci < MR_ARRAY_LEN(ncs); ci++, cases++) fails += run_case(t, fast, ks[ki], 24, ncs[ci], false, 1);
+    fails += run_case(t, fast, 512, 16, 5, true, 1);
+    fails += run_case(t, fast, 512, 16, 5, true, -1);
+    cases += 2;
+    if (wide) fails += run_case(t, fast, 65536, 16, 6, false, 1), cases++;
+    printf("%-8s %-6s %d cases, %d failures\n", mr_type_name(t8), quant_r8_fast(t8) ? "avx2" : "scalar", cases, fails);
+}
+
 int main(void) {
     printf("cpu: %s\n", mr_cpu_features_str());
     const uint32_t types[] = {MR_TYPE_Q4_K, MR_TYPE_Q5_K, MR_TYPE_Q6_K};
@@ -147,17 +162,8 @@ int main(void) {
             const uint32_t t = types[ti], t8 = (fast ? MR_TYPE_R8F_BASE : MR_TYPE_R8_BASE) + t;
             CHECK(quant_can_repack(t, 512, 16), "%s repackable", mr_type_name(t));
             CHECK(mr_type_base(t8) == t && mr_type_is_r8(t8) && !mr_type_is_r8(t), "%s ids", mr_type_name(t8));
-            int fails = 0, cases = 0;
             const int64_t ks[] = {256, 768, 2048};
-            const int64_t ncs[] = {1, 2, 3, 4, 5, 7, 8, 13};
-            for (size_t ki = 0; ki < MR_ARRAY_LEN(ks); ki++)
-                for (size_t ci = 0; ci < MR_ARRAY_LEN(ncs); ci++, cases++)
-                    fails += run_case(t, fast, ks[ki], 24, ncs[ci], false, 1);
-            fails += run_case(t, fast, 512, 16, 5, true, 1);
-            fails += run_case(t, fast, 512, 16, 5, true, -1);
-            cases += 2;
-            printf("%-8s %-6s %d cases, %d failures\n", mr_type_name(t8), quant_r8_fast(t8) ? "avx2" : "scalar", cases,
-                   fails);
+            run_type(t, fast, ks, false);
         }
     /* fast kernels only: Q2_K, Q3_K, IQ4_XS, and the 32-element block types (k = 1408 is DeepSeek-V2-Lite's
      * expert width) */
@@ -167,19 +173,9 @@ int main(void) {
         const bool kq = t == MR_TYPE_Q2_K || t == MR_TYPE_Q3_K || t == MR_TYPE_IQ4_XS;
         CHECK(quant_can_repack(t, kq ? 1536 : 1408, 16) && quant_supported(t8) && mr_type_base(t8) == t, "%s repackable",
               mr_type_name(t));
-        int fails = 0, cases = 0;
         const int64_t ks[] = {kq ? 256 : 32, kq ? 768 : 1408, 2048};
-        const int64_t ncs[] = {1, 2, 3, 4, 5, 7, 8, 13};
-        for (size_t ki = 0; ki < MR_ARRAY_LEN(ks); ki++)
-            for (size_t ci = 0; ci < MR_ARRAY_LEN(ncs); ci++, cases++)
-                fails += run_case(t, true, ks[ki], 24, ncs[ci], false, 1);
-        fails += run_case(t, true, 512, 16, 5, true, 1);
-        fails += run_case(t, true, 512, 16, 5, true, -1);
-        /* more columns than one chunk of the kernel's activation table (8192 / 2048 blocks) */
-        if (!kq) fails += run_case(t, true, 65536, 16, 6, false, 1);
-        cases += kq ? 2 : 3;
-        printf("%-8s %-6s %d cases, %d failures\n", mr_type_name(t8), quant_r8_fast(t8) ? "avx2" : "scalar", cases,
-               fails);
+        /* 32-blocks: more columns than one chunk of the kernel's activation table (8192 / 2048 blocks) */
+        run_type(t, true, ks, !kq);
     }
     return check_done();
 }
