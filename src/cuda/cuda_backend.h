@@ -136,6 +136,14 @@ int mrc_rope(mrc_ctx *c, const mrc_rope_params *p, float *x, const int32_t *pos,
 int mrc_moe_route(mrc_ctx *c, const float *logits, int n_tok, int n_expert, int k, int gating, const float *bias,
                   bool norm_w, float w_scale, int32_t *ids, float *weights);
 
+/* Write T tokens' K (or V) rows, src (T, heads, d) floats, into a cache laid out as
+ * [head][n_ctx] rows of row_bytes (kv.c's layout) at the cells cells[t] (device), converted
+ * to type F32, F16 or Q8_0. */
+int mrc_kv_write(mrc_ctx *c, uint32_t type, const float *src, int heads, int d, int T, const int32_t *cells,
+                 void *base, size_t row_bytes, int n_ctx);
+/* y (n_tok, n) = sum over j < k of w[t][j] * slots (n_tok, k, n): the routed experts' sum. */
+int mrc_moe_combine(mrc_ctx *c, float *y, const float *slots, const float *w, int n_tok, int k, int n);
+
 /* ---- attention (decode) -------------------------------------------------------------------------- */
 /* One query token against n_kv cache cells (flash decoding: the cells are
  * split over blocks, partial softmax states are merged). q: (n_head, dk)

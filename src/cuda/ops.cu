@@ -241,3 +241,66 @@ int mrc_moe_route(mrc_ctx *c, const float *logits, int n_tok, int n_expert, int 
     MRC_LAUNCHED(c, "moe_route", "tokens %d, experts %d, k %d, gating %d", n_tok, n_expert, k, gating);
     return 0;
 }
+
+/* ---- KV cache rows: one warp per (token, head, 32-element block) ------------------------------ */
+/* F32 / F16 (round to nearest) / Q8_0 (d = amax / 127 stored as f16, q = round(x / d) away from
+ * zero, as quantize_row_q8_0_ref) into the cache layout [head][n_ctx] rows of row_bytes. */
+__global__ void k_kv_write(uint32_t type, const float *src, int heads, int d, const int32_t *cells, uint8_t *base,
+                           size_t row_bytes, int n_ctx, int64_t n_blk) {
+    const int64_t gb = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    const int lane = threadIdx.x % 32;
+    if (gb >= n_blk) return;
+    const int nb = d / 32;
+    const int64_t th = gb / nb; /* token * heads + head */
+    const int b = (int)(gb % nb), h = (int)(th % heads);
+    const int64_t t = th / heads;
+    const float v = src[th * d + b * 32 + lane];
+    uint8_t *row = base + ((size_t)h * n_ctx + (size_t)cells[t]) * row_bytes;
+    if (type == MR_TYPE_F32) {
+        ((float *)row)[b * 32 + lane] = v;
+    } else if (type == MR_TYPE_F16) {
+        ((__half *)row)[b * 32 + lane] = __float2half_rn(v);
+    } else {
+        const float amax = mrc_warp_max(fabsf(v));
+        const float dq = amax / 127.0f, id = dq != 0.0f ? 1.0f / dq : 0.0f;
+        uint8_t *blk = row + (size_t)b * 34;
+        blk[2 + lane] = (uint8_t)(int8_t)roundf(v * id);
+        if (lane == 0) {
+            const __half hd = __float2half_rn(dq);
+            memcpy(blk, &hd, 2);
+        }
+    }
+}
+
+int mrc_kv_write(mrc_ctx *c, uint32_t type, const float *src, int heads, int d, int T, const int32_t *cells,
+                 void *base, size_t row_bytes, int n_ctx) {
+    if ((type != MR_TYPE_F32 && type != MR_TYPE_F16 && type != MR_TYPE_Q8_0) || d <= 0 || d % 32) {
+        mr_seterr("cuda: kv_write: cache type %s with head size %d (f32, f16, q8_0; multiples of 32)",
+                  mr_type_name(type), d);
+        return -1;
+    }
+    const int64_t n_blk = (int64_t)T * heads * (d / 32);
+    if (n_blk <= 0) return 0;
+    k_kv_write<<<mrc_cdiv(n_blk * 32, 256), 256, 0, c->stream>>>(type, src, heads, d, cells, (uint8_t *)base,
+                                                                 row_bytes, n_ctx, n_blk);
+    MRC_LAUNCHED(c, "kv_write", "%s, tokens %d, heads %d, d %d", mr_type_name(type), T, heads, d);
+    return 0;
+}
+
+/* ---- weighted sum of the expert outputs: y[t] = sum_j w[t][j] * slots[t][j] ------------------------- */
+__global__ void k_moe_combine(float *y, const float *slots, const float *w, int k, int n, int64_t total) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total) return;
+    const int64_t t = i / n, e = i % n;
+    float s = 0.0f;
+    for (int j = 0; j < k; j++) s += w[t * k + j] * slots[(t * k + j) * n + e];
+    y[i] = s;
+}
+
+int mrc_moe_combine(mrc_ctx *c, float *y, const float *slots, const float *w, int n_tok, int k, int n) {
+    const int64_t total = (int64_t)n_tok * n;
+    if (total <= 0) return 0;
+    k_moe_combine<<<mrc_cdiv(total, 256), 256, 0, c->stream>>>(y, slots, w, k, n, total);
+    MRC_LAUNCHED(c, "moe_combine", "tokens %d, k %d, n %d", n_tok, k, n);
+    return 0;
+}

@@ -32,7 +32,7 @@ struct mr_ctx {
 
 const char *mr_last_error(void) { return mr_geterr(); }
 
-int engine_placement_report(const mr_model *m, const mr_ctx_params *p); /* plan.c */
+int engine_placement(const mr_model *m, const mr_ctx_params *p, placement *out, const gpu_api **api_out); /* plan.c */
 
 mr_ctx_params mr_ctx_default_params(void) {
     mr_ctx_params p;
@@ -67,12 +67,18 @@ mr_ctx *mr_ctx_new(mr_model *m, const mr_ctx_params *pp) {
         mr_seterr("mr_ctx_new: n_seq_max %d exceeds %d", p->n_seq_max, KV_MAX_SEQ);
         goto fail;
     }
-    if (engine_placement_report(m, p) != 0) goto fail;
+    placement pl;
+    const gpu_api *api = NULL;
+    if (engine_placement(m, p, &pl, &api) != 0) goto fail;
     const char *ref = getenv("MOERUN_REF");
     const bool use_ref = ref && *ref && strcmp(ref, "0") != 0;
     c->kv = kv_new(m, p->n_ctx, (uint32_t)p->type_k, (uint32_t)p->type_v, p->n_seq_max);
-    if (!c->kv) goto fail;
-    c->run = model_run_new(m, c->kv, p->n_ubatch, p->n_threads, p->flash_attn != 0, use_ref);
+    if (c->kv) c->run = model_run_new(m, c->kv, p->n_ubatch, p->n_threads, p->flash_attn != 0, use_ref);
+    if (api) {
+        if (c->run) c->run->gpu = model_gpu_new(api, m, &pl, c->kv, p->n_ubatch);
+        placement_free(&pl);
+        if (c->run && !c->run->gpu) goto fail;
+    }
     if (!c->run) goto fail;
     const size_t nb = (size_t)p->n_batch;
     c->logit_row = mr_malloc(sizeof(int32_t) * nb);

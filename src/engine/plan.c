@@ -8,48 +8,55 @@
  * against pretend devices (to see a GPU plan, and its out-of-memory advice,
  * on a machine without one).
  *
- * Execution today is CPU-only: the CUDA kernels (src/cuda/) are not yet wired
- * into the forward pass, so after the plan a note says where the work runs.
- * Nothing is silently ignored.
+ * When a device backend is there (gpu_api_get: CUDA, or the host emulation
+ * under MOERUN_CUDA_EMU=N in tests) and the model's layers can run on it
+ * (model_gpu_supported), the plan is handed to the context, which uploads the
+ * weights and runs those layers there (src/model/forward_gpu.c). Otherwise a
+ * note after the plan says why every layer runs on the CPU. Nothing is
+ * silently ignored.
  */
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "base/base.h"
+#include "model/forward_gpu.h"
 #include "model/model.h"
 #include "model/placement.h"
 #include "moerun.h"
-#ifdef MOERUN_HAVE_CUDA
-#include "cuda/cuda_backend.h"
-#endif
 
-int engine_placement_report(const mr_model *m, const mr_ctx_params *p);
+int engine_placement(const mr_model *m, const mr_ctx_params *p, placement *out, const gpu_api **api_out);
 
-static void find_devices(plc_devices *dev) {
+/* The devices to plan for; returns the backend that can run on them (NULL: pretend devices
+ * of MOERUN_FAKE_VRAM, or none). */
+static const gpu_api *find_devices(plc_devices *dev) {
     dev->n = 0;
     const char *fake = getenv("MOERUN_FAKE_VRAM");
     if (fake && *fake) {
-        if (placement_fake_devices(fake, dev) == 0) return;
+        if (placement_fake_devices(fake, dev) == 0) return NULL;
         MR_WARN("MOERUN_FAKE_VRAM='%s' ignored: %s", fake, mr_geterr());
         dev->n = 0;
     }
-#ifdef MOERUN_HAVE_CUDA
-    int n = mrc_device_count();
+    const gpu_api *api = gpu_api_get();
+    if (!api) return NULL;
+    int n = api->device_count();
     for (int d = 0; d < n && d < PLC_MAX_DEV; d++) {
         mrc_device_info info;
-        if (mrc_device_info_get(d, &info) != 0) break;
+        if (api->device_info(d, &info) != 0) break;
         dev->free[d] = info.free;
         dev->total[d] = info.total;
         snprintf(dev->name[d], sizeof dev->name[d], "%.63s", info.name);
         dev->n = d + 1;
     }
-#endif
+    return dev->n > 0 ? api : NULL;
 }
 
 /* Prints the plan when the model was loaded with placement flags. Returns 0,
  * or -1 (with the error set) when the flags are malformed (bad -ot regex,
- * bad -ts list) or the plan does not fit the devices. */
-int engine_placement_report(const mr_model *m, const mr_ctx_params *p) {
+ * bad -ts list) or the plan does not fit the devices. When the plan puts
+ * layers on devices that a backend can run, *out holds it (free with
+ * placement_free) and *api_out the backend; else *api_out is NULL. */
+int engine_placement(const mr_model *m, const mr_ctx_params *p, placement *out, const gpu_api **api_out) {
+    *api_out = NULL;
     bool asked = m->plc_ngl != 0 || m->plc_n_cpu_moe != 0 || m->plc_overrides || m->plc_tensor_split ||
                  (m->plc_split_mode && *m->plc_split_mode);
     if (!asked) return 0;
@@ -73,7 +80,7 @@ int engine_placement_report(const mr_model *m, const mr_ctx_params *p) {
     o.n_ubatch = p->n_ubatch;
     o.flash_attn = p->flash_attn != 0;
     plc_devices dev;
-    find_devices(&dev);
+    const gpu_api *api = find_devices(&dev);
     placement pl;
     int rc = placement_plan(&pl, t, n_t, &pm, &o, &dev);
     if (rc == 0) {
@@ -82,16 +89,21 @@ int engine_placement_report(const mr_model *m, const mr_ctx_params *p) {
                 m->plc_n_cpu_moe < 0 ? ", -cmoe" : m->plc_n_cpu_moe > 0 ? ", --n-cpu-moe" : "",
                 m->plc_tensor_split ? ", -ts" : "");
         placement_print(&pl, stderr);
+        const char *why = api ? model_gpu_supported(m, &pl) : NULL;
         if (dev.n > 0 && placement_check(&pl, t, n_t, &pm, &o, &dev) != 0) rc = -1;
         else if (dev.n == 0)
             fprintf(stderr, "moerun: note: no CUDA device, every layer runs on the CPU "
                             "(MOERUN_FAKE_VRAM=SIZE[,SIZE] shows the plan for pretend devices)\n");
-        else
-            fprintf(stderr, "moerun: note: this build executes every layer on the CPU (%s); the plan above is "
-                            "what the GPU backend will use\n",
-                    mr_have_cuda() ? "the CUDA kernels are not wired into the forward pass yet"
-                                   : "built without CUDA");
-        placement_free(&pl);
+        else if (!api)
+            fprintf(stderr, "moerun: note: pretend devices (MOERUN_FAKE_VRAM): every layer runs on the CPU\n");
+        else if (why)
+            fprintf(stderr, "moerun: warning: every layer runs on the CPU: %s\n", why);
+        else {
+            fprintf(stderr, "moerun: running the layers placed on devices with the %s backend\n", api->name);
+            *out = pl;
+            *api_out = api;
+        }
+        if (!*api_out) placement_free(&pl);
     }
     placement_model_free(&pm);
     free(t);

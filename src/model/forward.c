@@ -105,6 +105,7 @@ void model_run_free(model_run *r) {
                     100.0 * r->prof_s[6] / (tot > 0 ? tot : 1));
     }
     model_delta_run_free(r);
+    model_gpu_free(r->gpu);
     mr_tp_free(r->tp);
     cpu_mm_free(&r->mm);
     float *fs[] = {r->x, r->xn, r->tmp, r->q, r->k, r->v, r->att, r->ff_a, r->ff_b, r->rope_cs,
@@ -132,9 +133,18 @@ int model_forward(model_run *r, const model_ubatch *ub, float *logits) {
     if (hp->embd_scale != 0.0f)
         for (size_t i = 0; i < (size_t)T * D; i++) r->x[i] *= hp->embd_scale;
 
+    if (r->gpu && model_gpu_begin(r, ub)) return -1;
     for (int il = 0; il < hp->n_layer; il++) {
         const model_layer *ly = &m->layers[il];
         double t0 = r->prof ? mr_time_s() : 0.0;
+        if (r->gpu) {
+            if (model_gpu_layer_on(r->gpu, il)) {
+                if (model_gpu_layer(r, ub, il)) return -1;
+                if (r->prof) r->prof_s[4] += mr_time_s() - t0;
+                continue;
+            }
+            if (model_gpu_to_host(r, T)) return -1;
+        }
         cpu_rmsnorm_rows(r->xn, r->x, vecf(&ly->attn_norm), T, D, hp->rms_eps);
         int rc = ly->attn_kind == MODEL_ATTN_MLA     ? model_attn_mla(r, ub, il, r->xn, r->tmp)
                  : ly->attn_kind == MODEL_ATTN_GATED ? model_attn_gated(r, ub, il, r->xn, r->tmp)
@@ -161,10 +171,15 @@ int model_forward(model_run *r, const model_ubatch *ub, float *logits) {
     /* output head on the requested rows */
     if (ub->n_out == 0) return 0;
     const double th = r->prof ? mr_time_s() : 0.0;
-    for (int i = 0; i < ub->n_out; i++)
-        cpu_rmsnorm(r->xn + (size_t)i * D, r->x + (size_t)ub->out[i] * D, vecf(&m->output_norm), D, hp->rms_eps);
-    r->mm.bytes_read += m->output_norm.mat_bytes;
-    if (cpu_matmul(&r->mm, &m->output, 0, r->xn, ub->n_out, logits)) return -1;
+    if (r->gpu && model_gpu_head_on(r->gpu)) {
+        if (model_gpu_head(r, ub, logits)) return -1;
+    } else {
+        if (r->gpu && model_gpu_to_host(r, T)) return -1;
+        for (int i = 0; i < ub->n_out; i++)
+            cpu_rmsnorm(r->xn + (size_t)i * D, r->x + (size_t)ub->out[i] * D, vecf(&m->output_norm), D, hp->rms_eps);
+        r->mm.bytes_read += m->output_norm.mat_bytes;
+        if (cpu_matmul(&r->mm, &m->output, 0, r->xn, ub->n_out, logits)) return -1;
+    }
     if (hp->logit_softcap > 0.0f) {
         const float c = hp->logit_softcap;
         for (size_t i = 0; i < (size_t)ub->n_out * hp->n_vocab; i++) logits[i] = c * tanhf(logits[i] / c);

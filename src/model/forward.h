@@ -15,6 +15,7 @@
 
 #include "cpu/attn.h"
 #include "cpu/cpu.h"
+#include "model/forward_gpu.h"
 #include "model/kv.h"
 #include "model/model.h"
 
@@ -62,6 +63,8 @@ typedef struct model_run {
      * model_run_free */
     bool prof;
     double prof_s[7];
+    /* layers and head on GPU devices (forward_gpu.c), NULL when everything runs here */
+    model_gpu *gpu;
 } model_run;
 
 /* Allocate a run for micro-batches of up to n_ub tokens. n_threads <= 0: the
@@ -73,6 +76,14 @@ void model_run_free(model_run *r);
 /* Forward one micro-batch. logits: (n_out, V) for the tokens ub->out.
  * Returns 0, -1 with an error. */
 int model_forward(model_run *r, const model_ubatch *ub, float *logits);
+
+/* The device side of model_forward (forward_gpu.c): per micro-batch, positions, cells and
+ * masks to the devices; a layer on its device (the residual r->x moves there first); the
+ * residual back into r->x; the output head of the rows ub->out into logits. 0 / -1. */
+int model_gpu_begin(model_run *r, const model_ubatch *ub);
+int model_gpu_layer(model_run *r, const model_ubatch *ub, int il);
+int model_gpu_to_host(model_run *r, int T);
+int model_gpu_head(model_run *r, const model_ubatch *ub, float *logits);
 
 /* Block kinds. Each reads xn (T, D) (the normed input) and writes out (T, D). */
 int model_attn_gqa(model_run *r, const model_ubatch *ub, int il, const float *xn, float *out);

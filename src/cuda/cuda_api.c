@@ -1,0 +1,82 @@
+/*
+ * cuda_api.c — the CUDA backend (cuda_backend.h) as a gpu_api table
+ * (src/gpu/gpu_api.h), for the GPU forward pass. Built only with CUDA.
+ */
+#include "gpu/gpu_api.h"
+
+static void *w_init(int dev) { return mrc_init(dev); }
+static void w_free(void *c) { mrc_free(c); }
+static int w_sync(void *c) { return mrc_sync(c); }
+static void *w_alloc(void *c, size_t n) { return mrc_alloc(c, n); }
+static void w_dfree(void *c, void *p) {
+    (void)c;
+    mrc_dfree(p);
+}
+static int w_upload(void *c, void *d, const void *s, size_t n) { return mrc_upload(c, d, s, n); }
+static int w_download(void *c, void *d, const void *s, size_t n) { return mrc_download(c, d, s, n); }
+static int w_memset(void *c, void *d, int v, size_t n) { return mrc_memset(c, d, v, n); }
+static int w_quantize(void *c, const float *x, void *xq, int64_t k, int64_t n) { return mrc_quantize_q8_1(c, x, xq, k, n); }
+static int w_matvec(void *c, const mrc_weight *W, int64_t mat, const float *x, const void *xq, float *y) {
+    return mrc_matvec(c, W, mat, x, xq, y);
+}
+static int w_moe_matvec(void *c, const mrc_weight *W, const int32_t *ids, int n_ids, const float *x, size_t xs,
+                        const void *xq, size_t xqs, float *y) {
+    return mrc_moe_matvec(c, W, ids, n_ids, x, xs, xq, xqs, y);
+}
+static int w_rmsnorm(void *c, float *o, const float *x, const float *w, int64_t r, int n, float eps) {
+    return mrc_rmsnorm(c, o, x, w, r, n, eps);
+}
+static int w_silu_mul(void *c, float *g, const float *u, int64_t n) { return mrc_silu_mul(c, g, u, n); }
+static int w_add(void *c, float *y, const float *x, int64_t n) { return mrc_add(c, y, x, n); }
+static int w_rope(void *c, const mrc_rope_params *p, float *x, const int32_t *pos, int nt, int nh, int hd) {
+    return mrc_rope(c, p, x, pos, nt, nh, hd);
+}
+static int w_route(void *c, const float *l, int nt, int ne, int k, int g, const float *b, bool nw, float ws,
+                   int32_t *ids, float *w) {
+    return mrc_moe_route(c, l, nt, ne, k, g, b, nw, ws, ids, w);
+}
+static int w_attn(void *c, const mrc_attn_params *p, const float *q, const void *k, const void *v, const float *m,
+                  float *o) {
+    return mrc_attn_decode(c, p, q, k, v, m, o);
+}
+static int w_gemm(void *c, const mrc_weight *W, int64_t mat, const float *x, int64_t T, float *y) {
+    return mrc_gemm(c, W, mat, x, T, y);
+}
+static int w_kv_write(void *c, uint32_t type, const float *src, int heads, int d, int T, const int32_t *cells,
+                      void *base, size_t rb, int n_ctx) {
+    return mrc_kv_write(c, type, src, heads, d, T, cells, base, rb, n_ctx);
+}
+static int w_combine(void *c, float *y, const float *s, const float *w, int nt, int k, int n) {
+    return mrc_moe_combine(c, y, s, w, nt, k, n);
+}
+
+static const gpu_api k_cuda = {
+    .name = "cuda",
+    .device_count = mrc_device_count,
+    .device_info = mrc_device_info_get,
+    .init = w_init,
+    .free = w_free,
+    .sync = w_sync,
+    .alloc = w_alloc,
+    .dfree = w_dfree,
+    .upload = w_upload,
+    .download = w_download,
+    .memset = w_memset,
+    .type_supported = mrc_type_supported,
+    .weight_view = mrc_weight_view,
+    .q8_1_row_size = mrc_q8_1_row_size,
+    .quantize_q8_1 = w_quantize,
+    .matvec = w_matvec,
+    .moe_matvec = w_moe_matvec,
+    .rmsnorm = w_rmsnorm,
+    .silu_mul = w_silu_mul,
+    .add = w_add,
+    .rope = w_rope,
+    .moe_route = w_route,
+    .attn_decode = w_attn,
+    .gemm = w_gemm,
+    .kv_write = w_kv_write,
+    .moe_combine = w_combine,
+};
+
+const gpu_api *gpu_api_cuda(void) { return &k_cuda; }

@@ -1,0 +1,72 @@
+/*
+ * gpu_api.h — the device backend as a table of functions, so the GPU forward
+ * pass (src/model/forward_gpu.c) runs on either implementation:
+ *
+ *   "cuda"  src/cuda (cuda_api.c wraps the mrc_ functions of cuda_backend.h;
+ *           only in -DMOERUN_CUDA=ON builds)
+ *   "emu"   src/gpu/gpu_emu.c: the same API on the host, each op computed the
+ *           way the CUDA kernel computes it (Q8_1 activations for the
+ *           quantized matvec, F16 operands for the prompt GEMM), with
+ *           "device" memory in plain host allocations. It exists so that the
+ *           GPU executor (placement, uploads, residency of the hidden state,
+ *           device KV cache, hybrid CPU experts) is tested against llama.cpp's
+ *           logits on machines without a GPU, in CI. Enabled only by
+ *           MOERUN_CUDA_EMU=N (N pretend devices); never chosen otherwise.
+ *
+ * Contexts are opaque (void *): one per device, as mrc_ctx. Signatures,
+ * shapes and error conventions are those of cuda_backend.h (0 / -1 with
+ * mr_seterr). Two ops exist only here and in ops.cu: kv_write (cache rows
+ * from float K/V) and moe_combine (the weighted sum of expert outputs).
+ */
+#ifndef MR_GPU_API_H
+#define MR_GPU_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cuda/cuda_backend.h"
+
+typedef struct gpu_api {
+    const char *name; /* "cuda" | "emu" */
+    int (*device_count)(void);
+    int (*device_info)(int dev, mrc_device_info *out);
+    void *(*init)(int dev);
+    void (*free)(void *c);
+    int (*sync)(void *c);
+    void *(*alloc)(void *c, size_t n);
+    void (*dfree)(void *c, void *p);
+    int (*upload)(void *c, void *dst, const void *src, size_t n);
+    int (*download)(void *c, void *dst, const void *src, size_t n);
+    int (*memset)(void *c, void *dst, int v, size_t n);
+    bool (*type_supported)(uint32_t type);
+    int (*weight_view)(mrc_weight *w, void *dev_ptr, uint32_t type, int64_t k, int64_t m, int64_t n_mat);
+    size_t (*q8_1_row_size)(int64_t k);
+    int (*quantize_q8_1)(void *c, const float *x, void *xq, int64_t k, int64_t n_rows);
+    int (*matvec)(void *c, const mrc_weight *W, int64_t mat, const float *x, const void *xq, float *y);
+    int (*moe_matvec)(void *c, const mrc_weight *W, const int32_t *ids, int n_ids, const float *x, size_t x_stride,
+                      const void *xq, size_t xq_stride, float *y);
+    int (*rmsnorm)(void *c, float *out, const float *x, const float *w, int64_t n_rows, int n, float eps);
+    int (*silu_mul)(void *c, float *g, const float *u, int64_t n);
+    int (*add)(void *c, float *y, const float *x, int64_t n);
+    int (*rope)(void *c, const mrc_rope_params *p, float *x, const int32_t *pos, int n_tok, int n_heads,
+                int head_dim);
+    int (*moe_route)(void *c, const float *logits, int n_tok, int n_expert, int k, int gating, const float *bias,
+                     bool norm_w, float w_scale, int32_t *ids, float *weights);
+    int (*attn_decode)(void *c, const mrc_attn_params *p, const float *q, const void *k, const void *v,
+                       const float *mask, float *out);
+    int (*gemm)(void *c, const mrc_weight *W, int64_t mat, const float *x, int64_t T, float *y);
+    int (*kv_write)(void *c, uint32_t type, const float *src, int heads, int d, int T, const int32_t *cells,
+                    void *base, size_t row_bytes, int n_ctx);
+    int (*moe_combine)(void *c, float *y, const float *slots, const float *w, int n_tok, int k, int n);
+} gpu_api;
+
+/* The backend GPU layers run on: "emu" when MOERUN_CUDA_EMU is set to a
+ * positive count, else "cuda" in CUDA builds, else NULL. */
+const gpu_api *gpu_api_get(void);
+const gpu_api *gpu_api_emu(void);
+#ifdef MOERUN_HAVE_CUDA
+const gpu_api *gpu_api_cuda(void); /* src/cuda/cuda_api.c */
+#endif
+
+#endif

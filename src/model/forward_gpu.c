@@ -1,0 +1,599 @@
+/*
+ * forward_gpu.c — layers and output head on GPU devices (forward_gpu.h).
+ *
+ * Per device layer (T tokens; one device context; every op queued in order):
+ *   xn = rmsnorm(x)  q, k, v = xn W^T (T = 1: one Q8_1 quantization of xn,
+ *   then matvecs; T > 1: GEMMs; float weights: matvecs per token)
+ *   (+ biases) (QK-norm) RoPE at the tokens' positions  K/V rows -> the
+ *   device cache at the tokens' cells  per token: flash-decoding attention
+ *   over the n_kv cells with the token's mask row  out = att Wo^T  x += out
+ *   xn = rmsnorm(x)  FFN: dense, or router -> routing on the device ->
+ *   per token grouped expert matvecs (gate/up share one activation, down
+ *   per slot) and their weighted sum, or, with the experts on the CPU, the
+ *   normed input and routing to the host, cpu_moe, the sum back  (+ shared
+ *   experts)  x += ffn
+ * Masks (0 / -inf per token and cell, and a second one for sliding-window
+ * layers) are built on the host from kv.c's cells once per micro-batch,
+ * with cpu/attn.h's visibility rule, and uploaded to every device in use.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "cpu/moe.h"
+#include "model/forward.h"
+#include "quant/types.h"
+
+typedef struct {
+    int dev; /* device index, -1: the layer runs on the CPU */
+    bool exps_cpu;
+    mrc_weight wq, wk, wv, wo, gate, up, down, gate_inp, gate_exps, up_exps, down_exps, gate_sh, up_sh, down_sh;
+    const float *attn_norm, *attn_post_norm, *ffn_norm, *ffn_post_norm, *q_norm, *k_norm;
+    const float *bq, *bk, *bv, *bo, *probs_b;
+    void *k, *v; /* device KV */
+} gpu_layer;
+
+typedef struct {
+    void *c;
+    float *x, *xn, *tmp, *sh, *q, *k, *v, *att, *ffa, *ffb, *router, *selw, *slots, *logits, *rope_ff;
+    float *mask, *mask_swa;
+    size_t mask_cap; /* floats of each mask */
+    void *xq, *xq2;
+    int32_t *pos, *cells, *ids;
+    mrc_weight out_norm_w, output;
+    const float *out_norm;
+    void **allocs;
+    int n_allocs, cap_allocs;
+    bool used;
+} gpu_dev;
+
+#define HEAD_ROWS 16 /* logits rows per output-head chunk */
+
+struct model_gpu {
+    const gpu_api *api;
+    const mr_model *m;
+    int n_dev, n_ub, n_ctx;
+    gpu_dev d[PLC_MAX_DEV];
+    gpu_layer *L;
+    int out_dev;
+    int x_at;          /* where the residual is: -1 host, else a device */
+    int n_kv;          /* cells the masks cover in this micro-batch */
+    bool any_swa;
+    float *h_mask;     /* host masks (T, n_kv) x 2 */
+    size_t h_mask_cap;
+    uint64_t weight_bytes;
+};
+
+/* ---- support and placement checks ---------------------------------------------------------- */
+
+static int tensor_index(const mr_model *m, const mr_weight *w) {
+    if (!w->data || !w->name) return -1;
+    const gguf_tensor *t = gguf_tensor_find(m->g, w->name);
+    return t ? (int)(t - m->g->tensors) : -1;
+}
+
+const char *model_gpu_supported(const mr_model *m, const placement *pl) {
+    const model_hparams *hp = &m->hp;
+    bool any = pl->output_dev >= 0;
+    for (int il = 0; il < hp->n_layer; il++) any |= pl->layer_dev[il] >= 0;
+    if (!any) return "the plan puts no layer on a device";
+    if (pl->split == PLC_SPLIT_ROW) return "-sm row is not implemented on devices yet (use -sm layer)";
+    if (m->arch->act != MODEL_ACT_SILU) return "GeGLU FFNs have no device kernel yet";
+    if (hp->n_expert_groups > 1 && hp->n_group_used > 0) return "group-limited expert routing has no device kernel yet";
+    for (int il = 0; il < hp->n_layer; il++) {
+        const model_layer *ly = &m->layers[il];
+        if (pl->layer_dev[il] < 0) continue;
+        if (ly->attn_kind != MODEL_ATTN_GQA) return "MLA and qwen3next layers have no device path yet";
+        if (ly->gate_inp_shexp.data) return "gated shared experts have no device kernel yet";
+    }
+    return NULL;
+}
+
+/* ---- allocation helpers -------------------------------------------------------------------------- */
+
+static void *dalloc(model_gpu *g, gpu_dev *D, size_t n) {
+    if (D->n_allocs == D->cap_allocs) {
+        const int nc = D->cap_allocs ? 2 * D->cap_allocs : 64;
+        void **na = realloc(D->allocs, sizeof(void *) * (size_t)nc);
+        if (!na) {
+            mr_seterr("out of host memory");
+            return NULL;
+        }
+        D->allocs = na;
+        D->cap_allocs = nc;
+    }
+    void *p = g->api->alloc(D->c, n ? n : 16);
+    if (p) D->allocs[D->n_allocs++] = p;
+    return p;
+}
+
+static float *dfloats(model_gpu *g, gpu_dev *D, size_t n) { return dalloc(g, D, n * sizeof(float)); }
+
+/* Upload weight w (its GGUF bytes) to device D as a matrix view. An absent weight stays absent. */
+static int up_weight(model_gpu *g, gpu_dev *D, const mr_weight *w, mrc_weight *out) {
+    memset(out, 0, sizeof *out);
+    if (!w->data) return 0;
+    const gguf_tensor *t = gguf_tensor_find(g->m->g, w->name);
+    if (!t) {
+        mr_seterr("GPU upload: tensor '%s' not found", w->name);
+        return -1;
+    }
+    if (t->data == w->data && t->type != w->type) {
+        mr_seterr("GPU upload: tensor '%s' was repacked in place for the CPU (-rtr / --no-mmap); load the model "
+                  "mapped (without -rtr) to offload it",
+                  w->name);
+        return -1;
+    }
+    if (!g->api->type_supported(t->type)) {
+        mr_seterr("GPU upload: tensor '%s' has type %s, which the device kernels do not read (keep it on the CPU "
+                  "with -ot '%s=CPU')",
+                  w->name, mr_type_name(t->type), w->name);
+        return -1;
+    }
+    const size_t nb = (size_t)t->nbytes;
+    void *p = dalloc(g, D, nb);
+    if (!p || g->api->upload(D->c, p, t->data, nb)) return -1;
+    g->weight_bytes += nb;
+    return g->api->weight_view(out, p, t->type, t->ne[0], t->ne[1], t->ne[2]);
+}
+
+/* Upload an F32 vector (norm, bias); NULL when absent. */
+static int up_vec(model_gpu *g, gpu_dev *D, const mr_weight *w, const float **out) {
+    *out = NULL;
+    if (!w->data) return 0;
+    const size_t nb = sizeof(float) * (size_t)(w->k * w->m * w->n_mat);
+    void *p = dalloc(g, D, nb);
+    if (!p || g->api->upload(D->c, p, w->data, nb)) return -1;
+    g->weight_bytes += nb;
+    *out = p;
+    return 0;
+}
+
+void model_gpu_free(model_gpu *g) {
+    if (!g) return;
+    for (int d = 0; d < g->n_dev; d++) {
+        gpu_dev *D = &g->d[d];
+        if (D->c) g->api->sync(D->c);
+        for (int i = 0; i < D->n_allocs; i++) g->api->dfree(D->c, D->allocs[i]);
+        free(D->allocs);
+        if (D->c) g->api->free(D->c);
+    }
+    free(g->L);
+    free(g->h_mask);
+    free(g);
+}
+
+bool model_gpu_layer_on(const model_gpu *g, int il) { return g && g->L[il].dev >= 0; }
+bool model_gpu_head_on(const model_gpu *g) { return g && g->out_dev >= 0; }
+uint64_t model_gpu_weight_bytes(const model_gpu *g) { return g ? g->weight_bytes : 0; }
+
+/* Every weight of layer il must be where the layer runs, but the routed experts, which may
+ * stay on the CPU (all three). */
+static int check_layer(const mr_model *m, const placement *pl, int il, bool *exps_cpu) {
+    const model_layer *ly = &m->layers[il];
+    const int ld = pl->layer_dev[il];
+    const mr_weight *ws[] = {&ly->attn_norm, &ly->attn_post_norm, &ly->ffn_norm, &ly->ffn_post_norm, &ly->wq,
+                             &ly->wk, &ly->wv, &ly->wo, &ly->bq, &ly->bk, &ly->bv, &ly->bo, &ly->q_norm, &ly->k_norm,
+                             &ly->ffn_gate, &ly->ffn_up, &ly->ffn_down, &ly->gate_inp, &ly->exp_probs_b,
+                             &ly->gate_shexp, &ly->up_shexp, &ly->down_shexp};
+    for (size_t i = 0; i < MR_ARRAY_LEN(ws); i++) {
+        const int ti = tensor_index(m, ws[i]);
+        if (ti < 0) continue;
+        if (pl->dev[ti] != ld) {
+            char a[16], b[16];
+            mr_seterr("tensor '%s' is placed on %s but layer %d computes on %s; only the routed experts "
+                      "(ffn_*_exps) may be placed apart from their layer so far",
+                      ws[i]->name, placement_dev_name(pl->dev[ti], a, sizeof a), il,
+                      placement_dev_name(ld, b, sizeof b));
+            return -1;
+        }
+    }
+    *exps_cpu = false;
+    const mr_weight *ex[] = {&ly->gate_exps, &ly->up_exps, &ly->down_exps};
+    int n_cpu = 0, n = 0;
+    for (int i = 0; i < 3; i++) {
+        const int ti = tensor_index(m, ex[i]);
+        if (ti < 0) continue;
+        n++;
+        if (pl->dev[ti] == PLC_CPU) n_cpu++;
+        else if (pl->dev[ti] != ld) {
+            mr_seterr("tensor '%s' is placed on another device than its layer %d (not supported yet)", ex[i]->name,
+                      il);
+            return -1;
+        }
+    }
+    if (ld < 0 && n_cpu != n) {
+        mr_seterr("layer %d runs on the CPU but its experts are placed on a device (not supported yet)", il);
+        return -1;
+    }
+    if (ld >= 0 && n_cpu != 0 && n_cpu != n) {
+        mr_seterr("layer %d: gate/up/down experts must be on the same device", il);
+        return -1;
+    }
+    *exps_cpu = ld >= 0 && n_cpu > 0;
+    return 0;
+}
+
+model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement *pl, const kv_cache *kv, int n_ub) {
+    const char *why = model_gpu_supported(m, pl);
+    if (why) {
+        mr_seterr("GPU execution: %s", why);
+        return NULL;
+    }
+    const model_hparams *hp = &m->hp;
+    model_gpu *g = mr_calloc(1, sizeof *g);
+    if (!g) return NULL;
+    g->api = api;
+    g->m = m;
+    g->n_ub = n_ub;
+    g->n_ctx = kv->n_ctx;
+    g->out_dev = pl->output_dev;
+    g->x_at = -1;
+    g->n_dev = pl->n_cuda;
+    g->L = mr_calloc((size_t)hp->n_layer, sizeof *g->L);
+    if (!g->L) goto fail;
+    /* which devices are used */
+    for (int il = 0; il < hp->n_layer; il++) {
+        g->L[il].dev = pl->layer_dev[il];
+        if (check_layer(m, pl, il, &g->L[il].exps_cpu)) goto fail;
+        if (pl->layer_dev[il] >= 0) g->d[pl->layer_dev[il]].used = true;
+        if (pl->layer_dev[il] >= 0 && m->layers[il].swa && hp->n_swa > 0) g->any_swa = true;
+    }
+    if (g->out_dev >= 0) g->d[g->out_dev].used = true;
+    const size_t T = (size_t)n_ub, Dm = (size_t)hp->n_embd;
+    size_t qw = 0, kw = 0, vw = 0, aw = 0, fw = 0, xk = Dm;
+    for (int il = 0; il < hp->n_layer; il++) {
+        const model_layer *ly = &m->layers[il];
+        qw = MR_MAX(qw, (size_t)ly->n_head * hp->head_dim_k);
+        kw = MR_MAX(kw, (size_t)ly->kv_heads * ly->kv_dk);
+        vw = MR_MAX(vw, (size_t)ly->kv_heads * ly->kv_dv);
+        aw = MR_MAX(aw, (size_t)ly->n_head * hp->head_dim_v);
+        if (ly->ffn_up.data) fw = MR_MAX(fw, (size_t)ly->ffn_up.m);
+        if (ly->up_shexp.data) fw = MR_MAX(fw, (size_t)ly->up_shexp.m);
+        if (ly->up_exps.data) fw = MR_MAX(fw, (size_t)ly->up_exps.m * (size_t)hp->n_expert_used);
+    }
+    xk = MR_MAX(MR_MAX(xk, aw), fw);
+    const size_t K = (size_t)MR_MAX(hp->n_expert_used, 1), E = (size_t)MR_MAX(hp->n_expert, 1);
+    for (int d = 0; d < g->n_dev; d++) {
+        gpu_dev *D = &g->d[d];
+        if (!D->used) continue;
+        D->c = api->init(d);
+        if (!D->c) goto fail;
+        D->x = dfloats(g, D, T * Dm);
+        D->xn = dfloats(g, D, T * Dm);
+        D->tmp = dfloats(g, D, T * Dm);
+        D->sh = dfloats(g, D, T * Dm);
+        D->q = dfloats(g, D, T * qw);
+        D->k = dfloats(g, D, T * kw);
+        D->v = dfloats(g, D, T * vw);
+        D->att = dfloats(g, D, T * aw);
+        D->ffa = dfloats(g, D, T * fw);
+        D->ffb = dfloats(g, D, T * fw);
+        D->router = dfloats(g, D, T * E);
+        D->selw = dfloats(g, D, T * K);
+        D->slots = dfloats(g, D, K * Dm);
+        D->ids = dalloc(g, D, sizeof(int32_t) * T * K);
+        D->pos = dalloc(g, D, sizeof(int32_t) * T);
+        D->cells = dalloc(g, D, sizeof(int32_t) * T);
+        D->xq = dalloc(g, D, api->q8_1_row_size((int64_t)xk) * MR_MAX(T, K));
+        D->xq2 = dalloc(g, D, api->q8_1_row_size((int64_t)xk) * MR_MAX(T, K));
+        if (!D->x || !D->xn || !D->tmp || !D->sh || !D->q || !D->k || !D->v || !D->att || !D->ffa || !D->ffb ||
+            !D->router || !D->selw || !D->slots || !D->ids || !D->pos || !D->cells || !D->xq || !D->xq2)
+            goto fail;
+        if (m->rope_freqs.data && up_vec(g, D, &m->rope_freqs, (const float **)&D->rope_ff)) goto fail;
+    }
+    /* layers: weights and KV cache */
+    for (int il = 0; il < hp->n_layer; il++) {
+        gpu_layer *L = &g->L[il];
+        if (L->dev < 0) continue;
+        gpu_dev *D = &g->d[L->dev];
+        const model_layer *ly = &m->layers[il];
+        if (up_vec(g, D, &ly->attn_norm, &L->attn_norm) || up_vec(g, D, &ly->attn_post_norm, &L->attn_post_norm) ||
+            up_vec(g, D, &ly->ffn_norm, &L->ffn_norm) || up_vec(g, D, &ly->ffn_post_norm, &L->ffn_post_norm) ||
+            up_vec(g, D, &ly->q_norm, &L->q_norm) || up_vec(g, D, &ly->k_norm, &L->k_norm) ||
+            up_vec(g, D, &ly->bq, &L->bq) || up_vec(g, D, &ly->bk, &L->bk) || up_vec(g, D, &ly->bv, &L->bv) ||
+            up_vec(g, D, &ly->bo, &L->bo) || up_vec(g, D, &ly->exp_probs_b, &L->probs_b))
+            goto fail;
+        if (up_weight(g, D, &ly->wq, &L->wq) || up_weight(g, D, &ly->wk, &L->wk) ||
+            up_weight(g, D, &ly->wv, &L->wv) || up_weight(g, D, &ly->wo, &L->wo) ||
+            up_weight(g, D, &ly->ffn_gate, &L->gate) || up_weight(g, D, &ly->ffn_up, &L->up) ||
+            up_weight(g, D, &ly->ffn_down, &L->down) || up_weight(g, D, &ly->gate_inp, &L->gate_inp) ||
+            up_weight(g, D, &ly->gate_shexp, &L->gate_sh) || up_weight(g, D, &ly->up_shexp, &L->up_sh) ||
+            up_weight(g, D, &ly->down_shexp, &L->down_sh))
+            goto fail;
+        if (!L->exps_cpu && (up_weight(g, D, &ly->gate_exps, &L->gate_exps) ||
+                             up_weight(g, D, &ly->up_exps, &L->up_exps) ||
+                             up_weight(g, D, &ly->down_exps, &L->down_exps)))
+            goto fail;
+        const size_t kb = kv->k_row[il] * (size_t)ly->kv_heads * (size_t)kv->n_ctx;
+        const size_t vb = kv->v_row[il] * (size_t)ly->kv_heads * (size_t)kv->n_ctx;
+        L->k = dalloc(g, D, kb);
+        L->v = dalloc(g, D, vb);
+        if (!L->k || !L->v || api->memset(D->c, L->k, 0, kb) || api->memset(D->c, L->v, 0, vb)) goto fail;
+    }
+    if (g->out_dev >= 0) {
+        gpu_dev *D = &g->d[g->out_dev];
+        if (up_vec(g, D, &m->output_norm, &D->out_norm) || up_weight(g, D, &m->output, &D->output)) goto fail;
+        D->logits = dfloats(g, D, (size_t)HEAD_ROWS * (size_t)hp->n_vocab);
+        if (!D->logits) goto fail;
+    }
+    for (int d = 0; d < g->n_dev; d++)
+        if (g->d[d].c && api->sync(g->d[d].c)) goto fail;
+    return g;
+fail:
+    mr_preerr("GPU (%s backend) setup", api->name);
+    model_gpu_free(g);
+    return NULL;
+}
+
+/* ---- per micro-batch ----------------------------------------------------------------------------- */
+
+static bool visible(const kv_cache *kv, int c, int32_t pos, int seq, int n_swa) {
+    const int32_t cp = kv->pos[c];
+    if (cp < 0 || cp > pos || !((kv->seq[c] >> seq) & 1)) return false;
+    return !(n_swa > 0 && pos - cp >= n_swa);
+}
+
+int model_gpu_begin(model_run *r, const model_ubatch *ub) {
+    model_gpu *g = r->gpu;
+    const kv_cache *kv = r->kv;
+    const int T = ub->n, n_kv = MR_MAX(kv->n_hi, 1), n_swa = r->m->hp.n_swa;
+    const size_t nm = (size_t)T * (size_t)n_kv;
+    g->x_at = -1;
+    g->n_kv = n_kv;
+    if (g->h_mask_cap < 2 * nm) {
+        free(g->h_mask);
+        g->h_mask = mr_malloc(sizeof(float) * 2 * nm);
+        g->h_mask_cap = g->h_mask ? 2 * nm : 0;
+        if (!g->h_mask) return -1;
+    }
+    float *mk = g->h_mask, *ms = g->h_mask + nm;
+    for (int t = 0; t < T; t++)
+        for (int c = 0; c < n_kv; c++) {
+            mk[(size_t)t * n_kv + c] = visible(kv, c, ub->pos[t], ub->seq[t], 0) ? 0.0f : -INFINITY;
+            if (g->any_swa)
+                ms[(size_t)t * n_kv + c] = visible(kv, c, ub->pos[t], ub->seq[t], n_swa) ? 0.0f : -INFINITY;
+        }
+    for (int d = 0; d < g->n_dev; d++) {
+        gpu_dev *D = &g->d[d];
+        if (!D->c) continue;
+        if (D->mask_cap < nm) { /* grows by doubling; the old buffers are freed with the device */
+            const size_t cap = MR_MAX(nm, MR_MAX(2 * D->mask_cap, (size_t)g->n_ub * 256));
+            D->mask = dfloats(g, D, cap);
+            D->mask_swa = g->any_swa ? dfloats(g, D, cap) : NULL;
+            if (!D->mask || (g->any_swa && !D->mask_swa)) return -1;
+            D->mask_cap = cap;
+        }
+        if (g->api->upload(D->c, D->mask, mk, sizeof(float) * nm) ||
+            (g->any_swa && g->api->upload(D->c, D->mask_swa, ms, sizeof(float) * nm)) ||
+            g->api->upload(D->c, D->pos, ub->pos, sizeof(int32_t) * (size_t)T) ||
+            g->api->upload(D->c, D->cells, ub->cell, sizeof(int32_t) * (size_t)T))
+            return -1;
+    }
+    return 0;
+}
+
+/* The residual into r->x (from the device holding it). */
+int model_gpu_to_host(model_run *r, int T) {
+    model_gpu *g = r->gpu;
+    if (!g || g->x_at < 0) return 0;
+    gpu_dev *D = &g->d[g->x_at];
+    const size_t nb = sizeof(float) * (size_t)T * (size_t)r->m->hp.n_embd;
+    if (g->api->download(D->c, r->x, D->x, nb) || g->api->sync(D->c)) return -1;
+    g->x_at = -1;
+    return 0;
+}
+
+static int to_device(model_run *r, int T, int d) {
+    model_gpu *g = r->gpu;
+    if (g->x_at == d) return 0;
+    if (model_gpu_to_host(r, T)) return -1;
+    gpu_dev *D = &g->d[d];
+    if (g->api->upload(D->c, D->x, r->x, sizeof(float) * (size_t)T * (size_t)r->m->hp.n_embd)) return -1;
+    g->x_at = d;
+    return 0;
+}
+
+static bool is_float(const mrc_weight *W) { return W->type == MR_TYPE_F32 || W->type == MR_TYPE_F16; }
+
+/* y (T, W.m) = x (T, W.k) W^T. xq: x quantized (Q8_1, T == 1), or NULL to quantize here. */
+static int gmm(model_gpu *g, gpu_dev *D, const mrc_weight *W, const float *x, const void *xq, int T, float *y) {
+    const gpu_api *A = g->api;
+    if (T > 1 && !is_float(W)) return A->gemm(D->c, W, 0, x, T, y);
+    for (int t = 0; t < T; t++) {
+        const float *xt = x + (size_t)t * W->k;
+        const void *qt = NULL;
+        if (!is_float(W)) {
+            qt = xq;
+            if (!qt) {
+                if (A->quantize_q8_1(D->c, xt, D->xq2, W->k, 1)) return -1;
+                qt = D->xq2;
+            }
+        }
+        if (A->matvec(D->c, W, 0, xt, qt, y + (size_t)t * W->m)) return -1;
+    }
+    return 0;
+}
+
+static int add_rows(model_gpu *g, gpu_dev *D, float *y, const float *b, int T, int n) {
+    if (!b) return 0;
+    for (int t = 0; t < T; t++)
+        if (g->api->add(D->c, y + (size_t)t * n, b, n)) return -1;
+    return 0;
+}
+
+/* act(gate x) * (up x) -> down, into out. xq: x quantized when T == 1. */
+static int dense_ffn(model_gpu *g, gpu_dev *D, const mrc_weight *gate, const mrc_weight *up, const mrc_weight *down,
+                     const float *x, const void *xq, int T, float *out) {
+    const int64_t F = up->m;
+    if (gmm(g, D, gate, x, xq, T, D->ffa) || gmm(g, D, up, x, xq, T, D->ffb) ||
+        g->api->silu_mul(D->c, D->ffa, D->ffb, (int64_t)T * F))
+        return -1;
+    return gmm(g, D, down, D->ffa, NULL, T, out);
+}
+
+static int attn_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, const void *xq) {
+    model_gpu *g = r->gpu;
+    const gpu_api *A = g->api;
+    const mr_model *m = r->m;
+    const model_hparams *hp = &m->hp;
+    const model_layer *ly = &m->layers[il];
+    const gpu_layer *L = &g->L[il];
+    const kv_cache *kv = r->kv;
+    const int T = ub->n, H = ly->n_head, Hkv = ly->n_head_kv, Dk = hp->head_dim_k, Dv = hp->head_dim_v;
+    const int qw = H * Dk, kw = Hkv * Dk, vw = Hkv * Dv;
+    if (gmm(g, D, &L->wq, D->xn, xq, T, D->q) || gmm(g, D, &L->wk, D->xn, xq, T, D->k) ||
+        gmm(g, D, &L->wv, D->xn, xq, T, D->v))
+        return -1;
+    if (add_rows(g, D, D->q, L->bq, T, qw) || add_rows(g, D, D->k, L->bk, T, kw) || add_rows(g, D, D->v, L->bv, T, vw))
+        return -1;
+    if (L->q_norm && A->rmsnorm(D->c, D->q, D->q, L->q_norm, (int64_t)T * H, Dk, hp->rms_eps)) return -1;
+    if (L->k_norm && A->rmsnorm(D->c, D->k, D->k, L->k_norm, (int64_t)T * Hkv, Dk, hp->rms_eps)) return -1;
+    const cpu_rope_params rp = model_rope_params(m, il);
+    if (rp.n_dims > 0) {
+        const mrc_rope_params p = {.mode = rp.mode, .n_dims = rp.n_dims, .freq_base = rp.freq_base,
+                                   .freq_scale = rp.freq_scale, .ext_factor = rp.ext_factor,
+                                   .attn_factor = rp.attn_factor, .beta_fast = rp.beta_fast,
+                                   .beta_slow = rp.beta_slow, .n_ctx_orig = rp.n_ctx_orig,
+                                   .freq_factors = rp.freq_factors ? D->rope_ff : NULL};
+        if (A->rope(D->c, &p, D->q, D->pos, T, H, Dk) || A->rope(D->c, &p, D->k, D->pos, T, Hkv, Dk)) return -1;
+    }
+    if (A->kv_write(D->c, kv->type_k, D->k, Hkv, Dk, T, D->cells, L->k, kv->k_row[il], kv->n_ctx) ||
+        A->kv_write(D->c, kv->type_v, D->v, Hkv, Dv, T, D->cells, L->v, kv->v_row[il], kv->n_ctx))
+        return -1;
+    const mrc_attn_params ap = {.n_head = H, .n_head_kv = Hkv, .dk = Dk, .dv = Dv, .n_ctx = kv->n_ctx,
+                                .n_kv = g->n_kv, .type_k = kv->type_k, .type_v = kv->type_v,
+                                .scale = hp->attn_scale, .softcap = hp->attn_softcap};
+    const float *mask = ly->swa && hp->n_swa > 0 ? D->mask_swa : D->mask;
+    for (int t = 0; t < T; t++)
+        if (A->attn_decode(D->c, &ap, D->q + (size_t)t * qw, L->k, L->v, mask + (size_t)t * g->n_kv,
+                           D->att + (size_t)t * H * Dv))
+            return -1;
+    if (gmm(g, D, &L->wo, D->att, NULL, T, D->tmp)) return -1;
+    return add_rows(g, D, D->tmp, L->bo, T, hp->n_embd);
+}
+
+static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq) {
+    model_gpu *g = r->gpu;
+    const gpu_api *A = g->api;
+    const mr_model *m = r->m;
+    const model_hparams *hp = &m->hp;
+    const model_layer *ly = &m->layers[il];
+    const gpu_layer *L = &g->L[il];
+    const int E = hp->n_expert, K = hp->n_expert_used, Dm = hp->n_embd;
+    if (gmm(g, D, &L->gate_inp, D->xn, xq, T, D->router)) return -1;
+    if (A->moe_route(D->c, D->router, T, E, K, (int)hp->gating, L->probs_b, hp->expert_norm_w, hp->expert_w_scale,
+                     D->ids, D->selw))
+        return -1;
+    if (L->exps_cpu) {
+        /* the CPU runs the chosen experts on its kernels */
+        const size_t nx = sizeof(float) * (size_t)T * Dm, ns = (size_t)T * K;
+        if (A->download(D->c, r->xn, D->xn, nx) || A->download(D->c, r->sel, D->ids, sizeof(int32_t) * ns) ||
+            A->download(D->c, r->selw, D->selw, sizeof(float) * ns) || A->sync(D->c))
+            return -1;
+        const cpu_moe_w mw = {.gate = &ly->gate_exps, .up = &ly->up_exps, .down = &ly->down_exps, .gelu = false};
+        if (cpu_moe(&r->mm, &mw, T, r->xn, K, r->sel, r->selw, r->tmp)) return -1;
+        if (A->upload(D->c, D->tmp, r->tmp, nx)) return -1;
+    } else {
+        const int64_t Fe = L->up_exps.m;
+        const size_t rs = A->q8_1_row_size(Fe);
+        for (int t = 0; t < T; t++) {
+            const float *xt = D->xn + (size_t)t * Dm;
+            const void *qt = xq;
+            if (!qt) {
+                if (A->quantize_q8_1(D->c, xt, D->xq, Dm, 1)) return -1;
+                qt = D->xq;
+            }
+            const int32_t *ids = D->ids + (size_t)t * K;
+            if (A->moe_matvec(D->c, &L->gate_exps, ids, K, xt, 0, qt, 0, D->ffa) ||
+                A->moe_matvec(D->c, &L->up_exps, ids, K, xt, 0, qt, 0, D->ffb) ||
+                A->silu_mul(D->c, D->ffa, D->ffb, (int64_t)K * Fe) || A->quantize_q8_1(D->c, D->ffa, D->xq2, Fe, K) ||
+                A->moe_matvec(D->c, &L->down_exps, ids, K, D->ffa, (size_t)Fe, D->xq2, rs, D->slots) ||
+                A->moe_combine(D->c, D->tmp + (size_t)t * Dm, D->slots, D->selw + (size_t)t * K, 1, K, Dm))
+                return -1;
+        }
+    }
+    if (L->up_sh.data) {
+        if (dense_ffn(g, D, &L->gate_sh, &L->up_sh, &L->down_sh, D->xn, xq, T, D->sh) ||
+            A->add(D->c, D->tmp, D->sh, (int64_t)T * Dm))
+            return -1;
+    }
+    return 0;
+}
+
+/* Weight bytes one micro-batch reads on the devices (for the roofline): every dense weight once,
+ * the routed experts at most min(T*K, E) matrices. */
+static uint64_t layer_bytes(const model_gpu *g, int il, int T) {
+    const gpu_layer *L = &g->L[il];
+    uint64_t b = 0;
+    const mrc_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down, &L->gate_inp,
+                              &L->gate_sh, &L->up_sh, &L->down_sh};
+    for (size_t i = 0; i < MR_ARRAY_LEN(ws); i++) b += ws[i]->data ? ws[i]->mat_bytes : 0;
+    const int64_t ne = MR_MIN((int64_t)T * g->m->hp.n_expert_used, (int64_t)MR_MAX(g->m->hp.n_expert, 1));
+    const mrc_weight *ex[] = {&L->gate_exps, &L->up_exps, &L->down_exps};
+    for (int i = 0; i < 3; i++) b += ex[i]->data ? ex[i]->mat_bytes * (uint64_t)ne : 0;
+    return b;
+}
+
+int model_gpu_layer(model_run *r, const model_ubatch *ub, int il) {
+    model_gpu *g = r->gpu;
+    const gpu_api *A = g->api;
+    const model_hparams *hp = &r->m->hp;
+    const gpu_layer *L = &g->L[il];
+    const int T = ub->n, Dm = hp->n_embd;
+    gpu_dev *D = &g->d[L->dev];
+    if (to_device(r, T, L->dev)) return -1;
+    const int64_t n = (int64_t)T * Dm;
+    /* attention block: T == 1 quantizes xn once for q, k, v */
+    if (A->rmsnorm(D->c, D->xn, D->x, L->attn_norm, T, Dm, hp->rms_eps)) return -1;
+    const void *xq = NULL;
+    if (T == 1) {
+        if (A->quantize_q8_1(D->c, D->xn, D->xq, Dm, 1)) return -1;
+        xq = D->xq;
+    }
+    if (attn_layer(r, ub, il, D, xq)) return -1;
+    if (L->attn_post_norm && A->rmsnorm(D->c, D->tmp, D->tmp, L->attn_post_norm, T, Dm, hp->rms_eps)) return -1;
+    if (A->add(D->c, D->x, D->tmp, n)) return -1;
+    /* FFN block */
+    if (A->rmsnorm(D->c, D->xn, D->x, L->ffn_norm, T, Dm, hp->rms_eps)) return -1;
+    if (T == 1) {
+        if (A->quantize_q8_1(D->c, D->xn, D->xq, Dm, 1)) return -1;
+        xq = D->xq;
+    }
+    if (r->m->layers[il].ffn_kind == MODEL_FFN_MOE) {
+        if (moe_layer(r, T, il, D, xq)) return -1;
+    } else if (dense_ffn(g, D, &L->gate, &L->up, &L->down, D->xn, xq, T, D->tmp))
+        return -1;
+    if (L->ffn_post_norm && A->rmsnorm(D->c, D->tmp, D->tmp, L->ffn_post_norm, T, Dm, hp->rms_eps)) return -1;
+    if (A->add(D->c, D->x, D->tmp, n)) return -1;
+    r->mm.bytes_read += layer_bytes(g, il, T);
+    return 0;
+}
+
+int model_gpu_head(model_run *r, const model_ubatch *ub, float *logits) {
+    model_gpu *g = r->gpu;
+    const gpu_api *A = g->api;
+    const model_hparams *hp = &r->m->hp;
+    const int Dm = hp->n_embd, V = hp->n_vocab;
+    gpu_dev *D = &g->d[g->out_dev];
+    if (to_device(r, ub->n, g->out_dev)) return -1;
+    for (int i0 = 0; i0 < ub->n_out; i0 += HEAD_ROWS) {
+        const int n = MR_MIN(HEAD_ROWS, ub->n_out - i0);
+        for (int i = 0; i < n; i++)
+            if (A->rmsnorm(D->c, D->xn + (size_t)i * Dm, D->x + (size_t)ub->out[i0 + i] * Dm, D->out_norm, 1, Dm,
+                           hp->rms_eps))
+                return -1;
+        const void *xq = NULL;
+        if (n == 1 && !is_float(&D->output)) {
+            if (A->quantize_q8_1(D->c, D->xn, D->xq, Dm, 1)) return -1;
+            xq = D->xq;
+        }
+        if (gmm(g, D, &D->output, D->xn, xq, n, D->logits) ||
+            A->download(D->c, logits + (size_t)i0 * V, D->logits, sizeof(float) * (size_t)n * V))
+            return -1;
+    }
+    r->mm.bytes_read += D->output.mat_bytes;
+    return A->sync(D->c);
+}
