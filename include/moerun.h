@@ -144,6 +144,16 @@ typedef struct {
     double t_decode_s;
 } mr_ctx_stats;
 void mr_ctx_get_stats(const mr_ctx *c, mr_ctx_stats *s);
+/* What runs on GPU devices (placement flags -ngl, -ot, -cmoe, ...): layers and
+ * output head computed there, weight bytes uploaded, the backend ("cuda", or
+ * "emu" for the host emulation of MOERUN_CUDA_EMU=N; "" when all is on the CPU). */
+typedef struct {
+    int n_layers_dev;
+    bool output_dev;
+    uint64_t weight_bytes;
+    char backend[16];
+} mr_ctx_offload_info;
+void mr_ctx_get_offload(const mr_ctx *c, mr_ctx_offload_info *out);
 void mr_ctx_reset_stats(mr_ctx *c);
 
 /* ---- sampling ------------------------------------------------------------------ */

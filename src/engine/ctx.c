@@ -6,6 +6,7 @@
  * ids, free cells) so an error leaves the cache untouched, then runs it in
  * micro-batches of n_ubatch tokens through model_forward.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -250,4 +251,13 @@ int mr_kv_seq_pos_max(const mr_ctx *c, int seq) {
 int mr_kv_used_cells(const mr_ctx *c) { return c->kv->used; }
 
 void mr_ctx_get_stats(const mr_ctx *c, mr_ctx_stats *s) { *s = c->st; }
+void mr_ctx_get_offload(const mr_ctx *c, mr_ctx_offload_info *out) {
+    memset(out, 0, sizeof *out);
+    const model_gpu *g = c->run->gpu;
+    if (!g) return;
+    for (int il = 0; il < c->m->hp.n_layer; il++) out->n_layers_dev += model_gpu_layer_on(g, il);
+    out->output_dev = model_gpu_head_on(g);
+    out->weight_bytes = model_gpu_weight_bytes(g);
+    snprintf(out->backend, sizeof out->backend, "%s", model_gpu_backend(g));
+}
 void mr_ctx_reset_stats(mr_ctx *c) { memset(&c->st, 0, sizeof c->st); }

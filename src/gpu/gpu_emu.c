@@ -366,10 +366,11 @@ static int emu_gemm(void *cv, const mrc_weight *W, int64_t mat, const float *x, 
         }
         for (int64_t i = 0; i < W->k; i++) wr[i] = f16r(wr[i]);
         for (int64_t t = 0; t < T; t++) {
-            float acc = 0.0f;
+            float acc[8] = {0};
             const float *xt = xh + t * W->k;
-            for (int64_t i = 0; i < W->k; i++) acc += wr[i] * xt[i];
-            y[t * W->m + r] = acc;
+            for (int64_t i = 0; i < W->k; i += 8) /* k is a multiple of 32 */
+                for (int l = 0; l < 8; l++) acc[l] += wr[i + l] * xt[i + l];
+            y[t * W->m + r] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
         }
     }
     free(xh);

@@ -49,7 +49,7 @@ typedef struct {
     bool used;
 } gpu_dev;
 
-#define HEAD_ROWS 16 /* logits rows per output-head chunk */
+#define HEAD_ROWS 64 /* logits rows per output-head chunk (one GEMM each) */
 
 struct model_gpu {
     const gpu_api *api;
@@ -168,6 +168,7 @@ void model_gpu_free(model_gpu *g) {
 bool model_gpu_layer_on(const model_gpu *g, int il) { return g && g->L[il].dev >= 0; }
 bool model_gpu_head_on(const model_gpu *g) { return g && g->out_dev >= 0; }
 uint64_t model_gpu_weight_bytes(const model_gpu *g) { return g ? g->weight_bytes : 0; }
+const char *model_gpu_backend(const model_gpu *g) { return g ? g->api->name : ""; }
 
 /* Every weight of layer il must be where the layer runs, but the routed experts, which may
  * stay on the CPU (all three). */

@@ -1,0 +1,106 @@
+/*
+ * test_gpu_golden.c — the GPU forward pass (src/model/forward_gpu.c) against
+ * llama.cpp's logits, with the same bars as test_golden.c, in the placements
+ * of issue #8's acceptance: full offload (-ngl 99), partial offload (-ngl 2:
+ * the hidden state moves host <-> device between layers), experts on the CPU
+ * (-cmoe: the device routes, the CPU runs the experts) and a layer split over
+ * two devices (-ts 1,1), with f16 and q8_0 caches and prompt + greedy decode
+ * (T > 1 GEMM path and T = 1 matvec path).
+ *
+ * Backend: a CUDA device when there is one; otherwise the host emulation of
+ * the CUDA backend (MOERUN_CUDA_EMU, src/gpu/gpu_emu.c), which computes each
+ * op in the kernels' number formats, so this runs in CI without a GPU. Each
+ * configuration first checks that the layers really run on the devices
+ * (mr_ctx_get_offload), so a silent CPU fallback fails.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "check.h"
+#include "golden_case.h"
+#include "gpu/gpu_api.h"
+#include "moerun.h"
+
+typedef struct {
+    const char *model, *gcase;
+    int ngl, n_cpu_moe;
+    const char *ts;
+    int n_dev;           /* devices the configuration needs */
+    int want_layers;     /* layers expected on devices */
+    bool want_head;
+} gcfg;
+
+static const family k_fam[] = {
+    {"tiny-qwen3moe", 0.80, 0.12, 0.20, 0.35, true, false},
+    {"tiny-qwen3", 0.95, 0.04, 0.10, 0.01, false, false},
+    {"tiny-llama", 0.95, 0.04, 0.10, 0.01, false, false},
+};
+
+static const gcfg k_cfg[] = {
+    {"tiny-qwen3moe", "ids64", 99, 0, NULL, 1, 4, true},
+    {"tiny-qwen3moe", "ids64-kvq8", 99, 0, NULL, 1, 4, true},
+    {"tiny-qwen3moe", "hello", 2, 0, NULL, 1, 2, false},
+    {"tiny-qwen3moe", "ids64", 99, -1, NULL, 1, 4, true},
+    {"tiny-qwen3moe", "hello", 99, 0, "1,1", 2, 4, true},
+    {"tiny-qwen3", "hello", 99, 0, NULL, 1, 3, true},
+    {"tiny-llama", "ids300", 99, 0, NULL, 1, 3, true},
+    {"tiny-llama", "hello", 1, 0, NULL, 1, 1, false},
+};
+
+int main(void) {
+    SKIP_UNLESS_SHARED(gdir, "fixtures/golden");
+    SKIP_UNLESS_SHARED(mdir, "fixtures/models");
+    const gpu_api *api = gpu_api_get();
+    int n_dev = api ? api->device_count() : 0;
+    if (n_dev == 0) {
+        setenv("MOERUN_CUDA_EMU", "2", 1);
+        api = gpu_api_get();
+        n_dev = api ? api->device_count() : 0;
+    }
+    CHECK(api != NULL && n_dev > 0, "no device backend (the emulation should always be there)");
+    if (!api || n_dev == 0) return check_done();
+    printf("backend: %s, %d device(s)\n", api->name, n_dev);
+    for (size_t i = 0; i < MR_ARRAY_LEN(k_cfg); i++) {
+        const gcfg *c = &k_cfg[i];
+        char name[256], mpath[4096], path[4096];
+        snprintf(name, sizeof name, "%s.%s -ngl %d%s%s%s", c->model, c->gcase, c->ngl, c->n_cpu_moe < 0 ? " -cmoe" : "",
+                 c->ts ? " -ts " : "", c->ts ? c->ts : "");
+        if (c->n_dev > n_dev) {
+            printf("%-44s SKIP (needs %d devices, %s has %d)\n", name, c->n_dev, api->name, n_dev);
+            continue;
+        }
+        const family *f = NULL;
+        for (size_t k = 0; k < MR_ARRAY_LEN(k_fam); k++)
+            if (!strcmp(c->model, k_fam[k].model)) f = &k_fam[k];
+        snprintf(mpath, sizeof mpath, "%s/%s.gguf", mdir, c->model);
+        snprintf(path, sizeof path, "%s/%s.%s.json", gdir, c->model, c->gcase);
+        mr_model_params mp = mr_model_default_params();
+        mp.path = mpath;
+        mp.n_gpu_layers = c->ngl;
+        mp.n_cpu_moe = c->n_cpu_moe;
+        mp.tensor_split = c->ts;
+        mr_model *m = mr_model_load(&mp);
+        CHECK(m != NULL, "load %s: %s", mpath, mr_last_error());
+        if (!m) continue;
+        /* the layers must really run on the devices */
+        mr_ctx_params cp = mr_ctx_default_params();
+        cp.n_ctx = 4096;
+        mr_ctx *ctx = mr_ctx_new(m, &cp);
+        CHECK(ctx != NULL, "%s: context: %s", name, mr_last_error());
+        if (ctx) {
+            mr_ctx_offload_info oi;
+            mr_ctx_get_offload(ctx, &oi);
+            CHECK(oi.n_layers_dev == c->want_layers && oi.output_dev == c->want_head && oi.weight_bytes > 0 &&
+                      !strcmp(oi.backend, api->name),
+                  "%s: %d layers on %s devices (want %d), head %d (want %d), %llu bytes", name, oi.n_layers_dev,
+                  oi.backend, c->want_layers, oi.output_dev, c->want_head, (unsigned long long)oi.weight_bytes);
+            mr_ctx_free(ctx);
+        }
+        const bool kvq8 = strstr(c->gcase, "-kvq8") != NULL;
+        golden_case_check(m, f, path, name, kvq8, kvq8, false);
+        mr_model_free(m);
+    }
+    return check_done();
+}
