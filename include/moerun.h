@@ -150,7 +150,9 @@ void mr_ctx_get_stats(const mr_ctx *c, mr_ctx_stats *s);
 typedef struct {
     int n_layers_dev;
     bool output_dev;
+    bool all_dev;        /* every layer and the head on devices (the roofline is the devices') */
     uint64_t weight_bytes;
+    double dev_bw_gbs;   /* peak memory bandwidth of the slowest device used (0: unknown) */
     char backend[16];
 } mr_ctx_offload_info;
 void mr_ctx_get_offload(const mr_ctx *c, mr_ctx_offload_info *out);

@@ -336,6 +336,13 @@ static int run_test(const opts *o, loaded *L, bench_result *r, bench_progress *p
     cp.flash_attn = r->flash_attn;
     mr_ctx *c = mr_ctx_new(L->model, &cp);
     if (!c) return -1;
+    mr_ctx_offload_info oi;
+    mr_ctx_get_offload(c, &oi);
+    if (oi.n_layers_dev > 0 || oi.output_dev) {
+        /* the devices' roofline when all runs there; a hybrid run has no single roofline */
+        snprintf(r->backend, sizeof r->backend, "%s", strcmp(oi.backend, "cuda") ? "EMU" : "CUDA");
+        r->dev_bw_gbs = oi.all_dev ? (oi.dev_bw_gbs > 0 ? oi.dev_bw_gbs : NAN) : NAN;
+    }
     int n_tok = r->n_depth + r->n_prompt + r->n_gen;
     mr_token *toks = mr_malloc((size_t)(n_tok > 0 ? n_tok : 1) * sizeof *toks);
     if (!toks) {
@@ -508,7 +515,7 @@ static int run_all(opts *o, int argc, char **argv) {
             r.model_size = L.info.file_bytes;
             r.model_n_params = L.info.n_params;
             r.model_active_bytes_est = L.info.active_bytes_est;
-            snprintf(r.backend, sizeof r.backend, "%s", mr_have_cuda() && o->ngl.v[ig] > 0 ? "CUDA" : "CPU");
+            snprintf(r.backend, sizeof r.backend, "CPU"); /* run_test: CUDA when layers are offloaded */
             r.n_threads = o->t.v[it];
             r.n_batch = o->b.v[ib];
             r.n_ubatch = o->ub.v[iu];
@@ -538,6 +545,7 @@ static int run_all(opts *o, int argc, char **argv) {
                 if (rss_resettable && load_peak > r.peak_rss_bytes) r.peak_rss_bytes = load_peak;
                 const double bw_after = bandwidth_near(o, o->t.v[it], bw[it], rss_resettable);
                 r.bandwidth_gbs = bw_before > bw_after ? bw_before : bw_after;
+                if (r.dev_bw_gbs != 0) r.bandwidth_gbs = isnan(r.dev_bw_gbs) ? 0 : r.dev_bw_gbs;
                 bench_result_finish(&r);
                 bench_progress_done(&pr);
                 emit(o, &cols, &env, &r, emitted == 0);

@@ -82,6 +82,8 @@ typedef struct {
     double weight_bytes_per_token;      /* weight bytes read per token in the timed part */
     bool bytes_estimated;               /* true: from active_bytes_est, engine counted 0 */
     double bandwidth_gbs;               /* measured read bandwidth (GB/s = 1e9 B/s), 0 unknown */
+    double dev_bw_gbs;                  /* offloaded runs: the devices' peak bandwidth (all on devices), NAN
+                                           (hybrid: no single roofline), 0 (CPU run: bandwidth_gbs) */
     double weight_gbs;                  /* weight bytes read per second (GB/s) */
     double roofline;                    /* weight_gbs / bandwidth_gbs, NAN unknown */
     uint64_t peak_rss_bytes;

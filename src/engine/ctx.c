@@ -73,7 +73,8 @@ mr_ctx *mr_ctx_new(mr_model *m, const mr_ctx_params *pp) {
     if (engine_placement(m, p, &pl, &api) != 0) goto fail;
     const char *ref = getenv("MOERUN_REF");
     const bool use_ref = ref && *ref && strcmp(ref, "0") != 0;
-    c->kv = kv_new(m, p->n_ctx, (uint32_t)p->type_k, (uint32_t)p->type_v, p->n_seq_max);
+    c->kv = kv_new_ex(m, p->n_ctx, (uint32_t)p->type_k, (uint32_t)p->type_v, p->n_seq_max,
+                      api ? pl.layer_dev : NULL);
     if (c->kv) c->run = model_run_new(m, c->kv, p->n_ubatch, p->n_threads, p->flash_attn != 0, use_ref);
     if (api) {
         if (c->run) c->run->gpu = model_gpu_new(api, m, &pl, c->kv, p->n_ubatch);
@@ -257,6 +258,8 @@ void mr_ctx_get_offload(const mr_ctx *c, mr_ctx_offload_info *out) {
     if (!g) return;
     for (int il = 0; il < c->m->hp.n_layer; il++) out->n_layers_dev += model_gpu_layer_on(g, il);
     out->output_dev = model_gpu_head_on(g);
+    out->all_dev = out->output_dev && out->n_layers_dev == c->m->hp.n_layer;
+    out->dev_bw_gbs = model_gpu_bw_gbs(g);
     out->weight_bytes = model_gpu_weight_bytes(g);
     snprintf(out->backend, sizeof out->backend, "%s", model_gpu_backend(g));
 }

@@ -50,6 +50,49 @@ static const gpu_api *find_devices(plc_devices *dev) {
     return dev->n > 0 ? api : NULL;
 }
 
+static bool plc_asked(const mr_model *m) {
+    return m->plc_ngl != 0 || m->plc_n_cpu_moe != 0 || m->plc_overrides || m->plc_tensor_split ||
+           (m->plc_split_mode && *m->plc_split_mode);
+}
+
+static plc_options model_plc_options(const mr_model *m) {
+    plc_options o = placement_default_options();
+    o.n_gpu_layers = m->plc_ngl;
+    o.overrides = m->plc_overrides;
+    o.n_cpu_moe = m->plc_n_cpu_moe;
+    o.split_mode = m->plc_split_mode;
+    o.tensor_split = m->plc_tensor_split;
+    return o;
+}
+
+/* Per GGUF tensor: true when the placement puts it on a device that will run it (the
+ * CPU then neither repacks it nor keeps it resident). NULL when nothing is (or on any
+ * error: the context reports it). Which device a tensor goes to does not depend on the
+ * context size, so the load can decide this before the context exists. */
+bool *engine_device_tensors(const mr_model *m) {
+    if (!plc_asked(m)) return NULL;
+    plc_devices dev;
+    const gpu_api *api = find_devices(&dev);
+    if (!api) return NULL;
+    int n_t = 0;
+    plc_tensor *t = placement_tensors_from_gguf(m->g, &n_t);
+    plc_model pm = {0};
+    bool *mask = NULL;
+    if (t && placement_model_from_model(m, &pm) == 0) {
+        const plc_options o = model_plc_options(m);
+        placement pl;
+        if (placement_plan(&pl, t, n_t, &pm, &o, &dev) == 0) {
+            if (!model_gpu_supported(m, &pl) && (mask = mr_calloc((size_t)(n_t ? n_t : 1), sizeof *mask)))
+                for (int i = 0; i < n_t; i++) mask[i] = pl.dev[i] >= 0;
+            placement_free(&pl);
+        }
+        placement_model_free(&pm);
+    }
+    free(t);
+    mr_clearerr();
+    return mask;
+}
+
 /* Prints the plan when the model was loaded with placement flags. Returns 0,
  * or -1 (with the error set) when the flags are malformed (bad -ot regex,
  * bad -ts list) or the plan does not fit the devices. When the plan puts
@@ -57,9 +100,7 @@ static const gpu_api *find_devices(plc_devices *dev) {
  * placement_free) and *api_out the backend; else *api_out is NULL. */
 int engine_placement(const mr_model *m, const mr_ctx_params *p, placement *out, const gpu_api **api_out) {
     *api_out = NULL;
-    bool asked = m->plc_ngl != 0 || m->plc_n_cpu_moe != 0 || m->plc_overrides || m->plc_tensor_split ||
-                 (m->plc_split_mode && *m->plc_split_mode);
-    if (!asked) return 0;
+    if (!plc_asked(m)) return 0;
     int n_t = 0;
     plc_tensor *t = placement_tensors_from_gguf(m->g, &n_t);
     if (!t) return -1;
@@ -68,12 +109,7 @@ int engine_placement(const mr_model *m, const mr_ctx_params *p, placement *out, 
         free(t);
         return -1;
     }
-    plc_options o = placement_default_options();
-    o.n_gpu_layers = m->plc_ngl;
-    o.overrides = m->plc_overrides;
-    o.n_cpu_moe = m->plc_n_cpu_moe;
-    o.split_mode = m->plc_split_mode;
-    o.tensor_split = m->plc_tensor_split;
+    plc_options o = model_plc_options(m);
     o.n_ctx = p->n_ctx;
     o.type_k = (uint32_t)p->type_k;
     o.type_v = (uint32_t)p->type_v;

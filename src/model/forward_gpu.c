@@ -64,6 +64,7 @@ struct model_gpu {
     float *h_mask;     /* host masks (T, n_kv) x 2 */
     size_t h_mask_cap;
     uint64_t weight_bytes;
+    double bw_gbs;
 };
 
 /* ---- support and placement checks ---------------------------------------------------------- */
@@ -169,6 +170,7 @@ bool model_gpu_layer_on(const model_gpu *g, int il) { return g && g->L[il].dev >
 bool model_gpu_head_on(const model_gpu *g) { return g && g->out_dev >= 0; }
 uint64_t model_gpu_weight_bytes(const model_gpu *g) { return g ? g->weight_bytes : 0; }
 const char *model_gpu_backend(const model_gpu *g) { return g ? g->api->name : ""; }
+double model_gpu_bw_gbs(const model_gpu *g) { return g ? g->bw_gbs : 0.0; }
 
 /* Every weight of layer il must be where the layer runs, but the routed experts, which may
  * stay on the CPU (all three). */
@@ -224,6 +226,12 @@ model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement 
         return NULL;
     }
     const model_hparams *hp = &m->hp;
+    const uint32_t tk = kv->type_k, tv = kv->type_v;
+    if ((tk != MR_TYPE_F16 && tk != MR_TYPE_Q8_0) || (tv != MR_TYPE_F16 && tv != MR_TYPE_Q8_0)) {
+        mr_seterr("GPU execution: KV cache types %s/%s: the device attention reads f16 and q8_0 (-ctk/-ctv)",
+                  mr_type_name(tk), mr_type_name(tv));
+        return NULL;
+    }
     model_gpu *g = mr_calloc(1, sizeof *g);
     if (!g) return NULL;
     g->api = api;
@@ -262,6 +270,9 @@ model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement 
         if (!D->used) continue;
         D->c = api->init(d);
         if (!D->c) goto fail;
+        mrc_device_info info;
+        if (api->device_info(d, &info) == 0 && info.mem_bw_gbs > 0 && (g->bw_gbs == 0 || info.mem_bw_gbs < g->bw_gbs))
+            g->bw_gbs = info.mem_bw_gbs;
         D->x = dfloats(g, D, T * Dm);
         D->xn = dfloats(g, D, T * Dm);
         D->tmp = dfloats(g, D, T * Dm);

@@ -48,5 +48,6 @@ bool model_gpu_head_on(const model_gpu *g);
 /* Weight bytes uploaded to the devices. */
 uint64_t model_gpu_weight_bytes(const model_gpu *g);
 const char *model_gpu_backend(const model_gpu *g); /* the gpu_api's name */
+double model_gpu_bw_gbs(const model_gpu *g);        /* slowest used device's peak GB/s, 0 unknown */
 
 #endif

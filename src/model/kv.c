@@ -11,6 +11,11 @@
 #include "quant/quant.h"
 
 kv_cache *kv_new(const mr_model *m, int n_ctx, uint32_t type_k, uint32_t type_v, int n_seq_max) {
+    return kv_new_ex(m, n_ctx, type_k, type_v, n_seq_max, NULL);
+}
+
+kv_cache *kv_new_ex(const mr_model *m, int n_ctx, uint32_t type_k, uint32_t type_v, int n_seq_max,
+                    const int8_t *layer_dev) {
     if (type_k != MR_TYPE_F32 && type_k != MR_TYPE_F16 && type_k != MR_TYPE_Q8_0 && type_k != MR_TYPE_Q4_0) {
         mr_seterr("KV cache: type_k %s is not supported (f32, f16, q8_0, q4_0)", mr_type_name(type_k));
         return NULL;
@@ -49,11 +54,12 @@ kv_cache *kv_new(const mr_model *m, int n_ctx, uint32_t type_k, uint32_t type_v,
             goto fail;
         }
         kv->k_row[il] = mr_row_size(type_k, ly->kv_dk);
+        if (!ly->kv_v_in_k) kv->v_row[il] = mr_row_size(type_v, ly->kv_dv);
+        if (layer_dev && layer_dev[il] >= 0) continue; /* K/V on the layer's device (forward_gpu.c) */
         kv->k[il] = mr_malloc_aligned(kv->k_row[il] * (size_t)n_ctx * (size_t)ly->kv_heads);
         if (!kv->k[il]) goto fail;
         memset(kv->k[il], 0, kv->k_row[il] * (size_t)n_ctx * (size_t)ly->kv_heads);
         if (!ly->kv_v_in_k) {
-            kv->v_row[il] = mr_row_size(type_v, ly->kv_dv);
             kv->v[il] = mr_malloc_aligned(kv->v_row[il] * (size_t)n_ctx * (size_t)ly->kv_heads);
             if (!kv->v[il]) goto fail;
             memset(kv->v[il], 0, kv->v_row[il] * (size_t)n_ctx * (size_t)ly->kv_heads);

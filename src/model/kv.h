@@ -34,6 +34,10 @@ typedef struct {
 /* Allocate the cache for model m. type_k/type_v: F32, F16, Q8_0 or Q4_0 (the
  * head sizes must be multiples of the block size). NULL with an error. */
 kv_cache *kv_new(const mr_model *m, int n_ctx, uint32_t type_k, uint32_t type_v, int n_seq_max);
+/* The same, without host storage for the layers with layer_dev[il] >= 0 (their K/V live on
+ * that GPU device; only the cells' positions and sequences are kept here). */
+kv_cache *kv_new_ex(const mr_model *m, int n_ctx, uint32_t type_k, uint32_t type_v, int n_seq_max,
+                    const int8_t *layer_dev);
 void kv_free(kv_cache *kv);
 int kv_free_cells(const kv_cache *kv);
 /* Take n free cells for tokens (pos[i], seq[i]) and record them: cells[i].

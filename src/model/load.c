@@ -368,6 +368,8 @@ static void count_sizes(mr_model *m) {
     m->active_bytes_est = act;
 }
 
+bool *engine_device_tensors(const mr_model *m); /* engine/plan.c */
+
 mr_model *mr_model_load(const mr_model_params *p) {
     if (!p || !p->path) {
         mr_seterr("mr_model_load: no model path");
@@ -428,6 +430,7 @@ mr_model *mr_model_load(const mr_model_params *p) {
                   tok_n_vocab(m->vocab), m->hp.n_vocab);
         goto fail;
     }
+    m->on_device = engine_device_tensors(m); /* engine/plan.c: those are uploaded, not repacked */
     if (!p->no_repack && model_repack(m, p->n_threads, p->rtr)) goto fail;
     if (!m->repack_arena) { /* whatever stays mapped is read at every token: map it now */
         const double t0 = mr_time_s();
@@ -447,6 +450,7 @@ void mr_model_free(mr_model *m) {
     if (m->repack_arena) munmap(m->repack_arena, m->repack_arena_size);
     if (m->g) gguf_close(m->g);
     free(m->layers);
+    free(m->on_device);
     free(m->plc_overrides);
     free(m->plc_split_mode);
     free(m->plc_tensor_split);

@@ -173,6 +173,8 @@ struct mr_model {
      * reported as a plan by mr_ctx_new (src/engine/plan.c) */
     int plc_ngl, plc_n_cpu_moe;
     char *plc_overrides, *plc_split_mode, *plc_tensor_split;
+    /* per GGUF tensor: placed on a device that will run it (not repacked for the CPU); NULL: none */
+    bool *on_device;
 };
 
 /* Look up an optional tensor "blk.IL.NAME.weight" (il < 0: "NAME.weight"):

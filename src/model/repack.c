@@ -112,6 +112,7 @@ static bool eligible(const mr_model *m, const mr_weight *w, const gguf_tensor **
     if (!quant_can_repack(w->type, w->k, w->m)) return false;
     const gguf_tensor *t = gguf_tensor_find(m->g, w->name);
     if (!t || t->data != w->data || t->nbytes != (uint64_t)w->n_mat * w->mat_bytes) return false;
+    if (m->on_device && m->on_device[t - m->g->tensors]) return false; /* uploaded to a GPU instead */
     *tp = t;
     return true;
 }
