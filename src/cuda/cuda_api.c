@@ -2,9 +2,35 @@
  * cuda_api.c — the CUDA backend (cuda_backend.h) as a gpu_api table
  * (src/gpu/gpu_api.h), for the GPU forward pass. Built only with CUDA.
  */
+#include <stdio.h>
+#include <stdlib.h>
+
 #include "gpu/gpu_api.h"
 
-static void *w_init(int dev) { return mrc_init(dev); }
+/* MOERUN_CUDA_REPEAT=N lists every physical device N times (CUDA0 and CUDA1 on one GPU),
+ * so a multi-device layer split runs, and is tested, on a machine with one GPU. */
+static int repeat(void) {
+    const char *s = getenv("MOERUN_CUDA_REPEAT");
+    const int n = s && *s ? atoi(s) : 1;
+    return n < 1 ? 1 : n > 8 ? 8 : n;
+}
+static int w_count(void) { return mrc_device_count() * repeat(); }
+static int w_info(int dev, mrc_device_info *out) {
+    const int n = mrc_device_count();
+    if (n <= 0 || mrc_device_info_get(dev % n, out)) return -1;
+    if (dev >= n) {
+        char nm[sizeof out->name + 32];
+        snprintf(nm, sizeof nm, "%.200s (listed again as %d)", out->name, dev);
+        snprintf(out->name, sizeof out->name, "%.255s", nm);
+        out->free /= (uint64_t)repeat();
+    } else if (repeat() > 1)
+        out->free /= (uint64_t)repeat();
+    return 0;
+}
+static void *w_init(int dev) {
+    const int n = mrc_device_count();
+    return mrc_init(n > 0 ? dev % n : dev);
+}
 static void w_free(void *c) { mrc_free(c); }
 static int w_sync(void *c) { return mrc_sync(c); }
 static void *w_alloc(void *c, size_t n) { return mrc_alloc(c, n); }
@@ -52,8 +78,8 @@ static int w_combine(void *c, float *y, const float *s, const float *w, int nt, 
 
 static const gpu_api k_cuda = {
     .name = "cuda",
-    .device_count = mrc_device_count,
-    .device_info = mrc_device_info_get,
+    .device_count = w_count,
+    .device_info = w_info,
     .init = w_init,
     .free = w_free,
     .sync = w_sync,

@@ -7,7 +7,8 @@
  * two devices (-ts 1,1), with f16 and q8_0 caches and prompt + greedy decode
  * (T > 1 GEMM path and T = 1 matvec path).
  *
- * Backend: a CUDA device when there is one; otherwise the host emulation of
+ * Backend: a CUDA device when there is one (a single GPU is listed twice,
+ * MOERUN_CUDA_REPEAT=2, for the split); otherwise the host emulation of
  * the CUDA backend (MOERUN_CUDA_EMU, src/gpu/gpu_emu.c), which computes each
  * op in the kernels' number formats, so this runs in CI without a GPU. Each
  * configuration first checks that the layers really run on the devices
@@ -54,6 +55,10 @@ int main(void) {
     SKIP_UNLESS_SHARED(mdir, "fixtures/models");
     const gpu_api *api = gpu_api_get();
     int n_dev = api ? api->device_count() : 0;
+    if (n_dev == 1 && !strcmp(api->name, "cuda")) { /* one GPU: list it twice for the two-device split */
+        setenv("MOERUN_CUDA_REPEAT", "2", 1);
+        n_dev = api->device_count();
+    }
     if (n_dev == 0) {
         setenv("MOERUN_CUDA_EMU", "2", 1);
         api = gpu_api_get();

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The device checks of issue #8 in one run, on a machine with an NVIDIA GPU:
+#   1. build with CUDA for the local GPU's architecture (sm_90 on H100/H200)
+#   2. cuda_ops: every kernel against the CPU reference (normalised error), then --bench
+#   3. test_gpu_golden: the golden suite on the GPU (-ngl 99, -ngl 2, -cmoe, a two-device
+#      split with the GPU listed twice)
+#   4. moerun bench on the synthetic qwen3moe-30b-a3b: full offload, and -cmoe
+# Every step logs to $OUT (default /tmp/gpu_check) and the script goes on after a failure;
+# the summary at the end lists each step's exit status and time. Fixtures: $MOERUN_SHARED,
+# else ../shared or ./shared. Budget: about 3 min build, 1 min tests, 2 min synth, 3 min bench.
+#   scripts/gpu_check.sh [build|test|bench|all]   (default all)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/gpu_check}
+mkdir -p "$OUT"
+export PATH=/usr/local/cuda/bin:$PATH
+what=${1:-all}
+summary=()
+step() { # name command...
+  local name=$1; shift
+  local t0=$(date +%s.%N)
+  echo "== $name: $*"
+  "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  local dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{print b-a}')
+  tail -n 25 "$OUT/$name.log"
+  summary+=("$(printf '%-14s rc=%-3s %7.1f s' "$name" "$rc" "$dt")")
+}
+if [ -z "${MOERUN_SHARED:-}" ]; then
+  for d in ../shared ./shared; do [ -d "$d/fixtures" ] && export MOERUN_SHARED=$(cd "$d" && pwd) && break; done
+fi
+nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.max.memory --format=csv > "$OUT/gpu.txt" 2>&1
+cat "$OUT/gpu.txt"
+arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '.')
+arch=${arch:-90}
+if [ "$what" = all ] || [ "$what" = build ]; then
+  step cmake cmake -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOERUN_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch"
+  step build ninja -C build-cuda -j"$(nproc)" moerun test_cuda_ops test_cuda_emul test_gpu_golden test_golden
+fi
+if [ "$what" = all ] || [ "$what" = test ]; then
+  step cuda_emul build-cuda/test_cuda_emul
+  step cuda_ops build-cuda/test_cuda_ops
+  step cuda_bench build-cuda/test_cuda_ops --bench
+  step gpu_golden env MOERUN_CUDA_SYNC=${MOERUN_CUDA_SYNC:-0} build-cuda/test_gpu_golden
+fi
+if [ "$what" = all ] || [ "$what" = bench ]; then
+  model=${SYNTH_MODEL:-/tmp/q3.gguf}
+  [ -f "$model" ] || step synth build-cuda/moerun synth --preset qwen3moe-30b-a3b --out "$model" -q
+  step bench_full build-cuda/moerun bench -m "$model" -ngl 99 -p 512 -n 128 -r 3 -o md
+  step bench_cmoe build-cuda/moerun bench -m "$model" -ngl 99 --n-cpu-moe 99 -t "$(nproc)" -p 512 -n 128 -r 2 -o md
+fi
+echo "== summary ($OUT)"
+printf '%s\n' "${summary[@]}"
