@@ -57,9 +57,12 @@ static int w_add(void *c, float *y, const float *x, int64_t n) { return mrc_add(
 static int w_rope(void *c, const mrc_rope_params *p, float *x, const int32_t *pos, int nt, int nh, int hd) {
     return mrc_rope(c, p, x, pos, nt, nh, hd);
 }
-static int w_route(void *c, const float *l, int nt, int ne, int k, int g, const float *b, bool nw, float ws,
-                   int32_t *ids, float *w) {
-    return mrc_moe_route(c, l, nt, ne, k, g, b, nw, ws, ids, w);
+static int w_route(void *c, const float *l, int nt, int ne, int k, int g, const float *b, bool nw, float ws, int ng,
+                   int ngu, int32_t *ids, float *w) {
+    return mrc_moe_route_ex(c, l, nt, ne, k, g, b, nw, ws, ng, ngu, ids, w);
+}
+static int w_copy_rows(void *c, float *d, int64_t ds, const float *s, int64_t ss, int64_t r, int64_t n) {
+    return mrc_copy_rows(c, d, ds, s, ss, r, n);
 }
 static int w_attn(void *c, const mrc_attn_params *p, const float *q, const void *k, const void *v, const float *m,
                   float *o) {
@@ -103,6 +106,7 @@ static const gpu_api k_cuda = {
     .gemm = w_gemm,
     .kv_write = w_kv_write,
     .moe_combine = w_combine,
+    .copy_rows = w_copy_rows,
 };
 
 const gpu_api *gpu_api_cuda(void) { return &k_cuda; }

@@ -135,12 +135,20 @@ int mrc_rope(mrc_ctx *c, const mrc_rope_params *p, float *x, const int32_t *pos,
  * and weights (n_tok, k), best first; ties pick the lower index. n_expert <= 1024, k <= 32. */
 int mrc_moe_route(mrc_ctx *c, const float *logits, int n_tok, int n_expert, int k, int gating, const float *bias,
                   bool norm_w, float w_scale, int32_t *ids, float *weights);
+/* The same with group-limited selection (DeepSeek-V3): the experts form n_group equal groups,
+ * a group scores the sum of its two best selection scores, only the n_group_used best groups
+ * (ties: lower index) compete for the top k. n_group <= 64; 0 or n_group_used >= n_group: off. */
+int mrc_moe_route_ex(mrc_ctx *c, const float *logits, int n_tok, int n_expert, int k, int gating, const float *bias,
+                     bool norm_w, float w_scale, int n_group, int n_group_used, int32_t *ids, float *weights);
 
 /* Write T tokens' K (or V) rows, src (T, heads, d) floats, into a cache laid out as
  * [head][n_ctx] rows of row_bytes (kv.c's layout) at the cells cells[t] (device), converted
  * to type F32, F16 or Q8_0. */
 int mrc_kv_write(mrc_ctx *c, uint32_t type, const float *src, int heads, int d, int T, const int32_t *cells,
                  void *base, size_t row_bytes, int n_ctx);
+/* dst[r * dst_stride + i] = src[r * src_stride + i] for r < rows, i < cols (floats). */
+int mrc_copy_rows(mrc_ctx *c, float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows,
+                  int64_t cols);
 /* y (n_tok, n) = sum over j < k of w[t][j] * slots (n_tok, k, n): the routed experts' sum. */
 int mrc_moe_combine(mrc_ctx *c, float *y, const float *slots, const float *w, int n_tok, int k, int n);
 

@@ -168,7 +168,8 @@ int mrc_rope(mrc_ctx *c, const mrc_rope_params *p, float *x, const int32_t *pos,
 #define ROUTE_MAX_K 32
 
 __global__ void __launch_bounds__(32) k_moe_route(const float *logits, int E, int K, int gating, const float *bias,
-                                                  bool norm_w, float w_scale, int32_t *ids, float *weights) {
+                                                  bool norm_w, float w_scale, int n_group, int n_group_used,
+                                                  int32_t *ids, float *weights) {
     __shared__ float prob[ROUTE_MAX_E], sel[ROUTE_MAX_E];
     __shared__ float wsel[ROUTE_MAX_K];
     __shared__ int isel[ROUTE_MAX_K];
@@ -189,6 +190,30 @@ __global__ void __launch_bounds__(32) k_moe_route(const float *logits, int E, in
         for (int e = lane; e < E; e += 32) prob[e] *= inv;
     }
     for (int e = lane; e < E; e += 32) sel[e] = prob[e] + (bias ? bias[e] : 0.0f);
+    __syncwarp();
+    if (n_group > 1 && n_group_used > 0 && n_group_used < n_group && lane == 0) {
+        /* group-limited (DeepSeek-V3): a group scores its two best; the others' experts drop out */
+        const int per = E / n_group;
+        float gs[64];
+        for (int g = 0; g < n_group; g++) {
+            float b1 = -INFINITY, b2 = -INFINITY;
+            for (int e = g * per; e < (g + 1) * per; e++) {
+                if (sel[e] > b1) b2 = b1, b1 = sel[e];
+                else if (sel[e] > b2) b2 = sel[e];
+            }
+            gs[g] = b1 + (per > 1 ? b2 : 0.0f);
+        }
+        unsigned long long keep = 0;
+        for (int j = 0; j < n_group_used; j++) {
+            int bg = -1;
+            for (int g = 0; g < n_group; g++)
+                if (!((keep >> g) & 1) && (bg < 0 || gs[g] > gs[bg])) bg = g;
+            keep |= 1ull << bg;
+        }
+        for (int g = 0; g < n_group; g++)
+            if (!((keep >> g) & 1))
+                for (int e = g * per; e < (g + 1) * per; e++) sel[e] = -INFINITY;
+    }
     __syncwarp();
     for (int j = 0; j < K; j++) {
         float bv = -INFINITY;
@@ -231,13 +256,23 @@ __global__ void __launch_bounds__(32) k_moe_route(const float *logits, int E, in
 
 int mrc_moe_route(mrc_ctx *c, const float *logits, int n_tok, int n_expert, int k, int gating, const float *bias,
                   bool norm_w, float w_scale, int32_t *ids, float *weights) {
+    return mrc_moe_route_ex(c, logits, n_tok, n_expert, k, gating, bias, norm_w, w_scale, 0, 0, ids, weights);
+}
+
+int mrc_moe_route_ex(mrc_ctx *c, const float *logits, int n_tok, int n_expert, int k, int gating, const float *bias,
+                     bool norm_w, float w_scale, int n_group, int n_group_used, int32_t *ids, float *weights) {
+    if (n_group > 64 || (n_group > 1 && n_expert % n_group)) {
+        mr_seterr("cuda: moe_route: %d experts in %d groups (at most 64 equal groups)", n_expert, n_group);
+        return -1;
+    }
     if (n_expert <= 0 || n_expert > ROUTE_MAX_E || k <= 0 || k > ROUTE_MAX_K || k > n_expert || gating < 1 || gating > 3) {
         mr_seterr("cuda: moe_route: %d experts, top-%d, gating %d (max %d experts, top-%d; gating 1..3)", n_expert, k,
                   gating, ROUTE_MAX_E, ROUTE_MAX_K);
         return -1;
     }
     if (n_tok <= 0) return 0;
-    k_moe_route<<<(unsigned)n_tok, 32, 0, c->stream>>>(logits, n_expert, k, gating, bias, norm_w, w_scale, ids, weights);
+    k_moe_route<<<(unsigned)n_tok, 32, 0, c->stream>>>(logits, n_expert, k, gating, bias, norm_w, w_scale, n_group,
+                                                       n_group_used, ids, weights);
     MRC_LAUNCHED(c, "moe_route", "tokens %d, experts %d, k %d, gating %d", n_tok, n_expert, k, gating);
     return 0;
 }
@@ -302,5 +337,22 @@ int mrc_moe_combine(mrc_ctx *c, float *y, const float *slots, const float *w, in
     if (total <= 0) return 0;
     k_moe_combine<<<mrc_cdiv(total, 256), 256, 0, c->stream>>>(y, slots, w, k, n, total);
     MRC_LAUNCHED(c, "moe_combine", "tokens %d, k %d, n %d", n_tok, k, n);
+    return 0;
+}
+
+/* ---- strided 2-D copy of floats ------------------------------------------------------------------------ */
+__global__ void k_copy_rows(float *dst, int64_t ds, const float *src, int64_t ss, int64_t cols, int64_t total) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total) return;
+    const int64_t r = i / cols, e = i % cols;
+    dst[r * ds + e] = src[r * ss + e];
+}
+
+int mrc_copy_rows(mrc_ctx *c, float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows,
+                  int64_t cols) {
+    const int64_t total = rows * cols;
+    if (total <= 0) return 0;
+    k_copy_rows<<<mrc_cdiv(total, 256), 256, 0, c->stream>>>(dst, dst_stride, src, src_stride, cols, total);
+    MRC_LAUNCHED(c, "copy_rows", "rows %lld, cols %lld", (long long)rows, (long long)cols);
     return 0;
 }

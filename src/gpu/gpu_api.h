@@ -15,8 +15,11 @@
  *
  * Contexts are opaque (void *): one per device, as mrc_ctx. Signatures,
  * shapes and error conventions are those of cuda_backend.h (0 / -1 with
- * mr_seterr). Two ops exist only here and in ops.cu: kv_write (cache rows
- * from float K/V) and moe_combine (the weighted sum of expert outputs).
+ * mr_seterr). Ops added for the executor (also in ops.cu): kv_write (cache
+ * rows from float K/V), moe_combine (the weighted sum of expert outputs),
+ * copy_rows (strided 2-D float copy), and moe_route's group-limited selection
+ * (DeepSeek-V3: n_group groups, the best n_group_used by the sum of their two
+ * best scores; 0 / 0: off).
  */
 #ifndef MR_GPU_API_H
 #define MR_GPU_API_H
@@ -52,13 +55,15 @@ typedef struct gpu_api {
     int (*rope)(void *c, const mrc_rope_params *p, float *x, const int32_t *pos, int n_tok, int n_heads,
                 int head_dim);
     int (*moe_route)(void *c, const float *logits, int n_tok, int n_expert, int k, int gating, const float *bias,
-                     bool norm_w, float w_scale, int32_t *ids, float *weights);
+                     bool norm_w, float w_scale, int n_group, int n_group_used, int32_t *ids, float *weights);
     int (*attn_decode)(void *c, const mrc_attn_params *p, const float *q, const void *k, const void *v,
                        const float *mask, float *out);
     int (*gemm)(void *c, const mrc_weight *W, int64_t mat, const float *x, int64_t T, float *y);
     int (*kv_write)(void *c, uint32_t type, const float *src, int heads, int d, int T, const int32_t *cells,
                     void *base, size_t row_bytes, int n_ctx);
     int (*moe_combine)(void *c, float *y, const float *slots, const float *w, int n_tok, int k, int n);
+    int (*copy_rows)(void *c, float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows,
+                     int64_t cols);
 } gpu_api;
 
 /* The backend GPU layers run on: "emu" when MOERUN_CUDA_EMU is set to a

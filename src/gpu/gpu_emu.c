@@ -245,9 +245,10 @@ static int emu_rope(void *c, const mrc_rope_params *p, float *x, const int32_t *
 }
 
 static int emu_moe_route(void *c, const float *logits, int n_tok, int E, int K, int gating, const float *bias,
-                         bool norm_w, float w_scale, int32_t *ids, float *weights) {
+                         bool norm_w, float w_scale, int n_group, int n_group_used, int32_t *ids, float *weights) {
     (void)c;
-    if (E <= 0 || E > 1024 || K <= 0 || K > 32 || K > E || gating < 1 || gating > 3) {
+    if (E <= 0 || E > 1024 || K <= 0 || K > 32 || K > E || gating < 1 || gating > 3 || n_group > 64 ||
+        (n_group > 1 && E % n_group)) {
         mr_seterr("emu: moe_route: %d experts, top-%d, gating %d", E, K, gating);
         return -1;
     }
@@ -265,6 +266,28 @@ static int emu_moe_route(void *c, const float *logits, int n_tok, int E, int K, 
         if (gating == 1)
             for (int e = 0; e < E; e++) prob[e] *= 1.0f / s;
         for (int e = 0; e < E; e++) sel[e] = prob[e] + (bias ? bias[e] : 0.0f);
+        if (n_group > 1 && n_group_used > 0 && n_group_used < n_group) {
+            const int per = E / n_group;
+            float gs[64];
+            for (int g = 0; g < n_group; g++) {
+                float b1 = -INFINITY, b2 = -INFINITY;
+                for (int e = g * per; e < (g + 1) * per; e++) {
+                    if (sel[e] > b1) b2 = b1, b1 = sel[e];
+                    else if (sel[e] > b2) b2 = sel[e];
+                }
+                gs[g] = b1 + (per > 1 ? b2 : 0.0f);
+            }
+            uint64_t keep = 0;
+            for (int j = 0; j < n_group_used; j++) {
+                int bg = -1;
+                for (int g = 0; g < n_group; g++)
+                    if (!((keep >> g) & 1) && (bg < 0 || gs[g] > gs[bg])) bg = g;
+                keep |= (uint64_t)1 << bg;
+            }
+            for (int g = 0; g < n_group; g++)
+                if (!((keep >> g) & 1))
+                    for (int e = g * per; e < (g + 1) * per; e++) sel[e] = -INFINITY;
+        }
         int32_t *id = ids + (size_t)t * K;
         for (int j = 0; j < K; j++) {
             int bi = -1;
@@ -403,6 +426,12 @@ static int emu_moe_combine(void *c, float *y, const float *slots, const float *w
     return 0;
 }
 
+static int emu_copy_rows(void *c, float *dst, int64_t ds, const float *src, int64_t ss, int64_t rows, int64_t cols) {
+    (void)c;
+    for (int64_t r = 0; r < rows; r++) memmove(dst + r * ds, src + r * ss, sizeof(float) * (size_t)cols);
+    return 0;
+}
+
 static const gpu_api k_emu = {
     .name = "emu",
     .device_count = emu_count,
@@ -430,6 +459,7 @@ static const gpu_api k_emu = {
     .gemm = emu_gemm,
     .kv_write = emu_kv_write,
     .moe_combine = emu_moe_combine,
+    .copy_rows = emu_copy_rows,
 };
 
 const gpu_api *gpu_api_emu(void) { return &k_emu; }

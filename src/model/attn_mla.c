@@ -48,6 +48,10 @@
  * without them) key_length / value_length, as llama.cpp's n_embd_head_k_mla(). */
 static int mla_dk(const model_hparams *hp) { return hp->head_dim_k_mla > 0 ? hp->head_dim_k_mla : hp->head_dim_k; }
 static int mla_dv(const model_hparams *hp) { return hp->head_dim_v_mla > 0 ? hp->head_dim_v_mla : hp->head_dim_v; }
+void model_mla_dims(const model_hparams *hp, int *dk, int *dv) {
+    *dk = mla_dk(hp);
+    *dv = mla_dv(hp);
+}
 
 /* Derive wk_b (nope, R, H) and wv_b (R, dv, H) as F32 from the fused
  * attn_kv_b (R, H*(nope+dv)): per head, rows [0, nope) are the K part, rows
@@ -172,7 +176,7 @@ static float get_mscale(float s, float ms) { return s <= 1.0f ? 1.0f : 0.1f * ms
 
 /* RoPE parameters of layer il with deepseek2's attn_factor, and kq_scale
  * (see the banner). */
-static cpu_rope_params mla_rope(const mr_model *m, int il, float *kq_scale) {
+cpu_rope_params model_mla_rope(const mr_model *m, int il, float *kq_scale) {
     const model_hparams *hp = &m->hp;
     cpu_rope_params p = model_rope_params(m, il);
     const float fs = p.freq_scale, log_mul = hp->yarn_log_mul / 0.1f;
@@ -262,7 +266,7 @@ int model_attn_mla(model_run *r, const model_ubatch *ub, int il, const float *xn
     if (!ly->wq.data && cpu_matmul(&r->mm, &ly->wkv_a_mqa, 0, xn, T, s->ckv)) return -1;
 
     float kq_scale;
-    const cpu_rope_params rp = mla_rope(m, il, &kq_scale);
+    const cpu_rope_params rp = model_mla_rope(m, il, &kq_scale);
     for (int t = 0; t < T; t++) {
         float *q = s->q + (size_t)t * H * dk, *c = s->ckv + (size_t)t * kd;
         cpu_rope_cache(&rp, (float)ub->pos[t], r->rope_cs);

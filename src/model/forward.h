@@ -102,6 +102,10 @@ void model_attn_run(model_run *r, const model_ubatch *ub, const cpu_attn_args *a
 /* q/k norms, RoPE, K/V into the cache and attention for layer il of the
  * GQA-style kinds: r->q, r->k, r->v -> r->att (forward_attn.c). */
 void model_attn_qk_run(model_run *r, const model_ubatch *ub, int il);
+/* MLA (attn_mla.c): the RoPE parameters of layer il with deepseek2's attn_factor and the
+ * q.k scale; the head sizes dk (nope + rope) and dv. */
+cpu_rope_params model_mla_rope(const mr_model *m, int il, float *kq_scale);
+void model_mla_dims(const model_hparams *hp, int *dk, int *dv);
 /* The RoPE parameters of layer il (llama.cpp's rope_ext arguments). */
 cpu_rope_params model_rope_params(const mr_model *m, int il);
 

@@ -30,7 +30,8 @@ typedef struct {
     int dev; /* device index, -1: the layer runs on the CPU */
     bool exps_cpu;
     mrc_weight wq, wk, wv, wo, gate, up, down, gate_inp, gate_exps, up_exps, down_exps, gate_sh, up_sh, down_sh;
-    const float *attn_norm, *attn_post_norm, *ffn_norm, *ffn_post_norm, *q_norm, *k_norm;
+    mrc_weight wq_a, wq_b, wkv_a, wk_b, wv_b; /* MLA */
+    const float *attn_norm, *attn_post_norm, *ffn_norm, *ffn_post_norm, *q_norm, *k_norm, *q_a_norm, *kv_a_norm;
     const float *bq, *bk, *bv, *bo, *probs_b;
     void *k, *v; /* device KV */
 } gpu_layer;
@@ -41,7 +42,8 @@ typedef struct {
     float *mask, *mask_swa;
     size_t mask_cap; /* floats of each mask */
     void *xq, *xq2;
-    int32_t *pos, *cells, *ids;
+    int32_t *pos, *cells, *ids, *head_ids; /* head_ids: 0..H-1 (MLA's per-head matvecs as grouped ones) */
+    float *m_qa, *m_ckv, *m_qabs, *m_lat, *m_o, *m_h; /* MLA scratch */
     mrc_weight out_norm_w, output;
     const float *out_norm;
     void **allocs;
@@ -82,11 +84,12 @@ const char *model_gpu_supported(const mr_model *m, const placement *pl) {
     if (!any) return "the plan puts no layer on a device";
     if (pl->split == PLC_SPLIT_ROW) return "-sm row is not implemented on devices yet (use -sm layer)";
     if (m->arch->act != MODEL_ACT_SILU) return "GeGLU FFNs have no device kernel yet";
-    if (hp->n_expert_groups > 1 && hp->n_group_used > 0) return "group-limited expert routing has no device kernel yet";
+    if (hp->n_expert_groups > 64) return "more than 64 expert groups";
     for (int il = 0; il < hp->n_layer; il++) {
         const model_layer *ly = &m->layers[il];
         if (pl->layer_dev[il] < 0) continue;
-        if (ly->attn_kind != MODEL_ATTN_GQA) return "MLA and qwen3next layers have no device path yet";
+        if (ly->attn_kind != MODEL_ATTN_GQA && ly->attn_kind != MODEL_ATTN_MLA)
+            return "qwen3next layers have no device path yet";
         if (ly->gate_inp_shexp.data) return "gated shared experts have no device kernel yet";
     }
     return NULL;
@@ -117,9 +120,12 @@ static int up_weight(model_gpu *g, gpu_dev *D, const mr_weight *w, mrc_weight *o
     memset(out, 0, sizeof *out);
     if (!w->data) return 0;
     const gguf_tensor *t = gguf_tensor_find(g->m->g, w->name);
-    if (!t) {
-        mr_seterr("GPU upload: tensor '%s' not found", w->name);
-        return -1;
+    if (!t) { /* derived at load (MLA's attn_k_b / attn_v_b from a fused attn_kv_b): as bound */
+        const size_t nb = w->mat_bytes * (size_t)w->n_mat;
+        void *p = dalloc(g, D, nb);
+        if (!p || g->api->upload(D->c, p, w->data, nb)) return -1;
+        g->weight_bytes += nb;
+        return g->api->weight_view(out, p, w->type, w->k, w->m, w->n_mat);
     }
     if (t->data == w->data && t->type != w->type) {
         mr_seterr("GPU upload: tensor '%s' was repacked in place for the CPU (-rtr / --no-mmap); load the model "
@@ -180,7 +186,8 @@ static int check_layer(const mr_model *m, const placement *pl, int il, bool *exp
     const mr_weight *ws[] = {&ly->attn_norm, &ly->attn_post_norm, &ly->ffn_norm, &ly->ffn_post_norm, &ly->wq,
                              &ly->wk, &ly->wv, &ly->wo, &ly->bq, &ly->bk, &ly->bv, &ly->bo, &ly->q_norm, &ly->k_norm,
                              &ly->ffn_gate, &ly->ffn_up, &ly->ffn_down, &ly->gate_inp, &ly->exp_probs_b,
-                             &ly->gate_shexp, &ly->up_shexp, &ly->down_shexp};
+                             &ly->gate_shexp, &ly->up_shexp, &ly->down_shexp, &ly->wq_a, &ly->q_a_norm,
+                             &ly->wq_b, &ly->wkv_a_mqa, &ly->kv_a_norm, &ly->wk_b, &ly->wv_b};
     for (size_t i = 0; i < MR_ARRAY_LEN(ws); i++) {
         const int ti = tensor_index(m, ws[i]);
         if (ti < 0) continue;
@@ -264,6 +271,25 @@ model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement 
         if (ly->up_exps.data) fw = MR_MAX(fw, (size_t)ly->up_exps.m * (size_t)hp->n_expert_used);
     }
     xk = MR_MAX(MR_MAX(xk, aw), fw);
+    /* MLA: q-lora width, latent rank R + rope, heads */
+    size_t m_qa = 1, m_kd = 1, m_R = 1, m_H = 1, m_q = 1, m_o = 1, m_nope = 1;
+    bool any_mla = false;
+    for (int il = 0; il < hp->n_layer; il++) {
+        const model_layer *ly = &m->layers[il];
+        if (ly->attn_kind != MODEL_ATTN_MLA || pl->layer_dev[il] < 0) continue;
+        int dk, dv;
+        model_mla_dims(hp, &dk, &dv);
+        any_mla = true;
+        if (ly->wq_a.data) m_qa = MR_MAX(m_qa, (size_t)ly->wq_a.m);
+        m_kd = MR_MAX(m_kd, (size_t)(hp->kv_lora_rank + hp->n_rot));
+        m_R = MR_MAX(m_R, (size_t)hp->kv_lora_rank);
+        m_H = MR_MAX(m_H, (size_t)ly->n_head);
+        m_q = MR_MAX(m_q, (size_t)ly->n_head * dk);
+        m_o = MR_MAX(m_o, (size_t)ly->n_head * dv);
+        m_nope = MR_MAX(m_nope, (size_t)(dk - hp->n_rot));
+    }
+    qw = MR_MAX(qw, m_q);
+    xk = MR_MAX(xk, MR_MAX(m_qa, MR_MAX(m_R, m_nope)) * m_H);
     const size_t K = (size_t)MR_MAX(hp->n_expert_used, 1), E = (size_t)MR_MAX(hp->n_expert, 1);
     for (int d = 0; d < g->n_dev; d++) {
         gpu_dev *D = &g->d[d];
@@ -290,11 +316,29 @@ model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement 
         D->pos = dalloc(g, D, sizeof(int32_t) * T);
         D->cells = dalloc(g, D, sizeof(int32_t) * T);
         D->xq = dalloc(g, D, api->q8_1_row_size((int64_t)xk) * MR_MAX(T, K));
-        D->xq2 = dalloc(g, D, api->q8_1_row_size((int64_t)xk) * MR_MAX(T, K));
+        D->xq2 = dalloc(g, D, api->q8_1_row_size((int64_t)xk) * MR_MAX(MR_MAX(T, K), 2));
         if (!D->x || !D->xn || !D->tmp || !D->sh || !D->q || !D->k || !D->v || !D->att || !D->ffa || !D->ffb ||
             !D->router || !D->selw || !D->slots || !D->ids || !D->pos || !D->cells || !D->xq || !D->xq2)
             goto fail;
         if (m->rope_freqs.data && up_vec(g, D, &m->rope_freqs, (const float **)&D->rope_ff)) goto fail;
+        if (any_mla) {
+            D->m_qa = dfloats(g, D, T * m_qa);
+            D->m_ckv = dfloats(g, D, T * m_kd);
+            D->m_qabs = dfloats(g, D, T * m_H * m_kd);
+            D->m_lat = dfloats(g, D, T * m_H * m_R);
+            D->m_o = dfloats(g, D, T * m_o);
+            D->m_h = dfloats(g, D, m_H * MR_MAX(m_R, m_nope));
+            D->head_ids = dalloc(g, D, sizeof(int32_t) * m_H);
+            int32_t hid[1024];
+            if (m_H > 1024) {
+                mr_seterr("MLA with %zu heads (at most 1024 on devices)", m_H);
+                goto fail;
+            }
+            for (size_t h = 0; h < m_H; h++) hid[h] = (int32_t)h;
+            if (!D->m_qa || !D->m_ckv || !D->m_qabs || !D->m_lat || !D->m_o || !D->m_h || !D->head_ids ||
+                api->upload(D->c, D->head_ids, hid, sizeof(int32_t) * m_H))
+                goto fail;
+        }
     }
     /* layers: weights and KV cache */
     for (int il = 0; il < hp->n_layer; il++) {
@@ -306,7 +350,12 @@ model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement 
             up_vec(g, D, &ly->ffn_norm, &L->ffn_norm) || up_vec(g, D, &ly->ffn_post_norm, &L->ffn_post_norm) ||
             up_vec(g, D, &ly->q_norm, &L->q_norm) || up_vec(g, D, &ly->k_norm, &L->k_norm) ||
             up_vec(g, D, &ly->bq, &L->bq) || up_vec(g, D, &ly->bk, &L->bk) || up_vec(g, D, &ly->bv, &L->bv) ||
-            up_vec(g, D, &ly->bo, &L->bo) || up_vec(g, D, &ly->exp_probs_b, &L->probs_b))
+            up_vec(g, D, &ly->bo, &L->bo) || up_vec(g, D, &ly->exp_probs_b, &L->probs_b) ||
+            up_vec(g, D, &ly->q_a_norm, &L->q_a_norm) || up_vec(g, D, &ly->kv_a_norm, &L->kv_a_norm))
+            goto fail;
+        if (up_weight(g, D, &ly->wq_a, &L->wq_a) || up_weight(g, D, &ly->wq_b, &L->wq_b) ||
+            up_weight(g, D, &ly->wkv_a_mqa, &L->wkv_a) || up_weight(g, D, &ly->wk_b, &L->wk_b) ||
+            up_weight(g, D, &ly->wv_b, &L->wv_b))
             goto fail;
         if (up_weight(g, D, &ly->wq, &L->wq) || up_weight(g, D, &ly->wk, &L->wk) ||
             up_weight(g, D, &ly->wv, &L->wv) || up_weight(g, D, &ly->wo, &L->wo) ||
@@ -322,8 +371,9 @@ model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement 
         const size_t kb = kv->k_row[il] * (size_t)ly->kv_heads * (size_t)kv->n_ctx;
         const size_t vb = kv->v_row[il] * (size_t)ly->kv_heads * (size_t)kv->n_ctx;
         L->k = dalloc(g, D, kb);
-        L->v = dalloc(g, D, vb);
-        if (!L->k || !L->v || api->memset(D->c, L->k, 0, kb) || api->memset(D->c, L->v, 0, vb)) goto fail;
+        L->v = vb ? dalloc(g, D, vb) : NULL;
+        if (!L->k || (vb && !L->v) || api->memset(D->c, L->k, 0, kb) || (vb && api->memset(D->c, L->v, 0, vb)))
+            goto fail;
     }
     if (g->out_dev >= 0) {
         gpu_dev *D = &g->d[g->out_dev];
@@ -487,6 +537,71 @@ static int attn_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, 
     return add_rows(g, D, D->tmp, L->bo, T, hp->n_embd);
 }
 
+/* MLA (attn_mla.c's absorbed form) on the device. Per-head products with wk_b / wv_b run as
+ * grouped matvecs with the head ids 0..H-1 as "experts". */
+static int mla_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, const void *xq) {
+    model_gpu *g = r->gpu;
+    const gpu_api *A = g->api;
+    const mr_model *m = r->m;
+    const model_hparams *hp = &m->hp;
+    const model_layer *ly = &m->layers[il];
+    const gpu_layer *L = &g->L[il];
+    const kv_cache *kv = r->kv;
+    int dk, dv;
+    model_mla_dims(hp, &dk, &dv);
+    const int T = ub->n, H = ly->n_head, R = hp->kv_lora_rank, rope = hp->n_rot, nope = dk - rope, kd = R + rope;
+    const int64_t qs = (int64_t)H * dk, as = (int64_t)H * kd, ls = (int64_t)H * R, os = (int64_t)H * dv;
+    float *q = D->q, *ckv = D->m_ckv;
+    if (L->wq.data) {
+        if (gmm(g, D, &L->wq, D->xn, xq, T, q)) return -1;
+    } else {
+        const int QR = (int)L->wq_a.m;
+        if (gmm(g, D, &L->wq_a, D->xn, xq, T, D->m_qa) ||
+            A->rmsnorm(D->c, D->m_qa, D->m_qa, L->q_a_norm, T, QR, hp->rms_eps) ||
+            gmm(g, D, &L->wq_b, D->m_qa, NULL, T, q))
+            return -1;
+    }
+    if (gmm(g, D, &L->wkv_a, D->xn, xq, T, ckv)) return -1;
+    float kq_scale;
+    const cpu_rope_params rp = model_mla_rope(m, il, &kq_scale);
+    const mrc_rope_params p = {.mode = rp.mode, .n_dims = rope, .freq_base = rp.freq_base,
+                               .freq_scale = rp.freq_scale, .ext_factor = rp.ext_factor,
+                               .attn_factor = rp.attn_factor, .beta_fast = rp.beta_fast, .beta_slow = rp.beta_slow,
+                               .n_ctx_orig = rp.n_ctx_orig, .freq_factors = rp.freq_factors ? D->rope_ff : NULL};
+    /* q_pe of each head: rows of dk from q + nope (RoPE touches only the first `rope` of each);
+     * k_pe: one "head" of kd from ckv + R per token */
+    if (A->rope(D->c, &p, q + nope, D->pos, T, H, dk) || A->rope(D->c, &p, ckv + R, D->pos, T, 1, kd)) return -1;
+    for (int t = 0; t < T; t++)
+        if (A->rmsnorm(D->c, ckv + (size_t)t * kd, ckv + (size_t)t * kd, L->kv_a_norm, 1, R, hp->rms_eps)) return -1;
+    if (A->kv_write(D->c, kv->type_k, ckv, 1, kd, T, D->cells, L->k, kv->k_row[il], kv->n_ctx)) return -1;
+    /* absorbed queries [q_nope Wk_b[h] | q_pe] and attention, per token */
+    const mrc_attn_params ap = {.n_head = H, .n_head_kv = 1, .dk = kd, .dv = R, .n_ctx = kv->n_ctx,
+                                .n_kv = g->n_kv, .type_k = kv->type_k, .type_v = kv->type_k,
+                                .scale = kq_scale, .softcap = hp->attn_softcap, .v_in_k = true};
+    const size_t rsn = A->q8_1_row_size(nope), rsr = A->q8_1_row_size(R);
+    for (int t = 0; t < T; t++) {
+        const float *qt = q + (size_t)t * qs;
+        float *qa = D->m_qabs + (size_t)t * as, *lat = D->m_lat + (size_t)t * ls;
+        if (is_float(&L->wk_b)) {
+            if (A->moe_matvec(D->c, &L->wk_b, D->head_ids, H, qt, (size_t)dk, NULL, 0, D->m_h)) return -1;
+        } else if (A->copy_rows(D->c, D->m_h, nope, qt, dk, H, nope) ||
+                   A->quantize_q8_1(D->c, D->m_h, D->xq2, nope, H) ||
+                   A->moe_matvec(D->c, &L->wk_b, D->head_ids, H, NULL, 0, D->xq2, rsn, D->m_h))
+            return -1;
+        if (A->copy_rows(D->c, qa, kd, D->m_h, R, H, R) || A->copy_rows(D->c, qa + R, kd, qt + nope, dk, H, rope) ||
+            A->attn_decode(D->c, &ap, qa, L->k, NULL, D->mask + (size_t)t * g->n_kv, lat))
+            return -1;
+        /* per-head value up-projection */
+        float *ot = D->m_o + (size_t)t * os;
+        if (is_float(&L->wv_b)) {
+            if (A->moe_matvec(D->c, &L->wv_b, D->head_ids, H, lat, (size_t)R, NULL, 0, ot)) return -1;
+        } else if (A->quantize_q8_1(D->c, lat, D->xq2, R, H) ||
+                   A->moe_matvec(D->c, &L->wv_b, D->head_ids, H, NULL, 0, D->xq2, rsr, ot))
+            return -1;
+    }
+    return gmm(g, D, &L->wo, D->m_o, NULL, T, D->tmp);
+}
+
 static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq) {
     model_gpu *g = r->gpu;
     const gpu_api *A = g->api;
@@ -497,7 +612,7 @@ static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq) {
     const int E = hp->n_expert, K = hp->n_expert_used, Dm = hp->n_embd;
     if (gmm(g, D, &L->gate_inp, D->xn, xq, T, D->router)) return -1;
     if (A->moe_route(D->c, D->router, T, E, K, (int)hp->gating, L->probs_b, hp->expert_norm_w, hp->expert_w_scale,
-                     D->ids, D->selw))
+                     hp->n_expert_groups, hp->n_group_used, D->ids, D->selw))
         return -1;
     if (L->exps_cpu) {
         /* the CPU runs the chosen experts on its kernels */
@@ -541,8 +656,10 @@ static uint64_t layer_bytes(const model_gpu *g, int il, int T) {
     const gpu_layer *L = &g->L[il];
     uint64_t b = 0;
     const mrc_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down, &L->gate_inp,
-                              &L->gate_sh, &L->up_sh, &L->down_sh};
+                              &L->gate_sh, &L->up_sh, &L->down_sh, &L->wq_a, &L->wq_b, &L->wkv_a};
     for (size_t i = 0; i < MR_ARRAY_LEN(ws); i++) b += ws[i]->data ? ws[i]->mat_bytes : 0;
+    b += L->wk_b.data ? L->wk_b.mat_bytes * (uint64_t)L->wk_b.n_mat : 0;
+    b += L->wv_b.data ? L->wv_b.mat_bytes * (uint64_t)L->wv_b.n_mat : 0;
     const int64_t ne = MR_MIN((int64_t)T * g->m->hp.n_expert_used, (int64_t)MR_MAX(g->m->hp.n_expert, 1));
     const mrc_weight *ex[] = {&L->gate_exps, &L->up_exps, &L->down_exps};
     for (int i = 0; i < 3; i++) b += ex[i]->data ? ex[i]->mat_bytes * (uint64_t)ne : 0;
@@ -565,7 +682,8 @@ int model_gpu_layer(model_run *r, const model_ubatch *ub, int il) {
         if (A->quantize_q8_1(D->c, D->xn, D->xq, Dm, 1)) return -1;
         xq = D->xq;
     }
-    if (attn_layer(r, ub, il, D, xq)) return -1;
+    if (r->m->layers[il].attn_kind == MODEL_ATTN_MLA ? mla_layer(r, ub, il, D, xq) : attn_layer(r, ub, il, D, xq))
+        return -1;
     if (L->attn_post_norm && A->rmsnorm(D->c, D->tmp, D->tmp, L->attn_post_norm, T, Dm, hp->rms_eps)) return -1;
     if (A->add(D->c, D->x, D->tmp, n)) return -1;
     /* FFN block */

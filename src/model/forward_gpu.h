@@ -5,15 +5,16 @@
  * output head placed on a device.
  *
  * What runs on a device: GQA attention layers (q/k/v biases, QK-norm, RoPE
- * with YaRN and freq factors, sliding windows via the mask, softcap), SiLU
+ * with YaRN and freq factors, sliding windows via the mask, softcap), MLA
+ * (deepseek2, absorbed form, q-lora or not, f16/q8_0 latent cache), SiLU
  * dense FFNs, MoE with softmax / sigmoid / softmax-over-chosen gating,
- * selection bias, normalised and scaled weights, shared experts without a
- * gate, and the output head. The routed experts of a device layer may stay
+ * selection bias, group-limited selection, normalised and scaled weights,
+ * shared experts without a gate, and the output head. The routed experts of a device layer may stay
  * on the CPU (-cmoe, --n-cpu-moe, -ot exps=CPU): the device routes, the CPU
  * runs the chosen experts on its kernels, the device adds their sum.
- * model_gpu_supported() says what does not run yet (MLA, the qwen3next
- * layers, GeGLU, gated shared experts, group-limited routing, row split,
- * tensors of a CPU layer placed on a device): the context then runs on the
+ * model_gpu_supported() says what does not run yet (the qwen3next layers,
+ * GeGLU, gated shared experts, row split, tensors of a CPU layer placed on a
+ * device): the context then runs on the
  * CPU with a warning.
  *
  * Residency: the hidden state stays on a device across consecutive layers

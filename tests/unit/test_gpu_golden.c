@@ -5,7 +5,9 @@
  * the hidden state moves host <-> device between layers), experts on the CPU
  * (-cmoe: the device routes, the CPU runs the experts) and a layer split over
  * two devices (-ts 1,1), with f16 and q8_0 caches and prompt + greedy decode
- * (T > 1 GEMM path and T = 1 matvec path).
+ * (T > 1 GEMM path and T = 1 matvec path), for GQA models and MLA (deepseek2:
+ * V2-Lite and V3 forms; against the -fa goldens: the device attention is a
+ * flash path, and the fixture README takes either llama.cpp path as valid).
  *
  * Backend: a CUDA device when there is one (a single GPU is listed twice,
  * MOERUN_CUDA_REPEAT=2, for the split); otherwise the host emulation of
@@ -37,6 +39,8 @@ static const family k_fam[] = {
     {"tiny-qwen3moe", 0.80, 0.12, 0.20, 0.35, true, false},
     {"tiny-qwen3", 0.95, 0.04, 0.10, 0.01, false, false},
     {"tiny-llama", 0.95, 0.04, 0.10, 0.01, false, false},
+    {"tiny-deepseek2-lite", 0.70, 0.20, 0.45, 0.60, true, true},
+    {"tiny-deepseek3", 0.70, 0.20, 0.45, 0.60, true, true},
 };
 
 static const gcfg k_cfg[] = {
@@ -48,6 +52,11 @@ static const gcfg k_cfg[] = {
     {"tiny-qwen3", "hello", 99, 0, NULL, 1, 3, true},
     {"tiny-llama", "ids300", 99, 0, NULL, 1, 3, true},
     {"tiny-llama", "hello", 1, 0, NULL, 1, 1, false},
+    /* MLA: the device attention is a flash path (f32 probabilities), so the -fa goldens */
+    {"tiny-deepseek2-lite", "ids64-fa", 99, 0, NULL, 1, 4, true},
+    {"tiny-deepseek2-lite", "ids64-kvq8", 99, -1, NULL, 1, 4, true},
+    {"tiny-deepseek3", "ids300-fa", 99, 0, NULL, 1, 3, true},
+    {"tiny-deepseek3", "ids64-fa", 2, -1, NULL, 1, 2, false},
 };
 
 int main(void) {
@@ -103,8 +112,8 @@ int main(void) {
                   oi.backend, c->want_layers, oi.output_dev, c->want_head, (unsigned long long)oi.weight_bytes);
             mr_ctx_free(ctx);
         }
-        const bool kvq8 = strstr(c->gcase, "-kvq8") != NULL;
-        golden_case_check(m, f, path, name, kvq8, kvq8, false);
+        const bool kvq8 = strstr(c->gcase, "-kvq8") != NULL, fa = kvq8 || strstr(c->gcase, "-fa") != NULL;
+        golden_case_check(m, f, path, name, kvq8, fa, false);
         mr_model_free(m);
     }
     return check_done();
