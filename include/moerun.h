@@ -153,6 +153,8 @@ typedef struct {
     bool all_dev;        /* every layer and the head on devices (the roofline is the devices') */
     uint64_t weight_bytes;
     double dev_bw_gbs;   /* peak memory bandwidth of the slowest device used (0: unknown) */
+    int graph_launches;  /* decode steps replayed from a captured device graph */
+    int graph_captures;  /* graphs captured (one per 256-cell KV bucket, or after the scratch moved) */
     char backend[16];
 } mr_ctx_offload_info;
 void mr_ctx_get_offload(const mr_ctx *c, mr_ctx_offload_info *out);

@@ -79,6 +79,11 @@ static int w_combine(void *c, float *y, const float *s, const float *w, int nt, 
     return mrc_moe_combine(c, y, s, w, nt, k, n);
 }
 
+static int w_gbegin(void *c) { return mrc_graph_begin(c); }
+static int w_gend(void *c) { return mrc_graph_end(c); }
+static int w_glaunch(void *c) { return mrc_graph_launch(c); }
+static unsigned w_epoch(void *c) { return mrc_scratch_epoch(c); }
+
 static const gpu_api k_cuda = {
     .name = "cuda",
     .device_count = w_count,
@@ -107,6 +112,10 @@ static const gpu_api k_cuda = {
     .kv_write = w_kv_write,
     .moe_combine = w_combine,
     .copy_rows = w_copy_rows,
+    .graph_begin = w_gbegin,
+    .graph_end = w_gend,
+    .graph_launch = w_glaunch,
+    .scratch_epoch = w_epoch,
 };
 
 const gpu_api *gpu_api_cuda(void) { return &k_cuda; }

@@ -15,7 +15,7 @@
 
 int mrc_launched(mrc_ctx *c, const char *kernel, const char *fmt, ...) {
     cudaError_t e = cudaGetLastError();
-    if (e == cudaSuccess && c->sync_each) e = cudaStreamSynchronize(c->stream);
+    if (e == cudaSuccess && c->sync_each && !c->capturing) e = cudaStreamSynchronize(c->stream);
     if (e == cudaSuccess) return 0;
     char shape[200];
     va_list ap;
@@ -113,6 +113,12 @@ int mrc_sync(mrc_ctx *c) {
 
 void *mrc_scratch(mrc_ctx *c, size_t n) {
     if (n <= c->scratch_cap) return c->scratch;
+    if (c->capturing) { /* a graph must not bake in a buffer that is about to move */
+        mr_seterr("cuda: CUDA%d: scratch of %zu bytes would grow during graph capture (run the step once first)",
+                  c->dev, n);
+        return NULL;
+    }
+    c->scratch_epoch++;
     /* growing frees the old buffer: wait for the ops that may still use it */
     cudaStreamSynchronize(c->stream);
     if (c->scratch) cudaFree(c->scratch);
@@ -233,11 +239,13 @@ void mrc_weight_free(mrc_weight *w) {
 
 int mrc_graph_begin(mrc_ctx *c) {
     MRC_CALL(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal), "CUDA%d: begin capture", c->dev);
+    c->capturing = true;
     return 0;
 }
 
 int mrc_graph_end(mrc_ctx *c) {
     cudaGraph_t g = NULL;
+    c->capturing = false;
     MRC_CALL(cudaStreamEndCapture(c->stream, &g), "CUDA%d: end capture", c->dev);
     if (c->graph_exec) cudaGraphExecDestroy(c->graph_exec);
     if (c->graph) cudaGraphDestroy(c->graph);
@@ -246,6 +254,8 @@ int mrc_graph_end(mrc_ctx *c) {
     MRC_CALL(cudaGraphInstantiate(&c->graph_exec, g, 0), "CUDA%d: instantiate graph", c->dev);
     return 0;
 }
+
+unsigned mrc_scratch_epoch(const mrc_ctx *c) { return c->scratch_epoch; }
 
 int mrc_graph_launch(mrc_ctx *c) {
     if (!c->graph_exec) {

@@ -186,6 +186,10 @@ int mrc_gemm(mrc_ctx *c, const mrc_weight *W, int64_t mat, const float *x, int64
 int mrc_graph_begin(mrc_ctx *c);
 int mrc_graph_end(mrc_ctx *c);
 int mrc_graph_launch(mrc_ctx *c);
+/* Changes whenever the context's scratch buffer moves (grows): a graph captured before
+ * then reads freed memory and must be captured again. A capture that would grow the
+ * scratch fails instead (run the step once without capturing first). */
+unsigned mrc_scratch_epoch(const mrc_ctx *c);
 
 /* ---- timing (benches) --------------------------------------------------------------------------------- */
 /* Milliseconds between two points on the stream: mrc_timer_start, then mrc_timer_stop (synchronises). */

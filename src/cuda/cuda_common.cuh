@@ -32,6 +32,8 @@ struct mrc_ctx {
     cudaEvent_t t0, t1;
     int n_sm;
     bool sync_each;          /* MOERUN_CUDA_SYNC=1 */
+    bool capturing;          /* between mrc_graph_begin and mrc_graph_end */
+    unsigned scratch_epoch;  /* +1 whenever the scratch moves (graphs that baked it in are stale) */
 };
 
 /* A device scratch buffer of at least n bytes (valid until the next call). */

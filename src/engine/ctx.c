@@ -260,6 +260,7 @@ void mr_ctx_get_offload(const mr_ctx *c, mr_ctx_offload_info *out) {
     out->output_dev = model_gpu_head_on(g);
     out->all_dev = out->output_dev && out->n_layers_dev == c->m->hp.n_layer;
     out->dev_bw_gbs = model_gpu_bw_gbs(g);
+    model_gpu_graph_stats(g, &out->graph_launches, &out->graph_captures);
     out->weight_bytes = model_gpu_weight_bytes(g);
     snprintf(out->backend, sizeof out->backend, "%s", model_gpu_backend(g));
 }

@@ -64,6 +64,13 @@ typedef struct gpu_api {
     int (*moe_combine)(void *c, float *y, const float *slots, const float *w, int n_tok, int k, int n);
     int (*copy_rows)(void *c, float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows,
                      int64_t cols);
+    /* graphs (cuda_backend.h's mrc_graph_*): ops queued between begin and end are recorded, not
+     * run, with their arguments by value; launch runs them again. scratch_epoch: see
+     * mrc_scratch_epoch. */
+    int (*graph_begin)(void *c);
+    int (*graph_end)(void *c);
+    int (*graph_launch)(void *c);
+    unsigned (*scratch_epoch)(void *c);
 } gpu_api;
 
 /* The backend GPU layers run on: "emu" when MOERUN_CUDA_EMU is set to a

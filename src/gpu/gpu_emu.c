@@ -26,11 +26,49 @@
 #include "quant/quant.h"
 #include "quant/types.h"
 
+/* A recorded op (graphs): the op and its arguments by value, as a CUDA graph keeps kernel
+ * parameters. */
+typedef enum { R_RMS, R_QUANT, R_MATVEC, R_MOEMV, R_SILU, R_ADD, R_ROPE, R_ROUTE, R_ATTN, R_GEMM, R_KVW, R_COMB,
+               R_COPY } rec_kind;
+typedef struct {
+    rec_kind k;
+    mrc_weight W;
+    mrc_attn_params ap;
+    mrc_rope_params rp;
+    const void *p[4];
+    void *o[3];
+    int64_t n[6];
+    float f[2];
+    bool b;
+} emu_rec;
+
 typedef struct {
     int dev;
     float *row;    /* scratch: one dequantized weight row */
     size_t row_cap;
+    bool cap;      /* capturing a graph */
+    emu_rec *rec, *graph; /* being captured / the captured graph */
+    int n_rec, cap_rec, n_graph;
 } emu_ctx;
+
+static int rec_push(emu_ctx *c, emu_rec r) {
+    if (c->n_rec == c->cap_rec) {
+        const int nc = c->cap_rec ? 2 * c->cap_rec : 256;
+        emu_rec *n = realloc(c->rec, sizeof *n * (size_t)nc);
+        if (!n) {
+            mr_seterr("emu: graph of %d ops: out of memory", c->n_rec);
+            return -1;
+        }
+        c->rec = n;
+        c->cap_rec = nc;
+    }
+    c->rec[c->n_rec++] = r;
+    return 0;
+}
+#define REC(cv, ...)                                                            \
+    do {                                                                        \
+        if (((emu_ctx *)(cv))->cap) return rec_push((emu_ctx *)(cv), (emu_rec){__VA_ARGS__}); \
+    } while (0)
 
 static int emu_count(void) {
     const char *s = getenv("MOERUN_CUDA_EMU");
@@ -67,6 +105,8 @@ static void *emu_init(int dev) {
 static void emu_free(void *cv) {
     emu_ctx *c = cv;
     if (!c) return;
+    free(c->rec);
+    free(c->graph);
     free(c->row);
     free(c);
 }
@@ -83,12 +123,18 @@ static void emu_dfree(void *c, void *p) {
     mr_free_aligned(p);
 }
 static int emu_copy(void *c, void *dst, const void *src, size_t n) {
-    (void)c;
+    if (((emu_ctx *)c)->cap) { /* CUDA cannot capture copies from / to pageable host memory either */
+        mr_seterr("emu: host copy during graph capture");
+        return -1;
+    }
     if (n) memcpy(dst, src, n);
     return 0;
 }
 static int emu_memset(void *c, void *dst, int v, size_t n) {
-    (void)c;
+    if (((emu_ctx *)c)->cap) {
+        mr_seterr("emu: memset during graph capture (not recorded)");
+        return -1;
+    }
     memset(dst, v, n);
     return 0;
 }
@@ -117,7 +163,7 @@ static int emu_weight_view(mrc_weight *w, void *p, uint32_t type, int64_t k, int
 static size_t emu_q8_1_row_size(int64_t k) { return (size_t)((k + k / 32 * 8 + 15) / 16 * 16); }
 
 static int emu_quantize_q8_1(void *c, const float *x, void *xq, int64_t k, int64_t n_rows) {
-    (void)c;
+    REC(c, .k = R_QUANT, .p = {x}, .o = {xq}, .n = {k, n_rows});
     if (k <= 0 || k % 32) {
         mr_seterr("emu: quantize_q8_1: k = %lld is not a positive multiple of 32", (long long)k);
         return -1;
@@ -178,6 +224,7 @@ static int emu_dot(emu_ctx *c, const mrc_weight *W, int64_t mat, int64_t r, cons
 
 static int emu_matvec(void *cv, const mrc_weight *W, int64_t mat, const float *x, const void *xq, float *y) {
     emu_ctx *c = cv;
+    REC(c, .k = R_MATVEC, .W = *W, .p = {x, xq}, .o = {y}, .n = {mat});
     const bool fl = W->type == MR_TYPE_F32 || W->type == MR_TYPE_F16;
     if (fl ? !x : !xq) {
         mr_seterr("emu: matvec %s: missing %s activations", mr_type_name(W->type), fl ? "float" : "Q8_1");
@@ -191,6 +238,7 @@ static int emu_matvec(void *cv, const mrc_weight *W, int64_t mat, const float *x
 static int emu_moe_matvec(void *cv, const mrc_weight *W, const int32_t *ids, int n_ids, const float *x,
                           size_t x_stride, const void *xq, size_t xq_stride, float *y) {
     emu_ctx *c = cv;
+    REC(c, .k = R_MOEMV, .W = *W, .p = {ids, x, xq}, .o = {y}, .n = {n_ids, (int64_t)x_stride, (int64_t)xq_stride});
     for (int i = 0; i < n_ids; i++) {
         float *yi = y + (size_t)i * W->m;
         if (ids[i] < 0 || ids[i] >= W->n_mat) {
@@ -205,7 +253,7 @@ static int emu_moe_matvec(void *cv, const mrc_weight *W, const int32_t *ids, int
 }
 
 static int emu_rmsnorm(void *c, float *out, const float *x, const float *w, int64_t n_rows, int n, float eps) {
-    (void)c;
+    REC(c, .k = R_RMS, .o = {out}, .p = {x, w}, .n = {n_rows, n}, .f = {eps});
     for (int64_t r = 0; r < n_rows; r++) {
         const float *xr = x + r * n;
         float *o = out + r * n;
@@ -217,19 +265,19 @@ static int emu_rmsnorm(void *c, float *out, const float *x, const float *w, int6
     return 0;
 }
 static int emu_silu_mul(void *c, float *g, const float *u, int64_t n) {
-    (void)c;
+    REC(c, .k = R_SILU, .o = {g}, .p = {u}, .n = {n});
     for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
     return 0;
 }
 static int emu_add(void *c, float *y, const float *x, int64_t n) {
-    (void)c;
+    REC(c, .k = R_ADD, .o = {y}, .p = {x}, .n = {n});
     for (int64_t i = 0; i < n; i++) y[i] += x[i];
     return 0;
 }
 
 static int emu_rope(void *c, const mrc_rope_params *p, float *x, const int32_t *pos, int n_tok, int n_heads,
                     int head_dim) {
-    (void)c;
+    REC(c, .k = R_ROPE, .rp = *p, .o = {x}, .p = {pos}, .n = {n_tok, n_heads, head_dim});
     const cpu_rope_params cp = {.mode = p->mode, .n_dims = p->n_dims, .freq_base = p->freq_base,
                                 .freq_scale = p->freq_scale, .ext_factor = p->ext_factor,
                                 .attn_factor = p->attn_factor, .beta_fast = p->beta_fast, .beta_slow = p->beta_slow,
@@ -246,7 +294,8 @@ static int emu_rope(void *c, const mrc_rope_params *p, float *x, const int32_t *
 
 static int emu_moe_route(void *c, const float *logits, int n_tok, int E, int K, int gating, const float *bias,
                          bool norm_w, float w_scale, int n_group, int n_group_used, int32_t *ids, float *weights) {
-    (void)c;
+    REC(c, .k = R_ROUTE, .p = {logits, bias}, .o = {ids, weights}, .n = {n_tok, E, K, gating, n_group, n_group_used},
+        .b = norm_w, .f = {w_scale});
     if (E <= 0 || E > 1024 || K <= 0 || K > 32 || K > E || gating < 1 || gating > 3 || n_group > 64 ||
         (n_group > 1 && E % n_group)) {
         mr_seterr("emu: moe_route: %d experts, top-%d, gating %d", E, K, gating);
@@ -318,6 +367,7 @@ static int emu_moe_route(void *c, const float *logits, int n_tok, int E, int K, 
 static int emu_attn_decode(void *cv, const mrc_attn_params *p, const float *q, const void *k, const void *v,
                            const float *mask, float *out) {
     emu_ctx *c = cv;
+    REC(c, .k = R_ATTN, .ap = *p, .p = {q, k, v, mask}, .o = {out});
     if (p->n_head_kv <= 0 || p->n_head % p->n_head_kv || p->n_kv > p->n_ctx || p->dk % 32 || p->dv % 32 ||
         p->dk > 576 || p->dv > 512 ||
         (p->type_k != MR_TYPE_F16 && p->type_k != MR_TYPE_Q8_0) ||
@@ -328,81 +378,82 @@ static int emu_attn_decode(void *cv, const mrc_attn_params *p, const float *q, c
     }
     const size_t krow = mr_row_size(p->type_k, p->dk), vrow = p->v_in_k ? krow : mr_row_size(p->type_v, p->dv);
     const int g = p->n_head / p->n_head_kv, n = p->n_kv;
-    float *buf = mr_malloc(sizeof(float) * ((size_t)p->dk + (size_t)p->dv + (size_t)(n > 0 ? n : 1)));
+    /* per KV head: each cell's K (and V) row is dequantized once for the g query heads sharing it */
+    float *buf = mr_malloc(sizeof(float) * ((size_t)p->dk + (size_t)g * p->dv + (size_t)g * (n > 0 ? n : 1) + 2 * (size_t)g));
     if (!buf) return -1;
-    float *kr = buf, *acc = buf + p->dk, *s = acc + p->dv;
+    float *kr = buf, *acc = kr + p->dk, *s = acc + (size_t)g * p->dv, *mx = s + (size_t)g * (n > 0 ? n : 1), *z = mx + g;
     (void)c;
-    for (int h = 0; h < p->n_head; h++) {
-        const int kvh = h / g;
+    for (int kvh = 0; kvh < p->n_head_kv; kvh++) {
         const uint8_t *kb = (const uint8_t *)k + (size_t)kvh * p->n_ctx * krow;
         const uint8_t *vb = p->v_in_k ? kb : (const uint8_t *)v + (size_t)kvh * p->n_ctx * vrow;
-        const float *qh = q + (size_t)h * p->dk;
-        float mx = -INFINITY;
+        for (int hh = 0; hh < g; hh++) mx[hh] = -INFINITY, z[hh] = 0.0f;
         for (int j = 0; j < n; j++) {
             if (mask && mask[j] == -INFINITY) {
-                s[j] = -INFINITY;
+                for (int hh = 0; hh < g; hh++) s[(size_t)hh * n + j] = -INFINITY;
                 continue;
             }
             quant_dequant_row(p->type_k, kb + (size_t)j * krow, kr, p->dk);
-            float d = 0.0f;
-            for (int i = 0; i < p->dk; i++) d += qh[i] * kr[i];
-            d *= p->scale;
-            if (p->softcap > 0.0f) d = p->softcap * tanhf(d / p->softcap);
-            if (mask) d += mask[j];
-            s[j] = d;
-            mx = fmaxf(mx, d);
-        }
-        memset(acc, 0, sizeof(float) * (size_t)p->dv);
-        float z = 0.0f;
-        if (mx > -INFINITY)
-            for (int j = 0; j < n; j++) {
-                if (s[j] == -INFINITY) continue;
-                const float w = expf(s[j] - mx);
-                z += w;
-                quant_dequant_row(p->v_in_k ? p->type_k : p->type_v, vb + (size_t)j * vrow, kr,
-                                  p->v_in_k ? p->dk : p->dv);
-                for (int i = 0; i < p->dv; i++) acc[i] += w * kr[i];
+            for (int hh = 0; hh < g; hh++) {
+                const float *qh = q + (size_t)(kvh * g + hh) * p->dk;
+                float d = 0.0f;
+                for (int i = 0; i < p->dk; i++) d += qh[i] * kr[i];
+                d *= p->scale;
+                if (p->softcap > 0.0f) d = p->softcap * tanhf(d / p->softcap);
+                if (mask) d += mask[j];
+                s[(size_t)hh * n + j] = d;
+                mx[hh] = fmaxf(mx[hh], d);
             }
-        float *o = out + (size_t)h * p->dv;
-        for (int i = 0; i < p->dv; i++) o[i] = z > 0.0f ? acc[i] / z : 0.0f;
+        }
+        memset(acc, 0, sizeof(float) * (size_t)g * p->dv);
+        for (int j = 0; j < n; j++) {
+            bool any = false;
+            for (int hh = 0; hh < g; hh++) any |= s[(size_t)hh * n + j] != -INFINITY;
+            if (!any) continue;
+            quant_dequant_row(p->v_in_k ? p->type_k : p->type_v, vb + (size_t)j * vrow, kr, p->v_in_k ? p->dk : p->dv);
+            for (int hh = 0; hh < g; hh++) {
+                const float sj = s[(size_t)hh * n + j];
+                if (sj == -INFINITY) continue;
+                const float w = expf(sj - mx[hh]);
+                z[hh] += w;
+                float *a = acc + (size_t)hh * p->dv;
+                for (int i = 0; i < p->dv; i++) a[i] += w * kr[i];
+            }
+        }
+        for (int hh = 0; hh < g; hh++) {
+            float *o = out + (size_t)(kvh * g + hh) * p->dv;
+            const float *a = acc + (size_t)hh * p->dv;
+            for (int i = 0; i < p->dv; i++) o[i] = z[hh] > 0.0f ? a[i] / z[hh] : 0.0f;
+        }
     }
     free(buf);
     return 0;
 }
 
-static float f16r(float x) { return mr_fp16_to_fp32(mr_fp32_to_fp16(x)); }
 
+/* F16 x F16 with F32 accumulation, as the cuBLAS GEMM: both operands rounded to F16, then the
+ * CPU's F16 matmul kernels (their products of two halves are exact in F32). */
 static int emu_gemm(void *cv, const mrc_weight *W, int64_t mat, const float *x, int64_t T, float *y) {
     emu_ctx *c = cv;
+    REC(c, .k = R_GEMM, .W = *W, .p = {x}, .o = {y}, .n = {mat, T});
     float *wr = emu_row(c, W->k);
-    float *xh = mr_malloc(sizeof(float) * (size_t)(T * W->k));
-    if (!wr || !xh) {
-        free(xh);
-        return -1;
-    }
-    for (int64_t i = 0; i < T * W->k; i++) xh[i] = f16r(x[i]);
-    for (int64_t r = 0; r < W->m; r++) {
+    const size_t rb16 = mr_row_size(MR_TYPE_F16, W->k);
+    uint8_t *w16 = mr_malloc(rb16 * (size_t)W->m);
+    float *x16 = mr_malloc(sizeof(float) * (size_t)(T * W->k)); /* x rounded to F16, as floats (the F16 kernels' input) */
+    int rc = !wr || !w16 || !x16 ? -1 : 0;
+    for (int64_t r = 0; r < W->m && !rc; r++) {
         const uint8_t *src = (const uint8_t *)W->data + (size_t)mat * W->mat_bytes + (size_t)r * W->row_bytes;
-        if (quant_dequant_row(W->type, src, wr, W->k)) {
-            free(xh);
-            return -1;
-        }
-        for (int64_t i = 0; i < W->k; i++) wr[i] = f16r(wr[i]);
-        for (int64_t t = 0; t < T; t++) {
-            float acc[8] = {0};
-            const float *xt = xh + t * W->k;
-            for (int64_t i = 0; i < W->k; i += 8) /* k is a multiple of 32 */
-                for (int l = 0; l < 8; l++) acc[l] += wr[i + l] * xt[i + l];
-            y[t * W->m + r] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-        }
+        rc = quant_dequant_row(W->type, src, wr, W->k) || quant_quantize_row(MR_TYPE_F16, wr, w16 + (size_t)r * rb16, W->k);
     }
-    free(xh);
-    return 0;
+    for (int64_t i = 0; !rc && i < T * W->k; i++) x16[i] = mr_fp16_to_fp32(mr_fp32_to_fp16(x[i]));
+    if (!rc) quant_matmul(MR_TYPE_F16, w16, W->k, 0, W->m, x16, sizeof(float) * (size_t)W->k, T, y, W->m);
+    free(w16);
+    free(x16);
+    return rc ? -1 : 0;
 }
 
 static int emu_kv_write(void *c, uint32_t type, const float *src, int heads, int d, int T, const int32_t *cells,
                         void *base, size_t row_bytes, int n_ctx) {
-    (void)c;
+    REC(c, .k = R_KVW, .p = {src, cells}, .o = {base}, .n = {type, heads, d, T, (int64_t)row_bytes, n_ctx});
     if (type != MR_TYPE_F32 && type != MR_TYPE_F16 && type != MR_TYPE_Q8_0) {
         mr_seterr("emu: kv_write: cache type %s is not supported (f32, f16, q8_0)", mr_type_name(type));
         return -1;
@@ -416,7 +467,7 @@ static int emu_kv_write(void *c, uint32_t type, const float *src, int heads, int
 }
 
 static int emu_moe_combine(void *c, float *y, const float *slots, const float *w, int n_tok, int k, int n) {
-    (void)c;
+    REC(c, .k = R_COMB, .o = {y}, .p = {slots, w}, .n = {n_tok, k, n});
     for (int t = 0; t < n_tok; t++)
         for (int i = 0; i < n; i++) {
             float s = 0.0f;
@@ -427,8 +478,66 @@ static int emu_moe_combine(void *c, float *y, const float *slots, const float *w
 }
 
 static int emu_copy_rows(void *c, float *dst, int64_t ds, const float *src, int64_t ss, int64_t rows, int64_t cols) {
-    (void)c;
+    REC(c, .k = R_COPY, .o = {dst}, .p = {src}, .n = {ds, ss, rows, cols});
     for (int64_t r = 0; r < rows; r++) memmove(dst + r * ds, src + r * ss, sizeof(float) * (size_t)cols);
+    return 0;
+}
+
+static int emu_graph_begin(void *cv) {
+    emu_ctx *c = cv;
+    c->cap = true;
+    c->n_rec = 0;
+    return 0;
+}
+static int emu_graph_end(void *cv) {
+    emu_ctx *c = cv;
+    c->cap = false;
+    free(c->graph);
+    c->graph = c->rec; /* the recording becomes the graph */
+    c->n_graph = c->n_rec;
+    c->rec = NULL;
+    c->n_rec = c->cap_rec = 0;
+    return 0;
+}
+static int emu_graph_launch(void *cv) {
+    emu_ctx *c = cv;
+    if (!c->graph) {
+        mr_seterr("emu: no captured graph");
+        return -1;
+    }
+    for (int i = 0; i < c->n_graph; i++) {
+        const emu_rec *r = &c->graph[i];
+        int rc = 0;
+        switch (r->k) {
+        case R_RMS: rc = emu_rmsnorm(c, r->o[0], r->p[0], r->p[1], r->n[0], (int)r->n[1], r->f[0]); break;
+        case R_QUANT: rc = emu_quantize_q8_1(c, r->p[0], r->o[0], r->n[0], r->n[1]); break;
+        case R_MATVEC: rc = emu_matvec(c, &r->W, r->n[0], r->p[0], r->p[1], r->o[0]); break;
+        case R_MOEMV:
+            rc = emu_moe_matvec(c, &r->W, r->p[0], (int)r->n[0], r->p[1], (size_t)r->n[1], r->p[2], (size_t)r->n[2],
+                                r->o[0]);
+            break;
+        case R_SILU: rc = emu_silu_mul(c, r->o[0], r->p[0], r->n[0]); break;
+        case R_ADD: rc = emu_add(c, r->o[0], r->p[0], r->n[0]); break;
+        case R_ROPE: rc = emu_rope(c, &r->rp, r->o[0], r->p[0], (int)r->n[0], (int)r->n[1], (int)r->n[2]); break;
+        case R_ROUTE:
+            rc = emu_moe_route(c, r->p[0], (int)r->n[0], (int)r->n[1], (int)r->n[2], (int)r->n[3], r->p[1], r->b,
+                               r->f[0], (int)r->n[4], (int)r->n[5], r->o[0], r->o[1]);
+            break;
+        case R_ATTN: rc = emu_attn_decode(c, &r->ap, r->p[0], r->p[1], r->p[2], r->p[3], r->o[0]); break;
+        case R_GEMM: rc = emu_gemm(c, &r->W, r->n[0], r->p[0], r->n[1], r->o[0]); break;
+        case R_KVW:
+            rc = emu_kv_write(c, (uint32_t)r->n[0], r->p[0], (int)r->n[1], (int)r->n[2], (int)r->n[3], r->p[1],
+                              r->o[0], (size_t)r->n[4], (int)r->n[5]);
+            break;
+        case R_COMB: rc = emu_moe_combine(c, r->o[0], r->p[0], r->p[1], (int)r->n[0], (int)r->n[1], (int)r->n[2]); break;
+        case R_COPY: rc = emu_copy_rows(c, r->o[0], r->n[0], r->p[0], r->n[1], r->n[2], r->n[3]); break;
+        }
+        if (rc) return -1;
+    }
+    return 0;
+}
+static unsigned emu_scratch_epoch(void *c) {
+    (void)c;
     return 0;
 }
 
@@ -460,6 +569,10 @@ static const gpu_api k_emu = {
     .kv_write = emu_kv_write,
     .moe_combine = emu_moe_combine,
     .copy_rows = emu_copy_rows,
+    .graph_begin = emu_graph_begin,
+    .graph_end = emu_graph_end,
+    .graph_launch = emu_graph_launch,
+    .scratch_epoch = emu_scratch_epoch,
 };
 
 const gpu_api *gpu_api_emu(void) { return &k_emu; }

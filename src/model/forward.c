@@ -133,6 +133,10 @@ int model_forward(model_run *r, const model_ubatch *ub, float *logits) {
     if (hp->embd_scale != 0.0f)
         for (size_t i = 0; i < (size_t)T * D; i++) r->x[i] *= hp->embd_scale;
 
+    double th = 0.0; /* profile: start of the output head */
+    int grc = r->gpu ? model_gpu_decode(r, ub, logits) : 0;
+    if (grc < 0) return -1;
+    if (grc > 0) goto softcap;
     if (r->gpu && model_gpu_begin(r, ub)) return -1;
     for (int il = 0; il < hp->n_layer; il++) {
         const model_layer *ly = &m->layers[il];
@@ -170,7 +174,7 @@ int model_forward(model_run *r, const model_ubatch *ub, float *logits) {
 
     /* output head on the requested rows */
     if (ub->n_out == 0) return 0;
-    const double th = r->prof ? mr_time_s() : 0.0;
+    th = r->prof ? mr_time_s() : 0.0;
     if (r->gpu && model_gpu_head_on(r->gpu)) {
         if (model_gpu_head(r, ub, logits)) return -1;
     } else {
@@ -180,6 +184,7 @@ int model_forward(model_run *r, const model_ubatch *ub, float *logits) {
         r->mm.bytes_read += m->output_norm.mat_bytes;
         if (cpu_matmul(&r->mm, &m->output, 0, r->xn, ub->n_out, logits)) return -1;
     }
+softcap:
     if (hp->logit_softcap > 0.0f) {
         const float c = hp->logit_softcap;
         for (size_t i = 0; i < (size_t)ub->n_out * hp->n_vocab; i++) logits[i] = c * tanhf(logits[i] / c);

@@ -84,6 +84,10 @@ int model_gpu_begin(model_run *r, const model_ubatch *ub);
 int model_gpu_layer(model_run *r, const model_ubatch *ub, int il);
 int model_gpu_to_host(model_run *r, int T);
 int model_gpu_head(model_run *r, const model_ubatch *ub, float *logits);
+/* One decode token (T = 1, its logits) as a device graph, when everything runs on one device
+ * without CPU experts: 1 done (logits written), 0 not applicable, -1 error. The first step of
+ * each KV size bucket (256 cells) runs eagerly and captures; the next ones replay. */
+int model_gpu_decode(model_run *r, const model_ubatch *ub, float *logits);
 
 /* Block kinds. Each reads xn (T, D) (the normed input) and writes out (T, D). */
 int model_attn_gqa(model_run *r, const model_ubatch *ub, int il, const float *xn, float *out);

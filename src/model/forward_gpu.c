@@ -41,6 +41,7 @@ typedef struct {
     float *x, *xn, *tmp, *sh, *q, *k, *v, *att, *ffa, *ffb, *router, *selw, *slots, *logits, *rope_ff;
     float *mask, *mask_swa;
     size_t mask_cap; /* floats of each mask */
+    float *gmask, *gmask_swa; /* decode graphs: one row of n_ctx (fixed buffers the graph reads) */
     void *xq, *xq2;
     int32_t *pos, *cells, *ids, *head_ids; /* head_ids: 0..H-1 (MLA's per-head matvecs as grouped ones) */
     float *m_qa, *m_ckv, *m_qabs, *m_lat, *m_o, *m_h; /* MLA scratch */
@@ -67,6 +68,14 @@ struct model_gpu {
     size_t h_mask_cap;
     uint64_t weight_bytes;
     double bw_gbs;
+    /* decode graphs (one device holds everything, no CPU experts): the captured step is for
+     * graph_nkv cells (n_kv rounded up to 256, masked beyond the used ones) and the device's
+     * scratch epoch; use_gmask: attention reads the graph masks with n_kv = graph_nkv */
+    bool graph_ok, use_gmask;
+    int graph_dev, graph_nkv;
+    unsigned graph_epoch;
+    uint64_t graph_bytes;
+    int n_graph_launch, n_graph_capture;
 };
 
 /* ---- support and placement checks ---------------------------------------------------------- */
@@ -381,6 +390,23 @@ model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement 
         D->logits = dfloats(g, D, (size_t)HEAD_ROWS * (size_t)hp->n_vocab);
         if (!D->logits) goto fail;
     }
+    /* decode graphs: everything on one device, no host round trip inside a step */
+    {
+        const char *ge = getenv("MOERUN_CUDA_GRAPH");
+        int n_used = 0, dev = -1;
+        bool cpu_part = g->out_dev < 0;
+        for (int d = 0; d < g->n_dev; d++)
+            if (g->d[d].used) n_used++, dev = d;
+        for (int il = 0; il < hp->n_layer; il++) cpu_part |= g->L[il].dev < 0 || g->L[il].exps_cpu;
+        g->graph_ok = api->graph_begin && !(ge && !strcmp(ge, "0")) && n_used == 1 && !cpu_part;
+        g->graph_dev = dev;
+        if (g->graph_ok) {
+            gpu_dev *D = &g->d[dev];
+            D->gmask = dfloats(g, D, (size_t)g->n_ctx);
+            D->gmask_swa = g->any_swa ? dfloats(g, D, (size_t)g->n_ctx) : NULL;
+            if (!D->gmask || (g->any_swa && !D->gmask_swa)) goto fail;
+        }
+    }
     for (int d = 0; d < g->n_dev; d++)
         if (g->d[d].c && api->sync(g->d[d].c)) goto fail;
     return g;
@@ -528,7 +554,8 @@ static int attn_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, 
     const mrc_attn_params ap = {.n_head = H, .n_head_kv = Hkv, .dk = Dk, .dv = Dv, .n_ctx = kv->n_ctx,
                                 .n_kv = g->n_kv, .type_k = kv->type_k, .type_v = kv->type_v,
                                 .scale = hp->attn_scale, .softcap = hp->attn_softcap};
-    const float *mask = ly->swa && hp->n_swa > 0 ? D->mask_swa : D->mask;
+    const bool swa = ly->swa && hp->n_swa > 0;
+    const float *mask = g->use_gmask ? (swa ? D->gmask_swa : D->gmask) : (swa ? D->mask_swa : D->mask);
     for (int t = 0; t < T; t++)
         if (A->attn_decode(D->c, &ap, D->q + (size_t)t * qw, L->k, L->v, mask + (size_t)t * g->n_kv,
                            D->att + (size_t)t * H * Dv))
@@ -589,7 +616,7 @@ static int mla_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, c
                    A->moe_matvec(D->c, &L->wk_b, D->head_ids, H, NULL, 0, D->xq2, rsn, D->m_h))
             return -1;
         if (A->copy_rows(D->c, qa, kd, D->m_h, R, H, R) || A->copy_rows(D->c, qa + R, kd, qt + nope, dk, H, rope) ||
-            A->attn_decode(D->c, &ap, qa, L->k, NULL, D->mask + (size_t)t * g->n_kv, lat))
+            A->attn_decode(D->c, &ap, qa, L->k, NULL, (g->use_gmask ? D->gmask : D->mask) + (size_t)t * g->n_kv, lat))
             return -1;
         /* per-head value up-projection */
         float *ot = D->m_o + (size_t)t * os;
@@ -702,28 +729,110 @@ int model_gpu_layer(model_run *r, const model_ubatch *ub, int il) {
     return 0;
 }
 
+/* Logits of n rows (rows[i] of the residual) into D->logits. */
+static int head_rows(model_gpu *g, gpu_dev *D, const int32_t *rows, int n) {
+    const gpu_api *A = g->api;
+    const model_hparams *hp = &g->m->hp;
+    const int Dm = hp->n_embd;
+    for (int i = 0; i < n; i++)
+        if (A->rmsnorm(D->c, D->xn + (size_t)i * Dm, D->x + (size_t)rows[i] * Dm, D->out_norm, 1, Dm, hp->rms_eps))
+            return -1;
+    const void *xq = NULL;
+    if (n == 1 && !is_float(&D->output)) {
+        if (A->quantize_q8_1(D->c, D->xn, D->xq, Dm, 1)) return -1;
+        xq = D->xq;
+    }
+    return gmm(g, D, &D->output, D->xn, xq, n, D->logits);
+}
+
 int model_gpu_head(model_run *r, const model_ubatch *ub, float *logits) {
     model_gpu *g = r->gpu;
     const gpu_api *A = g->api;
-    const model_hparams *hp = &r->m->hp;
-    const int Dm = hp->n_embd, V = hp->n_vocab;
+    const int V = r->m->hp.n_vocab;
     gpu_dev *D = &g->d[g->out_dev];
     if (to_device(r, ub->n, g->out_dev)) return -1;
     for (int i0 = 0; i0 < ub->n_out; i0 += HEAD_ROWS) {
         const int n = MR_MIN(HEAD_ROWS, ub->n_out - i0);
-        for (int i = 0; i < n; i++)
-            if (A->rmsnorm(D->c, D->xn + (size_t)i * Dm, D->x + (size_t)ub->out[i0 + i] * Dm, D->out_norm, 1, Dm,
-                           hp->rms_eps))
-                return -1;
-        const void *xq = NULL;
-        if (n == 1 && !is_float(&D->output)) {
-            if (A->quantize_q8_1(D->c, D->xn, D->xq, Dm, 1)) return -1;
-            xq = D->xq;
-        }
-        if (gmm(g, D, &D->output, D->xn, xq, n, D->logits) ||
+        if (head_rows(g, D, ub->out + i0, n) ||
             A->download(D->c, logits + (size_t)i0 * V, D->logits, sizeof(float) * (size_t)n * V))
             return -1;
     }
     r->mm.bytes_read += D->output.mat_bytes;
     return A->sync(D->c);
+}
+
+/* ---- decode graphs ---------------------------------------------------------------------------- */
+
+/* The layers and the head of one token on the graph device (queued, or recorded when capturing). */
+static int decode_ops(model_run *r, const model_ubatch *ub) {
+    model_gpu *g = r->gpu;
+    static const int32_t row0 = 0;
+    for (int il = 0; il < r->m->hp.n_layer; il++)
+        if (model_gpu_layer(r, ub, il)) return -1;
+    return head_rows(g, &g->d[g->graph_dev], &row0, 1);
+}
+
+int model_gpu_decode(model_run *r, const model_ubatch *ub, float *logits) {
+    model_gpu *g = r->gpu;
+    if (!g->graph_ok || ub->n != 1 || ub->n_out != 1 || ub->out[0] != 0) return 0;
+    const gpu_api *A = g->api;
+    const kv_cache *kv = r->kv;
+    const model_hparams *hp = &r->m->hp;
+    gpu_dev *D = &g->d[g->graph_dev];
+    const int n_hi = MR_MAX(kv->n_hi, 1), nkv = MR_MIN(g->n_ctx, (n_hi + 255) / 256 * 256);
+    /* the token's mask rows over nkv cells (beyond n_hi: never visible) */
+    if (g->h_mask_cap < 2 * (size_t)nkv) {
+        free(g->h_mask);
+        g->h_mask = mr_malloc(sizeof(float) * 2 * (size_t)nkv);
+        g->h_mask_cap = g->h_mask ? 2 * (size_t)nkv : 0;
+        if (!g->h_mask) return -1;
+    }
+    float *mk = g->h_mask, *ms = g->h_mask + nkv;
+    for (int c = 0; c < nkv; c++) {
+        const bool in = c < kv->n_hi;
+        mk[c] = in && visible(kv, c, ub->pos[0], ub->seq[0], 0) ? 0.0f : -INFINITY;
+        if (g->any_swa) ms[c] = in && visible(kv, c, ub->pos[0], ub->seq[0], hp->n_swa) ? 0.0f : -INFINITY;
+    }
+    if (A->upload(D->c, D->gmask, mk, sizeof(float) * (size_t)nkv) ||
+        (g->any_swa && A->upload(D->c, D->gmask_swa, ms, sizeof(float) * (size_t)nkv)) ||
+        A->upload(D->c, D->pos, ub->pos, sizeof(int32_t)) || A->upload(D->c, D->cells, ub->cell, sizeof(int32_t)) ||
+        A->upload(D->c, D->x, r->x, sizeof(float) * (size_t)hp->n_embd))
+        return -1;
+    g->x_at = g->graph_dev;
+    g->n_kv = nkv;
+    g->use_gmask = true;
+    int rc = 0;
+    const unsigned ep = A->scratch_epoch(D->c);
+    if (g->graph_nkv != nkv || g->graph_epoch != ep) {
+        /* a new shape: run the step once (it sizes the scratch), then capture it for the next tokens */
+        const uint64_t b0 = r->mm.bytes_read;
+        rc = decode_ops(r, ub);
+        g->graph_bytes = r->mm.bytes_read - b0;
+        if (!rc) rc = A->graph_begin(D->c);
+        if (!rc) {
+            rc = decode_ops(r, ub);
+            const int rc2 = A->graph_end(D->c);
+            rc = rc ? rc : rc2;
+        }
+        r->mm.bytes_read = b0 + g->graph_bytes;
+        g->graph_nkv = rc ? 0 : nkv;
+        g->graph_epoch = A->scratch_epoch(D->c);
+        g->n_graph_capture++;
+    } else {
+        rc = A->graph_launch(D->c);
+        r->mm.bytes_read += g->graph_bytes;
+        g->n_graph_launch++;
+    }
+    g->use_gmask = false;
+    g->x_at = -1;
+    if (rc || A->download(D->c, logits, D->logits, sizeof(float) * (size_t)hp->n_vocab) || A->sync(D->c)) {
+        g->graph_nkv = 0;
+        return -1;
+    }
+    return 1;
+}
+
+void model_gpu_graph_stats(const model_gpu *g, int *launches, int *captures) {
+    *launches = g ? g->n_graph_launch : 0;
+    *captures = g ? g->n_graph_capture : 0;
 }

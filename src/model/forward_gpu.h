@@ -50,5 +50,7 @@ bool model_gpu_head_on(const model_gpu *g);
 uint64_t model_gpu_weight_bytes(const model_gpu *g);
 const char *model_gpu_backend(const model_gpu *g); /* the gpu_api's name */
 double model_gpu_bw_gbs(const model_gpu *g);        /* slowest used device's peak GB/s, 0 unknown */
+/* Decode steps replayed from a captured graph, and captures (MOERUN_CUDA_GRAPH=0: none). */
+void model_gpu_graph_stats(const model_gpu *g, int *launches, int *captures);
 
 #endif

@@ -16,6 +16,7 @@
  * configuration first checks that the layers really run on the devices
  * (mr_ctx_get_offload), so a silent CPU fallback fails.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,7 @@
 typedef struct {
     const char *model, *gcase;
     int ngl, n_cpu_moe;
-    const char *ts;
+    const char *ts, *sm;
     int n_dev;           /* devices the configuration needs */
     int want_layers;     /* layers expected on devices */
     bool want_head;
@@ -44,20 +45,67 @@ static const family k_fam[] = {
 };
 
 static const gcfg k_cfg[] = {
-    {"tiny-qwen3moe", "ids64", 99, 0, NULL, 1, 4, true},
-    {"tiny-qwen3moe", "ids64-kvq8", 99, 0, NULL, 1, 4, true},
-    {"tiny-qwen3moe", "hello", 2, 0, NULL, 1, 2, false},
-    {"tiny-qwen3moe", "ids64", 99, -1, NULL, 1, 4, true},
-    {"tiny-qwen3moe", "hello", 99, 0, "1,1", 2, 4, true},
-    {"tiny-qwen3", "hello", 99, 0, NULL, 1, 3, true},
-    {"tiny-llama", "ids300", 99, 0, NULL, 1, 3, true},
-    {"tiny-llama", "hello", 1, 0, NULL, 1, 1, false},
+    {"tiny-qwen3moe", "ids64", 99, 0, NULL, NULL, 1, 4, true},
+    {"tiny-qwen3moe", "ids64-kvq8", 99, 0, NULL, NULL, 1, 4, true},
+    {"tiny-qwen3moe", "hello", 2, 0, NULL, NULL, 1, 2, false},
+    /* everything on one device: decode steps replay a captured graph */
+    {"tiny-qwen3moe", "ids64", 99, 0, NULL, "none", 1, 4, true},
+    {"tiny-deepseek3", "ids300-fa", 99, 0, NULL, "none", 1, 3, true},
+    {"tiny-qwen3moe", "ids64", 99, -1, NULL, NULL, 1, 4, true},
+    {"tiny-qwen3moe", "hello", 99, 0, "1,1", NULL, 2, 4, true},
+    {"tiny-qwen3", "hello", 99, 0, NULL, NULL, 1, 3, true},
+    {"tiny-llama", "ids300", 99, 0, NULL, NULL, 1, 3, true},
+    {"tiny-llama", "hello", 1, 0, NULL, NULL, 1, 1, false},
     /* MLA: the device attention is a flash path (f32 probabilities), so the -fa goldens */
-    {"tiny-deepseek2-lite", "ids64-fa", 99, 0, NULL, 1, 4, true},
-    {"tiny-deepseek2-lite", "ids64-kvq8", 99, -1, NULL, 1, 4, true},
-    {"tiny-deepseek3", "ids300-fa", 99, 0, NULL, 1, 3, true},
-    {"tiny-deepseek3", "ids64-fa", 2, -1, NULL, 1, 2, false},
+    {"tiny-deepseek2-lite", "ids64-fa", 99, 0, NULL, NULL, 1, 4, true},
+    {"tiny-deepseek2-lite", "ids64-kvq8", 99, -1, NULL, NULL, 1, 4, true},
+    {"tiny-deepseek3", "ids300-fa", 99, 0, NULL, NULL, 1, 3, true},
+    {"tiny-deepseek3", "ids64-fa", 2, -1, NULL, NULL, 1, 2, false},
 };
+
+/* Decode N tokens one at a time (past 256: a second KV bucket, a second capture) with graphs
+ * and again without (MOERUN_CUDA_GRAPH=0): the replayed steps must give the eager logits. */
+static void check_graph(mr_model *m, const char *name, int N) {
+    const int V = mr_n_vocab(m);
+    float *lg[2] = {calloc((size_t)V * 4, sizeof(float)), calloc((size_t)V * 4, sizeof(float))};
+    int launches[2] = {0, 0}, captures[2] = {0, 0};
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) setenv("MOERUN_CUDA_GRAPH", "0", 1);
+        mr_ctx_params cp = mr_ctx_default_params();
+        cp.n_ctx = 512;
+        cp.flash_attn = 1;
+        mr_ctx *ctx = mr_ctx_new(m, &cp);
+        CHECK(ctx != NULL, "%s: graph check context: %s", name, mr_last_error());
+        if (!ctx) break;
+        int k = 0;
+        for (int i = 0; i < N; i++) {
+            mr_token t = (mr_token)((i * 7919 + 11) % V);
+            const mr_batch b = {.n_tokens = 1, .token = &t};
+            if (mr_decode(ctx, &b) != 0) {
+                CHECK(false, "%s: graph check decode %d: %s", name, i, mr_last_error());
+                break;
+            }
+            if (k < 4 && (i == 5 || i == N / 2 || i == 257 || i == N - 1))
+                memcpy(lg[pass] + (size_t)k++ * V, mr_get_logits(ctx, 0), sizeof(float) * (size_t)V);
+        }
+        mr_ctx_offload_info oi;
+        mr_ctx_get_offload(ctx, &oi);
+        launches[pass] = oi.graph_launches;
+        captures[pass] = oi.graph_captures;
+        mr_ctx_free(ctx);
+    }
+    unsetenv("MOERUN_CUDA_GRAPH");
+    const int want_cap = N > 256 ? 2 : 1;
+    CHECK(captures[0] == want_cap && launches[0] == N - want_cap, "%s: %d graph launches, %d captures (want %d, %d)",
+          name, launches[0], captures[0], N - want_cap, want_cap);
+    CHECK(launches[1] == 0 && captures[1] == 0, "%s: MOERUN_CUDA_GRAPH=0 still used graphs", name);
+    double md = 0;
+    for (size_t i = 0; i < (size_t)V * 4; i++) md = fmax(md, fabs((double)lg[0][i] - lg[1][i]));
+    CHECK(md == 0.0, "%s: graph replay logits differ from the eager ones by up to %g", name, md);
+    printf("%-44s graphs: %d launches, %d captures, max |diff| vs eager %g\n", name, launches[0], captures[0], md);
+    free(lg[0]);
+    free(lg[1]);
+}
 
 int main(void) {
     SKIP_UNLESS_SHARED(gdir, "fixtures/golden");
@@ -78,9 +126,14 @@ int main(void) {
     printf("backend: %s, %d device(s)\n", api->name, n_dev);
     for (size_t i = 0; i < MR_ARRAY_LEN(k_cfg); i++) {
         const gcfg *c = &k_cfg[i];
-        char name[256], mpath[4096], path[4096];
-        snprintf(name, sizeof name, "%s.%s -ngl %d%s%s%s", c->model, c->gcase, c->ngl, c->n_cpu_moe < 0 ? " -cmoe" : "",
-                 c->ts ? " -ts " : "", c->ts ? c->ts : "");
+        char name[256], mpath[4096], path[4096], gcase[64];
+        /* MOERUN_TEST_QUICK (sanitizer builds): the 64-token form of the 300-token cases */
+        snprintf(gcase, sizeof gcase, "%s", c->gcase);
+        if (getenv("MOERUN_TEST_QUICK") && !strncmp(c->gcase, "ids300", 6))
+            snprintf(gcase, sizeof gcase, "ids64%s", c->gcase + 6);
+        snprintf(name, sizeof name, "%s.%s -ngl %d%s%s%s%s%s", c->model, gcase, c->ngl,
+                 c->n_cpu_moe < 0 ? " -cmoe" : "", c->ts ? " -ts " : "", c->ts ? c->ts : "", c->sm ? " -sm " : "",
+                 c->sm ? c->sm : "");
         if (c->n_dev > n_dev) {
             printf("%-44s SKIP (needs %d devices, %s has %d)\n", name, c->n_dev, api->name, n_dev);
             continue;
@@ -89,12 +142,13 @@ int main(void) {
         for (size_t k = 0; k < MR_ARRAY_LEN(k_fam); k++)
             if (!strcmp(c->model, k_fam[k].model)) f = &k_fam[k];
         snprintf(mpath, sizeof mpath, "%s/%s.gguf", mdir, c->model);
-        snprintf(path, sizeof path, "%s/%s.%s.json", gdir, c->model, c->gcase);
+        snprintf(path, sizeof path, "%s/%s.%s.json", gdir, c->model, gcase);
         mr_model_params mp = mr_model_default_params();
         mp.path = mpath;
         mp.n_gpu_layers = c->ngl;
         mp.n_cpu_moe = c->n_cpu_moe;
         mp.tensor_split = c->ts;
+        mp.split_mode = c->sm;
         mr_model *m = mr_model_load(&mp);
         CHECK(m != NULL, "load %s: %s", mpath, mr_last_error());
         if (!m) continue;
@@ -114,6 +168,8 @@ int main(void) {
         }
         const bool kvq8 = strstr(c->gcase, "-kvq8") != NULL, fa = kvq8 || strstr(c->gcase, "-fa") != NULL;
         golden_case_check(m, f, path, name, kvq8, fa, false);
+        if (c->sm && !strcmp(c->sm, "none")) /* MOERUN_TEST_QUICK (sanitizer builds): one bucket */
+            check_graph(m, name, f->two_paths || getenv("MOERUN_TEST_QUICK") ? 24 : 264);
         mr_model_free(m);
     }
     return check_done();
