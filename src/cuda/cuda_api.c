@@ -53,6 +53,7 @@ static int w_rmsnorm(void *c, float *o, const float *x, const float *w, int64_t 
     return mrc_rmsnorm(c, o, x, w, r, n, eps);
 }
 static int w_silu_mul(void *c, float *g, const float *u, int64_t n) { return mrc_silu_mul(c, g, u, n); }
+static int w_gelu_mul(void *c, float *g, const float *u, int64_t n) { return mrc_gelu_mul(c, g, u, n); }
 static int w_add(void *c, float *y, const float *x, int64_t n) { return mrc_add(c, y, x, n); }
 static int w_rope(void *c, const mrc_rope_params *p, float *x, const int32_t *pos, int nt, int nh, int hd) {
     return mrc_rope(c, p, x, pos, nt, nh, hd);
@@ -104,6 +105,7 @@ static const gpu_api k_cuda = {
     .moe_matvec = w_moe_matvec,
     .rmsnorm = w_rmsnorm,
     .silu_mul = w_silu_mul,
+    .gelu_mul = w_gelu_mul,
     .add = w_add,
     .rope = w_rope,
     .moe_route = w_route,

@@ -112,6 +112,8 @@ int mrc_moe_matvec(mrc_ctx *c, const mrc_weight *W, const int32_t *ids, int n_id
 int mrc_rmsnorm(mrc_ctx *c, float *out, const float *x, const float *w, int64_t n_rows, int n, float eps);
 /* g = silu(g) * u, n elements. */
 int mrc_silu_mul(mrc_ctx *c, float *g, const float *u, int64_t n);
+/* g = gelu(g) * u (tanh approximation, as ggml_gelu), n elements. */
+int mrc_gelu_mul(mrc_ctx *c, float *g, const float *u, int64_t n);
 /* Row softmax in place. */
 int mrc_softmax(mrc_ctx *c, float *x, int64_t n_rows, int n);
 /* y += x */

@@ -65,6 +65,22 @@ int mrc_silu_mul(mrc_ctx *c, float *g, const float *u, int64_t n) {
     return 0;
 }
 
+/* g = gelu(g) * u, ggml's tanh approximation (GeGLU: gemma) */
+__global__ void k_gelu_mul(float *g, const float *u, int64_t n) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        const float v = g[i];
+        g[i] = 0.5f * v * (1.0f + tanhf(0.797884560802865355f * v * (1.0f + 0.044715f * v * v))) * u[i];
+    }
+}
+
+int mrc_gelu_mul(mrc_ctx *c, float *g, const float *u, int64_t n) {
+    if (n <= 0) return 0;
+    k_gelu_mul<<<mrc_cdiv(n, 256), 256, 0, c->stream>>>(g, u, n);
+    MRC_LAUNCHED(c, "gelu_mul", "n %lld", (long long)n);
+    return 0;
+}
+
 __global__ void k_add(float *y, const float *x, int64_t n) {
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) y[i] += x[i];

@@ -51,6 +51,7 @@ typedef struct gpu_api {
                       const void *xq, size_t xq_stride, float *y);
     int (*rmsnorm)(void *c, float *out, const float *x, const float *w, int64_t n_rows, int n, float eps);
     int (*silu_mul)(void *c, float *g, const float *u, int64_t n);
+    int (*gelu_mul)(void *c, float *g, const float *u, int64_t n);
     int (*add)(void *c, float *y, const float *x, int64_t n);
     int (*rope)(void *c, const mrc_rope_params *p, float *x, const int32_t *pos, int n_tok, int n_heads,
                 int head_dim);

@@ -28,7 +28,7 @@
 
 /* A recorded op (graphs): the op and its arguments by value, as a CUDA graph keeps kernel
  * parameters. */
-typedef enum { R_RMS, R_QUANT, R_MATVEC, R_MOEMV, R_SILU, R_ADD, R_ROPE, R_ROUTE, R_ATTN, R_GEMM, R_KVW, R_COMB,
+typedef enum { R_GELU, R_RMS, R_QUANT, R_MATVEC, R_MOEMV, R_SILU, R_ADD, R_ROPE, R_ROUTE, R_ATTN, R_GEMM, R_KVW, R_COMB,
                R_COPY } rec_kind;
 typedef struct {
     rec_kind k;
@@ -267,6 +267,14 @@ static int emu_rmsnorm(void *c, float *out, const float *x, const float *w, int6
 static int emu_silu_mul(void *c, float *g, const float *u, int64_t n) {
     REC(c, .k = R_SILU, .o = {g}, .p = {u}, .n = {n});
     for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    return 0;
+}
+static int emu_gelu_mul(void *c, float *g, const float *u, int64_t n) {
+    REC(c, .k = R_GELU, .o = {g}, .p = {u}, .n = {n});
+    for (int64_t i = 0; i < n; i++) {
+        const float v = g[i];
+        g[i] = 0.5f * v * (1.0f + tanhf(0.797884560802865355f * v * (1.0f + 0.044715f * v * v))) * u[i];
+    }
     return 0;
 }
 static int emu_add(void *c, float *y, const float *x, int64_t n) {
@@ -517,6 +525,7 @@ static int emu_graph_launch(void *cv) {
                                 r->o[0]);
             break;
         case R_SILU: rc = emu_silu_mul(c, r->o[0], r->p[0], r->n[0]); break;
+        case R_GELU: rc = emu_gelu_mul(c, r->o[0], r->p[0], r->n[0]); break;
         case R_ADD: rc = emu_add(c, r->o[0], r->p[0], r->n[0]); break;
         case R_ROPE: rc = emu_rope(c, &r->rp, r->o[0], r->p[0], (int)r->n[0], (int)r->n[1], (int)r->n[2]); break;
         case R_ROUTE:
@@ -561,6 +570,7 @@ static const gpu_api k_emu = {
     .moe_matvec = emu_moe_matvec,
     .rmsnorm = emu_rmsnorm,
     .silu_mul = emu_silu_mul,
+    .gelu_mul = emu_gelu_mul,
     .add = emu_add,
     .rope = emu_rope,
     .moe_route = emu_moe_route,

@@ -92,7 +92,6 @@ const char *model_gpu_supported(const mr_model *m, const placement *pl) {
     for (int il = 0; il < hp->n_layer; il++) any |= pl->layer_dev[il] >= 0;
     if (!any) return "the plan puts no layer on a device";
     if (pl->split == PLC_SPLIT_ROW) return "-sm row is not implemented on devices yet (use -sm layer)";
-    if (m->arch->act != MODEL_ACT_SILU) return "GeGLU FFNs have no device kernel yet";
     if (hp->n_expert_groups > 64) return "more than 64 expert groups";
     for (int il = 0; il < hp->n_layer; il++) {
         const model_layer *ly = &m->layers[il];
@@ -512,12 +511,16 @@ static int add_rows(model_gpu *g, gpu_dev *D, float *y, const float *b, int T, i
     return 0;
 }
 
+static int act_mul(model_gpu *g, gpu_dev *D, float *a, const float *b, int64_t n) {
+    return g->m->arch->act == MODEL_ACT_GELU ? g->api->gelu_mul(D->c, a, b, n) : g->api->silu_mul(D->c, a, b, n);
+}
+
 /* act(gate x) * (up x) -> down, into out. xq: x quantized when T == 1. */
 static int dense_ffn(model_gpu *g, gpu_dev *D, const mrc_weight *gate, const mrc_weight *up, const mrc_weight *down,
                      const float *x, const void *xq, int T, float *out) {
     const int64_t F = up->m;
     if (gmm(g, D, gate, x, xq, T, D->ffa) || gmm(g, D, up, x, xq, T, D->ffb) ||
-        g->api->silu_mul(D->c, D->ffa, D->ffb, (int64_t)T * F))
+        act_mul(g, D, D->ffa, D->ffb, (int64_t)T * F))
         return -1;
     return gmm(g, D, down, D->ffa, NULL, T, out);
 }
@@ -647,7 +650,8 @@ static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq) {
         if (A->download(D->c, r->xn, D->xn, nx) || A->download(D->c, r->sel, D->ids, sizeof(int32_t) * ns) ||
             A->download(D->c, r->selw, D->selw, sizeof(float) * ns) || A->sync(D->c))
             return -1;
-        const cpu_moe_w mw = {.gate = &ly->gate_exps, .up = &ly->up_exps, .down = &ly->down_exps, .gelu = false};
+        const cpu_moe_w mw = {.gate = &ly->gate_exps, .up = &ly->up_exps, .down = &ly->down_exps,
+                              .gelu = m->arch->act == MODEL_ACT_GELU};
         if (cpu_moe(&r->mm, &mw, T, r->xn, K, r->sel, r->selw, r->tmp)) return -1;
         if (A->upload(D->c, D->tmp, r->tmp, nx)) return -1;
     } else {
@@ -663,7 +667,7 @@ static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq) {
             const int32_t *ids = D->ids + (size_t)t * K;
             if (A->moe_matvec(D->c, &L->gate_exps, ids, K, xt, 0, qt, 0, D->ffa) ||
                 A->moe_matvec(D->c, &L->up_exps, ids, K, xt, 0, qt, 0, D->ffb) ||
-                A->silu_mul(D->c, D->ffa, D->ffb, (int64_t)K * Fe) || A->quantize_q8_1(D->c, D->ffa, D->xq2, Fe, K) ||
+                act_mul(g, D, D->ffa, D->ffb, (int64_t)K * Fe) || A->quantize_q8_1(D->c, D->ffa, D->xq2, Fe, K) ||
                 A->moe_matvec(D->c, &L->down_exps, ids, K, D->ffa, (size_t)Fe, D->xq2, rs, D->slots) ||
                 A->moe_combine(D->c, D->tmp + (size_t)t * Dm, D->slots, D->selw + (size_t)t * K, 1, K, Dm))
                 return -1;

@@ -7,13 +7,13 @@
  * What runs on a device: GQA attention layers (q/k/v biases, QK-norm, RoPE
  * with YaRN and freq factors, sliding windows via the mask, softcap), MLA
  * (deepseek2, absorbed form, q-lora or not, f16/q8_0 latent cache), SiLU
- * dense FFNs, MoE with softmax / sigmoid / softmax-over-chosen gating,
+ * and GeGLU dense FFNs (post-norms: gemma3), MoE with softmax / sigmoid / softmax-over-chosen gating,
  * selection bias, group-limited selection, normalised and scaled weights,
  * shared experts without a gate, and the output head. The routed experts of a device layer may stay
  * on the CPU (-cmoe, --n-cpu-moe, -ot exps=CPU): the device routes, the CPU
  * runs the chosen experts on its kernels, the device adds their sum.
  * model_gpu_supported() says what does not run yet (the qwen3next layers,
- * GeGLU, gated shared experts, row split, tensors of a CPU layer placed on a
+ * gated shared experts, row split, tensors of a CPU layer placed on a
  * device): the context then runs on the
  * CPU with a warning.
  *
