@@ -39,12 +39,14 @@ typedef struct {
 typedef struct {
     void *c;
     float *x, *xn, *tmp, *sh, *q, *k, *v, *att, *ffa, *ffb, *router, *selw, *slots, *logits, *rope_ff;
+    void *xq_rep, *xq_moe; /* prompts: each token's Q8_1 input once per slot; the slots' down inputs */
     float *mask, *mask_swa;
     size_t mask_cap; /* floats of each mask */
     float *gmask, *gmask_swa; /* decode graphs: one row of n_ctx (fixed buffers the graph reads) */
     void *xq, *xq2;
     int32_t *pos, *cells, *ids, *head_ids; /* head_ids: 0..H-1 (MLA's per-head matvecs as grouped ones) */
     float *m_qa, *m_ckv, *m_qabs, *m_lat, *m_o, *m_h; /* MLA scratch */
+    void *xq_mla;
     mrc_weight out_norm_w, output;
     const float *out_norm;
     void **allocs;
@@ -72,6 +74,7 @@ struct model_gpu {
      * graph_nkv cells (n_kv rounded up to 256, masked beyond the used ones) and the device's
      * scratch epoch; use_gmask: attention reads the graph masks with n_kv = graph_nkv */
     bool graph_ok, use_gmask;
+    int mla_H; /* heads of the MLA layers (head_ids repeats 0..mla_H-1) */
     int graph_dev, graph_nkv;
     unsigned graph_epoch;
     uint64_t graph_bytes;
@@ -319,7 +322,15 @@ model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement 
         D->ffb = dfloats(g, D, T * fw);
         D->router = dfloats(g, D, T * E);
         D->selw = dfloats(g, D, T * K);
-        D->slots = dfloats(g, D, K * Dm);
+        D->slots = dfloats(g, D, T * K * Dm);
+        if (hp->n_expert > 0) {
+            size_t fe = 32;
+            for (int il = 0; il < hp->n_layer; il++)
+                if (m->layers[il].up_exps.data) fe = MR_MAX(fe, (size_t)m->layers[il].up_exps.m);
+            D->xq_rep = dalloc(g, D, api->q8_1_row_size((int64_t)Dm) * T * K);
+            D->xq_moe = dalloc(g, D, api->q8_1_row_size((int64_t)fe) * T * K);
+            if (!D->xq_rep || !D->xq_moe) goto fail;
+        }
         D->ids = dalloc(g, D, sizeof(int32_t) * T * K);
         D->pos = dalloc(g, D, sizeof(int32_t) * T);
         D->cells = dalloc(g, D, sizeof(int32_t) * T);
@@ -335,17 +346,17 @@ model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement 
             D->m_qabs = dfloats(g, D, T * m_H * m_kd);
             D->m_lat = dfloats(g, D, T * m_H * m_R);
             D->m_o = dfloats(g, D, T * m_o);
-            D->m_h = dfloats(g, D, m_H * MR_MAX(m_R, m_nope));
-            D->head_ids = dalloc(g, D, sizeof(int32_t) * m_H);
-            int32_t hid[1024];
-            if (m_H > 1024) {
-                mr_seterr("MLA with %zu heads (at most 1024 on devices)", m_H);
-                goto fail;
-            }
-            for (size_t h = 0; h < m_H; h++) hid[h] = (int32_t)h;
-            if (!D->m_qa || !D->m_ckv || !D->m_qabs || !D->m_lat || !D->m_o || !D->m_h || !D->head_ids ||
-                api->upload(D->c, D->head_ids, hid, sizeof(int32_t) * m_H))
-                goto fail;
+            D->m_h = dfloats(g, D, T * m_H * MR_MAX(m_R, m_nope));
+            D->xq_mla = dalloc(g, D, api->q8_1_row_size((int64_t)MR_MAX(m_R, m_nope)) * T * m_H);
+            D->head_ids = dalloc(g, D, sizeof(int32_t) * T * m_H);
+            int32_t *hid = mr_malloc(sizeof(int32_t) * T * m_H);
+            for (size_t i = 0; hid && i < T * m_H; i++) hid[i] = (int32_t)(i % m_H);
+            const bool ok = hid && D->m_qa && D->m_ckv && D->m_qabs && D->m_lat && D->m_o && D->m_h && D->xq_mla &&
+                            D->head_ids && api->upload(D->c, D->head_ids, hid, sizeof(int32_t) * T * m_H) == 0 &&
+                            api->sync(D->c) == 0;
+            free(hid);
+            if (!ok) goto fail;
+            g->mla_H = (int)m_H;
         }
     }
     /* layers: weights and KV cache */
@@ -609,24 +620,30 @@ static int mla_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, c
                                 .n_kv = g->n_kv, .type_k = kv->type_k, .type_v = kv->type_k,
                                 .scale = kq_scale, .softcap = hp->attn_softcap, .v_in_k = true};
     const size_t rsn = A->q8_1_row_size(nope), rsr = A->q8_1_row_size(R);
-    for (int t = 0; t < T; t++) {
-        const float *qt = q + (size_t)t * qs;
-        float *qa = D->m_qabs + (size_t)t * as, *lat = D->m_lat + (size_t)t * ls;
+    /* the per-head products of nt tokens at once (slot t*H + h reads head h: head_ids repeats
+     * 0..H-1), within the grid's 65535 slots; attention per token */
+    const int tc = H == g->mla_H ? MR_MAX(1, 65535 / H) : 1;
+    for (int t0 = 0; t0 < T; t0 += tc) {
+        const int nt = MR_MIN(tc, T - t0), n = nt * H;
+        const float *qt = q + (size_t)t0 * qs;
+        float *qa = D->m_qabs + (size_t)t0 * as, *lat = D->m_lat + (size_t)t0 * ls, *ot = D->m_o + (size_t)t0 * os;
         if (is_float(&L->wk_b)) {
-            if (A->moe_matvec(D->c, &L->wk_b, D->head_ids, H, qt, (size_t)dk, NULL, 0, D->m_h)) return -1;
-        } else if (A->copy_rows(D->c, D->m_h, nope, qt, dk, H, nope) ||
-                   A->quantize_q8_1(D->c, D->m_h, D->xq2, nope, H) ||
-                   A->moe_matvec(D->c, &L->wk_b, D->head_ids, H, NULL, 0, D->xq2, rsn, D->m_h))
+            if (A->moe_matvec(D->c, &L->wk_b, D->head_ids, n, qt, (size_t)dk, NULL, 0, D->m_h)) return -1;
+        } else if (A->copy_rows(D->c, D->m_h, nope, qt, dk, n, nope) ||
+                   A->quantize_q8_1(D->c, D->m_h, D->xq_mla, nope, n) ||
+                   A->moe_matvec(D->c, &L->wk_b, D->head_ids, n, NULL, 0, D->xq_mla, rsn, D->m_h))
             return -1;
-        if (A->copy_rows(D->c, qa, kd, D->m_h, R, H, R) || A->copy_rows(D->c, qa + R, kd, qt + nope, dk, H, rope) ||
-            A->attn_decode(D->c, &ap, qa, L->k, NULL, (g->use_gmask ? D->gmask : D->mask) + (size_t)t * g->n_kv, lat))
+        if (A->copy_rows(D->c, qa, kd, D->m_h, R, n, R) || A->copy_rows(D->c, qa + R, kd, qt + nope, dk, n, rope))
             return -1;
+        for (int t = t0; t < t0 + nt; t++)
+            if (A->attn_decode(D->c, &ap, D->m_qabs + (size_t)t * as, L->k, NULL,
+                               (g->use_gmask ? D->gmask : D->mask) + (size_t)t * g->n_kv, D->m_lat + (size_t)t * ls))
+                return -1;
         /* per-head value up-projection */
-        float *ot = D->m_o + (size_t)t * os;
         if (is_float(&L->wv_b)) {
-            if (A->moe_matvec(D->c, &L->wv_b, D->head_ids, H, lat, (size_t)R, NULL, 0, ot)) return -1;
-        } else if (A->quantize_q8_1(D->c, lat, D->xq2, R, H) ||
-                   A->moe_matvec(D->c, &L->wv_b, D->head_ids, H, NULL, 0, D->xq2, rsr, ot))
+            if (A->moe_matvec(D->c, &L->wv_b, D->head_ids, n, lat, (size_t)R, NULL, 0, ot)) return -1;
+        } else if (A->quantize_q8_1(D->c, lat, D->xq_mla, R, n) ||
+                   A->moe_matvec(D->c, &L->wv_b, D->head_ids, n, NULL, 0, D->xq_mla, rsr, ot))
             return -1;
     }
     return gmm(g, D, &L->wo, D->m_o, NULL, T, D->tmp);
@@ -654,6 +671,28 @@ static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq) {
                               .gelu = m->arch->act == MODEL_ACT_GELU};
         if (cpu_moe(&r->mm, &mw, T, r->xn, K, r->sel, r->selw, r->tmp)) return -1;
         if (A->upload(D->c, D->tmp, r->tmp, nx)) return -1;
+    } else if (T > 1 && !is_float(&L->gate_exps) && !is_float(&L->up_exps) && !is_float(&L->down_exps)) {
+        /* a prompt: every (token, slot) pair in one grouped matvec per matrix (6 launches per layer,
+         * not 6 per token); slot i = t*K + j reads token t's input, repeated per slot */
+        const int64_t Fe = L->up_exps.m;
+        const size_t rd = A->q8_1_row_size(Dm), rs = A->q8_1_row_size(Fe), rdf = rd / sizeof(float);
+        const int tc = 65535 / K; /* slots per launch: the grid's y limit */
+        for (int t0 = 0; t0 < T; t0 += tc) {
+            const int nt = MR_MIN(tc, T - t0);
+            const int64_t n = (int64_t)nt * K;
+            const int32_t *ids = D->ids + (size_t)t0 * K;
+            if (A->quantize_q8_1(D->c, D->xn + (size_t)t0 * Dm, D->xq, Dm, nt)) return -1;
+            for (int j = 0; j < K; j++)
+                if (A->copy_rows(D->c, (float *)((uint8_t *)D->xq_rep + (size_t)j * rd), (int64_t)(K * rdf), D->xq,
+                                 (int64_t)rdf, nt, (int64_t)rdf))
+                    return -1;
+            if (A->moe_matvec(D->c, &L->gate_exps, ids, (int)n, NULL, 0, D->xq_rep, rd, D->ffa) ||
+                A->moe_matvec(D->c, &L->up_exps, ids, (int)n, NULL, 0, D->xq_rep, rd, D->ffb) ||
+                act_mul(g, D, D->ffa, D->ffb, n * Fe) || A->quantize_q8_1(D->c, D->ffa, D->xq_moe, Fe, n) ||
+                A->moe_matvec(D->c, &L->down_exps, ids, (int)n, NULL, 0, D->xq_moe, rs, D->slots) ||
+                A->moe_combine(D->c, D->tmp + (size_t)t0 * Dm, D->slots, D->selw + (size_t)t0 * K, nt, K, Dm))
+                return -1;
+        }
     } else {
         const int64_t Fe = L->up_exps.m;
         const size_t rs = A->q8_1_row_size(Fe);
