@@ -193,7 +193,7 @@ int mrc_weight_view(mrc_weight *w, void *dev_ptr, uint32_t type, int64_t k, int6
     memset(w, 0, sizeof *w);
     const mr_type_traits *tr = mr_type_get(type);
     if (!mrc_type_supported(type) || !tr) {
-        mr_seterr("cuda: weight type %s is not supported by the CUDA kernels (F32 F16 Q4_0 Q8_0 Q4_K Q5_K Q6_K)",
+        mr_seterr("cuda: weight type %s is not supported by the CUDA kernels (F32 F16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K)",
                   mr_type_name(type));
         return -1;
     }

@@ -67,7 +67,7 @@ void *mrc_host_alloc(size_t n); /* pinned host memory */
 void mrc_host_free(void *p);
 
 /* ---- weights -------------------------------------------------------------------------- */
-/* Types the matvec / dequant kernels read: F32 F16 Q4_0 Q8_0 Q4_K Q5_K Q6_K. */
+/* Types the matvec / dequant kernels read: F32 F16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K. */
 bool mrc_type_supported(uint32_t type);
 
 typedef struct {

@@ -55,6 +55,9 @@ int mrc_quantize_q8_1(mrc_ctx *c, const float *x, void *xq, int64_t k, int64_t n
 template <uint32_t T>
 __device__ __forceinline__ float vdot(const uint8_t *row, int u, const int8_t *xq, const float *xds) {
     if (T == MR_TYPE_Q4_0) return mrc_vdot_q4_0(row, u, xq, xds);
+    if (T == MR_TYPE_Q4_1) return mrc_vdot_q4_1(row, u, xq, xds);
+    if (T == MR_TYPE_Q5_0) return mrc_vdot_q5_0(row, u, xq, xds);
+    if (T == MR_TYPE_Q5_1) return mrc_vdot_q5_1(row, u, xq, xds);
     if (T == MR_TYPE_Q8_0) return mrc_vdot_q8_0(row, u, xq, xds);
     if (T == MR_TYPE_Q4_K) return mrc_vdot_q4_K(row, u, xq, xds);
     if (T == MR_TYPE_Q5_K) return mrc_vdot_q5_K(row, u, xq, xds);
@@ -142,6 +145,9 @@ static int launch(mrc_ctx *c, const mrc_weight *W, const uint8_t *base, int64_t 
         break;
     switch (W->type) {
         MMVQ_CASE(MR_TYPE_Q4_0)
+        MMVQ_CASE(MR_TYPE_Q4_1)
+        MMVQ_CASE(MR_TYPE_Q5_0)
+        MMVQ_CASE(MR_TYPE_Q5_1)
         MMVQ_CASE(MR_TYPE_Q8_0)
         MMVQ_CASE(MR_TYPE_Q4_K)
         MMVQ_CASE(MR_TYPE_Q5_K)

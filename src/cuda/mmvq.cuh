@@ -22,6 +22,9 @@
 /* Block layouts (bytes): ggml's, read through byte offsets. */
 enum {
     MRC_Q4_0_BYTES = 18,  /* d, qs[16] */
+    MRC_Q4_1_BYTES = 20,  /* d, m, qs[16] */
+    MRC_Q5_0_BYTES = 22,  /* d, qh[4], qs[16] */
+    MRC_Q5_1_BYTES = 24,  /* d, m, qh[4], qs[16] */
     MRC_Q8_0_BYTES = 34,  /* d, qs[32] */
     MRC_Q4_K_BYTES = 144, /* d, dmin, scales[12], qs[128] */
     MRC_Q5_K_BYTES = 176, /* d, dmin, scales[12], qh[32], qs[128] */
@@ -30,7 +33,7 @@ enum {
 
 /* Elements per unit of a weight type (0: not a quantized type of ours). */
 MRC_HD int mrc_unit_elems(uint32_t t) {
-    return t == MR_TYPE_Q4_0 || t == MR_TYPE_Q8_0 ? 32
+    return t == MR_TYPE_Q4_0 || t == MR_TYPE_Q4_1 || t == MR_TYPE_Q5_0 || t == MR_TYPE_Q5_1 || t == MR_TYPE_Q8_0 ? 32
            : t == MR_TYPE_Q4_K || t == MR_TYPE_Q5_K || t == MR_TYPE_Q6_K ? 64
                                                                           : 0;
 }
@@ -70,6 +73,54 @@ MRC_UNROLL
         sumi = mrc_dp4a((q >> 4) & 0x0F0F0F0F, xv[i + 4], sumi); /* elements 16+4i.. */
     }
     return d * (dx * (float)sumi - 8.0f * sx);
+}
+
+/* Q4_1: x = d*q + m, so dot = d*dx*sum(q*xq) + m*sum(x) with sum(x) = s of the Q8_1 block. */
+MRC_HD float mrc_vdot_q4_1(const uint8_t *row, int u, const int8_t *xq, const float *xds) {
+    const uint8_t *b = row + (size_t)u * MRC_Q4_1_BYTES;
+    const float d = mrc_h2f(mrc_ld_u16(b)), m = mrc_h2f(mrc_ld_u16(b + 2));
+    int xv[8];
+    float dx, sx;
+    mrc_x_block(xq, xds, u, xv, &dx, &sx);
+    int sumi = 0;
+MRC_UNROLL
+    for (int i = 0; i < 4; i++) {
+        const int q = mrc_ld_i32_a2(b + 4 + 4 * i);
+        sumi = mrc_dp4a(q & 0x0F0F0F0F, xv[i], sumi);
+        sumi = mrc_dp4a((q >> 4) & 0x0F0F0F0F, xv[i + 4], sumi);
+    }
+    return d * dx * (float)sumi + m * sx;
+}
+
+/* Bits sh..sh+3 of qh to bit 4 of bytes 0..3 (the 5th bits of 4 consecutive elements). */
+MRC_HD int mrc_qh4(uint32_t qh, int sh) {
+    const uint32_t b = (qh >> sh) & 0xF;
+    return (int)(((b & 1) << 4) | ((b & 2) << 11) | ((b & 4) << 18) | ((b & 8) << 25));
+}
+
+/* Q5_0 / Q5_1: element j of the block has its 5th bit at bit j of qh (j < 32); Q5_0 is
+ * offset by -16, Q5_1 has a minimum m as Q4_1. */
+MRC_HD float mrc_vdot_q5_x(const uint8_t *b, bool one, const int8_t *xq, const float *xds, int u) {
+    const float d = mrc_h2f(mrc_ld_u16(b)), m = one ? mrc_h2f(mrc_ld_u16(b + 2)) : 0.0f;
+    const uint8_t *qhp = b + (one ? 4 : 2), *qs = qhp + 4;
+    const uint32_t qh = (uint32_t)mrc_ld_i32_a2(qhp);
+    int xv[8];
+    float dx, sx;
+    mrc_x_block(xq, xds, u, xv, &dx, &sx);
+    int sumi = 0;
+MRC_UNROLL
+    for (int i = 0; i < 4; i++) {
+        const int q = mrc_ld_i32_a2(qs + 4 * i);
+        sumi = mrc_dp4a((q & 0x0F0F0F0F) | mrc_qh4(qh, 4 * i), xv[i], sumi);
+        sumi = mrc_dp4a(((q >> 4) & 0x0F0F0F0F) | mrc_qh4(qh, 16 + 4 * i), xv[i + 4], sumi);
+    }
+    return one ? d * dx * (float)sumi + m * sx : d * (dx * (float)sumi - 16.0f * sx);
+}
+MRC_HD float mrc_vdot_q5_0(const uint8_t *row, int u, const int8_t *xq, const float *xds) {
+    return mrc_vdot_q5_x(row + (size_t)u * MRC_Q5_0_BYTES, false, xq, xds, u);
+}
+MRC_HD float mrc_vdot_q5_1(const uint8_t *row, int u, const int8_t *xq, const float *xds) {
+    return mrc_vdot_q5_x(row + (size_t)u * MRC_Q5_1_BYTES, true, xq, xds, u);
 }
 
 MRC_HD float mrc_vdot_q8_0(const uint8_t *row, int u, const int8_t *xq, const float *xds) {
@@ -176,6 +227,24 @@ MRC_HD float mrc_dq_elem(uint32_t t, const uint8_t *row, int64_t i) {
         const int j = (int)(i % 32);
         const int q = j < 16 ? (b[2 + j] & 0xF) : (b[2 + j - 16] >> 4);
         return mrc_h2f(mrc_ld_u16(b)) * (float)(q - 8);
+    }
+    case MR_TYPE_Q4_1: {
+        const uint8_t *b = row + (i / 32) * MRC_Q4_1_BYTES;
+        const int j = (int)(i % 32);
+        const int q = j < 16 ? (b[4 + j] & 0xF) : (b[4 + j - 16] >> 4);
+        return mrc_h2f(mrc_ld_u16(b)) * (float)q + mrc_h2f(mrc_ld_u16(b + 2));
+    }
+    case MR_TYPE_Q5_0:
+    case MR_TYPE_Q5_1: {
+        const bool one = t == MR_TYPE_Q5_1;
+        const uint8_t *b = row + (i / 32) * (one ? MRC_Q5_1_BYTES : MRC_Q5_0_BYTES);
+        const uint8_t *qhp = b + (one ? 4 : 2), *qs = qhp + 4;
+        const int j = (int)(i % 32);
+        const uint32_t qh = (uint32_t)qhp[0] | ((uint32_t)qhp[1] << 8) | ((uint32_t)qhp[2] << 16) |
+                            ((uint32_t)qhp[3] << 24);
+        const int q = (j < 16 ? (qs[j] & 0xF) : (qs[j - 16] >> 4)) | (int)(((qh >> j) & 1) << 4);
+        const float d = mrc_h2f(mrc_ld_u16(b));
+        return one ? d * (float)q + mrc_h2f(mrc_ld_u16(b + 2)) : d * (float)(q - 16);
     }
     case MR_TYPE_Q8_0: {
         const uint8_t *b = row + (i / 32) * MRC_Q8_0_BYTES;

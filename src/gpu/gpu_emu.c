@@ -140,8 +140,8 @@ static int emu_memset(void *c, void *dst, int v, size_t n) {
 }
 
 static bool emu_type_supported(uint32_t t) {
-    return t == MR_TYPE_F32 || t == MR_TYPE_F16 || t == MR_TYPE_Q4_0 || t == MR_TYPE_Q8_0 || t == MR_TYPE_Q4_K ||
-           t == MR_TYPE_Q5_K || t == MR_TYPE_Q6_K;
+    return t == MR_TYPE_F32 || t == MR_TYPE_F16 || t == MR_TYPE_Q4_0 || t == MR_TYPE_Q4_1 || t == MR_TYPE_Q5_0 ||
+           t == MR_TYPE_Q5_1 || t == MR_TYPE_Q8_0 || t == MR_TYPE_Q4_K || t == MR_TYPE_Q5_K || t == MR_TYPE_Q6_K;
 }
 
 static int emu_weight_view(mrc_weight *w, void *p, uint32_t type, int64_t k, int64_t m, int64_t n_mat) {

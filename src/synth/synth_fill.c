@@ -62,7 +62,7 @@ static inline void rand_bytes(synth_rng *r, uint8_t *dst, size_t n) {
 /* ---- blocks ---------------------------------------------------------------------- */
 bool synth_can_fill(uint32_t type) {
     switch (type) {
-    case MR_TYPE_F32: case MR_TYPE_F16: case MR_TYPE_BF16: case MR_TYPE_Q4_0: case MR_TYPE_Q5_0:
+    case MR_TYPE_F32: case MR_TYPE_F16: case MR_TYPE_BF16: case MR_TYPE_Q4_0: case MR_TYPE_Q4_1: case MR_TYPE_Q5_0:
     case MR_TYPE_Q5_1: case MR_TYPE_Q8_0: case MR_TYPE_Q4_K: case MR_TYPE_Q5_K: case MR_TYPE_Q6_K:
         return true;
     default: return false;
@@ -84,7 +84,7 @@ static float draw(synth_init init, double sigma, synth_rng *r) {
 /* Std of the decoded value per unit of d for each type (see the banner). */
 static double unit_std(uint32_t type) {
     switch (type) {
-    case MR_TYPE_Q4_0: return 4.61;
+    case MR_TYPE_Q4_0: case MR_TYPE_Q4_1: return 4.61;
     case MR_TYPE_Q5_0: case MR_TYPE_Q5_1: return 9.23;
     case MR_TYPE_Q8_0: return 73.9;
     case MR_TYPE_Q4_K: return 270.0;
@@ -120,7 +120,10 @@ int synth_fill(const synth_tensor *t, synth_rng *r, void *dst, uint64_t nbytes) 
     for (int i = 0; i < 16; i++) {
         double d = d0 * (0.75 + 0.5 * i / 15.0);
         dtab[i] = mr_fp32_to_fp16((float)d);
-        double dmin = t->type == MR_TYPE_Q4_K ? 7.5 * d : t->type == MR_TYPE_Q5_K ? 15.5 * d : -15.5 * d;
+        double dmin = t->type == MR_TYPE_Q4_K   ? 7.5 * d
+                      : t->type == MR_TYPE_Q5_K ? 15.5 * d
+                      : t->type == MR_TYPE_Q4_1 ? -7.5 * d /* x = d*q + m, q in 0..15: centred */
+                                                : -15.5 * d;
         mtab[i] = mr_fp32_to_fp16((float)dmin);
     }
     uint64_t nb = nbytes / tr->tsize;
@@ -136,7 +139,7 @@ int synth_fill(const synth_tensor *t, synth_rng *r, void *dst, uint64_t nbytes) 
             memcpy(p, &dtab[j], 2);
             rand_bytes(r, p + 2, tr->tsize - 2);
             break;
-        case MR_TYPE_Q5_1: /* d, m, qh, qs */
+        case MR_TYPE_Q4_1: case MR_TYPE_Q5_1: /* d, m, (qh), qs */
             memcpy(p, &dtab[j], 2);
             memcpy(p + 2, &mtab[j], 2);
             rand_bytes(r, p + 4, tr->tsize - 4);

@@ -1,7 +1,7 @@
 /*
  * test_cuda_emul.cu — runs the device dot-product and dequantization code of
  * src/cuda/mmvq.cuh on the host (no GPU needed): every unit of random
- * well-formed Q4_0 / Q8_0 / Q4_K / Q5_K / Q6_K rows (synth_fill) dotted with
+ * well-formed Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 / Q4_K / Q5_K / Q6_K rows (synth_fill) dotted with
  * Q8_1 activations must equal the scalar reference (src/quant dequant of the
  * weight row times the dequantized activations) to float rounding, and
  * mrc_dq_elem must reproduce quant_dequant_row bit for bit.
@@ -111,6 +111,9 @@ int main(void) {
     const int64_t ks[] = {256, 768, 2048};
     for (int i = 0; i < 3; i++) {
         test_type(MR_TYPE_Q4_0, mrc_vdot_q4_0, ks[i], 8);
+        test_type(MR_TYPE_Q4_1, mrc_vdot_q4_1, ks[i], 8);
+        test_type(MR_TYPE_Q5_0, mrc_vdot_q5_0, ks[i], 8);
+        test_type(MR_TYPE_Q5_1, mrc_vdot_q5_1, ks[i], 8);
         test_type(MR_TYPE_Q8_0, mrc_vdot_q8_0, ks[i], 8);
         test_type(MR_TYPE_Q4_K, mrc_vdot_q4_K, ks[i], 8);
         test_type(MR_TYPE_Q5_K, mrc_vdot_q5_K, ks[i], 8);

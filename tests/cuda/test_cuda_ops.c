@@ -483,7 +483,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     synth_rng_seed(&R, 42);
-    const uint32_t types[] = {MR_TYPE_Q4_0, MR_TYPE_Q8_0, MR_TYPE_Q4_K, MR_TYPE_Q5_K, MR_TYPE_Q6_K, MR_TYPE_F16, MR_TYPE_F32};
+    const uint32_t types[] = {MR_TYPE_Q4_0, MR_TYPE_Q4_1, MR_TYPE_Q5_0, MR_TYPE_Q5_1, MR_TYPE_Q8_0,
+                              MR_TYPE_Q4_K, MR_TYPE_Q5_K, MR_TYPE_Q6_K, MR_TYPE_F16, MR_TYPE_F32};
     for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
         test_matvec(types[i], 256, 1);
         test_matvec(types[i], 768, 37);
