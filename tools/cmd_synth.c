@@ -34,6 +34,9 @@ static void usage(FILE *f) {
             "  --vocab FILE      copy the tokenizer.* keys from this GGUF (vocab size taken from it);\n"
             "                    default: a synthetic byte-level BPE vocabulary\n"
             "  --seed S          random seed (default 1)\n"
+            "  --exps-type TYPE  store the routed experts (ffn_*_exps) as TYPE, e.g. q2_k, q3_k, iq4_xs, q8_0\n"
+            "                    (the low-bit expert mixes people run large MoE models with); rows that\n"
+            "                    are not a multiple of TYPE's block keep the preset's type\n"
             "  --dry-run         print the file size and parameter count it would write, write nothing\n"
             "  -q, --quiet       no progress bar\n"
             "  -h, --help        this help\n\npresets:\n");
@@ -60,7 +63,7 @@ static void progress(uint64_t done, uint64_t total, double t0, bool final) {
 }
 
 int cmd_synth(int argc, char **argv) {
-    const char *preset = NULL, *out = NULL, *vocab_path = NULL;
+    const char *preset = NULL, *out = NULL, *vocab_path = NULL, *exps_type = NULL;
     long layers = 0;
     uint64_t seed = 1;
     bool dry = false, quiet = false;
@@ -73,7 +76,7 @@ int cmd_synth(int argc, char **argv) {
         } else if (!strcmp(a, "--dry-run")) dry = true;
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) quiet = true;
         else if (!strcmp(a, "--preset") || !strcmp(a, "--out") || !strcmp(a, "--layers") || !strcmp(a, "--vocab") ||
-                 !strcmp(a, "--seed")) {
+                 !strcmp(a, "--seed") || !strcmp(a, "--exps-type")) {
             if (!v) {
                 fprintf(stderr, "moerun synth: %s needs a value\n", a);
                 return 2;
@@ -83,6 +86,14 @@ int cmd_synth(int argc, char **argv) {
             if (!strcmp(a, "--preset")) preset = v;
             else if (!strcmp(a, "--out")) out = v;
             else if (!strcmp(a, "--vocab")) vocab_path = v;
+            else if (!strcmp(a, "--exps-type")) {
+                const int ty = mr_type_from_name(v);
+                if (ty < 0 || !synth_can_fill((uint32_t)ty) || mr_type_get((uint32_t)ty)->blck < 2) {
+                    fprintf(stderr, "moerun synth: --exps-type: '%s' is not a quantized type synth can write\n", v);
+                    return 2;
+                }
+                exps_type = v;
+            }
             else if (!strcmp(a, "--layers")) {
                 errno = 0;
                 layers = strtol(v, &end, 10);
@@ -142,6 +153,16 @@ int cmd_synth(int argc, char **argv) {
         fprintf(stderr, "moerun synth: %s\n", mr_geterr());
         gguf_close(vocab);
         return 1;
+    }
+    if (exps_type) {
+        const int ne = synth_plan_set_exps_type(&pl, (uint32_t)mr_type_from_name(exps_type));
+        if (ne == 0) {
+            fprintf(stderr, "moerun synth: --exps-type %s: preset %s has no routed experts whose rows fit it\n",
+                    exps_type, preset);
+            synth_plan_free(&pl);
+            gguf_close(vocab);
+            return 2;
+        }
     }
     if (!(w = gguf_writer_new(dry ? "/dev/null" : out))) goto fail;
     if (synth_write_meta(w, &pl, vocab, seed) != 0) goto fail;

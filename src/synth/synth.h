@@ -56,6 +56,10 @@ int64_t synth_preset_vocab(const char *name);
  * (unknown preset, bad layer count). Free with synth_plan_free(). */
 int synth_plan_build(synth_plan *plan, const char *name, int n_layer, int64_t n_vocab);
 void synth_plan_free(synth_plan *plan);
+/* Store the routed experts (names with "_exps.weight") as `type` where their rows are a
+ * multiple of its block (the others keep their type); updates data_bytes. Returns how many
+ * tensors changed. */
+int synth_plan_set_exps_type(synth_plan *plan, uint32_t type);
 
 /* Add all metadata of the plan to w: general.*, ARCH.* hyperparameters and the
  * tokenizer: copied (every tokenizer.* key) from `vocab` when not NULL, else a

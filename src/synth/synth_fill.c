@@ -64,6 +64,7 @@ bool synth_can_fill(uint32_t type) {
     switch (type) {
     case MR_TYPE_F32: case MR_TYPE_F16: case MR_TYPE_BF16: case MR_TYPE_Q4_0: case MR_TYPE_Q4_1: case MR_TYPE_Q5_0:
     case MR_TYPE_Q5_1: case MR_TYPE_Q8_0: case MR_TYPE_Q4_K: case MR_TYPE_Q5_K: case MR_TYPE_Q6_K:
+    case MR_TYPE_Q2_K: case MR_TYPE_Q3_K: case MR_TYPE_IQ4_NL: case MR_TYPE_IQ4_XS:
         return true;
     default: return false;
     }
@@ -90,6 +91,11 @@ static double unit_std(uint32_t type) {
     case MR_TYPE_Q4_K: return 270.0;
     case MR_TYPE_Q5_K: return 544.0;
     case MR_TYPE_Q6_K: return 1370.0;
+    /* random scales and quants: rough stds of the decoded value per unit of d */
+    case MR_TYPE_Q2_K: return 12.0;     /* sc (0..15) x q (0..3), centred by dmin = 1.5 d */
+    case MR_TYPE_Q3_K: return 42.0;     /* (sc - 32) x q3 (-4..3) */
+    case MR_TYPE_IQ4_NL: return 62.0;   /* the non-linear table, -127..113 */
+    case MR_TYPE_IQ4_XS: return 1150.0; /* (ls - 32) x table */
     default: return 1.0;
     }
 }
@@ -120,7 +126,8 @@ int synth_fill(const synth_tensor *t, synth_rng *r, void *dst, uint64_t nbytes) 
     for (int i = 0; i < 16; i++) {
         double d = d0 * (0.75 + 0.5 * i / 15.0);
         dtab[i] = mr_fp32_to_fp16((float)d);
-        double dmin = t->type == MR_TYPE_Q4_K   ? 7.5 * d
+        double dmin = t->type == MR_TYPE_Q2_K   ? 1.5 * d
+                      : t->type == MR_TYPE_Q4_K ? 7.5 * d
                       : t->type == MR_TYPE_Q5_K ? 15.5 * d
                       : t->type == MR_TYPE_Q4_1 ? -7.5 * d /* x = d*q + m, q in 0..15: centred */
                                                 : -15.5 * d;
@@ -135,7 +142,8 @@ int synth_fill(const synth_tensor *t, synth_rng *r, void *dst, uint64_t nbytes) 
         jitter >>= 4;
         jbits -= 4;
         switch (t->type) {
-        case MR_TYPE_Q4_0: case MR_TYPE_Q5_0: case MR_TYPE_Q8_0: /* d, quants */
+        case MR_TYPE_Q4_0: case MR_TYPE_Q5_0: case MR_TYPE_Q8_0: case MR_TYPE_IQ4_NL: /* d, quants */
+        case MR_TYPE_IQ4_XS: /* d, scales_h, scales_l[4], qs[128] */
             memcpy(p, &dtab[j], 2);
             rand_bytes(r, p + 2, tr->tsize - 2);
             break;
@@ -148,6 +156,15 @@ int synth_fill(const synth_tensor *t, synth_rng *r, void *dst, uint64_t nbytes) 
             memcpy(p, &dtab[j], 2);
             memcpy(p + 2, &mtab[j], 2);
             rand_bytes(r, p + 4, tr->tsize - 4);
+            break;
+        case MR_TYPE_Q2_K: /* scales[16], qs[64], d, dmin */
+            rand_bytes(r, p, 80);
+            memcpy(p + 80, &dtab[j], 2);
+            memcpy(p + 82, &mtab[j], 2);
+            break;
+        case MR_TYPE_Q3_K: /* hmask[32], qs[64], scales[12], d */
+            rand_bytes(r, p, 108);
+            memcpy(p + 108, &dtab[j], 2);
             break;
         case MR_TYPE_Q6_K: /* ql[128], qh[64], scales[16], d */
             rand_bytes(r, p, 208);

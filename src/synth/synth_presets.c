@@ -334,6 +334,22 @@ int synth_plan_build(synth_plan *pl, const char *name, int n_layer, int64_t n_vo
     return 0;
 }
 
+int synth_plan_set_exps_type(synth_plan *pl, uint32_t type) {
+    const mr_type_traits *tr = mr_type_get(type);
+    int n = 0;
+    pl->data_bytes = 0;
+    for (int k = 0; k < pl->n_t; k++) {
+        synth_tensor *t = &pl->t[k];
+        if (tr && strstr(t->name, "_exps.weight") && t->ne[0] % (int64_t)tr->blck == 0) {
+            t->type = type;
+            n++;
+        }
+        const uint64_t ne = (uint64_t)t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
+        pl->data_bytes += mr_row_size(t->type, t->ne[0]) * (ne / (uint64_t)t->ne[0]);
+    }
+    return n;
+}
+
 void synth_plan_free(synth_plan *pl) {
     free(pl->t);
     memset(pl, 0, sizeof *pl);

@@ -96,6 +96,31 @@ params=$(sed -n 's/^params:.*(\([0-9]*\))/\1/p' "$T/dry")
 python3 -c "import sys; g=$bytes/2**30; b=$params/1e9; print('%.2f GiB %.2f B' % (g, b)); sys.exit(0 if abs(g/17.28-1) < 0.01 and abs(b/30.53-1) < 0.01 else 1)" \
   && ok "qwen3moe-30b-a3b: 17.28 GiB / 30.53 B within 1 %" || bad "qwen3moe-30b-a3b size/params: $bytes bytes, $params params"
 [ -e "$T/x.gguf" ] && bad "dry-run wrote a file" || true
+
+# --- --exps-type: low-bit experts (the 8-row kernels of Q2_K/Q3_K/IQ4_XS at model level)
+"$BIN" synth --preset tiny-qwen3moe --exps-type q9_z --out "$T/x.gguf" 2>/dev/null; [ $? -eq 2 ] && ok "--exps-type unknown exits 2" || bad "--exps-type unknown"
+"$BIN" synth --preset tiny-qwen3moe --exps-type f32 --out "$T/x.gguf" 2>/dev/null; [ $? -eq 2 ] && ok "--exps-type f32 exits 2" || bad "--exps-type f32"
+for ty in q2_k q3_k iq4_xs; do
+  if ! "$BIN" synth --preset tiny-qwen3moe --exps-type $ty --out "$T/e_$ty.gguf" -q >"$T/out" 2>&1; then bad "synth --exps-type $ty: $(cat "$T/out")"; continue; fi
+  if [ $have_info -eq 1 ]; then
+    n=$("$BIN" info "$T/e_$ty.gguf" --tensors 2>/dev/null | grep "_exps.weight" | grep -ci " $ty ")
+    [ "$n" = 12 ] && ok "--exps-type $ty: 12 expert tensors of $ty" || bad "--exps-type $ty: $n expert tensors of $ty"
+  fi
+  # the SIMD 8-row kernels (default) against the scalar reference forward (MOERUN_REF=1), first position
+  if "$BIN" logits --help >/dev/null 2>&1; then
+    "$BIN" logits -m "$T/e_$ty.gguf" --ids 1,2,3,4 --json "$T/a.json" >/dev/null 2>&1 &&
+    MOERUN_REF=1 "$BIN" logits -m "$T/e_$ty.gguf" --ids 1,2,3,4 --json "$T/b.json" >/dev/null 2>&1 &&
+    python3 - "$T/a.json" "$T/b.json" <<'PY' && ok "--exps-type $ty: SIMD logits = scalar reference" || bad "--exps-type $ty: SIMD vs reference logits"
+import json, sys, math
+a, b = (json.load(open(f)) for f in sys.argv[1:3])
+ta, tb = dict(map(tuple, a['top'][0])), dict(map(tuple, b['top'][0]))
+common = [t for t in ta if t in tb]
+err = max(abs(ta[t] - tb[t]) for t in common)
+print('  top-32 at position 0: %d common, max |diff| %.2e' % (len(common), err))
+sys.exit(0 if len(common) >= 28 and err < 1e-3 and all(math.isfinite(v) for v in ta.values()) else 1)
+PY
+  fi
+done
 [ -c /dev/null ] && ok "/dev/null intact" || bad "/dev/null damaged"
 
 exit $fail
