@@ -31,10 +31,7 @@ static bool simd_ok(void) {
 _Static_assert(CPU_ATTN_SIMD_FB <= ATTN_BLOCK, "flash score scratch holds a SIMD block");
 
 static inline bool cell_visible(const cpu_attn_args *a, int c, int32_t pos, int seq) {
-    const int32_t cp = a->cell_pos[c];
-    if (cp < 0 || cp > pos || !((a->cell_seq[c] >> seq) & 1)) return false;
-    if (a->n_swa > 0 && pos - cp >= a->n_swa) return false;
-    return true;
+    return cpu_attn_cell_visible(a->cell_pos, a->cell_seq, c, pos, seq, a->n_swa);
 }
 
 static inline size_t pad16(size_t n) { return (n + 15) & ~(size_t)15; }

@@ -48,6 +48,14 @@ typedef struct {
     bool flash, ref;
 } cpu_attn_args;
 
+/* The visibility rule above, for cell c of a cache with these cell positions / sequences. */
+static inline bool cpu_attn_cell_visible(const int32_t *cell_pos, const uint64_t *cell_seq, int c, int32_t pos,
+                                         int seq, int n_swa) {
+    const int32_t cp = cell_pos[c];
+    if (cp < 0 || cp > pos || !((cell_seq[c] >> seq) & 1)) return false;
+    return !(n_swa > 0 && pos - cp >= n_swa);
+}
+
 /* Floats of per-thread scratch cpu_attn_head needs. */
 size_t cpu_attn_scratch_floats(const cpu_attn_args *a);
 

@@ -59,20 +59,26 @@ MRC_HD void mrc_k4_scale_min(const uint8_t *q, int j, int *sc, int *mn) {
 
 /* ---- dot of unit u of a weight row with the activations ------------------------------- */
 
+/* sum of the 32 unsigned nibbles of a 32-element block (qs[16]: element j in the low nibble
+ * of byte j, element 16+j in the high one) times the Q8_1 quants xv. */
+MRC_HD int mrc_q4_sumi(const uint8_t *qs, const int *xv) {
+    int sumi = 0;
+MRC_UNROLL
+    for (int i = 0; i < 4; i++) {
+        const int q = mrc_ld_i32_a2(qs + 4 * i);
+        sumi = mrc_dp4a(q & 0x0F0F0F0F, xv[i], sumi);            /* elements 4i..4i+3 */
+        sumi = mrc_dp4a((q >> 4) & 0x0F0F0F0F, xv[i + 4], sumi); /* elements 16+4i.. */
+    }
+    return sumi;
+}
+
 MRC_HD float mrc_vdot_q4_0(const uint8_t *row, int u, const int8_t *xq, const float *xds) {
     const uint8_t *b = row + (size_t)u * MRC_Q4_0_BYTES;
     const float d = mrc_h2f(mrc_ld_u16(b));
     int xv[8];
     float dx, sx;
     mrc_x_block(xq, xds, u, xv, &dx, &sx);
-    int sumi = 0;
-MRC_UNROLL
-    for (int i = 0; i < 4; i++) {
-        const int q = mrc_ld_i32_a2(b + 2 + 4 * i);
-        sumi = mrc_dp4a(q & 0x0F0F0F0F, xv[i], sumi);        /* elements 4i..4i+3 */
-        sumi = mrc_dp4a((q >> 4) & 0x0F0F0F0F, xv[i + 4], sumi); /* elements 16+4i.. */
-    }
-    return d * (dx * (float)sumi - 8.0f * sx);
+    return d * (dx * (float)mrc_q4_sumi(b + 2, xv) - 8.0f * sx);
 }
 
 /* Q4_1: x = d*q + m, so dot = d*dx*sum(q*xq) + m*sum(x) with sum(x) = s of the Q8_1 block. */
@@ -82,14 +88,7 @@ MRC_HD float mrc_vdot_q4_1(const uint8_t *row, int u, const int8_t *xq, const fl
     int xv[8];
     float dx, sx;
     mrc_x_block(xq, xds, u, xv, &dx, &sx);
-    int sumi = 0;
-MRC_UNROLL
-    for (int i = 0; i < 4; i++) {
-        const int q = mrc_ld_i32_a2(b + 4 + 4 * i);
-        sumi = mrc_dp4a(q & 0x0F0F0F0F, xv[i], sumi);
-        sumi = mrc_dp4a((q >> 4) & 0x0F0F0F0F, xv[i + 4], sumi);
-    }
-    return d * dx * (float)sumi + m * sx;
+    return d * dx * (float)mrc_q4_sumi(b + 4, xv) + m * sx;
 }
 
 /* Bits sh..sh+3 of qh to bit 4 of bytes 0..3 (the 5th bits of 4 consecutive elements). */

@@ -14,6 +14,23 @@
 #include "model/delta_net.h"
 #include "quant/quant.h"
 
+model_widths model_widths_of(const mr_model *m) {
+    const model_hparams *hp = &m->hp;
+    model_widths w = {0};
+    for (int il = 0; il < hp->n_layer; il++) {
+        const model_layer *ly = &m->layers[il];
+        w.q = MR_MAX(w.q, (size_t)ly->n_head * hp->head_dim_k);
+        w.k = MR_MAX(w.k, (size_t)ly->kv_heads * ly->kv_dk);
+        w.v = MR_MAX(w.v, (size_t)ly->kv_heads * ly->kv_dv);
+        w.att = MR_MAX(w.att, (size_t)ly->n_head * hp->head_dim_v);
+        if (ly->ffn_up.data) w.ffn = MR_MAX(w.ffn, (size_t)ly->ffn_up.m);
+        if (ly->up_shexp.data) w.ffn = MR_MAX(w.ffn, (size_t)ly->up_shexp.m);
+        if (ly->up_exps.data) w.exp = MR_MAX(w.exp, (size_t)ly->up_exps.m);
+    }
+    w.ffn = MR_MAX(w.ffn, w.exp);
+    return w;
+}
+
 static float *falloc(size_t n) { return mr_malloc_aligned(sizeof(float) * (n ? n : 1)); }
 
 model_run *model_run_new(const mr_model *m, kv_cache *kv, int n_ub, int n_threads, bool flash, bool ref) {
@@ -31,17 +48,8 @@ model_run *model_run_new(const mr_model *m, kv_cache *kv, int n_ub, int n_thread
     r->mm.tp = r->tp;
 
     const size_t T = (size_t)n_ub, D = (size_t)hp->n_embd;
-    size_t qw = 0, kw = 0, vw = 0, aw = 0, fw = 0;
-    for (int il = 0; il < hp->n_layer; il++) {
-        const model_layer *ly = &m->layers[il];
-        qw = MR_MAX(qw, (size_t)ly->n_head * hp->head_dim_k);
-        kw = MR_MAX(kw, (size_t)ly->kv_heads * ly->kv_dk);
-        vw = MR_MAX(vw, (size_t)ly->kv_heads * ly->kv_dv);
-        aw = MR_MAX(aw, (size_t)ly->n_head * hp->head_dim_v);
-        if (ly->ffn_up.data) fw = MR_MAX(fw, (size_t)ly->ffn_up.m);
-        if (ly->up_exps.data) fw = MR_MAX(fw, (size_t)ly->up_exps.m);
-        if (ly->up_shexp.data) fw = MR_MAX(fw, (size_t)ly->up_shexp.m);
-    }
+    const model_widths wd = model_widths_of(m);
+    const size_t qw = wd.q, kw = wd.k, vw = wd.v, aw = wd.att, fw = wd.ffn;
     r->x = falloc(T * D);
     r->xn = falloc(T * D);
     r->tmp = falloc(T * D);

@@ -29,6 +29,14 @@ typedef struct {
     const int32_t *out;   /* (n_out) indices into the ubatch, increasing */
 } model_ubatch;
 
+/* The widest activation rows of a model over its layers, for sizing scratch: q (H*Dk),
+ * k (Hkv*Dk), v (Hkv*Dv), attention output (H*Dv), a dense / shared-expert FFN or one
+ * expert (ffn), and one expert alone (exp). */
+typedef struct {
+    size_t q, k, v, att, ffn, exp;
+} model_widths;
+model_widths model_widths_of(const mr_model *m);
+
 typedef struct model_run {
     const mr_model *m;
     kv_cache *kv;

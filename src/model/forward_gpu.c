@@ -270,18 +270,11 @@ model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement 
     }
     if (g->out_dev >= 0) g->d[g->out_dev].used = true;
     const size_t T = (size_t)n_ub, Dm = (size_t)hp->n_embd;
-    size_t qw = 0, kw = 0, vw = 0, aw = 0, fw = 0, xk = Dm;
-    for (int il = 0; il < hp->n_layer; il++) {
-        const model_layer *ly = &m->layers[il];
-        qw = MR_MAX(qw, (size_t)ly->n_head * hp->head_dim_k);
-        kw = MR_MAX(kw, (size_t)ly->kv_heads * ly->kv_dk);
-        vw = MR_MAX(vw, (size_t)ly->kv_heads * ly->kv_dv);
-        aw = MR_MAX(aw, (size_t)ly->n_head * hp->head_dim_v);
-        if (ly->ffn_up.data) fw = MR_MAX(fw, (size_t)ly->ffn_up.m);
-        if (ly->up_shexp.data) fw = MR_MAX(fw, (size_t)ly->up_shexp.m);
-        if (ly->up_exps.data) fw = MR_MAX(fw, (size_t)ly->up_exps.m * (size_t)hp->n_expert_used);
-    }
-    xk = MR_MAX(MR_MAX(xk, aw), fw);
+    const model_widths wd = model_widths_of(m);
+    /* FFN scratch holds the K selected experts' rows of a token (prompts: of every token) */
+    size_t qw = wd.q, kw = wd.k, vw = wd.v, aw = wd.att;
+    const size_t fw = MR_MAX(wd.ffn, wd.exp * (size_t)MR_MAX(hp->n_expert_used, 1));
+    size_t xk = MR_MAX(MR_MAX(Dm, aw), fw);
     /* MLA: q-lora width, latent rank R + rope, heads */
     size_t m_qa = 1, m_kd = 1, m_R = 1, m_H = 1, m_q = 1, m_o = 1, m_nope = 1;
     bool any_mla = false;
@@ -428,10 +421,26 @@ fail:
 
 /* ---- per micro-batch ----------------------------------------------------------------------------- */
 
-static bool visible(const kv_cache *kv, int c, int32_t pos, int seq, int n_swa) {
-    const int32_t cp = kv->pos[c];
-    if (cp < 0 || cp > pos || !((kv->seq[c] >> seq) & 1)) return false;
-    return !(n_swa > 0 && pos - cp >= n_swa);
+/* Host masks of the ubatch's tokens over n_kv cells (0 visible, -inf not; cells beyond the
+ * used ones are free, so never visible): rows (T, n_kv), then the sliding-window rows when a
+ * device layer has a window. NULL on allocation failure. */
+static float *build_masks(model_gpu *g, const kv_cache *kv, const model_ubatch *ub, int n_kv, int n_swa) {
+    const size_t nm = (size_t)ub->n * (size_t)n_kv;
+    if (g->h_mask_cap < 2 * nm) {
+        free(g->h_mask);
+        g->h_mask = mr_malloc(sizeof(float) * 2 * nm);
+        g->h_mask_cap = g->h_mask ? 2 * nm : 0;
+        if (!g->h_mask) return NULL;
+    }
+    float *mk = g->h_mask, *ms = g->h_mask + nm;
+    for (int t = 0; t < ub->n; t++)
+        for (int c = 0; c < n_kv; c++) {
+            const size_t i = (size_t)t * n_kv + c;
+            mk[i] = cpu_attn_cell_visible(kv->pos, kv->seq, c, ub->pos[t], ub->seq[t], 0) ? 0.0f : -INFINITY;
+            if (g->any_swa)
+                ms[i] = cpu_attn_cell_visible(kv->pos, kv->seq, c, ub->pos[t], ub->seq[t], n_swa) ? 0.0f : -INFINITY;
+        }
+    return mk;
 }
 
 int model_gpu_begin(model_run *r, const model_ubatch *ub) {
@@ -441,19 +450,9 @@ int model_gpu_begin(model_run *r, const model_ubatch *ub) {
     const size_t nm = (size_t)T * (size_t)n_kv;
     g->x_at = -1;
     g->n_kv = n_kv;
-    if (g->h_mask_cap < 2 * nm) {
-        free(g->h_mask);
-        g->h_mask = mr_malloc(sizeof(float) * 2 * nm);
-        g->h_mask_cap = g->h_mask ? 2 * nm : 0;
-        if (!g->h_mask) return -1;
-    }
-    float *mk = g->h_mask, *ms = g->h_mask + nm;
-    for (int t = 0; t < T; t++)
-        for (int c = 0; c < n_kv; c++) {
-            mk[(size_t)t * n_kv + c] = visible(kv, c, ub->pos[t], ub->seq[t], 0) ? 0.0f : -INFINITY;
-            if (g->any_swa)
-                ms[(size_t)t * n_kv + c] = visible(kv, c, ub->pos[t], ub->seq[t], n_swa) ? 0.0f : -INFINITY;
-        }
+    const float *mk = build_masks(g, kv, ub, n_kv, n_swa);
+    if (!mk) return -1;
+    const float *ms = mk + nm;
     for (int d = 0; d < g->n_dev; d++) {
         gpu_dev *D = &g->d[d];
         if (!D->c) continue;
@@ -526,6 +525,14 @@ static int act_mul(model_gpu *g, gpu_dev *D, float *a, const float *b, int64_t n
     return g->m->arch->act == MODEL_ACT_GELU ? g->api->gelu_mul(D->c, a, b, n) : g->api->silu_mul(D->c, a, b, n);
 }
 
+/* The CPU's RoPE parameters for the device: n_dims rotated dims, freq factors at ff (device). */
+static mrc_rope_params rope_dev(const cpu_rope_params *rp, int n_dims, const float *ff) {
+    return (mrc_rope_params){.mode = rp->mode, .n_dims = n_dims, .freq_base = rp->freq_base,
+                             .freq_scale = rp->freq_scale, .ext_factor = rp->ext_factor,
+                             .attn_factor = rp->attn_factor, .beta_fast = rp->beta_fast, .beta_slow = rp->beta_slow,
+                             .n_ctx_orig = rp->n_ctx_orig, .freq_factors = rp->freq_factors ? ff : NULL};
+}
+
 /* act(gate x) * (up x) -> down, into out. xq: x quantized when T == 1. */
 static int dense_ffn(model_gpu *g, gpu_dev *D, const mrc_weight *gate, const mrc_weight *up, const mrc_weight *down,
                      const float *x, const void *xq, int T, float *out) {
@@ -555,11 +562,7 @@ static int attn_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, 
     if (L->k_norm && A->rmsnorm(D->c, D->k, D->k, L->k_norm, (int64_t)T * Hkv, Dk, hp->rms_eps)) return -1;
     const cpu_rope_params rp = model_rope_params(m, il);
     if (rp.n_dims > 0) {
-        const mrc_rope_params p = {.mode = rp.mode, .n_dims = rp.n_dims, .freq_base = rp.freq_base,
-                                   .freq_scale = rp.freq_scale, .ext_factor = rp.ext_factor,
-                                   .attn_factor = rp.attn_factor, .beta_fast = rp.beta_fast,
-                                   .beta_slow = rp.beta_slow, .n_ctx_orig = rp.n_ctx_orig,
-                                   .freq_factors = rp.freq_factors ? D->rope_ff : NULL};
+        const mrc_rope_params p = rope_dev(&rp, rp.n_dims, D->rope_ff);
         if (A->rope(D->c, &p, D->q, D->pos, T, H, Dk) || A->rope(D->c, &p, D->k, D->pos, T, Hkv, Dk)) return -1;
     }
     if (A->kv_write(D->c, kv->type_k, D->k, Hkv, Dk, T, D->cells, L->k, kv->k_row[il], kv->n_ctx) ||
@@ -605,10 +608,7 @@ static int mla_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, c
     if (gmm(g, D, &L->wkv_a, D->xn, xq, T, ckv)) return -1;
     float kq_scale;
     const cpu_rope_params rp = model_mla_rope(m, il, &kq_scale);
-    const mrc_rope_params p = {.mode = rp.mode, .n_dims = rope, .freq_base = rp.freq_base,
-                               .freq_scale = rp.freq_scale, .ext_factor = rp.ext_factor,
-                               .attn_factor = rp.attn_factor, .beta_fast = rp.beta_fast, .beta_slow = rp.beta_slow,
-                               .n_ctx_orig = rp.n_ctx_orig, .freq_factors = rp.freq_factors ? D->rope_ff : NULL};
+    const mrc_rope_params p = rope_dev(&rp, rope, D->rope_ff);
     /* q_pe of each head: rows of dk from q + nope (RoPE touches only the first `rope` of each);
      * k_pe: one "head" of kd from ckv + R per token */
     if (A->rope(D->c, &p, q + nope, D->pos, T, H, dk) || A->rope(D->c, &p, ckv + R, D->pos, T, 1, kd)) return -1;
@@ -823,19 +823,10 @@ int model_gpu_decode(model_run *r, const model_ubatch *ub, float *logits) {
     const model_hparams *hp = &r->m->hp;
     gpu_dev *D = &g->d[g->graph_dev];
     const int n_hi = MR_MAX(kv->n_hi, 1), nkv = MR_MIN(g->n_ctx, (n_hi + 255) / 256 * 256);
-    /* the token's mask rows over nkv cells (beyond n_hi: never visible) */
-    if (g->h_mask_cap < 2 * (size_t)nkv) {
-        free(g->h_mask);
-        g->h_mask = mr_malloc(sizeof(float) * 2 * (size_t)nkv);
-        g->h_mask_cap = g->h_mask ? 2 * (size_t)nkv : 0;
-        if (!g->h_mask) return -1;
-    }
-    float *mk = g->h_mask, *ms = g->h_mask + nkv;
-    for (int c = 0; c < nkv; c++) {
-        const bool in = c < kv->n_hi;
-        mk[c] = in && visible(kv, c, ub->pos[0], ub->seq[0], 0) ? 0.0f : -INFINITY;
-        if (g->any_swa) ms[c] = in && visible(kv, c, ub->pos[0], ub->seq[0], hp->n_swa) ? 0.0f : -INFINITY;
-    }
+    /* the token's mask rows over the bucket's nkv cells */
+    const float *mk = build_masks(g, kv, ub, nkv, hp->n_swa);
+    if (!mk) return -1;
+    const float *ms = mk + nkv;
     if (A->upload(D->c, D->gmask, mk, sizeof(float) * (size_t)nkv) ||
         (g->any_swa && A->upload(D->c, D->gmask_swa, ms, sizeof(float) * (size_t)nkv)) ||
         A->upload(D->c, D->pos, ub->pos, sizeof(int32_t)) || A->upload(D->c, D->cells, ub->cell, sizeof(int32_t)) ||
