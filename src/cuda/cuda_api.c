@@ -67,7 +67,7 @@ static int w_copy_rows(void *c, float *d, int64_t ds, const float *s, int64_t ss
 }
 static int w_attn(void *c, const mrc_attn_params *p, const float *q, const void *k, const void *v, const float *m,
                   float *o) {
-    return mrc_attn_decode(c, p, q, k, v, m, o);
+    return mrc_attn(c, p, q, k, v, m, o);
 }
 static int w_gemm(void *c, const mrc_weight *W, int64_t mat, const float *x, int64_t T, float *y) {
     return mrc_gemm(c, W, mat, x, T, y);
@@ -109,7 +109,7 @@ static const gpu_api k_cuda = {
     .add = w_add,
     .rope = w_rope,
     .moe_route = w_route,
-    .attn_decode = w_attn,
+    .attn = w_attn,
     .gemm = w_gemm,
     .kv_write = w_kv_write,
     .moe_combine = w_combine,

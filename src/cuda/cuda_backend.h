@@ -154,21 +154,27 @@ int mrc_copy_rows(mrc_ctx *c, float *dst, int64_t dst_stride, const float *src, 
 /* y (n_tok, n) = sum over j < k of w[t][j] * slots (n_tok, k, n): the routed experts' sum. */
 int mrc_moe_combine(mrc_ctx *c, float *y, const float *slots, const float *w, int n_tok, int k, int n);
 
-/* ---- attention (decode) -------------------------------------------------------------------------- */
-/* One query token against n_kv cache cells (flash decoding: the cells are
- * split over blocks, partial softmax states are merged). q: (n_head, dk)
- * float. K/V: the CPU cache layout, per KV head n_ctx rows of dk (dv) values
- * in kv_type F16 or Q8_0: head h's cell j at base + (h*n_ctx + j)*row_bytes.
- * mask: n_kv floats added to the scores (0 / -INFINITY), or NULL. out:
- * (n_head, dv). dk <= 576, dv <= 512, multiples of 32. Scratch from the context. */
+/* ---- attention ----------------------------------------------------------------------------------- */
+/* n_tok query tokens (decode: 1; a prompt: all its tokens in one launch)
+ * against n_kv cache cells (flash decoding: the cells are split over blocks,
+ * partial softmax states are merged). Token t's queries: (n_head, dk) floats
+ * at q + t * q_stride; its mask: n_kv floats at mask + t * mask_stride added
+ * to the scores (0 / -INFINITY; the causal mask of a prompt), or mask NULL;
+ * its output: (n_head, dv) at out + t * out_stride. Strides 0: the rows are
+ * packed (n_head * dk, n_kv, n_head * dv); n_tok 0 counts as 1. K/V: the CPU
+ * cache layout, per KV head n_ctx rows of dk (dv) values in kv_type F16 or
+ * Q8_0: head h's cell j at base + (h*n_ctx + j)*row_bytes. dk <= 576,
+ * dv <= 512, multiples of 32. Scratch from the context. */
 typedef struct {
     int n_head, n_head_kv, dk, dv, n_ctx, n_kv;
     uint32_t type_k, type_v;
     float scale;
     float softcap; /* 0: off */
     bool v_in_k;   /* MLA: the values are the first dv elements of the key rows (v ignored) */
+    int n_tok;
+    int64_t q_stride, mask_stride, out_stride;
 } mrc_attn_params;
-int mrc_attn_decode(mrc_ctx *c, const mrc_attn_params *p, const float *q, const void *k, const void *v,
+int mrc_attn(mrc_ctx *c, const mrc_attn_params *p, const float *q, const void *k, const void *v,
                     const float *mask, float *out);
 
 /* ---- prefill --------------------------------------------------------------------------------------- */

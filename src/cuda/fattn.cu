@@ -1,11 +1,13 @@
 /*
- * fattn.cu — flash-attention decode: one query token per head against n_kv
- * cache cells in F16 or Q8_0, in the CPU cache layout (per KV head, n_ctx
- * rows of dk / dv values). The cells are split over blocks (flash decoding)
- * so that even 4-32 heads fill the GPU; each warp of a block runs an online
- * softmax over its cells with lane l owning elements l, l+32, ... of q, K, V
- * and the output (coalesced loads for F16 and Q8_0 alike); warps are merged
- * in shared memory, splits by a second kernel.
+ * fattn.cu — flash attention of n_tok query tokens against n_kv cache cells
+ * in F16 or Q8_0, in the CPU cache layout (per KV head, n_ctx rows of dk / dv
+ * values). One block per (head, split, token): a decode step's cells are
+ * split over blocks (flash decoding) so that even 4-32 heads fill the GPU; a
+ * prompt's tokens are the third grid dimension, all of them in one launch
+ * (each with its own mask row: the causal mask). Each warp of a block runs an
+ * online softmax over its cells with lane l owning elements l, l+32, ... of
+ * q, K, V and the output (coalesced loads for F16 and Q8_0 alike); warps are
+ * merged in shared memory, splits by a second kernel.
  */
 #include <math.h>
 
@@ -26,11 +28,13 @@ __device__ __forceinline__ float kv_elem(const uint8_t *row, int e) {
 struct fa_args {
     int H, Hkv, dk, dv, n_ctx, n_kv, n_split, cells_per_split;
     size_t k_row, v_row;
+    int64_t q_stride, mask_stride; /* between tokens, floats */
     float scale, softcap;
     bool v_in_k;
 };
 
-/* grid (H, n_split); writes part[(h*n_split + s)*(dv+2) + ...] = acc[dv], m, l. */
+/* grid (H, n_split, tokens); token z's queries at q + z * q_stride, its mask row at
+ * mask + z * mask_stride; writes part[((z*H + h)*n_split + s)*(dv+2) + ...] = acc[dv], m, l. */
 template <uint32_t TK, uint32_t TV>
 __global__ void __launch_bounds__(FA_WARPS * 32)
     k_fattn_decode(fa_args a, const float *__restrict__ q, const uint8_t *__restrict__ K, const uint8_t *__restrict__ V,
@@ -38,6 +42,9 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
     extern __shared__ float sh[]; /* FA_WARPS * (dv + 2) */
     const int h = blockIdx.x, sp = blockIdx.y, lane = threadIdx.x % 32, w = threadIdx.x / 32;
     const int hk = h / (a.H / a.Hkv);
+    q += (size_t)blockIdx.z * a.q_stride;
+    if (mask) mask += (size_t)blockIdx.z * a.mask_stride;
+    part += (size_t)blockIdx.z * a.H * a.n_split * (a.dv + 2);
     const int c0 = sp * a.cells_per_split, c1 = min(a.n_kv, c0 + a.cells_per_split);
     const int nk = a.dk / 32, nv = a.dv / 32;
     float qr[FA_MAXK], acc[FA_MAXV];
@@ -97,10 +104,12 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
     }
 }
 
-/* grid H: out[h*dv + e] = sum_s acc_s[e] e^(m_s - M) / sum_s l_s e^(m_s - M) (0 when all masked). */
-__global__ void k_fattn_combine(const float *part, int n_split, int dv, float *out) {
+/* grid (H, tokens): out[z*out_stride + h*dv + e] = sum_s acc_s[e] e^(m_s - M) / sum_s l_s e^(m_s - M)
+ * (0 when all masked). */
+__global__ void k_fattn_combine(const float *part, int n_split, int dv, float *out, int64_t out_stride) {
     const int h = blockIdx.x;
-    const float *p = part + (size_t)h * n_split * (dv + 2);
+    const float *p = part + ((size_t)blockIdx.y * gridDim.x + h) * n_split * (dv + 2);
+    out += (size_t)blockIdx.y * out_stride;
     float M = -INFINITY;
     for (int s = 0; s < n_split; s++) M = fmaxf(M, p[s * (dv + 2) + dv]);
     float L = 0.0f;
@@ -119,16 +128,17 @@ __global__ void k_fattn_combine(const float *part, int n_split, int dv, float *o
     }
 }
 
-int mrc_attn_decode(mrc_ctx *c, const mrc_attn_params *p, const float *q, const void *k, const void *v,
-                    const float *mask, float *out) {
+int mrc_attn(mrc_ctx *c, const mrc_attn_params *p, const float *q, const void *k, const void *v, const float *mask,
+             float *out) {
     const bool tk_ok = p->type_k == MR_TYPE_F16 || p->type_k == MR_TYPE_Q8_0;
     const bool tv_ok = p->v_in_k || p->type_v == MR_TYPE_F16 || p->type_v == MR_TYPE_Q8_0;
+    const int n_tok = p->n_tok > 0 ? p->n_tok : 1;
     if (!tk_ok || !tv_ok || p->dk <= 0 || p->dk % 32 || p->dk > 32 * FA_MAXK || p->dv <= 0 || p->dv % 32 ||
         p->dv > 32 * FA_MAXV || p->n_head_kv <= 0 || p->n_head % p->n_head_kv || p->n_kv > p->n_ctx ||
-        (p->v_in_k && p->dv > p->dk)) {
-        mr_seterr("cuda: attn_decode: unsupported shape (heads %d/%d, dk %d, dv %d, K %s, V %s, n_kv %d of %d)",
+        (p->v_in_k && p->dv > p->dk) || p->n_tok < 0 || p->q_stride < 0 || p->mask_stride < 0 || p->out_stride < 0) {
+        mr_seterr("cuda: attn: unsupported shape (heads %d/%d, dk %d, dv %d, K %s, V %s, n_kv %d of %d, %d tokens)",
                   p->n_head, p->n_head_kv, p->dk, p->dv, mr_type_name(p->type_k), mr_type_name(p->type_v), p->n_kv,
-                  p->n_ctx);
+                  p->n_ctx, p->n_tok);
         return -1;
     }
     if (p->n_head <= 0) return 0;
@@ -137,29 +147,41 @@ int mrc_attn_decode(mrc_ctx *c, const mrc_attn_params *p, const float *q, const 
     a.k_row = mr_row_size(p->type_k, p->dk);
     a.v_row = p->v_in_k ? a.k_row : mr_row_size(p->type_v, p->dv);
     a.scale = p->scale, a.softcap = p->softcap, a.v_in_k = p->v_in_k;
-    /* about two blocks per SM, at least 64 cells per split */
-    int n_split = (2 * c->n_sm + p->n_head - 1) / p->n_head;
+    a.q_stride = p->q_stride ? p->q_stride : (int64_t)p->n_head * p->dk;
+    a.mask_stride = p->mask_stride ? p->mask_stride : p->n_kv;
+    const int64_t out_stride = p->out_stride ? p->out_stride : (int64_t)p->n_head * p->dv;
+    /* about two blocks per SM over all (head, token) pairs, at least 64 cells per split */
+    const int64_t pairs = (int64_t)p->n_head * n_tok;
+    int n_split = (int)((2 * c->n_sm + pairs - 1) / pairs);
     n_split = max(1, min(n_split, (p->n_kv + 63) / 64));
     a.cells_per_split = (p->n_kv + n_split - 1) / n_split;
     if (a.cells_per_split == 0) a.cells_per_split = 1;
     a.n_split = n_split;
-    float *part = (float *)mrc_scratch(c, sizeof(float) * (size_t)p->n_head * n_split * (p->dv + 2));
+    const int chunk = 65535; /* grid z */
+    const int nz = n_tok < chunk ? n_tok : chunk;
+    float *part = (float *)mrc_scratch(c, sizeof(float) * (size_t)p->n_head * n_split * nz * (p->dv + 2));
     if (!part) return -1;
-    const dim3 grid((unsigned)p->n_head, (unsigned)n_split);
     const size_t shm = sizeof(float) * FA_WARPS * (p->dv + 2);
     const uint8_t *K = (const uint8_t *)k, *V = (const uint8_t *)(p->v_in_k ? k : v);
     const uint32_t tv = p->v_in_k ? p->type_k : p->type_v;
-    if (p->type_k == MR_TYPE_F16 && tv == MR_TYPE_F16)
-        k_fattn_decode<MR_TYPE_F16, MR_TYPE_F16><<<grid, FA_WARPS * 32, shm, c->stream>>>(a, q, K, V, mask, part);
-    else if (p->type_k == MR_TYPE_F16)
-        k_fattn_decode<MR_TYPE_F16, MR_TYPE_Q8_0><<<grid, FA_WARPS * 32, shm, c->stream>>>(a, q, K, V, mask, part);
-    else if (tv == MR_TYPE_F16)
-        k_fattn_decode<MR_TYPE_Q8_0, MR_TYPE_F16><<<grid, FA_WARPS * 32, shm, c->stream>>>(a, q, K, V, mask, part);
-    else
-        k_fattn_decode<MR_TYPE_Q8_0, MR_TYPE_Q8_0><<<grid, FA_WARPS * 32, shm, c->stream>>>(a, q, K, V, mask, part);
-    MRC_LAUNCHED(c, "fattn_decode", "heads %d/%d, dk %d, dv %d, n_kv %d, splits %d, K %s, V %s", p->n_head, p->n_head_kv,
-                 p->dk, p->dv, p->n_kv, n_split, mr_type_name(p->type_k), mr_type_name(tv));
-    k_fattn_combine<<<(unsigned)p->n_head, 128, 0, c->stream>>>(part, n_split, p->dv, out);
-    MRC_LAUNCHED(c, "fattn_combine", "heads %d, dv %d, splits %d", p->n_head, p->dv, n_split);
+    for (int t0 = 0; t0 < n_tok; t0 += chunk) {
+        const int nt = n_tok - t0 < chunk ? n_tok - t0 : chunk;
+        const float *qt = q + (size_t)t0 * a.q_stride, *mt = mask ? mask + (size_t)t0 * a.mask_stride : NULL;
+        const dim3 grid((unsigned)p->n_head, (unsigned)n_split, (unsigned)nt);
+        if (p->type_k == MR_TYPE_F16 && tv == MR_TYPE_F16)
+            k_fattn_decode<MR_TYPE_F16, MR_TYPE_F16><<<grid, FA_WARPS * 32, shm, c->stream>>>(a, qt, K, V, mt, part);
+        else if (p->type_k == MR_TYPE_F16)
+            k_fattn_decode<MR_TYPE_F16, MR_TYPE_Q8_0><<<grid, FA_WARPS * 32, shm, c->stream>>>(a, qt, K, V, mt, part);
+        else if (tv == MR_TYPE_F16)
+            k_fattn_decode<MR_TYPE_Q8_0, MR_TYPE_F16><<<grid, FA_WARPS * 32, shm, c->stream>>>(a, qt, K, V, mt, part);
+        else
+            k_fattn_decode<MR_TYPE_Q8_0, MR_TYPE_Q8_0><<<grid, FA_WARPS * 32, shm, c->stream>>>(a, qt, K, V, mt, part);
+        MRC_LAUNCHED(c, "fattn_decode", "heads %d/%d, dk %d, dv %d, n_kv %d, splits %d, tokens %d, K %s, V %s",
+                     p->n_head, p->n_head_kv, p->dk, p->dv, p->n_kv, n_split, nt, mr_type_name(p->type_k),
+                     mr_type_name(tv));
+        k_fattn_combine<<<dim3((unsigned)p->n_head, (unsigned)nt), 128, 0, c->stream>>>(
+            part, n_split, p->dv, out + (size_t)t0 * out_stride, out_stride);
+        MRC_LAUNCHED(c, "fattn_combine", "heads %d, dv %d, splits %d, tokens %d", p->n_head, p->dv, n_split, nt);
+    }
     return 0;
 }

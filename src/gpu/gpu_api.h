@@ -57,7 +57,7 @@ typedef struct gpu_api {
                 int head_dim);
     int (*moe_route)(void *c, const float *logits, int n_tok, int n_expert, int k, int gating, const float *bias,
                      bool norm_w, float w_scale, int n_group, int n_group_used, int32_t *ids, float *weights);
-    int (*attn_decode)(void *c, const mrc_attn_params *p, const float *q, const void *k, const void *v,
+    int (*attn)(void *c, const mrc_attn_params *p, const float *q, const void *k, const void *v,
                        const float *mask, float *out);
     int (*gemm)(void *c, const mrc_weight *W, int64_t mat, const float *x, int64_t T, float *y);
     int (*kv_write)(void *c, uint32_t type, const float *src, int heads, int d, int T, const int32_t *cells,

@@ -372,16 +372,16 @@ static int emu_moe_route(void *c, const float *logits, int n_tok, int E, int K, 
     return 0;
 }
 
-static int emu_attn_decode(void *cv, const mrc_attn_params *p, const float *q, const void *k, const void *v,
-                           const float *mask, float *out) {
-    emu_ctx *c = cv;
-    REC(c, .k = R_ATTN, .ap = *p, .p = {q, k, v, mask}, .o = {out});
+static int emu_attn_tok(const mrc_attn_params *p, const float *q, const void *k, const void *v, const float *mask,
+                        float *out) {
     if (p->n_head_kv <= 0 || p->n_head % p->n_head_kv || p->n_kv > p->n_ctx || p->dk % 32 || p->dv % 32 ||
         p->dk > 576 || p->dv > 512 ||
         (p->type_k != MR_TYPE_F16 && p->type_k != MR_TYPE_Q8_0) ||
-        (!p->v_in_k && p->type_v != MR_TYPE_F16 && p->type_v != MR_TYPE_Q8_0)) {
-        mr_seterr("emu: attn_decode: heads %d/%d, dk %d, dv %d, K %s, V %s, n_kv %d of %d: unsupported", p->n_head,
-                  p->n_head_kv, p->dk, p->dv, mr_type_name(p->type_k), mr_type_name(p->type_v), p->n_kv, p->n_ctx);
+        (!p->v_in_k && p->type_v != MR_TYPE_F16 && p->type_v != MR_TYPE_Q8_0) || p->n_tok < 0 || p->q_stride < 0 ||
+        p->mask_stride < 0 || p->out_stride < 0) {
+        mr_seterr("emu: attn: heads %d/%d, dk %d, dv %d, K %s, V %s, n_kv %d of %d, %d tokens: unsupported", p->n_head,
+                  p->n_head_kv, p->dk, p->dv, mr_type_name(p->type_k), mr_type_name(p->type_v), p->n_kv, p->n_ctx,
+                  p->n_tok);
         return -1;
     }
     const size_t krow = mr_row_size(p->type_k, p->dk), vrow = p->v_in_k ? krow : mr_row_size(p->type_v, p->dv);
@@ -390,7 +390,6 @@ static int emu_attn_decode(void *cv, const mrc_attn_params *p, const float *q, c
     float *buf = mr_malloc(sizeof(float) * ((size_t)p->dk + (size_t)g * p->dv + (size_t)g * (n > 0 ? n : 1) + 2 * (size_t)g));
     if (!buf) return -1;
     float *kr = buf, *acc = kr + p->dk, *s = acc + (size_t)g * p->dv, *mx = s + (size_t)g * (n > 0 ? n : 1), *z = mx + g;
-    (void)c;
     for (int kvh = 0; kvh < p->n_head_kv; kvh++) {
         const uint8_t *kb = (const uint8_t *)k + (size_t)kvh * p->n_ctx * krow;
         const uint8_t *vb = p->v_in_k ? kb : (const uint8_t *)v + (size_t)kvh * p->n_ctx * vrow;
@@ -437,6 +436,21 @@ static int emu_attn_decode(void *cv, const mrc_attn_params *p, const float *q, c
     return 0;
 }
 
+
+/* n_tok tokens: one emu_attn_tok each, at the strides of mrc_attn_params. */
+static int emu_attn(void *cv, const mrc_attn_params *p, const float *q, const void *k, const void *v,
+                    const float *mask, float *out) {
+    emu_ctx *c = cv;
+    REC(c, .k = R_ATTN, .ap = *p, .p = {q, k, v, mask}, .o = {out});
+    const int n_tok = p->n_tok > 0 ? p->n_tok : 1;
+    const int64_t qs = p->q_stride ? p->q_stride : (int64_t)p->n_head * p->dk;
+    const int64_t ms = p->mask_stride ? p->mask_stride : p->n_kv;
+    const int64_t os = p->out_stride ? p->out_stride : (int64_t)p->n_head * p->dv;
+    for (int t = 0; t < n_tok; t++)
+        if (emu_attn_tok(p, q + (size_t)t * qs, k, v, mask ? mask + (size_t)t * ms : NULL, out + (size_t)t * os))
+            return -1;
+    return 0;
+}
 
 /* F16 x F16 with F32 accumulation, as the cuBLAS GEMM: both operands rounded to F16, then the
  * CPU's F16 matmul kernels (their products of two halves are exact in F32). */
@@ -532,7 +546,7 @@ static int emu_graph_launch(void *cv) {
             rc = emu_moe_route(c, r->p[0], (int)r->n[0], (int)r->n[1], (int)r->n[2], (int)r->n[3], r->p[1], r->b,
                                r->f[0], (int)r->n[4], (int)r->n[5], r->o[0], r->o[1]);
             break;
-        case R_ATTN: rc = emu_attn_decode(c, &r->ap, r->p[0], r->p[1], r->p[2], r->p[3], r->o[0]); break;
+        case R_ATTN: rc = emu_attn(c, &r->ap, r->p[0], r->p[1], r->p[2], r->p[3], r->o[0]); break;
         case R_GEMM: rc = emu_gemm(c, &r->W, r->n[0], r->p[0], r->n[1], r->o[0]); break;
         case R_KVW:
             rc = emu_kv_write(c, (uint32_t)r->n[0], r->p[0], (int)r->n[1], (int)r->n[2], (int)r->n[3], r->p[1],
@@ -574,7 +588,7 @@ static const gpu_api k_emu = {
     .add = emu_add,
     .rope = emu_rope,
     .moe_route = emu_moe_route,
-    .attn_decode = emu_attn_decode,
+    .attn = emu_attn,
     .gemm = emu_gemm,
     .kv_write = emu_kv_write,
     .moe_combine = emu_moe_combine,

@@ -568,15 +568,14 @@ static int attn_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, 
     if (A->kv_write(D->c, kv->type_k, D->k, Hkv, Dk, T, D->cells, L->k, kv->k_row[il], kv->n_ctx) ||
         A->kv_write(D->c, kv->type_v, D->v, Hkv, Dv, T, D->cells, L->v, kv->v_row[il], kv->n_ctx))
         return -1;
+    /* all T tokens in one launch, each with its mask row */
     const mrc_attn_params ap = {.n_head = H, .n_head_kv = Hkv, .dk = Dk, .dv = Dv, .n_ctx = kv->n_ctx,
                                 .n_kv = g->n_kv, .type_k = kv->type_k, .type_v = kv->type_v,
-                                .scale = hp->attn_scale, .softcap = hp->attn_softcap};
+                                .scale = hp->attn_scale, .softcap = hp->attn_softcap, .n_tok = T,
+                                .q_stride = qw, .mask_stride = g->n_kv, .out_stride = (int64_t)H * Dv};
     const bool swa = ly->swa && hp->n_swa > 0;
     const float *mask = g->use_gmask ? (swa ? D->gmask_swa : D->gmask) : (swa ? D->mask_swa : D->mask);
-    for (int t = 0; t < T; t++)
-        if (A->attn_decode(D->c, &ap, D->q + (size_t)t * qw, L->k, L->v, mask + (size_t)t * g->n_kv,
-                           D->att + (size_t)t * H * Dv))
-            return -1;
+    if (A->attn(D->c, &ap, D->q, L->k, L->v, mask, D->att)) return -1;
     if (gmm(g, D, &L->wo, D->att, NULL, T, D->tmp)) return -1;
     return add_rows(g, D, D->tmp, L->bo, T, hp->n_embd);
 }
@@ -612,16 +611,23 @@ static int mla_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, c
     /* q_pe of each head: rows of dk from q + nope (RoPE touches only the first `rope` of each);
      * k_pe: one "head" of kd from ckv + R per token */
     if (A->rope(D->c, &p, q + nope, D->pos, T, H, dk) || A->rope(D->c, &p, ckv + R, D->pos, T, 1, kd)) return -1;
-    for (int t = 0; t < T; t++)
-        if (A->rmsnorm(D->c, ckv + (size_t)t * kd, ckv + (size_t)t * kd, L->kv_a_norm, 1, R, hp->rms_eps)) return -1;
+    /* the norm of each token's first R of kd: in place for one token; for a prompt, packed into
+     * m_lat (free until the attention) and back, 3 launches instead of T */
+    if (T == 1) {
+        if (A->rmsnorm(D->c, ckv, ckv, L->kv_a_norm, 1, R, hp->rms_eps)) return -1;
+    } else if (A->copy_rows(D->c, D->m_lat, R, ckv, kd, T, R) ||
+               A->rmsnorm(D->c, D->m_lat, D->m_lat, L->kv_a_norm, T, R, hp->rms_eps) ||
+               A->copy_rows(D->c, ckv, kd, D->m_lat, R, T, R))
+        return -1;
     if (A->kv_write(D->c, kv->type_k, ckv, 1, kd, T, D->cells, L->k, kv->k_row[il], kv->n_ctx)) return -1;
     /* absorbed queries [q_nope Wk_b[h] | q_pe] and attention, per token */
     const mrc_attn_params ap = {.n_head = H, .n_head_kv = 1, .dk = kd, .dv = R, .n_ctx = kv->n_ctx,
                                 .n_kv = g->n_kv, .type_k = kv->type_k, .type_v = kv->type_k,
-                                .scale = kq_scale, .softcap = hp->attn_softcap, .v_in_k = true};
+                                .scale = kq_scale, .softcap = hp->attn_softcap, .v_in_k = true,
+                                .q_stride = as, .mask_stride = g->n_kv, .out_stride = ls};
     const size_t rsn = A->q8_1_row_size(nope), rsr = A->q8_1_row_size(R);
     /* the per-head products of nt tokens at once (slot t*H + h reads head h: head_ids repeats
-     * 0..H-1), within the grid's 65535 slots; attention per token */
+     * 0..H-1), within the grid's 65535 slots, and the attention of those tokens in one launch */
     const int tc = H == g->mla_H ? MR_MAX(1, 65535 / H) : 1;
     for (int t0 = 0; t0 < T; t0 += tc) {
         const int nt = MR_MIN(tc, T - t0), n = nt * H;
@@ -635,10 +641,10 @@ static int mla_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, c
             return -1;
         if (A->copy_rows(D->c, qa, kd, D->m_h, R, n, R) || A->copy_rows(D->c, qa + R, kd, qt + nope, dk, n, rope))
             return -1;
-        for (int t = t0; t < t0 + nt; t++)
-            if (A->attn_decode(D->c, &ap, D->m_qabs + (size_t)t * as, L->k, NULL,
-                               (g->use_gmask ? D->gmask : D->mask) + (size_t)t * g->n_kv, D->m_lat + (size_t)t * ls))
-                return -1;
+        mrc_attn_params apt = ap;
+        apt.n_tok = nt;
+        if (A->attn(D->c, &apt, qa, L->k, NULL, (g->use_gmask ? D->gmask : D->mask) + (size_t)t0 * g->n_kv, lat))
+            return -1;
         /* per-head value up-projection */
         if (is_float(&L->wv_b)) {
             if (A->moe_matvec(D->c, &L->wv_b, D->head_ids, n, lat, (size_t)R, NULL, 0, ot)) return -1;

@@ -278,53 +278,62 @@ static void test_route(int gating, bool with_bias, bool norm_w, float w_scale) {
 }
 
 /* ---- attention decode ------------------------------------------------------------------------------- */
-static void test_attn(uint32_t tk, uint32_t tv, int H, int Hkv, int dk, int dv, bool v_in_k, int n_ctx, int n_kv) {
+/* nt query tokens (strided queries, outputs and mask rows; token t sees the cells j with
+ * j % 7 != 3 and j <= n_kv - nt + t: a prompt's causal mask) against the reference in double. */
+static void test_attn(uint32_t tk, uint32_t tv, int H, int Hkv, int dk, int dv, bool v_in_k, int n_ctx, int n_kv,
+                      int nt) {
     const size_t kr = mr_row_size(tk, dk), vr = mr_row_size(tv, dv);
+    const int64_t qs = (int64_t)H * dk + 32, ms = n_kv + 3, os = (int64_t)H * dv + 16; /* padded strides */
     uint8_t *K = malloc(kr * Hkv * n_ctx), *V = malloc(vr * Hkv * n_ctx);
-    float *q = malloc(sizeof(float) * H * dk), *mask = malloc(sizeof(float) * n_kv), *f = malloc(sizeof(float) * dk);
-    float *ref = calloc((size_t)(H * dv), 4), *got = malloc(sizeof(float) * H * dv);
-    fill(q, H * dk);
+    float *q = malloc(sizeof(float) * qs * nt), *mask = malloc(sizeof(float) * ms * nt), *f = malloc(sizeof(float) * dk);
+    float *ref = calloc((size_t)(os * nt), 4), *got = malloc(sizeof(float) * os * nt);
+    fill(q, (int)(qs * nt));
     for (int i = 0; i < Hkv * n_ctx; i++) {
         fill(f, dk);
         quant_quantize_row(tk, f, K + i * kr, dk);
         fill(f, dv);
         quant_quantize_row(tv, f, V + i * vr, dv);
     }
-    for (int j = 0; j < n_kv; j++) mask[j] = (j % 7 == 3) ? -INFINITY : 0.0f;
+    for (int t = 0; t < nt; t++)
+        for (int j = 0; j < ms; j++) mask[t * ms + j] = (j % 7 == 3 || j > n_kv - nt + t) ? -INFINITY : 0.0f;
     const float scale = 1.0f / sqrtf((float)dk);
     float *kd = malloc(sizeof(float) * dk), *vd = malloc(sizeof(float) * dk), *s = malloc(sizeof(float) * n_kv);
-    for (int h = 0; h < H; h++) {
-        const int hk = h / (H / Hkv);
-        double mx = -INFINITY, z = 0, acc[576] = {0};
-        for (int j = 0; j < n_kv; j++) {
-            quant_dequant_row(tk, K + (size_t)(hk * n_ctx + j) * kr, kd, dk);
-            double a = 0;
-            for (int i = 0; i < dk; i++) a += (double)q[h * dk + i] * kd[i];
-            s[j] = (float)(a * scale) + mask[j];
-            if (s[j] > mx) mx = s[j];
+    for (int t = 0; t < nt; t++)
+        for (int h = 0; h < H; h++) {
+            const int hk = h / (H / Hkv);
+            const float *qh = q + t * qs + h * dk, *mt = mask + t * ms;
+            double mx = -INFINITY, z = 0, acc[576] = {0};
+            for (int j = 0; j < n_kv; j++) {
+                quant_dequant_row(tk, K + (size_t)(hk * n_ctx + j) * kr, kd, dk);
+                double a = 0;
+                for (int i = 0; i < dk; i++) a += (double)qh[i] * kd[i];
+                s[j] = (float)(a * scale) + mt[j];
+                if (s[j] > mx) mx = s[j];
+            }
+            for (int j = 0; j < n_kv; j++) {
+                if (mt[j] == -INFINITY) continue;
+                const double p = exp(s[j] - mx);
+                z += p;
+                if (v_in_k) quant_dequant_row(tk, K + (size_t)(hk * n_ctx + j) * kr, vd, dk);
+                else quant_dequant_row(tv, V + (size_t)(hk * n_ctx + j) * vr, vd, dv);
+                for (int i = 0; i < dv; i++) acc[i] += p * vd[i];
+            }
+            for (int i = 0; i < dv; i++) ref[t * os + h * dv + i] = (float)(acc[i] / z);
         }
-        for (int j = 0; j < n_kv; j++) {
-            if (mask[j] == -INFINITY) continue;
-            const double p = exp(s[j] - mx);
-            z += p;
-            if (v_in_k) quant_dequant_row(tk, K + (size_t)(hk * n_ctx + j) * kr, vd, dk);
-            else quant_dequant_row(tv, V + (size_t)(hk * n_ctx + j) * vr, vd, dv);
-            for (int i = 0; i < dv; i++) acc[i] += p * vd[i];
-        }
-        for (int i = 0; i < dv; i++) ref[h * dv + i] = (float)(acc[i] / z);
-    }
     void *dK = dup_dev(K, kr * Hkv * n_ctx), *dV = dup_dev(V, vr * Hkv * n_ctx);
-    float *dq = dup_dev(q, sizeof(float) * H * dk), *dm = dup_dev(mask, sizeof(float) * n_kv),
-          *dout = mrc_alloc(C, sizeof(float) * H * dv);
+    float *dq = dup_dev(q, sizeof(float) * qs * nt), *dm = dup_dev(mask, sizeof(float) * ms * nt),
+          *dout = mrc_alloc(C, sizeof(float) * os * nt);
+    OK(mrc_memset(C, dout, 0, sizeof(float) * os * nt));
     mrc_attn_params p = {.n_head = H, .n_head_kv = Hkv, .dk = dk, .dv = dv, .n_ctx = n_ctx, .n_kv = n_kv,
-                         .type_k = tk, .type_v = tv, .scale = scale, .softcap = 0, .v_in_k = v_in_k};
-    OK(mrc_attn_decode(C, &p, dq, dK, dV, dm, dout));
-    OK(get(got, dout, sizeof(float) * H * dv));
-    const double e = nerr(got, ref, H * dv);
-    EXPECT(e < 1e-4, "attn K %s V %s H %d/%d dk %d dv %d n_kv %d: %.3e", mr_type_name(tk), mr_type_name(tv), H, Hkv, dk,
-           dv, n_kv, e);
-    printf("attn   K %-4s V %-4s H %d/%d dk %d dv %d n_kv %d%s: err %.2e\n", mr_type_name(tk), mr_type_name(tv), H, Hkv,
-           dk, dv, n_kv, v_in_k ? " (v in k)" : "", e);
+                         .type_k = tk, .type_v = tv, .scale = scale, .softcap = 0, .v_in_k = v_in_k,
+                         .n_tok = nt, .q_stride = qs, .mask_stride = ms, .out_stride = os};
+    OK(mrc_attn(C, &p, dq, dK, dV, dm, dout));
+    OK(get(got, dout, sizeof(float) * os * nt));
+    const double e = nerr(got, ref, (int)(os * nt));
+    EXPECT(e < 1e-4, "attn K %s V %s H %d/%d dk %d dv %d n_kv %d tokens %d: %.3e", mr_type_name(tk), mr_type_name(tv),
+           H, Hkv, dk, dv, n_kv, nt, e);
+    printf("attn   K %-4s V %-4s H %d/%d dk %d dv %d n_kv %d x %d tokens%s: err %.2e\n", mr_type_name(tk),
+           mr_type_name(tv), H, Hkv, dk, dv, n_kv, nt, v_in_k ? " (v in k)" : "", e);
     mrc_dfree(dK), mrc_dfree(dV), mrc_dfree(dq), mrc_dfree(dm), mrc_dfree(dout);
     free(K), free(V), free(q), free(mask), free(f), free(ref), free(got), free(kd), free(vd), free(s);
 }
@@ -396,7 +405,7 @@ static void test_graph_and_errors(void) {
     EXPECT(mrc_weight_upload(C, &bad, wh, MR_TYPE_Q4_K, 100, m, 1) == -1, "bad k");
     mrc_attn_params p = {.n_head = 8, .n_head_kv = 3, .dk = 128, .dv = 128, .n_ctx = 16, .n_kv = 8,
                          .type_k = MR_TYPE_F16, .type_v = MR_TYPE_F16, .scale = 1};
-    EXPECT(mrc_attn_decode(C, &p, dx, dx, dx, NULL, dy) == -1 && strstr(mr_geterr(), "heads 8/3"), "attn shape: %s",
+    EXPECT(mrc_attn(C, &p, dx, dx, dx, NULL, dy) == -1 && strstr(mr_geterr(), "heads 8/3"), "attn shape: %s",
            mr_geterr());
     printf("graph / errors: ok\n");
     mrc_weight_free(&W);
@@ -461,9 +470,9 @@ static void bench(void) {
         mrc_memset(C, dk, 0, kb), mrc_memset(C, dv, 0, kb), mrc_memset(C, dq, 0, sizeof(float) * H * d);
         mrc_attn_params p = {.n_head = H, .n_head_kv = Hkv, .dk = d, .dv = d, .n_ctx = n_kv, .n_kv = n_kv,
                              .type_k = MR_TYPE_F16, .type_v = MR_TYPE_F16, .scale = 0.088f};
-        mrc_attn_decode(C, &p, dq, dk, dv, NULL, dout);
+        mrc_attn(C, &p, dq, dk, dv, NULL, dout);
         mrc_timer_start(C);
-        for (int r = 0; r < 100; r++) mrc_attn_decode(C, &p, dq, dk, dv, NULL, dout);
+        for (int r = 0; r < 100; r++) mrc_attn(C, &p, dq, dk, dv, NULL, dout);
         const double ms = mrc_timer_stop(C) / 100;
         printf("bench attn decode f16 H 32/4 d 128 n_kv %6d: %8.2f us  %7.1f GB/s\n", n_kv, ms * 1e3,
                2.0 * kb / (ms * 1e-3) / 1e9);
@@ -500,11 +509,14 @@ int main(int argc, char **argv) {
     test_route(1, false, true, 0);
     test_route(2, true, true, 2.5f);
     test_route(3, false, false, 1);
-    test_attn(MR_TYPE_F16, MR_TYPE_F16, 8, 2, 128, 128, false, 300, 257);
-    test_attn(MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 2, 128, 128, false, 300, 257);
-    test_attn(MR_TYPE_F16, MR_TYPE_Q8_0, 4, 4, 64, 64, false, 5000, 4999);
-    test_attn(MR_TYPE_F16, MR_TYPE_F16, 16, 1, 576, 512, true, 64, 40);
-    test_attn(MR_TYPE_F16, MR_TYPE_F16, 2, 1, 256, 256, false, 8, 1);
+    test_attn(MR_TYPE_F16, MR_TYPE_F16, 8, 2, 128, 128, false, 300, 257, 1);
+    test_attn(MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 2, 128, 128, false, 300, 257, 1);
+    test_attn(MR_TYPE_F16, MR_TYPE_Q8_0, 4, 4, 64, 64, false, 5000, 4999, 1);
+    test_attn(MR_TYPE_F16, MR_TYPE_F16, 16, 1, 576, 512, true, 64, 40, 1);
+    test_attn(MR_TYPE_F16, MR_TYPE_F16, 2, 1, 256, 256, false, 8, 1, 1);
+    /* a prompt's tokens in one launch, causal */
+    test_attn(MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 2, 128, 128, false, 300, 257, 37);
+    test_attn(MR_TYPE_F16, MR_TYPE_F16, 16, 1, 576, 512, true, 64, 40, 40);
     test_graph_and_errors();
     if (argc > 1 && !strcmp(argv[1], "--bench")) bench();
     mrc_free(C);
