@@ -222,7 +222,7 @@ static void flash(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, int
             for (int k = 0; k < nv; k++) bm = _mm256_max_ps(bm, _mm256_load_ps(St + (size_t)(j->idx[k] - c0) * 8));
             const __m256 mo = _mm256_load_ps(mt), mn = _mm256_max_ps(mo, bm);
             const __m256 first = _mm256_cmp_ps(mo, _mm256_set1_ps(-INFINITY), _CMP_EQ_OQ);
-            const __m256 r = _mm256_andnot_ps(first, attn_exp8(_mm256_sub_ps(mo, mn))); /* 1 where the max stays */
+            const __m256 r = _mm256_andnot_ps(first, cpu_exp8(_mm256_sub_ps(mo, mn))); /* 1 where the max stays */
             const int nh = attn_tile_heads(j, t);
             if (_mm256_movemask_ps(_mm256_cmp_ps(r, _mm256_set1_ps(1.0f), _CMP_NEQ_UQ)) & ((1 << nh) - 1)) {
                 float rr[8];
@@ -237,7 +237,7 @@ static void flash(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, int
             __m256 lv = _mm256_mul_ps(_mm256_load_ps(lt), r);
             for (int k = 0; k < nv; k++) { /* sum in cell order; invisible rows keep -inf: V skips them */
                 float *row = St + (size_t)(j->idx[k] - c0) * 8;
-                const __m256 p = attn_exp8(_mm256_sub_ps(_mm256_load_ps(row), mn));
+                const __m256 p = cpu_exp8(_mm256_sub_ps(_mm256_load_ps(row), mn));
                 _mm256_store_ps(row, p);
                 lv = _mm256_add_ps(lv, p);
             }
@@ -275,7 +275,7 @@ static void standard(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, 
         __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
         for (int c = 0; c < n; c++) {
             const __m256 v = _mm256_load_ps(St + (size_t)c * 8);
-            const __m256 p = _mm256_andnot_ps(_mm256_cmp_ps(v, ninf, _CMP_EQ_OQ), attn_exp8(_mm256_sub_ps(v, mx)));
+            const __m256 p = _mm256_andnot_ps(_mm256_cmp_ps(v, ninf, _CMP_EQ_OQ), cpu_exp8(_mm256_sub_ps(v, mx)));
             _mm256_store_ps(St + (size_t)c * 8, p);
             s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(p)));
             s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(p, 1)));

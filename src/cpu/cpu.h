@@ -68,8 +68,10 @@ void cpu_mm_free(cpu_mm *mm);
 void cpu_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
 /* Per-row RMSNorm of T rows of width n (row stride = n). */
 void cpu_rmsnorm_rows(float *out, const float *x, const float *w, int64_t T, int n, float eps);
-void cpu_silu_mul(float *g, const float *u, int64_t n);   /* g = silu(g) * u */
-void cpu_gelu_mul(float *g, const float *u, int64_t n);   /* g = gelu_tanh(g) * u */
+void cpu_silu_mul(float *g, const float *u, int64_t n);   /* g = silu(g) * u (AVX2 where available) */
+void cpu_gelu_mul(float *g, const float *u, int64_t n);   /* g = gelu_tanh(g) * u (AVX2 where available) */
+void cpu_silu_mul_ref(float *g, const float *u, int64_t n); /* the scalar references (libm expf / tanhf) */
+void cpu_gelu_mul_ref(float *g, const float *u, int64_t n);
 float cpu_gelu(float x);
 void cpu_softmax(float *x, int n);
 void cpu_add(float *y, const float *x, int64_t n);        /* y += x */

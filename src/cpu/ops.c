@@ -4,8 +4,11 @@
  * CPU definitions (RMSNorm sums in double, GELU tanh approximation, rope_yarn).
  */
 #include <math.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <string.h>
 
+#include "base/base.h"
 #include "cpu/cpu.h"
 
 void cpu_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
@@ -22,8 +25,27 @@ void cpu_rmsnorm_rows(float *out, const float *x, const float *w, int64_t T, int
     for (int64_t t = 0; t < T; t++) cpu_rmsnorm(out + t * n, x + t * n, w, n, eps);
 }
 
-void cpu_silu_mul(float *g, const float *u, int64_t n) {
+/* AVX2+FMA versions (ops_avx2.c) where the CPU has them (not under MOERUN_CPU=generic). */
+void cpu_silu_mul_avx2(float *g, const float *u, int64_t n);
+void cpu_gelu_mul_avx2(float *g, const float *u, int64_t n);
+
+static bool act_simd(void) {
+    static _Atomic int ok = -1; /* computed once; threads may race to the same value */
+    int v = atomic_load_explicit(&ok, memory_order_relaxed);
+    if (v < 0) {
+        v = mr_cpu()->avx2 && mr_cpu()->fma;
+        atomic_store_explicit(&ok, v, memory_order_relaxed);
+    }
+    return v;
+}
+
+void cpu_silu_mul_ref(float *g, const float *u, int64_t n) {
     for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+void cpu_silu_mul(float *g, const float *u, int64_t n) {
+    if (act_simd()) cpu_silu_mul_avx2(g, u, n);
+    else cpu_silu_mul_ref(g, u, n);
 }
 
 float cpu_gelu(float x) {
@@ -31,8 +53,13 @@ float cpu_gelu(float x) {
     return 0.5f * x * (1.0f + tanhf(c * x * (1.0f + 0.044715f * x * x)));
 }
 
-void cpu_gelu_mul(float *g, const float *u, int64_t n) {
+void cpu_gelu_mul_ref(float *g, const float *u, int64_t n) {
     for (int64_t i = 0; i < n; i++) g[i] = cpu_gelu(g[i]) * u[i];
+}
+
+void cpu_gelu_mul(float *g, const float *u, int64_t n) {
+    if (act_simd()) cpu_gelu_mul_avx2(g, u, n);
+    else cpu_gelu_mul_ref(g, u, n);
 }
 
 void cpu_softmax(float *x, int n) {
