@@ -4,7 +4,8 @@
 #   2. cuda_ops: every kernel against the CPU reference (normalised error), then --bench
 #   3. test_gpu_golden: the golden suite on the GPU (-ngl 99, -ngl 2, -cmoe, a two-device
 #      split with the GPU listed twice)
-#   4. moerun bench on the synthetic qwen3moe-30b-a3b: full offload, and -cmoe
+#   4. moerun bench on the synthetic qwen3moe-30b-a3b: full offload, and -cmoe; then the same
+#      under MOERUN_CUDA_PROFILE=1 (kernels vs idle gaps per op, with and without graphs)
 # Every step logs to $OUT (default /tmp/gpu_check) and the script goes on after a failure;
 # the summary at the end lists each step's exit status and time. Fixtures: $MOERUN_SHARED,
 # else ../shared or ./shared. Budget: about 3 min build, 1 min tests, 2 min synth, 3 min bench.
@@ -47,7 +48,11 @@ if [ "$what" = all ] || [ "$what" = bench ]; then
   model=${SYNTH_MODEL:-/tmp/q3.gguf}
   [ -f "$model" ] || step synth build-cuda/moerun synth --preset qwen3moe-30b-a3b --out "$model" -q
   step bench_full build-cuda/moerun bench -m "$model" -ngl 99 -p 512 -n 128 -r 3 -o md
-  step bench_cmoe build-cuda/moerun bench -m "$model" -ngl 99 --n-cpu-moe 99 -t "$(nproc)" -p 512 -n 128 -r 2 -o md
+  step bench_cmoe build-cuda/moerun bench -m "$model" -ngl 99 -cmoe 1 -t "$(nproc)" -p 512 -n 128 -r 2 -o md
+  # where the device time goes: kernels vs idle gaps, per op (graphs on: a decode step is one op)
+  step prof_graph env MOERUN_CUDA_PROFILE=1 build-cuda/moerun bench -m "$model" -ngl 99 -p 0 -n 64 -r 1 -o md
+  step prof_eager env MOERUN_CUDA_PROFILE=1 MOERUN_CUDA_GRAPH=0 build-cuda/moerun bench -m "$model" -ngl 99 -p 512 -n 64 -r 1 -o md
+  step prof_cmoe env MOERUN_CUDA_PROFILE=1 build-cuda/moerun bench -m "$model" -ngl 99 -cmoe 1 -t "$(nproc)" -p 0 -n 32 -r 1 -o md
 fi
 echo "== summary ($OUT)"
 printf '%s\n' "${summary[@]}"

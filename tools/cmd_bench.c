@@ -3,7 +3,7 @@
  *
  *   moerun bench -m MODEL [-p 512] [-n 128] [-pg 512,128] [-d 0] [-r 5] [-t N,...]
  *                [-b 2048] [-ub 512] [-ctk f16] [-ctv f16] [-fa 0] [-ngl 0] [-ot RE=DEV]
- *                [--n-cpu-moe N] [-o md|csv|json|jsonl] [--progress]
+ *                [--n-cpu-moe N] [-cmoe 0|1] [-o md|csv|json|jsonl] [--progress]
  *   moerun bench --bandwidth [-t N,...]          measured read bandwidth (GB/s)
  *   moerun bench --compare A.json B.json          side-by-side of two result files
  *
@@ -73,7 +73,8 @@ static void usage(FILE *f) {
             "  -fa 0|1|auto,...     flash attention (default 0)\n"
             "  -ngl N,...           layers on the GPU (default 0)\n"
             "  -ot REGEX=DEV,...    tensor overrides (repeatable: each value is one configuration)\n"
-            "  --n-cpu-moe N,...    keep the experts of the first N layers on the CPU\n"
+            "  --n-cpu-moe N,...    keep the experts of the first N layers on the CPU (-ncmoe; -1: all)\n"
+            "  -cmoe 0|1,...        keep all experts on the CPU (--cpu-moe; 1 is --n-cpu-moe -1)\n"
             "  --no-mmap            read the model instead of mapping it\n"
             "  -rtr 0|1,...         1: repack every weight for the fast kernels, in place (default: all\n"
             "                       but recurrent projections; as ik_llama.cpp's -rtr, implies --no-mmap)\n"
@@ -189,6 +190,11 @@ static int parse(opts *o, int argc, char **argv) {
         else if (!strcmp(a, "-ub") || !strcmp(a, "--ubatch-size")) rc = ilist_parse(&o->ub, a, v, 1, 1 << 20);
         else if (!strcmp(a, "-ngl") || !strcmp(a, "--n-gpu-layers")) rc = ilist_parse(&o->ngl, a, v, 0, 100000);
         else if (!strcmp(a, "--n-cpu-moe") || !strcmp(a, "-ncmoe")) rc = ilist_parse(&o->ncmoe, a, v, -1, 100000);
+        else if (!strcmp(a, "-cmoe") || !strcmp(a, "--cpu-moe")) { /* 0,1: 1 = every layer's experts (-1) */
+            const int n0 = o->ncmoe.set ? o->ncmoe.n : 0;
+            rc = ilist_parse(&o->ncmoe, a, v, 0, 1);
+            for (int k = n0; rc == 0 && k < o->ncmoe.n; k++) o->ncmoe.v[k] = -o->ncmoe.v[k];
+        }
         else if (!strcmp(a, "-rtr") || !strcmp(a, "--run-time-repack")) rc = ilist_parse(&o->rtr, a, v, 0, 1);
         else if (!strcmp(a, "-nr") || !strcmp(a, "--no-repack")) rc = ilist_parse(&o->nr, a, v, 0, 1);
         else if (!strcmp(a, "-ctk") || !strcmp(a, "--cache-type-k")) {

@@ -85,6 +85,17 @@ static int w_gend(void *c) { return mrc_graph_end(c); }
 static int w_glaunch(void *c) { return mrc_graph_launch(c); }
 static unsigned w_epoch(void *c) { return mrc_scratch_epoch(c); }
 
+static void *w_stamp_new(void *c) { return mrc_stamp_new(c); }
+static int w_stamp(void *c, void *s) { return mrc_stamp(c, s); }
+static double w_stamp_ms(void *c, void *a, void *b) {
+    (void)c;
+    return mrc_stamp_ms(a, b);
+}
+static void w_stamp_free(void *c, void *s) {
+    (void)c;
+    mrc_stamp_free(s);
+}
+
 static const gpu_api k_cuda = {
     .name = "cuda",
     .device_count = w_count,
@@ -118,6 +129,10 @@ static const gpu_api k_cuda = {
     .graph_end = w_gend,
     .graph_launch = w_glaunch,
     .scratch_epoch = w_epoch,
+    .stamp_new = w_stamp_new,
+    .stamp = w_stamp,
+    .stamp_ms = w_stamp_ms,
+    .stamp_free = w_stamp_free,
 };
 
 const gpu_api *gpu_api_cuda(void) { return &k_cuda; }

@@ -273,6 +273,36 @@ int mrc_timer_start(mrc_ctx *c) {
     return 0;
 }
 
+void *mrc_stamp_new(mrc_ctx *c) {
+    (void)c;
+    cudaEvent_t e;
+    if (cudaEventCreate(&e) != cudaSuccess) {
+        cudaGetLastError();
+        mr_seterr("cuda: stamp: cannot create an event");
+        return NULL;
+    }
+    return (void *)e;
+}
+
+int mrc_stamp(mrc_ctx *c, void *s) {
+    MRC_CALL(cudaEventRecord((cudaEvent_t)s, c->stream), "stamp");
+    return 0;
+}
+
+double mrc_stamp_ms(void *from, void *to) {
+    float ms = 0;
+    if (cudaEventSynchronize((cudaEvent_t)to) != cudaSuccess ||
+        cudaEventElapsedTime(&ms, (cudaEvent_t)from, (cudaEvent_t)to) != cudaSuccess) {
+        cudaGetLastError();
+        return -1;
+    }
+    return ms;
+}
+
+void mrc_stamp_free(void *s) {
+    if (s) cudaEventDestroy((cudaEvent_t)s);
+}
+
 double mrc_timer_stop(mrc_ctx *c) {
     float ms = 0;
     if (cudaEventRecord(c->t1, c->stream) != cudaSuccess || cudaEventSynchronize(c->t1) != cudaSuccess ||

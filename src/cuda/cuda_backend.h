@@ -203,6 +203,12 @@ unsigned mrc_scratch_epoch(const mrc_ctx *c);
 /* Milliseconds between two points on the stream: mrc_timer_start, then mrc_timer_stop (synchronises). */
 int mrc_timer_start(mrc_ctx *c);
 double mrc_timer_stop(mrc_ctx *c);
+/* Stamps (events) for profiling: new (NULL on error), record on the stream after the work
+ * queued so far, milliseconds between two recorded stamps (waits for `to`; -1 on error), free. */
+void *mrc_stamp_new(mrc_ctx *c);
+int mrc_stamp(mrc_ctx *c, void *s);
+double mrc_stamp_ms(void *from, void *to);
+void mrc_stamp_free(void *s);
 
 #ifdef __cplusplus
 }

@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "cuda/cuda_backend.h"
 
@@ -72,11 +73,30 @@ typedef struct gpu_api {
     int (*graph_end)(void *c);
     int (*graph_launch)(void *c);
     unsigned (*scratch_epoch)(void *c);
+    /* timestamps on the context's stream (cuda: events; emu: the host clock), for gpu_prof.c:
+     * stamp_new makes one, stamp records it after the work queued so far, stamp_ms gives the
+     * milliseconds between two recorded stamps (waiting for `to` to complete; < 0: error). */
+    void *(*stamp_new)(void *c);
+    int (*stamp)(void *c, void *s);
+    double (*stamp_ms)(void *c, void *from, void *to);
+    void (*stamp_free)(void *c, void *s);
 } gpu_api;
 
 /* The backend GPU layers run on: "emu" when MOERUN_CUDA_EMU is set to a
  * positive count, else "cuda" in CUDA builds, else NULL. */
 const gpu_api *gpu_api_get(void);
+
+/* MOERUN_CUDA_PROFILE=1 (gpu_prof.c): a table that runs every op of `inner`
+ * between two stamps and keeps, per device context, the time of each op kind
+ * (kernels and copies) and the idle gaps between consecutive ops of one step
+ * (gpu_prof_step marks where a step begins: the time before it is not a gap).
+ * gpu_prof_report prints them (and flushes); gpu_prof_reset forgets them (after
+ * loading). One profiled table per process. */
+const gpu_api *gpu_prof_wrap(const gpu_api *inner);
+bool gpu_prof_enabled(void); /* MOERUN_CUDA_PROFILE set and not "0" */
+void gpu_prof_step(void);
+void gpu_prof_reset(void);
+void gpu_prof_report(FILE *f);
 const gpu_api *gpu_api_emu(void);
 #ifdef MOERUN_HAVE_CUDA
 const gpu_api *gpu_api_cuda(void); /* src/cuda/cuda_api.c */

@@ -564,6 +564,25 @@ static unsigned emu_scratch_epoch(void *c) {
     return 0;
 }
 
+/* stamps: the host clock (every op has finished when it returns) */
+static void *emu_stamp_new(void *c) {
+    (void)c;
+    return mr_calloc(1, sizeof(double));
+}
+static int emu_stamp(void *c, void *s) {
+    (void)c;
+    *(double *)s = mr_time_s();
+    return 0;
+}
+static double emu_stamp_ms(void *c, void *a, void *b) {
+    (void)c;
+    return (*(double *)b - *(double *)a) * 1e3;
+}
+static void emu_stamp_free(void *c, void *s) {
+    (void)c;
+    free(s);
+}
+
 static const gpu_api k_emu = {
     .name = "emu",
     .device_count = emu_count,
@@ -597,6 +616,10 @@ static const gpu_api k_emu = {
     .graph_end = emu_graph_end,
     .graph_launch = emu_graph_launch,
     .scratch_epoch = emu_scratch_epoch,
+    .stamp_new = emu_stamp_new,
+    .stamp = emu_stamp,
+    .stamp_ms = emu_stamp_ms,
+    .stamp_free = emu_stamp_free,
 };
 
 const gpu_api *gpu_api_emu(void) { return &k_emu; }

@@ -79,6 +79,7 @@ struct model_gpu {
     unsigned graph_epoch;
     uint64_t graph_bytes;
     int n_graph_launch, n_graph_capture;
+    bool prof; /* MOERUN_CUDA_PROFILE: api is gpu_prof.c's table; report at free */
 };
 
 /* ---- support and placement checks ---------------------------------------------------------- */
@@ -171,6 +172,10 @@ static int up_vec(model_gpu *g, gpu_dev *D, const mr_weight *w, const float **ou
 
 void model_gpu_free(model_gpu *g) {
     if (!g) return;
+    if (g->prof) {
+        gpu_prof_report(stderr);
+        gpu_prof_reset();
+    }
     for (int d = 0; d < g->n_dev; d++) {
         gpu_dev *D = &g->d[d];
         if (D->c) g->api->sync(D->c);
@@ -252,7 +257,9 @@ model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement 
     }
     model_gpu *g = mr_calloc(1, sizeof *g);
     if (!g) return NULL;
+    if (gpu_prof_enabled()) api = gpu_prof_wrap(api); /* MOERUN_CUDA_PROFILE: ops timed (gpu_prof.c) */
     g->api = api;
+    g->prof = gpu_prof_enabled();
     g->m = m;
     g->n_ub = n_ub;
     g->n_ctx = kv->n_ctx;
@@ -412,6 +419,7 @@ model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement 
     }
     for (int d = 0; d < g->n_dev; d++)
         if (g->d[d].c && api->sync(g->d[d].c)) goto fail;
+    if (g->prof) gpu_prof_reset(); /* the loading's uploads are not the profile */
     return g;
 fail:
     mr_preerr("GPU (%s backend) setup", api->name);
@@ -823,6 +831,7 @@ static int decode_ops(model_run *r, const model_ubatch *ub) {
 
 int model_gpu_decode(model_run *r, const model_ubatch *ub, float *logits) {
     model_gpu *g = r->gpu;
+    if (g->prof) gpu_prof_step(); /* every forward pass starts here */
     if (!g->graph_ok || ub->n != 1 || ub->n_out != 1 || ub->out[0] != 0) return 0;
     const gpu_api *A = g->api;
     const kv_cache *kv = r->kv;

@@ -20,5 +20,15 @@ check "too small: exit 1" '[ $rc -eq 1 ]'
 check "too small: names the device and suggests a fix" 'grep -q "CUDA0: not enough memory" <<<"$err" && grep -q -E -- "try |lower " <<<"$err"'
 err=$("$BIN" run -m "$M" -p hi -n 2 -ngl 99 -ot '([=CPU' 2>&1 >/dev/null); rc=$?
 check "bad -ot regex: exit 1 with a message" '[ $rc -ne 0 ] && [ -n "$err" ]'
+# bench -cmoe 0,1 on the emulated device: two configurations, n_cpu_moe 0 and -1 (all experts)
+out=$(MOERUN_CUDA_EMU=1 "$BIN" bench -m "$M" -ngl 99 -cmoe 0,1 -p 8 -n 2 -r 1 -t 1 --no-bandwidth -o csv 2>/dev/null); rc=$?
+check "bench -cmoe 0,1: exit 0" '[ $rc -eq 0 ]'
+vals=$(python3 -c 'import csv,sys; print(" ".join(sorted({r["n_cpu_moe"] for r in csv.DictReader(sys.stdin)})))' <<<"$out")
+check "bench -cmoe 0,1: n_cpu_moe 0 and -1 rows" '[ "$vals" = "-1 0" ]'
+# MOERUN_CUDA_PROFILE: the per-op report of the device, with kernels, copies and gaps
+err=$(MOERUN_CUDA_EMU=1 MOERUN_CUDA_PROFILE=1 MOERUN_CUDA_GRAPH=0 "$BIN" run -m "$M" -p hi -n 4 -ngl 99 -cmoe 2>&1 >/dev/null); rc=$?
+check "profile: exit 0" '[ $rc -eq 0 ]'
+check "profile: kernels, copies and gaps of device 0" 'grep -q "gpu profile: device 0 (emu): [0-9]* ops; kernels .* copies .* idle gaps" <<<"$err"'
+check "profile: per-op lines" 'grep -q "gpu profile: *matvec .* calls" <<<"$err" && grep -q "gpu profile: *attn .* calls" <<<"$err"'
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -2,12 +2,13 @@
  * test_gpu_emu.c — ops of the host emulation of the device backend
  * (src/gpu/gpu_emu.c) that the golden models do not reach: group-limited
  * routing (DeepSeek-V3), checked on a case built so that it changes the
- * choice, and the strided copy. The rest of the emulation is checked
+ * choice, the strided copy, and the profiling wrapper (gpu_prof.c). The rest of the emulation is checked
  * end to end against llama.cpp's logits by test_gpu_golden.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "check.h"
 #include "gpu/gpu_api.h"
@@ -48,5 +49,39 @@ int main(void) {
     CHECK(dst[0] == 1 && dst[1] == 2 && dst[4] == 4 && dst[5] == 5 && dst[8] == 7 && dst[9] == 8 && dst[2] == 0,
           "copy_rows values");
     A->free(c);
+
+    /* MOERUN_CUDA_PROFILE's wrapper: ops still compute, each is counted once, an op captured
+     * into a graph is not (the launch is one "graph" op), the report names them */
+    const gpu_api *P = gpu_prof_wrap(A);
+    CHECK(P != A && P->add != A->add, "profiled table wraps the ops");
+    void *pc = P->init(0);
+    CHECK(pc != NULL, "profiled init");
+    if (!pc) return check_done();
+    float y[4] = {1, 2, 3, 4}, x[4] = {10, 20, 30, 40};
+    gpu_prof_step();
+    CHECK(P->add(pc, y, x, 4) == 0 && P->add(pc, y, x, 4) == 0, "profiled add");
+    CHECK(y[0] == 21 && y[3] == 84, "profiled add values %g %g", y[0], y[3]);
+    CHECK(P->copy_rows(pc, dst, 4, src + 1, 3, 3, 2) == 0 && dst[5] == 5, "profiled copy_rows");
+    CHECK(P->graph_begin(pc) == 0 && P->add(pc, y, x, 4) == 0 && P->graph_end(pc) == 0, "profiled capture");
+    CHECK(y[0] == 21, "a captured add does not run");
+    CHECK(P->graph_launch(pc) == 0 && y[0] == 31, "graph launch runs it (%g)", y[0]);
+    CHECK(P->sync(pc) == 0, "profiled sync");
+    char *rep = NULL;
+    size_t rep_n = 0;
+    FILE *mf = open_memstream(&rep, &rep_n);
+    gpu_prof_report(mf);
+    fclose(mf);
+    CHECK(rep && strstr(rep, "device 0 (emu): 4 ops"), "report header: %s", rep ? rep : "(none)");
+    CHECK(rep && strstr(rep, "add ") && strstr(rep, "2 calls"), "report: add twice: %s", rep ? rep : "");
+    CHECK(rep && strstr(rep, "graph ") && strstr(rep, "copy_rows "), "report: graph and copy_rows: %s", rep ? rep : "");
+    free(rep);
+    gpu_prof_reset();
+    rep = NULL;
+    mf = open_memstream(&rep, &rep_n);
+    gpu_prof_report(mf);
+    fclose(mf);
+    CHECK(rep && rep_n == 0, "nothing to report after a reset: %s", rep ? rep : "");
+    free(rep);
+    P->free(pc);
     return check_done();
 }
