@@ -152,6 +152,7 @@ typedef struct {
     bool output_dev;
     bool all_dev;        /* every layer and the head on devices (the roofline is the devices') */
     uint64_t weight_bytes;
+    uint64_t dev_bytes;  /* device memory held on all devices: weights, KV, buffers, scratch (peak) */
     double dev_bw_gbs;   /* peak memory bandwidth of the slowest device used (0: unknown) */
     int graph_launches;  /* decode steps replayed from a captured device graph */
     int graph_captures;  /* graphs captured (one per 256-cell KV bucket, or after the scratch moved) */

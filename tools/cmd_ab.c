@@ -300,7 +300,7 @@ static void run_child(const ab_ctx *x, char **av, const char *key, json_t *rec) 
     }
     json_object_set_new(rec, "wall_s", json_real(cr.wall_s));
     json_object_set_new(rec, "peak_rss", json_integer((json_int_t)cr.peak_rss));
-    json_object_set_new(rec, "vram", json_null()); /* no VRAM accounting in the engine API yet: CPU */
+    json_object_set_new(rec, "vram", json_null()); /* the worker's line sets it when layers ran on a device */
     char err[800] = "";
     json_t *o = NULL;
     if (cr.timed_out) snprintf(err, sizeof err, "timed out after %.0f s (timeout_s)", x->p->timeout_s);

@@ -395,6 +395,10 @@ static int run_test(const opts *o, loaded *L, bench_result *r, bench_progress *p
         }
     }
     free(toks);
+    if (r->backend[0] && strcmp(r->backend, "CPU")) {
+        mr_ctx_get_offload(c, &oi); /* after the test: the scratch has its peak size */
+        r->vram_bytes = oi.dev_bytes;
+    }
     mr_ctx_free(c);
     return rc;
 }
@@ -434,7 +438,7 @@ static int run_all(opts *o, int argc, char **argv) {
     bench_md_cols cols = {.n_batch = o->b.set, .n_ubatch = o->ub.set, .type_k = o->ctk.set, .type_v = o->ctv.set,
                           .flash_attn = o->fa.set, .n_gpu_layers = o->ngl.set, .n_cpu_moe = o->ncmoe.set,
                           .ot = o->n_ot > 1 || o->ot[0][0], .repack = o->rtr.set || o->nr.set, .roofline = true,
-                          .rss = true};
+                          .rss = true, .vram = o->ngl.set || o->n_ot > 1 || o->ot[0][0]};
     /* the test shapes: pp, tg, pg */
     test_shape *shapes = calloc((size_t)(o->p.n + o->n.n + o->n_pg + 1), sizeof *shapes);
     double *bw = calloc((size_t)o->t.n, sizeof *bw);

@@ -58,6 +58,13 @@ static char *render(const mr_model *m, const ab_workload *w, const mr_chat_msg *
     return ab_buf_take(&b);
 }
 
+/* "vram": the device memory the context held, when layers ran on a device (the report's VRAM). */
+static void add_vram(json_t *o, const mr_ctx *c) {
+    mr_ctx_offload_info oi;
+    mr_ctx_get_offload(c, &oi);
+    if (o && (oi.n_layers_dev > 0 || oi.output_dev)) json_object_set_new(o, "vram", json_integer((json_int_t)oi.dev_bytes));
+}
+
 int ab_run_workload(mr_model *m, const mr_ctx_params *cp, const ab_workload *w, json_t **out) {
     *out = NULL;
     int ret = -1, n_vocab = mr_n_vocab(m);
@@ -176,6 +183,7 @@ int ab_run_workload(mr_model *m, const mr_ctx_params *cp, const ab_workload *w, 
                      t_tg > 0 ? n_tg / t_tg : 0.0, "ttft_ms", isnan(ttft) ? 0.0 : ttft, "n_prompt", (json_int_t)n_pp,
                      "n_gen", (json_int_t)n_tg, "t_pp_s", t_pp, "t_tg_s", t_tg, "turns", turns, "chat_template",
                      templated && w->chat);
+    add_vram(*out, c);
     ret = *out ? 0 : -1;
 done:
     if (replies)
@@ -285,6 +293,7 @@ int ab_run_perplexity(mr_model *m, const mr_ctx_params *cp, const char *text, in
     double se = var > 0 && count > 1 ? sqrt(var / (double)(count - 1)) * ppl : 0;
     *out = json_pack("{s:f,s:f,s:I,s:i,s:i,s:f}", "ppl", ppl, "ppl_se", se, "n_scored", (json_int_t)count, "n_chunks",
                      n_chunk, "n_ctx", n_ctx, "t_s", mr_time_s() - t0);
+    add_vram(*out, c);
     if (*out && bp) {
         json_object_set_new(*out, "kl", json_real(kl / (double)count));
         json_object_set_new(*out, "kl_max", json_real(kl_max));

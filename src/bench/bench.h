@@ -87,6 +87,7 @@ typedef struct {
     double weight_gbs;                  /* weight bytes read per second (GB/s) */
     double roofline;                    /* weight_gbs / bandwidth_gbs, NAN unknown */
     uint64_t peak_rss_bytes;
+    uint64_t vram_bytes;                /* device memory the context held (GPU runs; 0 on the CPU) */
     char test_time[40];                 /* ISO 8601 */
 } bench_result;
 
@@ -102,7 +103,7 @@ int bench_result_n_tokens(const bench_result *r); /* n_prompt + n_gen */
 
 /* Which optional columns the markdown table shows (those the user varied or set). */
 typedef struct {
-    bool n_batch, n_ubatch, type_k, type_v, flash_attn, n_gpu_layers, n_cpu_moe, ot, repack, roofline, rss;
+    bool n_batch, n_ubatch, type_k, type_v, flash_attn, n_gpu_layers, n_cpu_moe, ot, repack, roofline, rss, vram;
 } bench_md_cols;
 void bench_md_header(FILE *f, const bench_md_cols *c);
 void bench_md_row(FILE *f, const bench_md_cols *c, const bench_result *r);

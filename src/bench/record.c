@@ -123,6 +123,7 @@ void bench_md_header(FILE *f, const bench_md_cols *c) {
     fprintf(f, " %15s | %20s |", "test", "t/s");
     if (c->roofline) fprintf(f, " %8s |", "roofline");
     if (c->rss) fprintf(f, " %10s |", "peak RSS");
+    if (c->vram) fprintf(f, " %10s |", "VRAM");
     fprintf(f, "\n| %-30s | %10s | %10s | %-10s | %7s |", "------------------------------", "---------:",
             "---------:", "----------", "------:");
     if (c->n_batch) fprintf(f, " %7s |", "------:");
@@ -137,6 +138,7 @@ void bench_md_header(FILE *f, const bench_md_cols *c) {
     fprintf(f, " %15s | %20s |", "--------------:", "-------------------:");
     if (c->roofline) fprintf(f, " %8s |", "-------:");
     if (c->rss) fprintf(f, " %10s |", "---------:");
+    if (c->vram) fprintf(f, " %10s |", "---------:");
     fputc('\n', f);
 }
 
@@ -165,6 +167,10 @@ void bench_md_row(FILE *f, const bench_md_cols *c, const bench_result *r) {
         char rss[32];
         fprintf(f, " %10s |", mr_fmt_bytes(rss, sizeof rss, r->peak_rss_bytes));
     }
+    if (c->vram) {
+        char vr[32];
+        fprintf(f, " %10s |", r->vram_bytes ? mr_fmt_bytes(vr, sizeof vr, r->vram_bytes) : "-");
+    }
     fputc('\n', f);
 }
 
@@ -192,7 +198,7 @@ static const char k_csv_cols[] =
     "model_filename,model_type,model_size,model_n_params,backend,n_batch,n_ubatch,n_threads,"
     "type_k,type_v,flash_attn,n_gpu_layers,n_cpu_moe,override_tensors,n_prompt,n_gen,n_depth,"
     "n_reps,test,test_time,avg_ns,stddev_ns,avg_ts,stddev_ts,samples_ts,weight_bytes_per_token,"
-    "bandwidth_gbs,roofline,peak_rss_bytes,repack";
+    "bandwidth_gbs,roofline,peak_rss_bytes,repack,vram_bytes";
 
 void bench_csv_header(FILE *f) { fprintf(f, "%s\n", k_csv_cols); }
 
@@ -220,7 +226,8 @@ void bench_csv_row(FILE *f, const bench_result *r, const bench_env *e) {
     fprintf(f, ",%.0f,%.3f,", r->weight_bytes_per_token, r->bandwidth_gbs);
     if (isfinite(r->roofline)) fprintf(f, "%.6f", r->roofline);
     fprintf(f, ",%llu,", (unsigned long long)r->peak_rss_bytes);
-    csv_str(f, r->repack), fputc('\n', f);
+    csv_str(f, r->repack);
+    fprintf(f, ",%llu\n", (unsigned long long)r->vram_bytes);
 }
 
 /* ---- JSON ---------------------------------------------------------------------------------- */
@@ -277,6 +284,7 @@ json_t *bench_result_to_json(const bench_result *r, const bench_env *e) {
     json_object_set_new(o, "weight_gbs", jreal(r->weight_gbs));
     json_object_set_new(o, "roofline", jreal(r->roofline));
     json_object_set_new(o, "peak_rss_bytes", json_integer((json_int_t)r->peak_rss_bytes));
+    json_object_set_new(o, "vram_bytes", json_integer((json_int_t)r->vram_bytes));
     json_object_set_new(o, "date", json_string(e->date));
     json_object_set_new(o, "command", json_string(e->command));
     json_object_set_new(o, "build", bench_env_build_json(e));
@@ -365,6 +373,8 @@ int bench_result_from_json(const json_t *o, bench_result *r) {
     if (!jget_num(o, "model_n_params", &d, false) && d > 0) r->model_n_params = (uint64_t)d;
     d = 0;
     if (!jget_num(o, "peak_rss_bytes", &d, false) && d > 0) r->peak_rss_bytes = (uint64_t)d;
+    d = 0;
+    if (!jget_num(o, "vram_bytes", &d, false) && d > 0) r->vram_bytes = (uint64_t)d;
     jget_num(o, "stddev_ts", &r->stddev_ts, false);
     jget_num(o, "avg_ns", &r->avg_ns, false);
     jget_num(o, "stddev_ns", &r->stddev_ns, false);

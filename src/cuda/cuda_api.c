@@ -84,6 +84,7 @@ static int w_gbegin(void *c) { return mrc_graph_begin(c); }
 static int w_gend(void *c) { return mrc_graph_end(c); }
 static int w_glaunch(void *c) { return mrc_graph_launch(c); }
 static unsigned w_epoch(void *c) { return mrc_scratch_epoch(c); }
+static size_t w_scratch_bytes(void *c) { return mrc_scratch_bytes(c); }
 
 static void *w_stamp_new(void *c) { return mrc_stamp_new(c); }
 static int w_stamp(void *c, void *s) { return mrc_stamp(c, s); }
@@ -129,6 +130,7 @@ static const gpu_api k_cuda = {
     .graph_end = w_gend,
     .graph_launch = w_glaunch,
     .scratch_epoch = w_epoch,
+    .scratch_bytes = w_scratch_bytes,
     .stamp_new = w_stamp_new,
     .stamp = w_stamp,
     .stamp_ms = w_stamp_ms,

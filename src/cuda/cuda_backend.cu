@@ -256,6 +256,7 @@ int mrc_graph_end(mrc_ctx *c) {
 }
 
 unsigned mrc_scratch_epoch(const mrc_ctx *c) { return c->scratch_epoch; }
+size_t mrc_scratch_bytes(const mrc_ctx *c) { return c->scratch_cap; }
 
 int mrc_graph_launch(mrc_ctx *c) {
     if (!c->graph_exec) {

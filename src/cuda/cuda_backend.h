@@ -198,6 +198,8 @@ int mrc_graph_launch(mrc_ctx *c);
  * then reads freed memory and must be captured again. A capture that would grow the
  * scratch fails instead (run the step once without capturing first). */
 unsigned mrc_scratch_epoch(const mrc_ctx *c);
+/* Bytes of the context's device scratch (it only grows: its peak). */
+size_t mrc_scratch_bytes(const mrc_ctx *c);
 
 /* ---- timing (benches) --------------------------------------------------------------------------------- */
 /* Milliseconds between two points on the stream: mrc_timer_start, then mrc_timer_stop (synchronises). */

@@ -262,6 +262,7 @@ void mr_ctx_get_offload(const mr_ctx *c, mr_ctx_offload_info *out) {
     out->dev_bw_gbs = model_gpu_bw_gbs(g);
     model_gpu_graph_stats(g, &out->graph_launches, &out->graph_captures);
     out->weight_bytes = model_gpu_weight_bytes(g);
+    out->dev_bytes = model_gpu_dev_bytes(g);
     snprintf(out->backend, sizeof out->backend, "%s", model_gpu_backend(g));
 }
 void mr_ctx_reset_stats(mr_ctx *c) { memset(&c->st, 0, sizeof c->st); }

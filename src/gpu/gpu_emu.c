@@ -559,6 +559,10 @@ static int emu_graph_launch(void *cv) {
     }
     return 0;
 }
+static size_t emu_scratch_bytes(void *c) {
+    (void)c;
+    return 0; /* the emulation's temporaries are host memory */
+}
 static unsigned emu_scratch_epoch(void *c) {
     (void)c;
     return 0;
@@ -616,6 +620,7 @@ static const gpu_api k_emu = {
     .graph_end = emu_graph_end,
     .graph_launch = emu_graph_launch,
     .scratch_epoch = emu_scratch_epoch,
+    .scratch_bytes = emu_scratch_bytes,
     .stamp_new = emu_stamp_new,
     .stamp = emu_stamp,
     .stamp_ms = emu_stamp_ms,

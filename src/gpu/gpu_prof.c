@@ -247,6 +247,7 @@ static int w_gend(void *cv) {
 }
 static int w_glaunch(void *cv) { PROF_OP(P_GRAPH, g_in->graph_launch(PC)); }
 static unsigned w_epoch(void *cv) { return g_in->scratch_epoch(PC); }
+static size_t w_scratch_bytes(void *cv) { return g_in->scratch_bytes(PC); }
 
 const gpu_api *gpu_prof_wrap(const gpu_api *in) {
     if (!in || !in->stamp_new) return in;
@@ -261,7 +262,7 @@ const gpu_api *gpu_prof_wrap(const gpu_api *in) {
     g_tab.kv_write = w_kvw, g_tab.moe_combine = w_combine, g_tab.copy_rows = w_copy;
     g_tab.graph_begin = in->graph_begin ? w_gbegin : NULL, g_tab.graph_end = in->graph_end ? w_gend : NULL;
     g_tab.graph_launch = in->graph_launch ? w_glaunch : NULL;
-    g_tab.scratch_epoch = w_epoch;
+    g_tab.scratch_epoch = w_epoch, g_tab.scratch_bytes = w_scratch_bytes;
     g_tab.stamp_new = NULL; /* the wrapped contexts are not the backend's: no stamps through this table */
     g_tab.stamp = NULL, g_tab.stamp_ms = NULL, g_tab.stamp_free = NULL;
     return &g_tab;

@@ -51,6 +51,7 @@ typedef struct {
     const float *out_norm;
     void **allocs;
     int n_allocs, cap_allocs;
+    uint64_t alloc_bytes; /* of allocs: weights, KV, buffers */
     bool used;
 } gpu_dev;
 
@@ -121,7 +122,7 @@ static void *dalloc(model_gpu *g, gpu_dev *D, size_t n) {
         D->cap_allocs = nc;
     }
     void *p = g->api->alloc(D->c, n ? n : 16);
-    if (p) D->allocs[D->n_allocs++] = p;
+    if (p) D->allocs[D->n_allocs++] = p, D->alloc_bytes += n ? n : 16;
     return p;
 }
 
@@ -191,6 +192,12 @@ void model_gpu_free(model_gpu *g) {
 bool model_gpu_layer_on(const model_gpu *g, int il) { return g && g->L[il].dev >= 0; }
 bool model_gpu_head_on(const model_gpu *g) { return g && g->out_dev >= 0; }
 uint64_t model_gpu_weight_bytes(const model_gpu *g) { return g ? g->weight_bytes : 0; }
+uint64_t model_gpu_dev_bytes(const model_gpu *g) {
+    uint64_t n = 0;
+    for (int d = 0; g && d < g->n_dev; d++)
+        if (g->d[d].c) n += g->d[d].alloc_bytes + g->api->scratch_bytes(g->d[d].c);
+    return n;
+}
 const char *model_gpu_backend(const model_gpu *g) { return g ? g->api->name : ""; }
 double model_gpu_bw_gbs(const model_gpu *g) { return g ? g->bw_gbs : 0.0; }
 

@@ -48,6 +48,9 @@ bool model_gpu_layer_on(const model_gpu *g, int il);
 bool model_gpu_head_on(const model_gpu *g);
 /* Weight bytes uploaded to the devices. */
 uint64_t model_gpu_weight_bytes(const model_gpu *g);
+/* Device memory the context holds on all its devices: weights, KV, buffers, the backends'
+ * scratch (the CUDA context's own overhead not included). */
+uint64_t model_gpu_dev_bytes(const model_gpu *g);
 const char *model_gpu_backend(const model_gpu *g); /* the gpu_api's name */
 double model_gpu_bw_gbs(const model_gpu *g);        /* slowest used device's peak GB/s, 0 unknown */
 /* Decode steps replayed from a captured graph, and captures (MOERUN_CUDA_GRAPH=0: none). */

@@ -173,5 +173,22 @@ else
     echo "note: no server in this build; endpoint check skipped"
 fi
 
+# 9. VRAM of a config whose layers run on a device (the host emulation, MOERUN_CUDA_EMU=1)
+cat >plan9.json <<JSON
+{"name": "cpu vs device", "model": "$M", "baseline": "cpu", "reps": 1, "warmup": 0,
+ "configs": [{"name": "cpu", "args": "-t 1 -c 256"}, {"name": "dev", "args": "-ngl 99 -t 1 -c 256"}],
+ "workloads": [{"builtin": "short", "n_predict": 2}], "gates": ["vram <= 1GiB"]}
+JSON
+if MOERUN_CUDA_EMU=1 "$BIN" ab plan9.json --out out9 >/dev/null 2>err9.txt; then
+    python3 - out9/results.jsonl <<'PY' && ok "VRAM recorded for the device config, none for the CPU one" || fail "vram: $(grep '"type":"run"' out9/results.jsonl | head -2)"
+import json, sys
+rs = [json.loads(l) for l in open(sys.argv[1]) if '"type":"run"' in l]
+by = {r["config"]: r for r in rs}
+assert by["cpu"]["vram"] is None, by["cpu"]
+assert by["dev"]["vram"] > 1e6, by["dev"]
+PY
+    grep -q "| dev | .* MiB |" out9/report.md && ok "report.md shows the VRAM" || fail "report.md VRAM: $(grep -A4 '## Memory' out9/report.md)"
+else fail "ab with an emulated device: $(tail -2 err9.txt)"; fi
+
 echo "$fails failure(s)"
 [ $fails = 0 ]
