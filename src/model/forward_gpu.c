@@ -682,16 +682,20 @@ static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq) {
     if (A->moe_route(D->c, D->router, T, E, K, (int)hp->gating, L->probs_b, hp->expert_norm_w, hp->expert_w_scale,
                      hp->n_expert_groups, hp->n_group_used, D->ids, D->selw))
         return -1;
+    const bool shared = L->up_sh.data != NULL;
     if (L->exps_cpu) {
-        /* the CPU runs the chosen experts on its kernels */
+        /* the CPU runs the chosen experts on its kernels; the shared experts, queued first, run
+         * on the device meanwhile (the queue runs on while the host computes) */
         const size_t nx = sizeof(float) * (size_t)T * Dm, ns = (size_t)T * K;
         if (A->download(D->c, r->xn, D->xn, nx) || A->download(D->c, r->sel, D->ids, sizeof(int32_t) * ns) ||
             A->download(D->c, r->selw, D->selw, sizeof(float) * ns) || A->sync(D->c))
             return -1;
+        if (shared && dense_ffn(g, D, &L->gate_sh, &L->up_sh, &L->down_sh, D->xn, xq, T, D->sh)) return -1;
         const cpu_moe_w mw = {.gate = &ly->gate_exps, .up = &ly->up_exps, .down = &ly->down_exps,
                               .gelu = m->arch->act == MODEL_ACT_GELU};
         if (cpu_moe(&r->mm, &mw, T, r->xn, K, r->sel, r->selw, r->tmp)) return -1;
         if (A->upload(D->c, D->tmp, r->tmp, nx)) return -1;
+        return shared ? A->add(D->c, D->tmp, D->sh, (int64_t)T * Dm) : 0;
     } else if (T > 1 && !is_float(&L->gate_exps) && !is_float(&L->up_exps) && !is_float(&L->down_exps)) {
         /* a prompt: every (token, slot) pair in one grouped matvec per matrix (6 launches per layer,
          * not 6 per token); slot i = t*K + j reads token t's input, repeated per slot */
@@ -733,7 +737,7 @@ static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq) {
                 return -1;
         }
     }
-    if (L->up_sh.data) {
+    if (shared) {
         if (dense_ffn(g, D, &L->gate_sh, &L->up_sh, &L->down_sh, D->xn, xq, T, D->sh) ||
             A->add(D->c, D->tmp, D->sh, (int64_t)T * Dm))
             return -1;
