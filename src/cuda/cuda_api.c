@@ -85,6 +85,8 @@ static int w_gend(void *c) { return mrc_graph_end(c); }
 static int w_glaunch(void *c) { return mrc_graph_launch(c); }
 static unsigned w_epoch(void *c) { return mrc_scratch_epoch(c); }
 static size_t w_scratch_bytes(void *c) { return mrc_scratch_bytes(c); }
+static int w_host_register(void *p, size_t n) { return mrc_host_register(p, n); }
+static void w_host_unregister(void *p) { mrc_host_unregister(p); }
 
 static void *w_stamp_new(void *c) { return mrc_stamp_new(c); }
 static int w_stamp(void *c, void *s) { return mrc_stamp(c, s); }
@@ -131,6 +133,8 @@ static const gpu_api k_cuda = {
     .graph_launch = w_glaunch,
     .scratch_epoch = w_epoch,
     .scratch_bytes = w_scratch_bytes,
+    .host_register = w_host_register,
+    .host_unregister = w_host_unregister,
     .stamp_new = w_stamp_new,
     .stamp = w_stamp,
     .stamp_ms = w_stamp_ms,

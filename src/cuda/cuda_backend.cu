@@ -258,6 +258,15 @@ int mrc_graph_end(mrc_ctx *c) {
 unsigned mrc_scratch_epoch(const mrc_ctx *c) { return c->scratch_epoch; }
 size_t mrc_scratch_bytes(const mrc_ctx *c) { return c->scratch_cap; }
 
+int mrc_host_register(void *p, size_t n) {
+    MRC_CALL(cudaHostRegister(p, n, cudaHostRegisterDefault), "pinning %zu bytes of host memory", n);
+    return 0;
+}
+
+void mrc_host_unregister(void *p) {
+    if (p && cudaHostUnregister(p) != cudaSuccess) cudaGetLastError();
+}
+
 int mrc_graph_launch(mrc_ctx *c) {
     if (!c->graph_exec) {
         mr_seterr("cuda: CUDA%d: no captured graph", c->dev);

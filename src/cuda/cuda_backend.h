@@ -198,6 +198,10 @@ int mrc_graph_launch(mrc_ctx *c);
  * then reads freed memory and must be captured again. A capture that would grow the
  * scratch fails instead (run the step once without capturing first). */
 unsigned mrc_scratch_epoch(const mrc_ctx *c);
+/* Page-lock an existing host range so copies to and from it are direct DMA (faster, and
+ * asynchronous where the API allows); 0, or -1 with a message (nothing changed). */
+int mrc_host_register(void *p, size_t n);
+void mrc_host_unregister(void *p);
 /* Bytes of the context's device scratch (it only grows: its peak). */
 size_t mrc_scratch_bytes(const mrc_ctx *c);
 

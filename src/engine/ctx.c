@@ -78,6 +78,7 @@ mr_ctx *mr_ctx_new(mr_model *m, const mr_ctx_params *pp) {
     if (c->kv) c->run = model_run_new(m, c->kv, p->n_ubatch, p->n_threads, p->flash_attn != 0, use_ref);
     if (api) {
         if (c->run) c->run->gpu = model_gpu_new(api, m, &pl, c->kv, p->n_ubatch);
+        if (c->run && c->run->gpu) model_gpu_pin(c->run->gpu, c->run);
         placement_free(&pl);
         if (c->run && !c->run->gpu) goto fail;
     }

@@ -74,6 +74,10 @@ typedef struct gpu_api {
     int (*graph_launch)(void *c);
     unsigned (*scratch_epoch)(void *c);
     size_t (*scratch_bytes)(void *c); /* the backend's own scratch on the device (its peak) */
+    /* page-lock / release an existing host range (the staging buffers of host <-> device
+     * copies); emu: nothing to do */
+    int (*host_register)(void *p, size_t n);
+    void (*host_unregister)(void *p);
     /* timestamps on the context's stream (cuda: events; emu: the host clock), for gpu_prof.c:
      * stamp_new makes one, stamp records it after the work queued so far, stamp_ms gives the
      * milliseconds between two recorded stamps (waiting for `to` to complete; < 0: error). */

@@ -559,6 +559,11 @@ static int emu_graph_launch(void *cv) {
     }
     return 0;
 }
+static int emu_host_register(void *p, size_t n) {
+    (void)p, (void)n;
+    return 0;
+}
+static void emu_host_unregister(void *p) { (void)p; }
 static size_t emu_scratch_bytes(void *c) {
     (void)c;
     return 0; /* the emulation's temporaries are host memory */
@@ -621,6 +626,8 @@ static const gpu_api k_emu = {
     .graph_launch = emu_graph_launch,
     .scratch_epoch = emu_scratch_epoch,
     .scratch_bytes = emu_scratch_bytes,
+    .host_register = emu_host_register,
+    .host_unregister = emu_host_unregister,
     .stamp_new = emu_stamp_new,
     .stamp = emu_stamp,
     .stamp_ms = emu_stamp_ms,

@@ -89,6 +89,10 @@ int model_forward(model_run *r, const model_ubatch *ub, float *logits);
  * masks to the devices; a layer on its device (the residual r->x moves there first); the
  * residual back into r->x; the output head of the rows ub->out into logits. 0 / -1. */
 int model_gpu_begin(model_run *r, const model_ubatch *ub);
+/* Page-lock r's host staging buffers (the residual, normed input, expert sum and routing that
+ * travel between host and device) for the lifetime of g; best effort (a refusal is logged at
+ * debug level and the copies stay pageable). */
+void model_gpu_pin(model_gpu *g, model_run *r);
 int model_gpu_layer(model_run *r, const model_ubatch *ub, int il);
 int model_gpu_to_host(model_run *r, int T);
 int model_gpu_head(model_run *r, const model_ubatch *ub, float *logits);

@@ -81,6 +81,8 @@ struct model_gpu {
     uint64_t graph_bytes;
     int n_graph_launch, n_graph_capture;
     bool prof; /* MOERUN_CUDA_PROFILE: api is gpu_prof.c's table; report at free */
+    void *pinned[8]; /* host staging buffers page-locked by model_gpu_pin */
+    int n_pinned;
 };
 
 /* ---- support and placement checks ---------------------------------------------------------- */
@@ -177,6 +179,7 @@ void model_gpu_free(model_gpu *g) {
         gpu_prof_report(stderr);
         gpu_prof_reset();
     }
+    for (int i = 0; i < g->n_pinned; i++) g->api->host_unregister(g->pinned[i]);
     for (int d = 0; d < g->n_dev; d++) {
         gpu_dev *D = &g->d[d];
         if (D->c) g->api->sync(D->c);
@@ -187,6 +190,24 @@ void model_gpu_free(model_gpu *g) {
     free(g->L);
     free(g->h_mask);
     free(g);
+}
+
+void model_gpu_pin(model_gpu *g, model_run *r) {
+    if (!g || !g->api->host_register) return;
+    const size_t T = (size_t)r->n_ub, D = (size_t)r->m->hp.n_embd, K = (size_t)r->m->hp.n_expert_used;
+    struct {
+        void *p;
+        size_t n;
+    } bufs[] = {{r->x, T * D * sizeof(float)},
+                {r->xn, T * D * sizeof(float)},
+                {r->tmp, T * D * sizeof(float)},
+                {r->sel, T * K * sizeof(int32_t)},
+                {r->selw, T * K * sizeof(float)}};
+    for (size_t i = 0; i < MR_ARRAY_LEN(bufs) && g->n_pinned < (int)MR_ARRAY_LEN(g->pinned); i++) {
+        if (!bufs[i].p || !bufs[i].n) continue;
+        if (g->api->host_register(bufs[i].p, bufs[i].n) == 0) g->pinned[g->n_pinned++] = bufs[i].p;
+        else mr_log(MR_LOG_DEBUG, "GPU: staging buffer not page-locked (%s); copies stay pageable", mr_geterr());
+    }
 }
 
 bool model_gpu_layer_on(const model_gpu *g, int il) { return g && g->L[il].dev >= 0; }
