@@ -76,6 +76,12 @@ static int w_kv_write(void *c, uint32_t type, const float *src, int heads, int d
                       void *base, size_t rb, int n_ctx) {
     return mrc_kv_write(c, type, src, heads, d, T, cells, base, rb, n_ctx);
 }
+static int w_moe_sort(void *c, const int32_t *ids, int n, int ne, int k, int32_t *perm, int32_t *sids, int32_t *stok) {
+    return mrc_moe_sort(c, ids, n, ne, k, perm, sids, stok);
+}
+static int w_rows_idx(void *c, void *dst, const int32_t *di, const void *src, const int32_t *si, int64_t n, size_t rb) {
+    return mrc_rows_idx(c, dst, di, src, si, n, rb);
+}
 static int w_combine(void *c, float *y, const float *s, const float *w, int nt, int k, int n) {
     return mrc_moe_combine(c, y, s, w, nt, k, n);
 }
@@ -127,6 +133,8 @@ static const gpu_api k_cuda = {
     .gemm = w_gemm,
     .kv_write = w_kv_write,
     .moe_combine = w_combine,
+    .moe_sort = w_moe_sort,
+    .rows_idx = w_rows_idx,
     .copy_rows = w_copy_rows,
     .graph_begin = w_gbegin,
     .graph_end = w_gend,

@@ -143,6 +143,20 @@ int mrc_moe_route(mrc_ctx *c, const float *logits, int n_tok, int n_expert, int 
 int mrc_moe_route_ex(mrc_ctx *c, const float *logits, int n_tok, int n_expert, int k, int gating, const float *bias,
                      bool norm_w, float w_scale, int n_group, int n_group_used, int32_t *ids, float *weights);
 
+/* The n (token, slot) pairs of a prompt ordered by expert, so that a grouped matvec over them
+ * reads each expert's weights for all its tokens in a row (from L2): pair i = t*k + j has
+ * expert ids[i]; writes perm[s] = the pair at sorted position s, sids[s] = ids[perm[s]],
+ * stok[s] = perm[s] / k. Experts ascending (ids outside [0, n_expert) last); the order of
+ * one expert's pairs is unspecified on the device (each pair is computed on its own, so
+ * results do not depend on it). n <= 65535, n_expert <= 4096. */
+int mrc_moe_sort(mrc_ctx *c, const int32_t *ids, int n, int n_expert, int k, int32_t *perm, int32_t *sids,
+                 int32_t *stok);
+/* Indexed row copy: for i < n, dst row (dst_idx ? dst_idx[i] : i) = src row (src_idx ?
+ * src_idx[i] : i), rows of row_bytes (a multiple of 4) bytes: a gather (src_idx) or a scatter
+ * (dst_idx). */
+int mrc_rows_idx(mrc_ctx *c, void *dst, const int32_t *dst_idx, const void *src, const int32_t *src_idx, int64_t n,
+                 size_t row_bytes);
+
 /* Write T tokens' K (or V) rows, src (T, heads, d) floats, into a cache laid out as
  * [head][n_ctx] rows of row_bytes (kv.c's layout) at the cells cells[t] (device), converted
  * to type F32, F16 or Q8_0. */

@@ -372,3 +372,72 @@ int mrc_copy_rows(mrc_ctx *c, float *dst, int64_t dst_stride, const float *src, 
     MRC_LAUNCHED(c, "copy_rows", "rows %lld, cols %lld", (long long)rows, (long long)cols);
     return 0;
 }
+
+/* ---- expert order for prompts ---------------------------------------------------------------- */
+#define SORT_THREADS 1024
+#define SORT_MAX_E 4096
+
+/* One block: a histogram of the experts in shared memory, its prefix sums, then each pair
+ * takes the next place of its expert (atomics: the order within an expert is unspecified). */
+__global__ void __launch_bounds__(SORT_THREADS)
+    k_moe_sort(const int32_t *ids, int n, int n_expert, int k, int32_t *perm, int32_t *sids, int32_t *stok) {
+    __shared__ int cnt[SORT_MAX_E + 1];
+    for (int e = threadIdx.x; e <= n_expert; e += blockDim.x) cnt[e] = 0;
+    __syncthreads();
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const int e = ids[i];
+        atomicAdd(&cnt[e >= 0 && e < n_expert ? e : n_expert], 1);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        int s = 0;
+        for (int e = 0; e <= n_expert; e++) {
+            const int v = cnt[e];
+            cnt[e] = s;
+            s += v;
+        }
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const int e = ids[i];
+        const int pos = atomicAdd(&cnt[e >= 0 && e < n_expert ? e : n_expert], 1);
+        perm[pos] = i;
+        sids[pos] = e;
+        stok[pos] = i / k;
+    }
+}
+
+int mrc_moe_sort(mrc_ctx *c, const int32_t *ids, int n, int n_expert, int k, int32_t *perm, int32_t *sids,
+                 int32_t *stok) {
+    if (n < 0 || n > 65535 || n_expert <= 0 || n_expert > SORT_MAX_E || k <= 0) {
+        mr_seterr("cuda: moe_sort: %d pairs of %d experts (k %d): unsupported", n, n_expert, k);
+        return -1;
+    }
+    if (n == 0) return 0;
+    k_moe_sort<<<1, SORT_THREADS, 0, c->stream>>>(ids, n, n_expert, k, perm, sids, stok);
+    MRC_LAUNCHED(c, "moe_sort", "pairs %d, experts %d", n, n_expert);
+    return 0;
+}
+
+__global__ void k_rows_idx(uint32_t *dst, const int32_t *di, const uint32_t *src, const int32_t *si, int64_t words,
+                           int64_t total) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total) return;
+    const int64_t r = i / words, w = i % words;
+    const int64_t dr = di ? di[r] : r, sr = si ? si[r] : r;
+    dst[dr * words + w] = src[sr * words + w];
+}
+
+int mrc_rows_idx(mrc_ctx *c, void *dst, const int32_t *dst_idx, const void *src, const int32_t *src_idx, int64_t n,
+                 size_t row_bytes) {
+    if (row_bytes % 4 || n < 0) {
+        mr_seterr("cuda: rows_idx: %lld rows of %zu bytes (a multiple of 4 is needed)", (long long)n, row_bytes);
+        return -1;
+    }
+    const int64_t words = (int64_t)(row_bytes / 4), total = n * words;
+    if (total <= 0) return 0;
+    k_rows_idx<<<mrc_cdiv(total, 256), 256, 0, c->stream>>>((uint32_t *)dst, dst_idx, (const uint32_t *)src, src_idx,
+                                                            words, total);
+    MRC_LAUNCHED(c, "rows_idx", "rows %lld, %zu bytes", (long long)n, row_bytes);
+    return 0;
+}

@@ -17,7 +17,8 @@
  * shapes and error conventions are those of cuda_backend.h (0 / -1 with
  * mr_seterr). Ops added for the executor (also in ops.cu): kv_write (cache
  * rows from float K/V), moe_combine (the weighted sum of expert outputs),
- * copy_rows (strided 2-D float copy), and moe_route's group-limited selection
+ * copy_rows (strided 2-D float copy), moe_sort and rows_idx (a prompt's (token, slot)
+ * pairs in expert order, gathered and scattered back), and moe_route's group-limited selection
  * (DeepSeek-V3: n_group groups, the best n_group_used by the sum of their two
  * best scores; 0 / 0: off).
  */
@@ -66,6 +67,10 @@ typedef struct gpu_api {
     int (*moe_combine)(void *c, float *y, const float *slots, const float *w, int n_tok, int k, int n);
     int (*copy_rows)(void *c, float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows,
                      int64_t cols);
+    int (*moe_sort)(void *c, const int32_t *ids, int n, int n_expert, int k, int32_t *perm, int32_t *sids,
+                    int32_t *stok);
+    int (*rows_idx)(void *c, void *dst, const int32_t *dst_idx, const void *src, const int32_t *src_idx, int64_t n,
+                    size_t row_bytes);
     /* graphs (cuda_backend.h's mrc_graph_*): ops queued between begin and end are recorded, not
      * run, with their arguments by value; launch runs them again. scratch_epoch: see
      * mrc_scratch_epoch. */

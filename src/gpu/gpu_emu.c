@@ -29,7 +29,7 @@
 /* A recorded op (graphs): the op and its arguments by value, as a CUDA graph keeps kernel
  * parameters. */
 typedef enum { R_GELU, R_RMS, R_QUANT, R_MATVEC, R_MOEMV, R_SILU, R_ADD, R_ROPE, R_ROUTE, R_ATTN, R_GEMM, R_KVW, R_COMB,
-               R_COPY } rec_kind;
+               R_COPY, R_SORT, R_ROWS } rec_kind;
 typedef struct {
     rec_kind k;
     mrc_weight W;
@@ -505,6 +505,44 @@ static int emu_copy_rows(void *c, float *dst, int64_t ds, const float *src, int6
     return 0;
 }
 
+/* Stable counting sort of the pairs by expert (the device's order within an expert may differ;
+ * results do not depend on it). */
+static int emu_moe_sort(void *c, const int32_t *ids, int n, int n_expert, int k, int32_t *perm, int32_t *sids,
+                        int32_t *stok) {
+    REC(c, .k = R_SORT, .p = {ids}, .o = {perm, sids, stok}, .n = {n, n_expert, k});
+    if (n < 0 || n > 65535 || n_expert <= 0 || n_expert > 4096 || k <= 0) {
+        mr_seterr("emu: moe_sort: %d pairs of %d experts (k %d): unsupported", n, n_expert, k);
+        return -1;
+    }
+    int *cnt = mr_calloc((size_t)n_expert + 1, sizeof(int));
+    if (!cnt) return -1;
+    for (int i = 0; i < n; i++) cnt[ids[i] >= 0 && ids[i] < n_expert ? ids[i] : n_expert]++;
+    for (int e = 0, s = 0; e <= n_expert; e++) {
+        const int v = cnt[e];
+        cnt[e] = s;
+        s += v;
+    }
+    for (int i = 0; i < n; i++) {
+        const int pos = cnt[ids[i] >= 0 && ids[i] < n_expert ? ids[i] : n_expert]++;
+        perm[pos] = i, sids[pos] = ids[i], stok[pos] = i / k;
+    }
+    free(cnt);
+    return 0;
+}
+
+static int emu_rows_idx(void *c, void *dst, const int32_t *di, const void *src, const int32_t *si, int64_t n,
+                        size_t rb) {
+    REC(c, .k = R_ROWS, .o = {dst}, .p = {di, src, si}, .n = {n, (int64_t)rb});
+    if (rb % 4 || n < 0) {
+        mr_seterr("emu: rows_idx: %lld rows of %zu bytes (a multiple of 4 is needed)", (long long)n, rb);
+        return -1;
+    }
+    for (int64_t i = 0; i < n; i++)
+        memmove((uint8_t *)dst + (size_t)(di ? di[i] : i) * rb, (const uint8_t *)src + (size_t)(si ? si[i] : i) * rb,
+                rb);
+    return 0;
+}
+
 static int emu_graph_begin(void *cv) {
     emu_ctx *c = cv;
     c->cap = true;
@@ -554,6 +592,10 @@ static int emu_graph_launch(void *cv) {
             break;
         case R_COMB: rc = emu_moe_combine(c, r->o[0], r->p[0], r->p[1], (int)r->n[0], (int)r->n[1], (int)r->n[2]); break;
         case R_COPY: rc = emu_copy_rows(c, r->o[0], r->n[0], r->p[0], r->n[1], r->n[2], r->n[3]); break;
+        case R_SORT:
+            rc = emu_moe_sort(c, r->p[0], (int)r->n[0], (int)r->n[1], (int)r->n[2], r->o[0], r->o[1], r->o[2]);
+            break;
+        case R_ROWS: rc = emu_rows_idx(c, r->o[0], r->p[0], r->p[1], r->p[2], r->n[0], (size_t)r->n[1]); break;
         }
         if (rc) return -1;
     }
@@ -621,6 +663,8 @@ static const gpu_api k_emu = {
     .kv_write = emu_kv_write,
     .moe_combine = emu_moe_combine,
     .copy_rows = emu_copy_rows,
+    .moe_sort = emu_moe_sort,
+    .rows_idx = emu_rows_idx,
     .graph_begin = emu_graph_begin,
     .graph_end = emu_graph_end,
     .graph_launch = emu_graph_launch,

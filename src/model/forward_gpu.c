@@ -39,7 +39,9 @@ typedef struct {
 typedef struct {
     void *c;
     float *x, *xn, *tmp, *sh, *q, *k, *v, *att, *ffa, *ffb, *router, *selw, *slots, *logits, *rope_ff;
-    void *xq_rep, *xq_moe; /* prompts: each token's Q8_1 input once per slot; the slots' down inputs */
+    void *xq_rep, *xq_moe; /* prompts: each pair's Q8_1 input (expert order); the pairs' down inputs */
+    float *slots_s;        /* prompts: the pairs' down outputs in expert order */
+    int32_t *perm, *sids, *stok; /* prompts: the pairs in expert order (mrc_moe_sort) */
     float *mask, *mask_swa;
     size_t mask_cap; /* floats of each mask */
     float *gmask, *gmask_swa; /* decode graphs: one row of n_ctx (fixed buffers the graph reads) */
@@ -358,6 +360,13 @@ model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement 
             D->xq_rep = dalloc(g, D, api->q8_1_row_size((int64_t)Dm) * T * K);
             D->xq_moe = dalloc(g, D, api->q8_1_row_size((int64_t)fe) * T * K);
             if (!D->xq_rep || !D->xq_moe) goto fail;
+            if (T > 1) {
+                D->slots_s = dfloats(g, D, T * K * Dm);
+                D->perm = dalloc(g, D, sizeof(int32_t) * T * K);
+                D->sids = dalloc(g, D, sizeof(int32_t) * T * K);
+                D->stok = dalloc(g, D, sizeof(int32_t) * T * K);
+                if (!D->slots_s || !D->perm || !D->sids || !D->stok) goto fail;
+            }
         }
         D->ids = dalloc(g, D, sizeof(int32_t) * T * K);
         D->pos = dalloc(g, D, sizeof(int32_t) * T);
@@ -718,24 +727,26 @@ static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq) {
         if (A->upload(D->c, D->tmp, r->tmp, nx)) return -1;
         return shared ? A->add(D->c, D->tmp, D->sh, (int64_t)T * Dm) : 0;
     } else if (T > 1 && !is_float(&L->gate_exps) && !is_float(&L->up_exps) && !is_float(&L->down_exps)) {
-        /* a prompt: every (token, slot) pair in one grouped matvec per matrix (6 launches per layer,
-         * not 6 per token); slot i = t*K + j reads token t's input, repeated per slot */
+        /* a prompt: every (token, slot) pair in one grouped matvec per matrix (launches per layer,
+         * not per token), the pairs in expert order so that each expert's weights are read for
+         * all its tokens in a row (from L2, not once per pair from memory): sort, gather each
+         * pair's Q8_1 input, gate / up / down over the sorted pairs, scatter the outputs back to
+         * slot t*K + j, combine */
         const int64_t Fe = L->up_exps.m;
-        const size_t rd = A->q8_1_row_size(Dm), rs = A->q8_1_row_size(Fe), rdf = rd / sizeof(float);
+        const size_t rd = A->q8_1_row_size(Dm), rs = A->q8_1_row_size(Fe);
         const int tc = 65535 / K; /* slots per launch: the grid's y limit */
         for (int t0 = 0; t0 < T; t0 += tc) {
             const int nt = MR_MIN(tc, T - t0);
             const int64_t n = (int64_t)nt * K;
-            const int32_t *ids = D->ids + (size_t)t0 * K;
-            if (A->quantize_q8_1(D->c, D->xn + (size_t)t0 * Dm, D->xq, Dm, nt)) return -1;
-            for (int j = 0; j < K; j++)
-                if (A->copy_rows(D->c, (float *)((uint8_t *)D->xq_rep + (size_t)j * rd), (int64_t)(K * rdf), D->xq,
-                                 (int64_t)rdf, nt, (int64_t)rdf))
-                    return -1;
-            if (A->moe_matvec(D->c, &L->gate_exps, ids, (int)n, NULL, 0, D->xq_rep, rd, D->ffa) ||
-                A->moe_matvec(D->c, &L->up_exps, ids, (int)n, NULL, 0, D->xq_rep, rd, D->ffb) ||
+            if (A->quantize_q8_1(D->c, D->xn + (size_t)t0 * Dm, D->xq, Dm, nt) ||
+                A->moe_sort(D->c, D->ids + (size_t)t0 * K, (int)n, E, K, D->perm, D->sids, D->stok) ||
+                A->rows_idx(D->c, D->xq_rep, NULL, D->xq, D->stok, n, rd))
+                return -1;
+            if (A->moe_matvec(D->c, &L->gate_exps, D->sids, (int)n, NULL, 0, D->xq_rep, rd, D->ffa) ||
+                A->moe_matvec(D->c, &L->up_exps, D->sids, (int)n, NULL, 0, D->xq_rep, rd, D->ffb) ||
                 act_mul(g, D, D->ffa, D->ffb, n * Fe) || A->quantize_q8_1(D->c, D->ffa, D->xq_moe, Fe, n) ||
-                A->moe_matvec(D->c, &L->down_exps, ids, (int)n, NULL, 0, D->xq_moe, rs, D->slots) ||
+                A->moe_matvec(D->c, &L->down_exps, D->sids, (int)n, NULL, 0, D->xq_moe, rs, D->slots_s) ||
+                A->rows_idx(D->c, D->slots, D->perm, D->slots_s, NULL, n, sizeof(float) * (size_t)Dm) ||
                 A->moe_combine(D->c, D->tmp + (size_t)t0 * Dm, D->slots, D->selw + (size_t)t0 * K, nt, K, Dm))
                 return -1;
         }

@@ -249,6 +249,41 @@ static void route_ref(const float *l, int E, int K, int gating, const float *bia
     free(p), free(s);
 }
 
+/* A prompt's pairs in expert order (n pairs of k slots, ids in [0, E] with E out of range):
+ * perm a permutation, experts ascending with E last, sids / stok following perm; then a gather
+ * by stok and a scatter by perm bring every pair's token row back to slot i. */
+static void test_moe_sort(int n, int E, int k) {
+    int32_t *ids = malloc(sizeof(int32_t) * n), *perm = malloc(sizeof(int32_t) * n),
+            *sids = malloc(sizeof(int32_t) * n), *stok = malloc(sizeof(int32_t) * n);
+    int *seen = calloc((size_t)n, sizeof(int));
+    for (int i = 0; i < n; i++) ids[i] = MR_MIN((int32_t)((frand() + 1.0f) * 0.5f * (float)(E + 1)), E);
+    int32_t *di = dup_dev(ids, sizeof(int32_t) * n), *dp = mrc_alloc(C, sizeof(int32_t) * n),
+            *ds = mrc_alloc(C, sizeof(int32_t) * n), *dt = mrc_alloc(C, sizeof(int32_t) * n);
+    OK(mrc_moe_sort(C, di, n, E, k, dp, ds, dt));
+    OK(get(perm, dp, sizeof(int32_t) * n));
+    OK(get(sids, ds, sizeof(int32_t) * n));
+    OK(get(stok, dt, sizeof(int32_t) * n));
+    int bad = 0;
+    for (int s = 0; s < n; s++) {
+        if (perm[s] < 0 || perm[s] >= n || seen[perm[s]]++ || sids[s] != ids[perm[s]] || stok[s] != perm[s] / k) bad++;
+        if (s > 0 && sids[s - 1] > sids[s]) bad++;
+    }
+    EXPECT(bad == 0, "moe_sort n %d E %d: %d bad places", n, E, bad);
+    const int T = (n + k - 1) / k, W = 36; /* rows of 36 bytes, as a Q8_1 block */
+    uint8_t *rows = malloc((size_t)T * W), *back = malloc((size_t)n * W);
+    for (int i = 0; i < T * W; i++) rows[i] = (uint8_t)(i * 7 + 3);
+    void *dr = dup_dev(rows, (size_t)T * W), *dg = mrc_alloc(C, (size_t)n * W), *db = mrc_alloc(C, (size_t)n * W);
+    OK(mrc_rows_idx(C, dg, NULL, dr, dt, n, W));
+    OK(mrc_rows_idx(C, db, dp, dg, NULL, n, W));
+    OK(get(back, db, (size_t)n * W));
+    int rbad = 0;
+    for (int i = 0; i < n; i++) rbad += memcmp(back + (size_t)i * W, rows + (size_t)(i / k) * W, W) != 0;
+    EXPECT(rbad == 0, "rows_idx gather/scatter n %d: %d rows wrong", n, rbad);
+    printf("moe_sort n %d E %d k %d: %s\n", n, E, k, bad || rbad ? "FAIL" : "ok");
+    mrc_dfree(di), mrc_dfree(dp), mrc_dfree(ds), mrc_dfree(dt), mrc_dfree(dr), mrc_dfree(dg), mrc_dfree(db);
+    free(ids), free(perm), free(sids), free(stok), free(seen), free(rows), free(back);
+}
+
 static void test_route(int gating, bool with_bias, bool norm_w, float w_scale) {
     const int T = 5, E = 128, K = 8;
     float *l = malloc(sizeof(float) * T * E), bias[128], w[5 * 8], wr[8];
@@ -505,6 +540,9 @@ int main(int argc, char **argv) {
     test_rope(MRC_ROPE_NORM, false);
     test_rope(MRC_ROPE_NEOX, false);
     test_rope(MRC_ROPE_NEOX, true);
+    test_moe_sort(512 * 8, 128, 8);
+    test_moe_sort(65535, 256, 8);
+    test_moe_sort(7, 3, 2);
     test_route(1, false, false, 0);
     test_route(1, false, true, 0);
     test_route(2, true, true, 2.5f);

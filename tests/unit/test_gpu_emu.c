@@ -2,7 +2,8 @@
  * test_gpu_emu.c — ops of the host emulation of the device backend
  * (src/gpu/gpu_emu.c) that the golden models do not reach: group-limited
  * routing (DeepSeek-V3), checked on a case built so that it changes the
- * choice, the strided copy, and the profiling wrapper (gpu_prof.c). The rest of the emulation is checked
+ * choice, the strided copy, the expert order of a prompt's pairs (moe_sort, rows_idx), and
+ * the profiling wrapper (gpu_prof.c). The rest of the emulation is checked
  * end to end against llama.cpp's logits by test_gpu_golden.
  */
 #include <math.h>
@@ -48,6 +49,35 @@ int main(void) {
     CHECK(A->copy_rows(c, dst, 4, src + 1, 3, 3, 2) == 0, "copy_rows");
     CHECK(dst[0] == 1 && dst[1] == 2 && dst[4] == 4 && dst[5] == 5 && dst[8] == 7 && dst[9] == 8 && dst[2] == 0,
           "copy_rows values");
+    /* a prompt's pairs in expert order: 5 tokens x 3 slots, one id out of range (sorted last) */
+    const int32_t pid[15] = {4, 1, 7, 1, 0, 4, 9, 2, 1, 4, 0, 2, 7, 7, 1};
+    int32_t perm[15], sids[15], stok[15];
+    CHECK(A->moe_sort(c, pid, 15, 8, 3, perm, sids, stok) == 0, "moe_sort");
+    int seen[15] = {0}, sorted = 1, consistent = 1;
+    for (int s = 0; s < 15; s++) {
+        if (perm[s] >= 0 && perm[s] < 15) seen[perm[s]]++;
+        consistent &= perm[s] >= 0 && perm[s] < 15 && sids[s] == pid[perm[s]] && stok[s] == perm[s] / 3;
+        if (s > 0) {
+            const int a = sids[s - 1] < 8 ? sids[s - 1] : 8, b = sids[s] < 8 ? sids[s] : 8;
+            sorted &= a < b || (a == b && perm[s - 1] < perm[s]); /* stable in the emulation */
+        }
+    }
+    int perm_ok = 1;
+    for (int i = 0; i < 15; i++) perm_ok &= seen[i] == 1;
+    CHECK(perm_ok && consistent, "moe_sort: perm is a permutation, sids/stok follow it");
+    CHECK(sorted && sids[14] == 9, "moe_sort: experts ascending, out-of-range last (last id %d)", sids[14]);
+    CHECK(A->moe_sort(c, pid, 15, 0, 3, perm, sids, stok) != 0, "moe_sort refuses 0 experts");
+    /* gather by stok, scatter back by perm: rows return to their pairs */
+    float rows[5][4], g[15][4], back[15][4];
+    for (int t = 0; t < 5; t++)
+        for (int e = 0; e < 4; e++) rows[t][e] = (float)(10 * t + e);
+    CHECK(A->rows_idx(c, g, NULL, rows, stok, 15, sizeof rows[0]) == 0, "rows_idx gather");
+    CHECK(A->rows_idx(c, back, perm, g, NULL, 15, sizeof g[0]) == 0, "rows_idx scatter");
+    int rows_ok = 1;
+    for (int i = 0; i < 15; i++)
+        for (int e = 0; e < 4; e++) rows_ok &= back[i][e] == rows[i / 3][e];
+    CHECK(rows_ok, "gather then scatter: pair i holds token i/3's row");
+    CHECK(A->rows_idx(c, back, NULL, g, NULL, 2, 6) != 0, "rows_idx refuses rows of 6 bytes");
     A->free(c);
 
     /* MOERUN_CUDA_PROFILE's wrapper: ops still compute, each is counted once, an op captured
