@@ -28,6 +28,22 @@ int mrc_launched(mrc_ctx *c, const char *kernel, const char *fmt, ...) {
 
 /* ---- devices ------------------------------------------------------------------------------- */
 
+/* The calling thread's current device, cached: cudaSetDevice only when it changes. Every
+ * cudaSetDevice of this file goes through here so the cache stays true. */
+static __thread int t_cur_dev = -1;
+static cudaError_t use_dev(int dev) {
+    if (t_cur_dev == dev) return cudaSuccess;
+    const cudaError_t e = cudaSetDevice(dev);
+    t_cur_dev = e == cudaSuccess ? dev : -1;
+    return e;
+}
+
+int mrc_make_current(mrc_ctx *c) {
+    MRC_CALL(use_dev(c->dev), "CUDA%d: make current", c->dev);
+    return 0;
+}
+
+
 int mrc_device_count(void) {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess) {
@@ -41,7 +57,7 @@ int mrc_device_info_get(int dev, mrc_device_info *out) {
     memset(out, 0, sizeof *out);
     cudaDeviceProp p;
     MRC_CALL(cudaGetDeviceProperties(&p, dev), "device %d", dev);
-    MRC_CALL(cudaSetDevice(dev), "device %d", dev);
+    MRC_CALL(use_dev(dev), "device %d", dev);
     size_t fr = 0, tot = 0;
     MRC_CALL(cudaMemGetInfo(&fr, &tot), "device %d", dev);
     out->id = dev;
@@ -68,7 +84,7 @@ mrc_ctx *mrc_init(int dev) {
     c->dev = dev;
     const char *s = getenv("MOERUN_CUDA_SYNC");
     c->sync_each = s && *s && strcmp(s, "0");
-    cudaError_t e = cudaSetDevice(dev);
+    cudaError_t e = use_dev(dev);
     if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking);
     if (e == cudaSuccess) e = cudaEventCreate(&c->t0);
     if (e == cudaSuccess) e = cudaEventCreate(&c->t1);
@@ -92,7 +108,7 @@ mrc_ctx *mrc_init(int dev) {
 
 void mrc_free(mrc_ctx *c) {
     if (!c) return;
-    cudaSetDevice(c->dev);
+    use_dev(c->dev);
     if (c->graph_exec) cudaGraphExecDestroy(c->graph_exec);
     if (c->graph) cudaGraphDestroy(c->graph);
     if (c->cublas) cublasDestroy((cublasHandle_t)c->cublas);
@@ -138,7 +154,7 @@ void *mrc_scratch(mrc_ctx *c, size_t n) {
 
 void *mrc_alloc(mrc_ctx *c, size_t n) {
     void *p = NULL;
-    cudaSetDevice(c->dev);
+    use_dev(c->dev);
     cudaError_t e = cudaMalloc(&p, n ? n : 1);
     if (e != cudaSuccess) {
         cudaGetLastError();
@@ -163,6 +179,14 @@ int mrc_upload(mrc_ctx *c, void *dst, const void *src, size_t n) {
 
 int mrc_download(mrc_ctx *c, void *dst, const void *src, size_t n) {
     MRC_CALL(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, c->stream), "download %zu bytes", n);
+    return 0;
+}
+
+int mrc_peer_copy(mrc_ctx *dst_c, void *dst, mrc_ctx *src_c, const void *src, size_t n) {
+    MRC_CALL(cudaStreamSynchronize(src_c->stream), "CUDA%d: synchronize before a copy to CUDA%d", src_c->dev, dst_c->dev);
+    MRC_CALL(use_dev(dst_c->dev), "CUDA%d: make current", dst_c->dev);
+    MRC_CALL(cudaMemcpyPeerAsync(dst, dst_c->dev, src, src_c->dev, n, dst_c->stream), "copy %zu bytes CUDA%d -> CUDA%d",
+             n, src_c->dev, dst_c->dev);
     return 0;
 }
 
@@ -259,7 +283,7 @@ unsigned mrc_scratch_epoch(const mrc_ctx *c) { return c->scratch_epoch; }
 size_t mrc_scratch_bytes(const mrc_ctx *c) { return c->scratch_cap; }
 
 int mrc_host_register(void *p, size_t n) {
-    MRC_CALL(cudaHostRegister(p, n, cudaHostRegisterDefault), "pinning %zu bytes of host memory", n);
+    MRC_CALL(cudaHostRegister(p, n, cudaHostRegisterPortable), "pinning %zu bytes of host memory", n);
     return 0;
 }
 

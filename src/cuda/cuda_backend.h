@@ -53,6 +53,10 @@ void mrc_free(mrc_ctx *c);
 int mrc_device_of(const mrc_ctx *c);
 /* Wait for everything queued; returns -1 with the error of a failed kernel. */
 int mrc_sync(mrc_ctx *c);
+/* Make c's device the calling thread's current one (kernels, cuBLAS, events and allocations
+ * act on the current device; a cached cudaSetDevice). The gpu_api table calls it before
+ * every op, so contexts on several GPUs can be used in turn. */
+int mrc_make_current(mrc_ctx *c);
 /* The cudaStream_t of the context (as void*, for callers that queue copies). */
 void *mrc_stream(mrc_ctx *c);
 
@@ -62,6 +66,10 @@ void mrc_dfree(void *p);
 /* Copies on c's stream; host memory should be pinned for overlap (mrc_host_alloc). */
 int mrc_upload(mrc_ctx *c, void *dst, const void *src, size_t n);
 int mrc_download(mrc_ctx *c, void *dst, const void *src, size_t n);
+/* n bytes from src (on src_c's device, once src_c's queued work is done: it synchronizes
+ * src_c) to dst on dst_c's device, queued on dst_c's stream: direct between GPUs where they
+ * allow peer access, staged by the driver otherwise. */
+int mrc_peer_copy(mrc_ctx *dst_c, void *dst, mrc_ctx *src_c, const void *src, size_t n);
 int mrc_memset(mrc_ctx *c, void *dst, int v, size_t n);
 void *mrc_host_alloc(size_t n); /* pinned host memory */
 void mrc_host_free(void *p);

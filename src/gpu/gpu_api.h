@@ -67,6 +67,8 @@ typedef struct gpu_api {
     int (*moe_combine)(void *c, float *y, const float *slots, const float *w, int n_tok, int k, int n);
     int (*copy_rows)(void *c, float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows,
                      int64_t cols);
+    /* n bytes from src on src_c's device to dst on dst_c's (after src_c's queued work) */
+    int (*peer_copy)(void *dst_c, void *dst, void *src_c, const void *src, size_t n);
     int (*moe_sort)(void *c, const int32_t *ids, int n, int n_expert, int k, int32_t *perm, int32_t *sids,
                     int32_t *stok);
     int (*rows_idx)(void *c, void *dst, const int32_t *dst_idx, const void *src, const int32_t *src_idx, int64_t n,

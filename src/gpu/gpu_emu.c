@@ -543,6 +543,12 @@ static int emu_rows_idx(void *c, void *dst, const int32_t *di, const void *src, 
     return 0;
 }
 
+static int emu_peer_copy(void *dc, void *dst, void *sc, const void *src, size_t n) {
+    (void)dc, (void)sc;
+    memmove(dst, src, n);
+    return 0;
+}
+
 static int emu_graph_begin(void *cv) {
     emu_ctx *c = cv;
     c->cap = true;
@@ -663,6 +669,7 @@ static const gpu_api k_emu = {
     .kv_write = emu_kv_write,
     .moe_combine = emu_moe_combine,
     .copy_rows = emu_copy_rows,
+    .peer_copy = emu_peer_copy,
     .moe_sort = emu_moe_sort,
     .rows_idx = emu_rows_idx,
     .graph_begin = emu_graph_begin,

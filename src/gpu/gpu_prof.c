@@ -27,14 +27,14 @@
 #include "gpu/gpu_api.h"
 
 enum {
-    P_UPLOAD, P_DOWNLOAD, P_MEMSET, P_QUANT, P_MATVEC, P_MOE_MATVEC, P_RMSNORM, P_SILU, P_GELU, P_ADD, P_ROPE,
+    P_UPLOAD, P_DOWNLOAD, P_PEER, P_MEMSET, P_QUANT, P_MATVEC, P_MOE_MATVEC, P_RMSNORM, P_SILU, P_GELU, P_ADD, P_ROPE,
     P_ROUTE, P_ATTN, P_GEMM, P_KVW, P_COMBINE, P_COPY, P_SORT, P_ROWS, P_GRAPH, P_N
 };
 static const char *const k_op_names[P_N] = {
-    "upload (h2d)", "download (d2h)", "memset", "quantize_q8_1", "matvec", "moe_matvec", "rmsnorm", "silu_mul",
+    "upload (h2d)", "download (d2h)", "peer copy (d2d)", "memset", "quantize_q8_1", "matvec", "moe_matvec", "rmsnorm", "silu_mul",
     "gelu_mul", "add", "rope", "moe_route", "attn", "gemm", "kv_write", "moe_combine", "copy_rows", "moe_sort",
     "rows_idx", "graph"};
-static bool is_copy(int op) { return op == P_UPLOAD || op == P_DOWNLOAD; }
+static bool is_copy(int op) { return op == P_UPLOAD || op == P_DOWNLOAD || op == P_PEER; }
 
 #define PROF_CAP 4096
 #define PROF_MAX_CTX 16
@@ -241,6 +241,11 @@ static int w_sort(void *cv, const int32_t *ids, int n, int ne, int k, int32_t *p
 static int w_rows(void *cv, void *dst, const int32_t *di, const void *src, const int32_t *si, int64_t n, size_t rb) {
     PROF_OP(P_ROWS, g_in->rows_idx(PC, dst, di, src, si, n, rb));
 }
+/* timed on the destination's stream, where the copy is queued */
+static int w_peer(void *dcv, void *dst, void *scv, const void *src, size_t n) {
+    void *cv = dcv;
+    PROF_OP(P_PEER, g_in->peer_copy(PC, dst, ((prof_ctx *)scv)->c, src, n));
+}
 static int w_gbegin(void *cv) {
     prof_ctx *p = cv;
     const int rc = g_in->graph_begin(p->c);
@@ -267,7 +272,7 @@ const gpu_api *gpu_prof_wrap(const gpu_api *in) {
     g_tab.rmsnorm = w_rmsnorm, g_tab.silu_mul = w_silu, g_tab.gelu_mul = w_gelu, g_tab.add = w_add;
     g_tab.rope = w_rope, g_tab.moe_route = w_route, g_tab.attn = w_attn, g_tab.gemm = w_gemm;
     g_tab.kv_write = w_kvw, g_tab.moe_combine = w_combine, g_tab.copy_rows = w_copy;
-    g_tab.moe_sort = w_sort, g_tab.rows_idx = w_rows;
+    g_tab.moe_sort = w_sort, g_tab.rows_idx = w_rows, g_tab.peer_copy = w_peer;
     g_tab.graph_begin = in->graph_begin ? w_gbegin : NULL, g_tab.graph_end = in->graph_end ? w_gend : NULL;
     g_tab.graph_launch = in->graph_launch ? w_glaunch : NULL;
     g_tab.scratch_epoch = w_epoch, g_tab.scratch_bytes = w_scratch_bytes;

@@ -528,12 +528,17 @@ int model_gpu_to_host(model_run *r, int T) {
     return 0;
 }
 
+/* The residual onto device d: from the device holding it by a peer copy, else from r->x. */
 static int to_device(model_run *r, int T, int d) {
     model_gpu *g = r->gpu;
     if (g->x_at == d) return 0;
-    if (model_gpu_to_host(r, T)) return -1;
     gpu_dev *D = &g->d[d];
-    if (g->api->upload(D->c, D->x, r->x, sizeof(float) * (size_t)T * (size_t)r->m->hp.n_embd)) return -1;
+    const size_t nb = sizeof(float) * (size_t)T * (size_t)r->m->hp.n_embd;
+    if (g->x_at >= 0) {
+        gpu_dev *S = &g->d[g->x_at];
+        if (g->api->peer_copy(D->c, D->x, S->c, S->x, nb)) return -1;
+    } else if (g->api->upload(D->c, D->x, r->x, nb))
+        return -1;
     g->x_at = d;
     return 0;
 }
