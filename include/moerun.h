@@ -33,6 +33,7 @@ typedef struct {
     int n_cpu_moe;         /* --n-cpu-moe N; -1 = all (-cmoe); 0 = none */
     const char *split_mode;/* -sm none|layer|row, NULL = layer */
     const char *tensor_split; /* -ts "a,b" or NULL */
+    const char *devices;   /* -dev "CUDA0,CUDA1": the devices layers may use; "none": CPU only; NULL: all */
     bool use_mmap;         /* default true */
     bool no_repack;        /* --no-repack: keep the GGUF layouts (default: matmul weights are
                               interleaved by 8 rows at load for the SIMD kernels where one exists) */

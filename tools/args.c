@@ -97,7 +97,7 @@ void args_free(mr_args *a) {
 
 /* ---- the table of shared flags ---------------------------------------------------- */
 typedef enum {
-    F_MODEL, F_THREADS, F_NGL, F_TS, F_SM, F_OT, F_NCPUMOE, F_CMOE, F_NOMMAP, F_RTR, F_NOREPACK,
+    F_MODEL, F_THREADS, F_NGL, F_TS, F_SM, F_DEV, F_OT, F_NCPUMOE, F_CMOE, F_NOMMAP, F_RTR, F_NOREPACK,
     F_CTX, F_BATCH, F_UBATCH, F_CTK, F_CTV, F_FA,
     F_PROMPT, F_FILE, F_NPREDICT,
     F_TEMP, F_TOPK, F_TOPP, F_MINP, F_REPPEN, F_REPLAST, F_PRESPEN, F_FREQPEN, F_SEED,
@@ -119,6 +119,7 @@ static const flag_def k_flags[] = {
     {F_NGL, ARGS_MODEL, "-ngl", "--n-gpu-layers", "N", "layers to offload to the GPU (default 0)"},
     {F_TS, ARGS_MODEL, "-ts", "--tensor-split", "A,B,..", "fraction of the model per GPU"},
     {F_SM, ARGS_MODEL, "-sm", "--split-mode", "MODE", "none|layer|row (default layer)"},
+    {F_DEV, ARGS_MODEL, "-dev", "--device", "LIST", "devices for layers, e.g. CUDA0,CUDA1 (none: CPU only; default: all)"},
     {F_OT, ARGS_MODEL, "-ot", "--override-tensor", "RE=DEV", "place tensors matching RE on DEV (repeatable)"},
     {F_NCPUMOE, ARGS_MODEL, NULL, "--n-cpu-moe", "N", "keep the experts of the first N layers on the CPU"},
     {F_CMOE, ARGS_MODEL, "-cmoe", "--cpu-moe", NULL, "keep all experts on the CPU"},
@@ -206,6 +207,7 @@ static int apply(mr_args *a, const flag_def *d, const char *v, const char *fl) {
         return 0;
     case F_NGL: return args_int(fl, v, -1, 100000, &a->model.n_gpu_layers);
     case F_TS: a->model.tensor_split = v; return check_split(fl, v);
+    case F_DEV: a->model.devices = v; return 0; /* names are checked against the devices at load */
     case F_SM:
         if (strcmp(v, "none") && strcmp(v, "layer") && strcmp(v, "row"))
             return verr("%s: '%s' is not a split mode (expected none, layer or row)", fl, v);

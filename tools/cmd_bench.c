@@ -43,6 +43,8 @@ typedef struct {
     int *pg, n_pg; /* pairs */
     char **ot;
     int n_ot;
+    char ts[256], dev[256]; /* -ts / -dev for every configuration ('/' or ',' between devices) */
+    const char *sm;
     int reps, out;
     bool progress, warmup, mmap;
     bool bandwidth_only;
@@ -75,6 +77,7 @@ static void usage(FILE *f) {
             "  -ot REGEX=DEV,...    tensor overrides (repeatable: each value is one configuration)\n"
             "  --n-cpu-moe N,...    keep the experts of the first N layers on the CPU (-ncmoe; -1: all)\n"
             "  -cmoe 0|1,...        keep all experts on the CPU (--cpu-moe; 1 is --n-cpu-moe -1)\n"
+            "  -ts A/B  -sm MODE  -dev CUDA0/CUDA1   split over devices (every configuration)\n"
             "  --no-mmap            read the model instead of mapping it\n"
             "  -rtr 0|1,...         1: repack every weight for the fast kernels, in place (default: all\n"
             "                       but recurrent projections; as ik_llama.cpp's -rtr, implies --no-mmap)\n"
@@ -205,6 +208,17 @@ static int parse(opts *o, int argc, char **argv) {
             rc = bench_parse_kv_list(a, v, &o->ctv.v, &o->ctv.n);
         } else if (!strcmp(a, "-fa") || !strcmp(a, "--flash-attn")) {
             if (parse_fa(&o->fa, v)) return usage_err("-fa: expected 0, 1, on, off or auto, got '%s'", v);
+        } else if (!strcmp(a, "-ts") || !strcmp(a, "--tensor-split") || !strcmp(a, "-dev") ||
+                   !strcmp(a, "--device")) {
+            char *dst = !strcmp(a, "-ts") || !strcmp(a, "--tensor-split") ? o->ts : o->dev;
+            if (strlen(v) >= sizeof o->ts) return usage_err("%s: value too long", a);
+            snprintf(dst, sizeof o->ts, "%s", v);
+            for (char *q = dst; *q; q++)
+                if (*q == '/') *q = ','; /* llama-bench writes 75/25 */
+        } else if (!strcmp(a, "-sm") || !strcmp(a, "--split-mode")) {
+            if (strcmp(v, "none") && strcmp(v, "layer") && strcmp(v, "row"))
+                return usage_err("-sm: '%s' is not a split mode (expected none, layer or row)", v);
+            o->sm = v;
         } else if (!strcmp(a, "-ot") || !strcmp(a, "--override-tensor")) {
             if (!strchr(v, '=')) return usage_err("-ot: expected REGEX=DEVICE, got '%s'", v);
             rc = bench_strv_push(&o->ot, &o->n_ot, v);
@@ -490,6 +504,9 @@ static int run_all(opts *o, int argc, char **argv) {
         mp.n_gpu_layers = o->ngl.v[ig];
         mp.n_cpu_moe = o->ncmoe.v[ic];
         mp.overrides = o->ot[io][0] ? o->ot[io] : NULL;
+        mp.tensor_split = o->ts[0] ? o->ts : NULL;
+        mp.devices = o->dev[0] ? o->dev : NULL;
+        mp.split_mode = o->sm;
         mp.use_mmap = o->mmap;
         mp.rtr = o->rtr.v[ir];
         mp.no_repack = o->nr.v[in];

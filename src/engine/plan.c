@@ -51,7 +51,7 @@ static const gpu_api *find_devices(plc_devices *dev) {
 }
 
 static bool plc_asked(const mr_model *m) {
-    return m->plc_ngl != 0 || m->plc_n_cpu_moe != 0 || m->plc_overrides || m->plc_tensor_split ||
+    return m->plc_ngl != 0 || m->plc_n_cpu_moe != 0 || m->plc_overrides || m->plc_tensor_split || m->plc_devices ||
            (m->plc_split_mode && *m->plc_split_mode);
 }
 
@@ -62,6 +62,7 @@ static plc_options model_plc_options(const mr_model *m) {
     o.n_cpu_moe = m->plc_n_cpu_moe;
     o.split_mode = m->plc_split_mode;
     o.tensor_split = m->plc_tensor_split;
+    o.devices = m->plc_devices;
     return o;
 }
 
@@ -120,10 +121,11 @@ int engine_placement(const mr_model *m, const mr_ctx_params *p, placement *out, 
     placement pl;
     int rc = placement_plan(&pl, t, n_t, &pm, &o, &dev);
     if (rc == 0) {
-        fprintf(stderr, "moerun: placement plan (-ngl %d%s%s%s%s):\n", m->plc_ngl,
+        fprintf(stderr, "moerun: placement plan (-ngl %d%s%s%s%s%s%s):\n", m->plc_ngl,
                 m->plc_overrides ? ", -ot " : "", m->plc_overrides ? m->plc_overrides : "",
                 m->plc_n_cpu_moe < 0 ? ", -cmoe" : m->plc_n_cpu_moe > 0 ? ", --n-cpu-moe" : "",
-                m->plc_tensor_split ? ", -ts" : "");
+                m->plc_tensor_split ? ", -ts" : "", m->plc_devices ? ", -dev " : "",
+                m->plc_devices ? m->plc_devices : "");
         placement_print(&pl, stderr);
         const char *why = api ? model_gpu_supported(m, &pl) : NULL;
         if (dev.n > 0 && placement_check(&pl, t, n_t, &pm, &o, &dev) != 0) rc = -1;

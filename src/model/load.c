@@ -382,7 +382,8 @@ mr_model *mr_model_load(const mr_model_params *p) {
     m->plc_n_cpu_moe = p->n_cpu_moe;
     if ((p->overrides && !(m->plc_overrides = mr_strdup(p->overrides))) ||
         (p->split_mode && !(m->plc_split_mode = mr_strdup(p->split_mode))) ||
-        (p->tensor_split && !(m->plc_tensor_split = mr_strdup(p->tensor_split))))
+        (p->tensor_split && !(m->plc_tensor_split = mr_strdup(p->tensor_split))) ||
+        (p->devices && !(m->plc_devices = mr_strdup(p->devices))))
         goto fail;
     /* -rtr (ik_llama.cpp's run-time repack) implies no mmap: the weights are read into huge-page
      * memory and repacked there in place */
@@ -454,6 +455,7 @@ void mr_model_free(mr_model *m) {
     free(m->plc_overrides);
     free(m->plc_split_mode);
     free(m->plc_tensor_split);
+    free(m->plc_devices);
     free(m);
 }
 

@@ -172,7 +172,7 @@ struct mr_model {
     /* placement flags as given to mr_model_load (strings owned; NULL when absent),
      * reported as a plan by mr_ctx_new (src/engine/plan.c) */
     int plc_ngl, plc_n_cpu_moe;
-    char *plc_overrides, *plc_split_mode, *plc_tensor_split;
+    char *plc_overrides, *plc_split_mode, *plc_tensor_split, *plc_devices;
     /* per GGUF tensor: placed on a device that will run it (not repacked for the CPU); NULL: none */
     bool *on_device;
 };

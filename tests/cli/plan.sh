@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# plan.sh — the placement plan printed for -ngl / -cmoe / -ot / -ts, and the
+# plan.sh — the placement plan printed for -ngl / -cmoe / -ot / -ts / -dev, and the
 # out-of-memory error before loading (pretend devices via MOERUN_FAKE_VRAM).
 set -u
 BIN=${MOERUN_BIN:-./build/moerun}
@@ -20,6 +20,15 @@ check "too small: exit 1" '[ $rc -eq 1 ]'
 check "too small: names the device and suggests a fix" 'grep -q "CUDA0: not enough memory" <<<"$err" && grep -q -E -- "try |lower " <<<"$err"'
 err=$("$BIN" run -m "$M" -p hi -n 2 -ngl 99 -ot '([=CPU' 2>&1 >/dev/null); rc=$?
 check "bad -ot regex: exit 1 with a message" '[ $rc -ne 0 ] && [ -n "$err" ]'
+# -dev: only the named device takes layers; an unknown one is an error before loading
+err=$(MOERUN_FAKE_VRAM=1GiB,1GiB "$BIN" run -m "$M" -p hi -n 2 -ngl 99 -dev CUDA1 2>&1 >/dev/null); rc=$?
+check "-dev CUDA1: exit 0, layers on CUDA1 only" '[ $rc -eq 0 ] && grep -q "over CUDA1 (100%)" <<<"$err"'
+err=$(MOERUN_FAKE_VRAM=1GiB,1GiB "$BIN" run -m "$M" -p hi -n 2 -ngl 99 -dev CUDA7 2>&1 >/dev/null); rc=$?
+check "-dev CUDA7: exit 1, names the device" '[ $rc -eq 1 ] && grep -q "unknown device .CUDA7." <<<"$err"'
+err=$(MOERUN_CUDA_EMU=2 MOERUN_CUDA_PROFILE=1 "$BIN" run -m "$M" -p hi -n 2 -ngl 99 -dev CUDA1 2>&1 >/dev/null); rc=$?
+check "-dev CUDA1 on 2 emulated devices: runs there" '[ $rc -eq 0 ] && grep -q "gpu profile: device 1 (emu)" <<<"$err" && ! grep -q "gpu profile: device 0" <<<"$err"'
+err=$(MOERUN_CUDA_EMU=2 "$BIN" bench -m "$M" -ngl 99 -ts 3/1 -p 4 -n 0 -r 1 -t 1 --no-bandwidth 2>&1 >/dev/null); rc=$?
+check "bench -ts 3/1: split 75/25 over two devices" '[ $rc -eq 0 ] && grep -q "over CUDA0 (75%), CUDA1 (25%)" <<<"$err"'
 # bench -cmoe 0,1 on the emulated device: two configurations, n_cpu_moe 0 and -1 (all experts)
 out=$(MOERUN_CUDA_EMU=1 "$BIN" bench -m "$M" -ngl 99 -cmoe 0,1 -p 8 -n 2 -r 1 -t 1 --no-bandwidth -o csv 2>/dev/null); rc=$?
 check "bench -cmoe 0,1: exit 0" '[ $rc -eq 0 ]'
