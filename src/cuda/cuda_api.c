@@ -62,6 +62,10 @@ static int w_rmsnorm(void *c, float *o, const float *x, const float *w, int64_t 
 static int w_silu_mul(void *c, float *g, const float *u, int64_t n) { return mrc_make_current(c) ? -1 : mrc_silu_mul(c, g, u, n); }
 static int w_gelu_mul(void *c, float *g, const float *u, int64_t n) { return mrc_make_current(c) ? -1 : mrc_gelu_mul(c, g, u, n); }
 static int w_add(void *c, float *y, const float *x, int64_t n) { return mrc_make_current(c) ? -1 : mrc_add(c, y, x, n); }
+static int w_add_rows(void *c, float *y, const float *x, int64_t r, int64_t n) {
+    if (mrc_make_current(c)) return -1;
+    return mrc_add_rows(c, y, x, r, n);
+}
 static int w_rope(void *c, const mrc_rope_params *p, float *x, const int32_t *pos, int nt, int nh, int hd) {
     if (mrc_make_current(c)) return -1;
     return mrc_rope(c, p, x, pos, nt, nh, hd);
@@ -146,6 +150,7 @@ static const gpu_api k_cuda = {
     .silu_mul = w_silu_mul,
     .gelu_mul = w_gelu_mul,
     .add = w_add,
+    .add_rows = w_add_rows,
     .rope = w_rope,
     .moe_route = w_route,
     .attn = w_attn,

@@ -126,6 +126,8 @@ int mrc_gelu_mul(mrc_ctx *c, float *g, const float *u, int64_t n);
 int mrc_softmax(mrc_ctx *c, float *x, int64_t n_rows, int n);
 /* y += x */
 int mrc_add(mrc_ctx *c, float *y, const float *x, int64_t n);
+/* y[r*n + i] += x[i] for r < rows, i < n: a bias added to every row, one launch. */
+int mrc_add_rows(mrc_ctx *c, float *y, const float *x, int64_t rows, int64_t n);
 
 /* RoPE with ggml's rope_yarn (same meaning as cpu_rope_params). */
 enum { MRC_ROPE_NORM = 0, MRC_ROPE_NEOX = 2 };

@@ -93,6 +93,19 @@ int mrc_add(mrc_ctx *c, float *y, const float *x, int64_t n) {
     return 0;
 }
 
+__global__ void k_add_rows(float *y, const float *x, int64_t n, int64_t total) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < total) y[i] += x[i % n];
+}
+
+int mrc_add_rows(mrc_ctx *c, float *y, const float *x, int64_t rows, int64_t n) {
+    const int64_t total = rows * n;
+    if (total <= 0) return 0;
+    k_add_rows<<<mrc_cdiv(total, 256), 256, 0, c->stream>>>(y, x, n, total);
+    MRC_LAUNCHED(c, "add_rows", "rows %lld, n %lld", (long long)rows, (long long)n);
+    return 0;
+}
+
 /* ---- softmax: one block per row ---------------------------------------------------------------------- */
 __global__ void k_softmax(float *x, int n) {
     __shared__ float sh[32];

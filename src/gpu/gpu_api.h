@@ -55,6 +55,7 @@ typedef struct gpu_api {
     int (*silu_mul)(void *c, float *g, const float *u, int64_t n);
     int (*gelu_mul)(void *c, float *g, const float *u, int64_t n);
     int (*add)(void *c, float *y, const float *x, int64_t n);
+    int (*add_rows)(void *c, float *y, const float *x, int64_t rows, int64_t n); /* y[r*n+i] += x[i] */
     int (*rope)(void *c, const mrc_rope_params *p, float *x, const int32_t *pos, int n_tok, int n_heads,
                 int head_dim);
     int (*moe_route)(void *c, const float *logits, int n_tok, int n_expert, int k, int gating, const float *bias,

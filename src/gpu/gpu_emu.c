@@ -29,7 +29,7 @@
 /* A recorded op (graphs): the op and its arguments by value, as a CUDA graph keeps kernel
  * parameters. */
 typedef enum { R_GELU, R_RMS, R_QUANT, R_MATVEC, R_MOEMV, R_SILU, R_ADD, R_ROPE, R_ROUTE, R_ATTN, R_GEMM, R_KVW, R_COMB,
-               R_COPY, R_SORT, R_ROWS } rec_kind;
+               R_COPY, R_SORT, R_ROWS, R_ADDR } rec_kind;
 typedef struct {
     rec_kind k;
     mrc_weight W;
@@ -280,6 +280,13 @@ static int emu_gelu_mul(void *c, float *g, const float *u, int64_t n) {
 static int emu_add(void *c, float *y, const float *x, int64_t n) {
     REC(c, .k = R_ADD, .o = {y}, .p = {x}, .n = {n});
     for (int64_t i = 0; i < n; i++) y[i] += x[i];
+    return 0;
+}
+
+static int emu_add_rows(void *c, float *y, const float *x, int64_t rows, int64_t n) {
+    REC(c, .k = R_ADDR, .o = {y}, .p = {x}, .n = {rows, n});
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t i = 0; i < n; i++) y[r * n + i] += x[i];
     return 0;
 }
 
@@ -601,6 +608,7 @@ static int emu_graph_launch(void *cv) {
         case R_SORT:
             rc = emu_moe_sort(c, r->p[0], (int)r->n[0], (int)r->n[1], (int)r->n[2], r->o[0], r->o[1], r->o[2]);
             break;
+        case R_ADDR: rc = emu_add_rows(c, r->o[0], r->p[0], r->n[0], r->n[1]); break;
         case R_ROWS: rc = emu_rows_idx(c, r->o[0], r->p[0], r->p[1], r->p[2], r->n[0], (size_t)r->n[1]); break;
         }
         if (rc) return -1;
@@ -662,6 +670,7 @@ static const gpu_api k_emu = {
     .silu_mul = emu_silu_mul,
     .gelu_mul = emu_gelu_mul,
     .add = emu_add,
+    .add_rows = emu_add_rows,
     .rope = emu_rope,
     .moe_route = emu_moe_route,
     .attn = emu_attn,

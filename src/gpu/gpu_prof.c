@@ -211,6 +211,9 @@ static int w_rmsnorm(void *cv, float *out, const float *x, const float *w, int64
 static int w_silu(void *cv, float *g, const float *u, int64_t n) { PROF_OP(P_SILU, g_in->silu_mul(PC, g, u, n)); }
 static int w_gelu(void *cv, float *g, const float *u, int64_t n) { PROF_OP(P_GELU, g_in->gelu_mul(PC, g, u, n)); }
 static int w_add(void *cv, float *y, const float *x, int64_t n) { PROF_OP(P_ADD, g_in->add(PC, y, x, n)); }
+static int w_add_rows(void *cv, float *y, const float *x, int64_t r, int64_t n) {
+    PROF_OP(P_ADD, g_in->add_rows(PC, y, x, r, n));
+}
 static int w_rope(void *cv, const mrc_rope_params *rp, float *x, const int32_t *pos, int nt, int nh, int hd) {
     PROF_OP(P_ROPE, g_in->rope(PC, rp, x, pos, nt, nh, hd));
 }
@@ -269,7 +272,7 @@ const gpu_api *gpu_prof_wrap(const gpu_api *in) {
     g_tab.init = w_init, g_tab.free = w_free, g_tab.sync = w_sync, g_tab.alloc = w_alloc, g_tab.dfree = w_dfree;
     g_tab.upload = w_upload, g_tab.download = w_download, g_tab.memset = w_memset;
     g_tab.quantize_q8_1 = w_quant, g_tab.matvec = w_matvec, g_tab.moe_matvec = w_moe_matvec;
-    g_tab.rmsnorm = w_rmsnorm, g_tab.silu_mul = w_silu, g_tab.gelu_mul = w_gelu, g_tab.add = w_add;
+    g_tab.rmsnorm = w_rmsnorm, g_tab.silu_mul = w_silu, g_tab.gelu_mul = w_gelu, g_tab.add = w_add, g_tab.add_rows = w_add_rows;
     g_tab.rope = w_rope, g_tab.moe_route = w_route, g_tab.attn = w_attn, g_tab.gemm = w_gemm;
     g_tab.kv_write = w_kvw, g_tab.moe_combine = w_combine, g_tab.copy_rows = w_copy;
     g_tab.moe_sort = w_sort, g_tab.rows_idx = w_rows, g_tab.peer_copy = w_peer;

@@ -565,10 +565,7 @@ static int gmm(model_gpu *g, gpu_dev *D, const mrc_weight *W, const float *x, co
 }
 
 static int add_rows(model_gpu *g, gpu_dev *D, float *y, const float *b, int T, int n) {
-    if (!b) return 0;
-    for (int t = 0; t < T; t++)
-        if (g->api->add(D->c, y + (size_t)t * n, b, n)) return -1;
-    return 0;
+    return b ? g->api->add_rows(D->c, y, b, T, n) : 0; /* one launch for all rows */
 }
 
 static int act_mul(model_gpu *g, gpu_dev *D, float *a, const float *b, int64_t n) {

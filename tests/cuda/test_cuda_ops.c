@@ -284,6 +284,24 @@ static void test_moe_sort(int n, int E, int k) {
     free(ids), free(perm), free(sids), free(stok), free(seen), free(rows), free(back);
 }
 
+/* A bias added to every row in one launch. */
+static void test_add_rows(void) {
+    enum { R = 37, N = 300 };
+    float *y = malloc(sizeof(float) * R * N), *b = malloc(sizeof(float) * N), *got = malloc(sizeof(float) * R * N);
+    fill(y, R * N);
+    fill(b, N);
+    float *dy = dup_dev(y, sizeof(float) * R * N), *db = dup_dev(b, sizeof(float) * N);
+    OK(mrc_add_rows(C, dy, db, R, N));
+    OK(get(got, dy, sizeof(float) * R * N));
+    int bad = 0;
+    for (int r = 0; r < R; r++)
+        for (int i = 0; i < N; i++) bad += got[r * N + i] != y[r * N + i] + b[i];
+    EXPECT(bad == 0, "add_rows: %d of %d values wrong", bad, R * N);
+    printf("add_rows %d x %d: %s\n", R, N, bad ? "FAIL" : "ok");
+    mrc_dfree(dy), mrc_dfree(db);
+    free(y), free(b), free(got);
+}
+
 static void test_route(int gating, bool with_bias, bool norm_w, float w_scale) {
     const int T = 5, E = 128, K = 8;
     float *l = malloc(sizeof(float) * T * E), bias[128], w[5 * 8], wr[8];
@@ -540,6 +558,7 @@ int main(int argc, char **argv) {
     test_rope(MRC_ROPE_NORM, false);
     test_rope(MRC_ROPE_NEOX, false);
     test_rope(MRC_ROPE_NEOX, true);
+    test_add_rows();
     test_moe_sort(512 * 8, 128, 8);
     test_moe_sort(65535, 256, 8);
     test_moe_sort(7, 3, 2);

@@ -78,6 +78,12 @@ int main(void) {
         for (int e = 0; e < 4; e++) rows_ok &= back[i][e] == rows[i / 3][e];
     CHECK(rows_ok, "gather then scatter: pair i holds token i/3's row");
     CHECK(A->rows_idx(c, back, NULL, g, NULL, 2, 6) != 0, "rows_idx refuses rows of 6 bytes");
+    /* a bias on every row, one op */
+    float yb[6] = {0, 1, 2, 3, 4, 5};
+    const float bb[3] = {10, 20, 30};
+    CHECK(A->add_rows(c, yb, bb, 2, 3) == 0, "add_rows");
+    CHECK(yb[0] == 10 && yb[2] == 32 && yb[3] == 13 && yb[5] == 35, "add_rows values %g %g %g %g", yb[0], yb[2], yb[3],
+          yb[5]);
     A->free(c);
 
     /* MOERUN_CUDA_PROFILE's wrapper: ops still compute, each is counted once, an op captured
