@@ -8,14 +8,18 @@
 #      under MOERUN_CUDA_PROFILE=1 (kernels vs idle gaps per op, with and without graphs)
 # Every step logs to $OUT (default /tmp/gpu_check) and the script goes on after a failure;
 # the summary at the end lists each step's exit status and time. Fixtures: $MOERUN_SHARED,
-# else ../shared or ./shared. Budget: about 3 min build, 1 min tests, 2 min synth, 3 min bench.
-#   scripts/gpu_check.sh [build|test|bench|all]   (default all)
+# else ../shared or ./shared. Budget: about 3 min build, 1 min tests, 2 min synth, 3 min bench,
+# 2 min profiled benches: more than one 10-minute device call, so run it as two calls in a row
+# while the machine is warm (the build stays in build-cuda):
+#   scripts/gpu_check.sh build test      then      scripts/gpu_check.sh bench
+#   scripts/gpu_check.sh [build] [test] [bench] [all]   (default all)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu_check}
 mkdir -p "$OUT"
 export PATH=/usr/local/cuda/bin:$PATH
-what=${1:-all}
+what=" ${*:-all} "
+want() { [[ "$what" == *" all "* || "$what" == *" $1 "* ]]; }
 summary=()
 step() { # name command...
   local name=$1; shift
@@ -34,17 +38,17 @@ nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.max.memory --format=
 cat "$OUT/gpu.txt"
 arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '.')
 arch=${arch:-90}
-if [ "$what" = all ] || [ "$what" = build ]; then
+if want build; then
   step cmake cmake -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOERUN_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch"
   step build ninja -C build-cuda -j"$(nproc)" moerun test_cuda_ops test_cuda_emul test_gpu_golden test_golden
 fi
-if [ "$what" = all ] || [ "$what" = test ]; then
+if want test; then
   step cuda_emul build-cuda/test_cuda_emul
   step cuda_ops build-cuda/test_cuda_ops
   step cuda_bench build-cuda/test_cuda_ops --bench
   step gpu_golden env MOERUN_CUDA_SYNC=${MOERUN_CUDA_SYNC:-0} build-cuda/test_gpu_golden
 fi
-if [ "$what" = all ] || [ "$what" = bench ]; then
+if want bench; then
   model=${SYNTH_MODEL:-/tmp/q3.gguf}
   [ -f "$model" ] || step synth build-cuda/moerun synth --preset qwen3moe-30b-a3b --out "$model" -q
   step bench_full build-cuda/moerun bench -m "$model" -ngl 99 -p 512 -n 128 -r 3 -o md
