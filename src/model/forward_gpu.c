@@ -208,7 +208,10 @@ void model_gpu_pin(model_gpu *g, model_run *r) {
     for (size_t i = 0; i < MR_ARRAY_LEN(bufs) && g->n_pinned < (int)MR_ARRAY_LEN(g->pinned); i++) {
         if (!bufs[i].p || !bufs[i].n) continue;
         if (g->api->host_register(bufs[i].p, bufs[i].n) == 0) g->pinned[g->n_pinned++] = bufs[i].p;
-        else mr_log(MR_LOG_DEBUG, "GPU: staging buffer not page-locked (%s); copies stay pageable", mr_geterr());
+        else {
+            mr_log(MR_LOG_DEBUG, "GPU: staging buffer not page-locked (%s); copies stay pageable", mr_geterr());
+            mr_clearerr();
+        }
     }
 }
 
