@@ -42,10 +42,22 @@ static void w_dfree(void *c, void *p) {
     (void)c;
     mrc_dfree(p);
 }
-static int w_upload(void *c, void *d, const void *s, size_t n) { return mrc_make_current(c) ? -1 : mrc_upload(c, d, s, n); }
-static int w_download(void *c, void *d, const void *s, size_t n) { return mrc_make_current(c) ? -1 : mrc_download(c, d, s, n); }
-static int w_memset(void *c, void *d, int v, size_t n) { return mrc_make_current(c) ? -1 : mrc_memset(c, d, v, n); }
-static int w_quantize(void *c, const float *x, void *xq, int64_t k, int64_t n) { return mrc_make_current(c) ? -1 : mrc_quantize_q8_1(c, x, xq, k, n); }
+static int w_upload(void *c, void *d, const void *s, size_t n) {
+    if (mrc_make_current(c)) return -1;
+    return mrc_upload(c, d, s, n);
+}
+static int w_download(void *c, void *d, const void *s, size_t n) {
+    if (mrc_make_current(c)) return -1;
+    return mrc_download(c, d, s, n);
+}
+static int w_memset(void *c, void *d, int v, size_t n) {
+    if (mrc_make_current(c)) return -1;
+    return mrc_memset(c, d, v, n);
+}
+static int w_quantize(void *c, const float *x, void *xq, int64_t k, int64_t n) {
+    if (mrc_make_current(c)) return -1;
+    return mrc_quantize_q8_1(c, x, xq, k, n);
+}
 static int w_matvec(void *c, const mrc_weight *W, int64_t mat, const float *x, const void *xq, float *y) {
     if (mrc_make_current(c)) return -1;
     return mrc_matvec(c, W, mat, x, xq, y);
@@ -59,9 +71,18 @@ static int w_rmsnorm(void *c, float *o, const float *x, const float *w, int64_t 
     if (mrc_make_current(c)) return -1;
     return mrc_rmsnorm(c, o, x, w, r, n, eps);
 }
-static int w_silu_mul(void *c, float *g, const float *u, int64_t n) { return mrc_make_current(c) ? -1 : mrc_silu_mul(c, g, u, n); }
-static int w_gelu_mul(void *c, float *g, const float *u, int64_t n) { return mrc_make_current(c) ? -1 : mrc_gelu_mul(c, g, u, n); }
-static int w_add(void *c, float *y, const float *x, int64_t n) { return mrc_make_current(c) ? -1 : mrc_add(c, y, x, n); }
+static int w_silu_mul(void *c, float *g, const float *u, int64_t n) {
+    if (mrc_make_current(c)) return -1;
+    return mrc_silu_mul(c, g, u, n);
+}
+static int w_gelu_mul(void *c, float *g, const float *u, int64_t n) {
+    if (mrc_make_current(c)) return -1;
+    return mrc_gelu_mul(c, g, u, n);
+}
+static int w_add(void *c, float *y, const float *x, int64_t n) {
+    if (mrc_make_current(c)) return -1;
+    return mrc_add(c, y, x, n);
+}
 static int w_add_rows(void *c, float *y, const float *x, int64_t r, int64_t n) {
     if (mrc_make_current(c)) return -1;
     return mrc_add_rows(c, y, x, r, n);
