@@ -70,6 +70,7 @@ struct model_gpu {
     int n_kv;          /* cells the masks cover in this micro-batch */
     bool any_swa;
     float *h_mask;     /* host masks (T, n_kv) x 2 */
+    float *h_stage;    /* hybrid: the normed input and routing of a micro-batch, one download */
     size_t h_mask_cap;
     uint64_t weight_bytes;
     double bw_gbs;
@@ -191,6 +192,7 @@ void model_gpu_free(model_gpu *g) {
     }
     free(g->L);
     free(g->h_mask);
+    mr_free_aligned(g->h_stage);
     free(g);
 }
 
@@ -204,7 +206,8 @@ void model_gpu_pin(model_gpu *g, model_run *r) {
                 {r->xn, T * D * sizeof(float)},
                 {r->tmp, T * D * sizeof(float)},
                 {r->sel, T * K * sizeof(int32_t)},
-                {r->selw, T * K * sizeof(float)}};
+                {r->selw, T * K * sizeof(float)},
+                {g->h_stage, g->h_stage ? T * (D + 2 * K) * sizeof(float) : 0}};
     for (size_t i = 0; i < MR_ARRAY_LEN(bufs) && g->n_pinned < (int)MR_ARRAY_LEN(g->pinned); i++) {
         if (!bufs[i].p || !bufs[i].n) continue;
         if (g->api->host_register(bufs[i].p, bufs[i].n) == 0) g->pinned[g->n_pinned++] = bufs[i].p;
@@ -344,7 +347,7 @@ model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement 
         if (api->device_info(d, &info) == 0 && info.mem_bw_gbs > 0 && (g->bw_gbs == 0 || info.mem_bw_gbs < g->bw_gbs))
             g->bw_gbs = info.mem_bw_gbs;
         D->x = dfloats(g, D, T * Dm);
-        D->xn = dfloats(g, D, T * Dm);
+        D->xn = dfloats(g, D, T * Dm + 2 * T * K); /* + the routing of hybrid layers, right after the rows */
         D->tmp = dfloats(g, D, T * Dm);
         D->sh = dfloats(g, D, T * Dm);
         D->q = dfloats(g, D, T * qw);
@@ -459,6 +462,11 @@ model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement 
     }
     for (int d = 0; d < g->n_dev; d++)
         if (g->d[d].c && api->sync(g->d[d].c)) goto fail;
+    for (int il = 0; il < hp->n_layer && !g->h_stage; il++)
+        if (g->L[il].exps_cpu) {
+            g->h_stage = mr_malloc_aligned(sizeof(float) * (size_t)n_ub * ((size_t)hp->n_embd + 2 * (size_t)hp->n_expert_used));
+            if (!g->h_stage) goto fail;
+        }
     if (g->prof) gpu_prof_reset(); /* the loading's uploads are not the profile */
     return g;
 fail:
@@ -714,22 +722,28 @@ static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq) {
     const gpu_layer *L = &g->L[il];
     const int E = hp->n_expert, K = hp->n_expert_used, Dm = hp->n_embd;
     if (gmm(g, D, &L->gate_inp, D->xn, xq, T, D->router)) return -1;
+    /* hybrid layers route into the floats right after the T normed rows, so that rows and
+     * routing reach the host in one copy */
+    const size_t nx = (size_t)T * Dm, ns = (size_t)T * K;
+    int32_t *ids = L->exps_cpu ? (int32_t *)(D->xn + nx) : D->ids;
+    float *selw = L->exps_cpu ? D->xn + nx + ns : D->selw;
     if (A->moe_route(D->c, D->router, T, E, K, (int)hp->gating, L->probs_b, hp->expert_norm_w, hp->expert_w_scale,
-                     hp->n_expert_groups, hp->n_group_used, D->ids, D->selw))
+                     hp->n_expert_groups, hp->n_group_used, ids, selw))
         return -1;
     const bool shared = L->up_sh.data != NULL;
     if (L->exps_cpu) {
         /* the CPU runs the chosen experts on its kernels; the shared experts, queued first, run
          * on the device meanwhile (the queue runs on while the host computes) */
-        const size_t nx = sizeof(float) * (size_t)T * Dm, ns = (size_t)T * K;
-        if (A->download(D->c, r->xn, D->xn, nx) || A->download(D->c, r->sel, D->ids, sizeof(int32_t) * ns) ||
-            A->download(D->c, r->selw, D->selw, sizeof(float) * ns) || A->sync(D->c))
-            return -1;
+        float *h = g->h_stage;
+        if (A->download(D->c, h, D->xn, sizeof(float) * (nx + 2 * ns)) || A->sync(D->c)) return -1;
+        memcpy(r->xn, h, sizeof(float) * nx);
+        memcpy(r->sel, h + nx, sizeof(int32_t) * ns);
+        memcpy(r->selw, h + nx + ns, sizeof(float) * ns);
         if (shared && dense_ffn(g, D, &L->gate_sh, &L->up_sh, &L->down_sh, D->xn, xq, T, D->sh)) return -1;
         const cpu_moe_w mw = {.gate = &ly->gate_exps, .up = &ly->up_exps, .down = &ly->down_exps,
                               .gelu = m->arch->act == MODEL_ACT_GELU};
         if (cpu_moe(&r->mm, &mw, T, r->xn, K, r->sel, r->selw, r->tmp)) return -1;
-        if (A->upload(D->c, D->tmp, r->tmp, nx)) return -1;
+        if (A->upload(D->c, D->tmp, r->tmp, sizeof(float) * nx)) return -1;
         return shared ? A->add(D->c, D->tmp, D->sh, (int64_t)T * Dm) : 0;
     } else if (T > 1 && !is_float(&L->gate_exps) && !is_float(&L->up_exps) && !is_float(&L->down_exps)) {
         /* a prompt: every (token, slot) pair in one grouped matvec per matrix (launches per layer,
