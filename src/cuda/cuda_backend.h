@@ -108,7 +108,8 @@ int mrc_quantize_q8_1(mrc_ctx *c, const float *x, void *xq, int64_t k, int64_t n
 int mrc_matvec(mrc_ctx *c, const mrc_weight *W, int64_t mat, const float *x, const void *xq, float *y);
 
 /* Grouped MoE matvec for one token: for slot i < n_ids, y[i*W->m + r] =
- * dot(row r of matrix ids[i] of W, activation i), with ids on the device.
+ * dot(row r of matrix ids[i] of W, activation i), with ids on the device (ids NULL:
+ * matrix 0 for every slot, i.e. one matrix times n_ids activations in one launch).
  * Activation i is at xq + i*xq_stride (xq_stride 0: one activation shared by
  * all slots, as for gate/up; the Q8_1 row size for down). Float weights read
  * x / x_stride (floats) instead. Slots whose id is outside [0, n_mat) get 0. */

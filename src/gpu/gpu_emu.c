@@ -241,13 +241,14 @@ static int emu_moe_matvec(void *cv, const mrc_weight *W, const int32_t *ids, int
     REC(c, .k = R_MOEMV, .W = *W, .p = {ids, x, xq}, .o = {y}, .n = {n_ids, (int64_t)x_stride, (int64_t)xq_stride});
     for (int i = 0; i < n_ids; i++) {
         float *yi = y + (size_t)i * W->m;
-        if (ids[i] < 0 || ids[i] >= W->n_mat) {
+        const int64_t mat = ids ? ids[i] : 0; /* no ids: matrix 0 for every slot, as the kernel */
+        if (mat < 0 || mat >= W->n_mat) {
             memset(yi, 0, sizeof(float) * (size_t)W->m);
             continue;
         }
         const float *xi = x ? x + (size_t)i * x_stride : NULL;
         const void *qi = xq ? (const uint8_t *)xq + (size_t)i * xq_stride : NULL;
-        if (emu_matvec(c, W, ids[i], xi, qi, yi)) return -1;
+        if (emu_matvec(c, W, mat, xi, qi, yi)) return -1;
     }
     return 0;
 }

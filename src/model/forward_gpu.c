@@ -560,6 +560,14 @@ static bool is_float(const mrc_weight *W) { return W->type == MR_TYPE_F32 || W->
 static int gmm(model_gpu *g, gpu_dev *D, const mrc_weight *W, const float *x, const void *xq, int T, float *y) {
     const gpu_api *A = g->api;
     if (T > 1 && !is_float(W)) return A->gemm(D->c, W, 0, x, T, y);
+    if (T > 1) { /* float weights (the router): all tokens in one launch, the same kernel as one */
+        for (int t0 = 0; t0 < T; t0 += 65535) {
+            const int n = MR_MIN(65535, T - t0);
+            if (A->moe_matvec(D->c, W, NULL, n, x + (size_t)t0 * W->k, (size_t)W->k, NULL, 0, y + (size_t)t0 * W->m))
+                return -1;
+        }
+        return 0;
+    }
     for (int t = 0; t < T; t++) {
         const float *xt = x + (size_t)t * W->k;
         const void *qt = NULL;
