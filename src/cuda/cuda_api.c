@@ -11,6 +11,9 @@
  * cudaSetDevice): kernels, cuBLAS and allocations act on the current device, and with two
  * GPUs the executor alternates between their contexts. */
 
+/* CALL on context c's device (-1 when it cannot be made current). */
+#define ON(c, CALL) (mrc_make_current(c) ? -1 : (CALL))
+
 /* MOERUN_CUDA_REPEAT=N lists every physical device N times (CUDA0 and CUDA1 on one GPU),
  * so a multi-device layer split runs, and is tested, on a machine with one GPU. */
 static int repeat(void) {
@@ -36,110 +39,76 @@ static void *w_init(int dev) {
     return mrc_init(n > 0 ? dev % n : dev);
 }
 static void w_free(void *c) { mrc_free(c); }
-static int w_sync(void *c) { return mrc_make_current(c) ? -1 : mrc_sync(c); }
+static int w_sync(void *c) { return ON(c, mrc_sync(c)); }
 static void *w_alloc(void *c, size_t n) { return mrc_alloc(c, n); } /* sets the device itself */
 static void w_dfree(void *c, void *p) {
     (void)c;
     mrc_dfree(p);
 }
-static int w_upload(void *c, void *d, const void *s, size_t n) {
-    if (mrc_make_current(c)) return -1;
-    return mrc_upload(c, d, s, n);
-}
-static int w_download(void *c, void *d, const void *s, size_t n) {
-    if (mrc_make_current(c)) return -1;
-    return mrc_download(c, d, s, n);
-}
-static int w_memset(void *c, void *d, int v, size_t n) {
-    if (mrc_make_current(c)) return -1;
-    return mrc_memset(c, d, v, n);
-}
+static int w_upload(void *c, void *d, const void *s, size_t n) { return ON(c, mrc_upload(c, d, s, n)); }
+static int w_download(void *c, void *d, const void *s, size_t n) { return ON(c, mrc_download(c, d, s, n)); }
+static int w_memset(void *c, void *d, int v, size_t n) { return ON(c, mrc_memset(c, d, v, n)); }
 static int w_quantize(void *c, const float *x, void *xq, int64_t k, int64_t n) {
-    if (mrc_make_current(c)) return -1;
-    return mrc_quantize_q8_1(c, x, xq, k, n);
+    return ON(c, mrc_quantize_q8_1(c, x, xq, k, n));
 }
 static int w_matvec(void *c, const mrc_weight *W, int64_t mat, const float *x, const void *xq, float *y) {
-    if (mrc_make_current(c)) return -1;
-    return mrc_matvec(c, W, mat, x, xq, y);
+    return ON(c, mrc_matvec(c, W, mat, x, xq, y));
 }
 static int w_moe_matvec(void *c, const mrc_weight *W, const int32_t *ids, int n_ids, const float *x, size_t xs,
                         const void *xq, size_t xqs, float *y) {
-    if (mrc_make_current(c)) return -1;
-    return mrc_moe_matvec(c, W, ids, n_ids, x, xs, xq, xqs, y);
+    return ON(c, mrc_moe_matvec(c, W, ids, n_ids, x, xs, xq, xqs, y));
 }
 static int w_rmsnorm(void *c, float *o, const float *x, const float *w, int64_t r, int n, float eps) {
-    if (mrc_make_current(c)) return -1;
-    return mrc_rmsnorm(c, o, x, w, r, n, eps);
+    return ON(c, mrc_rmsnorm(c, o, x, w, r, n, eps));
 }
-static int w_silu_mul(void *c, float *g, const float *u, int64_t n) {
-    if (mrc_make_current(c)) return -1;
-    return mrc_silu_mul(c, g, u, n);
-}
-static int w_gelu_mul(void *c, float *g, const float *u, int64_t n) {
-    if (mrc_make_current(c)) return -1;
-    return mrc_gelu_mul(c, g, u, n);
-}
-static int w_add(void *c, float *y, const float *x, int64_t n) {
-    if (mrc_make_current(c)) return -1;
-    return mrc_add(c, y, x, n);
-}
+static int w_silu_mul(void *c, float *g, const float *u, int64_t n) { return ON(c, mrc_silu_mul(c, g, u, n)); }
+static int w_gelu_mul(void *c, float *g, const float *u, int64_t n) { return ON(c, mrc_gelu_mul(c, g, u, n)); }
+static int w_add(void *c, float *y, const float *x, int64_t n) { return ON(c, mrc_add(c, y, x, n)); }
 static int w_add_rows(void *c, float *y, const float *x, int64_t r, int64_t n) {
-    if (mrc_make_current(c)) return -1;
-    return mrc_add_rows(c, y, x, r, n);
+    return ON(c, mrc_add_rows(c, y, x, r, n));
 }
 static int w_rope(void *c, const mrc_rope_params *p, float *x, const int32_t *pos, int nt, int nh, int hd) {
-    if (mrc_make_current(c)) return -1;
-    return mrc_rope(c, p, x, pos, nt, nh, hd);
+    return ON(c, mrc_rope(c, p, x, pos, nt, nh, hd));
 }
 static int w_route(void *c, const float *l, int nt, int ne, int k, int g, const float *b, bool nw, float ws, int ng,
                    int ngu, int32_t *ids, float *w) {
-    if (mrc_make_current(c)) return -1;
-    return mrc_moe_route_ex(c, l, nt, ne, k, g, b, nw, ws, ng, ngu, ids, w);
+    return ON(c, mrc_moe_route_ex(c, l, nt, ne, k, g, b, nw, ws, ng, ngu, ids, w));
 }
 static int w_copy_rows(void *c, float *d, int64_t ds, const float *s, int64_t ss, int64_t r, int64_t n) {
-    if (mrc_make_current(c)) return -1;
-    return mrc_copy_rows(c, d, ds, s, ss, r, n);
+    return ON(c, mrc_copy_rows(c, d, ds, s, ss, r, n));
 }
 static int w_attn(void *c, const mrc_attn_params *p, const float *q, const void *k, const void *v, const float *m,
-                  float *o) {
-    if (mrc_make_current(c)) return -1;
-    return mrc_attn(c, p, q, k, v, m, o);
-}
+                  float *o) { return ON(c, mrc_attn(c, p, q, k, v, m, o)); }
 static int w_gemm(void *c, const mrc_weight *W, int64_t mat, const float *x, int64_t T, float *y) {
-    if (mrc_make_current(c)) return -1;
-    return mrc_gemm(c, W, mat, x, T, y);
+    return ON(c, mrc_gemm(c, W, mat, x, T, y));
 }
 static int w_kv_write(void *c, uint32_t type, const float *src, int heads, int d, int T, const int32_t *cells,
                       void *base, size_t rb, int n_ctx) {
-    if (mrc_make_current(c)) return -1;
-    return mrc_kv_write(c, type, src, heads, d, T, cells, base, rb, n_ctx);
+    return ON(c, mrc_kv_write(c, type, src, heads, d, T, cells, base, rb, n_ctx));
 }
 static int w_moe_sort(void *c, const int32_t *ids, int n, int ne, int k, int32_t *perm, int32_t *sids, int32_t *stok) {
-    if (mrc_make_current(c)) return -1;
-    return mrc_moe_sort(c, ids, n, ne, k, perm, sids, stok);
+    return ON(c, mrc_moe_sort(c, ids, n, ne, k, perm, sids, stok));
 }
 static int w_rows_idx(void *c, void *dst, const int32_t *di, const void *src, const int32_t *si, int64_t n, size_t rb) {
-    if (mrc_make_current(c)) return -1;
-    return mrc_rows_idx(c, dst, di, src, si, n, rb);
+    return ON(c, mrc_rows_idx(c, dst, di, src, si, n, rb));
 }
 static int w_peer_copy(void *dc, void *dst, void *sc, const void *src, size_t n) {
     return mrc_peer_copy(dc, dst, sc, src, n);
 }
 static int w_combine(void *c, float *y, const float *s, const float *w, int nt, int k, int n) {
-    if (mrc_make_current(c)) return -1;
-    return mrc_moe_combine(c, y, s, w, nt, k, n);
+    return ON(c, mrc_moe_combine(c, y, s, w, nt, k, n));
 }
 
-static int w_gbegin(void *c) { return mrc_make_current(c) ? -1 : mrc_graph_begin(c); }
-static int w_gend(void *c) { return mrc_make_current(c) ? -1 : mrc_graph_end(c); }
-static int w_glaunch(void *c) { return mrc_make_current(c) ? -1 : mrc_graph_launch(c); }
+static int w_gbegin(void *c) { return ON(c, mrc_graph_begin(c)); }
+static int w_gend(void *c) { return ON(c, mrc_graph_end(c)); }
+static int w_glaunch(void *c) { return ON(c, mrc_graph_launch(c)); }
 static unsigned w_epoch(void *c) { return mrc_scratch_epoch(c); }
 static size_t w_scratch_bytes(void *c) { return mrc_scratch_bytes(c); }
 static int w_host_register(void *p, size_t n) { return mrc_host_register(p, n); }
 static void w_host_unregister(void *p) { mrc_host_unregister(p); }
 
 static void *w_stamp_new(void *c) { return mrc_make_current(c) ? NULL : mrc_stamp_new(c); }
-static int w_stamp(void *c, void *s) { return mrc_make_current(c) ? -1 : mrc_stamp(c, s); }
+static int w_stamp(void *c, void *s) { return ON(c, mrc_stamp(c, s)); }
 static double w_stamp_ms(void *c, void *a, void *b) {
     (void)c;
     return mrc_stamp_ms(a, b);
