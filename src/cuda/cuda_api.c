@@ -95,8 +95,15 @@ static int w_rows_idx(void *c, void *dst, const int32_t *di, const void *src, co
 static int w_peer_copy(void *dc, void *dst, void *sc, const void *src, size_t n) {
     return mrc_peer_copy(dc, dst, sc, src, n);
 }
-static int w_combine(void *c, float *y, const float *s, const float *w, int nt, int k, int n) {
-    return ON(c, mrc_moe_combine(c, y, s, w, nt, k, n));
+static int w_combine(void *c, float *y, const float *s, const float *w, int nt, int k, int n, int acc) {
+    return ON(c, mrc_moe_combine(c, y, s, w, nt, k, n, acc));
+}
+static int w_rmsnorm_q8(void *c, float *o, void *xq, float *x, const float *res, const float *w, int64_t r, int n,
+                        float eps) {
+    return ON(c, mrc_rmsnorm_q8(c, o, xq, x, res, w, r, n, eps));
+}
+static int w_act_q8(void *c, int gelu, float *g, const float *u, void *xq, int64_t r, int64_t k) {
+    return ON(c, mrc_act_q8(c, gelu, g, u, xq, r, k));
 }
 
 static int w_gbegin(void *c) { return ON(c, mrc_graph_begin(c)); }
@@ -147,6 +154,8 @@ static const gpu_api k_cuda = {
     .gemm = w_gemm,
     .kv_write = w_kv_write,
     .moe_combine = w_combine,
+    .rmsnorm_q8 = w_rmsnorm_q8,
+    .act_q8 = w_act_q8,
     .moe_sort = w_moe_sort,
     .peer_copy = w_peer_copy,
     .rows_idx = w_rows_idx,

@@ -119,6 +119,14 @@ int mrc_moe_matvec(mrc_ctx *c, const mrc_weight *W, const int32_t *ids, int n_id
 /* ---- element-wise / row ops ------------------------------------------------------------------ */
 /* out = x / rms(x) * w per row of n (w may be NULL); in-place allowed. */
 int mrc_rmsnorm(mrc_ctx *c, float *out, const float *x, const float *w, int64_t n_rows, int n, float eps);
+/* x += res where res is not NULL (as mrc_add), then rmsnorm of x (as mrc_rmsnorm, into out)
+ * and the Q8_1 quantization of out (as mrc_quantize_q8_1, into xq), in one launch with the
+ * same floats and bytes; n a multiple of 32; out may be x. */
+int mrc_rmsnorm_q8(mrc_ctx *c, float *out, void *xq, float *x, const float *res, const float *w, int64_t n_rows, int n,
+                   float eps);
+/* g = silu(g) * u (gelu: gelu(g) * u) for n_rows rows of k, then g quantized into Q8_1 rows
+ * at xq: silu_mul / gelu_mul and quantize_q8_1 in one launch, the same floats and bytes. */
+int mrc_act_q8(mrc_ctx *c, int gelu, float *g, const float *u, void *xq, int64_t n_rows, int64_t k);
 /* g = silu(g) * u, n elements. */
 int mrc_silu_mul(mrc_ctx *c, float *g, const float *u, int64_t n);
 /* g = gelu(g) * u (tanh approximation, as ggml_gelu), n elements. */
@@ -176,8 +184,9 @@ int mrc_kv_write(mrc_ctx *c, uint32_t type, const float *src, int heads, int d, 
 /* dst[r * dst_stride + i] = src[r * src_stride + i] for r < rows, i < cols (floats). */
 int mrc_copy_rows(mrc_ctx *c, float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows,
                   int64_t cols);
-/* y (n_tok, n) = sum over j < k of w[t][j] * slots (n_tok, k, n): the routed experts' sum. */
-int mrc_moe_combine(mrc_ctx *c, float *y, const float *slots, const float *w, int n_tok, int k, int n);
+/* y (n_tok, n) = sum over j < k of w[t][j] * slots (n_tok, k, n): the routed experts' sum;
+ * acc: y += that sum instead (the residual add fused; the same float as a separate add). */
+int mrc_moe_combine(mrc_ctx *c, float *y, const float *slots, const float *w, int n_tok, int k, int n, int acc);
 
 /* ---- attention ----------------------------------------------------------------------------------- */
 /* n_tok query tokens (decode: 1; a prompt: all its tokens in one launch)

@@ -145,6 +145,29 @@ MRC_UNROLL
     return v;
 }
 
+/* One Q8_1 block of a row by one warp (lane l holds element 32b + l): the int8
+ * quants at row[32b + l], (d, d * sum q) at the row's scales (after its k
+ * quants). The only Q8_1 quantizer: quantize_q8_1 and the fused ops
+ * (rmsnorm_q8, act_q8) give the same bytes for the same floats. */
+__device__ __forceinline__ void mrc_q8_1_warp(float v, uint8_t *row, int64_t k, int64_t b, int lane) {
+    const float amax = mrc_warp_max(fabsf(v));
+    const float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
+    const int q = (int)rintf(v * id);
+    const float s = mrc_warp_sum((float)q);
+    ((int8_t *)row)[b * 32 + lane] = (int8_t)q;
+    if (lane == 0) {
+        float *ds = (float *)(row + k);
+        ds[2 * b] = d;
+        ds[2 * b + 1] = d * s;
+    }
+}
+
+/* The gates of the FFN activations, as src/cpu/ops.c: SiLU(g) * u and ggml's tanh GELU(g) * u. */
+__device__ __forceinline__ float mrc_silu_mul1(float g, float u) { return g / (1.0f + expf(-g)) * u; }
+__device__ __forceinline__ float mrc_gelu_mul1(float g, float u) {
+    return 0.5f * g * (1.0f + tanhf(0.797884560802865355f * g * (1.0f + 0.044715f * g * g))) * u;
+}
+
 static inline unsigned mrc_cdiv(int64_t a, int64_t b) { return (unsigned)((a + b - 1) / b); }
 
 #endif

@@ -26,18 +26,7 @@ __global__ void k_quantize_q8_1(const float *__restrict__ x, uint8_t *__restrict
     const int lane = threadIdx.x % 32;
     if (gb >= nb * n_rows) return; /* whole warps leave together (nb*n_rows blocks, 32 lanes each) */
     const int64_t row = gb / nb, b = gb % nb;
-    const float v = x[row * k + b * 32 + lane];
-    const float amax = mrc_warp_max(fabsf(v));
-    const float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
-    const int q = (int)rintf(v * id);
-    const float s = mrc_warp_sum((float)q);
-    uint8_t *out = xq + row * row_size;
-    ((int8_t *)out)[b * 32 + lane] = (int8_t)q;
-    if (lane == 0) {
-        float *ds = (float *)(out + k);
-        ds[2 * b] = d;
-        ds[2 * b + 1] = d * s;
-    }
+    mrc_q8_1_warp(x[row * k + b * 32 + lane], xq + row * row_size, k, b, lane);
 }
 
 int mrc_quantize_q8_1(mrc_ctx *c, const float *x, void *xq, int64_t k, int64_t n_rows) {
@@ -48,6 +37,32 @@ int mrc_quantize_q8_1(mrc_ctx *c, const float *x, void *xq, int64_t k, int64_t n
     const int64_t threads = k / 32 * n_rows * 32;
     k_quantize_q8_1<<<mrc_cdiv(threads, 256), 256, 0, c->stream>>>(x, (uint8_t *)xq, k, n_rows, mrc_q8_1_row_size(k));
     MRC_LAUNCHED(c, "quantize_q8_1", "k %lld, rows %lld", (long long)k, (long long)n_rows);
+    return 0;
+}
+
+/* g = act(g) * u (SiLU, or GELU when gelu), then g quantized into xq: silu_mul / gelu_mul
+ * and quantize_q8_1 in one launch, the same bytes. One warp per 32-element block. */
+__global__ void k_act_q8(int gelu, float *__restrict__ g, const float *__restrict__ u, uint8_t *__restrict__ xq,
+                         int64_t k, int64_t n_rows, size_t row_size) {
+    const int64_t nb = k / 32;
+    const int64_t gb = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    const int lane = threadIdx.x % 32;
+    if (gb >= nb * n_rows) return;
+    const int64_t row = gb / nb, b = gb % nb, i = row * k + b * 32 + lane;
+    const float v = gelu ? mrc_gelu_mul1(g[i], u[i]) : mrc_silu_mul1(g[i], u[i]);
+    g[i] = v;
+    mrc_q8_1_warp(v, xq + row * row_size, k, b, lane);
+}
+
+int mrc_act_q8(mrc_ctx *c, int gelu, float *g, const float *u, void *xq, int64_t n_rows, int64_t k) {
+    if (k <= 0 || k % 32) {
+        mr_seterr("cuda: act_q8: k = %lld is not a positive multiple of 32", (long long)k);
+        return -1;
+    }
+    if (n_rows <= 0) return 0;
+    const int64_t threads = k / 32 * n_rows * 32;
+    k_act_q8<<<mrc_cdiv(threads, 256), 256, 0, c->stream>>>(gelu, g, u, (uint8_t *)xq, k, n_rows, mrc_q8_1_row_size(k));
+    MRC_LAUNCHED(c, "act_q8", "%s, k %lld, rows %lld", gelu ? "gelu" : "silu", (long long)k, (long long)n_rows);
     return 0;
 }
 

@@ -49,12 +49,55 @@ int mrc_rmsnorm(mrc_ctx *c, float *out, const float *x, const float *w, int64_t 
     return 0;
 }
 
+/* RMSNorm and the Q8_1 quantization of its output in one launch (the same floats and bytes as
+ * rmsnorm + quantize_q8_1: the same block size, so the same sum of squares), with res first
+ * added to x (the residual add before the norm, x += res). One block per row, n a multiple of
+ * 32; in the second pass warp w holds elements base + 32w + lane, one Q8_1 block (each
+ * thread reads back only the elements it wrote). */
+__global__ void __launch_bounds__(1024) k_rmsnorm_q8(float *out, uint8_t *xq, float *x, const float *res,
+                                                    const float *w, int n, float eps, size_t row_size) {
+    __shared__ float sh[32];
+    float *xr = x + (size_t)blockIdx.x * n;
+    float *o = out + (size_t)blockIdx.x * n;
+    float ss = 0.0f;
+    if (res) {
+        const float *rr = res + (size_t)blockIdx.x * n;
+        for (int i = threadIdx.x; i < n; i += blockDim.x) {
+            const float v = xr[i] + rr[i];
+            xr[i] = v;
+            ss += v * v;
+        }
+    } else
+        for (int i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
+    ss = block_sum(ss, sh);
+    const float scale = rsqrtf(ss / (float)n + eps);
+    const int lane = threadIdx.x % 32;
+    for (int base = threadIdx.x - lane; base < n; base += blockDim.x) { /* warp-uniform */
+        const int i = base + lane;
+        const float v = xr[i] * scale * (w ? w[i] : 1.0f);
+        o[i] = v;
+        mrc_q8_1_warp(v, xq + (size_t)blockIdx.x * row_size, n, base / 32, lane);
+    }
+}
+
+int mrc_rmsnorm_q8(mrc_ctx *c, float *out, void *xq, float *x, const float *res, const float *w, int64_t n_rows, int n,
+                   float eps) {
+    if (n <= 0 || n % 32) {
+        mr_seterr("cuda: rmsnorm_q8: n = %d is not a positive multiple of 32", n);
+        return -1;
+    }
+    if (n_rows <= 0) return 0;
+    k_rmsnorm_q8<<<(unsigned)n_rows, n >= 1024 ? 1024 : 256, 0, c->stream>>>(out, (uint8_t *)xq, x, res, w, n, eps,
+                                                                               mrc_q8_1_row_size(n));
+    MRC_LAUNCHED(c, "rmsnorm_q8", "rows %lld, n %d%s", (long long)n_rows, n, res ? ", residual" : "");
+    return 0;
+}
+
 /* ---- element-wise --------------------------------------------------------------------------------- */
 __global__ void k_silu_mul(float *g, const float *u, int64_t n) {
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) {
-        const float v = g[i];
-        g[i] = v / (1.0f + expf(-v)) * u[i];
+        g[i] = mrc_silu_mul1(g[i], u[i]);
     }
 }
 
@@ -69,8 +112,7 @@ int mrc_silu_mul(mrc_ctx *c, float *g, const float *u, int64_t n) {
 __global__ void k_gelu_mul(float *g, const float *u, int64_t n) {
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) {
-        const float v = g[i];
-        g[i] = 0.5f * v * (1.0f + tanhf(0.797884560802865355f * v * (1.0f + 0.044715f * v * v))) * u[i];
+        g[i] = mrc_gelu_mul1(g[i], u[i]);
     }
 }
 
@@ -352,20 +394,20 @@ int mrc_kv_write(mrc_ctx *c, uint32_t type, const float *src, int heads, int d, 
 }
 
 /* ---- weighted sum of the expert outputs: y[t] = sum_j w[t][j] * slots[t][j] ------------------------- */
-__global__ void k_moe_combine(float *y, const float *slots, const float *w, int k, int n, int64_t total) {
+__global__ void k_moe_combine(float *y, const float *slots, const float *w, int k, int n, int64_t total, int acc) {
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= total) return;
     const int64_t t = i / n, e = i % n;
     float s = 0.0f;
     for (int j = 0; j < k; j++) s += w[t * k + j] * slots[(t * k + j) * n + e];
-    y[i] = s;
+    y[i] = acc ? y[i] + s : s; /* acc: the residual add fused (the same float as add after combine) */
 }
 
-int mrc_moe_combine(mrc_ctx *c, float *y, const float *slots, const float *w, int n_tok, int k, int n) {
+int mrc_moe_combine(mrc_ctx *c, float *y, const float *slots, const float *w, int n_tok, int k, int n, int acc) {
     const int64_t total = (int64_t)n_tok * n;
     if (total <= 0) return 0;
-    k_moe_combine<<<mrc_cdiv(total, 256), 256, 0, c->stream>>>(y, slots, w, k, n, total);
-    MRC_LAUNCHED(c, "moe_combine", "tokens %d, k %d, n %d", n_tok, k, n);
+    k_moe_combine<<<mrc_cdiv(total, 256), 256, 0, c->stream>>>(y, slots, w, k, n, total, acc);
+    MRC_LAUNCHED(c, "moe_combine", "tokens %d, k %d, n %d%s", n_tok, k, n, acc ? ", accumulate" : "");
     return 0;
 }
 

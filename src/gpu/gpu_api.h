@@ -16,7 +16,9 @@
  * Contexts are opaque (void *): one per device, as mrc_ctx. Signatures,
  * shapes and error conventions are those of cuda_backend.h (0 / -1 with
  * mr_seterr). Ops added for the executor (also in ops.cu): kv_write (cache
- * rows from float K/V), moe_combine (the weighted sum of expert outputs),
+ * rows from float K/V), moe_combine (the weighted sum of expert outputs, or
+ * with acc that sum added to y: the residual add fused), rmsnorm_q8 and
+ * act_q8 (a norm or gate fused with the quantization that follows it),
  * copy_rows (strided 2-D float copy), moe_sort and rows_idx (a prompt's (token, slot)
  * pairs in expert order, gathered and scattered back), and moe_route's group-limited selection
  * (DeepSeek-V3: n_group groups, the best n_group_used by the sum of their two
@@ -65,7 +67,14 @@ typedef struct gpu_api {
     int (*gemm)(void *c, const mrc_weight *W, int64_t mat, const float *x, int64_t T, float *y);
     int (*kv_write)(void *c, uint32_t type, const float *src, int heads, int d, int T, const int32_t *cells,
                     void *base, size_t row_bytes, int n_ctx);
-    int (*moe_combine)(void *c, float *y, const float *slots, const float *w, int n_tok, int k, int n);
+    int (*moe_combine)(void *c, float *y, const float *slots, const float *w, int n_tok, int k, int n, int acc);
+    /* fused ops (NULL where a backend lacks them; the executor then runs the parts):
+     * rmsnorm_q8 = add res to x (res not NULL), rmsnorm of x into out, then quantize_q8_1 of out
+     * into xq; act_q8 = silu_mul (gelu: gelu_mul) of n_rows rows of k, then quantize_q8_1 of g.
+     * Same floats and bytes as the parts. */
+    int (*rmsnorm_q8)(void *c, float *out, void *xq, float *x, const float *res, const float *w, int64_t n_rows, int n,
+                      float eps);
+    int (*act_q8)(void *c, int gelu, float *g, const float *u, void *xq, int64_t n_rows, int64_t k);
     int (*copy_rows)(void *c, float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows,
                      int64_t cols);
     /* n bytes from src on src_c's device to dst on dst_c's (after src_c's queued work) */

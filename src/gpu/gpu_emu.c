@@ -496,15 +496,30 @@ static int emu_kv_write(void *c, uint32_t type, const float *src, int heads, int
     return 0;
 }
 
-static int emu_moe_combine(void *c, float *y, const float *slots, const float *w, int n_tok, int k, int n) {
-    REC(c, .k = R_COMB, .o = {y}, .p = {slots, w}, .n = {n_tok, k, n});
+static int emu_moe_combine(void *c, float *y, const float *slots, const float *w, int n_tok, int k, int n, int acc) {
+    REC(c, .k = R_COMB, .o = {y}, .p = {slots, w}, .n = {n_tok, k, n, acc});
     for (int t = 0; t < n_tok; t++)
         for (int i = 0; i < n; i++) {
             float s = 0.0f;
             for (int j = 0; j < k; j++) s += w[(size_t)t * k + j] * slots[((size_t)t * k + j) * n + i];
-            y[(size_t)t * n + i] = s;
+            y[(size_t)t * n + i] = acc ? y[(size_t)t * n + i] + s : s;
         }
     return 0;
+}
+
+/* The fused ops as their parts (each part records itself while a graph is captured). */
+static int emu_rmsnorm_q8(void *c, float *out, void *xq, float *x, const float *res, const float *w, int64_t n_rows,
+                          int n, float eps) {
+    return (res && emu_add(c, x, res, n_rows * n)) || emu_rmsnorm(c, out, x, w, n_rows, n, eps) ||
+                   emu_quantize_q8_1(c, out, xq, n, n_rows)
+               ? -1
+               : 0;
+}
+static int emu_act_q8(void *c, int gelu, float *g, const float *u, void *xq, int64_t n_rows, int64_t k) {
+    return (gelu ? emu_gelu_mul(c, g, u, n_rows * k) : emu_silu_mul(c, g, u, n_rows * k)) ||
+                   emu_quantize_q8_1(c, g, xq, k, n_rows)
+               ? -1
+               : 0;
 }
 
 static int emu_copy_rows(void *c, float *dst, int64_t ds, const float *src, int64_t ss, int64_t rows, int64_t cols) {
@@ -604,7 +619,9 @@ static int emu_graph_launch(void *cv) {
             rc = emu_kv_write(c, (uint32_t)r->n[0], r->p[0], (int)r->n[1], (int)r->n[2], (int)r->n[3], r->p[1],
                               r->o[0], (size_t)r->n[4], (int)r->n[5]);
             break;
-        case R_COMB: rc = emu_moe_combine(c, r->o[0], r->p[0], r->p[1], (int)r->n[0], (int)r->n[1], (int)r->n[2]); break;
+        case R_COMB:
+            rc = emu_moe_combine(c, r->o[0], r->p[0], r->p[1], (int)r->n[0], (int)r->n[1], (int)r->n[2], (int)r->n[3]);
+            break;
         case R_COPY: rc = emu_copy_rows(c, r->o[0], r->n[0], r->p[0], r->n[1], r->n[2], r->n[3]); break;
         case R_SORT:
             rc = emu_moe_sort(c, r->p[0], (int)r->n[0], (int)r->n[1], (int)r->n[2], r->o[0], r->o[1], r->o[2]);
@@ -678,6 +695,8 @@ static const gpu_api k_emu = {
     .gemm = emu_gemm,
     .kv_write = emu_kv_write,
     .moe_combine = emu_moe_combine,
+    .rmsnorm_q8 = emu_rmsnorm_q8,
+    .act_q8 = emu_act_q8,
     .copy_rows = emu_copy_rows,
     .peer_copy = emu_peer_copy,
     .moe_sort = emu_moe_sort,

@@ -78,6 +78,9 @@ struct model_gpu {
      * graph_nkv cells (n_kv rounded up to 256, masked beyond the used ones) and the device's
      * scratch epoch; use_gmask: attention reads the graph masks with n_kv = graph_nkv */
     bool graph_ok, use_gmask;
+    /* fused ops (rmsnorm_q8, act_q8, moe_combine into the residual) where the backend has
+     * them and MOERUN_CUDA_FUSE is not 0: fewer launches per decode step, the same results */
+    bool fuse;
     int mla_H; /* heads of the MLA layers (head_ids repeats 0..mla_H-1) */
     int graph_dev, graph_nkv;
     unsigned graph_epoch;
@@ -350,8 +353,8 @@ model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement 
         D->xn = dfloats(g, D, T * Dm + 2 * T * K); /* + the routing of hybrid layers, right after the rows */
         D->tmp = dfloats(g, D, T * Dm);
         D->sh = dfloats(g, D, T * Dm);
-        D->q = dfloats(g, D, T * qw);
-        D->k = dfloats(g, D, T * kw);
+        D->q = dfloats(g, D, T * (qw + kw)); /* T == 1 puts k right after q (attn_layer) */
+        D->k = D->q ? D->q + (size_t)T * qw : NULL;
         D->v = dfloats(g, D, T * vw);
         D->att = dfloats(g, D, T * aw);
         D->ffa = dfloats(g, D, T * fw);
@@ -452,6 +455,8 @@ model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement 
             if (g->d[d].used) n_used++, dev = d;
         for (int il = 0; il < hp->n_layer; il++) cpu_part |= g->L[il].dev < 0 || g->L[il].exps_cpu;
         g->graph_ok = api->graph_begin && !(ge && !strcmp(ge, "0")) && n_used == 1 && !cpu_part;
+        const char *fe = getenv("MOERUN_CUDA_FUSE");
+        g->fuse = api->rmsnorm_q8 && api->act_q8 && !(fe && !strcmp(fe, "0"));
         g->graph_dev = dev;
         if (g->graph_ok) {
             gpu_dev *D = &g->d[dev];
@@ -591,6 +596,25 @@ static int act_mul(model_gpu *g, gpu_dev *D, float *a, const float *b, int64_t n
     return g->m->arch->act == MODEL_ACT_GELU ? g->api->gelu_mul(D->c, a, b, n) : g->api->silu_mul(D->c, a, b, n);
 }
 
+/* a = act(a) * b for rows of k, then a quantized into xq (Q8_1 rows): fused where possible. */
+static int act_mul_q8(model_gpu *g, gpu_dev *D, float *a, const float *b, void *xq, int64_t rows, int64_t k) {
+    const bool gelu = g->m->arch->act == MODEL_ACT_GELU;
+    if (g->fuse) return g->api->act_q8(D->c, gelu, a, b, xq, rows, k);
+    return act_mul(g, D, a, b, rows * k) || g->api->quantize_q8_1(D->c, a, xq, k, rows) ? -1 : 0;
+}
+
+/* x += res (res not NULL: the residual), out = rmsnorm(x) * w (rows of n), and with xq out
+ * quantized into it (Q8_1): one launch where the backend fuses them. */
+static int norm_q8(model_gpu *g, gpu_dev *D, float *out, void *xq, float *x, const float *res, const float *w,
+                   int64_t rows, int n, float eps) {
+    const gpu_api *A = g->api;
+    if (xq && g->fuse) return A->rmsnorm_q8(D->c, out, xq, x, res, w, rows, n, eps);
+    return (res && A->add(D->c, x, res, rows * n)) || A->rmsnorm(D->c, out, x, w, rows, n, eps) ||
+                   (xq && A->quantize_q8_1(D->c, out, xq, n, rows))
+               ? -1
+               : 0;
+}
+
 /* The CPU's RoPE parameters for the device: n_dims rotated dims, freq factors at ff (device). */
 static mrc_rope_params rope_dev(const cpu_rope_params *rp, int n_dims, const float *ff) {
     return (mrc_rope_params){.mode = rp->mode, .n_dims = n_dims, .freq_base = rp->freq_base,
@@ -603,9 +627,10 @@ static mrc_rope_params rope_dev(const cpu_rope_params *rp, int n_dims, const flo
 static int dense_ffn(model_gpu *g, gpu_dev *D, const mrc_weight *gate, const mrc_weight *up, const mrc_weight *down,
                      const float *x, const void *xq, int T, float *out) {
     const int64_t F = up->m;
-    if (gmm(g, D, gate, x, xq, T, D->ffa) || gmm(g, D, up, x, xq, T, D->ffb) ||
-        act_mul(g, D, D->ffa, D->ffb, (int64_t)T * F))
-        return -1;
+    if (gmm(g, D, gate, x, xq, T, D->ffa) || gmm(g, D, up, x, xq, T, D->ffb)) return -1;
+    if (T == 1 && !is_float(down)) /* the down's input quantized with the gate */
+        return act_mul_q8(g, D, D->ffa, D->ffb, D->xq2, 1, F) || gmm(g, D, down, D->ffa, D->xq2, T, out) ? -1 : 0;
+    if (act_mul(g, D, D->ffa, D->ffb, (int64_t)T * F)) return -1;
     return gmm(g, D, down, D->ffa, NULL, T, out);
 }
 
@@ -619,19 +644,24 @@ static int attn_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, 
     const kv_cache *kv = r->kv;
     const int T = ub->n, H = ly->n_head, Hkv = ly->n_head_kv, Dk = hp->head_dim_k, Dv = hp->head_dim_v;
     const int qw = H * Dk, kw = Hkv * Dk, vw = Hkv * Dv;
-    if (gmm(g, D, &L->wq, D->xn, xq, T, D->q) || gmm(g, D, &L->wk, D->xn, xq, T, D->k) ||
+    /* one token: k right after q (D->q has room for both), so RoPE is one launch for both */
+    float *kb = T == 1 ? D->q + qw : D->k;
+    if (gmm(g, D, &L->wq, D->xn, xq, T, D->q) || gmm(g, D, &L->wk, D->xn, xq, T, kb) ||
         gmm(g, D, &L->wv, D->xn, xq, T, D->v))
         return -1;
-    if (add_rows(g, D, D->q, L->bq, T, qw) || add_rows(g, D, D->k, L->bk, T, kw) || add_rows(g, D, D->v, L->bv, T, vw))
+    if (add_rows(g, D, D->q, L->bq, T, qw) || add_rows(g, D, kb, L->bk, T, kw) || add_rows(g, D, D->v, L->bv, T, vw))
         return -1;
     if (L->q_norm && A->rmsnorm(D->c, D->q, D->q, L->q_norm, (int64_t)T * H, Dk, hp->rms_eps)) return -1;
-    if (L->k_norm && A->rmsnorm(D->c, D->k, D->k, L->k_norm, (int64_t)T * Hkv, Dk, hp->rms_eps)) return -1;
+    if (L->k_norm && A->rmsnorm(D->c, kb, kb, L->k_norm, (int64_t)T * Hkv, Dk, hp->rms_eps)) return -1;
     const cpu_rope_params rp = model_rope_params(m, il);
     if (rp.n_dims > 0) {
         const mrc_rope_params p = rope_dev(&rp, rp.n_dims, D->rope_ff);
-        if (A->rope(D->c, &p, D->q, D->pos, T, H, Dk) || A->rope(D->c, &p, D->k, D->pos, T, Hkv, Dk)) return -1;
+        if (T == 1) { /* the token's q heads, then its k heads */
+            if (A->rope(D->c, &p, D->q, D->pos, 1, H + Hkv, Dk)) return -1;
+        } else if (A->rope(D->c, &p, D->q, D->pos, T, H, Dk) || A->rope(D->c, &p, kb, D->pos, T, Hkv, Dk))
+            return -1;
     }
-    if (A->kv_write(D->c, kv->type_k, D->k, Hkv, Dk, T, D->cells, L->k, kv->k_row[il], kv->n_ctx) ||
+    if (A->kv_write(D->c, kv->type_k, kb, Hkv, Dk, T, D->cells, L->k, kv->k_row[il], kv->n_ctx) ||
         A->kv_write(D->c, kv->type_v, D->v, Hkv, Dv, T, D->cells, L->v, kv->v_row[il], kv->n_ctx))
         return -1;
     /* all T tokens in one launch, each with its mask row */
@@ -721,7 +751,9 @@ static int mla_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, c
     return gmm(g, D, &L->wo, D->m_o, NULL, T, D->tmp);
 }
 
-static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq) {
+/* The MoE FFN of T tokens into out (acc: added to out, the residual; only without shared
+ * experts and CPU experts). */
+static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq, float *out, int acc) {
     model_gpu *g = r->gpu;
     const gpu_api *A = g->api;
     const mr_model *m = r->m;
@@ -771,10 +803,10 @@ static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq) {
                 return -1;
             if (A->moe_matvec(D->c, &L->gate_exps, D->sids, (int)n, NULL, 0, D->xq_rep, rd, D->ffa) ||
                 A->moe_matvec(D->c, &L->up_exps, D->sids, (int)n, NULL, 0, D->xq_rep, rd, D->ffb) ||
-                act_mul(g, D, D->ffa, D->ffb, n * Fe) || A->quantize_q8_1(D->c, D->ffa, D->xq_moe, Fe, n) ||
+                act_mul_q8(g, D, D->ffa, D->ffb, D->xq_moe, n, Fe) ||
                 A->moe_matvec(D->c, &L->down_exps, D->sids, (int)n, NULL, 0, D->xq_moe, rs, D->slots_s) ||
                 A->rows_idx(D->c, D->slots, D->perm, D->slots_s, NULL, n, sizeof(float) * (size_t)Dm) ||
-                A->moe_combine(D->c, D->tmp + (size_t)t0 * Dm, D->slots, D->selw + (size_t)t0 * K, nt, K, Dm))
+                A->moe_combine(D->c, out + (size_t)t0 * Dm, D->slots, D->selw + (size_t)t0 * K, nt, K, Dm, acc))
                 return -1;
         }
     } else {
@@ -790,9 +822,9 @@ static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq) {
             const int32_t *ids = D->ids + (size_t)t * K;
             if (A->moe_matvec(D->c, &L->gate_exps, ids, K, xt, 0, qt, 0, D->ffa) ||
                 A->moe_matvec(D->c, &L->up_exps, ids, K, xt, 0, qt, 0, D->ffb) ||
-                act_mul(g, D, D->ffa, D->ffb, (int64_t)K * Fe) || A->quantize_q8_1(D->c, D->ffa, D->xq2, Fe, K) ||
+                act_mul_q8(g, D, D->ffa, D->ffb, D->xq2, K, Fe) ||
                 A->moe_matvec(D->c, &L->down_exps, ids, K, D->ffa, (size_t)Fe, D->xq2, rs, D->slots) ||
-                A->moe_combine(D->c, D->tmp + (size_t)t * Dm, D->slots, D->selw + (size_t)t * K, 1, K, Dm))
+                A->moe_combine(D->c, out + (size_t)t * Dm, D->slots, D->selw + (size_t)t * K, 1, K, Dm, acc))
                 return -1;
         }
     }
@@ -830,45 +862,38 @@ int model_gpu_layer(model_run *r, const model_ubatch *ub, int il) {
     if (to_device(r, T, L->dev)) return -1;
     const int64_t n = (int64_t)T * Dm;
     /* attention block: T == 1 quantizes xn once for q, k, v */
-    if (A->rmsnorm(D->c, D->xn, D->x, L->attn_norm, T, Dm, hp->rms_eps)) return -1;
-    const void *xq = NULL;
-    if (T == 1) {
-        if (A->quantize_q8_1(D->c, D->xn, D->xq, Dm, 1)) return -1;
-        xq = D->xq;
-    }
+    const void *xq = T == 1 ? D->xq : NULL;
+    if (norm_q8(g, D, D->xn, T == 1 ? D->xq : NULL, D->x, NULL, L->attn_norm, T, Dm, hp->rms_eps)) return -1;
     if (r->m->layers[il].attn_kind == MODEL_ATTN_MLA ? mla_layer(r, ub, il, D, xq) : attn_layer(r, ub, il, D, xq))
         return -1;
     if (L->attn_post_norm && A->rmsnorm(D->c, D->tmp, D->tmp, L->attn_post_norm, T, Dm, hp->rms_eps)) return -1;
-    if (A->add(D->c, D->x, D->tmp, n)) return -1;
-    /* FFN block */
-    if (A->rmsnorm(D->c, D->xn, D->x, L->ffn_norm, T, Dm, hp->rms_eps)) return -1;
-    if (T == 1) {
-        if (A->quantize_q8_1(D->c, D->xn, D->xq, Dm, 1)) return -1;
-        xq = D->xq;
-    }
-    if (r->m->layers[il].ffn_kind == MODEL_FFN_MOE) {
-        if (moe_layer(r, T, il, D, xq)) return -1;
+    /* FFN block: the residual add, the norm and (T == 1) its quantization */
+    if (norm_q8(g, D, D->xn, T == 1 ? D->xq : NULL, D->x, D->tmp, L->ffn_norm, T, Dm, hp->rms_eps)) return -1;
+    const bool moe = r->m->layers[il].ffn_kind == MODEL_FFN_MOE;
+    /* the routed experts' sum goes straight into the residual when nothing comes between */
+    const bool into_x = moe && g->fuse && !L->ffn_post_norm && !L->up_sh.data && !L->exps_cpu;
+    if (moe) {
+        if (moe_layer(r, T, il, D, xq, into_x ? D->x : D->tmp, into_x)) return -1;
     } else if (dense_ffn(g, D, &L->gate, &L->up, &L->down, D->xn, xq, T, D->tmp))
         return -1;
-    if (L->ffn_post_norm && A->rmsnorm(D->c, D->tmp, D->tmp, L->ffn_post_norm, T, Dm, hp->rms_eps)) return -1;
-    if (A->add(D->c, D->x, D->tmp, n)) return -1;
+    if (!into_x) {
+        if (L->ffn_post_norm && A->rmsnorm(D->c, D->tmp, D->tmp, L->ffn_post_norm, T, Dm, hp->rms_eps)) return -1;
+        if (A->add(D->c, D->x, D->tmp, n)) return -1;
+    }
     r->mm.bytes_read += layer_bytes(g, il, T);
     return 0;
 }
 
 /* Logits of n rows (rows[i] of the residual) into D->logits. */
 static int head_rows(model_gpu *g, gpu_dev *D, const int32_t *rows, int n) {
-    const gpu_api *A = g->api;
     const model_hparams *hp = &g->m->hp;
     const int Dm = hp->n_embd;
+    const bool q1 = n == 1 && !is_float(&D->output); /* one row: quantized with its norm */
     for (int i = 0; i < n; i++)
-        if (A->rmsnorm(D->c, D->xn + (size_t)i * Dm, D->x + (size_t)rows[i] * Dm, D->out_norm, 1, Dm, hp->rms_eps))
+        if (norm_q8(g, D, D->xn + (size_t)i * Dm, q1 ? D->xq : NULL, D->x + (size_t)rows[i] * Dm, NULL, D->out_norm, 1,
+                    Dm, hp->rms_eps))
             return -1;
-    const void *xq = NULL;
-    if (n == 1 && !is_float(&D->output)) {
-        if (A->quantize_q8_1(D->c, D->xn, D->xq, Dm, 1)) return -1;
-        xq = D->xq;
-    }
+    const void *xq = q1 ? D->xq : NULL;
     return gmm(g, D, &D->output, D->xn, xq, n, D->logits);
 }
 

@@ -165,6 +165,78 @@ static void test_moe(uint32_t t) {
     free(wh), free(x), free(y), free(yr), free(row);
 }
 
+/* ---- fused ops: the same floats and bytes as their parts -------------------------------------------- */
+static void test_fused(int n, int T) {
+    const size_t rs = mrc_q8_1_row_size(n), nf = sizeof(float) * (size_t)n * T;
+    float *x = malloc(nf), *w = malloc(sizeof(float) * n), *u = malloc(nf), *a = malloc(nf), *b = malloc(nf);
+    uint8_t *qa = malloc(rs * T), *qb = malloc(rs * T);
+    fill(x, (int64_t)n * T), fill(w, n), fill(u, (int64_t)n * T);
+    for (int i = 0; i < n * T; i++) x[i] *= 4.0f; /* gates beyond the linear part of SiLU / GELU */
+    float *dx = dup_dev(x, nf), *dw = dup_dev(w, sizeof(float) * n), *du = dup_dev(u, nf);
+    float *dy = mrc_alloc(C, nf), *dz = mrc_alloc(C, nf);
+    void *dqa = mrc_alloc(C, rs * T), *dqb = mrc_alloc(C, rs * T);
+    OK(mrc_memset(C, dqa, 0, rs * T)); /* row padding, if any, compares equal */
+    OK(mrc_memset(C, dqb, 0, rs * T));
+    /* rmsnorm_q8 vs rmsnorm + quantize_q8_1, out of place and in place */
+    OK(mrc_rmsnorm(C, dy, dx, dw, T, n, 1e-6f));
+    OK(mrc_quantize_q8_1(C, dy, dqa, n, T));
+    OK(mrc_rmsnorm_q8(C, dz, dqb, dx, NULL, dw, T, n, 1e-6f));
+    OK(get(a, dy, nf)); OK(get(b, dz, nf)); OK(get(qa, dqa, rs * T)); OK(get(qb, dqb, rs * T));
+    EXPECT(!memcmp(a, b, nf) && !memcmp(qa, qb, rs * T), "rmsnorm_q8 (n %d, rows %d) differs from its parts", n, T);
+    OK(mrc_upload(C, dz, x, nf));
+    OK(mrc_rmsnorm_q8(C, dz, dqb, dz, NULL, dw, T, n, 1e-6f));
+    OK(get(b, dz, nf)); OK(get(qb, dqb, rs * T));
+    EXPECT(!memcmp(a, b, nf) && !memcmp(qa, qb, rs * T), "rmsnorm_q8 in place (n %d) differs", n);
+    /* with the residual: x += u, then the norm of x (x keeps the sum) */
+    {
+        float *r1 = malloc(nf), *r2 = malloc(nf);
+        float *dx2 = mrc_alloc(C, nf);
+        OK(mrc_upload(C, dx2, x, nf));
+        OK(mrc_add(C, dx2, du, (int64_t)n * T));
+        OK(mrc_rmsnorm(C, dy, dx2, dw, T, n, 1e-6f));
+        OK(mrc_quantize_q8_1(C, dy, dqa, n, T));
+        OK(get(a, dy, nf)); OK(get(qa, dqa, rs * T)); OK(get(r1, dx2, nf));
+        OK(mrc_upload(C, dx2, x, nf));
+        OK(mrc_rmsnorm_q8(C, dz, dqb, dx2, du, dw, T, n, 1e-6f));
+        OK(get(b, dz, nf)); OK(get(qb, dqb, rs * T)); OK(get(r2, dx2, nf));
+        EXPECT(!memcmp(a, b, nf) && !memcmp(qa, qb, rs * T) && !memcmp(r1, r2, nf),
+               "rmsnorm_q8 with a residual (n %d, rows %d) differs from add + rmsnorm + quantize", n, T);
+        mrc_dfree(dx2);
+        free(r1), free(r2);
+    }
+    /* act_q8 vs silu_mul / gelu_mul + quantize_q8_1 */
+    for (int gelu = 0; gelu < 2; gelu++) {
+        OK(mrc_upload(C, dy, x, nf)); OK(mrc_upload(C, dz, x, nf));
+        OK(gelu ? mrc_gelu_mul(C, dy, du, (int64_t)n * T) : mrc_silu_mul(C, dy, du, (int64_t)n * T));
+        OK(mrc_quantize_q8_1(C, dy, dqa, n, T));
+        OK(mrc_act_q8(C, gelu, dz, du, dqb, T, n));
+        OK(get(a, dy, nf)); OK(get(b, dz, nf)); OK(get(qa, dqa, rs * T)); OK(get(qb, dqb, rs * T));
+        EXPECT(!memcmp(a, b, nf) && !memcmp(qa, qb, rs * T), "act_q8 (%s, n %d) differs from its parts",
+               gelu ? "gelu" : "silu", n);
+    }
+    /* moe_combine: T tokens of k = 4 slots of n/4, written, then added (acc) */
+    const int k = 4, m = n / 4;
+    float *wt = malloc(sizeof(float) * k * T), *ref = malloc(nf);
+    fill(wt, (int64_t)k * T);
+    float *dwt = dup_dev(wt, sizeof(float) * k * T);
+    for (int acc = 0; acc < 2; acc++) {
+        OK(mrc_upload(C, dz, u, nf));
+        OK(mrc_moe_combine(C, dz, dx, dwt, T, k, m, acc));
+        OK(get(b, dz, sizeof(float) * (size_t)T * m));
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < m; i++) {
+                float sum = 0.0f;
+                for (int j = 0; j < k; j++) sum += wt[t * k + j] * x[((size_t)t * k + j) * m + i];
+                ref[(size_t)t * m + i] = acc ? u[(size_t)t * m + i] + sum : sum;
+            }
+        EXPECT(nerr(b, ref, (int64_t)T * m) < 1e-6, "moe_combine (acc %d) %.3e", acc, nerr(b, ref, (int64_t)T * m));
+    }
+    printf("rmsnorm_q8 / act_q8 / moe_combine (n %d, rows %d): checked\n", n, T);
+    mrc_dfree(dx), mrc_dfree(dw), mrc_dfree(du), mrc_dfree(dy), mrc_dfree(dz), mrc_dfree(dqa), mrc_dfree(dqb);
+    mrc_dfree(dwt);
+    free(x), free(w), free(u), free(a), free(b), free(qa), free(qb), free(wt), free(ref);
+}
+
 /* ---- row ops ---------------------------------------------------------------------------------------- */
 static void test_rows(void) {
     const int n = 2048, T = 3;
@@ -555,6 +627,9 @@ int main(int argc, char **argv) {
         test_dequant_gemm(types[i]);
     }
     test_rows();
+    test_fused(2048, 3);
+    test_fused(768, 8);
+    test_fused(4096, 1);
     test_rope(MRC_ROPE_NORM, false);
     test_rope(MRC_ROPE_NEOX, false);
     test_rope(MRC_ROPE_NEOX, true);
