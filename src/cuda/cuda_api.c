@@ -102,6 +102,10 @@ static int w_rmsnorm_q8(void *c, float *o, void *xq, float *x, const float *res,
                         float eps) {
     return ON(c, mrc_rmsnorm_q8(c, o, xq, x, res, w, r, n, eps));
 }
+static int w_moe_matvec2(void *c, const mrc_weight *W1, const mrc_weight *W2, const int32_t *ids, int n,
+                         const void *xq, size_t xqs, float *y1, float *y2) {
+    return ON(c, mrc_moe_matvec2(c, W1, W2, ids, n, xq, xqs, y1, y2));
+}
 static int w_act_q8(void *c, int gelu, float *g, const float *u, void *xq, int64_t r, int64_t k) {
     return ON(c, mrc_act_q8(c, gelu, g, u, xq, r, k));
 }
@@ -156,6 +160,7 @@ static const gpu_api k_cuda = {
     .moe_combine = w_combine,
     .rmsnorm_q8 = w_rmsnorm_q8,
     .act_q8 = w_act_q8,
+    .moe_matvec2 = w_moe_matvec2,
     .moe_sort = w_moe_sort,
     .peer_copy = w_peer_copy,
     .rows_idx = w_rows_idx,

@@ -116,6 +116,13 @@ int mrc_matvec(mrc_ctx *c, const mrc_weight *W, int64_t mat, const float *x, con
 int mrc_moe_matvec(mrc_ctx *c, const mrc_weight *W, const int32_t *ids, int n_ids, const float *x, size_t x_stride,
                    const void *xq, size_t xq_stride, float *y);
 
+/* mrc_moe_matvec of W1 into y1 and of W2 into y2 (the same ids and Q8_1 activations: gate and
+ * up) in one launch; W1 and W2 of one quantized type and shape (mrc_matvec2_ok); at most
+ * 32767 slots. */
+bool mrc_matvec2_ok(const mrc_weight *W1, const mrc_weight *W2);
+int mrc_moe_matvec2(mrc_ctx *c, const mrc_weight *W1, const mrc_weight *W2, const int32_t *ids, int n_ids,
+                    const void *xq, size_t xq_stride, float *y1, float *y2);
+
 /* ---- element-wise / row ops ------------------------------------------------------------------ */
 /* out = x / rms(x) * w per row of n (w may be NULL); in-place allowed. */
 int mrc_rmsnorm(mrc_ctx *c, float *out, const float *x, const float *w, int64_t n_rows, int n, float eps);

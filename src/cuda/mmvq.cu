@@ -85,8 +85,13 @@ template <uint32_t T>
 __global__ void __launch_bounds__(MMVQ_THREADS)
     k_mmvq(const uint8_t *__restrict__ W, size_t row_bytes, size_t mat_bytes, int64_t n_mat,
            const int32_t *__restrict__ ids, const uint8_t *__restrict__ xq, size_t x_stride, int64_t k,
-           float *__restrict__ y, int64_t m, int units, int tpr) {
-    const int slot = blockIdx.y;
+           float *__restrict__ y, int64_t m, int units, int tpr, const uint8_t *__restrict__ W2, float *__restrict__ y2,
+           int n1) {
+    int slot = blockIdx.y;
+    if (slot >= n1) { /* the second matrix (moe_matvec2: up after gate), the same slots */
+        W = W2, y = y2;
+        slot -= n1;
+    }
     const int64_t r = (int64_t)blockIdx.x * (MMVQ_THREADS / tpr) + threadIdx.x / tpr;
     const int lane = threadIdx.x % tpr;
     const int64_t mat = ids ? ids[slot] : 0;
@@ -127,16 +132,23 @@ static int pick_tpr(int64_t units) {
     return t;
 }
 
-/* One launch for n_slots slots (grid.y). */
+/* One launch for n_slots slots (grid.y); with base2 (quantized weights of W's type and shape),
+ * also the same slots of that second matrix into y2, in the same launch. */
 static int launch(mrc_ctx *c, const mrc_weight *W, const uint8_t *base, int64_t n_mat, const int32_t *ids, int n_slots,
-                  const float *x, size_t x_stride, const void *xq, size_t xq_stride, float *y) {
+                  const float *x, size_t x_stride, const void *xq, size_t xq_stride, float *y,
+                  const uint8_t *base2 = NULL, float *y2 = NULL) {
     if (n_slots <= 0) return 0;
-    if (n_slots > 65535) {
-        mr_seterr("cuda: matvec: %d slots (max 65535)", n_slots);
+    const int ny = base2 ? 2 * n_slots : n_slots;
+    if (ny > 65535) {
+        mr_seterr("cuda: matvec: %d slots (max 65535)", ny);
         return -1;
     }
     const int ue = mrc_unit_elems(W->type);
     if (ue == 0) {
+        if (base2) {
+            mr_seterr("cuda: matvec2: float weights (%s) are not paired", mr_type_name(W->type));
+            return -1;
+        }
         const int tpr = pick_tpr(W->k);
         const dim3 grid(mrc_cdiv(W->m, MMVQ_THREADS / tpr), (unsigned)n_slots);
         if (W->type == MR_TYPE_F32)
@@ -151,12 +163,12 @@ static int launch(mrc_ctx *c, const mrc_weight *W, const uint8_t *base, int64_t 
     }
     const int units = (int)(W->k / ue);
     const int tpr = pick_tpr(units);
-    const dim3 grid(mrc_cdiv(W->m, MMVQ_THREADS / tpr), (unsigned)n_slots);
+    const dim3 grid(mrc_cdiv(W->m, MMVQ_THREADS / tpr), (unsigned)ny);
     const uint8_t *xb = (const uint8_t *)xq;
 #define MMVQ_CASE(T)                                                                                                   \
     case T:                                                                                                            \
         k_mmvq<T><<<grid, MMVQ_THREADS, 0, c->stream>>>(base, W->row_bytes, W->mat_bytes, n_mat, ids, xb, xq_stride,  \
-                                                        W->k, y, W->m, units, tpr);                                    \
+                                                        W->k, y, W->m, units, tpr, base2, y2, n_slots);                \
         break;
     switch (W->type) {
         MMVQ_CASE(MR_TYPE_Q4_0)
@@ -170,8 +182,8 @@ static int launch(mrc_ctx *c, const mrc_weight *W, const uint8_t *base, int64_t 
     default: mr_seterr("cuda: mmvq: type %s unsupported", mr_type_name(W->type)); return -1;
     }
 #undef MMVQ_CASE
-    MRC_LAUNCHED(c, "mmvq", "%s, m %lld, k %lld, slots %d, tpr %d", mr_type_name(W->type), (long long)W->m,
-                 (long long)W->k, n_slots, tpr);
+    MRC_LAUNCHED(c, base2 ? "mmvq (pair)" : "mmvq", "%s, m %lld, k %lld, slots %d, tpr %d", mr_type_name(W->type),
+                 (long long)W->m, (long long)W->k, n_slots, tpr);
     return 0;
 }
 
@@ -187,4 +199,21 @@ int mrc_matvec(mrc_ctx *c, const mrc_weight *W, int64_t mat, const float *x, con
 int mrc_moe_matvec(mrc_ctx *c, const mrc_weight *W, const int32_t *ids, int n_ids, const float *x, size_t x_stride,
                    const void *xq, size_t xq_stride, float *y) {
     return launch(c, W, (const uint8_t *)W->data, W->n_mat, ids, n_ids, x, x_stride, xq, xq_stride, y);
+}
+
+bool mrc_matvec2_ok(const mrc_weight *W1, const mrc_weight *W2) {
+    return W1->type == W2->type && mrc_unit_elems(W1->type) > 0 && W1->k == W2->k && W1->m == W2->m &&
+           W1->n_mat == W2->n_mat && W1->row_bytes == W2->row_bytes && W1->mat_bytes == W2->mat_bytes;
+}
+
+int mrc_moe_matvec2(mrc_ctx *c, const mrc_weight *W1, const mrc_weight *W2, const int32_t *ids, int n_ids,
+                    const void *xq, size_t xq_stride, float *y1, float *y2) {
+    if (!mrc_matvec2_ok(W1, W2)) {
+        mr_seterr("cuda: moe_matvec2: %s (%lld x %lld) and %s (%lld x %lld) are not a pair of one quantized type and "
+                  "shape", mr_type_name(W1->type), (long long)W1->m, (long long)W1->k, mr_type_name(W2->type),
+                  (long long)W2->m, (long long)W2->k);
+        return -1;
+    }
+    return launch(c, W1, (const uint8_t *)W1->data, W1->n_mat, ids, n_ids, NULL, 0, xq, xq_stride, y1,
+                  (const uint8_t *)W2->data, y2);
 }

@@ -75,6 +75,10 @@ typedef struct gpu_api {
     int (*rmsnorm_q8)(void *c, float *out, void *xq, float *x, const float *res, const float *w, int64_t n_rows, int n,
                       float eps);
     int (*act_q8)(void *c, int gelu, float *g, const float *u, void *xq, int64_t n_rows, int64_t k);
+    /* moe_matvec of W1 into y1 and of W2 into y2 with the same ids and Q8_1 activations (gate and
+     * up) in one launch; W1, W2 of one quantized type and shape; 2 * n_ids <= 65535 */
+    int (*moe_matvec2)(void *c, const mrc_weight *W1, const mrc_weight *W2, const int32_t *ids, int n_ids,
+                       const void *xq, size_t xq_stride, float *y1, float *y2);
     int (*copy_rows)(void *c, float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows,
                      int64_t cols);
     /* n bytes from src on src_c's device to dst on dst_c's (after src_c's queued work) */

@@ -508,6 +508,20 @@ static int emu_moe_combine(void *c, float *y, const float *slots, const float *w
 }
 
 /* The fused ops as their parts (each part records itself while a graph is captured). */
+static int emu_moe_matvec2(void *c, const mrc_weight *W1, const mrc_weight *W2, const int32_t *ids, int n_ids,
+                           const void *xq, size_t xq_stride, float *y1, float *y2) {
+    const bool q = W1->type != MR_TYPE_F32 && W1->type != MR_TYPE_F16;
+    if (!q || W1->type != W2->type || W1->k != W2->k || W1->m != W2->m || W1->n_mat != W2->n_mat ||
+        W1->row_bytes != W2->row_bytes || 2 * n_ids > 65535) {
+        mr_seterr("emu: moe_matvec2: %s and %s, %d slots: not a pair of one quantized type and shape",
+                  mr_type_name(W1->type), mr_type_name(W2->type), n_ids);
+        return -1;
+    }
+    return emu_moe_matvec(c, W1, ids, n_ids, NULL, 0, xq, xq_stride, y1) ||
+                   emu_moe_matvec(c, W2, ids, n_ids, NULL, 0, xq, xq_stride, y2)
+               ? -1
+               : 0;
+}
 static int emu_rmsnorm_q8(void *c, float *out, void *xq, float *x, const float *res, const float *w, int64_t n_rows,
                           int n, float eps) {
     return (res && emu_add(c, x, res, n_rows * n)) || emu_rmsnorm(c, out, x, w, n_rows, n, eps) ||
@@ -697,6 +711,7 @@ static const gpu_api k_emu = {
     .moe_combine = emu_moe_combine,
     .rmsnorm_q8 = emu_rmsnorm_q8,
     .act_q8 = emu_act_q8,
+    .moe_matvec2 = emu_moe_matvec2,
     .copy_rows = emu_copy_rows,
     .peer_copy = emu_peer_copy,
     .moe_sort = emu_moe_sort,

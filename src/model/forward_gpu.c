@@ -596,6 +596,20 @@ static int act_mul(model_gpu *g, gpu_dev *D, float *a, const float *b, int64_t n
     return g->m->arch->act == MODEL_ACT_GELU ? g->api->gelu_mul(D->c, a, b, n) : g->api->silu_mul(D->c, a, b, n);
 }
 
+/* Gate and up of the same ids and Q8_1 activations in one launch where they pair (one quantized
+ * type and shape, the grid's slot limit); else two. */
+static int gate_up(model_gpu *g, gpu_dev *D, const mrc_weight *gate, const mrc_weight *up, const int32_t *ids, int n,
+                   const void *xq, size_t xq_stride, float *yg, float *yu) {
+    const gpu_api *A = g->api;
+    if (g->fuse && A->moe_matvec2 && !is_float(gate) && gate->type == up->type && gate->k == up->k &&
+        gate->m == up->m && gate->n_mat == up->n_mat && gate->row_bytes == up->row_bytes && 2 * (int64_t)n <= 65535)
+        return A->moe_matvec2(D->c, gate, up, ids, n, xq, xq_stride, yg, yu);
+    return A->moe_matvec(D->c, gate, ids, n, NULL, 0, xq, xq_stride, yg) ||
+                   A->moe_matvec(D->c, up, ids, n, NULL, 0, xq, xq_stride, yu)
+               ? -1
+               : 0;
+}
+
 /* a = act(a) * b for rows of k, then a quantized into xq (Q8_1 rows): fused where possible. */
 static int act_mul_q8(model_gpu *g, gpu_dev *D, float *a, const float *b, void *xq, int64_t rows, int64_t k) {
     const bool gelu = g->m->arch->act == MODEL_ACT_GELU;
@@ -627,7 +641,10 @@ static mrc_rope_params rope_dev(const cpu_rope_params *rp, int n_dims, const flo
 static int dense_ffn(model_gpu *g, gpu_dev *D, const mrc_weight *gate, const mrc_weight *up, const mrc_weight *down,
                      const float *x, const void *xq, int T, float *out) {
     const int64_t F = up->m;
-    if (gmm(g, D, gate, x, xq, T, D->ffa) || gmm(g, D, up, x, xq, T, D->ffb)) return -1;
+    if (T == 1 && xq && !is_float(gate) && !is_float(up)) {
+        if (gate_up(g, D, gate, up, NULL, 1, xq, 0, D->ffa, D->ffb)) return -1;
+    } else if (gmm(g, D, gate, x, xq, T, D->ffa) || gmm(g, D, up, x, xq, T, D->ffb))
+        return -1;
     if (T == 1 && !is_float(down)) /* the down's input quantized with the gate */
         return act_mul_q8(g, D, D->ffa, D->ffb, D->xq2, 1, F) || gmm(g, D, down, D->ffa, D->xq2, T, out) ? -1 : 0;
     if (act_mul(g, D, D->ffa, D->ffb, (int64_t)T * F)) return -1;
@@ -801,8 +818,7 @@ static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq, fl
                 A->moe_sort(D->c, D->ids + (size_t)t0 * K, (int)n, E, K, D->perm, D->sids, D->stok) ||
                 A->rows_idx(D->c, D->xq_rep, NULL, D->xq, D->stok, n, rd))
                 return -1;
-            if (A->moe_matvec(D->c, &L->gate_exps, D->sids, (int)n, NULL, 0, D->xq_rep, rd, D->ffa) ||
-                A->moe_matvec(D->c, &L->up_exps, D->sids, (int)n, NULL, 0, D->xq_rep, rd, D->ffb) ||
+            if (gate_up(g, D, &L->gate_exps, &L->up_exps, D->sids, (int)n, D->xq_rep, rd, D->ffa, D->ffb) ||
                 act_mul_q8(g, D, D->ffa, D->ffb, D->xq_moe, n, Fe) ||
                 A->moe_matvec(D->c, &L->down_exps, D->sids, (int)n, NULL, 0, D->xq_moe, rs, D->slots_s) ||
                 A->rows_idx(D->c, D->slots, D->perm, D->slots_s, NULL, n, sizeof(float) * (size_t)Dm) ||
@@ -820,8 +836,10 @@ static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq, fl
                 qt = D->xq;
             }
             const int32_t *ids = D->ids + (size_t)t * K;
-            if (A->moe_matvec(D->c, &L->gate_exps, ids, K, xt, 0, qt, 0, D->ffa) ||
-                A->moe_matvec(D->c, &L->up_exps, ids, K, xt, 0, qt, 0, D->ffb) ||
+            const bool fl = is_float(&L->gate_exps) || is_float(&L->up_exps);
+            if ((fl ? A->moe_matvec(D->c, &L->gate_exps, ids, K, xt, 0, qt, 0, D->ffa) ||
+                          A->moe_matvec(D->c, &L->up_exps, ids, K, xt, 0, qt, 0, D->ffb)
+                    : gate_up(g, D, &L->gate_exps, &L->up_exps, ids, K, qt, 0, D->ffa, D->ffb)) ||
                 act_mul_q8(g, D, D->ffa, D->ffb, D->xq2, K, Fe) ||
                 A->moe_matvec(D->c, &L->down_exps, ids, K, D->ffa, (size_t)Fe, D->xq2, rs, D->slots) ||
                 A->moe_combine(D->c, out + (size_t)t * Dm, D->slots, D->selw + (size_t)t * K, 1, K, Dm, acc))

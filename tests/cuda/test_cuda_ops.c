@@ -159,6 +159,23 @@ static void test_moe(uint32_t t) {
         EXPECT(e < 1.5e-2 && zero, "moe %s %s: err %.3e, out-of-range slot zero %d", mr_type_name(t),
                shared ? "shared" : "per-slot", e, zero);
         printf("moe    %-4s %s x: err %.2e\n", mr_type_name(t), shared ? "shared  " : "per-slot", e);
+        /* the pair launch (gate and up): W then a second copy of it, the same bytes as two launches */
+        if (t != MR_TYPE_F32 && t != MR_TYPE_F16) {
+            float *dy2 = mrc_alloc(C, sizeof(float) * m * n), *dy3 = mrc_alloc(C, sizeof(float) * m * n);
+            float *y2 = malloc(sizeof(float) * m * n), *y3 = malloc(sizeof(float) * m * n);
+            mrc_weight W2;
+            OK(mrc_weight_upload(C, &W2, wh, t, k, m, E));
+            OK(mrc_moe_matvec2(C, &W, &W2, did, n, dxq, shared ? 0 : xs, dy2, dy3));
+            OK(get(y2, dy2, sizeof(float) * m * n)); OK(get(y3, dy3, sizeof(float) * m * n));
+            EXPECT(!memcmp(y, y2, sizeof(float) * m * n) && !memcmp(y, y3, sizeof(float) * m * n),
+                   "moe_matvec2 %s %s differs from moe_matvec", mr_type_name(t), shared ? "shared" : "per-slot");
+            mrc_weight W3 = W2;
+            W3.m = m - 32;
+            EXPECT(mrc_moe_matvec2(C, &W, &W3, did, n, dxq, 0, dy2, dy3) != 0, "moe_matvec2 accepts unequal shapes");
+            mrc_weight_free(&W2);
+            mrc_dfree(dy2), mrc_dfree(dy3);
+            free(y2), free(y3);
+        }
     }
     mrc_weight_free(&W);
     mrc_dfree(dx), mrc_dfree(dy), mrc_dfree(did), mrc_dfree(dxq);
