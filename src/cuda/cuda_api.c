@@ -106,6 +106,10 @@ static int w_moe_matvec2(void *c, const mrc_weight *W1, const mrc_weight *W2, co
                          const void *xq, size_t xqs, float *y1, float *y2) {
     return ON(c, mrc_moe_matvec2(c, W1, W2, ids, n, xq, xqs, y1, y2));
 }
+static int w_norm_rope(void *c, const mrc_rope_params *p, float *x, const int32_t *pos, int nt, int nh, int hd,
+                       const float *w1, const float *w2, int split, float eps) {
+    return ON(c, mrc_norm_rope(c, p, x, pos, nt, nh, hd, w1, w2, split, eps));
+}
 static int w_act_q8(void *c, int gelu, float *g, const float *u, void *xq, int64_t r, int64_t k) {
     return ON(c, mrc_act_q8(c, gelu, g, u, xq, r, k));
 }
@@ -161,6 +165,7 @@ static const gpu_api k_cuda = {
     .rmsnorm_q8 = w_rmsnorm_q8,
     .act_q8 = w_act_q8,
     .moe_matvec2 = w_moe_matvec2,
+    .norm_rope = w_norm_rope,
     .moe_sort = w_moe_sort,
     .peer_copy = w_peer_copy,
     .rows_idx = w_rows_idx,

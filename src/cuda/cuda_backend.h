@@ -155,6 +155,12 @@ typedef struct {
 } mrc_rope_params;
 /* Rotate x (n_tok, n_heads, head_dim) in place; pos: device, n_tok positions. */
 int mrc_rope(mrc_ctx *c, const mrc_rope_params *p, float *x, const int32_t *pos, int n_tok, int n_heads, int head_dim);
+/* Per head row of x (n_tok, n_heads, head_dim): RMSNorm with weight w1 for heads < split and
+ * w2 for the others (either may be NULL: no weight), then RoPE as mrc_rope: the q and k norms
+ * and the rotation of a token in one launch (its q heads, then its k heads). The same floats as
+ * mrc_rmsnorm of each part, then mrc_rope; head_dim below 1024. */
+int mrc_norm_rope(mrc_ctx *c, const mrc_rope_params *p, float *x, const int32_t *pos, int n_tok, int n_heads,
+                  int head_dim, const float *w1, const float *w2, int split, float eps);
 
 /* MoE routing per token (row of n_expert router logits): gating 1 softmax,
  * 2 sigmoid, 3 softmax over the chosen (llama.cpp's ids); bias (n_expert,

@@ -180,15 +180,11 @@ struct rope_k {
     const float *ff;
 };
 
-__global__ void k_rope(rope_k p, float *x, const int32_t *pos, int n_tok, int n_heads, int head_dim) {
-    const int half = p.n_dims / 2;
-    const int64_t id = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (id >= (int64_t)n_tok * n_heads * half) return;
-    const int i = (int)(id % half);
-    const int64_t th = id / half; /* token * n_heads + head */
-    const int t = (int)(th / n_heads);
+/* cos and sin (times the YaRN magnitude scale) of rotated pair i at position pos: the one
+ * formula of k_rope and k_norm_rope. */
+__device__ __forceinline__ void rope_cs(const rope_k &p, int32_t pos, int i, float *cp, float *sp) {
     const int i0 = 2 * i;
-    const float theta_extrap = (float)pos[t] * powf(p.theta_scale, (float)i) / (p.ff ? p.ff[i] : 1.0f);
+    const float theta_extrap = (float)pos * powf(p.theta_scale, (float)i) / (p.ff ? p.ff[i] : 1.0f);
     const float theta_interp = p.freq_scale * theta_extrap;
     float theta = theta_interp, mscale = p.attn_factor;
     if (p.ext_factor != 0.0f) {
@@ -199,19 +195,71 @@ __global__ void k_rope(rope_k p, float *x, const int32_t *pos, int n_tok, int n_
     }
     float s, c;
     sincosf(theta, &s, &c);
-    c *= mscale, s *= mscale;
+    *cp = c * mscale, *sp = s * mscale;
+}
+
+/* The element pair rotated by pair i (normal: adjacent; NEOX: i and i + n_dims/2). */
+__device__ __forceinline__ void rope_ab(const rope_k &p, int i, int *a, int *b) {
+    *a = p.mode == MRC_ROPE_NEOX ? i : 2 * i;
+    *b = p.mode == MRC_ROPE_NEOX ? i + p.n_dims / 2 : 2 * i + 1;
+}
+
+__global__ void k_rope(rope_k p, float *x, const int32_t *pos, int n_tok, int n_heads, int head_dim) {
+    const int half = p.n_dims / 2;
+    const int64_t id = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (id >= (int64_t)n_tok * n_heads * half) return;
+    const int i = (int)(id % half);
+    const int64_t th = id / half; /* token * n_heads + head */
+    const int t = (int)(th / n_heads);
+    float c, s;
+    rope_cs(p, pos[t], i, &c, &s);
     float *v = x + th * head_dim;
-    const int a = p.mode == MRC_ROPE_NEOX ? i : i0, b = p.mode == MRC_ROPE_NEOX ? i + half : i0 + 1;
+    int a, b;
+    rope_ab(p, i, &a, &b);
     const float x0 = v[a], x1 = v[b];
     v[a] = x0 * c - x1 * s;
     v[b] = x0 * s + x1 * c;
+}
+
+/* Per head row of x (n_tok, n_heads, head_dim): RMSNorm with w1 (heads < split) or w2 (the
+ * rest), then RoPE: the q and k norms and their rotation in one launch (a token's q heads and
+ * k heads back to back). One block of 256 threads per row, as k_rmsnorm for rows below 1024
+ * (the same sum of squares), the normed row in shared memory, then the rotation of k_rope:
+ * the same floats as rmsnorm + rmsnorm + rope. */
+__global__ void __launch_bounds__(256) k_norm_rope(rope_k p, float *x, const int32_t *pos, int n_heads, int head_dim,
+                                                   const float *w1, const float *w2, int split, float eps) {
+    extern __shared__ float row[];
+    __shared__ float sh[32];
+    const int64_t th = blockIdx.x; /* token * n_heads + head */
+    const int t = (int)(th / n_heads), h = (int)(th % n_heads);
+    float *v = x + th * head_dim;
+    const float *w = h < split ? w1 : w2;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < head_dim; i += blockDim.x) ss += v[i] * v[i];
+    ss = block_sum(ss, sh);
+    const float scale = rsqrtf(ss / (float)head_dim + eps);
+    for (int i = threadIdx.x; i < head_dim; i += blockDim.x) {
+        const float y = v[i] * scale * (w ? w[i] : 1.0f);
+        row[i] = y;
+        if (i >= p.n_dims) v[i] = y; /* not rotated */
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < p.n_dims / 2; i += blockDim.x) {
+        float c, s;
+        rope_cs(p, pos[t], i, &c, &s);
+        int a, b;
+        rope_ab(p, i, &a, &b);
+        const float x0 = row[a], x1 = row[b];
+        v[a] = x0 * c - x1 * s;
+        v[b] = x0 * s + x1 * c;
+    }
 }
 
 static float corr_dim(int n_dims, int n_ctx_orig, float n_rot, float base) {
     return n_dims * logf(n_ctx_orig / (n_rot * 2 * (float)M_PI)) / (2 * logf(base));
 }
 
-int mrc_rope(mrc_ctx *c, const mrc_rope_params *p, float *x, const int32_t *pos, int n_tok, int n_heads, int head_dim) {
+static int rope_params(const mrc_rope_params *p, int head_dim, rope_k *out) {
     if (p->n_dims <= 0 || p->n_dims > head_dim || p->n_dims % 2) {
         mr_seterr("cuda: rope: n_dims %d with head_dim %d", p->n_dims, head_dim);
         return -1;
@@ -226,11 +274,35 @@ int mrc_rope(mrc_ctx *c, const mrc_rope_params *p, float *x, const int32_t *pos,
         k.corr1 = fminf((float)(p->n_dims - 1), ceilf(corr_dim(p->n_dims, p->n_ctx_orig, p->beta_slow, p->freq_base)));
     }
     k.ff = p->freq_factors;
+    *out = k;
+    return 0;
+}
+
+int mrc_rope(mrc_ctx *c, const mrc_rope_params *p, float *x, const int32_t *pos, int n_tok, int n_heads, int head_dim) {
+    rope_k k;
+    if (rope_params(p, head_dim, &k)) return -1;
     const int64_t n = (int64_t)n_tok * n_heads * (p->n_dims / 2);
     if (n <= 0) return 0;
     k_rope<<<mrc_cdiv(n, 256), 256, 0, c->stream>>>(k, x, pos, n_tok, n_heads, head_dim);
     MRC_LAUNCHED(c, "rope", "tokens %d, heads %d, head_dim %d, n_dims %d, mode %d", n_tok, n_heads, head_dim, p->n_dims,
                  p->mode);
+    return 0;
+}
+
+int mrc_norm_rope(mrc_ctx *c, const mrc_rope_params *p, float *x, const int32_t *pos, int n_tok, int n_heads,
+                  int head_dim, const float *w1, const float *w2, int split, float eps) {
+    rope_k k;
+    if (rope_params(p, head_dim, &k)) return -1;
+    if (head_dim >= 1024) {
+        mr_seterr("cuda: norm_rope: head_dim %d (below 1024)", head_dim);
+        return -1;
+    }
+    const int64_t rows = (int64_t)n_tok * n_heads;
+    if (rows <= 0) return 0;
+    k_norm_rope<<<(unsigned)rows, 256, sizeof(float) * (size_t)head_dim, c->stream>>>(k, x, pos, n_heads, head_dim, w1,
+                                                                                      w2, split, eps);
+    MRC_LAUNCHED(c, "norm_rope", "tokens %d, heads %d (%d with the first weight), head_dim %d, n_dims %d", n_tok,
+                 n_heads, split, head_dim, p->n_dims);
     return 0;
 }
 

@@ -77,6 +77,10 @@ typedef struct gpu_api {
     int (*act_q8)(void *c, int gelu, float *g, const float *u, void *xq, int64_t n_rows, int64_t k);
     /* moe_matvec of W1 into y1 and of W2 into y2 with the same ids and Q8_1 activations (gate and
      * up) in one launch; W1, W2 of one quantized type and shape; 2 * n_ids <= 65535 */
+    /* rmsnorm of each head row of x (n_tok, n_heads, head_dim) with w1 (heads < split) or w2,
+     * then rope of x: the q and k norms and the rotation of a token in one launch */
+    int (*norm_rope)(void *c, const mrc_rope_params *p, float *x, const int32_t *pos, int n_tok, int n_heads,
+                     int head_dim, const float *w1, const float *w2, int split, float eps);
     int (*moe_matvec2)(void *c, const mrc_weight *W1, const mrc_weight *W2, const int32_t *ids, int n_ids,
                        const void *xq, size_t xq_stride, float *y1, float *y2);
     int (*copy_rows)(void *c, float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows,

@@ -508,6 +508,17 @@ static int emu_moe_combine(void *c, float *y, const float *slots, const float *w
 }
 
 /* The fused ops as their parts (each part records itself while a graph is captured). */
+static int emu_norm_rope(void *c, const mrc_rope_params *p, float *x, const int32_t *pos, int n_tok, int n_heads,
+                         int head_dim, const float *w1, const float *w2, int split, float eps) {
+    for (int t = 0; t < n_tok; t++) {
+        float *xt = x + (size_t)t * n_heads * head_dim;
+        if (emu_rmsnorm(c, xt, xt, w1, split, head_dim, eps) ||
+            emu_rmsnorm(c, xt + (size_t)split * head_dim, xt + (size_t)split * head_dim, w2, n_heads - split, head_dim,
+                        eps))
+            return -1;
+    }
+    return emu_rope(c, p, x, pos, n_tok, n_heads, head_dim);
+}
 static int emu_moe_matvec2(void *c, const mrc_weight *W1, const mrc_weight *W2, const int32_t *ids, int n_ids,
                            const void *xq, size_t xq_stride, float *y1, float *y2) {
     const bool q = W1->type != MR_TYPE_F32 && W1->type != MR_TYPE_F16;
@@ -712,6 +723,7 @@ static const gpu_api k_emu = {
     .rmsnorm_q8 = emu_rmsnorm_q8,
     .act_q8 = emu_act_q8,
     .moe_matvec2 = emu_moe_matvec2,
+    .norm_rope = emu_norm_rope,
     .copy_rows = emu_copy_rows,
     .peer_copy = emu_peer_copy,
     .moe_sort = emu_moe_sort,

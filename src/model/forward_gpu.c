@@ -668,10 +668,17 @@ static int attn_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, 
         return -1;
     if (add_rows(g, D, D->q, L->bq, T, qw) || add_rows(g, D, kb, L->bk, T, kw) || add_rows(g, D, D->v, L->bv, T, vw))
         return -1;
-    if (L->q_norm && A->rmsnorm(D->c, D->q, D->q, L->q_norm, (int64_t)T * H, Dk, hp->rms_eps)) return -1;
-    if (L->k_norm && A->rmsnorm(D->c, kb, kb, L->k_norm, (int64_t)T * Hkv, Dk, hp->rms_eps)) return -1;
     const cpu_rope_params rp = model_rope_params(m, il);
-    if (rp.n_dims > 0) {
+    /* one token with q and k norms (Qwen3): both norms and the rotation in one launch */
+    const bool norm_rope = T == 1 && g->fuse && A->norm_rope && L->q_norm && L->k_norm && rp.n_dims > 0 && Dk < 1024;
+    if (norm_rope) {
+        const mrc_rope_params p = rope_dev(&rp, rp.n_dims, D->rope_ff);
+        if (A->norm_rope(D->c, &p, D->q, D->pos, 1, H + Hkv, Dk, L->q_norm, L->k_norm, H, hp->rms_eps)) return -1;
+    } else {
+        if (L->q_norm && A->rmsnorm(D->c, D->q, D->q, L->q_norm, (int64_t)T * H, Dk, hp->rms_eps)) return -1;
+        if (L->k_norm && A->rmsnorm(D->c, kb, kb, L->k_norm, (int64_t)T * Hkv, Dk, hp->rms_eps)) return -1;
+    }
+    if (rp.n_dims > 0 && !norm_rope) {
         const mrc_rope_params p = rope_dev(&rp, rp.n_dims, D->rope_ff);
         if (T == 1) { /* the token's q heads, then its k heads */
             if (A->rope(D->c, &p, D->q, D->pos, 1, H + Hkv, Dk)) return -1;

@@ -312,6 +312,24 @@ static void test_rope(int mode, bool yarn) {
     const double e = nerr(got, ref, T * H * hd);
     EXPECT(e < 1e-4, "rope mode %d yarn %d: %.3e", mode, yarn, e);
     printf("rope %s%s: err %.2e\n", mode ? "neox" : "norm", yarn ? " yarn" : "", e);
+    /* norm_rope vs its parts, per token: the first 4 heads normed with w1, the other 2 with w2,
+     * then the rotation (token t's heads at position pos[t]) */
+    float *w = malloc(sizeof(float) * 2 * hd), *got2 = malloc(sizeof(float) * T * H * hd);
+    fill(w, 2 * hd);
+    float *dw = dup_dev(w, sizeof(float) * 2 * hd), *dz = dup_dev(x, sizeof(float) * T * H * hd);
+    OK(mrc_upload(C, dx, x, sizeof(float) * T * H * hd));
+    for (int t = 0; t < T; t++) {
+        OK(mrc_rmsnorm(C, dx + t * H * hd, dx + t * H * hd, dw, 4, hd, 1e-6f));
+        OK(mrc_rmsnorm(C, dx + (t * H + 4) * hd, dx + (t * H + 4) * hd, dw + hd, H - 4, hd, 1e-6f));
+    }
+    OK(mrc_rope(C, &gp, dx, dp, T, H, hd));
+    OK(mrc_norm_rope(C, &gp, dz, dp, T, H, hd, dw, dw + hd, 4, 1e-6f));
+    OK(get(got, dx, sizeof(float) * T * H * hd));
+    OK(get(got2, dz, sizeof(float) * T * H * hd));
+    EXPECT(!memcmp(got, got2, sizeof(float) * T * H * hd), "norm_rope mode %d yarn %d differs from its parts", mode,
+           yarn);
+    mrc_dfree(dw), mrc_dfree(dz);
+    free(w), free(got2);
     mrc_dfree(dx), mrc_dfree(dp);
     free(x), free(ref), free(got);
 }
