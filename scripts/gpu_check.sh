@@ -52,6 +52,8 @@ if want bench; then
   model=${SYNTH_MODEL:-/tmp/q3.gguf}
   [ -f "$model" ] || step synth build-cuda/moerun synth --preset qwen3moe-30b-a3b --out "$model" -q
   step bench_full build-cuda/moerun bench -m "$model" -ngl 99 -p 512 -n 128 -r 3 -o md
+  # the fused decode ops against their parts (same results; the launches saved)
+  step bench_nofuse env MOERUN_CUDA_FUSE=0 build-cuda/moerun bench -m "$model" -ngl 99 -p 0 -n 128 -r 3 -o md
   step bench_cmoe build-cuda/moerun bench -m "$model" -ngl 99 -cmoe 1 -t "$(nproc)" -p 512 -n 128 -r 2 -o md
   # where the device time goes: kernels vs idle gaps, per op (graphs on: a decode step is one op)
   step prof_graph env MOERUN_CUDA_PROFILE=1 build-cuda/moerun bench -m "$model" -ngl 99 -p 0 -n 64 -r 1 -o md
