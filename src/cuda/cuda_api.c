@@ -110,6 +110,9 @@ static int w_norm_rope(void *c, const mrc_rope_params *p, float *x, const int32_
                        const float *w1, const float *w2, int split, float eps) {
     return ON(c, mrc_norm_rope(c, p, x, pos, nt, nh, hd, w1, w2, split, eps));
 }
+static int w_matvec_n(void *c, int n, const mrc_weight *const *W, const void *xq, float *const *y) {
+    return ON(c, mrc_matvec_n(c, n, W, xq, y));
+}
 static int w_act_q8(void *c, int gelu, float *g, const float *u, void *xq, int64_t r, int64_t k) {
     return ON(c, mrc_act_q8(c, gelu, g, u, xq, r, k));
 }
@@ -166,6 +169,7 @@ static const gpu_api k_cuda = {
     .act_q8 = w_act_q8,
     .moe_matvec2 = w_moe_matvec2,
     .norm_rope = w_norm_rope,
+    .matvec_n = w_matvec_n,
     .moe_sort = w_moe_sort,
     .peer_copy = w_peer_copy,
     .rows_idx = w_rows_idx,

@@ -116,6 +116,9 @@ int mrc_matvec(mrc_ctx *c, const mrc_weight *W, int64_t mat, const float *x, con
 int mrc_moe_matvec(mrc_ctx *c, const mrc_weight *W, const int32_t *ids, int n_ids, const float *x, size_t x_stride,
                    const void *xq, size_t xq_stride, float *y);
 
+/* y[i] = W[i] xq for i < n <= 3 matrices (matrix 0 of each) of one quantized type and row
+ * length, one launch (q, k and v of a token); the same sums as mrc_matvec of each. */
+int mrc_matvec_n(mrc_ctx *c, int n, const mrc_weight *const *W, const void *xq, float *const *y);
 /* mrc_moe_matvec of W1 into y1 and of W2 into y2 (the same ids and Q8_1 activations: gate and
  * up) in one launch; W1 and W2 of one quantized type and shape (mrc_matvec2_ok); at most
  * 32767 slots. */

@@ -107,6 +107,34 @@ __global__ void __launch_bounds__(MMVQ_THREADS)
     if (lane == 0 && r < m) y[(size_t)slot * m + r] = sum;
 }
 
+/* Up to 3 matrices of one type and row length times one Q8_1 activation (q, k and v), one
+ * launch: the rows of all matrices in a row, row r of the grid in matrix s. */
+struct mv_set {
+    const uint8_t *w[3];
+    float *y[3];
+    int64_t m[3];
+    size_t rb[3];
+};
+
+template <uint32_t T>
+__global__ void __launch_bounds__(MMVQ_THREADS)
+    k_mmvq_n(mv_set S, const uint8_t *__restrict__ xq, int64_t k, int64_t m_all, int units, int tpr) {
+    const int64_t rg = (int64_t)blockIdx.x * (MMVQ_THREADS / tpr) + threadIdx.x / tpr;
+    const int lane = threadIdx.x % tpr;
+    int64_t r = rg;
+    int s = 0;
+    float sum = 0.0f;
+    if (rg < m_all) { /* every lane stays for the full-warp shuffles below, as k_mmvq */
+        while (r >= S.m[s]) r -= S.m[s], s++;
+        const int8_t *xqs = (const int8_t *)xq;
+        const float *xds = (const float *)(xq + k);
+        const uint8_t *row = S.w[s] + (size_t)r * S.rb[s];
+        for (int u = lane; u < units; u += tpr) sum += vdot<T>(row, u, xqs, xds);
+    }
+    for (int o = tpr / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o, 32);
+    if (lane == 0 && rg < m_all) S.y[s][r] = sum;
+}
+
 /* Float weights (F32, F16) times float activations: tpr lanes per row. */
 template <typename WT>
 __global__ void __launch_bounds__(MMVQ_THREADS)
@@ -199,6 +227,46 @@ int mrc_matvec(mrc_ctx *c, const mrc_weight *W, int64_t mat, const float *x, con
 int mrc_moe_matvec(mrc_ctx *c, const mrc_weight *W, const int32_t *ids, int n_ids, const float *x, size_t x_stride,
                    const void *xq, size_t xq_stride, float *y) {
     return launch(c, W, (const uint8_t *)W->data, W->n_mat, ids, n_ids, x, x_stride, xq, xq_stride, y);
+}
+
+int mrc_matvec_n(mrc_ctx *c, int n, const mrc_weight *const *W, const void *xq, float *const *y) {
+    if (n < 1 || n > 3) {
+        mr_seterr("cuda: matvec_n: %d matrices (1 to 3)", n);
+        return -1;
+    }
+    mv_set S = {};
+    int64_t m_all = 0;
+    for (int i = 0; i < n; i++) {
+        if (W[i]->type != W[0]->type || W[i]->k != W[0]->k || mrc_unit_elems(W[i]->type) == 0) {
+            mr_seterr("cuda: matvec_n: %s (k %lld) with %s (k %lld): one quantized type and row length",
+                      mr_type_name(W[0]->type), (long long)W[0]->k, mr_type_name(W[i]->type), (long long)W[i]->k);
+            return -1;
+        }
+        S.w[i] = (const uint8_t *)W[i]->data, S.y[i] = y[i], S.m[i] = W[i]->m, S.rb[i] = W[i]->row_bytes;
+        m_all += W[i]->m;
+    }
+    for (int i = n; i < 3; i++) S.m[i] = INT64_MAX; /* never reached: r < m_all */
+    const int units = (int)(W[0]->k / mrc_unit_elems(W[0]->type));
+    const int tpr = pick_tpr(units);
+    const unsigned grid = (unsigned)mrc_cdiv(m_all, MMVQ_THREADS / tpr);
+    const uint8_t *xb = (const uint8_t *)xq;
+#define MMVQ_N_CASE(T)                                                                                                 \
+    case T: k_mmvq_n<T><<<grid, MMVQ_THREADS, 0, c->stream>>>(S, xb, W[0]->k, m_all, units, tpr); break;
+    switch (W[0]->type) {
+        MMVQ_N_CASE(MR_TYPE_Q4_0)
+        MMVQ_N_CASE(MR_TYPE_Q4_1)
+        MMVQ_N_CASE(MR_TYPE_Q5_0)
+        MMVQ_N_CASE(MR_TYPE_Q5_1)
+        MMVQ_N_CASE(MR_TYPE_Q8_0)
+        MMVQ_N_CASE(MR_TYPE_Q4_K)
+        MMVQ_N_CASE(MR_TYPE_Q5_K)
+        MMVQ_N_CASE(MR_TYPE_Q6_K)
+    default: mr_seterr("cuda: matvec_n: type %s unsupported", mr_type_name(W[0]->type)); return -1;
+    }
+#undef MMVQ_N_CASE
+    MRC_LAUNCHED(c, "mmvq_n", "%s, %d matrices, %lld rows, k %lld, tpr %d", mr_type_name(W[0]->type), n,
+                 (long long)m_all, (long long)W[0]->k, tpr);
+    return 0;
 }
 
 bool mrc_matvec2_ok(const mrc_weight *W1, const mrc_weight *W2) {

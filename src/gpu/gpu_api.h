@@ -81,6 +81,9 @@ typedef struct gpu_api {
      * then rope of x: the q and k norms and the rotation of a token in one launch */
     int (*norm_rope)(void *c, const mrc_rope_params *p, float *x, const int32_t *pos, int n_tok, int n_heads,
                      int head_dim, const float *w1, const float *w2, int split, float eps);
+    /* y[i] = W[i] xq (matrix 0) for n <= 3 matrices of one quantized type and row length: q, k
+     * and v of a token in one launch */
+    int (*matvec_n)(void *c, int n, const mrc_weight *const *W, const void *xq, float *const *y);
     int (*moe_matvec2)(void *c, const mrc_weight *W1, const mrc_weight *W2, const int32_t *ids, int n_ids,
                        const void *xq, size_t xq_stride, float *y1, float *y2);
     int (*copy_rows)(void *c, float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows,

@@ -519,6 +519,18 @@ static int emu_norm_rope(void *c, const mrc_rope_params *p, float *x, const int3
     }
     return emu_rope(c, p, x, pos, n_tok, n_heads, head_dim);
 }
+static int emu_matvec_n(void *c, int n, const mrc_weight *const *W, const void *xq, float *const *y) {
+    for (int i = 0; i < n; i++)
+        if (n > 3 || W[i]->type != W[0]->type || W[i]->k != W[0]->k || W[i]->type == MR_TYPE_F32 ||
+            W[i]->type == MR_TYPE_F16) {
+            mr_seterr("emu: matvec_n: %d matrices, %s and %s: one quantized type and row length", n,
+                      mr_type_name(W[0]->type), mr_type_name(W[i]->type));
+            return -1;
+        }
+    for (int i = 0; i < n; i++)
+        if (emu_matvec(c, W[i], 0, NULL, xq, y[i])) return -1;
+    return 0;
+}
 static int emu_moe_matvec2(void *c, const mrc_weight *W1, const mrc_weight *W2, const int32_t *ids, int n_ids,
                            const void *xq, size_t xq_stride, float *y1, float *y2) {
     const bool q = W1->type != MR_TYPE_F32 && W1->type != MR_TYPE_F16;
@@ -724,6 +736,7 @@ static const gpu_api k_emu = {
     .act_q8 = emu_act_q8,
     .moe_matvec2 = emu_moe_matvec2,
     .norm_rope = emu_norm_rope,
+    .matvec_n = emu_matvec_n,
     .copy_rows = emu_copy_rows,
     .peer_copy = emu_peer_copy,
     .moe_sort = emu_moe_sort,

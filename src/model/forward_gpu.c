@@ -570,6 +570,11 @@ static int to_device(model_run *r, int T, int d) {
 
 static bool is_float(const mrc_weight *W) { return W->type == MR_TYPE_F32 || W->type == MR_TYPE_F16; }
 
+/* Two quantized weights one launch can read with one activation: one type and row length. */
+static bool same_q(const mrc_weight *a, const mrc_weight *b) {
+    return !is_float(a) && a->type == b->type && a->k == b->k;
+}
+
 /* y (T, W.m) = x (T, W.k) W^T. xq: x quantized (Q8_1, T == 1), or NULL to quantize here. */
 static int gmm(model_gpu *g, gpu_dev *D, const mrc_weight *W, const float *x, const void *xq, int T, float *y) {
     const gpu_api *A = g->api;
@@ -672,8 +677,13 @@ static int attn_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, 
     const int qw = H * Dk, kw = Hkv * Dk, vw = Hkv * Dv;
     /* one token: k right after q (D->q has room for both), so RoPE is one launch for both */
     float *kb = T == 1 ? D->q + qw : D->k;
-    if (gmm(g, D, &L->wq, D->xn, xq, T, D->q) || gmm(g, D, &L->wk, D->xn, xq, T, kb) ||
-        gmm(g, D, &L->wv, D->xn, xq, T, D->v))
+    if (T == 1 && xq && g->fuse && A->matvec_n && same_q(&L->wq, &L->wk)) { /* q, k (and v) in one launch */
+        const bool v3 = same_q(&L->wq, &L->wv);
+        const mrc_weight *W[3] = {&L->wq, &L->wk, &L->wv};
+        float *const y[3] = {D->q, kb, D->v};
+        if (A->matvec_n(D->c, v3 ? 3 : 2, W, xq, y) || (!v3 && gmm(g, D, &L->wv, D->xn, xq, T, D->v))) return -1;
+    } else if (gmm(g, D, &L->wq, D->xn, xq, T, D->q) || gmm(g, D, &L->wk, D->xn, xq, T, kb) ||
+               gmm(g, D, &L->wv, D->xn, xq, T, D->v))
         return -1;
     if (add_rows(g, D, D->q, L->bq, T, qw) || add_rows(g, D, kb, L->bk, T, kw) || add_rows(g, D, D->v, L->bv, T, vw))
         return -1;

@@ -125,6 +125,42 @@ static void test_matvec(uint32_t t, int64_t k, int64_t m) {
     free(wh), free(x), free(y), free(yr), free(yq), free(row), free(xd), free(xq);
 }
 
+/* matvec_n: 3 matrices of one type (the rows of q, k and v) in one launch, the same sums as
+ * mrc_matvec of each; a type mismatch is refused. */
+static void test_matvec_n(uint32_t t) {
+    const int64_t k = 2048, ms[3] = {4096, 512, 37};
+    mrc_weight W[3];
+    void *wh[3];
+    float *dy[3], *dz[3];
+    for (int i = 0; i < 3; i++) {
+        wh[i] = make_weight(t, k, ms[i], 1);
+        OK(mrc_weight_upload(C, &W[i], wh[i], t, k, ms[i], 1));
+        dy[i] = mrc_alloc(C, sizeof(float) * ms[i]), dz[i] = mrc_alloc(C, sizeof(float) * ms[i]);
+    }
+    float *x = malloc(sizeof(float) * k), *a = malloc(sizeof(float) * 4096), *b = malloc(sizeof(float) * 4096);
+    fill(x, k);
+    float *dx = dup_dev(x, sizeof(float) * k);
+    void *dxq = mrc_alloc(C, mrc_q8_1_row_size(k));
+    OK(mrc_quantize_q8_1(C, dx, dxq, k, 1));
+    const mrc_weight *Wp[3] = {&W[0], &W[1], &W[2]};
+    OK(mrc_matvec_n(C, 3, Wp, dxq, dz));
+    bool same = true;
+    for (int i = 0; i < 3; i++) {
+        OK(mrc_matvec(C, &W[i], 0, dx, dxq, dy[i]));
+        OK(get(a, dy[i], sizeof(float) * ms[i])); OK(get(b, dz[i], sizeof(float) * ms[i]));
+        same = same && !memcmp(a, b, sizeof(float) * ms[i]);
+    }
+    EXPECT(same, "matvec_n %s differs from mrc_matvec", mr_type_name(t));
+    mrc_weight Wf = W[1];
+    Wf.type = t == MR_TYPE_Q8_0 ? MR_TYPE_Q4_0 : MR_TYPE_Q8_0;
+    const mrc_weight *Wm[2] = {&W[0], &Wf};
+    EXPECT(mrc_matvec_n(C, 2, Wm, dxq, dz) != 0, "matvec_n accepts two types");
+    printf("matvec_n %-4s: %s\n", mr_type_name(t), same ? "same sums" : "DIFFERENT");
+    for (int i = 0; i < 3; i++) mrc_weight_free(&W[i]), mrc_dfree(dy[i]), mrc_dfree(dz[i]), free(wh[i]);
+    mrc_dfree(dx), mrc_dfree(dxq);
+    free(x), free(a), free(b);
+}
+
 /* Grouped MoE: 8 experts, 5 slots (one out of range), shared and per-slot activations. */
 static void test_moe(uint32_t t) {
     const int64_t k = 512, m = 96, E = 8;
@@ -659,6 +695,7 @@ int main(int argc, char **argv) {
         test_matvec(types[i], 768, 37);
         test_matvec(types[i], 2048, 2048);
         test_moe(types[i]);
+        if (types[i] != MR_TYPE_F32 && types[i] != MR_TYPE_F16) test_matvec_n(types[i]);
         test_dequant_gemm(types[i]);
     }
     test_rows();
