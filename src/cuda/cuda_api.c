@@ -113,6 +113,10 @@ static int w_norm_rope(void *c, const mrc_rope_params *p, float *x, const int32_
 static int w_matvec_n(void *c, int n, const mrc_weight *const *W, const void *xq, float *const *y) {
     return ON(c, mrc_matvec_n(c, n, W, xq, y));
 }
+static int w_kv_write2(void *c, int heads, int T, const int32_t *cells, int n_ctx, uint32_t tk, const float *k,
+                       int dk, void *bk, size_t rbk, uint32_t tv, const float *v, int dv, void *bv, size_t rbv) {
+    return ON(c, mrc_kv_write2(c, heads, T, cells, n_ctx, tk, k, dk, bk, rbk, tv, v, dv, bv, rbv));
+}
 static int w_act_q8(void *c, int gelu, float *g, const float *u, void *xq, int64_t r, int64_t k) {
     return ON(c, mrc_act_q8(c, gelu, g, u, xq, r, k));
 }
@@ -170,6 +174,7 @@ static const gpu_api k_cuda = {
     .moe_matvec2 = w_moe_matvec2,
     .norm_rope = w_norm_rope,
     .matvec_n = w_matvec_n,
+    .kv_write2 = w_kv_write2,
     .moe_sort = w_moe_sort,
     .peer_copy = w_peer_copy,
     .rows_idx = w_rows_idx,

@@ -197,6 +197,10 @@ int mrc_rows_idx(mrc_ctx *c, void *dst, const int32_t *dst_idx, const void *src,
  * to type F32, F16 or Q8_0. */
 int mrc_kv_write(mrc_ctx *c, uint32_t type, const float *src, int heads, int d, int T, const int32_t *cells,
                  void *base, size_t row_bytes, int n_ctx);
+/* K and V of the same tokens and cells (heads each) in one launch: mrc_kv_write of each. */
+int mrc_kv_write2(mrc_ctx *c, int heads, int T, const int32_t *cells, int n_ctx, uint32_t type_k, const float *k,
+                  int dk, void *base_k, size_t rb_k, uint32_t type_v, const float *v, int dv, void *base_v,
+                  size_t rb_v);
 /* dst[r * dst_stride + i] = src[r * src_stride + i] for r < rows, i < cols (floats). */
 int mrc_copy_rows(mrc_ctx *c, float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows,
                   int64_t cols);

@@ -423,11 +423,28 @@ int mrc_moe_route_ex(mrc_ctx *c, const float *logits, int n_tok, int n_expert, i
 /* ---- KV cache rows: one warp per (token, head, 32-element block) ------------------------------ */
 /* F32 / F16 (round to nearest) / Q8_0 (d = amax / 127 stored as f16, q = round(x / d) away from
  * zero, as quantize_row_q8_0_ref) into the cache layout [head][n_ctx] rows of row_bytes. */
-__global__ void k_kv_write(uint32_t type, const float *src, int heads, int d, const int32_t *cells, uint8_t *base,
-                           size_t row_bytes, int n_ctx, int64_t n_blk) {
-    const int64_t gb = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+struct kv_part { /* K or V of a kv_write: rows (T, heads, d) of src into the cache at base */
+    uint32_t type;
+    const float *src;
+    int d;
+    uint8_t *base;
+    size_t row_bytes;
+};
+
+/* One warp per 32-element block: warps below n_blk0 write part pa, the rest part pb (K and V
+ * of the same tokens and cells in one launch). */
+__global__ void k_kv_write(kv_part pa, kv_part pb, int heads, const int32_t *cells, int n_ctx, int64_t n_blk0,
+                           int64_t n_blk) {
+    int64_t gb = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
     const int lane = threadIdx.x % 32;
     if (gb >= n_blk) return;
+    const kv_part a = gb < n_blk0 ? pa : pb;
+    if (gb >= n_blk0) gb -= n_blk0;
+    const uint32_t type = a.type;
+    const float *src = a.src;
+    const int d = a.d;
+    uint8_t *base = a.base;
+    const size_t row_bytes = a.row_bytes;
     const int nb = d / 32;
     const int64_t th = gb / nb; /* token * heads + head */
     const int b = (int)(gb % nb), h = (int)(th % heads);
@@ -450,18 +467,36 @@ __global__ void k_kv_write(uint32_t type, const float *src, int heads, int d, co
     }
 }
 
-int mrc_kv_write(mrc_ctx *c, uint32_t type, const float *src, int heads, int d, int T, const int32_t *cells,
-                 void *base, size_t row_bytes, int n_ctx) {
+static int kv_type_ok(uint32_t type, int d) {
     if ((type != MR_TYPE_F32 && type != MR_TYPE_F16 && type != MR_TYPE_Q8_0) || d <= 0 || d % 32) {
         mr_seterr("cuda: kv_write: cache type %s with head size %d (f32, f16, q8_0; multiples of 32)",
                   mr_type_name(type), d);
-        return -1;
+        return 0;
     }
+    return 1;
+}
+
+int mrc_kv_write(mrc_ctx *c, uint32_t type, const float *src, int heads, int d, int T, const int32_t *cells,
+                 void *base, size_t row_bytes, int n_ctx) {
+    if (!kv_type_ok(type, d)) return -1;
     const int64_t n_blk = (int64_t)T * heads * (d / 32);
     if (n_blk <= 0) return 0;
-    k_kv_write<<<mrc_cdiv(n_blk * 32, 256), 256, 0, c->stream>>>(type, src, heads, d, cells, (uint8_t *)base,
-                                                                 row_bytes, n_ctx, n_blk);
+    const kv_part p = {type, src, d, (uint8_t *)base, row_bytes};
+    k_kv_write<<<mrc_cdiv(n_blk * 32, 256), 256, 0, c->stream>>>(p, p, heads, cells, n_ctx, n_blk, n_blk);
     MRC_LAUNCHED(c, "kv_write", "%s, tokens %d, heads %d, d %d", mr_type_name(type), T, heads, d);
+    return 0;
+}
+
+int mrc_kv_write2(mrc_ctx *c, int heads, int T, const int32_t *cells, int n_ctx, uint32_t type_k, const float *k,
+                  int dk, void *base_k, size_t rb_k, uint32_t type_v, const float *v, int dv, void *base_v,
+                  size_t rb_v) {
+    if (!kv_type_ok(type_k, dk) || !kv_type_ok(type_v, dv)) return -1;
+    const int64_t nk = (int64_t)T * heads * (dk / 32), n_blk = nk + (int64_t)T * heads * (dv / 32);
+    if (n_blk <= 0) return 0;
+    const kv_part a = {type_k, k, dk, (uint8_t *)base_k, rb_k}, b = {type_v, v, dv, (uint8_t *)base_v, rb_v};
+    k_kv_write<<<mrc_cdiv(n_blk * 32, 256), 256, 0, c->stream>>>(a, b, heads, cells, n_ctx, nk, n_blk);
+    MRC_LAUNCHED(c, "kv_write2", "K %s, V %s, tokens %d, heads %d, dk %d, dv %d", mr_type_name(type_k),
+                 mr_type_name(type_v), T, heads, dk, dv);
     return 0;
 }
 

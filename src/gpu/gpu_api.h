@@ -84,6 +84,10 @@ typedef struct gpu_api {
     /* y[i] = W[i] xq (matrix 0) for n <= 3 matrices of one quantized type and row length: q, k
      * and v of a token in one launch */
     int (*matvec_n)(void *c, int n, const mrc_weight *const *W, const void *xq, float *const *y);
+    /* kv_write of K and of V (the same tokens, cells and heads) in one launch */
+    int (*kv_write2)(void *c, int heads, int T, const int32_t *cells, int n_ctx, uint32_t type_k, const float *k,
+                     int dk, void *base_k, size_t rb_k, uint32_t type_v, const float *v, int dv, void *base_v,
+                     size_t rb_v);
     int (*moe_matvec2)(void *c, const mrc_weight *W1, const mrc_weight *W2, const int32_t *ids, int n_ids,
                        const void *xq, size_t xq_stride, float *y1, float *y2);
     int (*copy_rows)(void *c, float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows,

@@ -531,6 +531,13 @@ static int emu_matvec_n(void *c, int n, const mrc_weight *const *W, const void *
         if (emu_matvec(c, W[i], 0, NULL, xq, y[i])) return -1;
     return 0;
 }
+static int emu_kv_write2(void *c, int heads, int T, const int32_t *cells, int n_ctx, uint32_t tk, const float *k,
+                         int dk, void *bk, size_t rbk, uint32_t tv, const float *v, int dv, void *bv, size_t rbv) {
+    return emu_kv_write(c, tk, k, heads, dk, T, cells, bk, rbk, n_ctx) ||
+                   emu_kv_write(c, tv, v, heads, dv, T, cells, bv, rbv, n_ctx)
+               ? -1
+               : 0;
+}
 static int emu_moe_matvec2(void *c, const mrc_weight *W1, const mrc_weight *W2, const int32_t *ids, int n_ids,
                            const void *xq, size_t xq_stride, float *y1, float *y2) {
     const bool q = W1->type != MR_TYPE_F32 && W1->type != MR_TYPE_F16;
@@ -737,6 +744,7 @@ static const gpu_api k_emu = {
     .moe_matvec2 = emu_moe_matvec2,
     .norm_rope = emu_norm_rope,
     .matvec_n = emu_matvec_n,
+    .kv_write2 = emu_kv_write2,
     .copy_rows = emu_copy_rows,
     .peer_copy = emu_peer_copy,
     .moe_sort = emu_moe_sort,

@@ -18,12 +18,14 @@
  *
  * Fused ops (g->fuse: where the backend has them, MOERUN_CUDA_FUSE=0 runs the
  * parts; each gives the same floats and bytes as its parts): rmsnorm_q8 (the
- * residual add, the norm and, T = 1, the Q8_1 quantization), norm_rope (T = 1:
- * Qwen3's q and k norms and RoPE; k is then written right after q so one
- * launch covers both), moe_matvec2 (gate and up of one type and shape),
- * act_q8 (the gate and the down's quantization), moe_combine accumulating
- * into x (no shared experts, post norm or CPU experts between). A Qwen3-MoE
- * decode layer is 18 launches instead of 27.
+ * residual add, the norm and, T = 1, the Q8_1 quantization), matvec_n (T = 1:
+ * q, k and v of one quantized type), norm_rope (T = 1: Qwen3's q and k norms
+ * and RoPE; k is written right after q so one launch covers both, which also
+ * makes RoPE one launch without the fused ops), kv_write2 (K and V),
+ * moe_matvec2 (gate and up of one type and shape), act_q8 (the gate and the
+ * down's quantization), moe_combine accumulating into x (no shared experts,
+ * post norm or CPU experts between). A Qwen3-MoE decode layer is about 14.5
+ * launches (25 with MOERUN_CUDA_FUSE=0, 27 before).
  */
 #include <math.h>
 #include <stdio.h>
@@ -704,8 +706,12 @@ static int attn_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, 
         } else if (A->rope(D->c, &p, D->q, D->pos, T, H, Dk) || A->rope(D->c, &p, kb, D->pos, T, Hkv, Dk))
             return -1;
     }
-    if (A->kv_write(D->c, kv->type_k, kb, Hkv, Dk, T, D->cells, L->k, kv->k_row[il], kv->n_ctx) ||
-        A->kv_write(D->c, kv->type_v, D->v, Hkv, Dv, T, D->cells, L->v, kv->v_row[il], kv->n_ctx))
+    if (g->fuse && A->kv_write2) {
+        if (A->kv_write2(D->c, Hkv, T, D->cells, kv->n_ctx, kv->type_k, kb, Dk, L->k, kv->k_row[il], kv->type_v, D->v,
+                         Dv, L->v, kv->v_row[il]))
+            return -1;
+    } else if (A->kv_write(D->c, kv->type_k, kb, Hkv, Dk, T, D->cells, L->k, kv->k_row[il], kv->n_ctx) ||
+               A->kv_write(D->c, kv->type_v, D->v, Hkv, Dv, T, D->cells, L->v, kv->v_row[il], kv->n_ctx))
         return -1;
     /* all T tokens in one launch, each with its mask row */
     const mrc_attn_params ap = {.n_head = H, .n_head_kv = Hkv, .dk = Dk, .dv = Dv, .n_ctx = kv->n_ctx,

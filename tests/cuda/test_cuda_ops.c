@@ -290,6 +290,47 @@ static void test_fused(int n, int T) {
     free(x), free(w), free(u), free(a), free(b), free(qa), free(qb), free(wt), free(ref);
 }
 
+/* ---- KV cache writes: rows at the tokens' cells, against the CPU's quantizer; K and V in one
+ * launch (kv_write2) gives the same bytes as two ------------------------------------------------------- */
+static void test_kv_write(uint32_t tk, uint32_t tv, int dk, int dv) {
+    const int T = 3, heads = 2, n_ctx = 16;
+    const int32_t cells[3] = {5, 0, 9};
+    const size_t rbk = mr_row_size(tk, dk), rbv = mr_row_size(tv, dv);
+    const size_t nk = rbk * heads * n_ctx, nv = rbv * heads * n_ctx;
+    float *k = malloc(sizeof(float) * T * heads * dk), *v = malloc(sizeof(float) * T * heads * dv);
+    fill(k, (int64_t)T * heads * dk), fill(v, (int64_t)T * heads * dv);
+    uint8_t *hk = calloc(1, nk), *hv = calloc(1, nv), *gk = malloc(nk), *gv = malloc(nv), *gk2 = malloc(nk),
+            *gv2 = malloc(nv);
+    float *a = malloc(sizeof(float) * dk), *b = malloc(sizeof(float) * dk);
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < heads; h++) {
+            quant_quantize_row(tk, k + ((size_t)t * heads + h) * dk, hk + ((size_t)h * n_ctx + cells[t]) * rbk, dk);
+            quant_quantize_row(tv, v + ((size_t)t * heads + h) * dv, hv + ((size_t)h * n_ctx + cells[t]) * rbv, dv);
+        }
+    float *dk_ = dup_dev(k, sizeof(float) * T * heads * dk), *dv_ = dup_dev(v, sizeof(float) * T * heads * dv);
+    int32_t *dc = dup_dev(cells, sizeof cells);
+    void *bk = mrc_alloc(C, nk), *bv = mrc_alloc(C, nv);
+    OK(mrc_memset(C, bk, 0, nk)); OK(mrc_memset(C, bv, 0, nv));
+    OK(mrc_kv_write(C, tk, dk_, heads, dk, T, dc, bk, rbk, n_ctx));
+    OK(mrc_kv_write(C, tv, dv_, heads, dv, T, dc, bv, rbv, n_ctx));
+    OK(get(gk, bk, nk)); OK(get(gv, bv, nv));
+    OK(mrc_memset(C, bk, 0, nk)); OK(mrc_memset(C, bv, 0, nv));
+    OK(mrc_kv_write2(C, heads, T, dc, n_ctx, tk, dk_, dk, bk, rbk, tv, dv_, dv, bv, rbv));
+    OK(get(gk2, bk, nk)); OK(get(gv2, bv, nv));
+    EXPECT(!memcmp(gk, gk2, nk) && !memcmp(gv, gv2, nv), "kv_write2 (K %s, V %s) differs from two kv_write",
+           mr_type_name(tk), mr_type_name(tv));
+    double e = 0;
+    for (int r = 0; r < heads * n_ctx; r++) { /* the rows written, against the CPU's; the others stay 0 */
+        quant_dequant_row(tk, gk + (size_t)r * rbk, a, dk);
+        quant_dequant_row(tk, hk + (size_t)r * rbk, b, dk);
+        e = fmax(e, nerr(a, b, dk));
+    }
+    EXPECT(e < 1e-2, "kv_write K %s: %.3e against the CPU quantizer", mr_type_name(tk), e);
+    printf("kv_write K %s V %s: err %.2e, kv_write2 same bytes\n", mr_type_name(tk), mr_type_name(tv), e);
+    mrc_dfree(dk_), mrc_dfree(dv_), mrc_dfree(dc), mrc_dfree(bk), mrc_dfree(bv);
+    free(k), free(v), free(hk), free(hv), free(gk), free(gv), free(gk2), free(gv2), free(a), free(b);
+}
+
 /* ---- row ops ---------------------------------------------------------------------------------------- */
 static void test_rows(void) {
     const int n = 2048, T = 3;
@@ -700,6 +741,9 @@ int main(int argc, char **argv) {
     }
     test_rows();
     test_fused(2048, 3);
+    test_kv_write(MR_TYPE_F16, MR_TYPE_F16, 128, 128);
+    test_kv_write(MR_TYPE_Q8_0, MR_TYPE_Q8_0, 128, 64);
+    test_kv_write(MR_TYPE_Q8_0, MR_TYPE_F16, 192, 128);
     test_fused(768, 8);
     test_fused(4096, 1);
     test_rope(MRC_ROPE_NORM, false);
