@@ -227,6 +227,9 @@ typedef struct {
     bool v_in_k;   /* MLA: the values are the first dv elements of the key rows (v ignored) */
     int n_tok;
     int64_t q_stride, mask_stride, out_stride;
+    /* not NULL: each token's output row (n_head * dv) also quantized into Q8_1 rows here (row
+     * stride mrc_q8_1_row_size(n_head * dv)), as quantize_q8_1 of out (the next matvec's input) */
+    void *out_q8;
 } mrc_attn_params;
 int mrc_attn(mrc_ctx *c, const mrc_attn_params *p, const float *q, const void *k, const void *v,
                     const float *mask, float *out);

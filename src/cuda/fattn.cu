@@ -105,8 +105,10 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
 }
 
 /* grid (H, tokens): out[z*out_stride + h*dv + e] = sum_s acc_s[e] e^(m_s - M) / sum_s l_s e^(m_s - M)
- * (0 when all masked). */
-__global__ void k_fattn_combine(const float *part, int n_split, int dv, float *out, int64_t out_stride) {
+ * (0 when all masked); with xq, token z's row of H*dv outputs also quantized into the Q8_1 row
+ * at xq + z*xq_row (warp w of 128 threads holds 32 consecutive elements: one Q8_1 block). */
+__global__ void k_fattn_combine(const float *part, int n_split, int dv, float *out, int64_t out_stride, uint8_t *xq,
+                                size_t xq_row) {
     const int h = blockIdx.x;
     const float *p = part + ((size_t)blockIdx.y * gridDim.x + h) * n_split * (dv + 2);
     out += (size_t)blockIdx.y * out_stride;
@@ -125,6 +127,8 @@ __global__ void k_fattn_combine(const float *part, int n_split, int dv, float *o
             if (ms != -INFINITY) v += p[s * (dv + 2) + e] * __expf(ms - M);
         }
         out[(size_t)h * dv + e] = v * inv;
+        if (xq) mrc_q8_1_warp(v * inv, xq + (size_t)blockIdx.y * xq_row, (int64_t)gridDim.x * dv, (h * dv + e) / 32,
+                              threadIdx.x % 32);
     }
 }
 
@@ -179,8 +183,10 @@ int mrc_attn(mrc_ctx *c, const mrc_attn_params *p, const float *q, const void *k
         MRC_LAUNCHED(c, "fattn_decode", "heads %d/%d, dk %d, dv %d, n_kv %d, splits %d, tokens %d, K %s, V %s",
                      p->n_head, p->n_head_kv, p->dk, p->dv, p->n_kv, n_split, nt, mr_type_name(p->type_k),
                      mr_type_name(tv));
+        const size_t xq_row = mrc_q8_1_row_size((int64_t)p->n_head * p->dv);
         k_fattn_combine<<<dim3((unsigned)p->n_head, (unsigned)nt), 128, 0, c->stream>>>(
-            part, n_split, p->dv, out + (size_t)t0 * out_stride, out_stride);
+            part, n_split, p->dv, out + (size_t)t0 * out_stride, out_stride,
+            p->out_q8 ? (uint8_t *)p->out_q8 + (size_t)t0 * xq_row : NULL, xq_row);
         MRC_LAUNCHED(c, "fattn_combine", "heads %d, dv %d, splits %d, tokens %d", p->n_head, p->dv, n_split, nt);
     }
     return 0;

@@ -162,8 +162,8 @@ static int emu_weight_view(mrc_weight *w, void *p, uint32_t type, int64_t k, int
 
 static size_t emu_q8_1_row_size(int64_t k) { return (size_t)((k + k / 32 * 8 + 15) / 16 * 16); }
 
-static int emu_quantize_q8_1(void *c, const float *x, void *xq, int64_t k, int64_t n_rows) {
-    REC(c, .k = R_QUANT, .p = {x}, .o = {xq}, .n = {k, n_rows});
+/* Q8_1 rows as k_quantize_q8_1 (mrc_q8_1_warp) computes them. */
+static int quantize_rows_q8_1(const float *x, void *xq, int64_t k, int64_t n_rows) {
     if (k <= 0 || k % 32) {
         mr_seterr("emu: quantize_q8_1: k = %lld is not a positive multiple of 32", (long long)k);
         return -1;
@@ -188,6 +188,11 @@ static int emu_quantize_q8_1(void *c, const float *x, void *xq, int64_t k, int64
         }
     }
     return 0;
+}
+
+static int emu_quantize_q8_1(void *c, const float *x, void *xq, int64_t k, int64_t n_rows) {
+    REC(c, .k = R_QUANT, .p = {x}, .o = {xq}, .n = {k, n_rows});
+    return quantize_rows_q8_1(x, xq, k, n_rows);
 }
 
 static float *emu_row(emu_ctx *c, int64_t k) {
@@ -457,6 +462,12 @@ static int emu_attn(void *cv, const mrc_attn_params *p, const float *q, const vo
     for (int t = 0; t < n_tok; t++)
         if (emu_attn_tok(p, q + (size_t)t * qs, k, v, mask ? mask + (size_t)t * ms : NULL, out + (size_t)t * os))
             return -1;
+    if (p->out_q8) { /* the rows quantized, as the combine kernel does (not recorded: inside this op) */
+        const int64_t n = (int64_t)p->n_head * p->dv;
+        const size_t rs = emu_q8_1_row_size(n);
+        for (int t = 0; t < n_tok; t++)
+            if (quantize_rows_q8_1(out + (size_t)t * os, (uint8_t *)p->out_q8 + (size_t)t * rs, n, 1)) return -1;
+    }
     return 0;
 }
 

@@ -21,11 +21,12 @@
  * residual add, the norm and, T = 1, the Q8_1 quantization), matvec_n (T = 1:
  * q, k and v of one quantized type), norm_rope (T = 1: Qwen3's q and k norms
  * and RoPE; k is written right after q so one launch covers both, which also
- * makes RoPE one launch without the fused ops), kv_write2 (K and V),
- * moe_matvec2 (gate and up of one type and shape), act_q8 (the gate and the
- * down's quantization), moe_combine accumulating into x (no shared experts,
- * post norm or CPU experts between). A Qwen3-MoE decode layer is about 14.5
- * launches (25 with MOERUN_CUDA_FUSE=0, 27 before).
+ * makes RoPE one launch without the fused ops), kv_write2 (K and V), attn's
+ * out_q8 (T = 1: its output quantized for wo), moe_matvec2 (gate and up of
+ * one type and shape), act_q8 (the gate and the down's quantization),
+ * moe_combine accumulating into x (no shared experts, post norm or CPU
+ * experts between). A Qwen3-MoE decode layer is 13.5 ops (25 with
+ * MOERUN_CUDA_FUSE=0, 27 before).
  */
 #include <math.h>
 #include <stdio.h>
@@ -717,11 +718,13 @@ static int attn_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, 
     const mrc_attn_params ap = {.n_head = H, .n_head_kv = Hkv, .dk = Dk, .dv = Dv, .n_ctx = kv->n_ctx,
                                 .n_kv = g->n_kv, .type_k = kv->type_k, .type_v = kv->type_v,
                                 .scale = hp->attn_scale, .softcap = hp->attn_softcap, .n_tok = T,
-                                .q_stride = qw, .mask_stride = g->n_kv, .out_stride = (int64_t)H * Dv};
+                                .q_stride = qw, .mask_stride = g->n_kv, .out_stride = (int64_t)H * Dv,
+                                /* one token: the output quantized for wo by the attention's last kernel */
+                                .out_q8 = T == 1 && g->fuse && !is_float(&L->wo) ? D->xq2 : NULL};
     const bool swa = ly->swa && hp->n_swa > 0;
     const float *mask = g->use_gmask ? (swa ? D->gmask_swa : D->gmask) : (swa ? D->mask_swa : D->mask);
     if (A->attn(D->c, &ap, D->q, L->k, L->v, mask, D->att)) return -1;
-    if (gmm(g, D, &L->wo, D->att, NULL, T, D->tmp)) return -1;
+    if (gmm(g, D, &L->wo, D->att, ap.out_q8, T, D->tmp)) return -1;
     return add_rows(g, D, D->tmp, L->bo, T, hp->n_embd);
 }
 

@@ -571,6 +571,22 @@ static void test_attn(uint32_t tk, uint32_t tv, int H, int Hkv, int dk, int dv, 
            H, Hkv, dk, dv, n_kv, nt, e);
     printf("attn   K %-4s V %-4s H %d/%d dk %d dv %d n_kv %d x %d tokens%s: err %.2e\n", mr_type_name(tk),
            mr_type_name(tv), H, Hkv, dk, dv, n_kv, nt, v_in_k ? " (v in k)" : "", e);
+    /* out_q8: the same outputs, and each token's row quantized as quantize_q8_1 would */
+    {
+        const size_t rq = mrc_q8_1_row_size((int64_t)H * dv);
+        uint8_t *qa = malloc(rq * nt), *qb = malloc(rq * nt);
+        float *got2 = malloc(sizeof(float) * os * nt);
+        void *dqa = mrc_alloc(C, rq * nt), *dqb = mrc_alloc(C, rq * nt);
+        OK(mrc_memset(C, dqa, 0, rq * nt)); OK(mrc_memset(C, dqb, 0, rq * nt));
+        p.out_q8 = dqb;
+        OK(mrc_attn(C, &p, dq, dK, dV, dm, dout));
+        for (int t = 0; t < nt; t++) OK(mrc_quantize_q8_1(C, dout + t * os, (uint8_t *)dqa + t * rq, (int64_t)H * dv, 1));
+        OK(get(got2, dout, sizeof(float) * os * nt)); OK(get(qa, dqa, rq * nt)); OK(get(qb, dqb, rq * nt));
+        EXPECT(!memcmp(got, got2, sizeof(float) * os * nt) && !memcmp(qa, qb, rq * nt),
+               "attn with out_q8 (H %d dv %d, %d tokens): outputs or quantized rows differ", H, dv, nt);
+        mrc_dfree(dqa), mrc_dfree(dqb);
+        free(qa), free(qb), free(got2);
+    }
     mrc_dfree(dK), mrc_dfree(dV), mrc_dfree(dq), mrc_dfree(dm), mrc_dfree(dout);
     free(K), free(V), free(q), free(mask), free(f), free(ref), free(got), free(kd), free(vd), free(s);
 }
