@@ -117,6 +117,10 @@ static int w_kv_write2(void *c, int heads, int T, const int32_t *cells, int n_ct
                        int dk, void *bk, size_t rbk, uint32_t tv, const float *v, int dv, void *bv, size_t rbv) {
     return ON(c, mrc_kv_write2(c, heads, T, cells, n_ctx, tk, k, dk, bk, rbk, tv, v, dv, bv, rbv));
 }
+static int w_moe_matvec_sum(void *c, const mrc_weight *W, const int32_t *ids, int n, const void *xq, size_t xqs,
+                            const float *wts, float *y, int acc) {
+    return ON(c, mrc_moe_matvec_sum(c, W, ids, n, xq, xqs, wts, y, acc));
+}
 static int w_act_q8(void *c, int gelu, float *g, const float *u, void *xq, int64_t r, int64_t k) {
     return ON(c, mrc_act_q8(c, gelu, g, u, xq, r, k));
 }
@@ -175,6 +179,7 @@ static const gpu_api k_cuda = {
     .norm_rope = w_norm_rope,
     .matvec_n = w_matvec_n,
     .kv_write2 = w_kv_write2,
+    .moe_matvec_sum = w_moe_matvec_sum,
     .moe_sort = w_moe_sort,
     .peer_copy = w_peer_copy,
     .rows_idx = w_rows_idx,

@@ -119,6 +119,11 @@ int mrc_moe_matvec(mrc_ctx *c, const mrc_weight *W, const int32_t *ids, int n_id
 /* y[i] = W[i] xq for i < n <= 3 matrices (matrix 0 of each) of one quantized type and row
  * length, one launch (q, k and v of a token); the same sums as mrc_matvec of each. */
 int mrc_matvec_n(mrc_ctx *c, int n, const mrc_weight *const *W, const void *xq, float *const *y);
+/* One token's routed experts in one launch: y[r] = sum over j < n_ids of wts[j] (device) *
+ * dot(row r of matrix ids[j], Q8_1 activation j at xq + j * xq_stride) (acc: added to y);
+ * the same floats as mrc_moe_matvec into slots, then mrc_moe_combine. Quantized W, n_ids <= 64. */
+int mrc_moe_matvec_sum(mrc_ctx *c, const mrc_weight *W, const int32_t *ids, int n_ids, const void *xq,
+                       size_t xq_stride, const float *wts, float *y, int acc);
 /* mrc_moe_matvec of W1 into y1 and of W2 into y2 (the same ids and Q8_1 activations: gate and
  * up) in one launch; W1 and W2 of one quantized type and shape (mrc_matvec2_ok); at most
  * 32767 slots. */

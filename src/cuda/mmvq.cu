@@ -135,6 +135,32 @@ __global__ void __launch_bounds__(MMVQ_THREADS)
     if (lane == 0 && rg < m_all) S.y[s][r] = sum;
 }
 
+/* One token's routed experts summed: y[r] (+)= sum over j < n_ids of wts[j] * dot(row r of
+ * matrix ids[j], activation j): the down projections and moe_combine in one launch, the same
+ * per-slot sums as k_mmvq (same lanes and reduction) and the same weighted sum as
+ * k_moe_combine (j ascending, fused multiply-adds from 0). */
+template <uint32_t T>
+__global__ void __launch_bounds__(MMVQ_THREADS)
+    k_mmvq_sum(const uint8_t *__restrict__ W, size_t row_bytes, size_t mat_bytes, int64_t n_mat,
+               const int32_t *__restrict__ ids, int n_ids, const uint8_t *__restrict__ xq, size_t x_stride, int64_t k,
+               const float *__restrict__ wts, float *__restrict__ y, int64_t m, int units, int tpr, int acc) {
+    const int64_t r = (int64_t)blockIdx.x * (MMVQ_THREADS / tpr) + threadIdx.x / tpr;
+    const int lane = threadIdx.x % tpr;
+    float s = 0.0f;
+    for (int j = 0; j < n_ids; j++) {
+        const int64_t mat = ids[j];
+        const uint8_t *x = xq + (size_t)j * x_stride;
+        float sum = 0.0f;
+        if (r < m && mat >= 0 && mat < n_mat) {
+            const uint8_t *row = W + (size_t)mat * mat_bytes + (size_t)r * row_bytes;
+            for (int u = lane; u < units; u += tpr) sum += vdot<T>(row, u, (const int8_t *)x, (const float *)(x + k));
+        }
+        for (int o = tpr / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o, 32);
+        s = __fmaf_rn(wts[j], sum, s);
+    }
+    if (lane == 0 && r < m) y[r] = acc ? y[r] + s : s;
+}
+
 /* Float weights (F32, F16) times float activations: tpr lanes per row. */
 template <typename WT>
 __global__ void __launch_bounds__(MMVQ_THREADS)
@@ -266,6 +292,39 @@ int mrc_matvec_n(mrc_ctx *c, int n, const mrc_weight *const *W, const void *xq, 
 #undef MMVQ_N_CASE
     MRC_LAUNCHED(c, "mmvq_n", "%s, %d matrices, %lld rows, k %lld, tpr %d", mr_type_name(W[0]->type), n,
                  (long long)m_all, (long long)W[0]->k, tpr);
+    return 0;
+}
+
+int mrc_moe_matvec_sum(mrc_ctx *c, const mrc_weight *W, const int32_t *ids, int n_ids, const void *xq,
+                       size_t xq_stride, const float *wts, float *y, int acc) {
+    const int ue = mrc_unit_elems(W->type);
+    if (ue == 0 || n_ids <= 0 || n_ids > 64) {
+        mr_seterr("cuda: moe_matvec_sum: %s weights, %d slots (quantized, 1 to 64)", mr_type_name(W->type), n_ids);
+        return -1;
+    }
+    const int units = (int)(W->k / ue);
+    const int tpr = pick_tpr(units);
+    const unsigned grid = (unsigned)mrc_cdiv(W->m, MMVQ_THREADS / tpr);
+    const uint8_t *xb = (const uint8_t *)xq, *base = (const uint8_t *)W->data;
+#define MMVQ_SUM_CASE(T)                                                                                               \
+    case T:                                                                                                            \
+        k_mmvq_sum<T><<<grid, MMVQ_THREADS, 0, c->stream>>>(base, W->row_bytes, W->mat_bytes, W->n_mat, ids, n_ids,   \
+                                                            xb, xq_stride, W->k, wts, y, W->m, units, tpr, acc);        \
+        break;
+    switch (W->type) {
+        MMVQ_SUM_CASE(MR_TYPE_Q4_0)
+        MMVQ_SUM_CASE(MR_TYPE_Q4_1)
+        MMVQ_SUM_CASE(MR_TYPE_Q5_0)
+        MMVQ_SUM_CASE(MR_TYPE_Q5_1)
+        MMVQ_SUM_CASE(MR_TYPE_Q8_0)
+        MMVQ_SUM_CASE(MR_TYPE_Q4_K)
+        MMVQ_SUM_CASE(MR_TYPE_Q5_K)
+        MMVQ_SUM_CASE(MR_TYPE_Q6_K)
+    default: mr_seterr("cuda: moe_matvec_sum: type %s unsupported", mr_type_name(W->type)); return -1;
+    }
+#undef MMVQ_SUM_CASE
+    MRC_LAUNCHED(c, "mmvq_sum", "%s, m %lld, k %lld, slots %d, tpr %d%s", mr_type_name(W->type), (long long)W->m,
+                 (long long)W->k, n_ids, tpr, acc ? ", accumulate" : "");
     return 0;
 }
 

@@ -506,7 +506,7 @@ __global__ void k_moe_combine(float *y, const float *slots, const float *w, int 
     if (i >= total) return;
     const int64_t t = i / n, e = i % n;
     float s = 0.0f;
-    for (int j = 0; j < k; j++) s += w[t * k + j] * slots[(t * k + j) * n + e];
+    for (int j = 0; j < k; j++) s = __fmaf_rn(w[t * k + j], slots[(t * k + j) * n + e], s); /* as k_mmvq_sum */
     y[i] = acc ? y[i] + s : s; /* acc: the residual add fused (the same float as add after combine) */
 }
 

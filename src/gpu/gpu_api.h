@@ -88,6 +88,10 @@ typedef struct gpu_api {
     int (*kv_write2)(void *c, int heads, int T, const int32_t *cells, int n_ctx, uint32_t type_k, const float *k,
                      int dk, void *base_k, size_t rb_k, uint32_t type_v, const float *v, int dv, void *base_v,
                      size_t rb_v);
+    /* one token's down projections and their weighted sum (moe_matvec into slots + moe_combine
+     * of one token) in one launch; quantized W */
+    int (*moe_matvec_sum)(void *c, const mrc_weight *W, const int32_t *ids, int n_ids, const void *xq,
+                          size_t xq_stride, const float *wts, float *y, int acc);
     int (*moe_matvec2)(void *c, const mrc_weight *W1, const mrc_weight *W2, const int32_t *ids, int n_ids,
                        const void *xq, size_t xq_stride, float *y1, float *y2);
     int (*copy_rows)(void *c, float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows,

@@ -29,7 +29,7 @@
 /* A recorded op (graphs): the op and its arguments by value, as a CUDA graph keeps kernel
  * parameters. */
 typedef enum { R_GELU, R_RMS, R_QUANT, R_MATVEC, R_MOEMV, R_SILU, R_ADD, R_ROPE, R_ROUTE, R_ATTN, R_GEMM, R_KVW, R_COMB,
-               R_COPY, R_SORT, R_ROWS, R_ADDR } rec_kind;
+               R_COPY, R_SORT, R_ROWS, R_ADDR, R_MVSUM } rec_kind;
 typedef struct {
     rec_kind k;
     mrc_weight W;
@@ -549,6 +549,21 @@ static int emu_kv_write2(void *c, int heads, int T, const int32_t *cells, int n_
                ? -1
                : 0;
 }
+/* Recorded as one op (its slots are a temporary of this call), computed as its parts. */
+static int emu_moe_matvec_sum(void *c, const mrc_weight *W, const int32_t *ids, int n_ids, const void *xq,
+                              size_t xq_stride, const float *wts, float *y, int acc) {
+    REC(c, .k = R_MVSUM, .W = *W, .p = {ids, xq, wts}, .o = {y}, .n = {n_ids, (int64_t)xq_stride, acc});
+    if (W->type == MR_TYPE_F32 || W->type == MR_TYPE_F16 || n_ids <= 0 || n_ids > 64) {
+        mr_seterr("emu: moe_matvec_sum: %s weights, %d slots (quantized, 1 to 64)", mr_type_name(W->type), n_ids);
+        return -1;
+    }
+    float *tmp = mr_malloc(sizeof(float) * (size_t)n_ids * (size_t)W->m);
+    if (!tmp) return -1;
+    const int rc = emu_moe_matvec(c, W, ids, n_ids, NULL, 0, xq, xq_stride, tmp) ||
+                   emu_moe_combine(c, y, tmp, wts, 1, n_ids, (int)W->m, acc);
+    free(tmp);
+    return rc ? -1 : 0;
+}
 static int emu_moe_matvec2(void *c, const mrc_weight *W1, const mrc_weight *W2, const int32_t *ids, int n_ids,
                            const void *xq, size_t xq_stride, float *y1, float *y2) {
     const bool q = W1->type != MR_TYPE_F32 && W1->type != MR_TYPE_F16;
@@ -683,6 +698,10 @@ static int emu_graph_launch(void *cv) {
             break;
         case R_ADDR: rc = emu_add_rows(c, r->o[0], r->p[0], r->n[0], r->n[1]); break;
         case R_ROWS: rc = emu_rows_idx(c, r->o[0], r->p[0], r->p[1], r->p[2], r->n[0], (size_t)r->n[1]); break;
+        case R_MVSUM:
+            rc = emu_moe_matvec_sum(c, &r->W, r->p[0], (int)r->n[0], r->p[1], (size_t)r->n[1], r->p[2], r->o[0],
+                                    (int)r->n[2]);
+            break;
         }
         if (rc) return -1;
     }
@@ -756,6 +775,7 @@ static const gpu_api k_emu = {
     .norm_rope = emu_norm_rope,
     .matvec_n = emu_matvec_n,
     .kv_write2 = emu_kv_write2,
+    .moe_matvec_sum = emu_moe_matvec_sum,
     .copy_rows = emu_copy_rows,
     .peer_copy = emu_peer_copy,
     .moe_sort = emu_moe_sort,

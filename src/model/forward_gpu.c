@@ -24,9 +24,9 @@
  * makes RoPE one launch without the fused ops), kv_write2 (K and V), attn's
  * out_q8 (T = 1: its output quantized for wo), moe_matvec2 (gate and up of
  * one type and shape), act_q8 (the gate and the down's quantization),
- * moe_combine accumulating into x (no shared experts, post norm or CPU
- * experts between). A Qwen3-MoE decode layer is 13.5 ops (25 with
- * MOERUN_CUDA_FUSE=0, 27 before).
+ * moe_matvec_sum (T = 1: the downs and their weighted sum), the sum added
+ * into x (no shared experts, post norm or CPU experts between). A Qwen3-MoE
+ * decode layer is 12.5 ops (25 with MOERUN_CUDA_FUSE=0, 27 before).
  */
 #include <math.h>
 #include <stdio.h>
@@ -875,9 +875,14 @@ static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq, fl
             if ((fl ? A->moe_matvec(D->c, &L->gate_exps, ids, K, xt, 0, qt, 0, D->ffa) ||
                           A->moe_matvec(D->c, &L->up_exps, ids, K, xt, 0, qt, 0, D->ffb)
                     : gate_up(g, D, &L->gate_exps, &L->up_exps, ids, K, qt, 0, D->ffa, D->ffb)) ||
-                act_mul_q8(g, D, D->ffa, D->ffb, D->xq2, K, Fe) ||
-                A->moe_matvec(D->c, &L->down_exps, ids, K, D->ffa, (size_t)Fe, D->xq2, rs, D->slots) ||
-                A->moe_combine(D->c, out + (size_t)t * Dm, D->slots, D->selw + (size_t)t * K, 1, K, Dm, acc))
+                act_mul_q8(g, D, D->ffa, D->ffb, D->xq2, K, Fe))
+                return -1;
+            float *ot = out + (size_t)t * Dm;
+            const float *wt = D->selw + (size_t)t * K;
+            if (g->fuse && A->moe_matvec_sum && !is_float(&L->down_exps) && K <= 64) { /* down + sum, one launch */
+                if (A->moe_matvec_sum(D->c, &L->down_exps, ids, K, D->xq2, rs, wt, ot, acc)) return -1;
+            } else if (A->moe_matvec(D->c, &L->down_exps, ids, K, D->ffa, (size_t)Fe, D->xq2, rs, D->slots) ||
+                       A->moe_combine(D->c, ot, D->slots, wt, 1, K, Dm, acc))
                 return -1;
         }
     }

@@ -213,6 +213,23 @@ static void test_moe(uint32_t t) {
             free(y2), free(y3);
         }
     }
+    /* moe_matvec_sum (one token's downs and their weighted sum, acc 0 / 1) against moe_matvec into
+     * slots + moe_combine: the same floats */
+    if (t != MR_TYPE_F32 && t != MR_TYPE_F16) {
+        float wts[5], y0[96], a[96], b[96];
+        fill(wts, n), fill(y0, m);
+        float *dw = dup_dev(wts, sizeof wts), *da = mrc_alloc(C, sizeof(float) * m), *db = mrc_alloc(C, sizeof(float) * m);
+        for (int acc = 0; acc < 2; acc++) {
+            OK(mrc_upload(C, da, y0, sizeof(float) * m)); OK(mrc_upload(C, db, y0, sizeof(float) * m));
+            OK(mrc_moe_matvec(C, &W, did, n, dx, (size_t)k, dxq, xs, dy));
+            OK(mrc_moe_combine(C, da, dy, dw, 1, n, (int)m, acc));
+            OK(mrc_moe_matvec_sum(C, &W, did, n, dxq, xs, dw, db, acc));
+            OK(get(a, da, sizeof(float) * m)); OK(get(b, db, sizeof(float) * m));
+            EXPECT(!memcmp(a, b, sizeof(float) * m), "moe_matvec_sum %s (acc %d) differs from moe_matvec + moe_combine",
+                   mr_type_name(t), acc);
+        }
+        mrc_dfree(dw), mrc_dfree(da), mrc_dfree(db);
+    }
     mrc_weight_free(&W);
     mrc_dfree(dx), mrc_dfree(dy), mrc_dfree(did), mrc_dfree(dxq);
     free(wh), free(x), free(y), free(yr), free(row);
