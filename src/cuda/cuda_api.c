@@ -121,6 +121,10 @@ static int w_moe_matvec_sum(void *c, const mrc_weight *W, const int32_t *ids, in
                             const float *wts, float *y, int acc) {
     return ON(c, mrc_moe_matvec_sum(c, W, ids, n, xq, xqs, wts, y, acc));
 }
+static int w_moe_gate_up_q8(void *c, int gelu, const mrc_weight *Wg, const mrc_weight *Wu, const int32_t *ids, int n,
+                            const void *xq, size_t xqs, float *g, void *xo) {
+    return ON(c, mrc_moe_gate_up_q8(c, gelu, Wg, Wu, ids, n, xq, xqs, g, xo));
+}
 static int w_act_q8(void *c, int gelu, float *g, const float *u, void *xq, int64_t r, int64_t k) {
     return ON(c, mrc_act_q8(c, gelu, g, u, xq, r, k));
 }
@@ -180,6 +184,7 @@ static const gpu_api k_cuda = {
     .matvec_n = w_matvec_n,
     .kv_write2 = w_kv_write2,
     .moe_matvec_sum = w_moe_matvec_sum,
+    .moe_gate_up_q8 = w_moe_gate_up_q8,
     .moe_sort = w_moe_sort,
     .peer_copy = w_peer_copy,
     .rows_idx = w_rows_idx,

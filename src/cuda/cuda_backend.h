@@ -119,6 +119,11 @@ int mrc_moe_matvec(mrc_ctx *c, const mrc_weight *W, const int32_t *ids, int n_id
 /* y[i] = W[i] xq for i < n <= 3 matrices (matrix 0 of each) of one quantized type and row
  * length, one launch (q, k and v of a token); the same sums as mrc_matvec of each. */
 int mrc_matvec_n(mrc_ctx *c, int n, const mrc_weight *const *W, const void *xq, float *const *y);
+/* moe_matvec2 of gate and up, then act_q8 (act(g) * u into g_out, which may be NULL, and its
+ * Q8_1 rows into xq_out, row stride mrc_q8_1_row_size(m)) in one launch, the same floats and
+ * bytes; gate and up of one quantized type and shape, m a multiple of 32. */
+int mrc_moe_gate_up_q8(mrc_ctx *c, int gelu, const mrc_weight *Wg, const mrc_weight *Wu, const int32_t *ids, int n_ids,
+                       const void *xq, size_t xq_stride, float *g_out, void *xq_out);
 /* One token's routed experts in one launch: y[r] = sum over j < n_ids of wts[j] (device) *
  * dot(row r of matrix ids[j], Q8_1 activation j at xq + j * xq_stride) (acc: added to y);
  * the same floats as mrc_moe_matvec into slots, then mrc_moe_combine. Quantized W, n_ids <= 64. */

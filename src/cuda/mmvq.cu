@@ -135,6 +135,41 @@ __global__ void __launch_bounds__(MMVQ_THREADS)
     if (lane == 0 && rg < m_all) S.y[s][r] = sum;
 }
 
+/* Gate and up of 32 rows for one slot (grid: 32-row group x slot), act(g) * u, and the 32
+ * results quantized as one Q8_1 block of the slot's row: moe_matvec2 + act_q8 in one launch,
+ * the same dot products (k_mmvq's lanes and reduction), gate function and quantizer. */
+template <uint32_t T>
+__global__ void __launch_bounds__(MMVQ_THREADS)
+    k_mmvq_gua(const uint8_t *__restrict__ Wg, const uint8_t *__restrict__ Wu, size_t row_bytes, size_t mat_bytes,
+               int64_t n_mat, const int32_t *__restrict__ ids, const uint8_t *__restrict__ xq, size_t x_stride,
+               int64_t k, int64_t m, int units, int tpr, int gelu, float *__restrict__ g_out,
+               uint8_t *__restrict__ xq_out, size_t out_row) {
+    __shared__ float vals[32];
+    const int slot = blockIdx.y, lane = threadIdx.x % tpr, per = MMVQ_THREADS / tpr;
+    const int64_t mat = ids ? ids[slot] : 0;
+    const uint8_t *x = xq + (size_t)slot * x_stride;
+    const int8_t *xqs = (const int8_t *)x;
+    const float *xds = (const float *)(x + k);
+    for (int r0 = 0; r0 < 32; r0 += per) {
+        const int64_t r = (int64_t)blockIdx.x * 32 + r0 + threadIdx.x / tpr;
+        float sg = 0.0f, su = 0.0f;
+        if (mat >= 0 && mat < n_mat) {
+            const size_t off = (size_t)mat * mat_bytes + (size_t)r * row_bytes;
+            for (int u = lane; u < units; u += tpr) sg += vdot<T>(Wg + off, u, xqs, xds);
+            for (int u = lane; u < units; u += tpr) su += vdot<T>(Wu + off, u, xqs, xds);
+        }
+        for (int o = tpr / 2; o > 0; o >>= 1) sg += __shfl_xor_sync(0xffffffffu, sg, o, 32);
+        for (int o = tpr / 2; o > 0; o >>= 1) su += __shfl_xor_sync(0xffffffffu, su, o, 32);
+        if (lane == 0) vals[r0 + threadIdx.x / tpr] = gelu ? mrc_gelu_mul1(sg, su) : mrc_silu_mul1(sg, su);
+    }
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        const float v = vals[threadIdx.x];
+        if (g_out) g_out[(size_t)slot * m + blockIdx.x * 32 + threadIdx.x] = v;
+        mrc_q8_1_warp(v, xq_out + (size_t)slot * out_row, m, blockIdx.x, threadIdx.x);
+    }
+}
+
 /* One token's routed experts summed: y[r] (+)= sum over j < n_ids of wts[j] * dot(row r of
  * matrix ids[j], activation j): the down projections and moe_combine in one launch, the same
  * per-slot sums as k_mmvq (same lanes and reduction) and the same weighted sum as
@@ -325,6 +360,41 @@ int mrc_moe_matvec_sum(mrc_ctx *c, const mrc_weight *W, const int32_t *ids, int 
 #undef MMVQ_SUM_CASE
     MRC_LAUNCHED(c, "mmvq_sum", "%s, m %lld, k %lld, slots %d, tpr %d%s", mr_type_name(W->type), (long long)W->m,
                  (long long)W->k, n_ids, tpr, acc ? ", accumulate" : "");
+    return 0;
+}
+
+int mrc_moe_gate_up_q8(mrc_ctx *c, int gelu, const mrc_weight *Wg, const mrc_weight *Wu, const int32_t *ids, int n_ids,
+                       const void *xq, size_t xq_stride, float *g_out, void *xq_out) {
+    if (!mrc_matvec2_ok(Wg, Wu) || Wg->m % 32 || n_ids <= 0 || n_ids > 65535) {
+        mr_seterr("cuda: moe_gate_up_q8: %s / %s, %lld rows, %d slots (one quantized type and shape, rows a multiple "
+                  "of 32)", mr_type_name(Wg->type), mr_type_name(Wu->type), (long long)Wg->m, n_ids);
+        return -1;
+    }
+    const int units = (int)(Wg->k / mrc_unit_elems(Wg->type));
+    const int tpr = pick_tpr(units);
+    const dim3 grid((unsigned)(Wg->m / 32), (unsigned)n_ids);
+    const size_t out_row = mrc_q8_1_row_size(Wg->m);
+    const uint8_t *xb = (const uint8_t *)xq, *bg = (const uint8_t *)Wg->data, *bu = (const uint8_t *)Wu->data;
+#define MMVQ_GUA_CASE(T)                                                                                               \
+    case T:                                                                                                            \
+        k_mmvq_gua<T><<<grid, MMVQ_THREADS, 0, c->stream>>>(bg, bu, Wg->row_bytes, Wg->mat_bytes, Wg->n_mat, ids, xb,  \
+                                                            xq_stride, Wg->k, Wg->m, units, tpr, gelu, g_out,          \
+                                                            (uint8_t *)xq_out, out_row);                               \
+        break;
+    switch (Wg->type) {
+        MMVQ_GUA_CASE(MR_TYPE_Q4_0)
+        MMVQ_GUA_CASE(MR_TYPE_Q4_1)
+        MMVQ_GUA_CASE(MR_TYPE_Q5_0)
+        MMVQ_GUA_CASE(MR_TYPE_Q5_1)
+        MMVQ_GUA_CASE(MR_TYPE_Q8_0)
+        MMVQ_GUA_CASE(MR_TYPE_Q4_K)
+        MMVQ_GUA_CASE(MR_TYPE_Q5_K)
+        MMVQ_GUA_CASE(MR_TYPE_Q6_K)
+    default: mr_seterr("cuda: moe_gate_up_q8: type %s unsupported", mr_type_name(Wg->type)); return -1;
+    }
+#undef MMVQ_GUA_CASE
+    MRC_LAUNCHED(c, "mmvq_gate_up_q8", "%s, m %lld, k %lld, slots %d, tpr %d, %s", mr_type_name(Wg->type),
+                 (long long)Wg->m, (long long)Wg->k, n_ids, tpr, gelu ? "gelu" : "silu");
     return 0;
 }
 

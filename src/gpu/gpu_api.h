@@ -92,6 +92,10 @@ typedef struct gpu_api {
      * of one token) in one launch; quantized W */
     int (*moe_matvec_sum)(void *c, const mrc_weight *W, const int32_t *ids, int n_ids, const void *xq,
                           size_t xq_stride, const float *wts, float *y, int acc);
+    /* moe_matvec2 of gate and up, then act_q8 of the result (g_out may be NULL): one launch; m a
+     * multiple of 32 */
+    int (*moe_gate_up_q8)(void *c, int gelu, const mrc_weight *Wg, const mrc_weight *Wu, const int32_t *ids, int n_ids,
+                          const void *xq, size_t xq_stride, float *g_out, void *xq_out);
     int (*moe_matvec2)(void *c, const mrc_weight *W1, const mrc_weight *W2, const int32_t *ids, int n_ids,
                        const void *xq, size_t xq_stride, float *y1, float *y2);
     int (*copy_rows)(void *c, float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows,

@@ -29,10 +29,10 @@
 /* A recorded op (graphs): the op and its arguments by value, as a CUDA graph keeps kernel
  * parameters. */
 typedef enum { R_GELU, R_RMS, R_QUANT, R_MATVEC, R_MOEMV, R_SILU, R_ADD, R_ROPE, R_ROUTE, R_ATTN, R_GEMM, R_KVW, R_COMB,
-               R_COPY, R_SORT, R_ROWS, R_ADDR, R_MVSUM } rec_kind;
+               R_COPY, R_SORT, R_ROWS, R_ADDR, R_MVSUM, R_GUA } rec_kind;
 typedef struct {
     rec_kind k;
-    mrc_weight W;
+    mrc_weight W, W2;
     mrc_attn_params ap;
     mrc_rope_params rp;
     const void *p[4];
@@ -565,6 +565,27 @@ static int emu_moe_matvec_sum(void *c, const mrc_weight *W, const int32_t *ids, 
     return rc ? -1 : 0;
 }
 static int emu_moe_matvec2(void *c, const mrc_weight *W1, const mrc_weight *W2, const int32_t *ids, int n_ids,
+                           const void *xq, size_t xq_stride, float *y1, float *y2);
+static int emu_act_q8(void *c, int gelu, float *g, const float *u, void *xq, int64_t n_rows, int64_t k);
+
+/* Recorded as one op (the gate and up rows are temporaries of this call), computed as its parts. */
+static int emu_moe_gate_up_q8(void *c, int gelu, const mrc_weight *Wg, const mrc_weight *Wu, const int32_t *ids,
+                              int n_ids, const void *xq, size_t xq_stride, float *g_out, void *xq_out) {
+    REC(c, .k = R_GUA, .W = *Wg, .W2 = *Wu, .p = {ids, xq}, .o = {g_out, xq_out},
+        .n = {gelu, n_ids, (int64_t)xq_stride});
+    if (Wg->m % 32) {
+        mr_seterr("emu: moe_gate_up_q8: %lld rows (a multiple of 32)", (long long)Wg->m);
+        return -1;
+    }
+    const size_t n = (size_t)n_ids * (size_t)Wg->m;
+    float *g = mr_malloc(sizeof(float) * n), *u = mr_malloc(sizeof(float) * n);
+    int rc = !g || !u;
+    if (!rc) rc = emu_moe_matvec2(c, Wg, Wu, ids, n_ids, xq, xq_stride, g, u) || emu_act_q8(c, gelu, g, u, xq_out, n_ids, Wg->m);
+    if (!rc && g_out) memcpy(g_out, g, sizeof(float) * n);
+    free(g), free(u);
+    return rc ? -1 : 0;
+}
+static int emu_moe_matvec2(void *c, const mrc_weight *W1, const mrc_weight *W2, const int32_t *ids, int n_ids,
                            const void *xq, size_t xq_stride, float *y1, float *y2) {
     const bool q = W1->type != MR_TYPE_F32 && W1->type != MR_TYPE_F16;
     if (!q || W1->type != W2->type || W1->k != W2->k || W1->m != W2->m || W1->n_mat != W2->n_mat ||
@@ -698,6 +719,10 @@ static int emu_graph_launch(void *cv) {
             break;
         case R_ADDR: rc = emu_add_rows(c, r->o[0], r->p[0], r->n[0], r->n[1]); break;
         case R_ROWS: rc = emu_rows_idx(c, r->o[0], r->p[0], r->p[1], r->p[2], r->n[0], (size_t)r->n[1]); break;
+        case R_GUA:
+            rc = emu_moe_gate_up_q8(c, (int)r->n[0], &r->W, &r->W2, r->p[0], (int)r->n[1], r->p[1], (size_t)r->n[2],
+                                    r->o[0], r->o[1]);
+            break;
         case R_MVSUM:
             rc = emu_moe_matvec_sum(c, &r->W, r->p[0], (int)r->n[0], r->p[1], (size_t)r->n[1], r->p[2], r->o[0],
                                     (int)r->n[2]);
@@ -776,6 +801,7 @@ static const gpu_api k_emu = {
     .matvec_n = emu_matvec_n,
     .kv_write2 = emu_kv_write2,
     .moe_matvec_sum = emu_moe_matvec_sum,
+    .moe_gate_up_q8 = emu_moe_gate_up_q8,
     .copy_rows = emu_copy_rows,
     .peer_copy = emu_peer_copy,
     .moe_sort = emu_moe_sort,

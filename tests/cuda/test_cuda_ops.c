@@ -229,6 +229,28 @@ static void test_moe(uint32_t t) {
                    mr_type_name(t), acc);
         }
         mrc_dfree(dw), mrc_dfree(da), mrc_dfree(db);
+        /* moe_gate_up_q8 against moe_matvec2 + act_q8 (per-slot activations; W as gate, a copy as up) */
+        const size_t rs = mrc_q8_1_row_size(m);
+        mrc_weight W2;
+        OK(mrc_weight_upload(C, &W2, wh, t, k, m, E));
+        float *g1 = mrc_alloc(C, sizeof(float) * m * n), *u1 = mrc_alloc(C, sizeof(float) * m * n),
+              *g2 = mrc_alloc(C, sizeof(float) * m * n);
+        void *q1 = mrc_alloc(C, rs * n), *q2 = mrc_alloc(C, rs * n);
+        float *h1 = malloc(sizeof(float) * m * n), *h2 = malloc(sizeof(float) * m * n);
+        uint8_t *b1 = malloc(rs * n), *b2 = malloc(rs * n);
+        for (int gelu = 0; gelu < 2; gelu++) {
+            OK(mrc_memset(C, q1, 0, rs * n)); OK(mrc_memset(C, q2, 0, rs * n));
+            OK(mrc_moe_matvec2(C, &W, &W2, did, n, dxq, xs, g1, u1));
+            OK(mrc_act_q8(C, gelu, g1, u1, q1, n, m));
+            OK(mrc_moe_gate_up_q8(C, gelu, &W, &W2, did, n, dxq, xs, g2, q2));
+            OK(get(h1, g1, sizeof(float) * m * n)); OK(get(h2, g2, sizeof(float) * m * n));
+            OK(get(b1, q1, rs * n)); OK(get(b2, q2, rs * n));
+            EXPECT(!memcmp(h1, h2, sizeof(float) * m * n) && !memcmp(b1, b2, rs * n),
+                   "moe_gate_up_q8 %s (%s) differs from moe_matvec2 + act_q8", mr_type_name(t), gelu ? "gelu" : "silu");
+        }
+        mrc_weight_free(&W2);
+        mrc_dfree(g1), mrc_dfree(u1), mrc_dfree(g2), mrc_dfree(q1), mrc_dfree(q2);
+        free(h1), free(h2), free(b1), free(b2);
     }
     mrc_weight_free(&W);
     mrc_dfree(dx), mrc_dfree(dy), mrc_dfree(did), mrc_dfree(dxq);
