@@ -125,6 +125,10 @@ static int w_moe_gate_up_q8(void *c, int gelu, const mrc_weight *Wg, const mrc_w
                             const void *xq, size_t xqs, float *g, void *xo) {
     return ON(c, mrc_moe_gate_up_q8(c, gelu, Wg, Wu, ids, n, xq, xqs, g, xo));
 }
+static int w_router_route(void *c, const mrc_weight *W, const float *x, float *lg, int k, int gating, const float *b,
+                          bool nw, float ws, int ng, int ngu, int32_t *ids, float *w) {
+    return ON(c, mrc_router_route(c, W, x, lg, k, gating, b, nw, ws, ng, ngu, ids, w));
+}
 static int w_act_q8(void *c, int gelu, float *g, const float *u, void *xq, int64_t r, int64_t k) {
     return ON(c, mrc_act_q8(c, gelu, g, u, xq, r, k));
 }
@@ -185,6 +189,7 @@ static const gpu_api k_cuda = {
     .kv_write2 = w_kv_write2,
     .moe_matvec_sum = w_moe_matvec_sum,
     .moe_gate_up_q8 = w_moe_gate_up_q8,
+    .router_route = w_router_route,
     .moe_sort = w_moe_sort,
     .peer_copy = w_peer_copy,
     .rows_idx = w_rows_idx,

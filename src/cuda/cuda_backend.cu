@@ -89,6 +89,8 @@ mrc_ctx *mrc_init(int dev) {
     if (e == cudaSuccess) e = cudaEventCreate(&c->t0);
     if (e == cudaSuccess) e = cudaEventCreate(&c->t1);
     if (e == cudaSuccess) e = cudaDeviceGetAttribute(&c->n_sm, cudaDevAttrMultiProcessorCount, dev);
+    if (e == cudaSuccess) e = cudaMalloc((void **)&c->done, sizeof(unsigned));
+    if (e == cudaSuccess) e = cudaMemset(c->done, 0, sizeof(unsigned));
     if (e != cudaSuccess) {
         mr_seterr("cuda: init CUDA%d: %s", dev, cudaGetErrorString(e));
         mrc_free(c);
@@ -113,6 +115,7 @@ void mrc_free(mrc_ctx *c) {
     if (c->graph) cudaGraphDestroy(c->graph);
     if (c->cublas) cublasDestroy((cublasHandle_t)c->cublas);
     if (c->scratch) cudaFree(c->scratch);
+    if (c->done) cudaFree(c->done);
     if (c->t0) cudaEventDestroy(c->t0);
     if (c->t1) cudaEventDestroy(c->t1);
     if (c->stream) cudaStreamDestroy(c->stream);

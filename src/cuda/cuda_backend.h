@@ -124,6 +124,11 @@ int mrc_matvec_n(mrc_ctx *c, int n, const mrc_weight *const *W, const void *xq, 
  * bytes; gate and up of one quantized type and shape, m a multiple of 32. */
 int mrc_moe_gate_up_q8(mrc_ctx *c, int gelu, const mrc_weight *Wg, const mrc_weight *Wu, const int32_t *ids, int n_ids,
                        const void *xq, size_t xq_stride, float *g_out, void *xq_out);
+/* One token's router (float weights W: E = W->m logits of x, into logits) and its routing (as
+ * mrc_moe_route_ex) in one launch: the same logits as mrc_matvec, the same choices. */
+int mrc_router_route(mrc_ctx *c, const mrc_weight *W, const float *x, float *logits, int k, int gating,
+                     const float *bias, bool norm_w, float w_scale, int n_group, int n_group_used, int32_t *ids,
+                     float *weights);
 /* One token's routed experts in one launch: y[r] = sum over j < n_ids of wts[j] (device) *
  * dot(row r of matrix ids[j], Q8_1 activation j at xq + j * xq_stride) (acc: added to y);
  * the same floats as mrc_moe_matvec into slots, then mrc_moe_combine. Quantized W, n_ids <= 64. */

@@ -34,6 +34,7 @@ struct mrc_ctx {
     bool sync_each;          /* MOERUN_CUDA_SYNC=1 */
     bool capturing;          /* between mrc_graph_begin and mrc_graph_end */
     unsigned scratch_epoch;  /* +1 whenever the scratch moves (graphs that baked it in are stale) */
+    unsigned *done;          /* device counter of finished blocks (mrc_router_route's last block), 0 between launches */
 };
 
 /* A device scratch buffer of at least n bytes (valid until the next call). */

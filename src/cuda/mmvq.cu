@@ -13,6 +13,7 @@
  */
 #include "cuda/cuda_common.cuh"
 #include "cuda/mmvq.cuh"
+#include "cuda/route.cuh"
 
 #define MMVQ_THREADS 128
 
@@ -209,10 +210,42 @@ __global__ void __launch_bounds__(MMVQ_THREADS)
     float sum = 0.0f;
     if (r < m && mat >= 0 && mat < n_mat) {
         const WT *row = W + ((size_t)mat * m + r) * k;
-        for (int64_t i = lane; i < k; i += tpr) sum += (float)row[i] * xs[i];
+        for (int64_t i = lane; i < k; i += tpr) sum = __fmaf_rn((float)row[i], xs[i], sum); /* as k_router_route */
     }
     for (int o = tpr / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o, 32);
     if (lane == 0 && r < m) y[(size_t)slot * m + r] = sum;
+}
+
+/* The router of one token and its routing in one launch: the logits (float weights, tpr lanes
+ * per row, the sums of k_mv_float), then the last block to finish (a device counter, reset to 0
+ * by that block, so graphs can replay it) routes with one warp (route.cuh, as k_moe_route). */
+template <typename WT>
+__global__ void __launch_bounds__(MMVQ_THREADS)
+    k_router_route(const WT *__restrict__ W, const float *__restrict__ x, int64_t k, int E, int tpr, float *logits,
+                   unsigned *done, int K, int gating, const float *bias, bool norm_w, float w_scale, int n_group,
+                   int n_group_used, int32_t *ids, float *weights) {
+    __shared__ float lg[ROUTE_MAX_E];
+    __shared__ bool last;
+    const int64_t r = (int64_t)blockIdx.x * (MMVQ_THREADS / tpr) + threadIdx.x / tpr;
+    const int lane = threadIdx.x % tpr;
+    float sum = 0.0f;
+    if (r < E) {
+        const WT *row = W + (size_t)r * k;
+        for (int64_t i = lane; i < k; i += tpr) sum = __fmaf_rn((float)row[i], x[i], sum);
+    }
+    for (int o = tpr / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o, 32);
+    if (lane == 0 && r < E) logits[r] = sum;
+    __threadfence(); /* the logits are visible device-wide before this block counts itself done */
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(done, 1u) == gridDim.x - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    for (int e = threadIdx.x; e < E; e += blockDim.x) lg[e] = __ldcg(logits + e); /* from L2, not a stale L1 */
+    __syncthreads();
+    if (threadIdx.x < 32)
+        mrc_route_warp(lg, E, K, gating, bias, norm_w, w_scale, n_group, n_group_used, ids, weights);
+    if (threadIdx.x == 0) *done = 0;
 }
 
 static int pick_tpr(int64_t units) {
@@ -395,6 +428,31 @@ int mrc_moe_gate_up_q8(mrc_ctx *c, int gelu, const mrc_weight *Wg, const mrc_wei
 #undef MMVQ_GUA_CASE
     MRC_LAUNCHED(c, "mmvq_gate_up_q8", "%s, m %lld, k %lld, slots %d, tpr %d, %s", mr_type_name(Wg->type),
                  (long long)Wg->m, (long long)Wg->k, n_ids, tpr, gelu ? "gelu" : "silu");
+    return 0;
+}
+
+int mrc_router_route(mrc_ctx *c, const mrc_weight *W, const float *x, float *logits, int k, int gating,
+                     const float *bias, bool norm_w, float w_scale, int n_group, int n_group_used, int32_t *ids,
+                     float *weights) {
+    const int E = (int)W->m;
+    if ((W->type != MR_TYPE_F32 && W->type != MR_TYPE_F16) || E <= 0 || E > ROUTE_MAX_E || k <= 0 || k > ROUTE_MAX_K ||
+        k > E || gating < 1 || gating > 3 || n_group > 64 || (n_group > 1 && E % n_group)) {
+        mr_seterr("cuda: router_route: %s router of %d experts, top-%d, gating %d, %d groups (float weights, at most "
+                  "%d experts, top-%d)", mr_type_name(W->type), E, k, gating, n_group, ROUTE_MAX_E, ROUTE_MAX_K);
+        return -1;
+    }
+    const int tpr = pick_tpr(W->k);
+    const unsigned grid = (unsigned)mrc_cdiv(E, MMVQ_THREADS / tpr);
+    if (W->type == MR_TYPE_F32)
+        k_router_route<float><<<grid, MMVQ_THREADS, 0, c->stream>>>((const float *)W->data, x, W->k, E, tpr, logits,
+                                                                    c->done, k, gating, bias, norm_w, w_scale, n_group,
+                                                                    n_group_used, ids, weights);
+    else
+        k_router_route<__half><<<grid, MMVQ_THREADS, 0, c->stream>>>((const __half *)W->data, x, W->k, E, tpr, logits,
+                                                                     c->done, k, gating, bias, norm_w, w_scale, n_group,
+                                                                     n_group_used, ids, weights);
+    MRC_LAUNCHED(c, "router_route", "%s, %d experts, k %lld, top-%d, gating %d", mr_type_name(W->type), E,
+                 (long long)W->k, k, gating);
     return 0;
 }
 

@@ -96,6 +96,11 @@ typedef struct gpu_api {
      * multiple of 32 */
     int (*moe_gate_up_q8)(void *c, int gelu, const mrc_weight *Wg, const mrc_weight *Wu, const int32_t *ids, int n_ids,
                           const void *xq, size_t xq_stride, float *g_out, void *xq_out);
+    /* one token's router (float W, E = W->m logits of x) and its routing (as moe_route) in one
+     * launch */
+    int (*router_route)(void *c, const mrc_weight *W, const float *x, float *logits, int k, int gating,
+                        const float *bias, bool norm_w, float w_scale, int n_group, int n_group_used, int32_t *ids,
+                        float *weights);
     int (*moe_matvec2)(void *c, const mrc_weight *W1, const mrc_weight *W2, const int32_t *ids, int n_ids,
                        const void *xq, size_t xq_stride, float *y1, float *y2);
     int (*copy_rows)(void *c, float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows,

@@ -566,6 +566,20 @@ static int emu_moe_matvec_sum(void *c, const mrc_weight *W, const int32_t *ids, 
 }
 static int emu_moe_matvec2(void *c, const mrc_weight *W1, const mrc_weight *W2, const int32_t *ids, int n_ids,
                            const void *xq, size_t xq_stride, float *y1, float *y2);
+
+/* The parts (each records itself while a graph is captured). */
+static int emu_router_route(void *c, const mrc_weight *W, const float *x, float *logits, int k, int gating,
+                            const float *bias, bool norm_w, float w_scale, int n_group, int n_group_used, int32_t *ids,
+                            float *weights) {
+    if (W->type != MR_TYPE_F32 && W->type != MR_TYPE_F16) {
+        mr_seterr("emu: router_route: %s router (float weights)", mr_type_name(W->type));
+        return -1;
+    }
+    return emu_matvec(c, W, 0, x, NULL, logits) || emu_moe_route(c, logits, 1, (int)W->m, k, gating, bias, norm_w,
+                                                                 w_scale, n_group, n_group_used, ids, weights)
+               ? -1
+               : 0;
+}
 static int emu_act_q8(void *c, int gelu, float *g, const float *u, void *xq, int64_t n_rows, int64_t k);
 
 /* Recorded as one op (the gate and up rows are temporaries of this call), computed as its parts. */
@@ -802,6 +816,7 @@ static const gpu_api k_emu = {
     .kv_write2 = emu_kv_write2,
     .moe_matvec_sum = emu_moe_matvec_sum,
     .moe_gate_up_q8 = emu_moe_gate_up_q8,
+    .router_route = emu_router_route,
     .copy_rows = emu_copy_rows,
     .peer_copy = emu_peer_copy,
     .moe_sort = emu_moe_sort,

@@ -28,12 +28,12 @@
 
 enum {
     P_UPLOAD, P_DOWNLOAD, P_PEER, P_MEMSET, P_QUANT, P_MATVEC, P_MOE_MATVEC, P_RMSNORM, P_SILU, P_GELU, P_ADD, P_ROPE,
-    P_ROUTE, P_ATTN, P_GEMM, P_KVW, P_COMBINE, P_COPY, P_SORT, P_ROWS, P_RMSQ, P_ACTQ, P_MOEMV2, P_NROPE, P_MVN, P_KVW2, P_MVSUM, P_GUA, P_GRAPH, P_N
+    P_ROUTE, P_ATTN, P_GEMM, P_KVW, P_COMBINE, P_COPY, P_SORT, P_ROWS, P_RMSQ, P_ACTQ, P_MOEMV2, P_NROPE, P_MVN, P_KVW2, P_MVSUM, P_GUA, P_RROUTE, P_GRAPH, P_N
 };
 static const char *const k_op_names[P_N] = {
     "upload (h2d)", "download (d2h)", "peer copy (d2d)", "memset", "quantize_q8_1", "matvec", "moe_matvec", "rmsnorm", "silu_mul",
     "gelu_mul", "add", "rope", "moe_route", "attn", "gemm", "kv_write", "moe_combine", "copy_rows", "moe_sort",
-    "rows_idx", "rmsnorm_q8", "act_q8", "moe_matvec2", "norm_rope", "matvec_n", "kv_write2", "moe_matvec_sum", "moe_gate_up_q8", "graph"};
+    "rows_idx", "rmsnorm_q8", "act_q8", "moe_matvec2", "norm_rope", "matvec_n", "kv_write2", "moe_matvec_sum", "moe_gate_up_q8", "router_route", "graph"};
 static bool is_copy(int op) { return op == P_UPLOAD || op == P_DOWNLOAD || op == P_PEER; }
 
 #define PROF_CAP 4096
@@ -262,6 +262,10 @@ static int w_moe_gate_up_q8(void *cv, int gelu, const mrc_weight *Wg, const mrc_
                             const void *xq, size_t xqs, float *g, void *xo) {
     PROF_OP(P_GUA, g_in->moe_gate_up_q8(PC, gelu, Wg, Wu, ids, n, xq, xqs, g, xo));
 }
+static int w_router_route(void *cv, const mrc_weight *W, const float *x, float *lg, int k, int gating, const float *b,
+                          bool nw, float ws, int ng, int ngu, int32_t *ids, float *w) {
+    PROF_OP(P_RROUTE, g_in->router_route(PC, W, x, lg, k, gating, b, nw, ws, ng, ngu, ids, w));
+}
 static int w_act_q8(void *cv, int gelu, float *g, const float *u, void *xq, int64_t r, int64_t k) {
     PROF_OP(P_ACTQ, g_in->act_q8(PC, gelu, g, u, xq, r, k));
 }
@@ -313,6 +317,7 @@ const gpu_api *gpu_prof_wrap(const gpu_api *in) {
     g_tab.kv_write2 = in->kv_write2 ? w_kv_write2 : NULL;
     g_tab.moe_matvec_sum = in->moe_matvec_sum ? w_moe_matvec_sum : NULL;
     g_tab.moe_gate_up_q8 = in->moe_gate_up_q8 ? w_moe_gate_up_q8 : NULL;
+    g_tab.router_route = in->router_route ? w_router_route : NULL;
     g_tab.graph_begin = in->graph_begin ? w_gbegin : NULL, g_tab.graph_end = in->graph_end ? w_gend : NULL;
     g_tab.graph_launch = in->graph_launch ? w_glaunch : NULL;
     g_tab.scratch_epoch = w_epoch, g_tab.scratch_bytes = w_scratch_bytes;

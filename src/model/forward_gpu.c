@@ -28,7 +28,9 @@
  * block, the gate, one Q8_1 block),
  * moe_matvec_sum (T = 1: the downs and their weighted sum), the sum added
  * into x (no shared experts, post norm or CPU experts between). A Qwen3-MoE
- * decode layer is 11.5 ops (25 with MOERUN_CUDA_FUSE=0, 27 before).
+ * router_route (T = 1: the router and the routing, its last block routes).
+ * A Qwen3-MoE decode layer is 10.5 ops (25 with MOERUN_CUDA_FUSE=0, 27
+ * before).
  */
 #include <math.h>
 #include <stdio.h>
@@ -830,14 +832,18 @@ static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq, fl
     const model_layer *ly = &m->layers[il];
     const gpu_layer *L = &g->L[il];
     const int E = hp->n_expert, K = hp->n_expert_used, Dm = hp->n_embd;
-    if (gmm(g, D, &L->gate_inp, D->xn, xq, T, D->router)) return -1;
     /* hybrid layers route into the floats right after the T normed rows, so that rows and
      * routing reach the host in one copy */
     const size_t nx = (size_t)T * Dm, ns = (size_t)T * K;
     int32_t *ids = L->exps_cpu ? (int32_t *)(D->xn + nx) : D->ids;
     float *selw = L->exps_cpu ? D->xn + nx + ns : D->selw;
-    if (A->moe_route(D->c, D->router, T, E, K, (int)hp->gating, L->probs_b, hp->expert_norm_w, hp->expert_w_scale,
-                     hp->n_expert_groups, hp->n_group_used, ids, selw))
+    if (T == 1 && g->fuse && A->router_route && is_float(&L->gate_inp) && E <= 1024 && K <= 32) { /* one launch */
+        if (A->router_route(D->c, &L->gate_inp, D->xn, D->router, K, (int)hp->gating, L->probs_b, hp->expert_norm_w,
+                            hp->expert_w_scale, hp->n_expert_groups, hp->n_group_used, ids, selw))
+            return -1;
+    } else if (gmm(g, D, &L->gate_inp, D->xn, xq, T, D->router) ||
+               A->moe_route(D->c, D->router, T, E, K, (int)hp->gating, L->probs_b, hp->expert_norm_w,
+                            hp->expert_w_scale, hp->n_expert_groups, hp->n_group_used, ids, selw))
         return -1;
     const bool shared = L->up_sh.data != NULL;
     if (L->exps_cpu) {

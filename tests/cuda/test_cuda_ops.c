@@ -549,6 +549,31 @@ static void test_route(int gating, bool with_bias, bool norm_w, float w_scale) {
     }
     EXPECT(bad == 0 && e < 1e-5, "route gating %d bias %d norm %d scale %g: %d id mismatches, max weight err %.2e",
            gating, with_bias, norm_w, w_scale, bad, e);
+    /* router_route (one token: router matvec + routing in one launch, twice: the done-counter
+     * resets) against matvec + moe_route: the same logits, ids and weights */
+    for (int wt = 0; wt < 2; wt++) {
+        const uint32_t rt = wt ? MR_TYPE_F16 : MR_TYPE_F32;
+        const int64_t k = 2048;
+        void *wh = make_weight(rt, k, E, 1);
+        mrc_weight W;
+        OK(mrc_weight_upload(C, &W, wh, rt, k, E, 1));
+        float *x = malloc(sizeof(float) * k), la[128], lb[128], wa[8], wb[8];
+        int32_t ia[8], ib[8];
+        fill(x, k);
+        float *dx = dup_dev(x, sizeof(float) * k), *dla = mrc_alloc(C, sizeof la), *dlb = mrc_alloc(C, sizeof lb);
+        for (int rep = 0; rep < 2; rep++) {
+            OK(mrc_matvec(C, &W, 0, dx, NULL, dla));
+            OK(mrc_moe_route(C, dla, 1, E, K, gating, with_bias ? db : NULL, norm_w, w_scale, di, dw));
+            OK(get(la, dla, sizeof la)); OK(get(ia, di, sizeof ia)); OK(get(wa, dw, sizeof wa));
+            OK(mrc_router_route(C, &W, dx, dlb, K, gating, with_bias ? db : NULL, norm_w, w_scale, 0, 0, di, dw));
+            OK(get(lb, dlb, sizeof lb)); OK(get(ib, di, sizeof ib)); OK(get(wb, dw, sizeof wb));
+            EXPECT(!memcmp(la, lb, sizeof la) && !memcmp(ia, ib, sizeof ia) && !memcmp(wa, wb, sizeof wa),
+                   "router_route %s gating %d (call %d) differs from matvec + moe_route", mr_type_name(rt), gating, rep);
+        }
+        mrc_weight_free(&W);
+        mrc_dfree(dx), mrc_dfree(dla), mrc_dfree(dlb);
+        free(x), free(wh);
+    }
     mrc_dfree(dl), mrc_dfree(db), mrc_dfree(dw), mrc_dfree(di);
     free(l);
 }
