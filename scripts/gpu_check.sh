@@ -47,6 +47,11 @@ if want test; then
   step cuda_ops build-cuda/test_cuda_ops
   step cuda_bench build-cuda/test_cuda_ops --bench
   step gpu_golden env MOERUN_CUDA_SYNC=${MOERUN_CUDA_SYNC:-0} build-cuda/test_gpu_golden
+  # a failure: the same without the fused decode ops and without graphs, to tell which is at fault
+  if ! tail -n 3 "$OUT/gpu_golden.log" | grep -q " 0 failed"; then
+    step gpu_golden_nofuse env MOERUN_CUDA_FUSE=0 build-cuda/test_gpu_golden
+    step gpu_golden_nograph env MOERUN_CUDA_GRAPH=0 build-cuda/test_gpu_golden
+  fi
 fi
 if want bench; then
   model=${SYNTH_MODEL:-/tmp/q3.gguf}
