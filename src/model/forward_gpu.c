@@ -28,7 +28,9 @@
  * block, the gate, one Q8_1 block),
  * moe_matvec_sum (T = 1: the downs and their weighted sum), the sum added
  * into x (no shared experts, post norm or CPU experts between). A Qwen3-MoE
- * router_route (T = 1: the router and the routing, its last block routes).
+ * router_route (T = 1: the router and the routing, its last block routes);
+ * MLA's q and kv latent in one matvec_n; shared experts computed first and
+ * the routed sum accumulated onto them.
  * A Qwen3-MoE decode layer is 10.5 ops (25 with MOERUN_CUDA_FUSE=0, 27
  * before).
  */
@@ -762,7 +764,13 @@ static int mla_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, c
     const int T = ub->n, H = ly->n_head, R = hp->kv_lora_rank, rope = hp->n_rot, nope = dk - rope, kd = R + rope;
     const int64_t qs = (int64_t)H * dk, as = (int64_t)H * kd, ls = (int64_t)H * R, os = (int64_t)H * dv;
     float *q = D->q, *ckv = D->m_ckv;
-    if (L->wq.data) {
+    bool kv_done = false;
+    if (L->wq.data && T == 1 && xq && g->fuse && A->matvec_n && same_q(&L->wq, &L->wkv_a)) { /* one launch */
+        const mrc_weight *W[2] = {&L->wq, &L->wkv_a};
+        float *const y[2] = {q, ckv};
+        if (A->matvec_n(D->c, 2, W, xq, y)) return -1;
+        kv_done = true;
+    } else if (L->wq.data) {
         if (gmm(g, D, &L->wq, D->xn, xq, T, q)) return -1;
     } else {
         const int QR = (int)L->wq_a.m;
@@ -771,7 +779,7 @@ static int mla_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, c
             gmm(g, D, &L->wq_b, D->m_qa, NULL, T, q))
             return -1;
     }
-    if (gmm(g, D, &L->wkv_a, D->xn, xq, T, ckv)) return -1;
+    if (!kv_done && gmm(g, D, &L->wkv_a, D->xn, xq, T, ckv)) return -1;
     float kq_scale;
     const cpu_rope_params rp = model_mla_rope(m, il, &kq_scale);
     const mrc_rope_params p = rope_dev(&rp, rope, D->rope_ff);
@@ -860,7 +868,15 @@ static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq, fl
         if (cpu_moe(&r->mm, &mw, T, r->xn, K, r->sel, r->selw, r->tmp)) return -1;
         if (A->upload(D->c, D->tmp, r->tmp, sizeof(float) * nx)) return -1;
         return shared ? A->add(D->c, D->tmp, D->sh, (int64_t)T * Dm) : 0;
-    } else if (T > 1 && !is_float(&L->gate_exps) && !is_float(&L->up_exps) && !is_float(&L->down_exps)) {
+    }
+    /* fused: the shared experts first, into out, and the routed sum added to them (sh + routed:
+     * the same float as routed + sh, without the add's launch) */
+    const bool sh_first = shared && g->fuse;
+    if (sh_first) {
+        if (dense_ffn(g, D, &L->gate_sh, &L->up_sh, &L->down_sh, D->xn, xq, T, out)) return -1;
+        acc = 1;
+    }
+    if (T > 1 && !is_float(&L->gate_exps) && !is_float(&L->up_exps) && !is_float(&L->down_exps)) {
         /* a prompt: every (token, slot) pair in one grouped matvec per matrix (launches per layer,
          * not per token), the pairs in expert order so that each expert's weights are read for
          * all its tokens in a row (from L2, not once per pair from memory): sort, gather each
@@ -908,9 +924,9 @@ static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq, fl
                 return -1;
         }
     }
-    if (shared) {
+    if (shared && !sh_first) {
         if (dense_ffn(g, D, &L->gate_sh, &L->up_sh, &L->down_sh, D->xn, xq, T, D->sh) ||
-            A->add(D->c, D->tmp, D->sh, (int64_t)T * Dm))
+            A->add(D->c, out, D->sh, (int64_t)T * Dm))
             return -1;
     }
     return 0;
