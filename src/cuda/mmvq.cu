@@ -80,6 +80,19 @@ __device__ __forceinline__ float vdot(const uint8_t *row, int u, const int8_t *x
     return mrc_vdot_q6_K(row, u, xq, xds);
 }
 
+/* A row's dot product with a Q8_1 activation x by its tpr lanes: each lane sums units lane,
+ * lane + tpr, ..., then the lane group reduces by xor shuffles (every lane gets the same total).
+ * All lanes of the warp must call it; row NULL (no row here) contributes 0. The one reduction
+ * of every quantized matvec kernel, so the fused ones give the same sums. */
+template <uint32_t T>
+__device__ __forceinline__ float row_dot(const uint8_t *row, int units, int lane, int tpr, const uint8_t *x, int64_t k) {
+    float sum = 0.0f;
+    if (row)
+        for (int u = lane; u < units; u += tpr) sum += vdot<T>(row, u, (const int8_t *)x, (const float *)(x + k));
+    for (int o = tpr / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o, 32);
+    return sum;
+}
+
 /* Slot blockIdx.y: matrix ids[slot] (0 without ids), activation at xq +
  * slot*x_stride, output y + slot*m. */
 template <uint32_t T>
@@ -96,15 +109,8 @@ __global__ void __launch_bounds__(MMVQ_THREADS)
     const int64_t r = (int64_t)blockIdx.x * (MMVQ_THREADS / tpr) + threadIdx.x / tpr;
     const int lane = threadIdx.x % tpr;
     const int64_t mat = ids ? ids[slot] : 0;
-    const uint8_t *x = xq + (size_t)slot * x_stride;
-    const int8_t *xqs = (const int8_t *)x;
-    const float *xds = (const float *)(x + k);
-    float sum = 0.0f;
-    if (r < m && mat >= 0 && mat < n_mat) {
-        const uint8_t *row = W + (size_t)mat * mat_bytes + (size_t)r * row_bytes;
-        for (int u = lane; u < units; u += tpr) sum += vdot<T>(row, u, xqs, xds);
-    }
-    for (int o = tpr / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o, 32);
+    const uint8_t *row = r < m && mat >= 0 && mat < n_mat ? W + (size_t)mat * mat_bytes + (size_t)r * row_bytes : NULL;
+    const float sum = row_dot<T>(row, units, lane, tpr, xq + (size_t)slot * x_stride, k);
     if (lane == 0 && r < m) y[(size_t)slot * m + r] = sum;
 }
 
@@ -124,15 +130,9 @@ __global__ void __launch_bounds__(MMVQ_THREADS)
     const int lane = threadIdx.x % tpr;
     int64_t r = rg;
     int s = 0;
-    float sum = 0.0f;
-    if (rg < m_all) { /* every lane stays for the full-warp shuffles below, as k_mmvq */
+    if (rg < m_all)
         while (r >= S.m[s]) r -= S.m[s], s++;
-        const int8_t *xqs = (const int8_t *)xq;
-        const float *xds = (const float *)(xq + k);
-        const uint8_t *row = S.w[s] + (size_t)r * S.rb[s];
-        for (int u = lane; u < units; u += tpr) sum += vdot<T>(row, u, xqs, xds);
-    }
-    for (int o = tpr / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o, 32);
+    const float sum = row_dot<T>(rg < m_all ? S.w[s] + (size_t)r * S.rb[s] : NULL, units, lane, tpr, xq, k);
     if (lane == 0 && rg < m_all) S.y[s][r] = sum;
 }
 
@@ -149,18 +149,12 @@ __global__ void __launch_bounds__(MMVQ_THREADS)
     const int slot = blockIdx.y, lane = threadIdx.x % tpr, per = MMVQ_THREADS / tpr;
     const int64_t mat = ids ? ids[slot] : 0;
     const uint8_t *x = xq + (size_t)slot * x_stride;
-    const int8_t *xqs = (const int8_t *)x;
-    const float *xds = (const float *)(x + k);
+    const bool ok = mat >= 0 && mat < n_mat;
     for (int r0 = 0; r0 < 32; r0 += per) {
         const int64_t r = (int64_t)blockIdx.x * 32 + r0 + threadIdx.x / tpr;
-        float sg = 0.0f, su = 0.0f;
-        if (mat >= 0 && mat < n_mat) {
-            const size_t off = (size_t)mat * mat_bytes + (size_t)r * row_bytes;
-            for (int u = lane; u < units; u += tpr) sg += vdot<T>(Wg + off, u, xqs, xds);
-            for (int u = lane; u < units; u += tpr) su += vdot<T>(Wu + off, u, xqs, xds);
-        }
-        for (int o = tpr / 2; o > 0; o >>= 1) sg += __shfl_xor_sync(0xffffffffu, sg, o, 32);
-        for (int o = tpr / 2; o > 0; o >>= 1) su += __shfl_xor_sync(0xffffffffu, su, o, 32);
+        const size_t off = (size_t)mat * mat_bytes + (size_t)r * row_bytes;
+        const float sg = row_dot<T>(ok ? Wg + off : NULL, units, lane, tpr, x, k);
+        const float su = row_dot<T>(ok ? Wu + off : NULL, units, lane, tpr, x, k);
         if (lane == 0) vals[r0 + threadIdx.x / tpr] = gelu ? mrc_gelu_mul1(sg, su) : mrc_silu_mul1(sg, su);
     }
     __syncthreads();
@@ -185,14 +179,9 @@ __global__ void __launch_bounds__(MMVQ_THREADS)
     float s = 0.0f;
     for (int j = 0; j < n_ids; j++) {
         const int64_t mat = ids[j];
-        const uint8_t *x = xq + (size_t)j * x_stride;
-        float sum = 0.0f;
-        if (r < m && mat >= 0 && mat < n_mat) {
-            const uint8_t *row = W + (size_t)mat * mat_bytes + (size_t)r * row_bytes;
-            for (int u = lane; u < units; u += tpr) sum += vdot<T>(row, u, (const int8_t *)x, (const float *)(x + k));
-        }
-        for (int o = tpr / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o, 32);
-        s = __fmaf_rn(wts[j], sum, s);
+        const uint8_t *row =
+            r < m && mat >= 0 && mat < n_mat ? W + (size_t)mat * mat_bytes + (size_t)r * row_bytes : NULL;
+        s = __fmaf_rn(wts[j], row_dot<T>(row, units, lane, tpr, xq + (size_t)j * x_stride, k), s);
     }
     if (lane == 0 && r < m) y[r] = acc ? y[r] + s : s;
 }
@@ -248,6 +237,12 @@ __global__ void __launch_bounds__(MMVQ_THREADS)
     if (threadIdx.x == 0) *done = 0;
 }
 
+/* The quantized weight types the dot-product kernels take: one case per type in each
+ * launcher's switch (X(T) expands to that launcher's case). */
+#define MMVQ_QTYPES(X)                                                                                                 \
+    X(MR_TYPE_Q4_0) X(MR_TYPE_Q4_1) X(MR_TYPE_Q5_0) X(MR_TYPE_Q5_1) X(MR_TYPE_Q8_0) X(MR_TYPE_Q4_K) X(MR_TYPE_Q5_K)   \
+        X(MR_TYPE_Q6_K)
+
 static int pick_tpr(int64_t units) {
     int t = 4;
     while (t < 32 && t < units) t *= 2;
@@ -293,14 +288,7 @@ static int launch(mrc_ctx *c, const mrc_weight *W, const uint8_t *base, int64_t 
                                                         W->k, y, W->m, units, tpr, base2, y2, n_slots);                \
         break;
     switch (W->type) {
-        MMVQ_CASE(MR_TYPE_Q4_0)
-        MMVQ_CASE(MR_TYPE_Q4_1)
-        MMVQ_CASE(MR_TYPE_Q5_0)
-        MMVQ_CASE(MR_TYPE_Q5_1)
-        MMVQ_CASE(MR_TYPE_Q8_0)
-        MMVQ_CASE(MR_TYPE_Q4_K)
-        MMVQ_CASE(MR_TYPE_Q5_K)
-        MMVQ_CASE(MR_TYPE_Q6_K)
+        MMVQ_QTYPES(MMVQ_CASE)
     default: mr_seterr("cuda: mmvq: type %s unsupported", mr_type_name(W->type)); return -1;
     }
 #undef MMVQ_CASE
@@ -347,14 +335,7 @@ int mrc_matvec_n(mrc_ctx *c, int n, const mrc_weight *const *W, const void *xq, 
 #define MMVQ_N_CASE(T)                                                                                                 \
     case T: k_mmvq_n<T><<<grid, MMVQ_THREADS, 0, c->stream>>>(S, xb, W[0]->k, m_all, units, tpr); break;
     switch (W[0]->type) {
-        MMVQ_N_CASE(MR_TYPE_Q4_0)
-        MMVQ_N_CASE(MR_TYPE_Q4_1)
-        MMVQ_N_CASE(MR_TYPE_Q5_0)
-        MMVQ_N_CASE(MR_TYPE_Q5_1)
-        MMVQ_N_CASE(MR_TYPE_Q8_0)
-        MMVQ_N_CASE(MR_TYPE_Q4_K)
-        MMVQ_N_CASE(MR_TYPE_Q5_K)
-        MMVQ_N_CASE(MR_TYPE_Q6_K)
+        MMVQ_QTYPES(MMVQ_N_CASE)
     default: mr_seterr("cuda: matvec_n: type %s unsupported", mr_type_name(W[0]->type)); return -1;
     }
 #undef MMVQ_N_CASE
@@ -380,14 +361,7 @@ int mrc_moe_matvec_sum(mrc_ctx *c, const mrc_weight *W, const int32_t *ids, int 
                                                             xb, xq_stride, W->k, wts, y, W->m, units, tpr, acc);        \
         break;
     switch (W->type) {
-        MMVQ_SUM_CASE(MR_TYPE_Q4_0)
-        MMVQ_SUM_CASE(MR_TYPE_Q4_1)
-        MMVQ_SUM_CASE(MR_TYPE_Q5_0)
-        MMVQ_SUM_CASE(MR_TYPE_Q5_1)
-        MMVQ_SUM_CASE(MR_TYPE_Q8_0)
-        MMVQ_SUM_CASE(MR_TYPE_Q4_K)
-        MMVQ_SUM_CASE(MR_TYPE_Q5_K)
-        MMVQ_SUM_CASE(MR_TYPE_Q6_K)
+        MMVQ_QTYPES(MMVQ_SUM_CASE)
     default: mr_seterr("cuda: moe_matvec_sum: type %s unsupported", mr_type_name(W->type)); return -1;
     }
 #undef MMVQ_SUM_CASE
@@ -415,14 +389,7 @@ int mrc_moe_gate_up_q8(mrc_ctx *c, int gelu, const mrc_weight *Wg, const mrc_wei
                                                             (uint8_t *)xq_out, out_row);                               \
         break;
     switch (Wg->type) {
-        MMVQ_GUA_CASE(MR_TYPE_Q4_0)
-        MMVQ_GUA_CASE(MR_TYPE_Q4_1)
-        MMVQ_GUA_CASE(MR_TYPE_Q5_0)
-        MMVQ_GUA_CASE(MR_TYPE_Q5_1)
-        MMVQ_GUA_CASE(MR_TYPE_Q8_0)
-        MMVQ_GUA_CASE(MR_TYPE_Q4_K)
-        MMVQ_GUA_CASE(MR_TYPE_Q5_K)
-        MMVQ_GUA_CASE(MR_TYPE_Q6_K)
+        MMVQ_QTYPES(MMVQ_GUA_CASE)
     default: mr_seterr("cuda: moe_gate_up_q8: type %s unsupported", mr_type_name(Wg->type)); return -1;
     }
 #undef MMVQ_GUA_CASE

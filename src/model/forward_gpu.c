@@ -26,13 +26,12 @@
  * one type and shape), act_q8 (the gate and the down's quantization),
  * moe_gate_up_q8 (both of those in one kernel: 32 rows of gate and up per
  * block, the gate, one Q8_1 block),
- * moe_matvec_sum (T = 1: the downs and their weighted sum), the sum added
- * into x (no shared experts, post norm or CPU experts between). A Qwen3-MoE
- * router_route (T = 1: the router and the routing, its last block routes);
- * MLA's q and kv latent in one matvec_n; shared experts computed first and
- * the routed sum accumulated onto them.
- * A Qwen3-MoE decode layer is 10.5 ops (25 with MOERUN_CUDA_FUSE=0, 27
- * before).
+ * moe_matvec_sum (T = 1: the downs and their weighted sum), the routed sum
+ * added into x (no shared experts, post norm or CPU experts between),
+ * router_route (T = 1: the router and the routing, its last block routes),
+ * MLA's q and kv latent in one matvec_n, shared experts computed first and
+ * the routed sum accumulated onto them. A Qwen3-MoE decode layer is 10.5 ops
+ * (25 with MOERUN_CUDA_FUSE=0, 27 before).
  */
 #include <math.h>
 #include <stdio.h>
@@ -96,8 +95,8 @@ struct model_gpu {
      * graph_nkv cells (n_kv rounded up to 256, masked beyond the used ones) and the device's
      * scratch epoch; use_gmask: attention reads the graph masks with n_kv = graph_nkv */
     bool graph_ok, use_gmask;
-    /* fused ops (rmsnorm_q8, act_q8, moe_combine into the residual) where the backend has
-     * them and MOERUN_CUDA_FUSE is not 0: fewer launches per decode step, the same results */
+    /* fused ops (see the top of this file) where the backend has them and MOERUN_CUDA_FUSE
+     * is not 0: fewer launches per decode step, the same results */
     bool fuse;
     int mla_H; /* heads of the MLA layers (head_ids repeats 0..mla_H-1) */
     int graph_dev, graph_nkv;
@@ -619,13 +618,17 @@ static int act_mul(model_gpu *g, gpu_dev *D, float *a, const float *b, int64_t n
     return g->m->arch->act == MODEL_ACT_GELU ? g->api->gelu_mul(D->c, a, b, n) : g->api->silu_mul(D->c, a, b, n);
 }
 
+/* Gate and up that one launch can read together: one quantized type and shape. */
+static bool same_q_shape(const mrc_weight *a, const mrc_weight *b) {
+    return same_q(a, b) && a->m == b->m && a->n_mat == b->n_mat && a->row_bytes == b->row_bytes;
+}
+
 /* Gate and up of the same ids and Q8_1 activations in one launch where they pair (one quantized
  * type and shape, the grid's slot limit); else two. */
 static int gate_up(model_gpu *g, gpu_dev *D, const mrc_weight *gate, const mrc_weight *up, const int32_t *ids, int n,
                    const void *xq, size_t xq_stride, float *yg, float *yu) {
     const gpu_api *A = g->api;
-    if (g->fuse && A->moe_matvec2 && !is_float(gate) && gate->type == up->type && gate->k == up->k &&
-        gate->m == up->m && gate->n_mat == up->n_mat && gate->row_bytes == up->row_bytes && 2 * (int64_t)n <= 65535)
+    if (g->fuse && A->moe_matvec2 && same_q_shape(gate, up) && 2 * (int64_t)n <= 65535)
         return A->moe_matvec2(D->c, gate, up, ids, n, xq, xq_stride, yg, yu);
     return A->moe_matvec(D->c, gate, ids, n, NULL, 0, xq, xq_stride, yg) ||
                    A->moe_matvec(D->c, up, ids, n, NULL, 0, xq, xq_stride, yu)
@@ -646,9 +649,7 @@ static int gate_up_act_q8(model_gpu *g, gpu_dev *D, const mrc_weight *gate, cons
                           int n, const void *xq, size_t xq_stride, void *xq_out) {
     const gpu_api *A = g->api;
     const bool gelu = g->m->arch->act == MODEL_ACT_GELU;
-    if (g->fuse && A->moe_gate_up_q8 && !is_float(gate) && gate->type == up->type && gate->k == up->k &&
-        gate->m == up->m && gate->n_mat == up->n_mat && gate->row_bytes == up->row_bytes && gate->m % 32 == 0 &&
-        n <= 65535)
+    if (g->fuse && A->moe_gate_up_q8 && same_q_shape(gate, up) && gate->m % 32 == 0 && n <= 65535)
         return A->moe_gate_up_q8(D->c, gelu, gate, up, ids, n, xq, xq_stride, D->ffa, xq_out);
     return gate_up(g, D, gate, up, ids, n, xq, xq_stride, D->ffa, D->ffb) ||
                    act_mul_q8(g, D, D->ffa, D->ffb, xq_out, n, gate->m)
