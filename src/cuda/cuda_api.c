@@ -147,6 +147,24 @@ static double w_stamp_ms(void *c, void *a, void *b) {
     (void)c;
     return mrc_stamp_ms(a, b);
 }
+static int w_sigmoid_mul(void *c, float *y, const float *g, int64_t rows, int64_t n, int64_t gs, int gi) {
+    return ON(c, mrc_sigmoid_mul(c, y, g, rows, n, gs, gi));
+}
+static int w_ssm_gates(void *c, const float *ba, const float *dt, const float *a, int T, int Hk, int rr, float *beta,
+                       float *g) {
+    return ON(c, mrc_ssm_gates(c, ba, dt, a, T, Hk, rr, beta, g));
+}
+static int w_ssm_conv(void *c, const float *x, int64_t xs, const float *w, int dc, int C, float *st, int64_t ss,
+                      const int32_t *seq, int T, float *y, int64_t ys) {
+    return ON(c, mrc_ssm_conv(c, x, xs, w, dc, C, st, ss, seq, T, y, ys));
+}
+static int w_l2norm(void *c, float *x, int nt, int nh, int n, int64_t ts, float eps) {
+    return ON(c, mrc_l2norm(c, x, nt, nh, n, ts, eps));
+}
+static int w_delta_rule(void *c, const float *x, int64_t xs, const float *g, const float *beta, float *st, int64_t ss,
+                        const int32_t *seq, int T, int Hk, int Hv, int S, float scale, float *o, int64_t os) {
+    return ON(c, mrc_delta_rule(c, x, xs, g, beta, st, ss, seq, T, Hk, Hv, S, scale, o, os));
+}
 static void w_stamp_free(void *c, void *s) {
     (void)c;
     mrc_stamp_free(s);
@@ -194,6 +212,11 @@ static const gpu_api k_cuda = {
     .peer_copy = w_peer_copy,
     .rows_idx = w_rows_idx,
     .copy_rows = w_copy_rows,
+    .sigmoid_mul = w_sigmoid_mul,
+    .ssm_gates = w_ssm_gates,
+    .ssm_conv = w_ssm_conv,
+    .l2norm = w_l2norm,
+    .delta_rule = w_delta_rule,
     .graph_begin = w_gbegin,
     .graph_end = w_gend,
     .graph_launch = w_glaunch,

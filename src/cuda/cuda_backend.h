@@ -223,6 +223,32 @@ int mrc_copy_rows(mrc_ctx *c, float *dst, int64_t dst_stride, const float *src, 
  * acc: y += that sum instead (the residual add fused; the same float as a separate add). */
 int mrc_moe_combine(mrc_ctx *c, float *y, const float *slots, const float *w, int n_tok, int k, int n, int acc);
 
+/* ---- Qwen3-Next (src/cuda/delta.cu) --------------------------------------------------------------- */
+/* y[r*n + i] *= sigmoid(gate[r*g_stride + i*g_inc]) for r < rows, i < n: the gated attention's
+ * output gate (g_inc 1) or a per-row gate (a shared expert's: g_stride 1, g_inc 0). */
+int mrc_sigmoid_mul(mrc_ctx *c, float *y, const float *gate, int64_t rows, int64_t n, int64_t g_stride, int g_inc);
+/* The delta net's gates of T tokens: value head h = kh*rr + j (Hk key heads, rr value heads
+ * each) reads b = ba[t][kh*2rr + j], a = ba[t][kh*2rr + rr + j] (ba: T rows of 2*Hk*rr);
+ * beta[t][h] = sigmoid(b), g[t][h] = softplus(a + dt_bias[h]) * a_coef[h]. */
+int mrc_ssm_gates(mrc_ctx *c, const float *ba, const float *dt_bias, const float *a_coef, int T, int Hk, int rr,
+                  float *beta, float *g);
+/* Causal depthwise conv1d + SiLU of T tokens, in order: x (T rows at x_stride) of C channels,
+ * w (C rows of d_conv taps, oldest first), state: per sequence s, d_conv - 1 rows of C at
+ * state + s*state_stride (the previous inputs, oldest first; shifted and appended per token);
+ * token t uses sequence seq[t] (device; NULL: 0). y (T rows at y_stride) = silu(conv). */
+int mrc_ssm_conv(mrc_ctx *c, const float *x, int64_t x_stride, const float *w, int d_conv, int C, float *state,
+                 int64_t state_stride, const int32_t *seq, int T, float *y, int64_t y_stride);
+/* x /= max(||x||_2, eps) for each of n_heads rows of n per token (token t at x + t*tok_stride). */
+int mrc_l2norm(mrc_ctx *c, float *x, int n_tok, int n_heads, int n, int64_t tok_stride, float eps);
+/* The gated delta rule (src/cpu/delta.h) of T tokens in order, Hv value heads of state S x S
+ * (Hk key heads, value head h reads key head h / (Hv / Hk)): token t's q of key head kh is at
+ * x + t*x_stride + kh*S, its k at + (Hk + kh)*S, its v of value head h at + 2*Hk*S + h*S;
+ * g, beta: (T, Hv); state of sequence s, head h: S rows of S floats at state + s*state_stride +
+ * h*S*S, read and updated; output o + t*o_stride + h*S (S floats). S a multiple of 32, <= 256. */
+int mrc_delta_rule(mrc_ctx *c, const float *x, int64_t x_stride, const float *g, const float *beta, float *state,
+                   int64_t state_stride, const int32_t *seq, int T, int Hk, int Hv, int S, float scale, float *o,
+                   int64_t o_stride);
+
 /* ---- attention ----------------------------------------------------------------------------------- */
 /* n_tok query tokens (decode: 1; a prompt: all its tokens in one launch)
  * against n_kv cache cells (flash decoding: the cells are split over blocks,

@@ -115,6 +115,7 @@ int engine_placement(const mr_model *m, const mr_ctx_params *p, placement *out, 
     o.type_k = (uint32_t)p->type_k;
     o.type_v = (uint32_t)p->type_v;
     o.n_ubatch = p->n_ubatch;
+    o.n_seq = p->n_seq_max;
     o.flash_attn = p->flash_attn != 0;
     plc_devices dev;
     const gpu_api *api = find_devices(&dev);

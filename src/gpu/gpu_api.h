@@ -103,6 +103,18 @@ typedef struct gpu_api {
                         float *weights);
     int (*moe_matvec2)(void *c, const mrc_weight *W1, const mrc_weight *W2, const int32_t *ids, int n_ids,
                        const void *xq, size_t xq_stride, float *y1, float *y2);
+    /* Qwen3-Next's layers (and Qwen2-MoE's gated shared experts); NULL: the backend cannot run
+     * them. Semantics: cuda_backend.h's mrc_sigmoid_mul, mrc_ssm_gates, mrc_ssm_conv, mrc_l2norm,
+     * mrc_delta_rule. */
+    int (*sigmoid_mul)(void *c, float *y, const float *gate, int64_t rows, int64_t n, int64_t g_stride, int g_inc);
+    int (*ssm_gates)(void *c, const float *ba, const float *dt_bias, const float *a_coef, int T, int Hk, int rr,
+                     float *beta, float *g);
+    int (*ssm_conv)(void *c, const float *x, int64_t x_stride, const float *w, int d_conv, int C, float *state,
+                    int64_t state_stride, const int32_t *seq, int T, float *y, int64_t y_stride);
+    int (*l2norm)(void *c, float *x, int n_tok, int n_heads, int n, int64_t tok_stride, float eps);
+    int (*delta_rule)(void *c, const float *x, int64_t x_stride, const float *g, const float *beta, float *state,
+                      int64_t state_stride, const int32_t *seq, int T, int Hk, int Hv, int S, float scale, float *o,
+                      int64_t o_stride);
     int (*copy_rows)(void *c, float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows,
                      int64_t cols);
     /* n bytes from src on src_c's device to dst on dst_c's (after src_c's queued work) */

@@ -10,6 +10,12 @@
  * routing follows k_moe_route (ties to the lower expert). Device pointers
  * are host pointers; copies are memcpy; ops are synchronous.
  *
+ * MOERUN_CUDA_EMU_Q8K=1 rounds activations (rows of a multiple of 256) as ggml's CPU does
+ * for K-quant weights (Q8_K: one scale per 256) instead of the kernels' Q8_1, in the matvecs
+ * and the prompt GEMM: some random-weight fixtures (tiny-qwen3next) amplify a change in that
+ * rounding far past llama.cpp's bars, so the executor is checked against llama.cpp's CPU
+ * logits with the reference's rounding; the kernels' own formats are the default.
+ *
  * MOERUN_CUDA_EMU=N gives N devices named "emu0".."emuN-1";
  * MOERUN_CUDA_EMU_VRAM=SIZE (e.g. 4GiB) makes each report that much free
  * memory, so placement_check runs against it (default: unknown, no check).
@@ -21,6 +27,7 @@
 
 #include "base/base.h"
 #include "cpu/cpu.h"
+#include "cpu/delta.h"
 #include "gpu/gpu_api.h"
 #include "model/placement.h"
 #include "quant/quant.h"
@@ -29,7 +36,8 @@
 /* A recorded op (graphs): the op and its arguments by value, as a CUDA graph keeps kernel
  * parameters. */
 typedef enum { R_GELU, R_RMS, R_QUANT, R_MATVEC, R_MOEMV, R_SILU, R_ADD, R_ROPE, R_ROUTE, R_ATTN, R_GEMM, R_KVW, R_COMB,
-               R_COPY, R_SORT, R_ROWS, R_ADDR, R_MVSUM, R_GUA } rec_kind;
+               R_COPY, R_SORT, R_ROWS, R_ADDR, R_MVSUM, R_GUA,
+               R_SIGM, R_SSMG, R_SSMC, R_L2, R_DELTA } rec_kind;
 typedef struct {
     rec_kind k;
     mrc_weight W, W2;
@@ -37,7 +45,7 @@ typedef struct {
     mrc_rope_params rp;
     const void *p[4];
     void *o[3];
-    int64_t n[6];
+    int64_t n[8];
     float f[2];
     bool b;
 } emu_rec;
@@ -162,6 +170,40 @@ static int emu_weight_view(mrc_weight *w, void *p, uint32_t type, int64_t k, int
 
 static size_t emu_q8_1_row_size(int64_t k) { return (size_t)((k + k / 32 * 8 + 15) / 16 * 16); }
 
+/* MOERUN_CUDA_EMU_Q8K=1: activations rounded as ggml's CPU rounds them for K-quant weights. */
+static bool emu_q8k(void) {
+    const char *e = getenv("MOERUN_CUDA_EMU_Q8K"); /* read each time: tests switch it */
+    return e && *e && strcmp(e, "0") != 0;
+}
+
+/* Rows of k (a multiple of 256) rounded as ggml's quantize_row_q8_K (one scale per 256: the
+ * signed value of largest magnitude maps to -127), stored in the Q8_1 layout (the 256-block's
+ * scale in each of its eight 32-blocks), so the emulation's dots read them unchanged. */
+static void quantize_rows_q8k(const float *x, void *xq, int64_t k, int64_t n_rows, size_t rs) {
+    for (int64_t r = 0; r < n_rows; r++) {
+        int8_t *q = (int8_t *)((uint8_t *)xq + (size_t)r * rs);
+        float *ds = (float *)((uint8_t *)q + k);
+        const float *v = x + r * k;
+        for (int64_t b = 0; b < k / 256; b++) {
+            const float *vb = v + b * 256;
+            float amax = 0.0f, mx = 0.0f;
+            for (int i = 0; i < 256; i++)
+                if (fabsf(vb[i]) > amax) amax = fabsf(vb[i]), mx = vb[i];
+            const float iscale = amax > 0.0f ? -127.0f / mx : 0.0f, d = amax > 0.0f ? 1.0f / iscale : 0.0f;
+            for (int j = 0; j < 8; j++) {
+                int s = 0;
+                for (int i = 0; i < 32; i++) {
+                    const int qi = MR_MIN(127, (int)rintf(iscale * vb[32 * j + i]));
+                    q[b * 256 + 32 * j + i] = (int8_t)qi;
+                    s += qi;
+                }
+                ds[2 * (b * 8 + j)] = d;
+                ds[2 * (b * 8 + j) + 1] = d * (float)s;
+            }
+        }
+    }
+}
+
 /* Q8_1 rows as k_quantize_q8_1 (mrc_q8_1_warp) computes them. */
 static int quantize_rows_q8_1(const float *x, void *xq, int64_t k, int64_t n_rows) {
     if (k <= 0 || k % 32) {
@@ -169,6 +211,10 @@ static int quantize_rows_q8_1(const float *x, void *xq, int64_t k, int64_t n_row
         return -1;
     }
     const size_t rs = emu_q8_1_row_size(k);
+    if (emu_q8k() && k % 256 == 0) {
+        quantize_rows_q8k(x, xq, k, n_rows, rs);
+        return 0;
+    }
     for (int64_t r = 0; r < n_rows; r++) {
         int8_t *q = (int8_t *)((uint8_t *)xq + (size_t)r * rs);
         float *ds = (float *)((uint8_t *)q + k);
@@ -476,6 +522,18 @@ static int emu_attn(void *cv, const mrc_attn_params *p, const float *q, const vo
 static int emu_gemm(void *cv, const mrc_weight *W, int64_t mat, const float *x, int64_t T, float *y) {
     emu_ctx *c = cv;
     REC(c, .k = R_GEMM, .W = *W, .p = {x}, .o = {y}, .n = {mat, T});
+    if (emu_q8k() && W->type != MR_TYPE_F32 && W->type != MR_TYPE_F16 && W->k % 256 == 0) {
+        /* ggml's CPU rounding: every token's activations quantized, then the matvec */
+        const size_t rs = emu_q8_1_row_size(W->k);
+        void *xq = mr_malloc(rs);
+        int rc = !xq;
+        for (int64_t t = 0; t < T && !rc; t++) {
+            quantize_rows_q8k(x + t * W->k, xq, W->k, 1, rs);
+            for (int64_t r = 0; r < W->m && !rc; r++) rc = emu_dot(c, W, mat, r, NULL, xq, &y[t * W->m + r]);
+        }
+        free(xq);
+        return rc ? -1 : 0;
+    }
     float *wr = emu_row(c, W->k);
     const size_t rb16 = mr_row_size(MR_TYPE_F16, W->k);
     uint8_t *w16 = mr_malloc(rb16 * (size_t)W->m);
@@ -671,6 +729,70 @@ static int emu_rows_idx(void *c, void *dst, const int32_t *di, const void *src, 
     return 0;
 }
 
+/* ---- Qwen3-Next: the CPU's own kernels (src/cpu/delta.c, the plain C forms) ---------------------- */
+static int emu_sigmoid_mul(void *c, float *y, const float *g, int64_t rows, int64_t n, int64_t gs, int gi) {
+    REC(c, .k = R_SIGM, .o = {y}, .p = {g}, .n = {rows, n, gs, gi});
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t i = 0; i < n; i++) y[r * n + i] *= 1.0f / (1.0f + expf(-g[r * gs + i * gi]));
+    return 0;
+}
+static int emu_ssm_gates(void *c, const float *ba, const float *dt, const float *a, int T, int Hk, int rr, float *beta,
+                         float *g) {
+    REC(c, .k = R_SSMG, .p = {ba, dt, a}, .o = {beta, g}, .n = {T, Hk, rr});
+    const int Hv = Hk * rr;
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < Hv; h++) {
+            const int kh = h / rr, j = h % rr;
+            const float *bt = ba + (size_t)t * 2 * Hv + (size_t)kh * 2 * rr;
+            const float b = bt[j], av = bt[rr + j] + dt[h];
+            const float sp = av > 20.0f ? av : logf(1.0f + expf(av));
+            beta[(size_t)t * Hv + h] = 1.0f / (1.0f + expf(-b));
+            g[(size_t)t * Hv + h] = sp * a[h];
+        }
+    return 0;
+}
+static int emu_ssm_conv(void *c, const float *x, int64_t xs, const float *w, int dc, int C, float *st, int64_t ss,
+                        const int32_t *seq, int T, float *y, int64_t ys) {
+    REC(c, .k = R_SSMC, .p = {x, w, seq}, .o = {st, y}, .n = {xs, dc, C, ss, T, ys});
+    if (dc < 1 || C <= 0) {
+        mr_seterr("emu: ssm_conv: kernel %d, %d channels", dc, C);
+        return -1;
+    }
+    for (int t = 0; t < T; t++) {
+        float *yt = y + (size_t)t * ys;
+        cpu_conv_step(w, dc, C, 0, C, st + (size_t)(seq ? seq[t] : 0) * ss, x + (size_t)t * xs, yt);
+        for (int i = 0; i < C; i++) yt[i] = yt[i] / (1.0f + expf(-yt[i]));
+    }
+    return 0;
+}
+static int emu_l2norm(void *c, float *x, int nt, int nh, int n, int64_t ts, float eps) {
+    REC(c, .k = R_L2, .o = {x}, .n = {nt, nh, n, ts}, .f = {eps});
+    for (int t = 0; t < nt; t++)
+        for (int h = 0; h < nh; h++) cpu_l2norm(x + (size_t)t * ts + (size_t)h * n, n, eps);
+    return 0;
+}
+static int emu_delta_rule(void *c, const float *x, int64_t xs, const float *g, const float *beta, float *st,
+                          int64_t ss, const int32_t *seq, int T, int Hk, int Hv, int S, float scale, float *o,
+                          int64_t os) {
+    REC(c, .k = R_DELTA, .p = {x, g, beta, seq}, .o = {st, o}, .n = {xs, ss, T, Hk, Hv, S, os}, .f = {scale});
+    if (S <= 0 || S % 32 || S > 256 || Hk <= 0 || Hv <= 0 || Hv % Hk) {
+        mr_seterr("emu: delta_rule: state size %d (a multiple of 32 up to 256), %d key / %d value heads", S, Hk, Hv);
+        return -1;
+    }
+    const int rr = Hv / Hk;
+    for (int t = 0; t < T; t++) {
+        const float *xt = x + (size_t)t * xs;
+        float *slot = st + (size_t)(seq ? seq[t] : 0) * ss;
+        for (int h = 0; h < Hv; h++) {
+            const int kh = h / rr;
+            cpu_delta_step(slot + (size_t)h * S * S, S, S, xt + (size_t)kh * S, xt + (size_t)(Hk + kh) * S,
+                           xt + (size_t)2 * Hk * S + (size_t)h * S, g[(size_t)t * Hv + h], beta[(size_t)t * Hv + h],
+                           scale, o + (size_t)t * os + (size_t)h * S, true);
+        }
+    }
+    return 0;
+}
+
 static int emu_peer_copy(void *dc, void *dst, void *sc, const void *src, size_t n) {
     (void)dc, (void)sc;
     memmove(dst, src, n);
@@ -740,6 +862,20 @@ static int emu_graph_launch(void *cv) {
         case R_MVSUM:
             rc = emu_moe_matvec_sum(c, &r->W, r->p[0], (int)r->n[0], r->p[1], (size_t)r->n[1], r->p[2], r->o[0],
                                     (int)r->n[2]);
+            break;
+        case R_SIGM: rc = emu_sigmoid_mul(c, r->o[0], r->p[0], r->n[0], r->n[1], r->n[2], (int)r->n[3]); break;
+        case R_SSMG:
+            rc = emu_ssm_gates(c, r->p[0], r->p[1], r->p[2], (int)r->n[0], (int)r->n[1], (int)r->n[2], r->o[0],
+                               r->o[1]);
+            break;
+        case R_SSMC:
+            rc = emu_ssm_conv(c, r->p[0], r->n[0], r->p[1], (int)r->n[1], (int)r->n[2], r->o[0], r->n[3], r->p[2],
+                              (int)r->n[4], r->o[1], r->n[5]);
+            break;
+        case R_L2: rc = emu_l2norm(c, r->o[0], (int)r->n[0], (int)r->n[1], (int)r->n[2], r->n[3], r->f[0]); break;
+        case R_DELTA:
+            rc = emu_delta_rule(c, r->p[0], r->n[0], r->p[1], r->p[2], r->o[0], r->n[1], r->p[3], (int)r->n[2],
+                                (int)r->n[3], (int)r->n[4], (int)r->n[5], r->f[0], r->o[1], r->n[6]);
             break;
         }
         if (rc) return -1;
@@ -818,6 +954,11 @@ static const gpu_api k_emu = {
     .moe_gate_up_q8 = emu_moe_gate_up_q8,
     .router_route = emu_router_route,
     .copy_rows = emu_copy_rows,
+    .sigmoid_mul = emu_sigmoid_mul,
+    .ssm_gates = emu_ssm_gates,
+    .ssm_conv = emu_ssm_conv,
+    .l2norm = emu_l2norm,
+    .delta_rule = emu_delta_rule,
     .peer_copy = emu_peer_copy,
     .moe_sort = emu_moe_sort,
     .rows_idx = emu_rows_idx,

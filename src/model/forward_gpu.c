@@ -32,6 +32,15 @@
  * MLA's q and kv latent in one matvec_n, shared experts computed first and
  * the routed sum accumulated onto them. A Qwen3-MoE decode layer is 10.5 ops
  * (25 with MOERUN_CUDA_FUSE=0, 27 before).
+ *
+ * Qwen3-Next: gated attention (attn_layer: wq gives per head [q | gate], q is
+ * copied out, the output is multiplied by sigmoid(gate)), gated shared experts
+ * (shared_gate), gated delta net layers (delta_layer). The delta nets' state
+ * lives on their device (gpu_layer.rec_*, one slot per sequence, the token's
+ * slot found on the device from D->seq); kv_rec's host slots are its copy for
+ * the sequence operations: they pull it (rec_pull, through kv_rec_sync_host)
+ * and the next forward pass pushes the host slots back where they changed
+ * (rec_push).
  */
 #include <math.h>
 #include <stdio.h>
@@ -40,6 +49,7 @@
 
 #include "base/base.h"
 #include "cpu/moe.h"
+#include "model/delta_net.h"
 #include "model/forward.h"
 #include "quant/types.h"
 
@@ -48,6 +58,10 @@ typedef struct {
     bool exps_cpu;
     mrc_weight wq, wk, wv, wo, gate, up, down, gate_inp, gate_exps, up_exps, down_exps, gate_sh, up_sh, down_sh;
     mrc_weight wq_a, wq_b, wkv_a, wk_b, wv_b; /* MLA */
+    mrc_weight wqkv, wqkv_gate, ssm_ba, ssm_out; /* gated delta net */
+    mrc_weight gate_inp_sh;                      /* the shared experts' per-token gate (Qwen3-Next, Qwen2-MoE) */
+    const float *ssm_conv1d, *ssm_dt_b, *ssm_a, *ssm_norm;
+    float *rec_conv, *rec_ssm; /* gated delta net: the recurrent state, one slot per sequence */
     const float *attn_norm, *attn_post_norm, *ffn_norm, *ffn_post_norm, *q_norm, *k_norm, *q_a_norm, *kv_a_norm;
     const float *bq, *bk, *bv, *bo, *probs_b;
     void *k, *v; /* device KV */
@@ -64,6 +78,9 @@ typedef struct {
     float *gmask, *gmask_swa; /* decode graphs: one row of n_ctx (fixed buffers the graph reads) */
     void *xq, *xq2;
     int32_t *pos, *cells, *ids, *head_ids; /* head_ids: 0..H-1 (MLA's per-head matvecs as grouped ones) */
+    int32_t *seq;                          /* the tokens' sequences (the recurrent state's slots) */
+    float *qg, *shg; /* gated attention: per head [q | gate]; the shared experts' gate logits */
+    float *d_qkv, *d_z, *d_ba, *d_g, *d_beta, *d_xc, *d_o; /* gated delta net scratch */
     float *m_qa, *m_ckv, *m_qabs, *m_lat, *m_o, *m_h; /* MLA scratch */
     void *xq_mla;
     mrc_weight out_norm_w, output;
@@ -106,6 +123,10 @@ struct model_gpu {
     bool prof; /* MOERUN_CUDA_PROFILE: api is gpu_prof.c's table; report at free */
     void *pinned[8]; /* host staging buffers page-locked by model_gpu_pin */
     int n_pinned;
+    /* gated delta net layers on devices: their state lives there (gpu_layer.rec_*), rec's host
+     * slots are its copy for the sequence operations (delta_net.h; rec_pull, rec_push) */
+    kv_rec *rec;
+    bool any_delta;
 };
 
 /* ---- support and placement checks ---------------------------------------------------------- */
@@ -126,9 +147,13 @@ const char *model_gpu_supported(const mr_model *m, const placement *pl) {
     for (int il = 0; il < hp->n_layer; il++) {
         const model_layer *ly = &m->layers[il];
         if (pl->layer_dev[il] < 0) continue;
-        if (ly->attn_kind != MODEL_ATTN_GQA && ly->attn_kind != MODEL_ATTN_MLA)
-            return "qwen3next layers have no device path yet";
-        if (ly->gate_inp_shexp.data) return "gated shared experts have no device kernel yet";
+        if (ly->attn_kind == MODEL_ATTN_DELTA) {
+            if (!ly->wqkv.data)
+                return "gated delta net layers with the legacy fused ssm_in projection have no device path (a "
+                       "current conversion writes attn_qkv and attn_gate)";
+            if (hp->ssm_d_state % 32 || hp->ssm_d_state > 256)
+                return "gated delta net state sizes other than multiples of 32 up to 256 have no device kernel";
+        }
     }
     return NULL;
 }
@@ -203,6 +228,7 @@ void model_gpu_free(model_gpu *g) {
         gpu_prof_reset();
     }
     for (int i = 0; i < g->n_pinned; i++) g->api->host_unregister(g->pinned[i]);
+    if (g->rec && g->rec->dev_ud == g) g->rec->dev_pull = NULL, g->rec->dev_ud = NULL;
     for (int d = 0; d < g->n_dev; d++) {
         gpu_dev *D = &g->d[d];
         if (D->c) g->api->sync(D->c);
@@ -259,7 +285,9 @@ static int check_layer(const mr_model *m, const placement *pl, int il, bool *exp
                              &ly->wk, &ly->wv, &ly->wo, &ly->bq, &ly->bk, &ly->bv, &ly->bo, &ly->q_norm, &ly->k_norm,
                              &ly->ffn_gate, &ly->ffn_up, &ly->ffn_down, &ly->gate_inp, &ly->exp_probs_b,
                              &ly->gate_shexp, &ly->up_shexp, &ly->down_shexp, &ly->wq_a, &ly->q_a_norm,
-                             &ly->wq_b, &ly->wkv_a_mqa, &ly->kv_a_norm, &ly->wk_b, &ly->wv_b};
+                             &ly->wq_b, &ly->wkv_a_mqa, &ly->kv_a_norm, &ly->wk_b, &ly->wv_b, &ly->wqkv,
+                             &ly->wqkv_gate, &ly->ssm_conv1d, &ly->ssm_dt_b, &ly->ssm_a, &ly->ssm_ba, &ly->ssm_norm,
+                             &ly->ssm_out, &ly->gate_inp_shexp};
     for (size_t i = 0; i < MR_ARRAY_LEN(ws); i++) {
         const int ti = tensor_index(m, ws[i]);
         if (ti < 0) continue;
@@ -295,6 +323,43 @@ static int check_layer(const mr_model *m, const placement *pl, int il, bool *exp
         return -1;
     }
     *exps_cpu = ld >= 0 && n_cpu > 0;
+    return 0;
+}
+
+/* The recurrent state of the device layers into rec's host slots (kv_rec.dev_pull). */
+static int rec_pull(void *ud) {
+    model_gpu *g = ud;
+    const kv_rec *rc = g->rec;
+    for (int il = 0; il < g->m->hp.n_layer; il++) {
+        const gpu_layer *L = &g->L[il];
+        if (!L->rec_conv) continue;
+        void *c = g->d[L->dev].c;
+        if (g->api->download(c, rc->conv[il], L->rec_conv, sizeof(float) * rc->conv_n * (size_t)rc->n_seq) ||
+            g->api->download(c, rc->ssm[il], L->rec_ssm, sizeof(float) * rc->ssm_n * (size_t)rc->n_seq))
+            return -1;
+    }
+    for (int d = 0; d < g->n_dev; d++)
+        if (g->d[d].c && g->api->sync(g->d[d].c)) return -1;
+    return 0;
+}
+
+/* Before a forward pass: the host slots onto the devices where a sequence operation changed
+ * them; the device state is then the newer one. */
+static int rec_push(model_gpu *g) {
+    kv_rec *rc = g->rec;
+    if (!rc) return 0;
+    if (rc->host_newer) {
+        for (int il = 0; il < g->m->hp.n_layer; il++) {
+            const gpu_layer *L = &g->L[il];
+            if (!L->rec_conv) continue;
+            void *c = g->d[L->dev].c;
+            if (g->api->upload(c, L->rec_conv, rc->conv[il], sizeof(float) * rc->conv_n * (size_t)rc->n_seq) ||
+                g->api->upload(c, L->rec_ssm, rc->ssm[il], sizeof(float) * rc->ssm_n * (size_t)rc->n_seq))
+                return -1;
+        }
+        rc->host_newer = false;
+    }
+    rc->dev_newer = true;
     return 0;
 }
 
@@ -357,6 +422,28 @@ model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement 
     }
     qw = MR_MAX(qw, m_q);
     xk = MR_MAX(xk, MR_MAX(m_qa, MR_MAX(m_R, m_nope)) * m_H);
+    /* Qwen3-Next: gated attention's [q | gate] rows, the delta net's widths (C conv channels,
+     * dI inner) and its ops in the backend */
+    size_t qg_w = 0;
+    const size_t dI = (size_t)hp->ssm_d_inner, Hv = (size_t)hp->ssm_dt_rank;
+    const size_t dC = (size_t)2 * hp->ssm_n_group * hp->ssm_d_state + dI;
+    bool any_sh_gate = false;
+    for (int il = 0; il < hp->n_layer; il++) {
+        const model_layer *ly = &m->layers[il];
+        if (pl->layer_dev[il] < 0) continue;
+        if (ly->attn_kind == MODEL_ATTN_GATED) qg_w = MR_MAX(qg_w, (size_t)2 * ly->n_head * hp->head_dim_k);
+        if (ly->attn_kind == MODEL_ATTN_DELTA) g->any_delta = true;
+        any_sh_gate |= ly->gate_inp_shexp.data != NULL;
+    }
+    if ((qg_w || any_sh_gate) && !api->sigmoid_mul) {
+        mr_seterr("the %s backend has no sigmoid gate (gated attention, gated shared experts)", api->name);
+        goto fail;
+    }
+    if (g->any_delta && (!api->ssm_gates || !api->ssm_conv || !api->l2norm || !api->delta_rule)) {
+        mr_seterr("the %s backend has no gated delta net kernels", api->name);
+        goto fail;
+    }
+    xk = MR_MAX(xk, dI);
     const size_t K = (size_t)MR_MAX(hp->n_expert_used, 1), E = (size_t)MR_MAX(hp->n_expert, 1);
     for (int d = 0; d < g->n_dev; d++) {
         gpu_dev *D = &g->d[d];
@@ -395,6 +482,19 @@ model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement 
             }
         }
         D->ids = dalloc(g, D, sizeof(int32_t) * T * K);
+        D->seq = dalloc(g, D, sizeof(int32_t) * T);
+        D->shg = dfloats(g, D, T);
+        if (!D->seq || !D->shg || (qg_w && !(D->qg = dfloats(g, D, T * qg_w)))) goto fail;
+        if (g->any_delta) {
+            D->d_qkv = dfloats(g, D, T * dC);
+            D->d_z = dfloats(g, D, T * dI);
+            D->d_ba = dfloats(g, D, T * 2 * Hv);
+            D->d_g = dfloats(g, D, T * Hv);
+            D->d_beta = dfloats(g, D, T * Hv);
+            D->d_xc = dfloats(g, D, T * dC);
+            D->d_o = dfloats(g, D, T * dI);
+            if (!D->d_qkv || !D->d_z || !D->d_ba || !D->d_g || !D->d_beta || !D->d_xc || !D->d_o) goto fail;
+        }
         D->pos = dalloc(g, D, sizeof(int32_t) * T);
         D->cells = dalloc(g, D, sizeof(int32_t) * T);
         D->xq = dalloc(g, D, api->q8_1_row_size((int64_t)xk) * MR_MAX(T, K));
@@ -446,6 +546,21 @@ model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement 
             up_weight(g, D, &ly->gate_shexp, &L->gate_sh) || up_weight(g, D, &ly->up_shexp, &L->up_sh) ||
             up_weight(g, D, &ly->down_shexp, &L->down_sh))
             goto fail;
+        if (up_weight(g, D, &ly->wqkv, &L->wqkv) || up_weight(g, D, &ly->wqkv_gate, &L->wqkv_gate) ||
+            up_weight(g, D, &ly->ssm_ba, &L->ssm_ba) || up_weight(g, D, &ly->ssm_out, &L->ssm_out) ||
+            up_weight(g, D, &ly->gate_inp_shexp, &L->gate_inp_sh) || up_vec(g, D, &ly->ssm_conv1d, &L->ssm_conv1d) ||
+            up_vec(g, D, &ly->ssm_dt_b, &L->ssm_dt_b) || up_vec(g, D, &ly->ssm_a, &L->ssm_a) ||
+            up_vec(g, D, &ly->ssm_norm, &L->ssm_norm))
+            goto fail;
+        if (ly->attn_kind == MODEL_ATTN_DELTA) {
+            const kv_rec *rc = kv->rec;
+            const size_t nc = rc->conv_n * (size_t)rc->n_seq, ns = rc->ssm_n * (size_t)rc->n_seq;
+            L->rec_conv = dfloats(g, D, nc);
+            L->rec_ssm = dfloats(g, D, ns);
+            if (!L->rec_conv || !L->rec_ssm || api->memset(D->c, L->rec_conv, 0, sizeof(float) * nc) ||
+                api->memset(D->c, L->rec_ssm, 0, sizeof(float) * ns))
+                goto fail;
+        }
         if (!L->exps_cpu && (up_weight(g, D, &ly->gate_exps, &L->gate_exps) ||
                              up_weight(g, D, &ly->up_exps, &L->up_exps) ||
                              up_weight(g, D, &ly->down_exps, &L->down_exps)))
@@ -489,6 +604,13 @@ model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement 
             g->h_stage = mr_malloc_aligned(sizeof(float) * (size_t)n_ub * ((size_t)hp->n_embd + 2 * (size_t)hp->n_expert_used));
             if (!g->h_stage) goto fail;
         }
+    if (g->any_delta) { /* the device holds these layers' state from now on; the host slots are its copy */
+        g->rec = kv->rec;
+        g->rec->dev_pull = rec_pull;
+        g->rec->dev_ud = g;
+        g->rec->host_newer = true;
+        g->rec->dev_newer = false;
+    }
     if (g->prof) gpu_prof_reset(); /* the loading's uploads are not the profile */
     return g;
 fail:
@@ -544,10 +666,11 @@ int model_gpu_begin(model_run *r, const model_ubatch *ub) {
         if (g->api->upload(D->c, D->mask, mk, sizeof(float) * nm) ||
             (g->any_swa && g->api->upload(D->c, D->mask_swa, ms, sizeof(float) * nm)) ||
             g->api->upload(D->c, D->pos, ub->pos, sizeof(int32_t) * (size_t)T) ||
-            g->api->upload(D->c, D->cells, ub->cell, sizeof(int32_t) * (size_t)T))
+            g->api->upload(D->c, D->cells, ub->cell, sizeof(int32_t) * (size_t)T) ||
+            g->api->upload(D->c, D->seq, ub->seq, sizeof(int32_t) * (size_t)T))
             return -1;
     }
-    return 0;
+    return rec_push(g);
 }
 
 /* The residual into r->x (from the device holding it). */
@@ -700,16 +823,21 @@ static int attn_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, 
     const kv_cache *kv = r->kv;
     const int T = ub->n, H = ly->n_head, Hkv = ly->n_head_kv, Dk = hp->head_dim_k, Dv = hp->head_dim_v;
     const int qw = H * Dk, kw = Hkv * Dk, vw = Hkv * Dv;
+    /* Qwen3-Next's gated attention: wq gives per head [q | gate] (into D->qg); q is copied out
+     * and the gate applied to the attention's output */
+    const bool gated = ly->attn_kind == MODEL_ATTN_GATED;
+    float *qp = gated ? D->qg : D->q;
     /* one token: k right after q (D->q has room for both), so RoPE is one launch for both */
     float *kb = T == 1 ? D->q + qw : D->k;
     if (T == 1 && xq && g->fuse && A->matvec_n && same_q(&L->wq, &L->wk)) { /* q, k (and v) in one launch */
         const bool v3 = same_q(&L->wq, &L->wv);
         const mrc_weight *W[3] = {&L->wq, &L->wk, &L->wv};
-        float *const y[3] = {D->q, kb, D->v};
+        float *const y[3] = {qp, kb, D->v};
         if (A->matvec_n(D->c, v3 ? 3 : 2, W, xq, y) || (!v3 && gmm(g, D, &L->wv, D->xn, xq, T, D->v))) return -1;
-    } else if (gmm(g, D, &L->wq, D->xn, xq, T, D->q) || gmm(g, D, &L->wk, D->xn, xq, T, kb) ||
+    } else if (gmm(g, D, &L->wq, D->xn, xq, T, qp) || gmm(g, D, &L->wk, D->xn, xq, T, kb) ||
                gmm(g, D, &L->wv, D->xn, xq, T, D->v))
         return -1;
+    if (gated && A->copy_rows(D->c, D->q, Dk, D->qg, 2 * (int64_t)Dk, (int64_t)T * H, Dk)) return -1;
     if (add_rows(g, D, D->q, L->bq, T, qw) || add_rows(g, D, kb, L->bk, T, kw) || add_rows(g, D, D->v, L->bv, T, vw))
         return -1;
     const cpu_rope_params rp = model_rope_params(m, il);
@@ -742,10 +870,12 @@ static int attn_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, 
                                 .scale = hp->attn_scale, .softcap = hp->attn_softcap, .n_tok = T,
                                 .q_stride = qw, .mask_stride = g->n_kv, .out_stride = (int64_t)H * Dv,
                                 /* one token: the output quantized for wo by the attention's last kernel */
-                                .out_q8 = T == 1 && g->fuse && !is_float(&L->wo) ? D->xq2 : NULL};
+                                .out_q8 = T == 1 && g->fuse && !gated && !is_float(&L->wo) ? D->xq2 : NULL};
     const bool swa = ly->swa && hp->n_swa > 0;
     const float *mask = g->use_gmask ? (swa ? D->gmask_swa : D->gmask) : (swa ? D->mask_swa : D->mask);
     if (A->attn(D->c, &ap, D->q, L->k, L->v, mask, D->att)) return -1;
+    /* gated: att (rows of Dv per token and head) *= sigmoid(that head's gate) */
+    if (gated && A->sigmoid_mul(D->c, D->att, D->qg + Dk, (int64_t)T * H, Dv, 2 * (int64_t)Dk, 1)) return -1;
     if (gmm(g, D, &L->wo, D->att, ap.out_q8, T, D->tmp)) return -1;
     return add_rows(g, D, D->tmp, L->bo, T, hp->n_embd);
 }
@@ -831,6 +961,56 @@ static int mla_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, c
     return gmm(g, D, &L->wo, D->m_o, NULL, T, D->tmp);
 }
 
+/* Qwen3-Next's gated delta net (qwen3next.c's model_attn_delta) on the device: projections,
+ * gates, causal conv + SiLU over the sequence's conv state, L2 norms of q and k, the delta rule
+ * over its state, gated RMSNorm, output projection into D->tmp. Each token's state slot is its
+ * sequence's (D->seq), read on the device, so a captured decode step serves any sequence. */
+static int delta_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, const void *xq) {
+    model_gpu *g = r->gpu;
+    const gpu_api *A = g->api;
+    const model_hparams *hp = &r->m->hp;
+    const gpu_layer *L = &g->L[il];
+    const kv_rec *rc = g->rec;
+    const int T = ub->n, Hk = hp->ssm_n_group, Hv = hp->ssm_dt_rank, S = hp->ssm_d_state, rr = Hv / Hk;
+    const int dI = hp->ssm_d_inner, C = 2 * Hk * S + dI;
+    const float eps = hp->rms_eps;
+    /* projections: qkv (T, C), z (T, dI), ba (T, 2 Hv); one token: one launch where they pair */
+    if (T == 1 && xq && g->fuse && A->matvec_n && same_q(&L->wqkv, &L->wqkv_gate)) {
+        const bool n3 = same_q(&L->wqkv, &L->ssm_ba);
+        const mrc_weight *W[3] = {&L->wqkv, &L->wqkv_gate, &L->ssm_ba};
+        float *const y[3] = {D->d_qkv, D->d_z, D->d_ba};
+        if (A->matvec_n(D->c, n3 ? 3 : 2, W, xq, y) || (!n3 && gmm(g, D, &L->ssm_ba, D->xn, xq, T, D->d_ba)))
+            return -1;
+    } else if (gmm(g, D, &L->wqkv, D->xn, xq, T, D->d_qkv) || gmm(g, D, &L->wqkv_gate, D->xn, xq, T, D->d_z) ||
+               gmm(g, D, &L->ssm_ba, D->xn, xq, T, D->d_ba))
+        return -1;
+    if (A->ssm_gates(D->c, D->d_ba, L->ssm_dt_b, L->ssm_a, T, Hk, rr, D->d_beta, D->d_g) ||
+        A->ssm_conv(D->c, D->d_qkv, C, L->ssm_conv1d, hp->ssm_d_conv, C, L->rec_conv, (int64_t)rc->conv_n, D->seq, T,
+                    D->d_xc, C) ||
+        A->l2norm(D->c, D->d_xc, T, 2 * Hk, S, C, eps) ||
+        A->delta_rule(D->c, D->d_xc, C, D->d_g, D->d_beta, L->rec_ssm, (int64_t)rc->ssm_n, D->seq, T, Hk, Hv, S,
+                      1.0f / sqrtf((float)S), D->d_o, dI) ||
+        A->rmsnorm(D->c, D->d_o, D->d_o, L->ssm_norm, (int64_t)T * Hv, S, eps))
+        return -1;
+    /* o * silu(z) (as z = silu(z) * o), for one token quantized with it for ssm_out */
+    if (T == 1 && g->fuse && !is_float(&L->ssm_out))
+        return A->act_q8(D->c, 0, D->d_z, D->d_o, D->xq2, 1, dI) || gmm(g, D, &L->ssm_out, D->d_z, D->xq2, T, D->tmp)
+                   ? -1
+                   : 0;
+    return A->silu_mul(D->c, D->d_z, D->d_o, (int64_t)T * dI) || gmm(g, D, &L->ssm_out, D->d_z, NULL, T, D->tmp) ? -1
+                                                                                                                : 0;
+}
+
+/* The shared experts' output y (T rows) times sigmoid(gate_inp_shexp . xn) per token (Qwen3-Next,
+ * Qwen2-MoE); nothing without that gate. */
+static int shared_gate(model_gpu *g, gpu_dev *D, const gpu_layer *L, const void *xq, int T, float *y) {
+    if (!L->gate_inp_sh.data) return 0;
+    return gmm(g, D, &L->gate_inp_sh, D->xn, xq, T, D->shg) ||
+                   g->api->sigmoid_mul(D->c, y, D->shg, T, g->m->hp.n_embd, 1, 0)
+               ? -1
+               : 0;
+}
+
 /* The MoE FFN of T tokens into out (acc: added to out, the residual; only without shared
  * experts and CPU experts). */
 static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq, float *out, int acc) {
@@ -863,7 +1043,9 @@ static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq, fl
         memcpy(r->xn, h, sizeof(float) * nx);
         memcpy(r->sel, h + nx, sizeof(int32_t) * ns);
         memcpy(r->selw, h + nx + ns, sizeof(float) * ns);
-        if (shared && dense_ffn(g, D, &L->gate_sh, &L->up_sh, &L->down_sh, D->xn, xq, T, D->sh)) return -1;
+        if (shared && (dense_ffn(g, D, &L->gate_sh, &L->up_sh, &L->down_sh, D->xn, xq, T, D->sh) ||
+                       shared_gate(g, D, L, xq, T, D->sh)))
+            return -1;
         const cpu_moe_w mw = {.gate = &ly->gate_exps, .up = &ly->up_exps, .down = &ly->down_exps,
                               .gelu = m->arch->act == MODEL_ACT_GELU};
         if (cpu_moe(&r->mm, &mw, T, r->xn, K, r->sel, r->selw, r->tmp)) return -1;
@@ -874,7 +1056,9 @@ static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq, fl
      * the same float as routed + sh, without the add's launch) */
     const bool sh_first = shared && g->fuse;
     if (sh_first) {
-        if (dense_ffn(g, D, &L->gate_sh, &L->up_sh, &L->down_sh, D->xn, xq, T, out)) return -1;
+        if (dense_ffn(g, D, &L->gate_sh, &L->up_sh, &L->down_sh, D->xn, xq, T, out) ||
+            shared_gate(g, D, L, xq, T, out))
+            return -1;
         acc = 1;
     }
     if (T > 1 && !is_float(&L->gate_exps) && !is_float(&L->up_exps) && !is_float(&L->down_exps)) {
@@ -927,7 +1111,7 @@ static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq, fl
     }
     if (shared && !sh_first) {
         if (dense_ffn(g, D, &L->gate_sh, &L->up_sh, &L->down_sh, D->xn, xq, T, D->sh) ||
-            A->add(D->c, out, D->sh, (int64_t)T * Dm))
+            shared_gate(g, D, L, xq, T, D->sh) || A->add(D->c, out, D->sh, (int64_t)T * Dm))
             return -1;
     }
     return 0;
@@ -939,7 +1123,8 @@ static uint64_t layer_bytes(const model_gpu *g, int il, int T) {
     const gpu_layer *L = &g->L[il];
     uint64_t b = 0;
     const mrc_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down, &L->gate_inp,
-                              &L->gate_sh, &L->up_sh, &L->down_sh, &L->wq_a, &L->wq_b, &L->wkv_a};
+                              &L->gate_sh, &L->up_sh, &L->down_sh, &L->wq_a, &L->wq_b, &L->wkv_a, &L->wqkv,
+                              &L->wqkv_gate, &L->ssm_ba, &L->ssm_out, &L->gate_inp_sh};
     for (size_t i = 0; i < MR_ARRAY_LEN(ws); i++) b += ws[i]->data ? ws[i]->mat_bytes : 0;
     b += L->wk_b.data ? L->wk_b.mat_bytes * (uint64_t)L->wk_b.n_mat : 0;
     b += L->wv_b.data ? L->wv_b.mat_bytes * (uint64_t)L->wv_b.n_mat : 0;
@@ -961,7 +1146,10 @@ int model_gpu_layer(model_run *r, const model_ubatch *ub, int il) {
     /* attention block: T == 1 quantizes xn once for q, k, v */
     const void *xq = T == 1 ? D->xq : NULL;
     if (norm_q8(g, D, D->xn, T == 1 ? D->xq : NULL, D->x, NULL, L->attn_norm, T, Dm, hp->rms_eps)) return -1;
-    if (r->m->layers[il].attn_kind == MODEL_ATTN_MLA ? mla_layer(r, ub, il, D, xq) : attn_layer(r, ub, il, D, xq))
+    const int kind = r->m->layers[il].attn_kind;
+    if (kind == MODEL_ATTN_MLA     ? mla_layer(r, ub, il, D, xq)
+        : kind == MODEL_ATTN_DELTA ? delta_layer(r, ub, il, D, xq)
+                                   : attn_layer(r, ub, il, D, xq))
         return -1;
     if (L->attn_post_norm && A->rmsnorm(D->c, D->tmp, D->tmp, L->attn_post_norm, T, Dm, hp->rms_eps)) return -1;
     /* FFN block: the residual add, the norm and (T == 1) its quantization */
@@ -1037,7 +1225,8 @@ int model_gpu_decode(model_run *r, const model_ubatch *ub, float *logits) {
     if (A->upload(D->c, D->gmask, mk, sizeof(float) * (size_t)nkv) ||
         (g->any_swa && A->upload(D->c, D->gmask_swa, ms, sizeof(float) * (size_t)nkv)) ||
         A->upload(D->c, D->pos, ub->pos, sizeof(int32_t)) || A->upload(D->c, D->cells, ub->cell, sizeof(int32_t)) ||
-        A->upload(D->c, D->x, r->x, sizeof(float) * (size_t)hp->n_embd))
+        A->upload(D->c, D->seq, ub->seq, sizeof(int32_t)) ||
+        A->upload(D->c, D->x, r->x, sizeof(float) * (size_t)hp->n_embd) || rec_push(g))
         return -1;
     g->x_at = g->graph_dev;
     g->n_kv = nkv;

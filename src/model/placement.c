@@ -38,7 +38,8 @@ int placement_model_alloc(plc_model *pm, int n_layer) {
     pm->n_layer = n_layer;
     pm->kv_k = mr_calloc((size_t)(n_layer > 0 ? n_layer : 1), sizeof *pm->kv_k);
     pm->kv_v = mr_calloc((size_t)(n_layer > 0 ? n_layer : 1), sizeof *pm->kv_v);
-    if (!pm->kv_k || !pm->kv_v) {
+    pm->rec = mr_calloc((size_t)(n_layer > 0 ? n_layer : 1), sizeof *pm->rec);
+    if (!pm->kv_k || !pm->kv_v || !pm->rec) {
         placement_model_free(pm);
         return -1;
     }
@@ -48,7 +49,9 @@ int placement_model_alloc(plc_model *pm, int n_layer) {
 void placement_model_free(plc_model *pm) {
     free(pm->kv_k);
     free(pm->kv_v);
+    free(pm->rec);
     pm->kv_k = pm->kv_v = NULL;
+    pm->rec = NULL;
 }
 
 int placement_model_from_model(const struct mr_model *m, plc_model *out) {
@@ -62,6 +65,9 @@ int placement_model_from_model(const struct mr_model *m, plc_model *out) {
         const model_layer *ly = &m->layers[il];
         out->kv_k[il] = (int64_t)ly->kv_heads * ly->kv_dk;
         out->kv_v[il] = ly->kv_v_in_k ? 0 : (int64_t)ly->kv_heads * ly->kv_dv;
+        if (ly->attn_kind == MODEL_ATTN_DELTA) /* conv inputs and delta-rule state, f32 (delta_net.h) */
+            out->rec[il] = 4 * ((int64_t)(hp->ssm_d_conv - 1) * (2 * hp->ssm_n_group * hp->ssm_d_state + hp->ssm_d_inner) +
+                                (int64_t)hp->ssm_dt_rank * hp->ssm_d_state * hp->ssm_d_state);
     }
     return 0;
 }
@@ -441,6 +447,7 @@ int placement_plan(placement *pl, const plc_tensor *t, int n_t, const plc_model 
     for (int il = 0; il < n_layer; il++) {
         const uint64_t cell = elems_bytes(o->type_k, pm->kv_k[il]) + elems_bytes(o->type_v, pm->kv_v[il]);
         sum_of(pl, pl->layer_dev[il])->kv_bytes += cell * (uint64_t)(o->n_ctx > 0 ? o->n_ctx : 0);
+        if (pm->rec) sum_of(pl, pl->layer_dev[il])->kv_bytes += (uint64_t)pm->rec[il] * (uint64_t)MR_MAX(o->n_seq, 1);
     }
 
     /* Compute buffers (an estimate): per micro-batch activations (residual,

@@ -58,6 +58,7 @@ typedef struct {
     int n_embd, n_vocab, n_head;
     int n_ff;              /* widest FFN of a token: max(dense n_ff, n_expert_used * n_ff_exp) */
     int64_t *kv_k, *kv_v;  /* n_layer entries each (owned when filled by placement_model_*) */
+    int64_t *rec;          /* n_layer: bytes of a recurrent layer's state per sequence (0: none) */
 } plc_model;
 
 typedef enum { PLC_SPLIT_NONE = 0, PLC_SPLIT_LAYER = 1, PLC_SPLIT_ROW = 2 } plc_split;
@@ -72,6 +73,7 @@ typedef struct {
     int n_ctx;                 /* KV cells */
     uint32_t type_k, type_v;   /* mr_type of the cache (F16, Q8_0, ...) */
     int n_ubatch;              /* compute-buffer estimate (0: 512) */
+    int n_seq;                 /* sequences (recurrent state slots; 0: 1) */
     bool flash_attn;           /* no context-sized score buffers in the estimate */
 } plc_options;
 
@@ -88,7 +90,7 @@ typedef struct {
     int n_layers;          /* layers whose compute and KV cache run here */
     int first_layer, last_layer; /* -1 when none (layers need not be contiguous with -ot) */
     int n_tensors;
-    uint64_t weight_bytes, kv_bytes, compute_bytes;
+    uint64_t weight_bytes, kv_bytes, compute_bytes; /* kv_bytes: the KV cache and recurrent state */
 } plc_dev_sum;
 
 typedef struct {

@@ -15,6 +15,7 @@
 
 #include "base/base.h"
 #include "cpu/cpu.h"
+#include "cpu/delta.h"
 #include "cuda/cuda_backend.h"
 #include "quant/quant.h"
 #include "quant/types.h"
@@ -525,6 +526,96 @@ static void test_add_rows(void) {
     free(y), free(b), free(got);
 }
 
+/* Qwen3-Next's ops (delta.cu) against the CPU's kernels (src/cpu/delta.c, the plain C forms):
+ * the sigmoid gates, the delta net's gates, conv + SiLU and L2 norm, and the delta rule, with
+ * T tokens of two sequences interleaved (every third token is sequence 1) over their states. */
+static void test_delta(int S, int Hk, int rr, int T) {
+    const int Hv = Hk * rr, dI = Hv * S, NC = 2 * Hk * S + dI, dc = 4, NS = 2;
+    const size_t cn = (size_t)(dc - 1) * NC, sn = (size_t)Hv * S * S;
+    int32_t seq[64];
+    for (int t = 0; t < T; t++) seq[t] = t % 3 == 2;
+    float *ba = malloc(sizeof(float) * T * 2 * Hv), dt[64], A[64];
+    float *beta = malloc(sizeof(float) * T * Hv), *g = malloc(sizeof(float) * T * Hv);
+    float *gb = malloc(sizeof(float) * T * Hv), *gg = malloc(sizeof(float) * T * Hv);
+    float *x = malloc(sizeof(float) * T * NC), *w = malloc(sizeof(float) * NC * dc), *st = malloc(sizeof(float) * NS * cn);
+    float *y = malloc(sizeof(float) * T * NC), *gy = malloc(sizeof(float) * T * NC), *gst = malloc(sizeof(float) * NS * cn);
+    float *ss = malloc(sizeof(float) * NS * sn), *gss = malloc(sizeof(float) * NS * sn);
+    float *o = malloc(sizeof(float) * T * dI), *go = malloc(sizeof(float) * T * dI);
+    fill(ba, (int64_t)T * 2 * Hv);
+    for (int h = 0; h < Hv; h++) dt[h] = frand(), A[h] = -expf(frand());
+    fill(x, (int64_t)T * NC), fill(w, (int64_t)NC * dc), fill(st, (int64_t)NS * cn);
+    for (size_t i = 0; i < NS * sn; i++) ss[i] = 0.1f * frand();
+    int32_t *dseq = dup_dev(seq, sizeof(int32_t) * T);
+    float *dba = dup_dev(ba, sizeof(float) * T * 2 * Hv), *ddt = dup_dev(dt, sizeof(float) * Hv);
+    float *dA = dup_dev(A, sizeof(float) * Hv), *dbeta = mrc_alloc(C, sizeof(float) * T * Hv);
+    float *dg = mrc_alloc(C, sizeof(float) * T * Hv), *dx = dup_dev(x, sizeof(float) * T * NC);
+    float *dw = dup_dev(w, sizeof(float) * NC * dc), *dst = dup_dev(st, sizeof(float) * NS * cn);
+    float *dy = mrc_alloc(C, sizeof(float) * T * NC), *dss = dup_dev(ss, sizeof(float) * NS * sn);
+    float *dO = mrc_alloc(C, sizeof(float) * T * dI);
+    /* gates */
+    OK(mrc_ssm_gates(C, dba, ddt, dA, T, Hk, rr, dbeta, dg));
+    OK(get(gb, dbeta, sizeof(float) * T * Hv) || get(gg, dg, sizeof(float) * T * Hv));
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < Hv; h++) {
+            const int kh = h / rr, j = h % rr;
+            const float b = ba[t * 2 * Hv + kh * 2 * rr + j], a = ba[t * 2 * Hv + kh * 2 * rr + rr + j] + dt[h];
+            beta[t * Hv + h] = 1.0f / (1.0f + expf(-b));
+            g[t * Hv + h] = (a > 20.0f ? a : logf(1.0f + expf(a))) * A[h];
+        }
+    const double eb = nerr(gb, beta, (int64_t)T * Hv), eg = nerr(gg, g, (int64_t)T * Hv);
+    EXPECT(eb < 1e-6 && eg < 1e-6, "ssm_gates: beta %g, g %g", eb, eg);
+    /* conv + silu over the two sequences' states */
+    OK(mrc_ssm_conv(C, dx, NC, dw, dc, NC, dst, (int64_t)cn, dseq, T, dy, NC));
+    OK(get(gy, dy, sizeof(float) * T * NC) || get(gst, dst, sizeof(float) * NS * cn));
+    for (int t = 0; t < T; t++) {
+        float *yt = y + (size_t)t * NC;
+        cpu_conv_step(w, dc, NC, 0, NC, st + (size_t)seq[t] * cn, x + (size_t)t * NC, yt);
+        for (int c = 0; c < NC; c++) yt[c] = yt[c] / (1.0f + expf(-yt[c]));
+    }
+    const double ey = nerr(gy, y, (int64_t)T * NC), es = nerr(gst, st, (int64_t)NS * cn);
+    EXPECT(ey < 1e-6 && es == 0.0, "ssm_conv: y %g, state %g", ey, es);
+    /* L2 norm of the q and k heads, on the device's conv output (the same input on both sides) */
+    memcpy(y, gy, sizeof(float) * T * NC);
+    OK(mrc_l2norm(C, dy, T, 2 * Hk, S, NC, 1e-6f));
+    OK(get(gy, dy, sizeof(float) * T * NC));
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < 2 * Hk; h++) cpu_l2norm(y + (size_t)t * NC + (size_t)h * S, S, 1e-6f);
+    const double el = nerr(gy, y, (int64_t)T * NC);
+    EXPECT(el < 1e-6, "l2norm: %g", el);
+    /* delta rule over the two sequences' states */
+    const float scale = 1.0f / sqrtf((float)S);
+    OK(mrc_delta_rule(C, dy, NC, dg, dbeta, dss, (int64_t)sn, dseq, T, Hk, Hv, S, scale, dO, dI));
+    OK(get(go, dO, sizeof(float) * T * dI) || get(gss, dss, sizeof(float) * NS * sn));
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < Hv; h++) {
+            const float *xt = y + (size_t)t * NC;
+            cpu_delta_step(ss + (size_t)seq[t] * sn + (size_t)h * S * S, S, S, xt + (size_t)(h / rr) * S,
+                           xt + (size_t)(Hk + h / rr) * S, xt + (size_t)2 * Hk * S + (size_t)h * S, gg[t * Hv + h],
+                           gb[t * Hv + h], scale, o + (size_t)t * dI + (size_t)h * S, true);
+        }
+    const double eo = nerr(go, o, (int64_t)T * dI), e2 = nerr(gss, ss, (int64_t)NS * sn);
+    EXPECT(eo < 1e-5 && e2 < 1e-5, "delta_rule: out %g, state %g", eo, e2);
+    /* sigmoid gates: per element with a row stride (gated attention), per row (shared expert) */
+    float *gy2 = malloc(sizeof(float) * T * NC);
+    memcpy(y, x, sizeof(float) * T * NC);
+    OK(mrc_upload(C, dy, x, sizeof(float) * T * NC));
+    OK(mrc_sigmoid_mul(C, dy, dx + S, (int64_t)T * 2, S, 2 * S, 1));
+    OK(mrc_sigmoid_mul(C, dy, dba, T, NC, 2 * Hv, 0));
+    OK(get(gy2, dy, sizeof(float) * T * NC));
+    for (int r = 0; r < T * 2; r++)
+        for (int i = 0; i < S; i++) y[r * S + i] *= 1.0f / (1.0f + expf(-x[r * 2 * S + S + i]));
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < NC; i++) y[(size_t)t * NC + i] *= 1.0f / (1.0f + expf(-ba[t * 2 * Hv]));
+    const double eq = nerr(gy2, y, (int64_t)T * NC);
+    EXPECT(eq < 1e-6, "sigmoid_mul: %g", eq);
+    printf("delta S %d, heads %d/%d, T %d: gates %.1e/%.1e conv %.1e/%.1e l2 %.1e rule %.1e/%.1e sigmoid %.1e\n", S,
+           Hk, Hv, T, eb, eg, ey, es, el, eo, e2, eq);
+    mrc_dfree(dseq), mrc_dfree(dba), mrc_dfree(ddt), mrc_dfree(dA), mrc_dfree(dbeta), mrc_dfree(dg), mrc_dfree(dx);
+    mrc_dfree(dw), mrc_dfree(dst), mrc_dfree(dy), mrc_dfree(dss), mrc_dfree(dO);
+    free(ba), free(beta), free(g), free(gb), free(gg), free(x), free(w), free(st), free(y), free(gy), free(gst);
+    free(ss), free(gss), free(o), free(go), free(gy2);
+}
+
 static void test_route(int gating, bool with_bias, bool norm_w, float w_scale) {
     const int T = 5, E = 128, K = 8;
     float *l = malloc(sizeof(float) * T * E), bias[128], w[5 * 8], wr[8];
@@ -830,6 +921,9 @@ int main(int argc, char **argv) {
     test_rope(MRC_ROPE_NEOX, false);
     test_rope(MRC_ROPE_NEOX, true);
     test_add_rows();
+    test_delta(64, 2, 2, 37);
+    test_delta(128, 4, 4, 1);
+    test_delta(128, 2, 2, 64);
     test_moe_sort(512 * 8, 128, 8);
     test_moe_sort(65535, 256, 8);
     test_moe_sort(7, 3, 2);

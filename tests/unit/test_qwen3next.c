@@ -17,7 +17,9 @@
  *  - the scalar reference path agrees with the fast path;
  *  - the legacy fused ssm_in layout (per key head [q | k | v | z]) gives the
  *    same logits as attn_qkv + attn_gate (a copy of the fixture with those
- *    rows regrouped into ssm_in, written with the GGUF writer).
+ *    rows regrouped into ssm_in, written with the GGUF writer);
+ *  - the state and checkpoint tests again with every layer on a device (the
+ *    host emulation of the CUDA backend, MOERUN_CUDA_EMU).
  */
 #include <jansson.h>
 #include <math.h>
@@ -442,6 +444,33 @@ int main(int argc, char **argv) {
     if (!only || !strcmp(only, "chunked")) test_chunked(m);
     if (!only || !strcmp(only, "checkpoint")) test_checkpoint(m);
     if (!only || !strcmp(only, "legacy")) test_legacy(m, mdir);
+    /* the same state tests with every layer on a device: the host emulation of the CUDA backend
+     * (its delta-net ops, the state on the device, the sequence operations pulling it to the host
+     * and pushing it back), with ggml's activation rounding (MOERUN_CUDA_EMU_Q8K) so that
+     * micro-batch sizes give the same rounding as on the CPU */
+    if (!only || !strcmp(only, "gpu")) {
+        setenv("MOERUN_CUDA_EMU", "1", 1);
+        setenv("MOERUN_CUDA_EMU_Q8K", "1", 1);
+        mr_model_params gp = mr_model_default_params();
+        gp.path = mdir;
+        gp.n_gpu_layers = 99;
+        mr_model *gm = mr_model_load(&gp);
+        CHECK(gm != NULL, "load with -ngl 99: %s", mr_last_error());
+        if (gm) {
+            mr_ctx *c = ctx(gm, 256, 512, 512, 2, 0);
+            mr_ctx_offload_info oi = {0};
+            if (c) mr_ctx_get_offload(c, &oi);
+            CHECK(c && oi.n_layers_dev == 4 && !strcmp(oi.backend, "emu"), "-ngl 99: %d layers on the device (%s)",
+                  oi.n_layers_dev, c ? oi.backend : mr_last_error());
+            mr_ctx_free(c);
+            printf("tiny-qwen3next -ngl 99 (emu): state and checkpoint tests\n");
+            test_state(gm);
+            test_checkpoint(gm);
+            mr_model_free(gm);
+        }
+        unsetenv("MOERUN_CUDA_EMU");
+        unsetenv("MOERUN_CUDA_EMU_Q8K");
+    }
     if (gdir) {
         const char *cases[] = {"hello", "ids64", "ids300"};
         for (int i = 0; i < 3; i++) {
