@@ -57,23 +57,23 @@ typedef struct kv_rec {
     kv_rec_ckpt *ckpt;    /* (n_seq, KV_REC_CKPT) */
     uint64_t clock;
     /* Layers that run on a device keep their state there (forward_gpu.c), and these host slots
-     * are its copy for the sequence operations: dev_pull(dev_ud) brings the device state of
-     * those layers into them. dev_newer: a forward pass changed the device state since;
-     * host_newer: a sequence operation changed the host slots since (the device uploads them
-     * before its next use). */
-    int (*dev_pull)(void *ud);
+     * are its copy for the sequence operations: dev_pull(dev_ud, seqs) brings the device state
+     * of those layers for the sequences in the bit mask seqs into them. Per sequence (bit s):
+     * dev_newer, a forward pass changed its device state since; host_newer, a sequence
+     * operation changed its host slots since (the device uploads them before its next use). */
+    int (*dev_pull)(void *ud, uint64_t seqs);
     void *dev_ud;
-    bool dev_newer, host_newer;
+    uint64_t dev_newer, host_newer;
 } kv_rec;
 
 /* The state of model m for n_seq sequences (zeros). NULL with an error. */
 kv_rec *kv_rec_new(const mr_model *m, int n_seq);
 void kv_rec_free(kv_rec *r);
-/* The host slots up to date with the device state (dev_pull where dev_newer); 0, or -1 with
- * an error. The sequence operations below call it first. */
-int kv_rec_sync_host(kv_rec *r);
-/* Zero sequence seq's slots and drop its checkpoints (seq < 0: all). With a device copy,
- * call kv_rec_sync_host first unless seq < 0. */
+/* The host slots of the sequences in the bit mask seqs up to date with the device state
+ * (dev_pull where dev_newer); 0, or -1 with an error. The sequence operations below that read
+ * a slot call it first; those that overwrite one mark it host_newer. */
+int kv_rec_sync_host(kv_rec *r, uint64_t seqs);
+/* Zero sequence seq's slots and drop its checkpoints (seq < 0: all). */
 void kv_rec_reset(kv_rec *r, int seq);
 float *kv_rec_conv(const kv_rec *r, int il, int seq);
 float *kv_rec_ssm(const kv_rec *r, int il, int seq);

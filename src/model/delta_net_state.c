@@ -51,19 +51,27 @@ void kv_rec_free(kv_rec *r) {
     free(r);
 }
 
-int kv_rec_sync_host(kv_rec *r) {
-    if (!r->dev_newer || !r->dev_pull) return 0;
-    if (r->dev_pull(r->dev_ud)) {
+static uint64_t seq_bit(int s) { return (uint64_t)1 << s; }
+
+int kv_rec_sync_host(kv_rec *r, uint64_t seqs) {
+    const uint64_t need = r->dev_newer & seqs;
+    if (!need || !r->dev_pull) return 0;
+    if (r->dev_pull(r->dev_ud, need)) {
         mr_preerr("recurrent state from the device");
         return -1;
     }
-    r->dev_newer = false;
+    r->dev_newer &= ~need;
     return 0;
 }
 
+/* Sequence s's host slots were overwritten: they are the state now. */
+static void host_wrote(kv_rec *r, int s) {
+    r->dev_newer &= ~seq_bit(s);
+    r->host_newer |= seq_bit(s);
+}
+
 void kv_rec_reset(kv_rec *r, int seq) {
-    if (seq < 0) r->dev_newer = false; /* every slot zeroed: nothing on the device matters */
-    r->host_newer = true;
+    for (int s = seq < 0 ? 0 : seq; s < (seq < 0 ? r->n_seq : seq + 1); s++) host_wrote(r, s);
     for (int s = seq < 0 ? 0 : seq; s < (seq < 0 ? r->n_seq : seq + 1); s++)
         for (int i = 0; i < KV_REC_CKPT; i++) r->ckpt[(size_t)s * KV_REC_CKPT + i].pos = -1;
     for (int il = 0; il < r->n_layer; il++) {
@@ -122,7 +130,7 @@ int kv_rec_checkpoint(kv_cache *kv, int seq) {
     kv_rec *r = kv->rec;
     const int pos = kv_seq_pos_max(kv, seq) + 1;
     if (pos == 0) return 0; /* empty: rewinding to 0 is removing the whole sequence */
-    if (kv_rec_sync_host(r)) return -1;
+    if (kv_rec_sync_host(r, seq_bit(seq))) return -1;
     kv_rec_ckpt *c = ckpt_find(r, seq, pos);
     for (int i = 0; i < KV_REC_CKPT && !c; i++) /* a free slot, else the least recently used */
         if (r->ckpt[(size_t)seq * KV_REC_CKPT + i].pos < 0) c = &r->ckpt[(size_t)seq * KV_REC_CKPT + i];
@@ -167,18 +175,11 @@ int kv_rec_seq_rm(kv_cache *kv, int seq, int p0, int p1) {
             return -1;
         }
     }
-    bool any = false;
-    for (int s = s0; s < s1 && !any; s++) {
-        int n_all, n_in;
-        count_cells(kv, s, p0, p1, &n_all, &n_in);
-        any = n_in > 0;
-    }
-    if (any && kv_rec_sync_host(r)) return -1;
-    for (int s = s0; s < s1; s++) {
+    for (int s = s0; s < s1; s++) { /* a reset or a checkpoint overwrites the slots: no pull */
         int n_all, n_in;
         count_cells(kv, s, p0, p1, &n_all, &n_in);
         if (n_in == 0) continue;
-        r->host_newer = true;
+        host_wrote(r, s);
         if (n_in == n_all) {
             kv_rec_reset(r, s);
             continue;
@@ -200,8 +201,8 @@ int kv_rec_seq_cp(kv_cache *kv, int src, int dst, int p0, int p1) {
         return -1;
     }
     kv_rec *r = kv->rec;
-    if (kv_rec_sync_host(r)) return -1;
-    r->host_newer = true;
+    if (kv_rec_sync_host(r, seq_bit(src))) return -1;
+    host_wrote(r, dst);
     for (int i = 0; i < KV_REC_CKPT; i++) r->ckpt[(size_t)dst * KV_REC_CKPT + i].pos = -1;
     for (int il = 0; il < r->n_layer; il++) {
         if (!r->conv[il]) continue;

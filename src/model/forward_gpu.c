@@ -326,40 +326,52 @@ static int check_layer(const mr_model *m, const placement *pl, int il, bool *exp
     return 0;
 }
 
-/* The recurrent state of the device layers into rec's host slots (kv_rec.dev_pull). */
-static int rec_pull(void *ud) {
-    model_gpu *g = ud;
+/* Copy the recurrent state of the device layers for the sequences in the bit mask seqs between
+ * the devices and rec's host slots (to_host: download; else upload), one contiguous range per
+ * run of consecutive sequences. */
+static int rec_copy(model_gpu *g, uint64_t seqs, bool to_host) {
     const kv_rec *rc = g->rec;
     for (int il = 0; il < g->m->hp.n_layer; il++) {
         const gpu_layer *L = &g->L[il];
         if (!L->rec_conv) continue;
         void *c = g->d[L->dev].c;
-        if (g->api->download(c, rc->conv[il], L->rec_conv, sizeof(float) * rc->conv_n * (size_t)rc->n_seq) ||
-            g->api->download(c, rc->ssm[il], L->rec_ssm, sizeof(float) * rc->ssm_n * (size_t)rc->n_seq))
-            return -1;
+        for (int s0 = 0; s0 < rc->n_seq;) {
+            if (!((seqs >> s0) & 1)) {
+                s0++;
+                continue;
+            }
+            int s1 = s0 + 1;
+            while (s1 < rc->n_seq && ((seqs >> s1) & 1)) s1++;
+            const size_t nc = rc->conv_n * (size_t)(s1 - s0), ns = rc->ssm_n * (size_t)(s1 - s0);
+            float *hc = kv_rec_conv(rc, il, s0), *hs = kv_rec_ssm(rc, il, s0);
+            float *dc = L->rec_conv + rc->conv_n * (size_t)s0, *ds = L->rec_ssm + rc->ssm_n * (size_t)s0;
+            if (to_host ? g->api->download(c, hc, dc, sizeof(float) * nc) ||
+                              g->api->download(c, hs, ds, sizeof(float) * ns)
+                        : g->api->upload(c, dc, hc, sizeof(float) * nc) || g->api->upload(c, ds, hs, sizeof(float) * ns))
+                return -1;
+            s0 = s1;
+        }
     }
-    for (int d = 0; d < g->n_dev; d++)
-        if (g->d[d].c && g->api->sync(g->d[d].c)) return -1;
+    if (to_host)
+        for (int d = 0; d < g->n_dev; d++)
+            if (g->d[d].c && g->api->sync(g->d[d].c)) return -1;
     return 0;
 }
 
-/* Before a forward pass: the host slots onto the devices where a sequence operation changed
- * them; the device state is then the newer one. */
-static int rec_push(model_gpu *g) {
+/* kv_rec.dev_pull: the sequences' device state into rec's host slots. */
+static int rec_pull(void *ud, uint64_t seqs) { return rec_copy(ud, seqs, true); }
+
+/* Before a forward pass over the T tokens of sequences seq: the host slots onto the devices
+ * where a sequence operation changed them; the device state of the batch's sequences is then
+ * the newer one. */
+static int rec_push(model_gpu *g, const int32_t *seq, int T) {
     kv_rec *rc = g->rec;
     if (!rc) return 0;
     if (rc->host_newer) {
-        for (int il = 0; il < g->m->hp.n_layer; il++) {
-            const gpu_layer *L = &g->L[il];
-            if (!L->rec_conv) continue;
-            void *c = g->d[L->dev].c;
-            if (g->api->upload(c, L->rec_conv, rc->conv[il], sizeof(float) * rc->conv_n * (size_t)rc->n_seq) ||
-                g->api->upload(c, L->rec_ssm, rc->ssm[il], sizeof(float) * rc->ssm_n * (size_t)rc->n_seq))
-                return -1;
-        }
-        rc->host_newer = false;
+        if (rec_copy(g, rc->host_newer, false)) return -1;
+        rc->host_newer = 0;
     }
-    rc->dev_newer = true;
+    for (int t = 0; t < T; t++) rc->dev_newer |= (uint64_t)1 << seq[t];
     return 0;
 }
 
@@ -608,8 +620,8 @@ model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement 
         g->rec = kv->rec;
         g->rec->dev_pull = rec_pull;
         g->rec->dev_ud = g;
-        g->rec->host_newer = true;
-        g->rec->dev_newer = false;
+        g->rec->host_newer = g->rec->n_seq >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << g->rec->n_seq) - 1;
+        g->rec->dev_newer = 0;
     }
     if (g->prof) gpu_prof_reset(); /* the loading's uploads are not the profile */
     return g;
@@ -670,7 +682,7 @@ int model_gpu_begin(model_run *r, const model_ubatch *ub) {
             g->api->upload(D->c, D->seq, ub->seq, sizeof(int32_t) * (size_t)T))
             return -1;
     }
-    return rec_push(g);
+    return rec_push(g, ub->seq, T);
 }
 
 /* The residual into r->x (from the device holding it). */
@@ -1226,7 +1238,7 @@ int model_gpu_decode(model_run *r, const model_ubatch *ub, float *logits) {
         (g->any_swa && A->upload(D->c, D->gmask_swa, ms, sizeof(float) * (size_t)nkv)) ||
         A->upload(D->c, D->pos, ub->pos, sizeof(int32_t)) || A->upload(D->c, D->cells, ub->cell, sizeof(int32_t)) ||
         A->upload(D->c, D->seq, ub->seq, sizeof(int32_t)) ||
-        A->upload(D->c, D->x, r->x, sizeof(float) * (size_t)hp->n_embd) || rec_push(g))
+        A->upload(D->c, D->x, r->x, sizeof(float) * (size_t)hp->n_embd) || rec_push(g, ub->seq, 1))
         return -1;
     g->x_at = g->graph_dev;
     g->n_kv = nkv;
