@@ -65,7 +65,7 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
         for (int i = 0; i < FA_MAXK; i++)
             if (i < nk) s += qr[i] * kv_elem<TK>(kr, lane + 32 * i);
         s = mrc_warp_sum(s) * a.scale;
-        if (a.softcap != 0.0f) s = a.softcap * tanhf(s / a.softcap);
+        if (a.softcap > 0.0f) s = a.softcap * tanhf(s / a.softcap);
         s += mj;
         const float mn = fmaxf(m, s);
         const float corr = __expf(m - mn), p = __expf(s - mn);

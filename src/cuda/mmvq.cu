@@ -35,6 +35,7 @@ int mrc_quantize_q8_1(mrc_ctx *c, const float *x, void *xq, int64_t k, int64_t n
         mr_seterr("cuda: quantize_q8_1: k = %lld is not a positive multiple of 32", (long long)k);
         return -1;
     }
+    if (n_rows <= 0) return 0;
     const int64_t threads = k / 32 * n_rows * 32;
     k_quantize_q8_1<<<mrc_cdiv(threads, 256), 256, 0, c->stream>>>(x, (uint8_t *)xq, k, n_rows, mrc_q8_1_row_size(k));
     MRC_LAUNCHED(c, "quantize_q8_1", "k %lld, rows %lld", (long long)k, (long long)n_rows);
