@@ -165,6 +165,11 @@ static int w_delta_rule(void *c, const float *x, int64_t xs, const float *g, con
                         const int32_t *seq, int T, int Hk, int Hv, int S, float scale, float *o, int64_t os) {
     return ON(c, mrc_delta_rule(c, x, xs, g, beta, st, ss, seq, T, Hk, Hv, S, scale, o, os));
 }
+static int w_delta_rule_g(void *c, const float *x, int64_t xs, const float *ba, const float *dt, const float *a,
+                          float eps, float *st, int64_t ss, const int32_t *seq, int T, int Hk, int Hv, int S,
+                          float scale, float *o, int64_t os) {
+    return ON(c, mrc_delta_rule_g(c, x, xs, ba, dt, a, eps, st, ss, seq, T, Hk, Hv, S, scale, o, os));
+}
 static void w_stamp_free(void *c, void *s) {
     (void)c;
     mrc_stamp_free(s);
@@ -217,6 +222,7 @@ static const gpu_api k_cuda = {
     .ssm_conv = w_ssm_conv,
     .l2norm = w_l2norm,
     .delta_rule = w_delta_rule,
+    .delta_rule_g = w_delta_rule_g,
     .graph_begin = w_gbegin,
     .graph_end = w_gend,
     .graph_launch = w_glaunch,

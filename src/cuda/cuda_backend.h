@@ -248,6 +248,12 @@ int mrc_l2norm(mrc_ctx *c, float *x, int n_tok, int n_heads, int n, int64_t tok_
 int mrc_delta_rule(mrc_ctx *c, const float *x, int64_t x_stride, const float *g, const float *beta, float *state,
                    int64_t state_stride, const int32_t *seq, int T, int Hk, int Hv, int S, float scale, float *o,
                    int64_t o_stride);
+/* mrc_ssm_gates (ba, dt_bias, a_coef; rr = Hv / Hk), mrc_l2norm of the q and k heads (eps) and
+ * mrc_delta_rule in one launch, the same floats; x (the conv output) is read, not normalized in
+ * place. */
+int mrc_delta_rule_g(mrc_ctx *c, const float *x, int64_t x_stride, const float *ba, const float *dt_bias,
+                     const float *a_coef, float eps, float *state, int64_t state_stride, const int32_t *seq, int T,
+                     int Hk, int Hv, int S, float scale, float *o, int64_t o_stride);
 
 /* ---- attention ----------------------------------------------------------------------------------- */
 /* n_tok query tokens (decode: 1; a prompt: all its tokens in one launch)

@@ -109,14 +109,33 @@ int mrc_l2norm(mrc_ctx *c, float *x, int n_tok, int n_heads, int n, int64_t tok_
  * every warp owns one row and keeps it in registers (NR = Sk / 32 per lane) for all the
  * tokens of the call, loading it again only where the sequence changes. Per token, as
  * cpu_delta_step: row *= exp(g); d = beta (v_j - row.k); row += k d; o_j = scale row.q.
- * Grid: (Sv / 4, Hv), 4 warps per block. */
-template <int NR>
+ * Grid: (Sv / 4, Hv), 4 warps per block.
+ * GATES (mrc_delta_rule_g): g and beta computed from ba as k_ssm_gates does, and q and k
+ * L2-normalized in registers as k_l2norm does (the same lanes, order and shuffles, so the same
+ * floats), from the conv output as it is: ssm_gates + l2norm + delta_rule in one launch. */
+struct delta_gates {
+    const float *ba, *dt, *A;
+    float eps;
+};
+
+/* x (NR per lane, lane + 32u) /= max(||x||, eps), the sum of squares in double (k_l2norm) */
+template <int NR> __device__ __forceinline__ void l2norm_regs(float *v, float eps) {
+    double ss = 0.0;
+#pragma unroll
+    for (int u = 0; u < NR; u++) ss += (double)(v[u] * v[u]);
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o, 32);
+    const float scale = 1.0f / fmaxf(sqrtf((float)ss), eps);
+#pragma unroll
+    for (int u = 0; u < NR; u++) v[u] *= scale;
+}
+
+template <int NR, bool GATES>
 __global__ void __launch_bounds__(128) k_delta_rule(const float *x, int64_t xs, const float *g, const float *beta,
-                                                    float *st, int64_t ss, const int32_t *seq, int T, int Hk, int Hv,
-                                                    int S, float scale, float *o, int64_t os) {
+                                                    delta_gates dg, float *st, int64_t ss, const int32_t *seq, int T,
+                                                    int Hk, int Hv, int S, float scale, float *o, int64_t os) {
     const int lane = threadIdx.x % 32, j = blockIdx.x * 4 + threadIdx.x / 32, h = blockIdx.y;
     if (j >= S) return;
-    const int kh = h / (Hv / Hk);
+    const int rr = Hv / Hk, kh = h / rr;
     const size_t roff = (size_t)h * S * S + (size_t)j * S; /* row j of head h within a slot */
     float row[NR];
     int cur = -1;
@@ -132,12 +151,24 @@ __global__ void __launch_bounds__(128) k_delta_rule(const float *x, int64_t xs, 
         }
         const float *xt = x + (size_t)t * xs;
         const float *q = xt + (size_t)kh * S, *k = xt + (size_t)(Hk + kh) * S;
-        const float eg = expf(g[(size_t)t * Hv + h]), b = beta[(size_t)t * Hv + h];
+        float gt, bt;
+        if (GATES) { /* k_ssm_gates' formula */
+            const float *bat = dg.ba + (size_t)t * 2 * Hv + (size_t)kh * 2 * rr;
+            const int jj = h - kh * rr;
+            const float a = bat[rr + jj] + dg.dt[h];
+            gt = (a > 20.0f ? a : logf(1.0f + expf(a))) * dg.A[h];
+            bt = 1.0f / (1.0f + expf(-bat[jj]));
+        } else
+            gt = g[(size_t)t * Hv + h], bt = beta[(size_t)t * Hv + h];
+        const float eg = expf(gt), b = bt;
         const float v = xt[(size_t)2 * Hk * S + (size_t)h * S + j];
-        float kv[NR], sk = 0.0f;
+        float kv[NR], qv[NR];
+#pragma unroll
+        for (int u = 0; u < NR; u++) kv[u] = k[lane + 32 * u], qv[u] = q[lane + 32 * u];
+        if (GATES) l2norm_regs<NR>(qv, dg.eps), l2norm_regs<NR>(kv, dg.eps);
+        float sk = 0.0f;
 #pragma unroll
         for (int u = 0; u < NR; u++) {
-            kv[u] = k[lane + 32 * u];
             row[u] *= eg;
             sk += row[u] * kv[u];
         }
@@ -147,7 +178,7 @@ __global__ void __launch_bounds__(128) k_delta_rule(const float *x, int64_t xs, 
 #pragma unroll
         for (int u = 0; u < NR; u++) {
             row[u] += kv[u] * d;
-            sq += row[u] * q[lane + 32 * u];
+            sq += row[u] * qv[u];
         }
         sq = mrc_warp_sum(sq);
         if (lane == 0) o[(size_t)t * os + (size_t)h * S + j] = sq * scale;
@@ -157,9 +188,10 @@ __global__ void __launch_bounds__(128) k_delta_rule(const float *x, int64_t xs, 
         for (int u = 0; u < NR; u++) st[(size_t)cur * ss + roff + lane + 32 * u] = row[u];
 }
 
-int mrc_delta_rule(mrc_ctx *c, const float *x, int64_t x_stride, const float *g, const float *beta, float *state,
-                   int64_t state_stride, const int32_t *seq, int T, int Hk, int Hv, int S, float scale, float *o,
-                   int64_t o_stride) {
+template <bool GATES>
+static int delta_launch(mrc_ctx *c, const float *x, int64_t x_stride, const float *g, const float *beta,
+                        delta_gates dg, float *state, int64_t state_stride, const int32_t *seq, int T, int Hk, int Hv,
+                        int S, float scale, float *o, int64_t o_stride) {
     if (S <= 0 || S % 32 || S > 256 || Hk <= 0 || Hv <= 0 || Hv % Hk) {
         mr_seterr("cuda: delta_rule: state size %d (a multiple of 32 up to 256), %d key / %d value heads", S, Hk, Hv);
         return -1;
@@ -167,8 +199,8 @@ int mrc_delta_rule(mrc_ctx *c, const float *x, int64_t x_stride, const float *g,
     if (T <= 0) return 0;
     const dim3 grid(mrc_cdiv(S, 4), (unsigned)Hv);
 #define DR(NR)                                                                                                        \
-    k_delta_rule<NR><<<grid, 128, 0, c->stream>>>(x, x_stride, g, beta, state, state_stride, seq, T, Hk, Hv, S, scale, \
-                                                  o, o_stride)
+    k_delta_rule<NR, GATES><<<grid, 128, 0, c->stream>>>(x, x_stride, g, beta, dg, state, state_stride, seq, T, Hk, Hv, \
+                                                         S, scale, o, o_stride)
     switch (S / 32) {
     case 1: DR(1); break;
     case 2: DR(2); break;
@@ -180,6 +212,22 @@ int mrc_delta_rule(mrc_ctx *c, const float *x, int64_t x_stride, const float *g,
     default: DR(8); break;
     }
 #undef DR
-    MRC_LAUNCHED(c, "delta_rule", "T %d, heads %d/%d, state %d", T, Hk, Hv, S);
+    MRC_LAUNCHED(c, GATES ? "delta_rule_g" : "delta_rule", "T %d, heads %d/%d, state %d", T, Hk, Hv, S);
     return 0;
+}
+
+int mrc_delta_rule(mrc_ctx *c, const float *x, int64_t x_stride, const float *g, const float *beta, float *state,
+                   int64_t state_stride, const int32_t *seq, int T, int Hk, int Hv, int S, float scale, float *o,
+                   int64_t o_stride) {
+    const delta_gates dg = {NULL, NULL, NULL, 0.0f};
+    return delta_launch<false>(c, x, x_stride, g, beta, dg, state, state_stride, seq, T, Hk, Hv, S, scale, o,
+                               o_stride);
+}
+
+int mrc_delta_rule_g(mrc_ctx *c, const float *x, int64_t x_stride, const float *ba, const float *dt_bias,
+                     const float *a_coef, float eps, float *state, int64_t state_stride, const int32_t *seq, int T,
+                     int Hk, int Hv, int S, float scale, float *o, int64_t o_stride) {
+    const delta_gates dg = {ba, dt_bias, a_coef, eps};
+    return delta_launch<true>(c, x, x_stride, NULL, NULL, dg, state, state_stride, seq, T, Hk, Hv, S, scale, o,
+                              o_stride);
 }

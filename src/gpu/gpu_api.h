@@ -115,6 +115,10 @@ typedef struct gpu_api {
     int (*delta_rule)(void *c, const float *x, int64_t x_stride, const float *g, const float *beta, float *state,
                       int64_t state_stride, const int32_t *seq, int T, int Hk, int Hv, int S, float scale, float *o,
                       int64_t o_stride);
+    /* fused (NULL: the parts): ssm_gates + l2norm + delta_rule (mrc_delta_rule_g) */
+    int (*delta_rule_g)(void *c, const float *x, int64_t x_stride, const float *ba, const float *dt_bias,
+                        const float *a_coef, float eps, float *state, int64_t state_stride, const int32_t *seq, int T,
+                        int Hk, int Hv, int S, float scale, float *o, int64_t o_stride);
     int (*copy_rows)(void *c, float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows,
                      int64_t cols);
     /* n bytes from src on src_c's device to dst on dst_c's (after src_c's queued work) */

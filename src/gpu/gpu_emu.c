@@ -37,7 +37,7 @@
  * parameters. */
 typedef enum { R_GELU, R_RMS, R_QUANT, R_MATVEC, R_MOEMV, R_SILU, R_ADD, R_ROPE, R_ROUTE, R_ATTN, R_GEMM, R_KVW, R_COMB,
                R_COPY, R_SORT, R_ROWS, R_ADDR, R_MVSUM, R_GUA,
-               R_SIGM, R_SSMG, R_SSMC, R_L2, R_DELTA } rec_kind;
+               R_SIGM, R_SSMG, R_SSMC, R_L2, R_DELTA, R_DELTAG } rec_kind;
 typedef struct {
     rec_kind k;
     mrc_weight W, W2;
@@ -793,6 +793,29 @@ static int emu_delta_rule(void *c, const float *x, int64_t xs, const float *g, c
     return 0;
 }
 
+/* Recorded as one op, computed as its parts on a copy of x's q and k heads (x is not changed). */
+static int emu_delta_rule_g(void *c, const float *x, int64_t xs, const float *ba, const float *dt, const float *a,
+                            float eps, float *st, int64_t ss, const int32_t *seq, int T, int Hk, int Hv, int S,
+                            float scale, float *o, int64_t os) {
+    REC(c, .k = R_DELTAG, .p = {x, ba, dt, a}, .o = {st, o, (void *)seq}, .n = {xs, ss, T, Hk, Hv, S, os},
+        .f = {eps, scale});
+    if (Hk <= 0 || Hv <= 0 || Hv % Hk || T < 0) {
+        mr_seterr("emu: delta_rule_g: %d key / %d value heads", Hk, Hv);
+        return -1;
+    }
+    const size_t n = (size_t)T * (size_t)xs;
+    float *xc = mr_malloc(sizeof(float) * (n ? n : 1)), *g = mr_malloc(sizeof(float) * ((size_t)T * Hv + 1));
+    float *beta = mr_malloc(sizeof(float) * ((size_t)T * Hv + 1));
+    int rc = !xc || !g || !beta;
+    if (!rc) {
+        memcpy(xc, x, sizeof(float) * n);
+        rc = emu_ssm_gates(c, ba, dt, a, T, Hk, Hv / Hk, beta, g) || emu_l2norm(c, xc, T, 2 * Hk, S, xs, eps) ||
+             emu_delta_rule(c, xc, xs, g, beta, st, ss, seq, T, Hk, Hv, S, scale, o, os);
+    }
+    free(xc), free(g), free(beta);
+    return rc ? -1 : 0;
+}
+
 static int emu_peer_copy(void *dc, void *dst, void *sc, const void *src, size_t n) {
     (void)dc, (void)sc;
     memmove(dst, src, n);
@@ -873,6 +896,10 @@ static int emu_graph_launch(void *cv) {
                               (int)r->n[4], r->o[1], r->n[5]);
             break;
         case R_L2: rc = emu_l2norm(c, r->o[0], (int)r->n[0], (int)r->n[1], (int)r->n[2], r->n[3], r->f[0]); break;
+        case R_DELTAG:
+            rc = emu_delta_rule_g(c, r->p[0], r->n[0], r->p[1], r->p[2], r->p[3], r->f[0], r->o[0], r->n[1], r->o[2],
+                                  (int)r->n[2], (int)r->n[3], (int)r->n[4], (int)r->n[5], r->f[1], r->o[1], r->n[6]);
+            break;
         case R_DELTA:
             rc = emu_delta_rule(c, r->p[0], r->n[0], r->p[1], r->p[2], r->o[0], r->n[1], r->p[3], (int)r->n[2],
                                 (int)r->n[3], (int)r->n[4], (int)r->n[5], r->f[0], r->o[1], r->n[6]);
@@ -959,6 +986,7 @@ static const gpu_api k_emu = {
     .ssm_conv = emu_ssm_conv,
     .l2norm = emu_l2norm,
     .delta_rule = emu_delta_rule,
+    .delta_rule_g = emu_delta_rule_g,
     .peer_copy = emu_peer_copy,
     .moe_sort = emu_moe_sort,
     .rows_idx = emu_rows_idx,

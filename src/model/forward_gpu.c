@@ -35,7 +35,8 @@
  *
  * Qwen3-Next: gated attention (attn_layer: wq gives per head [q | gate], q is
  * copied out, the output is multiplied by sigmoid(gate)), gated shared experts
- * (shared_gate), gated delta net layers (delta_layer). The delta nets' state
+ * (shared_gate), gated delta net layers (delta_layer; fused: the gates, the q
+ * and k L2 norms and the delta rule in one launch, delta_rule_g). The delta nets' state
  * lives on their device (gpu_layer.rec_*, one slot per sequence, the token's
  * slot found on the device from D->seq); kv_rec's host slots are its copy for
  * the sequence operations: they pull it (rec_pull, through kv_rec_sync_host)
@@ -996,14 +997,20 @@ static int delta_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D,
     } else if (gmm(g, D, &L->wqkv, D->xn, xq, T, D->d_qkv) || gmm(g, D, &L->wqkv_gate, D->xn, xq, T, D->d_z) ||
                gmm(g, D, &L->ssm_ba, D->xn, xq, T, D->d_ba))
         return -1;
-    if (A->ssm_gates(D->c, D->d_ba, L->ssm_dt_b, L->ssm_a, T, Hk, rr, D->d_beta, D->d_g) ||
-        A->ssm_conv(D->c, D->d_qkv, C, L->ssm_conv1d, hp->ssm_d_conv, C, L->rec_conv, (int64_t)rc->conv_n, D->seq, T,
-                    D->d_xc, C) ||
-        A->l2norm(D->c, D->d_xc, T, 2 * Hk, S, C, eps) ||
-        A->delta_rule(D->c, D->d_xc, C, D->d_g, D->d_beta, L->rec_ssm, (int64_t)rc->ssm_n, D->seq, T, Hk, Hv, S,
-                      1.0f / sqrtf((float)S), D->d_o, dI) ||
-        A->rmsnorm(D->c, D->d_o, D->d_o, L->ssm_norm, (int64_t)T * Hv, S, eps))
+    const float scale = 1.0f / sqrtf((float)S);
+    if (A->ssm_conv(D->c, D->d_qkv, C, L->ssm_conv1d, hp->ssm_d_conv, C, L->rec_conv, (int64_t)rc->conv_n, D->seq, T,
+                    D->d_xc, C))
         return -1;
+    if (g->fuse && A->delta_rule_g) { /* the gates, the q / k norms and the rule in one launch */
+        if (A->delta_rule_g(D->c, D->d_xc, C, D->d_ba, L->ssm_dt_b, L->ssm_a, eps, L->rec_ssm, (int64_t)rc->ssm_n,
+                            D->seq, T, Hk, Hv, S, scale, D->d_o, dI))
+            return -1;
+    } else if (A->ssm_gates(D->c, D->d_ba, L->ssm_dt_b, L->ssm_a, T, Hk, rr, D->d_beta, D->d_g) ||
+               A->l2norm(D->c, D->d_xc, T, 2 * Hk, S, C, eps) ||
+               A->delta_rule(D->c, D->d_xc, C, D->d_g, D->d_beta, L->rec_ssm, (int64_t)rc->ssm_n, D->seq, T, Hk, Hv,
+                             S, scale, D->d_o, dI))
+        return -1;
+    if (A->rmsnorm(D->c, D->d_o, D->d_o, L->ssm_norm, (int64_t)T * Hv, S, eps)) return -1;
     /* o * silu(z) (as z = silu(z) * o), for one token quantized with it for ssm_out */
     if (T == 1 && g->fuse && !is_float(&L->ssm_out))
         return A->act_q8(D->c, 0, D->d_z, D->d_o, D->xq2, 1, dI) || gmm(g, D, &L->ssm_out, D->d_z, D->xq2, T, D->tmp)

@@ -576,6 +576,7 @@ static void test_delta(int S, int Hk, int rr, int T) {
     EXPECT(ey < 1e-6 && es == 0.0, "ssm_conv: y %g, state %g", ey, es);
     /* L2 norm of the q and k heads, on the device's conv output (the same input on both sides) */
     memcpy(y, gy, sizeof(float) * T * NC);
+    float *dy0 = dup_dev(gy, sizeof(float) * T * NC), *dss0 = dup_dev(ss, sizeof(float) * NS * sn); /* for the fused */
     OK(mrc_l2norm(C, dy, T, 2 * Hk, S, NC, 1e-6f));
     OK(get(gy, dy, sizeof(float) * T * NC));
     for (int t = 0; t < T; t++)
@@ -595,6 +596,16 @@ static void test_delta(int S, int Hk, int rr, int T) {
         }
     const double eo = nerr(go, o, (int64_t)T * dI), e2 = nerr(gss, ss, (int64_t)NS * sn);
     EXPECT(eo < 1e-5 && e2 < 1e-5, "delta_rule: out %g, state %g", eo, e2);
+    /* gates + L2 norms + rule in one launch: the same floats as the three launches */
+    float *dO2 = mrc_alloc(C, sizeof(float) * T * dI), *go2 = malloc(sizeof(float) * T * dI);
+    float *gss2 = malloc(sizeof(float) * NS * sn);
+    OK(mrc_delta_rule_g(C, dy0, NC, dba, ddt, dA, 1e-6f, dss0, (int64_t)sn, dseq, T, Hk, Hv, S, scale, dO2, dI));
+    OK(get(go2, dO2, sizeof(float) * T * dI) || get(gss2, dss0, sizeof(float) * NS * sn));
+    const bool same = !memcmp(go2, go, sizeof(float) * T * dI) && !memcmp(gss2, gss, sizeof(float) * NS * sn);
+    EXPECT(same, "delta_rule_g differs from ssm_gates + l2norm + delta_rule: out %g, state %g",
+           nerr(go2, go, (int64_t)T * dI), nerr(gss2, gss, (int64_t)NS * sn));
+    mrc_dfree(dO2), mrc_dfree(dy0), mrc_dfree(dss0);
+    free(go2), free(gss2);
     /* sigmoid gates: per element with a row stride (gated attention), per row (shared expert) */
     float *gy2 = malloc(sizeof(float) * T * NC);
     memcpy(y, x, sizeof(float) * T * NC);
@@ -608,8 +619,8 @@ static void test_delta(int S, int Hk, int rr, int T) {
         for (int i = 0; i < NC; i++) y[(size_t)t * NC + i] *= 1.0f / (1.0f + expf(-ba[t * 2 * Hv]));
     const double eq = nerr(gy2, y, (int64_t)T * NC);
     EXPECT(eq < 1e-6, "sigmoid_mul: %g", eq);
-    printf("delta S %d, heads %d/%d, T %d: gates %.1e/%.1e conv %.1e/%.1e l2 %.1e rule %.1e/%.1e sigmoid %.1e\n", S,
-           Hk, Hv, T, eb, eg, ey, es, el, eo, e2, eq);
+    printf("delta S %d, heads %d/%d, T %d: gates %.1e/%.1e conv %.1e/%.1e l2 %.1e rule %.1e/%.1e fused %s sigmoid "
+           "%.1e\n", S, Hk, Hv, T, eb, eg, ey, es, el, eo, e2, same ? "same" : "DIFFERS", eq);
     mrc_dfree(dseq), mrc_dfree(dba), mrc_dfree(ddt), mrc_dfree(dA), mrc_dfree(dbeta), mrc_dfree(dg), mrc_dfree(dx);
     mrc_dfree(dw), mrc_dfree(dst), mrc_dfree(dy), mrc_dfree(dss), mrc_dfree(dO);
     free(ba), free(beta), free(g), free(gb), free(gg), free(x), free(w), free(st), free(y), free(gy), free(gst);

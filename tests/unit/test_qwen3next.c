@@ -466,6 +466,10 @@ int main(int argc, char **argv) {
             printf("tiny-qwen3next -ngl 99 (emu): state and checkpoint tests\n");
             test_state(gm);
             test_checkpoint(gm);
+            setenv("MOERUN_CUDA_FUSE", "0", 1); /* the separate ops instead of the fused ones */
+            printf("tiny-qwen3next -ngl 99 (emu, MOERUN_CUDA_FUSE=0): checkpoint tests\n");
+            test_checkpoint(gm);
+            unsetenv("MOERUN_CUDA_FUSE");
             mr_model_free(gm);
         }
         unsetenv("MOERUN_CUDA_EMU");
