@@ -165,6 +165,9 @@ static int w_delta_rule(void *c, const float *x, int64_t xs, const float *g, con
                         const int32_t *seq, int T, int Hk, int Hv, int S, float scale, float *o, int64_t os) {
     return ON(c, mrc_delta_rule(c, x, xs, g, beta, st, ss, seq, T, Hk, Hv, S, scale, o, os));
 }
+static int w_norm_gate_q8(void *c, float *o, float *z, const float *w, void *xq, int T, int Hv, int S, float eps) {
+    return ON(c, mrc_norm_gate_q8(c, o, z, w, xq, T, Hv, S, eps));
+}
 static int w_delta_rule_g(void *c, const float *x, int64_t xs, const float *ba, const float *dt, const float *a,
                           float eps, float *st, int64_t ss, const int32_t *seq, int T, int Hk, int Hv, int S,
                           float scale, float *o, int64_t os) {
@@ -223,6 +226,7 @@ static const gpu_api k_cuda = {
     .l2norm = w_l2norm,
     .delta_rule = w_delta_rule,
     .delta_rule_g = w_delta_rule_g,
+    .norm_gate_q8 = w_norm_gate_q8,
     .graph_begin = w_gbegin,
     .graph_end = w_gend,
     .graph_launch = w_glaunch,

@@ -248,6 +248,10 @@ int mrc_l2norm(mrc_ctx *c, float *x, int n_tok, int n_heads, int n, int64_t tok_
 int mrc_delta_rule(mrc_ctx *c, const float *x, int64_t x_stride, const float *g, const float *beta, float *state,
                    int64_t state_stride, const int32_t *seq, int T, int Hk, int Hv, int S, float scale, float *o,
                    int64_t o_stride);
+/* The delta net's gated norm, quantized for the output projection: mrc_rmsnorm of the T * Hv
+ * head rows of o (S each) with w, then mrc_act_q8 (SiLU) of z (T rows of Hv * S) times o into
+ * xq; one launch, the same floats and bytes. S a multiple of 32, <= 256. */
+int mrc_norm_gate_q8(mrc_ctx *c, float *o, float *z, const float *w, void *xq, int T, int Hv, int S, float eps);
 /* mrc_ssm_gates (ba, dt_bias, a_coef; rr = Hv / Hk), mrc_l2norm of the q and k heads (eps) and
  * mrc_delta_rule in one launch, the same floats; x (the conv output) is read, not normalized in
  * place. */

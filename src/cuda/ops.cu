@@ -94,6 +94,40 @@ int mrc_rmsnorm_q8(mrc_ctx *c, float *out, void *xq, float *x, const float *res,
     return 0;
 }
 
+/* The delta net's gated norm for one token's down projection: each head row (S of o, one block
+ * of 256 threads as k_rmsnorm's for S < 1024, so the same sum) RMSNorm'd with w, then
+ * z = silu(z) * o and z's Q8_1 blocks (a head is S / 32 whole blocks of its token's row of
+ * Hv * S): mrc_rmsnorm + mrc_act_q8 in one launch, the same floats and bytes. */
+__global__ void __launch_bounds__(256) k_norm_gate_q8(float *o, float *z, const float *w, uint8_t *xq, int S, int Hv,
+                                                     float eps, size_t row_size) {
+    __shared__ float sh[32];
+    const int64_t r = blockIdx.x, t = r / Hv, h = r - t * Hv;
+    float *orow = o + r * S, *zrow = z + r * S;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < S; i += blockDim.x) ss += orow[i] * orow[i];
+    ss = block_sum(ss, sh);
+    const float scale = rsqrtf(ss / (float)S + eps);
+    const int i = threadIdx.x, lane = i % 32;
+    if (i - lane >= S) return; /* whole warps: S is a multiple of 32 */
+    const float v = orow[i] * scale * (w ? w[i] : 1.0f);
+    orow[i] = v;
+    const float gv = mrc_silu_mul1(zrow[i], v);
+    zrow[i] = gv;
+    mrc_q8_1_warp(gv, xq + t * row_size, (int64_t)Hv * S, (h * S + i) / 32, lane);
+}
+
+int mrc_norm_gate_q8(mrc_ctx *c, float *o, float *z, const float *w, void *xq, int T, int Hv, int S, float eps) {
+    if (S <= 0 || S % 32 || S > 256) {
+        mr_seterr("cuda: norm_gate_q8: head size %d (a multiple of 32 up to 256)", S);
+        return -1;
+    }
+    if (T <= 0 || Hv <= 0) return 0;
+    k_norm_gate_q8<<<(unsigned)((int64_t)T * Hv), 256, 0, c->stream>>>(o, z, w, (uint8_t *)xq, S, Hv, eps,
+                                                                       mrc_q8_1_row_size((int64_t)Hv * S));
+    MRC_LAUNCHED(c, "norm_gate_q8", "T %d, %d heads of %d", T, Hv, S);
+    return 0;
+}
+
 /* ---- element-wise --------------------------------------------------------------------------------- */
 __global__ void k_silu_mul(float *g, const float *u, int64_t n) {
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;

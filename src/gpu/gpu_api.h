@@ -115,7 +115,9 @@ typedef struct gpu_api {
     int (*delta_rule)(void *c, const float *x, int64_t x_stride, const float *g, const float *beta, float *state,
                       int64_t state_stride, const int32_t *seq, int T, int Hk, int Hv, int S, float scale, float *o,
                       int64_t o_stride);
-    /* fused (NULL: the parts): ssm_gates + l2norm + delta_rule (mrc_delta_rule_g) */
+    /* fused (NULL: the parts): rmsnorm + act_q8 of the gated norm (mrc_norm_gate_q8); ssm_gates
+     * + l2norm + delta_rule (mrc_delta_rule_g) */
+    int (*norm_gate_q8)(void *c, float *o, float *z, const float *w, void *xq, int T, int Hv, int S, float eps);
     int (*delta_rule_g)(void *c, const float *x, int64_t x_stride, const float *ba, const float *dt_bias,
                         const float *a_coef, float eps, float *state, int64_t state_stride, const int32_t *seq, int T,
                         int Hk, int Hv, int S, float scale, float *o, int64_t o_stride);

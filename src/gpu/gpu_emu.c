@@ -793,6 +793,15 @@ static int emu_delta_rule(void *c, const float *x, int64_t xs, const float *g, c
     return 0;
 }
 
+/* The parts (each records itself while a graph is captured). */
+static int emu_norm_gate_q8(void *c, float *o, float *z, const float *w, void *xq, int T, int Hv, int S, float eps) {
+    if (S <= 0 || S % 32 || S > 256) {
+        mr_seterr("emu: norm_gate_q8: head size %d (a multiple of 32 up to 256)", S);
+        return -1;
+    }
+    return emu_rmsnorm(c, o, o, w, (int64_t)T * Hv, S, eps) || emu_act_q8(c, 0, z, o, xq, T, (int64_t)Hv * S) ? -1 : 0;
+}
+
 /* Recorded as one op, computed as its parts on a copy of x's q and k heads (x is not changed). */
 static int emu_delta_rule_g(void *c, const float *x, int64_t xs, const float *ba, const float *dt, const float *a,
                             float eps, float *st, int64_t ss, const int32_t *seq, int T, int Hk, int Hv, int S,
@@ -987,6 +996,7 @@ static const gpu_api k_emu = {
     .l2norm = emu_l2norm,
     .delta_rule = emu_delta_rule,
     .delta_rule_g = emu_delta_rule_g,
+    .norm_gate_q8 = emu_norm_gate_q8,
     .peer_copy = emu_peer_copy,
     .moe_sort = emu_moe_sort,
     .rows_idx = emu_rows_idx,

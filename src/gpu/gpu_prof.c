@@ -28,12 +28,12 @@
 
 enum {
     P_UPLOAD, P_DOWNLOAD, P_PEER, P_MEMSET, P_QUANT, P_MATVEC, P_MOE_MATVEC, P_RMSNORM, P_SILU, P_GELU, P_ADD, P_ROPE,
-    P_ROUTE, P_ATTN, P_GEMM, P_KVW, P_COMBINE, P_COPY, P_SORT, P_ROWS, P_RMSQ, P_ACTQ, P_MOEMV2, P_NROPE, P_MVN, P_KVW2, P_MVSUM, P_GUA, P_RROUTE, P_SIGM, P_SSMG, P_SSMC, P_L2, P_DELTA, P_DELTAG, P_GRAPH, P_N
+    P_ROUTE, P_ATTN, P_GEMM, P_KVW, P_COMBINE, P_COPY, P_SORT, P_ROWS, P_RMSQ, P_ACTQ, P_MOEMV2, P_NROPE, P_MVN, P_KVW2, P_MVSUM, P_GUA, P_RROUTE, P_SIGM, P_SSMG, P_SSMC, P_L2, P_DELTA, P_DELTAG, P_NGQ, P_GRAPH, P_N
 };
 static const char *const k_op_names[P_N] = {
     "upload (h2d)", "download (d2h)", "peer copy (d2d)", "memset", "quantize_q8_1", "matvec", "moe_matvec", "rmsnorm", "silu_mul",
     "gelu_mul", "add", "rope", "moe_route", "attn", "gemm", "kv_write", "moe_combine", "copy_rows", "moe_sort",
-    "rows_idx", "rmsnorm_q8", "act_q8", "moe_matvec2", "norm_rope", "matvec_n", "kv_write2", "moe_matvec_sum", "moe_gate_up_q8", "router_route", "sigmoid_mul", "ssm_gates", "ssm_conv", "l2norm", "delta_rule", "delta_rule_g", "graph"};
+    "rows_idx", "rmsnorm_q8", "act_q8", "moe_matvec2", "norm_rope", "matvec_n", "kv_write2", "moe_matvec_sum", "moe_gate_up_q8", "router_route", "sigmoid_mul", "ssm_gates", "ssm_conv", "l2norm", "delta_rule", "delta_rule_g", "norm_gate_q8", "graph"};
 static bool is_copy(int op) { return op == P_UPLOAD || op == P_DOWNLOAD || op == P_PEER; }
 
 #define PROF_CAP 4096
@@ -296,6 +296,9 @@ static int w_delta_rule(void *cv, const float *x, int64_t xs, const float *g, co
                         const int32_t *seq, int T, int Hk, int Hv, int S, float scale, float *o, int64_t os) {
     PROF_OP(P_DELTA, g_in->delta_rule(PC, x, xs, g, beta, st, ss, seq, T, Hk, Hv, S, scale, o, os));
 }
+static int w_norm_gate_q8(void *cv, float *o, float *z, const float *w, void *xq, int T, int Hv, int S, float eps) {
+    PROF_OP(P_NGQ, g_in->norm_gate_q8(PC, o, z, w, xq, T, Hv, S, eps));
+}
 static int w_delta_rule_g(void *cv, const float *x, int64_t xs, const float *ba, const float *dt, const float *a,
                           float eps, float *st, int64_t ss, const int32_t *seq, int T, int Hk, int Hv, int S,
                           float scale, float *o, int64_t os) {
@@ -345,6 +348,7 @@ const gpu_api *gpu_prof_wrap(const gpu_api *in) {
     g_tab.ssm_conv = in->ssm_conv ? w_ssm_conv : NULL, g_tab.l2norm = in->l2norm ? w_l2norm : NULL;
     g_tab.delta_rule = in->delta_rule ? w_delta_rule : NULL;
     g_tab.delta_rule_g = in->delta_rule_g ? w_delta_rule_g : NULL;
+    g_tab.norm_gate_q8 = in->norm_gate_q8 ? w_norm_gate_q8 : NULL;
     g_tab.graph_begin = in->graph_begin ? w_gbegin : NULL, g_tab.graph_end = in->graph_end ? w_gend : NULL;
     g_tab.graph_launch = in->graph_launch ? w_glaunch : NULL;
     g_tab.scratch_epoch = w_epoch, g_tab.scratch_bytes = w_scratch_bytes;

@@ -36,7 +36,8 @@
  * Qwen3-Next: gated attention (attn_layer: wq gives per head [q | gate], q is
  * copied out, the output is multiplied by sigmoid(gate)), gated shared experts
  * (shared_gate), gated delta net layers (delta_layer; fused: the gates, the q
- * and k L2 norms and the delta rule in one launch, delta_rule_g). The delta nets' state
+ * and k L2 norms and the delta rule in one launch, delta_rule_g; one token's
+ * gated norm and its quantization for ssm_out, norm_gate_q8). The delta nets' state
  * lives on their device (gpu_layer.rec_*, one slot per sequence, the token's
  * slot found on the device from D->seq); kv_rec's host slots are its copy for
  * the sequence operations: they pull it (rec_pull, through kv_rec_sync_host)
@@ -1010,8 +1011,14 @@ static int delta_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D,
                A->delta_rule(D->c, D->d_xc, C, D->d_g, D->d_beta, L->rec_ssm, (int64_t)rc->ssm_n, D->seq, T, Hk, Hv,
                              S, scale, D->d_o, dI))
         return -1;
+    /* gated RMSNorm: o = rmsnorm(o_h) * w, then o * silu(z) (as z = silu(z) * o); for one token
+     * quantized for ssm_out, in one launch where the backend fuses them */
+    if (T == 1 && g->fuse && A->norm_gate_q8 && !is_float(&L->ssm_out))
+        return A->norm_gate_q8(D->c, D->d_o, D->d_z, L->ssm_norm, D->xq2, 1, Hv, S, eps) ||
+                       gmm(g, D, &L->ssm_out, D->d_z, D->xq2, T, D->tmp)
+                   ? -1
+                   : 0;
     if (A->rmsnorm(D->c, D->d_o, D->d_o, L->ssm_norm, (int64_t)T * Hv, S, eps)) return -1;
-    /* o * silu(z) (as z = silu(z) * o), for one token quantized with it for ssm_out */
     if (T == 1 && g->fuse && !is_float(&L->ssm_out))
         return A->act_q8(D->c, 0, D->d_z, D->d_o, D->xq2, 1, dI) || gmm(g, D, &L->ssm_out, D->d_z, D->xq2, T, D->tmp)
                    ? -1

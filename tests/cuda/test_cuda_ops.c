@@ -606,6 +606,30 @@ static void test_delta(int S, int Hk, int rr, int T) {
            nerr(go2, go, (int64_t)T * dI), nerr(gss2, gss, (int64_t)NS * sn));
     mrc_dfree(dO2), mrc_dfree(dy0), mrc_dfree(dss0);
     free(go2), free(gss2);
+    /* the gated norm quantized for the output projection, one token: fused == rmsnorm + act_q8 */
+    bool same_ng = false;
+    {
+        const size_t rs = mrc_q8_1_row_size(dI);
+        float *z = malloc(sizeof(float) * dI), *nw = malloc(sizeof(float) * S), *h[4];
+        uint8_t *q[2] = {malloc(rs), malloc(rs)};
+        fill(z, dI), fill(nw, S);
+        float *dz[2] = {dup_dev(z, sizeof(float) * dI), dup_dev(z, sizeof(float) * dI)};
+        float *dob[2] = {dup_dev(go, sizeof(float) * dI), dup_dev(go, sizeof(float) * dI)}, *dnw = dup_dev(nw, sizeof(float) * S);
+        void *dq[2] = {mrc_alloc(C, rs), mrc_alloc(C, rs)};
+        OK(mrc_rmsnorm(C, dob[0], dob[0], dnw, Hv, S, 1e-6f));
+        OK(mrc_act_q8(C, 0, dz[0], dob[0], dq[0], 1, dI));
+        OK(mrc_norm_gate_q8(C, dob[1], dz[1], dnw, dq[1], 1, Hv, S, 1e-6f));
+        for (int i = 0; i < 4; i++) h[i] = malloc(sizeof(float) * dI);
+        OK(get(h[0], dob[0], sizeof(float) * dI) || get(h[1], dob[1], sizeof(float) * dI) ||
+           get(h[2], dz[0], sizeof(float) * dI) || get(h[3], dz[1], sizeof(float) * dI) || get(q[0], dq[0], rs) ||
+           get(q[1], dq[1], rs));
+        same_ng = !memcmp(h[0], h[1], sizeof(float) * dI) && !memcmp(h[2], h[3], sizeof(float) * dI) &&
+                  !memcmp(q[0], q[1], rs);
+        EXPECT(same_ng, "norm_gate_q8 differs from rmsnorm + act_q8");
+        for (int i = 0; i < 2; i++) mrc_dfree(dz[i]), mrc_dfree(dob[i]), mrc_dfree(dq[i]), free(q[i]);
+        for (int i = 0; i < 4; i++) free(h[i]);
+        mrc_dfree(dnw), free(z), free(nw);
+    }
     /* sigmoid gates: per element with a row stride (gated attention), per row (shared expert) */
     float *gy2 = malloc(sizeof(float) * T * NC);
     memcpy(y, x, sizeof(float) * T * NC);
@@ -620,7 +644,8 @@ static void test_delta(int S, int Hk, int rr, int T) {
     const double eq = nerr(gy2, y, (int64_t)T * NC);
     EXPECT(eq < 1e-6, "sigmoid_mul: %g", eq);
     printf("delta S %d, heads %d/%d, T %d: gates %.1e/%.1e conv %.1e/%.1e l2 %.1e rule %.1e/%.1e fused %s sigmoid "
-           "%.1e\n", S, Hk, Hv, T, eb, eg, ey, es, el, eo, e2, same ? "same" : "DIFFERS", eq);
+           "%.1e, gated norm %s\n", S, Hk, Hv, T, eb, eg, ey, es, el, eo, e2, same ? "same" : "DIFFERS", eq,
+           same_ng ? "same" : "DIFFERS");
     mrc_dfree(dseq), mrc_dfree(dba), mrc_dfree(ddt), mrc_dfree(dA), mrc_dfree(dbeta), mrc_dfree(dg), mrc_dfree(dx);
     mrc_dfree(dw), mrc_dfree(dst), mrc_dfree(dy), mrc_dfree(dss), mrc_dfree(dO);
     free(ba), free(beta), free(g), free(gb), free(gg), free(x), free(w), free(st), free(y), free(gy), free(gst);
