@@ -425,6 +425,22 @@ static void test_legacy(mr_model *m, const char *path) {
         free(b);
         mr_model_free(ml);
     }
+    /* -ngl 99 on a device backend: the legacy layout has no device path, so the context warns
+     * and runs every layer on the CPU (same logits), never a wrong answer */
+    setenv("MOERUN_CUDA_EMU", "1", 1);
+    mp.n_gpu_layers = 99;
+    ml = mr_model_load(&mp);
+    CHECK(ml != NULL, "load legacy copy with -ngl 99: %s", mr_last_error());
+    if (ml) {
+        mr_ctx *c = ctx(ml, 64, 64, 64, 1, 0);
+        mr_ctx_offload_info oi = {0};
+        if (c) mr_ctx_get_offload(c, &oi);
+        CHECK(c && oi.n_layers_dev == 0, "legacy ssm_in with -ngl 99: %d layers on a device (want 0: CPU)",
+              oi.n_layers_dev);
+        mr_ctx_free(c);
+        mr_model_free(ml);
+    }
+    unsetenv("MOERUN_CUDA_EMU");
     unlink(tmp);
 }
 
