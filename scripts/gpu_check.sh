@@ -13,6 +13,7 @@
 # while the machine is warm (the build stays in build-cuda):
 #   scripts/gpu_check.sh build test      then      scripts/gpu_check.sh bench
 #   scripts/gpu_check.sh [build] [test] [bench] [all]   (default all)
+#   scripts/gpu_check.sh next    (Qwen3-Next on 8 layers of its 80B shape; not part of all)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu_check}
@@ -64,6 +65,15 @@ if want bench; then
   step prof_graph env MOERUN_CUDA_PROFILE=1 build-cuda/moerun bench -m "$model" -ngl 99 -p 0 -n 64 -r 1 -o md
   step prof_eager env MOERUN_CUDA_PROFILE=1 MOERUN_CUDA_GRAPH=0 build-cuda/moerun bench -m "$model" -ngl 99 -p 512 -n 64 -r 1 -o md
   step prof_cmoe env MOERUN_CUDA_PROFILE=1 build-cuda/moerun bench -m "$model" -ngl 99 -cmoe 1 -t "$(nproc)" -p 0 -n 32 -r 1 -o md
+fi
+# not in "all" (a third call): Qwen3-Next's device path on 8 layers of the 80B-A3B shape (2 attention,
+# 6 delta-net layers; experts Q4_K, 7.7 GiB): speed with and without the fused ops, and per op
+if [[ "$what" == *" next "* ]]; then
+  nmodel=${NEXT_MODEL:-/tmp/qwen3next-80b-8l.gguf}
+  [ -f "$nmodel" ] || step synth_next build-cuda/moerun synth --preset qwen3-next-80b-a3b --layers 8 --exps-type q4_k --out "$nmodel" -q
+  step next_bench build-cuda/moerun bench -m "$nmodel" -ngl 99 -p 512 -n 128 -r 3 -o md
+  step next_nofuse env MOERUN_CUDA_FUSE=0 build-cuda/moerun bench -m "$nmodel" -ngl 99 -p 0 -n 128 -r 3 -o md
+  step next_prof env MOERUN_CUDA_PROFILE=1 MOERUN_CUDA_GRAPH=0 build-cuda/moerun bench -m "$nmodel" -ngl 99 -p 512 -n 64 -r 1 -o md
 fi
 echo "== summary ($OUT)"
 printf '%s\n' "${summary[@]}"
