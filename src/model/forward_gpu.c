@@ -35,14 +35,15 @@
  *
  * Qwen3-Next: gated attention (attn_layer: wq gives per head [q | gate], q is
  * copied out, the output is multiplied by sigmoid(gate)), gated shared experts
- * (shared_gate), gated delta net layers (delta_layer; fused: the gates, the q
+ * (fg_shared_gate), gated delta net layers (fg_delta_layer; fused: the gates, the q
  * and k L2 norms and the delta rule in one launch, delta_rule_g; one token's
  * gated norm and its quantization for ssm_out, norm_gate_q8). The delta nets' state
  * lives on their device (gpu_layer.rec_*, one slot per sequence, the token's
  * slot found on the device from D->seq); kv_rec's host slots are its copy for
- * the sequence operations: they pull it (rec_pull, through kv_rec_sync_host)
+ * the sequence operations: they pull it (fg_rec_pull, through kv_rec_sync_host)
  * and the next forward pass pushes the host slots back where they changed
- * (rec_push).
+ * (fg_rec_push). Those Qwen3-Next parts are in forward_gpu_next.c; the state both
+ * files share is in forward_gpu_impl.h.
  */
 #include <math.h>
 #include <stdio.h>
@@ -51,85 +52,7 @@
 
 #include "base/base.h"
 #include "cpu/moe.h"
-#include "model/delta_net.h"
-#include "model/forward.h"
-#include "quant/types.h"
-
-typedef struct {
-    int dev; /* device index, -1: the layer runs on the CPU */
-    bool exps_cpu;
-    mrc_weight wq, wk, wv, wo, gate, up, down, gate_inp, gate_exps, up_exps, down_exps, gate_sh, up_sh, down_sh;
-    mrc_weight wq_a, wq_b, wkv_a, wk_b, wv_b; /* MLA */
-    mrc_weight wqkv, wqkv_gate, ssm_ba, ssm_out; /* gated delta net */
-    mrc_weight gate_inp_sh;                      /* the shared experts' per-token gate (Qwen3-Next, Qwen2-MoE) */
-    const float *ssm_conv1d, *ssm_dt_b, *ssm_a, *ssm_norm;
-    float *rec_conv, *rec_ssm; /* gated delta net: the recurrent state, one slot per sequence */
-    const float *attn_norm, *attn_post_norm, *ffn_norm, *ffn_post_norm, *q_norm, *k_norm, *q_a_norm, *kv_a_norm;
-    const float *bq, *bk, *bv, *bo, *probs_b;
-    void *k, *v; /* device KV */
-} gpu_layer;
-
-typedef struct {
-    void *c;
-    float *x, *xn, *tmp, *sh, *q, *k, *v, *att, *ffa, *ffb, *router, *selw, *slots, *logits, *rope_ff;
-    void *xq_rep, *xq_moe; /* prompts: each pair's Q8_1 input (expert order); the pairs' down inputs */
-    float *slots_s;        /* prompts: the pairs' down outputs in expert order */
-    int32_t *perm, *sids, *stok; /* prompts: the pairs in expert order (mrc_moe_sort) */
-    float *mask, *mask_swa;
-    size_t mask_cap; /* floats of each mask */
-    float *gmask, *gmask_swa; /* decode graphs: one row of n_ctx (fixed buffers the graph reads) */
-    void *xq, *xq2;
-    int32_t *pos, *cells, *ids, *head_ids; /* head_ids: 0..H-1 (MLA's per-head matvecs as grouped ones) */
-    int32_t *seq;                          /* the tokens' sequences (the recurrent state's slots) */
-    float *qg, *shg; /* gated attention: per head [q | gate]; the shared experts' gate logits */
-    float *d_qkv, *d_z, *d_ba, *d_g, *d_beta, *d_xc, *d_o; /* gated delta net scratch */
-    float *m_qa, *m_ckv, *m_qabs, *m_lat, *m_o, *m_h; /* MLA scratch */
-    void *xq_mla;
-    mrc_weight out_norm_w, output;
-    const float *out_norm;
-    void **allocs;
-    int n_allocs, cap_allocs;
-    uint64_t alloc_bytes; /* of allocs: weights, KV, buffers */
-    bool used;
-} gpu_dev;
-
-#define HEAD_ROWS 64 /* logits rows per output-head chunk (one GEMM each) */
-
-struct model_gpu {
-    const gpu_api *api;
-    const mr_model *m;
-    int n_dev, n_ub, n_ctx;
-    gpu_dev d[PLC_MAX_DEV];
-    gpu_layer *L;
-    int out_dev;
-    int x_at;          /* where the residual is: -1 host, else a device */
-    int n_kv;          /* cells the masks cover in this micro-batch */
-    bool any_swa;
-    float *h_mask;     /* host masks (T, n_kv) x 2 */
-    float *h_stage;    /* hybrid: the normed input and routing of a micro-batch, one download */
-    size_t h_mask_cap;
-    uint64_t weight_bytes;
-    double bw_gbs;
-    /* decode graphs (one device holds everything, no CPU experts): the captured step is for
-     * graph_nkv cells (n_kv rounded up to 256, masked beyond the used ones) and the device's
-     * scratch epoch; use_gmask: attention reads the graph masks with n_kv = graph_nkv */
-    bool graph_ok, use_gmask;
-    /* fused ops (see the top of this file) where the backend has them and MOERUN_CUDA_FUSE
-     * is not 0: fewer launches per decode step, the same results */
-    bool fuse;
-    int mla_H; /* heads of the MLA layers (head_ids repeats 0..mla_H-1) */
-    int graph_dev, graph_nkv;
-    unsigned graph_epoch;
-    uint64_t graph_bytes;
-    int n_graph_launch, n_graph_capture;
-    bool prof; /* MOERUN_CUDA_PROFILE: api is gpu_prof.c's table; report at free */
-    void *pinned[8]; /* host staging buffers page-locked by model_gpu_pin */
-    int n_pinned;
-    /* gated delta net layers on devices: their state lives there (gpu_layer.rec_*), rec's host
-     * slots are its copy for the sequence operations (delta_net.h; rec_pull, rec_push) */
-    kv_rec *rec;
-    bool any_delta;
-};
+#include "model/forward_gpu_impl.h"
 
 /* ---- support and placement checks ---------------------------------------------------------- */
 
@@ -325,55 +248,6 @@ static int check_layer(const mr_model *m, const placement *pl, int il, bool *exp
         return -1;
     }
     *exps_cpu = ld >= 0 && n_cpu > 0;
-    return 0;
-}
-
-/* Copy the recurrent state of the device layers for the sequences in the bit mask seqs between
- * the devices and rec's host slots (to_host: download; else upload), one contiguous range per
- * run of consecutive sequences. */
-static int rec_copy(model_gpu *g, uint64_t seqs, bool to_host) {
-    const kv_rec *rc = g->rec;
-    for (int il = 0; il < g->m->hp.n_layer; il++) {
-        const gpu_layer *L = &g->L[il];
-        if (!L->rec_conv) continue;
-        void *c = g->d[L->dev].c;
-        for (int s0 = 0; s0 < rc->n_seq;) {
-            if (!((seqs >> s0) & 1)) {
-                s0++;
-                continue;
-            }
-            int s1 = s0 + 1;
-            while (s1 < rc->n_seq && ((seqs >> s1) & 1)) s1++;
-            const size_t nc = rc->conv_n * (size_t)(s1 - s0), ns = rc->ssm_n * (size_t)(s1 - s0);
-            float *hc = kv_rec_conv(rc, il, s0), *hs = kv_rec_ssm(rc, il, s0);
-            float *dc = L->rec_conv + rc->conv_n * (size_t)s0, *ds = L->rec_ssm + rc->ssm_n * (size_t)s0;
-            if (to_host ? g->api->download(c, hc, dc, sizeof(float) * nc) ||
-                              g->api->download(c, hs, ds, sizeof(float) * ns)
-                        : g->api->upload(c, dc, hc, sizeof(float) * nc) || g->api->upload(c, ds, hs, sizeof(float) * ns))
-                return -1;
-            s0 = s1;
-        }
-    }
-    if (to_host)
-        for (int d = 0; d < g->n_dev; d++)
-            if (g->d[d].c && g->api->sync(g->d[d].c)) return -1;
-    return 0;
-}
-
-/* kv_rec.dev_pull: the sequences' device state into rec's host slots. */
-static int rec_pull(void *ud, uint64_t seqs) { return rec_copy(ud, seqs, true); }
-
-/* Before a forward pass over the T tokens of sequences seq: the host slots onto the devices
- * where a sequence operation changed them; the device state of the batch's sequences is then
- * the newer one. */
-static int rec_push(model_gpu *g, const int32_t *seq, int T) {
-    kv_rec *rc = g->rec;
-    if (!rc) return 0;
-    if (rc->host_newer) {
-        if (rec_copy(g, rc->host_newer, false)) return -1;
-        rc->host_newer = 0;
-    }
-    for (int t = 0; t < T; t++) rc->dev_newer |= (uint64_t)1 << seq[t];
     return 0;
 }
 
@@ -620,7 +494,7 @@ model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement 
         }
     if (g->any_delta) { /* the device holds these layers' state from now on; the host slots are its copy */
         g->rec = kv->rec;
-        g->rec->dev_pull = rec_pull;
+        g->rec->dev_pull = fg_rec_pull;
         g->rec->dev_ud = g;
         g->rec->host_newer = g->rec->n_seq >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << g->rec->n_seq) - 1;
         g->rec->dev_newer = 0;
@@ -684,7 +558,7 @@ int model_gpu_begin(model_run *r, const model_ubatch *ub) {
             g->api->upload(D->c, D->seq, ub->seq, sizeof(int32_t) * (size_t)T))
             return -1;
     }
-    return rec_push(g, ub->seq, T);
+    return fg_rec_push(g, ub->seq, T);
 }
 
 /* The residual into r->x (from the device holding it). */
@@ -713,15 +587,8 @@ static int to_device(model_run *r, int T, int d) {
     return 0;
 }
 
-static bool is_float(const mrc_weight *W) { return W->type == MR_TYPE_F32 || W->type == MR_TYPE_F16; }
-
-/* Two quantized weights one launch can read with one activation: one type and row length. */
-static bool same_q(const mrc_weight *a, const mrc_weight *b) {
-    return !is_float(a) && a->type == b->type && a->k == b->k;
-}
-
 /* y (T, W.m) = x (T, W.k) W^T. xq: x quantized (Q8_1, T == 1), or NULL to quantize here. */
-static int gmm(model_gpu *g, gpu_dev *D, const mrc_weight *W, const float *x, const void *xq, int T, float *y) {
+int fg_gmm(model_gpu *g, gpu_dev *D, const mrc_weight *W, const float *x, const void *xq, int T, float *y) {
     const gpu_api *A = g->api;
     if (T > 1 && !is_float(W)) return A->gemm(D->c, W, 0, x, T, y);
     if (T > 1) { /* float weights (the router): all tokens in one launch, the same kernel as one */
@@ -819,12 +686,12 @@ static int dense_ffn(model_gpu *g, gpu_dev *D, const mrc_weight *gate, const mrc
                      const float *x, const void *xq, int T, float *out) {
     const int64_t F = up->m;
     if (T == 1 && xq && !is_float(gate) && !is_float(up) && !is_float(down)) /* the down's input with the gate */
-        return gate_up_act_q8(g, D, gate, up, NULL, 1, xq, 0, D->xq2) || gmm(g, D, down, D->ffa, D->xq2, T, out) ? -1
+        return gate_up_act_q8(g, D, gate, up, NULL, 1, xq, 0, D->xq2) || fg_gmm(g, D, down, D->ffa, D->xq2, T, out) ? -1
                                                                                                                 : 0;
-    if (gmm(g, D, gate, x, xq, T, D->ffa) || gmm(g, D, up, x, xq, T, D->ffb) ||
+    if (fg_gmm(g, D, gate, x, xq, T, D->ffa) || fg_gmm(g, D, up, x, xq, T, D->ffb) ||
         act_mul(g, D, D->ffa, D->ffb, (int64_t)T * F))
         return -1;
-    return gmm(g, D, down, D->ffa, NULL, T, out);
+    return fg_gmm(g, D, down, D->ffa, NULL, T, out);
 }
 
 static int attn_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, const void *xq) {
@@ -847,9 +714,9 @@ static int attn_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, 
         const bool v3 = same_q(&L->wq, &L->wv);
         const mrc_weight *W[3] = {&L->wq, &L->wk, &L->wv};
         float *const y[3] = {qp, kb, D->v};
-        if (A->matvec_n(D->c, v3 ? 3 : 2, W, xq, y) || (!v3 && gmm(g, D, &L->wv, D->xn, xq, T, D->v))) return -1;
-    } else if (gmm(g, D, &L->wq, D->xn, xq, T, qp) || gmm(g, D, &L->wk, D->xn, xq, T, kb) ||
-               gmm(g, D, &L->wv, D->xn, xq, T, D->v))
+        if (A->matvec_n(D->c, v3 ? 3 : 2, W, xq, y) || (!v3 && fg_gmm(g, D, &L->wv, D->xn, xq, T, D->v))) return -1;
+    } else if (fg_gmm(g, D, &L->wq, D->xn, xq, T, qp) || fg_gmm(g, D, &L->wk, D->xn, xq, T, kb) ||
+               fg_gmm(g, D, &L->wv, D->xn, xq, T, D->v))
         return -1;
     if (gated && A->copy_rows(D->c, D->q, Dk, D->qg, 2 * (int64_t)Dk, (int64_t)T * H, Dk)) return -1;
     if (add_rows(g, D, D->q, L->bq, T, qw) || add_rows(g, D, kb, L->bk, T, kw) || add_rows(g, D, D->v, L->bv, T, vw))
@@ -890,7 +757,7 @@ static int attn_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, 
     if (A->attn(D->c, &ap, D->q, L->k, L->v, mask, D->att)) return -1;
     /* gated: att (rows of Dv per token and head) *= sigmoid(that head's gate) */
     if (gated && A->sigmoid_mul(D->c, D->att, D->qg + Dk, (int64_t)T * H, Dv, 2 * (int64_t)Dk, 1)) return -1;
-    if (gmm(g, D, &L->wo, D->att, ap.out_q8, T, D->tmp)) return -1;
+    if (fg_gmm(g, D, &L->wo, D->att, ap.out_q8, T, D->tmp)) return -1;
     return add_rows(g, D, D->tmp, L->bo, T, hp->n_embd);
 }
 
@@ -916,15 +783,15 @@ static int mla_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, c
         if (A->matvec_n(D->c, 2, W, xq, y)) return -1;
         kv_done = true;
     } else if (L->wq.data) {
-        if (gmm(g, D, &L->wq, D->xn, xq, T, q)) return -1;
+        if (fg_gmm(g, D, &L->wq, D->xn, xq, T, q)) return -1;
     } else {
         const int QR = (int)L->wq_a.m;
-        if (gmm(g, D, &L->wq_a, D->xn, xq, T, D->m_qa) ||
+        if (fg_gmm(g, D, &L->wq_a, D->xn, xq, T, D->m_qa) ||
             A->rmsnorm(D->c, D->m_qa, D->m_qa, L->q_a_norm, T, QR, hp->rms_eps) ||
-            gmm(g, D, &L->wq_b, D->m_qa, NULL, T, q))
+            fg_gmm(g, D, &L->wq_b, D->m_qa, NULL, T, q))
             return -1;
     }
-    if (!kv_done && gmm(g, D, &L->wkv_a, D->xn, xq, T, ckv)) return -1;
+    if (!kv_done && fg_gmm(g, D, &L->wkv_a, D->xn, xq, T, ckv)) return -1;
     float kq_scale;
     const cpu_rope_params rp = model_mla_rope(m, il, &kq_scale);
     const mrc_rope_params p = rope_dev(&rp, rope, D->rope_ff);
@@ -972,69 +839,7 @@ static int mla_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, c
                    A->moe_matvec(D->c, &L->wv_b, D->head_ids, n, NULL, 0, D->xq_mla, rsr, ot))
             return -1;
     }
-    return gmm(g, D, &L->wo, D->m_o, NULL, T, D->tmp);
-}
-
-/* Qwen3-Next's gated delta net (qwen3next.c's model_attn_delta) on the device: projections,
- * gates, causal conv + SiLU over the sequence's conv state, L2 norms of q and k, the delta rule
- * over its state, gated RMSNorm, output projection into D->tmp. Each token's state slot is its
- * sequence's (D->seq), read on the device, so a captured decode step serves any sequence. */
-static int delta_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, const void *xq) {
-    model_gpu *g = r->gpu;
-    const gpu_api *A = g->api;
-    const model_hparams *hp = &r->m->hp;
-    const gpu_layer *L = &g->L[il];
-    const kv_rec *rc = g->rec;
-    const int T = ub->n, Hk = hp->ssm_n_group, Hv = hp->ssm_dt_rank, S = hp->ssm_d_state, rr = Hv / Hk;
-    const int dI = hp->ssm_d_inner, C = 2 * Hk * S + dI;
-    const float eps = hp->rms_eps;
-    /* projections: qkv (T, C), z (T, dI), ba (T, 2 Hv); one token: one launch where they pair */
-    if (T == 1 && xq && g->fuse && A->matvec_n && same_q(&L->wqkv, &L->wqkv_gate)) {
-        const bool n3 = same_q(&L->wqkv, &L->ssm_ba);
-        const mrc_weight *W[3] = {&L->wqkv, &L->wqkv_gate, &L->ssm_ba};
-        float *const y[3] = {D->d_qkv, D->d_z, D->d_ba};
-        if (A->matvec_n(D->c, n3 ? 3 : 2, W, xq, y) || (!n3 && gmm(g, D, &L->ssm_ba, D->xn, xq, T, D->d_ba)))
-            return -1;
-    } else if (gmm(g, D, &L->wqkv, D->xn, xq, T, D->d_qkv) || gmm(g, D, &L->wqkv_gate, D->xn, xq, T, D->d_z) ||
-               gmm(g, D, &L->ssm_ba, D->xn, xq, T, D->d_ba))
-        return -1;
-    const float scale = 1.0f / sqrtf((float)S);
-    if (A->ssm_conv(D->c, D->d_qkv, C, L->ssm_conv1d, hp->ssm_d_conv, C, L->rec_conv, (int64_t)rc->conv_n, D->seq, T,
-                    D->d_xc, C))
-        return -1;
-    if (g->fuse && A->delta_rule_g) { /* the gates, the q / k norms and the rule in one launch */
-        if (A->delta_rule_g(D->c, D->d_xc, C, D->d_ba, L->ssm_dt_b, L->ssm_a, eps, L->rec_ssm, (int64_t)rc->ssm_n,
-                            D->seq, T, Hk, Hv, S, scale, D->d_o, dI))
-            return -1;
-    } else if (A->ssm_gates(D->c, D->d_ba, L->ssm_dt_b, L->ssm_a, T, Hk, rr, D->d_beta, D->d_g) ||
-               A->l2norm(D->c, D->d_xc, T, 2 * Hk, S, C, eps) ||
-               A->delta_rule(D->c, D->d_xc, C, D->d_g, D->d_beta, L->rec_ssm, (int64_t)rc->ssm_n, D->seq, T, Hk, Hv,
-                             S, scale, D->d_o, dI))
-        return -1;
-    /* gated RMSNorm: o = rmsnorm(o_h) * w, then o * silu(z) (as z = silu(z) * o); for one token
-     * quantized for ssm_out, in one launch where the backend fuses them */
-    if (T == 1 && g->fuse && A->norm_gate_q8 && !is_float(&L->ssm_out))
-        return A->norm_gate_q8(D->c, D->d_o, D->d_z, L->ssm_norm, D->xq2, 1, Hv, S, eps) ||
-                       gmm(g, D, &L->ssm_out, D->d_z, D->xq2, T, D->tmp)
-                   ? -1
-                   : 0;
-    if (A->rmsnorm(D->c, D->d_o, D->d_o, L->ssm_norm, (int64_t)T * Hv, S, eps)) return -1;
-    if (T == 1 && g->fuse && !is_float(&L->ssm_out))
-        return A->act_q8(D->c, 0, D->d_z, D->d_o, D->xq2, 1, dI) || gmm(g, D, &L->ssm_out, D->d_z, D->xq2, T, D->tmp)
-                   ? -1
-                   : 0;
-    return A->silu_mul(D->c, D->d_z, D->d_o, (int64_t)T * dI) || gmm(g, D, &L->ssm_out, D->d_z, NULL, T, D->tmp) ? -1
-                                                                                                                : 0;
-}
-
-/* The shared experts' output y (T rows) times sigmoid(gate_inp_shexp . xn) per token (Qwen3-Next,
- * Qwen2-MoE); nothing without that gate. */
-static int shared_gate(model_gpu *g, gpu_dev *D, const gpu_layer *L, const void *xq, int T, float *y) {
-    if (!L->gate_inp_sh.data) return 0;
-    return gmm(g, D, &L->gate_inp_sh, D->xn, xq, T, D->shg) ||
-                   g->api->sigmoid_mul(D->c, y, D->shg, T, g->m->hp.n_embd, 1, 0)
-               ? -1
-               : 0;
+    return fg_gmm(g, D, &L->wo, D->m_o, NULL, T, D->tmp);
 }
 
 /* The MoE FFN of T tokens into out (acc: added to out, the residual; only without shared
@@ -1056,7 +861,7 @@ static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq, fl
         if (A->router_route(D->c, &L->gate_inp, D->xn, D->router, K, (int)hp->gating, L->probs_b, hp->expert_norm_w,
                             hp->expert_w_scale, hp->n_expert_groups, hp->n_group_used, ids, selw))
             return -1;
-    } else if (gmm(g, D, &L->gate_inp, D->xn, xq, T, D->router) ||
+    } else if (fg_gmm(g, D, &L->gate_inp, D->xn, xq, T, D->router) ||
                A->moe_route(D->c, D->router, T, E, K, (int)hp->gating, L->probs_b, hp->expert_norm_w,
                             hp->expert_w_scale, hp->n_expert_groups, hp->n_group_used, ids, selw))
         return -1;
@@ -1070,7 +875,7 @@ static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq, fl
         memcpy(r->sel, h + nx, sizeof(int32_t) * ns);
         memcpy(r->selw, h + nx + ns, sizeof(float) * ns);
         if (shared && (dense_ffn(g, D, &L->gate_sh, &L->up_sh, &L->down_sh, D->xn, xq, T, D->sh) ||
-                       shared_gate(g, D, L, xq, T, D->sh)))
+                       fg_shared_gate(g, D, L, xq, T, D->sh)))
             return -1;
         const cpu_moe_w mw = {.gate = &ly->gate_exps, .up = &ly->up_exps, .down = &ly->down_exps,
                               .gelu = m->arch->act == MODEL_ACT_GELU};
@@ -1083,7 +888,7 @@ static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq, fl
     const bool sh_first = shared && g->fuse;
     if (sh_first) {
         if (dense_ffn(g, D, &L->gate_sh, &L->up_sh, &L->down_sh, D->xn, xq, T, out) ||
-            shared_gate(g, D, L, xq, T, out))
+            fg_shared_gate(g, D, L, xq, T, out))
             return -1;
         acc = 1;
     }
@@ -1137,7 +942,7 @@ static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq, fl
     }
     if (shared && !sh_first) {
         if (dense_ffn(g, D, &L->gate_sh, &L->up_sh, &L->down_sh, D->xn, xq, T, D->sh) ||
-            shared_gate(g, D, L, xq, T, D->sh) || A->add(D->c, out, D->sh, (int64_t)T * Dm))
+            fg_shared_gate(g, D, L, xq, T, D->sh) || A->add(D->c, out, D->sh, (int64_t)T * Dm))
             return -1;
     }
     return 0;
@@ -1174,7 +979,7 @@ int model_gpu_layer(model_run *r, const model_ubatch *ub, int il) {
     if (norm_q8(g, D, D->xn, T == 1 ? D->xq : NULL, D->x, NULL, L->attn_norm, T, Dm, hp->rms_eps)) return -1;
     const int kind = r->m->layers[il].attn_kind;
     if (kind == MODEL_ATTN_MLA     ? mla_layer(r, ub, il, D, xq)
-        : kind == MODEL_ATTN_DELTA ? delta_layer(r, ub, il, D, xq)
+        : kind == MODEL_ATTN_DELTA ? fg_delta_layer(r, ub, il, D, xq)
                                    : attn_layer(r, ub, il, D, xq))
         return -1;
     if (L->attn_post_norm && A->rmsnorm(D->c, D->tmp, D->tmp, L->attn_post_norm, T, Dm, hp->rms_eps)) return -1;
@@ -1205,7 +1010,7 @@ static int head_rows(model_gpu *g, gpu_dev *D, const int32_t *rows, int n) {
                     Dm, hp->rms_eps))
             return -1;
     const void *xq = q1 ? D->xq : NULL;
-    return gmm(g, D, &D->output, D->xn, xq, n, D->logits);
+    return fg_gmm(g, D, &D->output, D->xn, xq, n, D->logits);
 }
 
 int model_gpu_head(model_run *r, const model_ubatch *ub, float *logits) {
@@ -1252,7 +1057,7 @@ int model_gpu_decode(model_run *r, const model_ubatch *ub, float *logits) {
         (g->any_swa && A->upload(D->c, D->gmask_swa, ms, sizeof(float) * (size_t)nkv)) ||
         A->upload(D->c, D->pos, ub->pos, sizeof(int32_t)) || A->upload(D->c, D->cells, ub->cell, sizeof(int32_t)) ||
         A->upload(D->c, D->seq, ub->seq, sizeof(int32_t)) ||
-        A->upload(D->c, D->x, r->x, sizeof(float) * (size_t)hp->n_embd) || rec_push(g, ub->seq, 1))
+        A->upload(D->c, D->x, r->x, sizeof(float) * (size_t)hp->n_embd) || fg_rec_push(g, ub->seq, 1))
         return -1;
     g->x_at = g->graph_dev;
     g->n_kv = nkv;
