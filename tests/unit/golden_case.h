@@ -27,17 +27,28 @@ typedef struct {
     bool two_paths;
 } family;
 
-/* cross: our attention path differs from the one the reference was made with. */
-static void golden_case_check(mr_model *m, const family *f, const char *path, const char *name, bool kvq8, bool fa,
-                     bool cross) {
+/* A golden case's JSON (NULL, with a failed check, when it cannot be read), its prompt tokens
+ * (malloc'd) into *toks, their count into *n and the greedy steps' into *ng. */
+static json_t *golden_case_load(const char *path, mr_token **toks, int *n, int *ng) {
     json_error_t je;
     json_t *ref = json_load_file(path, 0, &je);
     CHECK(ref != NULL, "%s: %s", path, je.text);
-    if (!ref) return;
+    if (!ref) return NULL;
     const json_t *jt = json_object_get(ref, "tokens");
-    const int n = (int)json_array_size(jt), ng = (int)json_array_size(json_object_get(ref, "greedy"));
-    mr_token *toks = malloc(sizeof(mr_token) * (size_t)n);
-    for (int i = 0; i < n; i++) toks[i] = (mr_token)json_integer_value(json_array_get(jt, i));
+    *n = (int)json_array_size(jt);
+    *ng = (int)json_array_size(json_object_get(ref, "greedy"));
+    *toks = malloc(sizeof(mr_token) * (size_t)(*n > 0 ? *n : 1));
+    for (int i = 0; i < *n; i++) (*toks)[i] = (mr_token)json_integer_value(json_array_get(jt, i));
+    return ref;
+}
+
+/* cross: our attention path differs from the one the reference was made with. */
+static void golden_case_check(mr_model *m, const family *f, const char *path, const char *name, bool kvq8, bool fa,
+                     bool cross) {
+    mr_token *toks;
+    int n, ng;
+    json_t *ref = golden_case_load(path, &toks, &n, &ng);
+    if (!ref) return;
     mr_ctx_params cp = mr_ctx_default_params();
     cp.n_ctx = 4096;
     cp.n_batch = 512;

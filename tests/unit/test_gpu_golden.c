@@ -87,14 +87,10 @@ static bool qwen3next_ref(const char *model) { return !strcmp(model, "tiny-qwen3
 /* CUDA against the emulation (Q8_1 activations, as the kernels): the golden case's tokens, the
  * emulation's output as the reference. */
 static void qwen3next_vs_emu(mr_model *m, const family *f, const char *path, const char *name) {
-    json_error_t je;
-    json_t *ref = json_load_file(path, 0, &je);
-    CHECK(ref != NULL, "%s: %s", path, je.text);
+    mr_token *toks;
+    int n, ng;
+    json_t *ref = golden_case_load(path, &toks, &n, &ng);
     if (!ref) return;
-    const json_t *jt = json_object_get(ref, "tokens");
-    const int n = (int)json_array_size(jt), ng = (int)json_array_size(json_object_get(ref, "greedy"));
-    mr_token *toks = malloc(sizeof(mr_token) * (size_t)n);
-    for (int i = 0; i < n; i++) toks[i] = (mr_token)json_integer_value(json_array_get(jt, i));
     mr_ctx_params cp = mr_ctx_default_params();
     cp.n_ctx = 4096;
     cp.flash_attn = 1;
