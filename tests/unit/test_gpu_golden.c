@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/base.h"
 #include "check.h"
@@ -201,6 +202,13 @@ int main(void) {
         }
         snprintf(mpath, sizeof mpath, "%s/%s.gguf", mdir, c->model);
         snprintf(path, sizeof path, "%s/%s.%s.json", q3n ? gdir_next : gdir, c->model, gcase);
+        /* a device call carries the fixtures in sets (scripts/gpu_bundle.sh): a model of another
+         * set is skipped, but only under MOERUN_GOLDEN_SUBSET, so a full fixtures folder that
+         * lost a file still fails */
+        if (getenv("MOERUN_GOLDEN_SUBSET") && access(mpath, R_OK) != 0) {
+            printf("%-44s SKIP (%s.gguf is not in this fixture set)\n", name, c->model);
+            continue;
+        }
         if (q3n && emu) setenv("MOERUN_CUDA_EMU_Q8K", "1", 1); /* llama.cpp's rounding (see above) */
         mr_model_params mp = mr_model_default_params();
         mp.path = mpath;
