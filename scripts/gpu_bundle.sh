@@ -49,6 +49,11 @@ done
 
 # fixture sets: each set's models + their golden files, ~48 MB at most (with .gpu: < 64 MiB)
 sets=("tiny-qwen3moe tiny-llama" "tiny-deepseek2-lite tiny-qwen3" "tiny-deepseek3 tiny-gemma3" "tiny-qwen3next")
+# every fixture model must be in a set: one left out would only be skipped on the device
+for f in "$shared"/fixtures/models/*.gguf; do
+  m=$(basename "$f" .gguf)
+  [[ " ${sets[*]} " == *" $m "* ]] || { echo "gpu_bundle: $m is in no fixture set (edit sets=)" >&2; exit 1; }
+done
 n=0
 for set in "${sets[@]}"; do
   n=$((n + 1))

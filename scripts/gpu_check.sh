@@ -82,7 +82,8 @@ if want test; then
   step cuda_bench $B/test_cuda_ops --bench
   golden ""
 elif [[ "$what" == *" golden "* ]]; then
-  golden "_$(basename "${FX:-all}")"
+  set_name=$(basename "${FX:-all}")
+  golden "_${set_name#.}"
 fi
 if want bench; then
   model=${SYNTH_MODEL:-/tmp/q3.gguf}
@@ -110,6 +111,6 @@ printf '%s\n' "${summary[@]}" | tee "$OUT/summary.txt"
 # at most 8 files come back from a device call: every log of this call in one file
 logs="$OUT/logs-$(date +%H%M%S).txt"
 for f in "$OUT"/*.txt "$OUT"/*.log; do
-  [ -f "$f" ] && [ "$f" != "$logs" ] && [[ "$f" != "$OUT"/logs-* ]] || continue
+  [[ -f "$f" && "$f" != "$OUT"/logs-* ]] || continue # earlier calls' logs, and this one
   echo "=== $(basename "$f")"; cat "$f"; rm -f "$f"
 done > "$logs"
