@@ -101,14 +101,16 @@ bool quant_r8_fast(uint32_t t8);
 
 /* ---- kernel selection (tests, benchmarks, logs) -------------------------------------- */
 
-typedef enum { QUANT_ISA_AUTO = 0, QUANT_ISA_SCALAR = 1, QUANT_ISA_AVX2 = 2 } quant_isa;
+/* VNNI: AVX512_VNNI + AVX512VL (256-bit vpdpbusd); fast R8 kernels only, bit-identical to
+ * their AVX2 kernels. */
+typedef enum { QUANT_ISA_AUTO = 0, QUANT_ISA_SCALAR = 1, QUANT_ISA_AVX2 = 2, QUANT_ISA_VNNI = 3 } quant_isa;
 
 /* Whether an ISA-specific kernel exists for wtype and this CPU can run it
  * (QUANT_ISA_SCALAR: same as quant_supported). */
 bool quant_isa_available(quant_isa isa, uint32_t wtype);
 /* The ISA quant_matmul() uses for wtype on this machine. */
 quant_isa quant_isa_selected(uint32_t wtype);
-const char *quant_isa_name(quant_isa isa); /* "auto", "scalar", "avx2" */
+const char *quant_isa_name(quant_isa isa); /* "auto", "scalar", "avx2", "avx512vnni" */
 /* quant_dequant_row() / quant_quantize_row() with a given ISA (AVX2 converters:
  * dequant F16 BF16 Q4_0 Q8_0 Q4_K Q6_K, quantize F16 Q8_0 Q8_K; their output is
  * bit-identical to the scalar reference). An unavailable one falls back to scalar. */

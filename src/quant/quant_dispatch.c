@@ -40,6 +40,7 @@ int quant_check(uint32_t wtype, int64_t k) {
 /* ---- dispatch table ---------------------------------------------------------------------- */
 
 static quant_mm_fn g_avx2[MR_TYPE_ALL]; /* NULL: none or not runnable here */
+static quant_mm_fn g_vnni[MR_TYPE_ALL];
 static quant_dq_fn g_avx2_dq[MR_TYPE_COUNT];
 static quant_qz_fn g_avx2_qz[MR_TYPE_COUNT];
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
@@ -51,12 +52,25 @@ static void init_tables(void) {
             if (quant_supported(t)) g_avx2[t] = mr_type_is_r8(t) ? quant_avx2_kernel_r8(t) : quant_avx2_kernel(t);
             if (t < MR_TYPE_COUNT) g_avx2_dq[t] = quant_avx2_dq(t), g_avx2_qz[t] = quant_avx2_qz(t);
         }
+    if (f->avx2 && f->fma && f->f16c && f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni)
+        for (uint32_t t = 0; t < MR_TYPE_ALL; t++)
+            if (mr_type_is_r8(t) && quant_supported(t)) g_vnni[t] = quant_vnni_kernel_r8(t);
 }
 
-static inline quant_mm_fn simd_kernel(uint32_t wtype) {
+/* The kernel of an ISA for wtype; NULL where none (AUTO: the best one). */
+static quant_mm_fn isa_kernel(quant_isa isa, uint32_t wtype) {
     pthread_once(&g_once, init_tables);
-    return wtype < MR_TYPE_ALL ? g_avx2[wtype] : NULL;
+    if (wtype >= MR_TYPE_ALL) return NULL;
+    switch (isa) {
+    case QUANT_ISA_AVX2: return g_avx2[wtype];
+    case QUANT_ISA_VNNI: return g_vnni[wtype];
+    case QUANT_ISA_AUTO: return g_vnni[wtype] ? g_vnni[wtype] : g_avx2[wtype];
+    case QUANT_ISA_SCALAR: return NULL;
+    }
+    return NULL;
 }
+
+static inline quant_mm_fn simd_kernel(uint32_t wtype) { return isa_kernel(QUANT_ISA_AUTO, wtype); }
 
 bool quant_r8_fast(uint32_t t8) { return mr_type_is_r8(t8) && simd_kernel(t8) != NULL; }
 
@@ -114,14 +128,15 @@ int quant_quantize_row(uint32_t type, const float *x, void *dst, int64_t n) {
 bool quant_isa_available(quant_isa isa, uint32_t wtype) {
     switch (isa) {
     case QUANT_ISA_SCALAR: return quant_supported(wtype);
-    case QUANT_ISA_AVX2: return simd_kernel(wtype) != NULL;
+    case QUANT_ISA_AVX2: case QUANT_ISA_VNNI: return isa_kernel(isa, wtype) != NULL;
     case QUANT_ISA_AUTO: return quant_supported(wtype);
     }
     return false;
 }
 
 quant_isa quant_isa_selected(uint32_t wtype) {
-    return simd_kernel(wtype) ? QUANT_ISA_AVX2 : QUANT_ISA_SCALAR;
+    return isa_kernel(QUANT_ISA_VNNI, wtype) ? QUANT_ISA_VNNI
+           : isa_kernel(QUANT_ISA_AVX2, wtype) ? QUANT_ISA_AVX2 : QUANT_ISA_SCALAR;
 }
 
 const char *quant_isa_name(quant_isa isa) {
@@ -129,6 +144,7 @@ const char *quant_isa_name(quant_isa isa) {
     case QUANT_ISA_AUTO: return "auto";
     case QUANT_ISA_SCALAR: return "scalar";
     case QUANT_ISA_AVX2: return "avx2";
+    case QUANT_ISA_VNNI: return "avx512vnni";
     }
     return "?";
 }
@@ -139,7 +155,7 @@ void quant_matmul_isa(quant_isa isa, uint32_t wtype, const void *W, int64_t k, i
     MR_ASSERT(quant_supported(wtype));
     const size_t ws = mr_row_size(wtype, k);
     const void *w0 = (const char *)W + (size_t)r0 * ws;
-    quant_mm_fn fn = isa == QUANT_ISA_SCALAR ? NULL : simd_kernel(wtype);
+    quant_mm_fn fn = isa_kernel(isa, wtype);
     if (mr_type_is_r8(wtype)) MR_ASSERT(r0 % 8 == 0 && (r1 - r0) % 8 == 0);
     if (fn) fn(w0, ws, k, r1 - r0, xq, xq_stride, n_cols, y + r0, y_stride);
     else if (mr_type_is_r8(wtype)) quant_ref_matmul_r8(wtype, w0, ws, k, r1 - r0, xq, xq_stride, n_cols, y + r0, y_stride);

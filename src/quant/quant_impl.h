@@ -117,6 +117,8 @@ void quant_ref_matmul(uint32_t wtype, const void *W, size_t w_stride, int64_t k,
 quant_mm_fn quant_avx2_kernel(uint32_t wtype);
 quant_mm_fn quant_avx2_kernel_r8(uint32_t wtype);
 quant_mm_fn quant_avx2_kernel_r8b(uint32_t wtype); /* 32-element block types (quant_r8b_avx2.c) */
+/* AVX-512 VNNI kernels of the fast R8 types (quant_r8_vnni_avx512.c); NULL where none. */
+quant_mm_fn quant_vnni_kernel_r8(uint32_t wtype);
 
 /* Scalar kernel for an R8 type (quant_repack.c): each 8-row group unpacked to the GGUF
  * layout, then quant_ref_matmul. nr a multiple of 8, W at a group. */

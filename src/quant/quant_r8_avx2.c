@@ -17,84 +17,7 @@
  * Integer sums are exact; per block one float FMA per term, so results differ
  * from the GGUF-layout kernels only in float rounding order.
  */
-#include "quant/quant_avx2.h"
-
-/* vpshufb masks over a 32-byte scale vector laid out by K8_SIDX (rows 0-3 in the low
- * 128-bit half, 4-7 in the high one; sub-block q of 4 at bytes 4q..4q+3 of a half):
- * int16 (s[q], s[q]) in each 32-bit lane, zero-extended. */
-Q_INLINE __m256i r8_dup(int q) {
-    const char a = (char)(4 * q), z = (char)0x80;
-    return _mm256_setr_epi8(a, z, a, z, a + 1, z, a + 1, z, a + 2, z, a + 2, z, a + 3, z, a + 3, z, a, z, a, z, a + 1, z,
-                            a + 1, z, a + 2, z, a + 2, z, a + 3, z, a + 3, z);
-}
-/* int16 (s[q0], s[q1]) per lane, zero-extended. */
-Q_INLINE __m256i r8_pair(int q0, int q1) {
-    const char a = (char)(4 * q0), b = (char)(4 * q1), z = (char)0x80;
-    return _mm256_setr_epi8(a, z, b, z, a + 1, z, b + 1, z, a + 2, z, b + 2, z, a + 3, z, b + 3, z, a, z, b, z, a + 1, z,
-                            b + 1, z, a + 2, z, b + 2, z, a + 3, z, b + 3, z);
-}
-/* The same with the byte in the high half of each int16 (then >> 8: sign-extended). */
-Q_INLINE __m256i r8_pair_hi(int q0, int q1) {
-    const char a = (char)(4 * q0), b = (char)(4 * q1), z = (char)0x80;
-    return _mm256_setr_epi8(z, a, z, b, z, a + 1, z, b + 1, z, a + 2, z, b + 2, z, a + 3, z, b + 3, z, a, z, b, z, a + 1,
-                            z, b + 1, z, a + 2, z, b + 2, z, a + 3, z, b + 3);
-}
-
-/* Q4_K/Q5_K scales and mins of sub-blocks 0-3 (sc0, mn0) and 4-7 (sc1, mn1), one byte per
- * (sub-block, row) in K8_SIDX order. */
-Q_INLINE void k8_scales(const uint8_t *scl, const uint8_t *sch, __m256i *sc0, __m256i *sc1, __m256i *mn0,
-                        __m256i *mn1) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    const __m256i a = _mm256_loadu_si256((const __m256i *)scl), b = _mm256_loadu_si256((const __m256i *)(scl + 32));
-    const __m256i h = _mm256_loadu_si256((const __m256i *)sch);
-    *sc0 = _mm256_or_si256(_mm256_and_si256(a, m4), _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(0x03)), 4));
-    *sc1 = _mm256_or_si256(_mm256_and_si256(b, m4), _mm256_and_si256(h, _mm256_set1_epi8(0x30)));
-    *mn0 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m4),
-                           _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(0x0C)), 2));
-    *mn1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), m4),
-                           _mm256_srli_epi16(_mm256_and_si256(h, _mm256_set1_epi8((char)0xC0)), 2));
-}
-
-/* One Q4_K/Q5_K R8 block, unpacked for the kernels: quants (and 5th bits), scales of
- * sub-blocks 0-3 / 4-7 (sc0, sc1; K8_SIDX order), the minimums as int16 pairs of sub-blocks
- * (2P, 2P+1) per row (mp[P]), d and dmin of the 8 rows. */
-typedef struct {
-    const uint8_t *qs, *qh;
-    __m256i sc0, sc1, mp[4];
-    __m256 d8, dm8;
-} k45_blk;
-
-Q_INLINE void k45_load(const int Q5, const char *blk, k45_blk *b) {
-    const uint16_t *dp = (const uint16_t *)blk; /* d[8], dmin[8] lead both layouts */
-    const uint8_t *scl = (const uint8_t *)blk + 32, *sch = scl + 64;
-    b->qh = Q5 ? ((const blk_q5_K_r8 *)blk)->qh : NULL;
-    b->qs = Q5 ? ((const blk_q5_K_r8 *)blk)->qs : ((const blk_q4_K_r8 *)blk)->qs;
-    __m256i mn0, mn1;
-    k8_scales(scl, sch, &b->sc0, &b->sc1, &mn0, &mn1);
-    b->mp[0] = _mm256_shuffle_epi8(mn0, r8_pair(0, 1));
-    b->mp[1] = _mm256_shuffle_epi8(mn0, r8_pair(2, 3));
-    b->mp[2] = _mm256_shuffle_epi8(mn1, r8_pair(0, 1));
-    b->mp[3] = _mm256_shuffle_epi8(mn1, r8_pair(2, 3));
-    b->d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dp));
-    b->dm8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(dp + 8)));
-}
-
-/* Per row, min[2P][row] * B[2P] + min[2P+1][row] * B[2P+1] for P < 4, with B[j] =
- * bsums[2j] + bsums[2j+1] of column x (ggml's 4 lanes of the minimums' term). */
-Q_INLINE void k8_min_terms(const __m256i mp[4], const blk_q8_K *x, __m256i t[4]) {
-    const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)x->bsums),
-                                      _mm_loadu_si128((const __m128i *)(x->bsums + 8)));
-    int32_t p[4];
-    _mm_storeu_si128((__m128i *)p, bs);
-    for (int P = 0; P < 4; P++) t[P] = _mm256_madd_epi16(mp[P], _mm256_set1_epi32(p[P]));
-}
-
-/* Their sum over P: the whole minimums' term, per row (exact). */
-Q_INLINE __m256i k8_mins(const __m256i mp[4], const blk_q8_K *x) {
-    __m256i t[4];
-    k8_min_terms(mp, x, t);
-    return _mm256_add_epi32(_mm256_add_epi32(t[0], t[1]), _mm256_add_epi32(t[2], t[3]));
-}
+#include "quant/quant_r8_avx2.h"
 
 /* ---- Q4_K_R8 / Q5_K_R8 ------------------------------------------------------------------------ */
 
@@ -169,14 +92,6 @@ Q_INLINE void k45_tile(const int Q5, const int NC, const char *g, int64_t nb, co
     }
     _Pragma("GCC unroll 16")
     for (int c = 0; c < NC; c++) _mm256_storeu_ps(y + c * ys, acc[c]);
-}
-
-/* sum_q s[4v4 + q] * bsums[4v4 + q] per row for the 4 sub-blocks of a scale vector S (signed bytes
- * in K8_SIDX(q, r) order; Q6_K_R8's sc, Q3_K's and Q2_K's decoded scales) and bs = bsums + 4v4. */
-Q_INLINE __m256i r8_scale_bsums(__m256i S, const int16_t *bs) {
-    const __m256i sp0 = _mm256_srai_epi16(_mm256_shuffle_epi8(S, r8_pair_hi(0, 1)), 8);
-    const __m256i sp1 = _mm256_srai_epi16(_mm256_shuffle_epi8(S, r8_pair_hi(2, 3)), 8);
-    return _mm256_add_epi32(_mm256_madd_epi16(sp0, bcast32(bs)), _mm256_madd_epi16(sp1, bcast32(bs + 2)));
 }
 
 /* ---- Q6_K_R8 ------------------------------------------------------------------------------------ */
@@ -557,27 +472,6 @@ Q_INLINE void q6x_tile(const int NC, const char *g, int64_t nb, const char *xv, 
 }
 
 /* ---- drivers --------------------------------------------------------------------------------------- */
-
-/* Groups of 8 rows (outer: a group's blocks stay in L1) x columns in tiles of 4; the first
- * tile of a group prefetches. */
-#define R8_DRIVER(name, TILE)                                                                        \
-    static void name(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs,      \
-                     int64_t nc, float *y, int64_t ys) {                                              \
-        const int64_t nb = k / QK_K;                                                                  \
-        for (int64_t r = 0; r < nr; r += 8) {                                                         \
-            const char *g = (const char *)W + (size_t)r * ws;                                         \
-            int64_t c = 0;                                                                            \
-            for (; c + 4 <= nc; c += 4)                                                               \
-                TILE(4, g, nb, (const char *)xq + (size_t)c * xs, xs, y + c * ys + r, ys, c == 0);    \
-            const char *xc = (const char *)xq + (size_t)c * xs;                                       \
-            switch (nc - c) {                                                                         \
-            case 3: TILE(3, g, nb, xc, xs, y + c * ys + r, ys, c == 0); break;                        \
-            case 2: TILE(2, g, nb, xc, xs, y + c * ys + r, ys, c == 0); break;                        \
-            case 1: TILE(1, g, nb, xc, xs, y + c * ys + r, ys, c == 0); break;                        \
-            default: break;                                                                           \
-            }                                                                                         \
-        }                                                                                             \
-    }
 
 #define Q4_TILE(N, ...) k45_tile(0, N, __VA_ARGS__)
 #define Q5_TILE(N, ...) k45_tile(1, N, __VA_ARGS__)

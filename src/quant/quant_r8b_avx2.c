@@ -21,46 +21,7 @@
  * rounding order.
  */
 #include "base/base.h"
-#include "quant/quant_avx2.h"
-
-enum { R_Q4_0, R_Q4_1, R_Q5_0, R_Q5_1, R_Q8_0 };
-
-Q_INLINE bool rb_min(const int T) { return T == R_Q4_1 || T == R_Q5_1; }
-Q_INLINE bool rb_q5(const int T) { return T == R_Q5_0 || T == R_Q5_1; }
-Q_INLINE size_t rb_bsz(const int T) { /* bytes of one 8-row block */
-    return T == R_Q4_0 ? 144 : T == R_Q4_1 ? 160 : T == R_Q5_0 ? 176 : T == R_Q5_1 ? 192 : 272;
-}
-Q_INLINE size_t rb_qh(const int T) { return rb_min(T) ? 32 : 16; }
-Q_INLINE size_t rb_qs(const int T) { return rb_qh(T) + (rb_q5(T) ? 32 : 0); }
-
-/* Per column and block: the activation scale, and aux = (offset types) 8 or 16 times the
- * quants' sum as an int, (minimum types) scale * sum as a float. */
-typedef struct {
-    float dx;
-    union { int32_t i; float f; } aux;
-} rb_pre;
-#define RB_PRE_N 8192 /* 64 KiB */
-
-
-Q_INLINE void rb_prepare(const int T, const char *xv, size_t xs, int nc, int64_t nb, rb_pre *pre) {
-    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
-    for (int c = 0; c < nc; c++)
-        for (int64_t i = 0; i < nb; i++) {
-            const blk_q8_0 *x = (const blk_q8_0 *)(xv + (size_t)c * xs) + i;
-            rb_pre *p = pre + (size_t)c * (size_t)nb + i;
-            p->dx = q_h2f(x->d);
-            if (T == R_Q8_0) {
-                p->aux.i = 0;
-                continue;
-            }
-            const __m256i y = _mm256_loadu_si256((const __m256i *)x->qs);
-            const __m256i s8 = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, y), ones16);
-            const int32_t sum =
-                q_hsum_i32x4(_mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1)));
-            if (rb_min(T)) p->aux.f = p->dx * (float)sum;
-            else p->aux.i = (T == R_Q4_0 ? 8 : 16) * sum;
-        }
-}
+#include "quant/quant_r8_avx2.h"
 
 /* 8 rows (group g, nb blocks) x NC columns (pre: the columns' table rows). y[c*ys + r]. */
 Q_INLINE void rb_tile(const int T, const int NC, const char *g, int64_t nb, const char *xv, size_t xs,
@@ -142,39 +103,7 @@ Q_INLINE void rb_tile(const int T, const int NC, const char *g, int64_t nb, cons
     for (int c = 0; c < NC; c++) _mm256_storeu_ps(y + c * ys, acc[c]);
 }
 
-/* Columns in chunks whose table fits RB_PRE_N (outer), then groups of 8 rows (a group's
- * blocks stay in L1) x column tiles of 4; the first tile of a group prefetches. */
-Q_INLINE void rb_driver(const int T, const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs,
-                        int64_t nc, float *y, int64_t ys) {
-    const int64_t nb = k / 32;
-    rb_pre pre[RB_PRE_N];
-    const int64_t chunk = MR_MAX((int64_t)4, (RB_PRE_N / nb) & ~(int64_t)3); /* nb <= 2048: at least 4 */
-    for (int64_t c0 = 0; c0 < nc; c0 += chunk) {
-        const int64_t n = MR_MIN(chunk, nc - c0);
-        const char *xc0 = (const char *)xq + (size_t)c0 * xs;
-        rb_prepare(T, xc0, xs, (int)n, nb, pre);
-        for (int64_t r = 0; r < nr; r += 8) {
-            const char *g = (const char *)W + (size_t)r * ws;
-            float *yr = y + c0 * ys + r;
-            int64_t c = 0;
-            for (; c + 4 <= n; c += 4)
-                rb_tile(T, 4, g, nb, xc0 + (size_t)c * xs, xs, pre + c * nb, yr + c * ys, ys, c == 0);
-            const char *xc = xc0 + (size_t)c * xs;
-            switch (n - c) {
-            case 3: rb_tile(T, 3, g, nb, xc, xs, pre + c * nb, yr + c * ys, ys, c == 0); break;
-            case 2: rb_tile(T, 2, g, nb, xc, xs, pre + c * nb, yr + c * ys, ys, c == 0); break;
-            case 1: rb_tile(T, 1, g, nb, xc, xs, pre + c * nb, yr + c * ys, ys, c == 0); break;
-            default: break;
-            }
-        }
-    }
-}
-
-#define RB_KERNEL(name, T)                                                                                   \
-    static void name(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs, int64_t nc, \
-                     float *y, int64_t ys) {                                                                 \
-        rb_driver(T, W, ws, k, nr, xq, xs, nc, y, ys);                                                       \
-    }
+#define RB_KERNEL(name, T) RB_DRIVER(name, T, rb_tile, 0, 4)
 RB_KERNEL(mm_q4_0_r8f, R_Q4_0)
 RB_KERNEL(mm_q4_1_r8f, R_Q4_1)
 RB_KERNEL(mm_q5_0_r8f, R_Q5_0)

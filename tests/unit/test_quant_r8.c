@@ -6,6 +6,8 @@
  * the scalar reference on the GGUF layout for 1..13 columns and row ranges in
  * groups of 8, including blocks at the int16 limits (every quant at its
  * maximum against activations of +-127) and outputs outside the range untouched.
+ * Where the CPU has AVX-512 VNNI, the VNNI fast kernels are bit-identical to the
+ * AVX2 ones (skipped with a message elsewhere).
  */
 #include <math.h>
 #include <stdint.h>
@@ -64,7 +66,9 @@ static int run_case(uint32_t t, bool fast, int64_t k, int64_t m, int64_t nc, boo
           *xd = malloc(sizeof(float) * (size_t)(k * nc));
     const int64_t ys = m + 5;
     float *yr = malloc(sizeof(float) * (size_t)(ys * nc)), *y8 = malloc(sizeof(float) * (size_t)(ys * nc)),
-          *ys8 = malloc(sizeof(float) * (size_t)(ys * nc)), *yg = malloc(sizeof(float) * (size_t)(ys * nc));
+          *ys8 = malloc(sizeof(float) * (size_t)(ys * nc)), *yg = malloc(sizeof(float) * (size_t)(ys * nc)),
+          *yv = malloc(sizeof(float) * (size_t)(ys * nc)), *ya = malloc(sizeof(float) * (size_t)(ys * nc));
+    const bool vnni = quant_isa_available(QUANT_ISA_VNNI, t8) && quant_isa_available(QUANT_ISA_AVX2, t8);
     fill(t, W, (k / mr_type_get(t)->blck) * m, extreme);
     for (int64_t c = 0; c < nc; c++) {
         for (int64_t i = 0; i < k; i++) xf[i] = extreme ? (float)xsign * (1.0f + 0.0f * frand()) : frand() * (1 + c % 3);
@@ -88,12 +92,20 @@ static int run_case(uint32_t t, bool fast, int64_t k, int64_t m, int64_t nc, boo
     const int64_t ranges[3][2] = {{0, m}, {8, 16}, {m - 8, m}};
     for (int ri = 0; ri < 3; ri++) {
         const int64_t r0 = ranges[ri][0], r1 = ranges[ri][1];
-        for (int64_t i = 0; i < ys * nc; i++) yr[i] = y8[i] = ys8[i] = yg[i] = -12345.0f;
+        for (int64_t i = 0; i < ys * nc; i++) yr[i] = y8[i] = ys8[i] = yg[i] = yv[i] = ya[i] = -12345.0f;
         quant_matmul_isa(QUANT_ISA_SCALAR, t, W, k, r0, r1, X, xs, nc, yr, ys);
         quant_matmul(t, W, k, r0, r1, X, xs, nc, yg, ys); /* the GGUF-layout SIMD kernel */
         quant_matmul(t8, R, k, r0, r1, X, xs, nc, y8, ys);
         quant_matmul_isa(QUANT_ISA_SCALAR, t8, R, k, r0, r1, X, xs, nc, ys8, ys);
-        int bad = 0, bad_scalar = 0, outside = 0, not_exact = 0;
+        int bad = 0, bad_scalar = 0, outside = 0, not_exact = 0, vnni_diff = 0;
+        if (vnni) {
+            quant_matmul_isa(QUANT_ISA_VNNI, t8, R, k, r0, r1, X, xs, nc, yv, ys);
+            quant_matmul_isa(QUANT_ISA_AVX2, t8, R, k, r0, r1, X, xs, nc, ya, ys);
+            for (int64_t i = 0; i < ys * nc; i++)
+                if (memcmp(&yv[i], &ya[i], sizeof(float)) && vnni_diff++ < 3)
+                    fprintf(stderr, "  %s k=%lld nc=%lld [%lld]: vnni %.9g avx2 %.9g\n", mr_type_name(t8), (long long)k,
+                            (long long)nc, (long long)i, yv[i], ya[i]);
+        }
         for (int64_t c = 0; c < nc; c++)
             for (int64_t r = 0; r < ys; r++) {
                 const float ref = yr[c * ys + r], v = y8[c * ys + r];
@@ -123,9 +135,11 @@ static int run_case(uint32_t t, bool fast, int64_t k, int64_t m, int64_t nc, boo
         CHECK(outside == 0, "%s: %d outputs outside the rows written", mr_type_name(t8), outside);
         CHECK(not_exact == 0, "%s k=%lld nc=%lld: %d outputs not bit-identical to the GGUF-layout kernel",
               mr_type_name(t8), (long long)k, (long long)nc, not_exact);
-        fails += bad + bad_scalar + outside + not_exact;
+        CHECK(vnni_diff == 0, "%s k=%lld nc=%lld: %d outputs of the VNNI kernel differ from the AVX2 one",
+              mr_type_name(t8), (long long)k, (long long)nc, vnni_diff);
+        fails += bad + bad_scalar + outside + not_exact + vnni_diff;
     }
-    free(W), free(R), free(U), free(X), free(xf), free(wd), free(xd), free(yr), free(y8), free(ys8), free(yg);
+    free(W), free(R), free(U), free(X), free(xf), free(wd), free(xd), free(yr), free(y8), free(ys8), free(yg), free(yv), free(ya);
     return fails;
 }
 
@@ -141,11 +155,13 @@ static void run_type(uint32_t t, bool fast, const int64_t ks[3], bool wide) {
     fails += run_case(t, fast, 512, 16, 5, true, -1);
     cases += 2;
     if (wide) fails += run_case(t, fast, 65536, 16, 6, false, 1), cases++;
-    printf("%-8s %-6s %d cases, %d failures\n", mr_type_name(t8), quant_r8_fast(t8) ? "avx2" : "scalar", cases, fails);
+    printf("%-8s %-10s %d cases, %d failures\n", mr_type_name(t8), quant_isa_name(quant_isa_selected(t8)), cases, fails);
 }
 
 int main(void) {
     printf("cpu: %s\n", mr_cpu_features_str());
+    if (!quant_isa_available(QUANT_ISA_VNNI, MR_TYPE_R8F_BASE + MR_TYPE_Q4_K))
+        printf("no AVX-512 VNNI on this CPU: the VNNI kernels are not compared (skipped)\n");
     const uint32_t types[] = {MR_TYPE_Q4_K, MR_TYPE_Q5_K, MR_TYPE_Q6_K};
     CHECK(!quant_can_repack(MR_TYPE_Q4_K, 256, 12), "m not a multiple of 8");
     CHECK(!quant_can_repack(MR_TYPE_Q4_K, 128, 8), "k not a multiple of 256");

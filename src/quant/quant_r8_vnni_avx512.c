@@ -1,0 +1,250 @@
+/*
+ * quant_r8_vnni_avx512.c — VNNI kernels for the fast row-interleaved types (Q4_K Q5_K Q6_K
+ * Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 _R8F; layouts in quant_impl.h), for CPUs with AVX512_VNNI and
+ * AVX512VL (Ice Lake and later Xeons, Sapphire Rapids, Zen 4/5). Compiled with the AVX-512
+ * flags, run only where mr_cpu() reports them (quant_dispatch.c).
+ *
+ * The layout and the tiles are the AVX2 kernels' (quant_r8_avx2.c, quant_r8b_avx2.c): a
+ * 32-byte weight vector holds 4 quants of each of 8 rows, the 4 matching activation bytes are
+ * broadcast, a result is one vector over the 8 rows. What changes is the inner product: one
+ * 256-bit vpdpbusd multiplies and sums 4 bytes per lane straight into int32, where AVX2
+ * needs vpmaddubsw, int16 adds (bounded by int16 overflow: the reason the 5-bit types
+ * widened twice as often) and vpmaddwd. K-quant sub-block sums are scaled by vpmulld; the
+ * Q8_0 weights are biased to unsigned (+128, a vpxor) and 128 * the activations' sum is
+ * taken off per block.
+ *
+ * Every integer sum equals the AVX2 kernel's, and the float operations are the same, in the
+ * same order: the results are bit-identical to the AVX2 fast kernels (tested).
+ * The EVEX encoding gives 32 vector registers, so the K-quant tiles take 8 columns.
+ * Q2_K Q3_K IQ4_XS and the exact (R8) kernels stay on AVX2.
+ */
+#include "quant/quant_r8_avx2.h"
+
+#define DP(acc, u, s) _mm256_dpbusd_epi32((acc), (u), (s))
+
+/* int32 lanes holding byte 4q + L of their 128-bit half (L = lane in the half: row r & 3 of
+ * a K8_SIDX scale vector), zero-extended; _hi: in the top byte (then >> 24 sign-extends). */
+Q_INLINE __m256i r8_dup32(int q) {
+    const char a = (char)(4 * q), z = (char)0x80;
+    return _mm256_setr_epi8(a, z, z, z, a + 1, z, z, z, a + 2, z, z, z, a + 3, z, z, z, a, z, z, z, a + 1, z, z, z,
+                            a + 2, z, z, z, a + 3, z, z, z);
+}
+Q_INLINE __m256i r8_dup32_hi(int q) {
+    const char a = (char)(4 * q), z = (char)0x80;
+    return _mm256_setr_epi8(z, z, z, a, z, z, z, a + 1, z, z, z, a + 2, z, z, z, a + 3, z, z, z, a, z, z, z, a + 1,
+                            z, z, z, a + 2, z, z, z, a + 3);
+}
+
+/* ---- Q4_K_R8F / Q5_K_R8F --------------------------------------------------------------------------- */
+
+/* 8 rows x NC (<= 8) columns. qs vector 8*j2 + m carries sub-blocks 2*j2 (low nibbles) and
+ * 2*j2 + 1 (high): both are summed per column in int32 (s0, s1) over the 8 vectors, then scaled. */
+Q_INLINE void k45v_tile(const int Q5, const int NC, const char *g, int64_t nb, const char *xv, size_t xs, float *y,
+                        int64_t ys, bool pf) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m16 = _mm256_set1_epi8(0x10);
+    __m256 acc[8];
+    _Pragma("GCC unroll 16")
+    for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
+    const size_t bsz = Q5 ? sizeof(blk_q5_K_r8) : sizeof(blk_q4_K_r8);
+    for (int64_t i = 0; i < nb; i++) {
+        const char *blk = g + (size_t)i * bsz;
+        if (pf) r8_prefetch(blk, bsz);
+        k45_blk kb;
+        k45_load(Q5, blk, &kb);
+        const blk_q8_K *xb[8];
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < NC; c++) xb[c] = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < NC; c++) { /* the minimums first, as the AVX2 kernel */
+            const __m256 m = _mm256_cvtepi32_ps(k8_mins(kb.mp, xb[c]));
+            acc[c] = _mm256_fnmadd_ps(_mm256_mul_ps(kb.dm8, _mm256_set1_ps(xb[c]->d)), m, acc[c]);
+        }
+        __m256i sumi[8];
+        _Pragma("GCC unroll 16")
+        for (int j2 = 0; j2 < 4; j2++) {
+            __m256i s0[8], s1[8];
+            _Pragma("GCC unroll 16")
+            for (int m = 0; m < 8; m++) {
+                const int v = 8 * j2 + m;
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(kb.qs + 32 * v));
+                __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                if (Q5) { /* bits 2p, 2p + 1 of qh vector w (v = 4w + p) to bit 4 */
+                    const int w = v >> 2, p = v & 3, sh = 4 - 2 * p;
+                    const __m256i hv = _mm256_loadu_si256((const __m256i *)(kb.qh + 32 * w));
+                    const __m256i hl = sh >= 0 ? _mm256_slli_epi16(hv, sh) : _mm256_srli_epi16(hv, -sh);
+                    const __m256i hh = sh - 1 >= 0 ? _mm256_slli_epi16(hv, sh - 1) : _mm256_srli_epi16(hv, 1 - sh);
+                    lo = _mm256_or_si256(lo, _mm256_and_si256(hl, m16));
+                    hi = _mm256_or_si256(hi, _mm256_and_si256(hh, m16));
+                }
+                _Pragma("GCC unroll 16")
+                for (int c = 0; c < NC; c++) {
+                    const int8_t *x = xb[c]->qs + 64 * j2 + 4 * m;
+                    s0[c] = DP(m ? s0[c] : _mm256_setzero_si256(), lo, bcast32(x));
+                    s1[c] = DP(m ? s1[c] : _mm256_setzero_si256(), hi, bcast32(x + 32));
+                }
+            }
+            const __m256i sc = j2 < 2 ? kb.sc0 : kb.sc1;
+            const __m256i c0 = _mm256_shuffle_epi8(sc, r8_dup32((2 * j2) & 3));
+            const __m256i c1 = _mm256_shuffle_epi8(sc, r8_dup32((2 * j2 + 1) & 3));
+            _Pragma("GCC unroll 16")
+            for (int c = 0; c < NC; c++) {
+                const __m256i t = _mm256_add_epi32(_mm256_mullo_epi32(s0[c], c0), _mm256_mullo_epi32(s1[c], c1));
+                sumi[c] = j2 ? _mm256_add_epi32(sumi[c], t) : t;
+            }
+        }
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < NC; c++)
+            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(kb.d8, _mm256_set1_ps(xb[c]->d)), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+    }
+    _Pragma("GCC unroll 16")
+    for (int c = 0; c < NC; c++) _mm256_storeu_ps(y + c * ys, acc[c]);
+}
+
+/* ---- Q6_K_R8F ------------------------------------------------------------------------------------ */
+
+/* 8 rows x NC (<= 8) columns: 16-element sub-block j = operands 4j..4j+3, summed per column in
+ * int32 and scaled; the -32 offset through the bsums, as the AVX2 kernel. */
+Q_INLINE void q6v_tile(const int NC, const char *g, int64_t nb, const char *xv, size_t xs, float *y, int64_t ys,
+                       bool pf) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc[8];
+    _Pragma("GCC unroll 16")
+    for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const blk_q6_K_r8 *b = (const blk_q6_K_r8 *)g + i;
+        if (pf) r8_prefetch((const char *)b, sizeof *b);
+        const blk_q8_K *xb[8];
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < NC; c++) xb[c] = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
+        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b->d));
+        __m256i sumi[8];
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < NC; c++) sumi[c] = _mm256_setzero_si256();
+        _Pragma("GCC unroll 16")
+        for (int v4 = 0; v4 < 4; v4++) {
+            const __m256i sv = _mm256_loadu_si256((const __m256i *)(b->sc + 32 * v4));
+            _Pragma("GCC unroll 16")
+            for (int c = 0; c < NC; c++) sumi[c] = _mm256_add_epi32(sumi[c], r8_scale_bsums(sv, xb[c]->bsums + 4 * v4));
+        }
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < NC; c++) sumi[c] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sumi[c], 5));
+        _Pragma("GCC unroll 16")
+        for (int j = 0; j < 16; j++) {
+            const __m256i ss = _mm256_loadu_si256((const __m256i *)(b->sc + 32 * (j >> 2)));
+            const __m256i scv = _mm256_srai_epi32(_mm256_shuffle_epi8(ss, r8_dup32_hi(j & 3)), 24);
+            __m256i s[8];
+            _Pragma("GCC unroll 16")
+            for (int e = 0; e < 4; e++) {
+                const int o = 4 * j + e;
+                const __m256i l = _mm256_loadu_si256((const __m256i *)(b->ql + 32 * (o & 31)));
+                const __m256i hq = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * (o & 15)));
+                const __m256i lo = o < 32 ? _mm256_and_si256(l, m4) : _mm256_and_si256(_mm256_srli_epi16(l, 4), m4);
+                const int s2 = o >> 4;
+                const __m256i hs = s2 == 0 ? _mm256_slli_epi16(hq, 4) : s2 == 1 ? _mm256_slli_epi16(hq, 2)
+                                   : s2 == 2 ? hq : _mm256_srli_epi16(hq, 2);
+                const __m256i v = _mm256_or_si256(lo, _mm256_and_si256(hs, m30));
+                _Pragma("GCC unroll 16")
+                for (int c = 0; c < NC; c++) s[c] = DP(e ? s[c] : _mm256_setzero_si256(), v, bcast32(xb[c]->qs + 4 * o));
+            }
+            _Pragma("GCC unroll 16")
+            for (int c = 0; c < NC; c++) sumi[c] = _mm256_add_epi32(sumi[c], _mm256_mullo_epi32(s[c], scv));
+        }
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < NC; c++)
+            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d8, _mm256_set1_ps(xb[c]->d)), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+    }
+    _Pragma("GCC unroll 16")
+    for (int c = 0; c < NC; c++) _mm256_storeu_ps(y + c * ys, acc[c]);
+}
+
+/* ---- Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 _R8F ------------------------------------------------------------------ */
+
+/* 8 rows x NC (<= 8) columns (pre: the columns' table rows, rb_prepare with vnni). Two int32
+ * chains per column (low / high nibbles; Q8_0: even / odd vectors). */
+Q_INLINE void rbv_tile(const int T, const int NC, const char *g, int64_t nb, const char *xv, size_t xs,
+                       const rb_pre *pre, float *y, int64_t ys, bool pf) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m16 = _mm256_set1_epi8(0x10), bias = _mm256_set1_epi8((char)0x80);
+    const size_t bsz = rb_bsz(T);
+    __m256 acc[8];
+    _Pragma("GCC unroll 16")
+    for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const char *blk = g + (size_t)i * bsz;
+        if (pf) r8_prefetch(blk, bsz);
+        const uint8_t *qs = (const uint8_t *)blk + rb_qs(T);
+        const int8_t *xq[8];
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < NC; c++) xq[c] = ((const blk_q8_0 *)(xv + (size_t)c * xs) + i)->qs;
+        __m256i sa[8], sb[8];
+        if (T == R_Q8_0) {
+            _Pragma("GCC unroll 16")
+            for (int e = 0; e < 8; e++) {
+                const __m256i w = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(qs + 32 * e)), bias);
+                _Pragma("GCC unroll 16")
+                for (int c = 0; c < NC; c++) {
+                    __m256i *s = e & 1 ? &sb[c] : &sa[c];
+                    *s = DP(e > 1 ? *s : _mm256_setzero_si256(), w, bcast32(xq[c] + 4 * e));
+                }
+            }
+        } else {
+            __m256i qh = _mm256_setzero_si256();
+            if (rb_q5(T)) qh = _mm256_loadu_si256((const __m256i *)(blk + rb_qh(T)));
+            _Pragma("GCC unroll 16")
+            for (int v = 0; v < 4; v++) {
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * v));
+                __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                if (rb_q5(T)) { /* group e's 5th bit (bit e of each byte) to bit 4: e = v (low), v + 4 (high) */
+                    const __m256i hl = _mm256_slli_epi16(qh, 4 - v);
+                    const __m256i hh = v == 0 ? qh : _mm256_srli_epi16(qh, v);
+                    lo = _mm256_or_si256(lo, _mm256_and_si256(hl, m16));
+                    hi = _mm256_or_si256(hi, _mm256_and_si256(hh, m16));
+                }
+                _Pragma("GCC unroll 16")
+                for (int c = 0; c < NC; c++) {
+                    sa[c] = DP(v ? sa[c] : _mm256_setzero_si256(), lo, bcast32(xq[c] + 4 * v));
+                    sb[c] = DP(v ? sb[c] : _mm256_setzero_si256(), hi, bcast32(xq[c] + 16 + 4 * v));
+                }
+            }
+        }
+        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
+        __m256 m8 = _mm256_setzero_ps();
+        if (rb_min(T)) m8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16)));
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < NC; c++) {
+            const rb_pre *p = pre + (size_t)c * (size_t)nb + i;
+            __m256i s = _mm256_add_epi32(sa[c], sb[c]);
+            if (!rb_min(T)) s = _mm256_sub_epi32(s, _mm256_set1_epi32(p->aux.i));
+            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d8, _mm256_set1_ps(p->dx)), _mm256_cvtepi32_ps(s), acc[c]);
+            if (rb_min(T)) acc[c] = _mm256_fmadd_ps(m8, _mm256_set1_ps(p->aux.f), acc[c]);
+        }
+    }
+    _Pragma("GCC unroll 16")
+    for (int c = 0; c < NC; c++) _mm256_storeu_ps(y + c * ys, acc[c]);
+}
+
+/* ---- drivers ----------------------------------------------------------------------------------------- */
+
+#define Q4V_TILE(N, ...) k45v_tile(0, N, __VA_ARGS__)
+#define Q5V_TILE(N, ...) k45v_tile(1, N, __VA_ARGS__)
+R8_DRIVER_N(mm_q4_K_r8f_vnni, Q4V_TILE, 8)
+R8_DRIVER_N(mm_q5_K_r8f_vnni, Q5V_TILE, 8)
+R8_DRIVER_N(mm_q6_K_r8f_vnni, q6v_tile, 8)
+RB_DRIVER(mm_q4_0_r8f_vnni, R_Q4_0, rbv_tile, 1, 8)
+RB_DRIVER(mm_q4_1_r8f_vnni, R_Q4_1, rbv_tile, 1, 8)
+RB_DRIVER(mm_q5_0_r8f_vnni, R_Q5_0, rbv_tile, 1, 8)
+RB_DRIVER(mm_q5_1_r8f_vnni, R_Q5_1, rbv_tile, 1, 8)
+RB_DRIVER(mm_q8_0_r8f_vnni, R_Q8_0, rbv_tile, 1, 8)
+
+quant_mm_fn quant_vnni_kernel_r8(uint32_t wtype) {
+    switch (wtype) {
+    case MR_TYPE_Q4_K_R8F: return mm_q4_K_r8f_vnni;
+    case MR_TYPE_Q5_K_R8F: return mm_q5_K_r8f_vnni;
+    case MR_TYPE_Q6_K_R8F: return mm_q6_K_r8f_vnni;
+    case MR_TYPE_Q4_0_R8F: return mm_q4_0_r8f_vnni;
+    case MR_TYPE_Q4_1_R8F: return mm_q4_1_r8f_vnni;
+    case MR_TYPE_Q5_0_R8F: return mm_q5_0_r8f_vnni;
+    case MR_TYPE_Q5_1_R8F: return mm_q5_1_r8f_vnni;
+    case MR_TYPE_Q8_0_R8F: return mm_q8_0_r8f_vnni;
+    default: return NULL;
+    }
+}
