@@ -118,6 +118,7 @@ static int g_cpu_init;
 static void cpu_init(void) {
 #if defined(__x86_64__) || defined(__i386__)
     unsigned a, b, c, d;
+    if (__get_cpuid(0, &a, &b, &c, &d)) g_cpu.amd = b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u;
     if (__get_cpuid(1, &a, &b, &c, &d)) {
         g_cpu.fma = (c >> 12) & 1;
         g_cpu.f16c = (c >> 29) & 1;

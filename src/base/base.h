@@ -74,6 +74,7 @@ uint64_t mr_time_us(void);
 /* ---- CPU / machine ------------------------------------------------------- */
 typedef struct {
     bool avx, avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512vnni, avx_vnni, bmi2;
+    bool amd; /* x86 vendor AuthenticAMD */
     bool neon, dotprod;
 } mr_cpu_features;
 const mr_cpu_features *mr_cpu(void);

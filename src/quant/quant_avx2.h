@@ -57,12 +57,16 @@ Q_INLINE void q_prefetch(const char *pf, size_t step, int64_t i) {
 /* ---- R8 (row-interleaved) helpers shared by quant_r8_avx2.c and quant_r8b_avx2.c ---- */
 
 /* Software prefetch distance (bytes ahead of the block being read): the weights stream
- * from DRAM once per token, and the hardware prefetcher alone left a third of the
- * bandwidth unused on the development VM. */
+ * from DRAM once per token. On AMD Zen 3 the hardware prefetcher alone left a third of the
+ * bandwidth unused; on an Intel Sapphire Rapids VM these prefetches cost a tenth of it
+ * (matvec from DRAM 15.5-16.7 -> 17.6-18.8 GB/s without). quant_r8_prefetch: on or off,
+ * set before any kernel runs (quant_dispatch.c: AMD CPUs, or MOERUN_PREFETCH=0|1). */
 #ifndef R8_PF_DIST
 #define R8_PF_DIST 8192
 #endif
+extern int quant_r8_prefetch;
 Q_INLINE void r8_prefetch(const char *blk, size_t bsz) {
+    if (!quant_r8_prefetch) return;
     for (size_t o = 0; o < bsz; o += 64) _mm_prefetch(blk + R8_PF_DIST + o, _MM_HINT_T0);
 }
 

@@ -62,6 +62,8 @@ Q_INLINE void k45v_tile(const int Q5, const int NC, const char *g, int64_t nb, c
         __m256i sumi[8];
         _Pragma("GCC unroll 16")
         for (int j2 = 0; j2 < 4; j2++) {
+            /* NC <= 2: even and odd m in separate chains (vpdpbusd's latency) */
+            const int SPLIT = NC <= 2 ? 2 : 1;
             __m256i s0[8], s1[8];
             _Pragma("GCC unroll 16")
             for (int m = 0; m < 8; m++) {
@@ -79,10 +81,17 @@ Q_INLINE void k45v_tile(const int Q5, const int NC, const char *g, int64_t nb, c
                 _Pragma("GCC unroll 16")
                 for (int c = 0; c < NC; c++) {
                     const int8_t *x = xb[c]->qs + 64 * j2 + 4 * m;
-                    s0[c] = DP(m ? s0[c] : _mm256_setzero_si256(), lo, bcast32(x));
-                    s1[c] = DP(m ? s1[c] : _mm256_setzero_si256(), hi, bcast32(x + 32));
+                    const int a = SPLIT * c + m % SPLIT;
+                    s0[a] = DP(m >= SPLIT ? s0[a] : _mm256_setzero_si256(), lo, bcast32(x));
+                    s1[a] = DP(m >= SPLIT ? s1[a] : _mm256_setzero_si256(), hi, bcast32(x + 32));
                 }
             }
+            if (SPLIT == 2)
+                _Pragma("GCC unroll 16")
+                for (int c = 0; c < NC; c++) {
+                    s0[c] = _mm256_add_epi32(s0[2 * c], s0[2 * c + 1]);
+                    s1[c] = _mm256_add_epi32(s1[2 * c], s1[2 * c + 1]);
+                }
             const __m256i sc = j2 < 2 ? kb.sc0 : kb.sc1;
             const __m256i c0 = _mm256_shuffle_epi8(sc, r8_dup32((2 * j2) & 3));
             const __m256i c1 = _mm256_shuffle_epi8(sc, r8_dup32((2 * j2 + 1) & 3));
