@@ -22,108 +22,54 @@
 
 #define DP(acc, u, s) _mm256_dpbusd_epi32((acc), (u), (s))
 
-/* int32 lanes holding byte 4q + L of their 128-bit half (L = lane in the half: row r & 3 of
- * a K8_SIDX scale vector), zero-extended; _hi: in the top byte (then >> 24 sign-extends). */
-Q_INLINE __m256i r8_dup32(int q) {
-    const char a = (char)(4 * q), z = (char)0x80;
-    return _mm256_setr_epi8(a, z, z, z, a + 1, z, z, z, a + 2, z, z, z, a + 3, z, z, z, a, z, z, z, a + 1, z, z, z,
-                            a + 2, z, z, z, a + 3, z, z, z);
-}
-Q_INLINE __m256i r8_dup32_hi(int q) {
-    const char a = (char)(4 * q), z = (char)0x80;
-    return _mm256_setr_epi8(z, z, z, a, z, z, z, a + 1, z, z, z, a + 2, z, z, z, a + 3, z, z, z, a, z, z, z, a + 1,
-                            z, z, z, a + 2, z, z, z, a + 3);
-}
 
 /* ---- Q4_K_R8F / Q5_K_R8F --------------------------------------------------------------------------- */
 
-/* 8 rows x NC (<= 8) columns. qs vector 8*j2 + m carries sub-blocks 2*j2 (low nibbles) and
- * 2*j2 + 1 (high): both are summed per column in int32 (s0, s1) over the 8 vectors, then scaled. */
-Q_INLINE void k45v_tile(const int Q5, const int NC, const char *g, int64_t nb, const char *xv, size_t xs, float *y,
-                        int64_t ys, bool pf) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m16 = _mm256_set1_epi8(0x10);
-    __m256 acc[8];
-    _Pragma("GCC unroll 16")
-    for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
-    const size_t bsz = Q5 ? sizeof(blk_q5_K_r8) : sizeof(blk_q4_K_r8);
-    for (int64_t i = 0; i < nb; i++) {
-        const char *blk = g + (size_t)i * bsz;
-        if (pf) r8_prefetch(blk, bsz);
-        k45_blk kb;
-        k45_load(Q5, blk, &kb);
-        const blk_q8_K *xb[8];
-        _Pragma("GCC unroll 16")
-        for (int c = 0; c < NC; c++) xb[c] = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
-        _Pragma("GCC unroll 16")
-        for (int c = 0; c < NC; c++) { /* the minimums first, as the AVX2 kernel */
-            const __m256 m = _mm256_cvtepi32_ps(k8_mins(kb.mp, xb[c]));
-            acc[c] = _mm256_fnmadd_ps(_mm256_mul_ps(kb.dm8, _mm256_set1_ps(xb[c]->d)), m, acc[c]);
-        }
-        __m256i sumi[8];
-        _Pragma("GCC unroll 16")
-        for (int j2 = 0; j2 < 4; j2++) {
-            /* NC <= 2: even and odd m in separate chains (vpdpbusd's latency) */
-            const int SPLIT = NC <= 2 ? 2 : 1;
-            __m256i s0[8], s1[8];
-            _Pragma("GCC unroll 16")
-            for (int m = 0; m < 8; m++) {
-                const int v = 8 * j2 + m;
-                const __m256i q = _mm256_loadu_si256((const __m256i *)(kb.qs + 32 * v));
-                __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-                if (Q5) { /* bits 2p, 2p + 1 of qh vector w (v = 4w + p) to bit 4 */
-                    const int w = v >> 2, p = v & 3, sh = 4 - 2 * p;
-                    const __m256i hv = _mm256_loadu_si256((const __m256i *)(kb.qh + 32 * w));
-                    const __m256i hl = sh >= 0 ? _mm256_slli_epi16(hv, sh) : _mm256_srli_epi16(hv, -sh);
-                    const __m256i hh = sh - 1 >= 0 ? _mm256_slli_epi16(hv, sh - 1) : _mm256_srli_epi16(hv, 1 - sh);
-                    lo = _mm256_or_si256(lo, _mm256_and_si256(hl, m16));
-                    hi = _mm256_or_si256(hi, _mm256_and_si256(hh, m16));
-                }
-                _Pragma("GCC unroll 16")
-                for (int c = 0; c < NC; c++) {
-                    const int8_t *x = xb[c]->qs + 64 * j2 + 4 * m;
-                    const int a = SPLIT * c + m % SPLIT;
-                    s0[a] = DP(m >= SPLIT ? s0[a] : _mm256_setzero_si256(), lo, bcast32(x));
-                    s1[a] = DP(m >= SPLIT ? s1[a] : _mm256_setzero_si256(), hi, bcast32(x + 32));
-                }
-            }
-            if (SPLIT == 2)
-                _Pragma("GCC unroll 16")
-                for (int c = 0; c < NC; c++) {
-                    s0[c] = _mm256_add_epi32(s0[2 * c], s0[2 * c + 1]);
-                    s1[c] = _mm256_add_epi32(s1[2 * c], s1[2 * c + 1]);
-                }
-            const __m256i sc = j2 < 2 ? kb.sc0 : kb.sc1;
-            const __m256i c0 = _mm256_shuffle_epi8(sc, r8_dup32((2 * j2) & 3));
-            const __m256i c1 = _mm256_shuffle_epi8(sc, r8_dup32((2 * j2 + 1) & 3));
-            _Pragma("GCC unroll 16")
-            for (int c = 0; c < NC; c++) {
-                const __m256i t = _mm256_add_epi32(_mm256_mullo_epi32(s0[c], c0), _mm256_mullo_epi32(s1[c], c1));
-                sumi[c] = j2 ? _mm256_add_epi32(sumi[c], t) : t;
-            }
-        }
-        _Pragma("GCC unroll 16")
-        for (int c = 0; c < NC; c++)
-            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(kb.d8, _mm256_set1_ps(xb[c]->d)), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
-    }
-    _Pragma("GCC unroll 16")
-    for (int c = 0; c < NC; c++) _mm256_storeu_ps(y + c * ys, acc[c]);
-}
+/* 8 rows x NC (<= 8) columns on 512-bit vectors (VNNI's int8 rate is about 1.3x the 256-bit
+ * one on Sapphire Rapids, and the unpacking takes half the instructions): a zmm is the R8
+ * vectors v, v + 1 (v even) with dwords permuted so that dword 2r + e is row r of vector v + e
+ * (z_perm); the activation operand is then one 8-byte broadcast (quads v and v + 1), and the
+ * int32 pairs (2r, 2r + 1) are added into row r once per block (z_rows). qs vector 8*j2 + m
+ * carries sub-blocks 2*j2 (low nibbles) and 2*j2 + 1 (high): both are summed per column in
+ * int32 (s0, s1) over the block's 8 vectors, then scaled. */
+#define z_perm() _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15)
 
-/* The same with 512-bit vectors (VNNI's int8 rate is about 1.3x the 256-bit one here): a zmm
- * is qs vectors v, v + 1 (v even) with dwords permuted so that dword 2r + e is row r of vector
- * v + e; the activation operand is then one 8-byte broadcast (quads v and v + 1), and the
- * int32 pairs (2r, 2r + 1) are added into row r once per block. NC <= 4 (32 registers). */
-Q_INLINE __m512i z_dup8(int q) { /* per 128-bit lane L: dwords = bytes 4q + 2(L & 1) + (0, 0, 1, 1) */
-    const int a0 = (4 * q) | 0x80808000, a1 = (4 * q + 1) | 0x80808000, a2 = (4 * q + 2) | 0x80808000,
-              a3 = (4 * q + 3) | 0x80808000;
+/* A K8_SIDX scale vector (rows 0-3 / 4-7 in the 128-bit halves) with 128-bit lanes (rows 0-3,
+ * 0-3, 4-7, 4-7), for z_dup8: lane L holds rows 2L, 2L + 1. */
+Q_INLINE __m512i z_scales(__m256i s) {
+    return _mm512_shuffle_i64x2(_mm512_castsi256_si512(s), _mm512_castsi256_si512(s), 0x50);
+}
+/* vpshufb masks over z_scales: dwords 2r, 2r + 1 = byte 4q + (r & 3), zero-extended; _hi: in the
+ * top byte (then >> 24 sign-extends). */
+Q_INLINE __m512i z_dup8_m(int q, int hi) {
+    const int z = hi ? 0x00808080 : (int)0x80808000, sh = hi ? 24 : 0;
+    const int a0 = ((4 * q) << sh) | z, a1 = ((4 * q + 1) << sh) | z, a2 = ((4 * q + 2) << sh) | z,
+              a3 = ((4 * q + 3) << sh) | z;
     return _mm512_setr_epi32(a0, a0, a1, a1, a2, a2, a3, a3, a0, a0, a1, a1, a2, a2, a3, a3);
+}
+#define z_dup8(q) z_dup8_m(q, 0)
+/* int16 (byte 4q + (r & 3), same) in the high bytes of dwords 2r, 2r + 1 (then >> 8 per int16) */
+Q_INLINE __m512i z_pair8_hi(int q) {
+    int a[4];
+    for (int k = 0; k < 4; k++) a[k] = ((4 * q + k) << 24) | ((4 * q + k) << 8) | 0x00800080;
+    return _mm512_setr_epi32(a[0], a[0], a[1], a[1], a[2], a[2], a[3], a[3], a[0], a[0], a[1], a[1], a[2], a[2], a[3],
+                             a[3]);
+}
+#define z_dup8_hi(q) z_dup8_m(q, 1)
+
+/* Row sums of the dword pairs (2r, 2r + 1), rows in order (exact in int32). */
+Q_INLINE __m256i z_rows(__m512i s) { return _mm512_cvtepi64_epi32(_mm512_add_epi32(s, _mm512_srli_epi64(s, 32))); }
+
+Q_INLINE int64_t z_ld64(const void *p) {
+    int64_t v;
+    __builtin_memcpy(&v, p, 8);
+    return v;
 }
 
 Q_INLINE void k45z_tile(const int Q5, const int NC, const char *g, int64_t nb, const char *xv, size_t xs, float *y,
                         int64_t ys, bool pf) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), m16 = _mm512_set1_epi8(0x10);
-    const __m512i perm = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
-    const __m512i dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i perm = z_perm(), dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     /* 5th bits: rotate bit 2(p + e) (+1: high nibble) of qh vector w to bit 4, p = 0 or 2 */
     const __m512i rl0 = _mm512_set1_epi64(((int64_t)2 << 32) | 4), rh0 = _mm512_set1_epi64(((int64_t)1 << 32) | 3);
     const __m512i rl2 = _mm512_set1_epi64(((int64_t)30 << 32) | 0), rh2 = _mm512_set1_epi64(((int64_t)29 << 32) | 31);
@@ -145,8 +91,7 @@ Q_INLINE void k45z_tile(const int Q5, const int NC, const char *g, int64_t nb, c
             acc[c] = _mm256_fnmadd_ps(_mm256_mul_ps(kb.dm8, _mm256_set1_ps(xb[c]->d)), m, acc[c]);
         }
         /* scale bytes with 128-bit lanes (rows 0-3, 0-3, 4-7, 4-7) */
-        const __m512i S0 = _mm512_shuffle_i64x2(_mm512_castsi256_si512(kb.sc0), _mm512_castsi256_si512(kb.sc0), 0x50);
-        const __m512i S1 = _mm512_shuffle_i64x2(_mm512_castsi256_si512(kb.sc1), _mm512_castsi256_si512(kb.sc1), 0x50);
+        const __m512i S0 = z_scales(kb.sc0), S1 = z_scales(kb.sc1);
         __m512i sumi[8];
         _Pragma("GCC unroll 16")
         for (int j2 = 0; j2 < 4; j2++) {
@@ -166,11 +111,8 @@ Q_INLINE void k45z_tile(const int Q5, const int NC, const char *g, int64_t nb, c
                 _Pragma("GCC unroll 16")
                 for (int c = 0; c < NC; c++) {
                     const int8_t *x = xb[c]->qs + 64 * j2 + 8 * mm;
-                    int64_t x0, x1;
-                    __builtin_memcpy(&x0, x, 8);
-                    __builtin_memcpy(&x1, x + 32, 8);
-                    s0[c] = _mm512_dpbusd_epi32(mm ? s0[c] : _mm512_setzero_si512(), lo, _mm512_set1_epi64(x0));
-                    s1[c] = _mm512_dpbusd_epi32(mm ? s1[c] : _mm512_setzero_si512(), hi, _mm512_set1_epi64(x1));
+                    s0[c] = _mm512_dpbusd_epi32(mm ? s0[c] : _mm512_setzero_si512(), lo, _mm512_set1_epi64(z_ld64(x)));
+                    s1[c] = _mm512_dpbusd_epi32(mm ? s1[c] : _mm512_setzero_si512(), hi, _mm512_set1_epi64(z_ld64(x + 32)));
                 }
             }
             const __m512i sc = j2 < 2 ? S0 : S1;
@@ -184,8 +126,8 @@ Q_INLINE void k45z_tile(const int Q5, const int NC, const char *g, int64_t nb, c
         }
         _Pragma("GCC unroll 16")
         for (int c = 0; c < NC; c++) {
-            const __m256i r = _mm512_cvtepi64_epi32(_mm512_add_epi32(sumi[c], _mm512_srli_epi64(sumi[c], 32)));
-            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(kb.d8, _mm256_set1_ps(xb[c]->d)), _mm256_cvtepi32_ps(r), acc[c]);
+            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(kb.d8, _mm256_set1_ps(xb[c]->d)), _mm256_cvtepi32_ps(z_rows(sumi[c])),
+                                     acc[c]);
         }
     }
     _Pragma("GCC unroll 16")
@@ -194,11 +136,15 @@ Q_INLINE void k45z_tile(const int Q5, const int NC, const char *g, int64_t nb, c
 
 /* ---- Q6_K_R8F ------------------------------------------------------------------------------------ */
 
-/* 8 rows x NC (<= 8) columns: 16-element sub-block j = operands 4j..4j+3, summed per column in
- * int32 and scaled; the -32 offset through the bsums, as the AVX2 kernel. */
-Q_INLINE void q6v_tile(const int NC, const char *g, int64_t nb, const char *xv, size_t xs, float *y, int64_t ys,
+/* 8 rows x NC (<= 8) columns on 512-bit vectors as k45z_tile: a zmm is operands o, o + 1
+ * (o even; their ql and qh vectors are adjacent, with the same nibble and bit pair), dwords
+ * permuted after unpacking. 16-element sub-block j = operands 4j..4j+3 (2 zmm): with
+ * sub-blocks this short a vpmulld per sub-block would cost as much as the products, so they
+ * are vpmaddubsw pairs summed in int16 and scaled by one vpdpwssd (as AVX2's vpmaddwd); the
+ * -32 offset through the bsums, as the AVX2 kernel. */
+Q_INLINE void q6z_tile(const int NC, const char *g, int64_t nb, const char *xv, size_t xs, float *y, int64_t ys,
                        bool pf) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30), perm = z_perm();
     __m256 acc[8];
     _Pragma("GCC unroll 16")
     for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
@@ -209,41 +155,43 @@ Q_INLINE void q6v_tile(const int NC, const char *g, int64_t nb, const char *xv, 
         _Pragma("GCC unroll 16")
         for (int c = 0; c < NC; c++) xb[c] = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
         const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b->d));
-        __m256i sumi[8];
-        _Pragma("GCC unroll 16")
-        for (int c = 0; c < NC; c++) sumi[c] = _mm256_setzero_si256();
-        _Pragma("GCC unroll 16")
-        for (int v4 = 0; v4 < 4; v4++) {
-            const __m256i sv = _mm256_loadu_si256((const __m256i *)(b->sc + 32 * v4));
-            _Pragma("GCC unroll 16")
-            for (int c = 0; c < NC; c++) sumi[c] = _mm256_add_epi32(sumi[c], r8_scale_bsums(sv, xb[c]->bsums + 4 * v4));
-        }
-        _Pragma("GCC unroll 16")
-        for (int c = 0; c < NC; c++) sumi[c] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sumi[c], 5));
+        __m512i sumi[8];
         _Pragma("GCC unroll 16")
         for (int j = 0; j < 16; j++) {
-            const __m256i ss = _mm256_loadu_si256((const __m256i *)(b->sc + 32 * (j >> 2)));
-            const __m256i scv = _mm256_srai_epi32(_mm256_shuffle_epi8(ss, r8_dup32_hi(j & 3)), 24);
-            __m256i s[8];
+            /* int16 pairs (sc, sc) per dword: the two products' int16 sums meet the scale in vpdpwssd */
+            const __m512i ss = z_scales(_mm256_loadu_si256((const __m256i *)(b->sc + 32 * (j >> 2))));
+            const __m512i scv = _mm512_srai_epi16(_mm512_shuffle_epi8(ss, z_pair8_hi(j & 3)), 8);
+            __m512i v[2];
             _Pragma("GCC unroll 16")
-            for (int e = 0; e < 4; e++) {
-                const int o = 4 * j + e;
-                const __m256i l = _mm256_loadu_si256((const __m256i *)(b->ql + 32 * (o & 31)));
-                const __m256i hq = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * (o & 15)));
-                const __m256i lo = o < 32 ? _mm256_and_si256(l, m4) : _mm256_and_si256(_mm256_srli_epi16(l, 4), m4);
+            for (int e = 0; e < 2; e++) {
+                const int o = 4 * j + 2 * e;
+                const __m512i l = _mm512_loadu_si512((const void *)(b->ql + 32 * (o & 31)));
+                const __m512i hq = _mm512_loadu_si512((const void *)(b->qh + 32 * (o & 15)));
+                const __m512i lo = o < 32 ? _mm512_and_si512(l, m4) : _mm512_and_si512(_mm512_srli_epi16(l, 4), m4);
                 const int s2 = o >> 4;
-                const __m256i hs = s2 == 0 ? _mm256_slli_epi16(hq, 4) : s2 == 1 ? _mm256_slli_epi16(hq, 2)
-                                   : s2 == 2 ? hq : _mm256_srli_epi16(hq, 2);
-                const __m256i v = _mm256_or_si256(lo, _mm256_and_si256(hs, m30));
-                _Pragma("GCC unroll 16")
-                for (int c = 0; c < NC; c++) s[c] = DP(e ? s[c] : _mm256_setzero_si256(), v, bcast32(xb[c]->qs + 4 * o));
+                const __m512i hs = s2 == 0 ? _mm512_slli_epi16(hq, 4) : s2 == 1 ? _mm512_slli_epi16(hq, 2)
+                                   : s2 == 2 ? hq : _mm512_srli_epi16(hq, 2);
+                v[e] = _mm512_permutexvar_epi32(perm, _mm512_ternarylogic_epi32(lo, hs, m30, 0xF8));
             }
             _Pragma("GCC unroll 16")
-            for (int c = 0; c < NC; c++) sumi[c] = _mm256_add_epi32(sumi[c], _mm256_mullo_epi32(s[c], scv));
+            for (int c = 0; c < NC; c++) { /* 4 products of at most 63 * 128 per int16 */
+                const __m512i p = _mm512_add_epi16(
+                    _mm512_maddubs_epi16(v[0], _mm512_set1_epi64(z_ld64(xb[c]->qs + 16 * j))),
+                    _mm512_maddubs_epi16(v[1], _mm512_set1_epi64(z_ld64(xb[c]->qs + 16 * j + 8))));
+                sumi[c] = j ? _mm512_dpwssd_epi32(sumi[c], p, scv) : _mm512_madd_epi16(p, scv);
+            }
         }
         _Pragma("GCC unroll 16")
-        for (int c = 0; c < NC; c++)
-            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d8, _mm256_set1_ps(xb[c]->d)), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+        for (int c = 0; c < NC; c++) {
+            /* -32 * sum_j sc[j] * bsums[j]: the offset of the unsigned 6-bit quants */
+            __m256i off = _mm256_setzero_si256();
+            _Pragma("GCC unroll 16")
+            for (int v4 = 0; v4 < 4; v4++)
+                off = _mm256_add_epi32(off, r8_scale_bsums(_mm256_loadu_si256((const __m256i *)(b->sc + 32 * v4)),
+                                                           xb[c]->bsums + 4 * v4));
+            const __m256i tot = _mm256_sub_epi32(z_rows(sumi[c]), _mm256_slli_epi32(off, 5));
+            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d8, _mm256_set1_ps(xb[c]->d)), _mm256_cvtepi32_ps(tot), acc[c]);
+        }
     }
     _Pragma("GCC unroll 16")
     for (int c = 0; c < NC; c++) _mm256_storeu_ps(y + c * ys, acc[c]);
@@ -320,7 +268,7 @@ Q_INLINE void rbv_tile(const int T, const int NC, const char *g, int64_t nb, con
 #define Q5V_TILE(N, ...) k45z_tile(1, N, __VA_ARGS__)
 R8_DRIVER_N(mm_q4_K_r8f_vnni, Q4V_TILE, 6)
 R8_DRIVER_N(mm_q5_K_r8f_vnni, Q5V_TILE, 6)
-R8_DRIVER_N(mm_q6_K_r8f_vnni, q6v_tile, 8)
+R8_DRIVER_N(mm_q6_K_r8f_vnni, q6z_tile, 6)
 RB_DRIVER(mm_q4_0_r8f_vnni, R_Q4_0, rbv_tile, 1, 8)
 RB_DRIVER(mm_q4_1_r8f_vnni, R_Q4_1, rbv_tile, 1, 8)
 RB_DRIVER(mm_q5_0_r8f_vnni, R_Q5_0, rbv_tile, 1, 8)
