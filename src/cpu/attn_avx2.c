@@ -27,6 +27,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "base/base.h"
 #include "cpu/attn_vec.h"
 #include "quant/quant.h"
 
@@ -85,7 +86,8 @@ ATTN_AI void scores_f16_h(const int H, const attn_job *j, int t, int c0, int n, 
 
 static void scores_blk(const attn_job *j, int t, int c0, int n, const int *idx, int nv, float *S) {
     if (j->kq8) {
-        attn_q8_scores(j, t, c0, n, idx, nv, S);
+        if (j->z) attn_q8_scores_vnni(j, t, c0, n, idx, nv, S);
+        else attn_q8_scores(j, t, c0, n, idx, nv, S);
         return;
     }
     switch (j->H) {
@@ -167,8 +169,12 @@ ATTN_AI void vacc_h(const int NH, const bool VQ8, const attn_job *j, int c0, con
 static void vacc_blk(const attn_job *j, int t, int c0, const int *idx, int nv, const float *P, float *out) {
     const int nh = attn_tile_heads(j, t);
     out += (size_t)8 * t * j->dv;
+    if (j->vq8) fold_vscales(j, c0, idx, nv, P);
+    if (j->z) {
+        attn_vacc_z(j, nh, c0, idx, nv, P, out);
+        return;
+    }
     if (j->vq8) {
-        fold_vscales(j, c0, idx, nv, P);
         VACC_NH(true, nh < 4 ? nh : 4, 0)
         if (nh > 4) VACC_NH(true, nh - 4, 4)
     } else {
@@ -178,14 +184,15 @@ static void vacc_blk(const attn_job *j, int t, int c0, const int *idx, int nv, c
 }
 
 /* Prefetch steps of the score pass (kernel steps over the nv visible cells
- * of a block) and of the V pass (16 cells of a chunk of dimensions), all
- * tiles. */
+ * of a block) and of the V pass (16 cells of a chunk of dimensions; attn_vacc_z:
+ * of a 32-dimension chunk, all heads of a tile at once), all tiles. */
 static int score_steps(const attn_job *j, int nv) {
     const int per = j->kq8 ? ATTN_Q8_CELLS_PER_STEP : 8 / j->H;
     return j->ntile * ((nv + per - 1) / per);
 }
 
 static int vacc_steps(const attn_job *j, int nv) {
+    if (j->z) return j->ntile * (j->dv / 32) * ((nv + 15) / 16);
     int n = 0;
     for (int t = 0; t < j->ntile; t++)
         for (int h0 = 0; h0 < attn_tile_heads(j, t); h0 += 4) {
@@ -311,6 +318,8 @@ void cpu_attn_avx2(const cpu_attn_args *a, int kvh, const float *q, int32_t pos,
     j.ntile = cpu_attn_simd_tiles(j.g);
     j.H = j.g > 4 ? 8 : j.g > 2 ? 4 : j.g;
     j.kq8 = a->k_type == MR_TYPE_Q8_0;
+    const mr_cpu_features *f = mr_cpu();
+    j.z = f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni;
     j.krb = mr_row_size(a->k_type, a->dk);
     j.Kh = a->K + (size_t)kvh * a->n_ctx * j.krb;
     if (a->v_in_k) {

@@ -1,8 +1,8 @@
 /*
- * attn_vec.h — private to the AVX2 attention files (include only from
- * attn_avx2.c and attn_q8_avx2.c, compiled with -mavx2 -mfma -mf16c): the
- * state of one cpu_attn_avx2() call, the mask test, the
- * prefetch cursor, and the q8_0 K kernels attn_avx2.c calls.
+ * attn_vec.h — private to the SIMD attention files (include only from
+ * attn_avx2.c, attn_q8_avx2.c, compiled with -mavx2 -mfma -mf16c, and
+ * attn_avx512.c): the state of one cpu_attn_avx2() call, the mask test, the
+ * prefetch cursor, and the kernels attn_avx2.c calls.
  *
  * Layout shared by both files: query heads are vector lanes. The g heads of
  * a KV group form tiles of 8 lanes (tile t: heads 8t..8t+7; H = the lanes a
@@ -55,6 +55,7 @@ static inline void attn_pf_step(attn_pf *c) {
 typedef struct {
     int g, ntile, H, dk, dv;
     bool kq8, vq8; /* K / V is q8_0 (else f16) */
+    bool z;        /* AVX-512 VNNI kernels (attn_avx512.c) for V and the q8_0 K scores */
     float scale, softcap;
     const uint8_t *Kh, *Vh; /* this KV head's rows (V: inside K with v_in_k) */
     size_t krb, vrb;        /* row strides in bytes */
@@ -91,5 +92,14 @@ static inline bool attn_visible(const cpu_attn_args *a, int c, int32_t pos, int 
 #define ATTN_Q8_CELLS_PER_STEP 4
 void attn_q8_prep(attn_job *j, const float *q);
 void attn_q8_scores(const attn_job *j, int t, int c0, int n, const int *idx, int nv, float *S);
+
+/* AVX-512 (attn_avx512.c, where j->z): attn_q8_scores with vpdpbusd (bit-identical), and
+ * the V accumulation of the nh heads of a tile (out: the tile's output rows; P: its
+ * probability rows; q8_0 V: j->pd folded) on 16-dimension vectors, each probability
+ * broadcast feeding 2 FMAs per head and V converted once for the tile's heads. The same
+ * FMAs per element in cell order as attn_avx2.c's vacc_h: bit-identical outputs. Steps the
+ * prefetch cursor once per 16 cells of a 32-dimension chunk. */
+void attn_q8_scores_vnni(const attn_job *j, int t, int c0, int n, const int *idx, int nv, float *S);
+void attn_vacc_z(const attn_job *j, int nh, int c0, const int *idx, int nv, const float *P, float *out);
 
 #endif

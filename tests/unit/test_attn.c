@@ -11,7 +11,9 @@
  * masked K rows are large, so attending to one shows), soft-capping, a
  * query that sees nothing, and shapes the SIMD path declines.
  * Also runs itself under MOERUN_CPU=generic and checks that no SIMD path is
- * taken there (cpu_attn_head == the generic path, bit for bit).
+ * taken there (cpu_attn_head == the generic path, bit for bit), and, where the
+ * CPU has AVX-512 VNNI, under MOERUN_CPU=avx2: the AVX-512 kernels give the
+ * AVX2 path's outputs bit for bit.
  */
 #include <math.h>
 #include <stdint.h>
@@ -231,8 +233,51 @@ static int generic_child(void) {
     return check_done();
 }
 
+/* AVX-512 (attn_avx512.c) against AVX2: these cases' outputs, each from a fresh generator,
+ * concatenated (n floats). */
+static float *zcases_run(size_t *n) {
+    const tcase cases[] = {
+        {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 2, 128, 128, 300, false, true, true, 0, 3, 0, false},
+        {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 2, 128, 128, 300, false, true, false, 0, 3, 0, false},
+        {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 3, 2, 128, 128, 129, false, false, true, 0, 3, 0, false},
+        {MR_TYPE_F16, MR_TYPE_F16, 8, 2, 128, 128, 300, false, true, true, 0, 3, 0, false},
+        {MR_TYPE_F16, MR_TYPE_F16, 5, 2, 64, 64, 77, false, true, false, 0, 3, 0, false},
+        {MR_TYPE_F16, MR_TYPE_Q8_0, 8, 2, 128, 128, 100, false, true, true, 0, 3, 0, false},
+        {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 16, 1, 576, 512, 150, true, true, true, 0, 3, 0, false},
+        {MR_TYPE_F16, MR_TYPE_F16, 16, 1, 576, 512, 150, true, true, false, 0, 3, 0, false},
+    };
+    size_t tot = 0;
+    for (size_t i = 0; i < MR_ARRAY_LEN(cases); i++) tot += (size_t)cases[i].g * cases[i].dv;
+    float *o = mr_malloc(sizeof(float) * tot), *p = o;
+    for (size_t i = 0; i < MR_ARRAY_LEN(cases); i++) {
+        rng = 0x9E3779B97F4A7C15ull ^ (i + 1);
+        tsetup s;
+        setup(&cases[i], &s);
+        run_path(&s, 0, p);
+        p += (size_t)cases[i].g * cases[i].dv;
+        teardown(&s);
+    }
+    *n = tot;
+    return o;
+}
+
+/* Under MOERUN_CPU=avx2: the outputs equal those the parent wrote to path. */
+static int avx2_child(const char *path) {
+    size_t n = 0;
+    float *o = zcases_run(&n), *z = mr_malloc(sizeof(float) * n);
+    FILE *f = fopen(path, "rb");
+    CHECK(f && fread(z, sizeof(float), n, f) == n, "read %s", path);
+    if (f) fclose(f);
+    size_t diff = 0;
+    for (size_t i = 0; i < n; i++) diff += memcmp(&o[i], &z[i], sizeof(float)) != 0;
+    CHECK(diff == 0, "AVX-512 attention differs from AVX2 in %zu of %zu outputs", diff, n);
+    free(o), free(z);
+    return check_done();
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "--generic-child")) return generic_child();
+    if (argc > 2 && !strcmp(argv[1], "--avx2-child")) return avx2_child(argv[2]);
     int n_simd = 0, n_cases = 0;
     const uint32_t kv[][2] = {{MR_TYPE_Q8_0, MR_TYPE_Q8_0}, {MR_TYPE_Q8_0, MR_TYPE_F16}, {MR_TYPE_F16, MR_TYPE_F16}};
     const int gs[] = {1, 2, 3, 8, 16};
@@ -337,5 +382,30 @@ int main(int argc, char **argv) {
     int st = 0;
     CHECK(pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
           "MOERUN_CPU=generic child failed (status %d)", st);
+
+    /* AVX-512 against AVX2, bit for bit (the child runs under MOERUN_CPU=avx2) */
+    const mr_cpu_features *f = mr_cpu();
+    if (f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni) {
+        size_t n = 0;
+        float *o = zcases_run(&n);
+        char path[] = "/tmp/test_attn_zXXXXXX";
+        const int fd = mkstemp(path);
+        FILE *fo = fd >= 0 ? fdopen(fd, "wb") : NULL;
+        CHECK(fo && fwrite(o, sizeof(float), n, fo) == n, "write %s", path);
+        if (fo) fclose(fo);
+        free(o);
+        const pid_t pz = fork();
+        if (pz == 0) {
+            setenv("MOERUN_CPU", "avx2", 1);
+            execl("/proc/self/exe", argv[0], "--avx2-child", path, (char *)NULL);
+            _exit(127);
+        }
+        int sz = 0;
+        CHECK(pz > 0 && waitpid(pz, &sz, 0) == pz && WIFEXITED(sz) && WEXITSTATUS(sz) == 0,
+              "MOERUN_CPU=avx2 child failed (status %d)", sz);
+        unlink(path);
+    } else {
+        printf("no AVX-512 VNNI on this CPU: the AVX-512 attention kernels are not compared (skipped)\n");
+    }
     return check_done();
 }
