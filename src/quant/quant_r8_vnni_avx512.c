@@ -4,34 +4,31 @@
  * AVX512VL (Ice Lake and later Xeons, Sapphire Rapids, Zen 4/5). Compiled with the AVX-512
  * flags, run only where mr_cpu() reports them (quant_dispatch.c).
  *
- * The layout and the tiles are the AVX2 kernels' (quant_r8_avx2.c, quant_r8b_avx2.c): a
- * 32-byte weight vector holds 4 quants of each of 8 rows, the 4 matching activation bytes are
- * broadcast, a result is one vector over the 8 rows. What changes is the inner product: one
- * 256-bit vpdpbusd multiplies and sums 4 bytes per lane straight into int32, where AVX2
- * needs vpmaddubsw, int16 adds (bounded by int16 overflow: the reason the 5-bit types
- * widened twice as often) and vpmaddwd. K-quant sub-block sums are scaled by vpmulld; the
- * Q8_0 weights are biased to unsigned (+128, a vpxor) and 128 * the activations' sum is
- * taken off per block.
+ * The layout is the AVX2 kernels' (quant_r8_avx2.c, quant_r8b_avx2.c): a 32-byte weight
+ * vector holds 4 quants of each of 8 rows, the 4 matching activation bytes are broadcast, a
+ * result is one vector over the 8 rows. What changes is the inner product: vpdpbusd
+ * multiplies and sums 4 bytes per lane straight into int32, where AVX2 needs vpmaddubsw,
+ * int16 adds (bounded by int16 overflow: the reason the 5-bit types widened twice as often)
+ * and vpmaddwd. K-quant tiles run on 512-bit vectors (two R8 vectors each, below), their
+ * sub-block sums scaled by vpmulld (Q6_K: int16 sums and vpdpwssd); the 32-element block
+ * types stay on 256-bit vectors, Q8_0 biased to unsigned (+128, a vpxor) with 128 * the
+ * activations' sum taken off per block.
  *
  * Every integer sum equals the AVX2 kernel's, and the float operations are the same, in the
- * same order: the results are bit-identical to the AVX2 fast kernels (tested).
- * The EVEX encoding gives 32 vector registers, so the K-quant tiles take 8 columns.
- * Q2_K Q3_K IQ4_XS and the exact (R8) kernels stay on AVX2.
+ * same order: the results are bit-identical to the AVX2 fast kernels (test_quant_r8).
+ * The EVEX encoding gives 32 vector registers: 6 columns per K-quant tile, 8 per 32-block
+ * tile. Q2_K Q3_K IQ4_XS and the exact (R8) kernels stay on AVX2.
  */
 #include "quant/quant_r8_avx2.h"
 
 #define DP(acc, u, s) _mm256_dpbusd_epi32((acc), (u), (s))
 
-
 /* ---- Q4_K_R8F / Q5_K_R8F --------------------------------------------------------------------------- */
 
-/* 8 rows x NC (<= 8) columns on 512-bit vectors (VNNI's int8 rate is about 1.3x the 256-bit
- * one on Sapphire Rapids, and the unpacking takes half the instructions): a zmm is the R8
- * vectors v, v + 1 (v even) with dwords permuted so that dword 2r + e is row r of vector v + e
- * (z_perm); the activation operand is then one 8-byte broadcast (quads v and v + 1), and the
- * int32 pairs (2r, 2r + 1) are added into row r once per block (z_rows). qs vector 8*j2 + m
- * carries sub-blocks 2*j2 (low nibbles) and 2*j2 + 1 (high): both are summed per column in
- * int32 (s0, s1) over the block's 8 vectors, then scaled. */
+/* 512-bit helpers. A zmm holds the R8 vectors v, v + 1 (v even) with dwords permuted (z_perm)
+ * so that dword 2r + e is row r of vector v + e: one 8-byte activation broadcast (quads v and
+ * v + 1) then serves it, and the int32 pairs (2r, 2r + 1) are added into row r once per block
+ * (z_rows). */
 #define z_perm() _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15)
 
 /* A K8_SIDX scale vector (rows 0-3 / 4-7 in the 128-bit halves) with 128-bit lanes (rows 0-3,
@@ -66,6 +63,10 @@ Q_INLINE int64_t z_ld64(const void *p) {
     return v;
 }
 
+/* 8 rows x NC (<= 8) columns on 512-bit vectors (VNNI's int8 rate is about 1.3x the 256-bit
+ * one on Sapphire Rapids, and the unpacking takes half the instructions). qs vector 8*j2 + m
+ * carries sub-blocks 2*j2 (low nibbles) and 2*j2 + 1 (high): both are summed per column in
+ * int32 (s0, s1) over the block's 8 vectors, then scaled. */
 Q_INLINE void k45z_tile(const int Q5, const int NC, const char *g, int64_t nb, const char *xv, size_t xs, float *y,
                         int64_t ys, bool pf) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), m16 = _mm512_set1_epi8(0x10);
