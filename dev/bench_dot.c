@@ -11,7 +11,8 @@
  * same threads (bench_bandwidth_gbs, matvec "% bw" when W is larger than the
  * caches) and the in-register int8 multiply-add peak of one core (pairs of
  * vpmaddubsw + vpmaddwd, 32 MACs each: the instructions every quant matmul
- * kernel is made of; matmul "% i8"). The peak is a loop with 8 independent
+ * kernel is made of; matmul "% i8"; for the avx512vnni kernels the peak of 512-bit
+ * vpdpbusd instead). The peak is a loop with 8 independent
  * chains, so it is what this core sustains, not a datasheet number.
  * Usage: bench_dot [-t THREADS] [-s MB] [-c COLUMNS] [-k ROW_LENGTH] [type ...]   (default: 1 thread, 64 MB,
  *        the types our models use). -t 2 splits the rows (matvec) across 2
@@ -77,6 +78,32 @@ __attribute__((target("avx2"))) static double int8_peak_gmacs(void) {
     return best;
 }
 
+/* The same for the VNNI kernels: 8 independent chains of 512-bit vpdpbusd (64 MACs each; opaque
+ * inputs instead of a barrier per step, which held the chains back); 0 without AVX-512 VNNI. */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) static double vnni_peak_gmacs(void) {
+    const mr_cpu_features *f = mr_cpu();
+    if (!(f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni)) return 0.0;
+    __m512i a[8], acc[8];
+    for (int i = 0; i < 8; i++) a[i] = _mm512_set1_epi8((char)(i + 1)), acc[i] = _mm512_setzero_si512();
+    __m512i b = _mm512_set1_epi8(3);
+    __asm__ volatile("" : "+v"(b)); /* opaque inputs: no constant folding of the chains */
+    for (int i = 0; i < 8; i++) __asm__ volatile("" : "+v"(a[i]));
+    double best = 0.0;
+    for (int rep = 0; rep < 5; rep++) {
+        const long n = 4000000;
+        const double t0 = mr_time_s();
+        for (long it = 0; it < n; it++)
+            for (int i = 0; i < 8; i++) acc[i] = _mm512_dpbusd_epi32(acc[i], a[i], b);
+        for (int i = 0; i < 8; i++) __asm__ volatile("" : "+v"(acc[i])); /* done before the clock stops */
+        const double g = 8.0 * 64.0 * (double)n / (mr_time_s() - t0) / 1e9;
+        if (g > best) best = g;
+    }
+    int sink = 0;
+    for (int i = 0; i < 8; i++) sink += _mm_cvtsi128_si32(_mm512_castsi512_si128(acc[i]));
+    if (sink == 42) fputs("", stderr);
+    return best;
+}
+
 /* One thread's share of a matvec: rows [r0, r1). */
 typedef struct {
     uint32_t t;
@@ -125,10 +152,12 @@ int main(int argc, char **argv) {
     /* the limits: DRAM read bandwidth (only meaningful when W exceeds the caches) and int8 peak */
     const bool dram = target >= (64u << 20);
     const double bw = dram ? bench_bandwidth_gbs(nt, (size_t)1 << 30, 5) : 0.0;
-    const double peak = int8_peak_gmacs();
+    const double peak = int8_peak_gmacs(), vpeak = vnni_peak_gmacs();
     if (dram) printf("limits: read bandwidth %.2f GB/s (%d threads)", bw, nt);
     else printf("limits: W fits in cache (no bandwidth limit)");
-    printf(", int8 peak %.1f GMAC/s = %.1f GOP/s per core\n", peak, 2.0 * peak);
+    printf(", int8 peak %.1f GMAC/s = %.1f GOP/s per core", peak, 2.0 * peak);
+    if (vpeak > 0) printf(" (avx512vnni kernels: vpdpbusd peak %.1f GMAC/s = %.1f GOP/s)", vpeak, 2.0 * vpeak);
+    printf("\n");
     printf("%-7s %-6s %12s %6s %14s %6s %11s %10s %11s\n", "type", "isa", "matvec GB/s", "% bw", "matmul GFLOP/s", "% i8",
            "quant GB/s", "deq GB/s", "repack GB/s");
     for (int ni = 0; ni < n_names; ni++) {
@@ -211,7 +240,8 @@ int main(int argc, char **argv) {
         if (r8) snprintf(prp, sizeof prp, "%.2f", repack_gbs);
         if (quant_can_dequant((uint32_t)t)) snprintf(pdq, sizeof pdq, "%.2f", dgbs);
         if (bw > 0) snprintf(pbw, sizeof pbw, "%.0f%%", 100.0 * gbs / bw);
-        if (peak > 0) snprintf(pi8, sizeof pi8, "%.0f%%", 100.0 * gflops / (2.0 * peak));
+        const double pk = quant_isa_selected((uint32_t)t) == QUANT_ISA_VNNI ? vpeak : peak;
+        if (pk > 0) snprintf(pi8, sizeof pi8, "%.0f%%", 100.0 * gflops / (2.0 * pk));
         printf("%-7s %-6s %12.2f %6s %14.2f %6s %11.2f %10s %11s\n", mr_type_name((uint32_t)t),
                quant_isa_name(quant_isa_selected((uint32_t)t)), gbs, pbw, gflops, pi8, qgbs, pdq, prp);
         fflush(stdout);
