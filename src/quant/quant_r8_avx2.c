@@ -22,8 +22,8 @@
 /* ---- Q4_K_R8 / Q5_K_R8 ------------------------------------------------------------------------ */
 
 /* 8 rows (group g, nb blocks) x NC columns; Q5: 5th bits from qh. y[c*ys + r]. */
-Q_INLINE void k45_tile(const int Q5, const int NC, const char *g, int64_t nb, const char *xv, size_t xs, float *y,
-                       int64_t ys, bool pf) {
+Q_INLINE void k45_tile(const int Q5, const int NC, const char *g, int64_t nb, const char *xv, size_t xs,
+                       const int32_t *bp, float *y, int64_t ys, bool pf) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m16 = _mm256_set1_epi8(0x10);
     __m256 acc[4];
     _Pragma("GCC unroll 16")
@@ -42,7 +42,7 @@ Q_INLINE void k45_tile(const int Q5, const int NC, const char *g, int64_t nb, co
         for (int c = 0; c < NC; c++) xb[c] = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
         _Pragma("GCC unroll 16")
         for (int c = 0; c < NC; c++) {
-            const __m256 m = _mm256_cvtepi32_ps(k8_mins(kb.mp, xb[c]));
+            const __m256 m = _mm256_cvtepi32_ps(k8_mins_bp(kb.mp, bp + 4 * ((size_t)c * (size_t)nb + (size_t)i)));
             acc[c] = _mm256_fnmadd_ps(_mm256_mul_ps(kb.dm8, _mm256_set1_ps(xb[c]->d)), m, acc[c]);
         }
         __m256i sumi[4];
@@ -477,8 +477,8 @@ Q_INLINE void q6x_tile(const int NC, const char *g, int64_t nb, const char *xv, 
 #define Q5_TILE(N, ...) k45_tile(1, N, __VA_ARGS__)
 #define Q4X_TILE(N, ...) k45x_tile(0, N, __VA_ARGS__)
 #define Q5X_TILE(N, ...) k45x_tile(1, N, __VA_ARGS__)
-R8_DRIVER(mm_q4_K_r8f, Q4_TILE)
-R8_DRIVER(mm_q5_K_r8f, Q5_TILE)
+R8_DRIVER_BP(mm_q4_K_r8f, Q4_TILE, 4)
+R8_DRIVER_BP(mm_q5_K_r8f, Q5_TILE, 4)
 R8_DRIVER(mm_q6_K_r8f, q6_tile)
 #define Q3_TILE(N, ...) k23_tile(1, N, __VA_ARGS__)
 #define Q2_TILE(N, ...) k23_tile(0, N, __VA_ARGS__)

@@ -88,6 +88,30 @@ Q_INLINE __m256i k8_mins(const __m256i mp[4], const blk_q8_K *x) {
     return _mm256_add_epi32(_mm256_add_epi32(t[0], t[1]), _mm256_add_epi32(t[2], t[3]));
 }
 
+/* Q4_K/Q5_K minimums through a per-column table (k8_bp_prepare, R8_DRIVER_BP): bp[4 * i + P] =
+ * the int16 pair (B[2P], B[2P+1]) of block i (B as in k8_min_terms), computed once per matmul
+ * instead of once per row group. */
+#define K8_BP_N 4096 /* table entries (16 bytes each: 64 KiB) */
+
+Q_INLINE void k8_bp_prepare(const char *xv, size_t xs, int nc, int64_t nb, int32_t *bp) {
+    for (int c = 0; c < nc; c++)
+        for (int64_t i = 0; i < nb; i++) {
+            const blk_q8_K *x = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
+            _mm_storeu_si128((__m128i *)(bp + 4 * ((size_t)c * (size_t)nb + (size_t)i)),
+                             _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)x->bsums),
+                                            _mm_loadu_si128((const __m128i *)(x->bsums + 8))));
+        }
+}
+
+/* k8_mins from the table row bp of the column's block (exact: the same integers). */
+Q_INLINE __m256i k8_mins_bp(const __m256i mp[4], const int32_t *bp) {
+    const __m256i t0 = _mm256_madd_epi16(mp[0], _mm256_set1_epi32(bp[0]));
+    const __m256i t1 = _mm256_madd_epi16(mp[1], _mm256_set1_epi32(bp[1]));
+    const __m256i t2 = _mm256_madd_epi16(mp[2], _mm256_set1_epi32(bp[2]));
+    const __m256i t3 = _mm256_madd_epi16(mp[3], _mm256_set1_epi32(bp[3]));
+    return _mm256_add_epi32(_mm256_add_epi32(t0, t1), _mm256_add_epi32(t2, t3));
+}
+
 /* sum_q s[4v4 + q] * bsums[4v4 + q] per row for the 4 sub-blocks of a scale vector S (signed bytes
  * in K8_SIDX(q, r) order; Q6_K_R8's sc, Q3_K's and Q2_K's decoded scales) and bs = bsums + 4v4. */
 Q_INLINE __m256i r8_scale_bsums(__m256i S, const int16_t *bs) {
@@ -123,6 +147,44 @@ Q_INLINE __m256i r8_scale_bsums(__m256i S, const int16_t *bs) {
         }                                                                                             \
     }
 #define R8_DRIVER(name, TILE) R8_DRIVER_N(name, TILE, 4)
+
+/* R8_DRIVER_N for the Q4_K/Q5_K tiles, with the minimums' table (k8_bp_prepare) built per
+ * chunk of columns (outer): TILE(NC, g, nb, x, xs, bp, y, ys, pf), bp the tile's first column's
+ * table rows. */
+#define R8_DRIVER_BP(name, TILE, N)                                                                              \
+    static void name(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs, int64_t nc,  \
+                     float *y, int64_t ys) {                                                                  \
+        const int64_t nb = k / QK_K;                                                                          \
+        int32_t bp[4 * K8_BP_N];                                                                              \
+        MR_ASSERT(nb <= K8_BP_N);                                                                             \
+        const int64_t cmax = K8_BP_N / nb, nch = (nc + cmax - 1) / cmax;                                      \
+        int64_t chunk = (nc + nch - 1) / nch; /* as few chunks as fit, even, whole tiles where possible */    \
+        if ((chunk + 23) / 24 * 24 <= cmax) chunk = (chunk + 23) / 24 * 24;                                   \
+        for (int64_t c0 = 0; c0 < nc; c0 += chunk) {                                                          \
+            const int64_t n = MR_MIN(chunk, nc - c0);                                                         \
+            const char *xc0 = (const char *)xq + (size_t)c0 * xs;                                             \
+            k8_bp_prepare(xc0, xs, (int)n, nb, bp);                                                           \
+            for (int64_t r = 0; r < nr; r += 8) {                                                             \
+                const char *g = (const char *)W + (size_t)r * ws;                                             \
+                float *yr = y + c0 * ys + r;                                                                  \
+                int64_t c = 0;                                                                                \
+                for (; c + (N) <= n; c += (N))                                                                \
+                    TILE(N, g, nb, xc0 + (size_t)c * xs, xs, bp + 4 * c * nb, yr + c * ys, ys, c == 0);       \
+                if ((N) > 4 && c + 4 <= n) {                                                                  \
+                    TILE(4, g, nb, xc0 + (size_t)c * xs, xs, bp + 4 * c * nb, yr + c * ys, ys, c == 0);       \
+                    c += 4;                                                                                   \
+                }                                                                                             \
+                const char *xc = xc0 + (size_t)c * xs;                                                        \
+                const int32_t *bc = bp + 4 * c * nb;                                                          \
+                switch (n - c) {                                                                              \
+                case 3: TILE(3, g, nb, xc, xs, bc, yr + c * ys, ys, c == 0); break;                           \
+                case 2: TILE(2, g, nb, xc, xs, bc, yr + c * ys, ys, c == 0); break;                           \
+                case 1: TILE(1, g, nb, xc, xs, bc, yr + c * ys, ys, c == 0); break;                           \
+                default: break;                                                                               \
+                }                                                                                             \
+            }                                                                                                 \
+        }                                                                                                     \
+    }
 
 /* ---- 32-element block types (Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 _R8F) ---------------------------------------- */
 

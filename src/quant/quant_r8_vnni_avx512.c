@@ -63,17 +63,40 @@ Q_INLINE int64_t z_ld64(const void *p) {
     return v;
 }
 
+/* int16 scale pairs for z_pack sums over z_scales(sc): in 128-bit lane L (rows 2L, 2L + 1), int16
+ * 0-3 = sub-block qa's scales of rows 2L, 2L, 2L + 1, 2L + 1 and 4-7 qb's, zero-extended. */
+Q_INLINE int z_sp1(int byte) { /* dword of two int16 = byte `byte` of the lane, zero-extended */
+    const unsigned h = (unsigned)byte | 0x8000u;
+    return (int)(h | h << 16);
+}
+Q_INLINE __m512i z_spair(int qa, int qb) {
+    int a[16];
+    for (int L = 0; L < 4; L++) {
+        const int r = 2 * (L & 1); /* r & 3 of row 2L */
+        a[4 * L + 0] = z_sp1(4 * qa + r), a[4 * L + 1] = z_sp1(4 * qa + r + 1);
+        a[4 * L + 2] = z_sp1(4 * qb + r), a[4 * L + 3] = z_sp1(4 * qb + r + 1);
+    }
+    return _mm512_setr_epi32(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13],
+                             a[14], a[15]);
+}
+
 /* 8 rows x NC (<= 8) columns on 512-bit vectors (VNNI's int8 rate is about 1.3x the 256-bit
  * one on Sapphire Rapids, and the unpacking takes half the instructions). qs vector 8*j2 + m
- * carries sub-blocks 2*j2 (low nibbles) and 2*j2 + 1 (high): both are summed per column in
- * int32 (s0, s1) over the block's 8 vectors, then scaled. */
-Q_INLINE void k45z_tile(const int Q5, const int NC, const char *g, int64_t nb, const char *xv, size_t xs, float *y,
-                        int64_t ys, bool pf) {
+ * carries sub-blocks 2*j2 (low nibbles) and 2*j2 + 1 (high). Per column, two vpdpbusd chains
+ * (low, high) run over vector pairs m = 0, 1 and 2, 3: 8 products per int32, at most 31 * 128 * 8
+ * < 2^15, so vpackssdw packs the two chains into int16 without loss, and one vpdpwssd applies
+ * both sub-blocks' scales (z_spair) and adds the dword pairs of a row. The int32 sums are the
+ * same as with a vpmulld per sub-block, for fewer instructions. The minimums come from the
+ * driver's table (k8_bp_prepare) through vpdpwssd. */
+Q_INLINE void k45z_tile(const int Q5, const int NC, const char *g, int64_t nb, const char *xv, size_t xs,
+                        const int32_t *bp, float *y, int64_t ys, bool pf) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), m16 = _mm512_set1_epi8(0x10);
     const __m512i perm = z_perm(), dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     /* 5th bits: rotate bit 2(p + e) (+1: high nibble) of qh vector w to bit 4, p = 0 or 2 */
     const __m512i rl0 = _mm512_set1_epi64(((int64_t)2 << 32) | 4), rh0 = _mm512_set1_epi64(((int64_t)1 << 32) | 3);
     const __m512i rl2 = _mm512_set1_epi64(((int64_t)30 << 32) | 0), rh2 = _mm512_set1_epi64(((int64_t)29 << 32) | 31);
+    /* sums per 128-bit lane: rows 2L, 2L + 1 (low sub-block), then the same (high) -> rows in order */
+    const __m512i rows = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 0, 1, 4, 5, 8, 9, 12, 13);
     __m256 acc[8];
     _Pragma("GCC unroll 16")
     for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
@@ -88,47 +111,57 @@ Q_INLINE void k45z_tile(const int Q5, const int NC, const char *g, int64_t nb, c
         for (int c = 0; c < NC; c++) xb[c] = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
         _Pragma("GCC unroll 16")
         for (int c = 0; c < NC; c++) { /* the minimums first, as the AVX2 kernel */
-            const __m256 m = _mm256_cvtepi32_ps(k8_mins(kb.mp, xb[c]));
-            acc[c] = _mm256_fnmadd_ps(_mm256_mul_ps(kb.dm8, _mm256_set1_ps(xb[c]->d)), m, acc[c]);
+            const int32_t *b = bp + 4 * ((size_t)c * (size_t)nb + (size_t)i);
+            __m256i mi = _mm256_madd_epi16(kb.mp[0], _mm256_set1_epi32(b[0]));
+            mi = _mm256_dpwssd_epi32(mi, kb.mp[1], _mm256_set1_epi32(b[1]));
+            mi = _mm256_dpwssd_epi32(mi, kb.mp[2], _mm256_set1_epi32(b[2]));
+            mi = _mm256_dpwssd_epi32(mi, kb.mp[3], _mm256_set1_epi32(b[3]));
+            acc[c] = _mm256_fnmadd_ps(_mm256_mul_ps(kb.dm8, _mm256_set1_ps(xb[c]->d)), _mm256_cvtepi32_ps(mi), acc[c]);
         }
         /* scale bytes with 128-bit lanes (rows 0-3, 0-3, 4-7, 4-7) */
         const __m512i S0 = z_scales(kb.sc0), S1 = z_scales(kb.sc1);
         __m512i sumi[8];
         _Pragma("GCC unroll 16")
         for (int j2 = 0; j2 < 4; j2++) {
-            __m512i s0[8], s1[8];
+            const __m512i scp = _mm512_shuffle_epi8(j2 < 2 ? S0 : S1, z_spair((2 * j2) & 3, (2 * j2 + 1) & 3));
             _Pragma("GCC unroll 16")
-            for (int mm = 0; mm < 4; mm++) {
-                const int v = 8 * j2 + 2 * mm;
-                const __m512i q = _mm512_permutexvar_epi32(perm, _mm512_loadu_si512((const void *)(kb.qs + 32 * v)));
-                __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-                if (Q5) {
-                    const int w = v >> 2, p = v & 3;
-                    const __m512i hz = _mm512_permutexvar_epi32(
-                        dup, _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(kb.qh + 32 * w))));
-                    lo = _mm512_ternarylogic_epi32(lo, _mm512_rolv_epi32(hz, p ? rl2 : rl0), m16, 0xF8);
-                    hi = _mm512_ternarylogic_epi32(hi, _mm512_rolv_epi32(hz, p ? rh2 : rh0), m16, 0xF8);
+            for (int half = 0; half < 2; half++) {
+                __m512i s0[8], s1[8];
+                _Pragma("GCC unroll 16")
+                for (int mm = 2 * half; mm < 2 * half + 2; mm++) {
+                    const int v = 8 * j2 + 2 * mm;
+                    const __m512i q =
+                        _mm512_permutexvar_epi32(perm, _mm512_loadu_si512((const void *)(kb.qs + 32 * v)));
+                    __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+                    if (Q5) {
+                        const int w = v >> 2, p = v & 3;
+                        const __m512i hz = _mm512_permutexvar_epi32(
+                            dup, _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(kb.qh + 32 * w))));
+                        lo = _mm512_ternarylogic_epi32(lo, _mm512_rolv_epi32(hz, p ? rl2 : rl0), m16, 0xF8);
+                        hi = _mm512_ternarylogic_epi32(hi, _mm512_rolv_epi32(hz, p ? rh2 : rh0), m16, 0xF8);
+                    }
+                    _Pragma("GCC unroll 16")
+                    for (int c = 0; c < NC; c++) {
+                        const int8_t *x = xb[c]->qs + 64 * j2 + 8 * mm;
+                        const bool first = mm == 2 * half;
+                        s0[c] = _mm512_dpbusd_epi32(first ? _mm512_setzero_si512() : s0[c], lo,
+                                                    _mm512_set1_epi64(z_ld64(x)));
+                        s1[c] = _mm512_dpbusd_epi32(first ? _mm512_setzero_si512() : s1[c], hi,
+                                                    _mm512_set1_epi64(z_ld64(x + 32)));
+                    }
                 }
                 _Pragma("GCC unroll 16")
                 for (int c = 0; c < NC; c++) {
-                    const int8_t *x = xb[c]->qs + 64 * j2 + 8 * mm;
-                    s0[c] = _mm512_dpbusd_epi32(mm ? s0[c] : _mm512_setzero_si512(), lo, _mm512_set1_epi64(z_ld64(x)));
-                    s1[c] = _mm512_dpbusd_epi32(mm ? s1[c] : _mm512_setzero_si512(), hi, _mm512_set1_epi64(z_ld64(x + 32)));
+                    const __m512i p = _mm512_packs_epi32(s0[c], s1[c]);
+                    sumi[c] = j2 || half ? _mm512_dpwssd_epi32(sumi[c], p, scp) : _mm512_madd_epi16(p, scp);
                 }
-            }
-            const __m512i sc = j2 < 2 ? S0 : S1;
-            const __m512i c0 = _mm512_shuffle_epi8(sc, z_dup8((2 * j2) & 3));
-            const __m512i c1 = _mm512_shuffle_epi8(sc, z_dup8((2 * j2 + 1) & 3));
-            _Pragma("GCC unroll 16")
-            for (int c = 0; c < NC; c++) {
-                const __m512i t = _mm512_add_epi32(_mm512_mullo_epi32(s0[c], c0), _mm512_mullo_epi32(s1[c], c1));
-                sumi[c] = j2 ? _mm512_add_epi32(sumi[c], t) : t;
             }
         }
         _Pragma("GCC unroll 16")
         for (int c = 0; c < NC; c++) {
-            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(kb.d8, _mm256_set1_ps(xb[c]->d)), _mm256_cvtepi32_ps(z_rows(sumi[c])),
-                                     acc[c]);
+            const __m512i t = _mm512_add_epi32(sumi[c], _mm512_shuffle_epi32(sumi[c], _MM_PERM_BADC));
+            const __m256i r = _mm512_castsi512_si256(_mm512_permutexvar_epi32(rows, t));
+            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(kb.d8, _mm256_set1_ps(xb[c]->d)), _mm256_cvtepi32_ps(r), acc[c]);
         }
     }
     _Pragma("GCC unroll 16")
@@ -267,8 +300,8 @@ Q_INLINE void rbv_tile(const int T, const int NC, const char *g, int64_t nb, con
 
 #define Q4V_TILE(N, ...) k45z_tile(0, N, __VA_ARGS__)
 #define Q5V_TILE(N, ...) k45z_tile(1, N, __VA_ARGS__)
-R8_DRIVER_N(mm_q4_K_r8f_vnni, Q4V_TILE, 6)
-R8_DRIVER_N(mm_q5_K_r8f_vnni, Q5V_TILE, 6)
+R8_DRIVER_BP(mm_q4_K_r8f_vnni, Q4V_TILE, 6)
+R8_DRIVER_BP(mm_q5_K_r8f_vnni, Q5V_TILE, 6)
 R8_DRIVER_N(mm_q6_K_r8f_vnni, q6z_tile, 6)
 RB_DRIVER(mm_q4_0_r8f_vnni, R_Q4_0, rbv_tile, 1, 8)
 RB_DRIVER(mm_q4_1_r8f_vnni, R_Q4_1, rbv_tile, 1, 8)
