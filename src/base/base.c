@@ -138,7 +138,8 @@ static void cpu_init(void) {
             g_cpu.avx512f = zmm && ((b >> 16) & 1);
             g_cpu.avx512bw = zmm && ((b >> 30) & 1);
             g_cpu.avx512vl = zmm && ((b >> 31) & 1);
-            g_cpu.avx512vnni = zmm && ((c >> 11) & 1);
+            /* the AVX-512 files are also built with DQ (b bit 17), which every VNNI CPU has */
+            g_cpu.avx512vnni = zmm && ((c >> 11) & 1) && ((b >> 17) & 1);
         }
         if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) g_cpu.avx_vnni = g_cpu.avx2 && ((a >> 4) & 1);
     }

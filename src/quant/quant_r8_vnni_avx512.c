@@ -21,7 +21,6 @@
  */
 #include "quant/quant_r8_avx2.h"
 
-#define DP(acc, u, s) _mm256_dpbusd_epi32((acc), (u), (s))
 
 /* ---- Q4_K_R8F / Q5_K_R8F --------------------------------------------------------------------------- */
 
@@ -233,8 +232,9 @@ Q_INLINE void q6z_tile(const int NC, const char *g, int64_t nb, const char *xv, 
 
 /* ---- Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 _R8F ------------------------------------------------------------------ */
 
-/* 8 rows x NC (<= 8) columns (pre: the columns' table rows, rb_prepare with vnni). Two int32
- * chains per column (low / high nibbles; Q8_0: even / odd vectors). */
+/* 8 rows x NC (<= 2) columns (pre: the columns' table rows, rb_prepare with vnni) on 256-bit
+ * vectors: for one or two columns (decode) the 512-bit tile's pairing costs more than it saves.
+ * Two int32 chains per column (low / high nibbles; Q8_0: even / odd vectors). */
 Q_INLINE void rbv_tile(const int T, const int NC, const char *g, int64_t nb, const char *xv, size_t xs,
                        const rb_pre *pre, float *y, int64_t ys, bool pf) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m16 = _mm256_set1_epi8(0x10), bias = _mm256_set1_epi8((char)0x80);
@@ -257,7 +257,7 @@ Q_INLINE void rbv_tile(const int T, const int NC, const char *g, int64_t nb, con
                 _Pragma("GCC unroll 16")
                 for (int c = 0; c < NC; c++) {
                     __m256i *s = e & 1 ? &sb[c] : &sa[c];
-                    *s = DP(e > 1 ? *s : _mm256_setzero_si256(), w, bcast32(xq[c] + 4 * e));
+                    *s = _mm256_dpbusd_epi32(e > 1 ? *s : _mm256_setzero_si256(), w, bcast32(xq[c] + 4 * e));
                 }
             }
         } else {
@@ -275,8 +275,8 @@ Q_INLINE void rbv_tile(const int T, const int NC, const char *g, int64_t nb, con
                 }
                 _Pragma("GCC unroll 16")
                 for (int c = 0; c < NC; c++) {
-                    sa[c] = DP(v ? sa[c] : _mm256_setzero_si256(), lo, bcast32(xq[c] + 4 * v));
-                    sb[c] = DP(v ? sb[c] : _mm256_setzero_si256(), hi, bcast32(xq[c] + 16 + 4 * v));
+                    sa[c] = _mm256_dpbusd_epi32(v ? sa[c] : _mm256_setzero_si256(), lo, bcast32(xq[c] + 4 * v));
+                    sb[c] = _mm256_dpbusd_epi32(v ? sb[c] : _mm256_setzero_si256(), hi, bcast32(xq[c] + 16 + 4 * v));
                 }
             }
         }
@@ -296,6 +296,98 @@ Q_INLINE void rbv_tile(const int T, const int NC, const char *g, int64_t nb, con
     for (int c = 0; c < NC; c++) _mm256_storeu_ps(y + c * ys, acc[c]);
 }
 
+/* zmm (a in lanes 0-7, b in 8-15) */
+Q_INLINE __m512 z_halves(__m256 a, __m256 b) {
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(a)), _mm256_castps_pd(b), 1));
+}
+Q_INLINE __m512i z_halves_i(__m256i a, __m256i b) { return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1); }
+
+/* 8 rows x NC (<= 8) columns (pre: the columns' table rows, rb_prepare with vnni) on 512-bit
+ * vectors, as k45z_tile: a zmm is the R8 vectors 2u, 2u + 1 with dwords permuted (z_perm), one
+ * 8-byte activation broadcast per zmm, one int32 chain per column (dword pairs 2r, 2r + 1 of row
+ * r). Per block, the pairs of columns c, c + 1 are added into one zmm of both columns' rows
+ * (two vpermt2d and an add) and scaled there, so the per-block tail costs half a 256-bit one.
+ * The integer sums and the float operations are the 256-bit kernel's. */
+Q_INLINE void rbz_tile(const int T, const int NC, const char *g, int64_t nb, const char *xv, size_t xs,
+                       const rb_pre *pre, float *y, int64_t ys, bool pf) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m16 = _mm512_set1_epi8(0x10), bias = _mm512_set1_epi8((char)0x80);
+    const __m512i perm = z_perm(), dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    const size_t bsz = rb_bsz(T);
+    const int NP = (NC + 1) / 2;
+    __m512 acc[4];
+    _Pragma("GCC unroll 16")
+    for (int p = 0; p < NP; p++) acc[p] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const char *blk = g + (size_t)i * bsz;
+        if (pf) r8_prefetch(blk, bsz);
+        const uint8_t *qs = (const uint8_t *)blk + rb_qs(T);
+        const int8_t *xq[8];
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < NC; c++) xq[c] = ((const blk_q8_0 *)(xv + (size_t)c * xs) + i)->qs;
+        __m512i s[8];
+        if (T == R_Q8_0) {
+            _Pragma("GCC unroll 16")
+            for (int u = 0; u < 4; u++) {
+                const __m512i w = _mm512_xor_si512(
+                    _mm512_permutexvar_epi32(perm, _mm512_loadu_si512((const void *)(qs + 64 * u))), bias);
+                _Pragma("GCC unroll 16")
+                for (int c = 0; c < NC; c++)
+                    s[c] = _mm512_dpbusd_epi32(u ? s[c] : _mm512_setzero_si512(), w,
+                                               _mm512_set1_epi64(z_ld64(xq[c] + 8 * u)));
+            }
+        } else {
+            __m512i hz = _mm512_setzero_si512();
+            if (rb_q5(T))
+                hz = _mm512_permutexvar_epi32(dup,
+                                              _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(blk + rb_qh(T)))));
+            _Pragma("GCC unroll 16")
+            for (int u = 0; u < 2; u++) {
+                const __m512i q = _mm512_permutexvar_epi32(perm, _mm512_loadu_si512((const void *)(qs + 64 * u)));
+                __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+                if (rb_q5(T)) { /* vector 2u + e: 5th bits at bit 2u + e (low), 2u + e + 4 (high), to bit 4 */
+                    const __m512i sl = _mm512_set1_epi64(((int64_t)(3 - 2 * u) << 32) | (4 - 2 * u));
+                    const __m512i sr = _mm512_set1_epi64(((int64_t)(2 * u + 1) << 32) | (2 * u));
+                    lo = _mm512_ternarylogic_epi32(lo, _mm512_sllv_epi32(hz, sl), m16, 0xF8);
+                    hi = _mm512_ternarylogic_epi32(hi, _mm512_srlv_epi32(hz, sr), m16, 0xF8);
+                }
+                _Pragma("GCC unroll 16")
+                for (int c = 0; c < NC; c++) {
+                    s[c] = _mm512_dpbusd_epi32(u ? s[c] : _mm512_setzero_si512(), lo,
+                                               _mm512_set1_epi64(z_ld64(xq[c] + 8 * u)));
+                    s[c] = _mm512_dpbusd_epi32(s[c], hi, _mm512_set1_epi64(z_ld64(xq[c] + 16 + 8 * u)));
+                }
+            }
+        }
+        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
+        const __m512 d16 = z_halves(d8, d8);
+        __m512 m16f = _mm512_setzero_ps();
+        if (rb_min(T)) {
+            const __m256 m8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16)));
+            m16f = z_halves(m8, m8);
+        }
+        _Pragma("GCC unroll 16")
+        for (int p = 0; p < NP; p++) {
+            const int c0 = 2 * p, c1 = 2 * p + 1 < NC ? 2 * p + 1 : 2 * p; /* an odd last column pairs with itself */
+            const rb_pre *p0 = pre + (size_t)c0 * (size_t)nb + i, *p1 = pre + (size_t)c1 * (size_t)nb + i;
+            __m512i r = _mm512_add_epi32(_mm512_permutex2var_epi32(s[c0], ev, s[c1]),
+                                         _mm512_permutex2var_epi32(s[c0], od, s[c1]));
+            if (!rb_min(T))
+                r = _mm512_sub_epi32(r, z_halves_i(_mm256_set1_epi32(p0->aux.i), _mm256_set1_epi32(p1->aux.i)));
+            const __m512 dx = z_halves(_mm256_set1_ps(p0->dx), _mm256_set1_ps(p1->dx));
+            acc[p] = _mm512_fmadd_ps(_mm512_mul_ps(d16, dx), _mm512_cvtepi32_ps(r), acc[p]);
+            if (rb_min(T))
+                acc[p] = _mm512_fmadd_ps(m16f, z_halves(_mm256_set1_ps(p0->aux.f), _mm256_set1_ps(p1->aux.f)), acc[p]);
+        }
+    }
+    _Pragma("GCC unroll 16")
+    for (int c = 0; c < NC; c++) {
+        const __m512 a = acc[c / 2];
+        _mm256_storeu_ps(y + c * ys, c & 1 ? _mm512_extractf32x8_ps(a, 1) : _mm512_castps512_ps256(a));
+    }
+}
+
 /* ---- drivers ----------------------------------------------------------------------------------------- */
 
 #define Q4V_TILE(N, ...) k45z_tile(0, N, __VA_ARGS__)
@@ -303,11 +395,13 @@ Q_INLINE void rbv_tile(const int T, const int NC, const char *g, int64_t nb, con
 R8_DRIVER_BP(mm_q4_K_r8f_vnni, Q4V_TILE, 6)
 R8_DRIVER_BP(mm_q5_K_r8f_vnni, Q5V_TILE, 6)
 R8_DRIVER_N(mm_q6_K_r8f_vnni, q6z_tile, 6)
-RB_DRIVER(mm_q4_0_r8f_vnni, R_Q4_0, rbv_tile, 1, 8)
-RB_DRIVER(mm_q4_1_r8f_vnni, R_Q4_1, rbv_tile, 1, 8)
-RB_DRIVER(mm_q5_0_r8f_vnni, R_Q5_0, rbv_tile, 1, 8)
-RB_DRIVER(mm_q5_1_r8f_vnni, R_Q5_1, rbv_tile, 1, 8)
-RB_DRIVER(mm_q8_0_r8f_vnni, R_Q8_0, rbv_tile, 1, 8)
+/* one or two columns: 256-bit; more: 512-bit */
+#define RBZ_TILE(T, N, ...) ((N) <= 2 ? rbv_tile(T, N, __VA_ARGS__) : rbz_tile(T, N, __VA_ARGS__))
+RB_DRIVER(mm_q4_0_r8f_vnni, R_Q4_0, RBZ_TILE, 1, 8)
+RB_DRIVER(mm_q4_1_r8f_vnni, R_Q4_1, RBZ_TILE, 1, 8)
+RB_DRIVER(mm_q5_0_r8f_vnni, R_Q5_0, RBZ_TILE, 1, 8)
+RB_DRIVER(mm_q5_1_r8f_vnni, R_Q5_1, RBZ_TILE, 1, 8)
+RB_DRIVER(mm_q8_0_r8f_vnni, R_Q8_0, RBZ_TILE, 1, 8)
 
 quant_mm_fn quant_vnni_kernel_r8(uint32_t wtype) {
     switch (wtype) {
