@@ -11,9 +11,14 @@
 #include "base/base.h"
 #include "cpu/cpu.h"
 
+double cpu_sumsq_avx2(const float *x, int n);
+static bool act_simd(void);
+
 void cpu_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
     double ss = 0.0;
-    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    if (act_simd()) ss = cpu_sumsq_avx2(x, n);
+    else
+        for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
     const float scale = 1.0f / sqrtf((float)(ss / n) + eps);
     if (w)
         for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];

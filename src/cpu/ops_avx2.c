@@ -1,6 +1,7 @@
 /*
- * ops_avx2.c — AVX2/FMA versions of the gated activations of ops.c
- * (cpu_silu_mul, cpu_gelu_mul dispatch here at run time): 8 lanes with the
+ * ops_avx2.c — AVX2/FMA versions of the gated activations of ops.c and of
+ * RMSNorm's sum of squares (cpu_silu_mul, cpu_gelu_mul, cpu_rmsnorm dispatch
+ * here at run time). The activations: 8 lanes with the
  * vectorised exp of vexp_avx2.h (~1 ulp against expf) instead of one libm call
  * per element. Results differ from the scalar reference by float rounding
  * (test_quant checks them against it).
@@ -37,4 +38,22 @@ void cpu_gelu_mul_avx2(float *g, const float *u, int64_t n) {
         _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_div_ps(x, _mm256_add_ps(one, e)), _mm256_loadu_ps(u + i)));
     }
     for (; i < n; i++) g[i] = cpu_gelu(g[i]) * u[i];
+}
+
+/* sum of x[i]^2 in double (as ggml's RMSNorm), 16 lanes in 4 chains: the
+ * order differs from the scalar loop only at double rounding. */
+double cpu_sumsq_avx2(const float *x, int n) {
+    __m256d a[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int u = 0; u < 4; u++) {
+            const __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4 * u));
+            a[u] = _mm256_fmadd_pd(v, v, a[u]);
+        }
+    const __m256d t = _mm256_add_pd(_mm256_add_pd(a[0], a[1]), _mm256_add_pd(a[2], a[3]));
+    double l[4];
+    _mm256_storeu_pd(l, t);
+    double ss = (l[0] + l[1]) + (l[2] + l[3]);
+    for (; i < n; i++) ss += (double)x[i] * x[i];
+    return ss;
 }

@@ -59,7 +59,7 @@ model_run *model_run_new(const mr_model *m, kv_cache *kv, int n_ub, int n_thread
     r->att = falloc(T * aw);
     r->ff_a = falloc(T * fw);
     r->ff_b = falloc(T * fw);
-    r->rope_cs = falloc((size_t)hp->n_rot + 2);
+    r->rope_cs = falloc(((size_t)hp->n_rot + 2) * (size_t)mr_tp_n(r->tp)); /* one RoPE cache per thread */
     if (!r->x || !r->xn || !r->tmp || !r->q || !r->k || !r->v || !r->att || !r->ff_a || !r->ff_b || !r->rope_cs)
         goto fail;
     if (hp->n_expert > 0) {

@@ -36,11 +36,13 @@ cpu_rope_params model_rope_params(const mr_model *m, int il) {
     return p;
 }
 
-void model_kv_write(model_run *r, const model_ubatch *ub, int il, const float *K, const float *V) {
+/* model_kv_write for tokens [t0, t1) */
+static void kv_write_range(const model_run *r, const model_ubatch *ub, int il, const float *K, const float *V, int t0,
+                           int t1) {
     const kv_cache *kv = r->kv;
     const model_layer *ly = &r->m->layers[il];
     const int heads = ly->kv_heads, dk = ly->kv_dk, dv = ly->kv_dv;
-    for (int t = 0; t < ub->n; t++) {
+    for (int t = t0; t < t1; t++) {
         const size_t c = (size_t)ub->cell[t];
         for (int h = 0; h < heads; h++) {
             quant_quantize_row(kv->type_k, K + ((size_t)t * heads + h) * dk,
@@ -50,6 +52,10 @@ void model_kv_write(model_run *r, const model_ubatch *ub, int il, const float *K
                                    kv->v[il] + ((size_t)h * kv->n_ctx + c) * kv->v_row[il], dv);
         }
     }
+}
+
+void model_kv_write(model_run *r, const model_ubatch *ub, int il, const float *K, const float *V) {
+    kv_write_range(r, ub, il, K, V, 0, ub->n);
 }
 
 typedef struct {
@@ -106,6 +112,39 @@ static void add_bias(float *y, const mr_weight *b, int T, int n) {
     for (int t = 0; t < T; t++) cpu_add(y + (size_t)t * n, bv, n);
 }
 
+/* Per-head RMSNorm of q and k, RoPE and the cache writes, tokens split over
+ * the threads (each with its own RoPE cache, r->rope_cs; a micro-batch's
+ * tokens are independent here and write distinct cells). */
+typedef struct {
+    const model_run *r;
+    const model_ubatch *ub;
+    const model_layer *ly;
+    const cpu_rope_params *rp;
+    int il, H, Hkv, Dk;
+    float eps;
+} qk_job;
+
+static void qk_worker(void *arg, int ith, int nth) {
+    const qk_job *j = arg;
+    const model_layer *ly = j->ly;
+    const int H = j->H, Hkv = j->Hkv, Dk = j->Dk, T = j->ub->n;
+    float *cs = j->r->rope_cs + ((size_t)j->rp->n_dims + 2) * (size_t)ith;
+    const int t0 = T * ith / nth, t1 = T * (ith + 1) / nth;
+    for (int t = t0; t < t1; t++) {
+        float *q = j->r->q + (size_t)t * H * Dk, *k = j->r->k + (size_t)t * Hkv * Dk;
+        if (ly->q_norm.data)
+            for (int h = 0; h < H; h++) cpu_rmsnorm(q + (size_t)h * Dk, q + (size_t)h * Dk, ly->q_norm.data, Dk, j->eps);
+        if (ly->k_norm.data)
+            for (int h = 0; h < Hkv; h++) cpu_rmsnorm(k + (size_t)h * Dk, k + (size_t)h * Dk, ly->k_norm.data, Dk, j->eps);
+        if (j->rp->n_dims > 0) {
+            cpu_rope_cache(j->rp, (float)j->ub->pos[t], cs);
+            cpu_rope_apply(j->rp, cs, q, H, Dk);
+            cpu_rope_apply(j->rp, cs, k, Hkv, Dk);
+        }
+    }
+    kv_write_range(j->r, j->ub, j->il, j->r->k, j->r->v, t0, t1);
+}
+
 /* Shared tail of the GQA-style attention kinds: per token, per-head RMSNorm
  * of q and k when the layer has q_norm/k_norm, RoPE at the token's position;
  * then K/V rows into the cache and attention over it:
@@ -114,23 +153,12 @@ void model_attn_qk_run(model_run *r, const model_ubatch *ub, int il) {
     const mr_model *m = r->m;
     const model_hparams *hp = &m->hp;
     const model_layer *ly = &m->layers[il];
-    const int T = ub->n, H = ly->n_head, Hkv = ly->n_head_kv, Dk = hp->head_dim_k, Dv = hp->head_dim_v;
-    const int qw = H * Dk, kw = Hkv * Dk;
     const cpu_rope_params rp = model_rope_params(m, il);
-    for (int t = 0; t < T; t++) {
-        float *q = r->q + (size_t)t * qw, *k = r->k + (size_t)t * kw;
-        if (ly->q_norm.data)
-            for (int h = 0; h < H; h++) cpu_rmsnorm(q + (size_t)h * Dk, q + (size_t)h * Dk, ly->q_norm.data, Dk, hp->rms_eps);
-        if (ly->k_norm.data)
-            for (int h = 0; h < Hkv; h++)
-                cpu_rmsnorm(k + (size_t)h * Dk, k + (size_t)h * Dk, ly->k_norm.data, Dk, hp->rms_eps);
-        if (rp.n_dims > 0) {
-            cpu_rope_cache(&rp, (float)ub->pos[t], r->rope_cs);
-            cpu_rope_apply(&rp, r->rope_cs, q, H, Dk);
-            cpu_rope_apply(&rp, r->rope_cs, k, Hkv, Dk);
-        }
-    }
-    model_kv_write(r, ub, il, r->k, r->v);
+    const int H = ly->n_head, Hkv = ly->n_head_kv, Dk = hp->head_dim_k, Dv = hp->head_dim_v;
+    const qk_job j = {.r = r, .ub = ub, .ly = ly, .rp = &rp, .il = il, .H = H, .Hkv = Hkv, .Dk = Dk,
+                      .eps = hp->rms_eps};
+    if (ub->n > 1) mr_tp_run(r->tp, qk_worker, (void *)&j);
+    else qk_worker((void *)&j, 0, 1);
 
     const kv_cache *kv = r->kv;
     cpu_attn_args a = {
