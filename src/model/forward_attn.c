@@ -36,9 +36,8 @@ cpu_rope_params model_rope_params(const mr_model *m, int il) {
     return p;
 }
 
-/* model_kv_write for tokens [t0, t1) */
-static void kv_write_range(const model_run *r, const model_ubatch *ub, int il, const float *K, const float *V, int t0,
-                           int t1) {
+void model_kv_write_range(const model_run *r, const model_ubatch *ub, int il, const float *K, const float *V, int t0,
+                          int t1) {
     const kv_cache *kv = r->kv;
     const model_layer *ly = &r->m->layers[il];
     const int heads = ly->kv_heads, dk = ly->kv_dk, dv = ly->kv_dv;
@@ -55,7 +54,7 @@ static void kv_write_range(const model_run *r, const model_ubatch *ub, int il, c
 }
 
 void model_kv_write(model_run *r, const model_ubatch *ub, int il, const float *K, const float *V) {
-    kv_write_range(r, ub, il, K, V, 0, ub->n);
+    model_kv_write_range(r, ub, il, K, V, 0, ub->n);
 }
 
 typedef struct {
@@ -128,7 +127,7 @@ static void qk_worker(void *arg, int ith, int nth) {
     const qk_job *j = arg;
     const model_layer *ly = j->ly;
     const int H = j->H, Hkv = j->Hkv, Dk = j->Dk, T = j->ub->n;
-    float *cs = j->r->rope_cs + ((size_t)j->rp->n_dims + 2) * (size_t)ith;
+    float *cs = j->r->rope_cs + ((size_t)j->r->m->hp.n_rot + 2) * (size_t)ith; /* forward.c: n_rot + 2 each */
     const int t0 = T * ith / nth, t1 = T * (ith + 1) / nth;
     for (int t = t0; t < t1; t++) {
         float *q = j->r->q + (size_t)t * H * Dk, *k = j->r->k + (size_t)t * Hkv * Dk;
@@ -142,7 +141,7 @@ static void qk_worker(void *arg, int ith, int nth) {
             cpu_rope_apply(j->rp, cs, k, Hkv, Dk);
         }
     }
-    kv_write_range(j->r, j->ub, j->il, j->r->k, j->r->v, t0, t1);
+    model_kv_write_range(j->r, j->ub, j->il, j->r->k, j->r->v, t0, t1);
 }
 
 /* Shared tail of the GQA-style attention kinds: per token, per-head RMSNorm
