@@ -239,32 +239,6 @@ static mla_scratch *mla_scratch_get(model_run *r) {
     return s;
 }
 
-/* RoPE of q_pe and k_pe, RMSNorm of the compressed kv and the cache writes,
- * tokens split over the threads (each with its own RoPE cache). */
-typedef struct {
-    const model_run *r;
-    const model_ubatch *ub;
-    const cpu_rope_params *rp;
-    const mla_scratch *s;
-    const float *norm;
-    float eps;
-    int il, H, dk, nope, R, rope;
-} mla_rope_job;
-
-static void mla_rope_worker(void *arg, int ith, int nth) {
-    const mla_rope_job *j = arg;
-    const int T = j->ub->n, t0 = T * ith / nth, t1 = T * (ith + 1) / nth, kd = j->R + j->rope;
-    float *cs = j->r->rope_cs + ((size_t)j->r->m->hp.n_rot + 2) * (size_t)ith;
-    for (int t = t0; t < t1; t++) {
-        float *q = j->s->q + (size_t)t * j->H * j->dk, *c = j->s->ckv + (size_t)t * kd;
-        cpu_rope_cache(j->rp, (float)j->ub->pos[t], cs);
-        cpu_rope_apply(j->rp, cs, q + j->nope, j->H, j->dk); /* q_pe of each head */
-        cpu_rope_apply(j->rp, cs, c + j->R, 1, j->rope);     /* k_pe */
-        cpu_rmsnorm(c, c, j->norm, j->R, j->eps);
-    }
-    model_kv_write_range(j->r, j->ub, j->il, j->s->ckv, NULL, t0, t1);
-}
-
 int model_attn_mla(model_run *r, const model_ubatch *ub, int il, const float *xn, float *out) {
     const mr_model *m = r->m;
     const model_hparams *hp = &m->hp;
@@ -293,10 +267,14 @@ int model_attn_mla(model_run *r, const model_ubatch *ub, int il, const float *xn
 
     float kq_scale;
     const cpu_rope_params rp = model_mla_rope(m, il, &kq_scale);
-    const mla_rope_job rj = {.r = r, .ub = ub, .rp = &rp, .s = s, .norm = ly->kv_a_norm.data, .eps = hp->rms_eps,
-                             .il = il, .H = H, .dk = dk, .nope = nope, .R = R, .rope = rope};
-    if (T > 1) mr_tp_run(r->tp, mla_rope_worker, (void *)&rj);
-    else mla_rope_worker((void *)&rj, 0, 1);
+    for (int t = 0; t < T; t++) {
+        float *q = s->q + (size_t)t * H * dk, *c = s->ckv + (size_t)t * kd;
+        cpu_rope_cache(&rp, (float)ub->pos[t], r->rope_cs);
+        cpu_rope_apply(&rp, r->rope_cs, q + nope, H, dk); /* q_pe of each head */
+        cpu_rope_apply(&rp, r->rope_cs, c + R, 1, rope);  /* k_pe */
+        cpu_rmsnorm(c, c, ly->kv_a_norm.data, R, hp->rms_eps);
+    }
+    model_kv_write(r, ub, il, s->ckv, NULL);
 
     /* absorbed queries: [q_nope Wk_b[h] | q_pe] per head */
     const int64_t qs = (int64_t)H * dk, as = (int64_t)H * kd;

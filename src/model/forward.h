@@ -112,9 +112,6 @@ int model_ffn_moe(model_run *r, int T, int il, const float *xn, float *out);
 /* Write K (T, heads*dk) and V (T, heads*dv) rows of the ubatch into layer il
  * of the cache at the tokens' cells (V NULL when v_in_k). */
 void model_kv_write(model_run *r, const model_ubatch *ub, int il, const float *K, const float *V);
-/* The same for tokens [t0, t1) of the micro-batch (threads may write disjoint ranges). */
-void model_kv_write_range(const model_run *r, const model_ubatch *ub, int il, const float *K, const float *V, int t0,
-                          int t1);
 /* Run cpu_attn_head for every (token, KV head) of the ubatch across the pool:
  * q (T, H*dk) -> out (T, H*dv). a: the per-layer arguments (K/V, geometry). */
 void model_attn_run(model_run *r, const model_ubatch *ub, const cpu_attn_args *a, const float *q, float *out);

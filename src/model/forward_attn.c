@@ -36,8 +36,9 @@ cpu_rope_params model_rope_params(const mr_model *m, int il) {
     return p;
 }
 
-void model_kv_write_range(const model_run *r, const model_ubatch *ub, int il, const float *K, const float *V, int t0,
-                          int t1) {
+/* model_kv_write for tokens [t0, t1) */
+static void kv_write_range(const model_run *r, const model_ubatch *ub, int il, const float *K, const float *V, int t0,
+                           int t1) {
     const kv_cache *kv = r->kv;
     const model_layer *ly = &r->m->layers[il];
     const int heads = ly->kv_heads, dk = ly->kv_dk, dv = ly->kv_dv;
@@ -54,7 +55,7 @@ void model_kv_write_range(const model_run *r, const model_ubatch *ub, int il, co
 }
 
 void model_kv_write(model_run *r, const model_ubatch *ub, int il, const float *K, const float *V) {
-    model_kv_write_range(r, ub, il, K, V, 0, ub->n);
+    kv_write_range(r, ub, il, K, V, 0, ub->n);
 }
 
 typedef struct {
@@ -127,7 +128,7 @@ static void qk_worker(void *arg, int ith, int nth) {
     const qk_job *j = arg;
     const model_layer *ly = j->ly;
     const int H = j->H, Hkv = j->Hkv, Dk = j->Dk, T = j->ub->n;
-    float *cs = j->r->rope_cs + ((size_t)j->r->m->hp.n_rot + 2) * (size_t)ith; /* forward.c: n_rot + 2 each */
+    float *cs = j->r->rope_cs + ((size_t)j->rp->n_dims + 2) * (size_t)ith;
     const int t0 = T * ith / nth, t1 = T * (ith + 1) / nth;
     for (int t = t0; t < t1; t++) {
         float *q = j->r->q + (size_t)t * H * Dk, *k = j->r->k + (size_t)t * Hkv * Dk;
@@ -141,7 +142,7 @@ static void qk_worker(void *arg, int ith, int nth) {
             cpu_rope_apply(j->rp, cs, k, Hkv, Dk);
         }
     }
-    model_kv_write_range(j->r, j->ub, j->il, j->r->k, j->r->v, t0, t1);
+    kv_write_range(j->r, j->ub, j->il, j->r->k, j->r->v, t0, t1);
 }
 
 /* Shared tail of the GQA-style attention kinds: per token, per-head RMSNorm
