@@ -28,6 +28,8 @@ static bool simd_ok(void) {
 }
 
 #define ATTN_BLOCK 128
+/* cpu_attn_multi's flash blocks are the SIMD path's, so its outputs are that path's bit for bit */
+_Static_assert(CPU_ATTN_MULTI_MB == CPU_ATTN_SIMD_FB, "multi-token and decode flash blocks");
 _Static_assert(CPU_ATTN_SIMD_FB <= ATTN_BLOCK, "flash score scratch holds a SIMD block");
 
 static inline bool cell_visible(const cpu_attn_args *a, int c, int32_t pos, int seq) {
@@ -42,13 +44,62 @@ static inline size_t score_rows(int g) {
     return t > (size_t)g ? t : (size_t)g;
 }
 
+/* Tokens of a cpu_attn_multi call: about 64 query rows; the standard path keeps every cell's
+ * scores (n_ctx x rows), so fewer tokens where that would pass MULTI_STD_FLOATS. */
+#define MULTI_STD_FLOATS ((size_t)1 << 20) /* 4 MiB a thread */
+static int multi_nt(const cpu_attn_args *a) {
+    const int g = a->n_head / a->n_head_kv;
+    int nt = g >= 64 ? 1 : 64 / g;
+    if (!a->flash)
+        while (nt > 1 && pad16((size_t)nt * g) * (size_t)a->n_ctx > MULTI_STD_FLOATS) nt--;
+    return nt;
+}
+
+/* cpu_attn_multi_avx512's scratch for nt tokens: Qt, O, K and V blocks, scores, m, l, the
+ * listed cells' masks and indices (a block of them, or every cell for the standard path). */
+static size_t multi_floats(const cpu_attn_args *a, int nt) {
+    const size_t Rp = pad16((size_t)nt * (size_t)(a->n_head / a->n_head_kv)), MB = CPU_ATTN_MULTI_MB;
+    const size_t ns = a->flash ? MB : (size_t)a->n_ctx;
+    return (size_t)a->dk * Rp + Rp * (size_t)a->dv + (MB + 2) * (size_t)a->dk + MB * (size_t)a->dv + (ns + 2) * Rp +
+           2 * Rp + 3 * ns + 16;
+}
+
+static bool multi_cpu_ok(void) {
+    const mr_cpu_features *f = mr_cpu();
+    return simd_ok() && f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni;
+}
+
+int cpu_attn_multi_tokens(const cpu_attn_args *a) {
+    const int g = a->n_head / a->n_head_kv;
+    if (a->ref || a->softcap > 0.0f || !multi_cpu_ok()) return 0;
+    if (a->k_type != MR_TYPE_F16 || (!a->v_in_k && a->v_type != MR_TYPE_F16) || a->dk % 16 || a->dv % 64) return 0;
+    const char *e = getenv("MOERUN_ATTN_MULTI");
+    if (e && !strcmp(e, "0")) return 0;
+    const int nt = multi_nt(a);
+    return nt > 1 || g >= 16 ? nt : 0; /* fewer rows: the per-token kernel */
+}
+
 size_t cpu_attn_scratch_floats(const cpu_attn_args *a) {
     const int g = a->n_head / a->n_head_kv;
     const size_t nsc = a->flash ? ATTN_BLOCK : (size_t)a->n_cells;
     /* scores (g x nsc, or 8-lane tiles), quantized q (<= dk*4 bytes + blocks), k row, v row, m/l per head,
      * f16 query copy, SIMD ext */
-    return pad16(score_rows(g) * nsc) + pad16((size_t)a->dk + 64) + pad16((size_t)a->dk) + pad16((size_t)a->dv) +
-           pad16((size_t)2 * g) + pad16((size_t)g * a->dk) + pad16(cpu_attn_simd_ext_floats(a->dk, a->dv, g));
+    const size_t one = pad16(score_rows(g) * nsc) + pad16((size_t)a->dk + 64) + pad16((size_t)a->dk) +
+                       pad16((size_t)a->dv) + pad16((size_t)2 * g) + pad16((size_t)g * a->dk) +
+                       pad16(cpu_attn_simd_ext_floats(a->dk, a->dv, g));
+    /* the multi-token path's, whatever the cache types (callers may size this before they are known) */
+    if (!multi_cpu_ok()) return one;
+    const size_t mf = multi_floats(a, multi_nt(a));
+    return mf > one ? mf : one;
+}
+
+void cpu_attn_multi_avx512(const cpu_attn_args *a, int kvh, int nt, const float *q, size_t qs, const int32_t *pos,
+                           const int32_t *seq, float *out, size_t os, float *scratch);
+
+void cpu_attn_multi(const cpu_attn_args *a, int kvh, int nt, const float *q, size_t qs, const int32_t *pos,
+                    const int32_t *seq, float *out, size_t os, float *scratch) {
+    MR_ASSERT(nt >= 1 && nt <= 64 && nt <= MR_MAX(1, cpu_attn_multi_tokens(a)));
+    cpu_attn_multi_avx512(a, kvh, nt, q, qs, pos, seq, out, os, scratch);
 }
 
 /* Scores of query q against cells [c0, c1) of head kvh into s[0..c1-c0). */

@@ -66,4 +66,18 @@ size_t cpu_attn_scratch_floats(const cpu_attn_args *a);
 void cpu_attn_head(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, int seq, float *out,
                    float *scratch);
 
+/* Several tokens at once (flash only; attn_multi_avx512.c): the queries of
+ * nt consecutive tokens of a micro-batch for KV head kvh (token t's heads at
+ * q + t * qs, its output at out + t * os, its position and sequence pos[t],
+ * seq[t]) in one pass over the cache, each K/V row converted once for all of
+ * them. cpu_attn_multi_tokens(a): the nt to use, or 0 where the path does not
+ * apply (not flash, ref, K/V not f16, softcap, head sizes, a CPU without
+ * AVX-512): then run cpu_attn_head per token. scratch as cpu_attn_head's
+ * (cpu_attn_scratch_floats covers both). Agrees with cpu_attn_head to float
+ * rounding. */
+#define CPU_ATTN_MULTI_MB 64 /* cells per block */
+int cpu_attn_multi_tokens(const cpu_attn_args *a);
+void cpu_attn_multi(const cpu_attn_args *a, int kvh, int nt, const float *q, size_t qs, const int32_t *pos,
+                    const int32_t *seq, float *out, size_t os, float *scratch);
+
 #endif

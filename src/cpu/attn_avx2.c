@@ -4,7 +4,8 @@
  * mask, reading each K and V row once for all g query heads of a KV group.
  *
  * Query heads are vector lanes (tiles of 8, attn_vec.h). The cells of
- * [lo, hi) go in blocks of ATTN_FB; per block the visible cells are listed
+ * [lo, hi) go in blocks of ATTN_FB (flash: aligned to multiples of ATTN_FB,
+ * as attn_multi_avx512.c); per block the visible cells are listed
  * and only they are read:
  *  - scores: f16 K here (8 (cell, head) dot products at a time in 8-lane FMA
  *    accumulators, one horizontal reduction per 8), q8_0 K with integer
@@ -217,7 +218,9 @@ static int visible_cells(const cpu_attn_args *a, int32_t pos, int seq, int c0, i
 static void flash(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, int lo, int hi, float *out, float *S) {
     const int dv = j->dv;
     for (int i = 0; i < 8 * j->ntile; i++) j->m[i] = -INFINITY, j->l[i] = 0.0f;
-    for (int c0 = lo; c0 < hi; c0 += FB) {
+    /* blocks at multiples of FB, whatever lo: cpu_attn_multi's blocks (one set for all its
+     * tokens), so both give the same online-softmax steps */
+    for (int c0 = lo - lo % FB; c0 < hi; c0 += FB) {
         const int c1 = c0 + FB < hi ? c0 + FB : hi, n = c1 - c0;
         const int nv = visible_cells(a, pos, seq, c0, c1, j->idx);
         if (!nv) continue;

@@ -80,7 +80,7 @@ model_run *model_run_new(const mr_model *m, kv_cache *kv, int n_ub, int n_thread
         const model_layer *ly = &m->layers[il];
         if (ly->kv_heads == 0) continue; /* recurrent layer: no KV cache */
         cpu_attn_args a = {.n_head = ly->n_head, .n_head_kv = ly->kv_heads, .dk = ly->kv_dk, .dv = ly->kv_dv,
-                           .n_cells = kv->n_ctx, .flash = flash};
+                           .n_ctx = kv->n_ctx, .n_cells = kv->n_ctx, .flash = flash};
         if (ly->attn_kind == MODEL_ATTN_MLA) a.n_head_kv = 1;
         per = MR_MAX(per, cpu_attn_scratch_floats(&a));
     }

@@ -64,10 +64,28 @@ typedef struct {
     const cpu_attn_args *a;  /* the layer's arguments */
     cpu_attn_args sa;        /* the same with n_head = one slice of each KV group's heads */
     int ns;                  /* slices per (token, KV head) */
+    int nt;                  /* tokens per cpu_attn_multi item */
     const float *q;
     float *out;
     _Atomic int next;
 } attn_job;
+
+/* Items of cpu_attn_multi: (block of nt tokens, KV head). */
+static void attn_multi_worker(void *arg, int ith, int nth) {
+    (void)nth;
+    attn_job *j = arg;
+    const cpu_attn_args *a = j->a;
+    const int T = j->ub->n, nt = j->nt, g = a->n_head / a->n_head_kv, n_items = (T + nt - 1) / nt * a->n_head_kv;
+    float *scratch = j->r->attn_scratch + (size_t)ith * j->r->attn_scratch_per;
+    for (;;) {
+        const int it = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (it >= n_items) break;
+        const int t0 = it / a->n_head_kv * nt, kvh = it % a->n_head_kv, n = MR_MIN(nt, T - t0);
+        const size_t h0 = (size_t)t0 * a->n_head + (size_t)kvh * g;
+        cpu_attn_multi(a, kvh, n, j->q + h0 * a->dk, (size_t)a->n_head * a->dk, j->ub->pos + t0, j->ub->seq + t0,
+                       j->out + h0 * a->dv, (size_t)a->n_head * a->dv, scratch);
+    }
+}
 
 static void attn_worker(void *arg, int ith, int nth) {
     (void)nth;
@@ -85,7 +103,8 @@ static void attn_worker(void *arg, int ith, int nth) {
     }
 }
 
-/* Work items are (token, KV head); when there are fewer than threads (one
+/* Work items are (token, KV head), or with cpu_attn_multi (block of tokens,
+ * KV head); when there are fewer than threads (one
  * token of MLA, whose cache is a single KV head for all query heads) each
  * item's query heads are split into slices of a multiple of 8 heads (the
  * SIMD path's lane tiles), so decoding uses every thread. Heads are
@@ -93,6 +112,11 @@ static void attn_worker(void *arg, int ith, int nth) {
 void model_attn_run(model_run *r, const model_ubatch *ub, const cpu_attn_args *a, const float *q, float *out) {
     attn_job j = {.r = r, .ub = ub, .a = a, .q = q, .out = out, .ns = 1};
     const int nth = mr_tp_n(r->tp), items = ub->n * a->n_head_kv, g = a->n_head / a->n_head_kv;
+    if (ub->n > 1 && (j.nt = cpu_attn_multi_tokens(a)) > 0) { /* a prompt: several tokens per pass over the cache */
+        atomic_init(&j.next, 0);
+        mr_tp_run(r->tp, attn_multi_worker, &j);
+        return;
+    }
     if (items < nth && !a->ref) {
         int ns = MR_MIN((nth + items - 1) / items, g / 8);
         while (ns > 1 && g % (ns * 8) != 0) ns--;

@@ -10,6 +10,8 @@
  * with positions out of cell order so they sit inside the visible range;
  * masked K rows are large, so attending to one shows), soft-capping, a
  * query that sees nothing, and shapes the SIMD path declines.
+ * The multi-token path (cpu_attn_multi, flash and standard) against cpu_attn_head per token,
+ * bit for bit.
  * Also runs itself under MOERUN_CPU=generic and checks that no SIMD path is
  * taken there (cpu_attn_head == the generic path, bit for bit), and, where the
  * CPU has AVX-512 VNNI, under MOERUN_CPU=avx2: the AVX-512 kernels give the
@@ -209,6 +211,82 @@ static void check_case(const tcase *tc, int *n_simd) {
     teardown(&s);
 }
 
+/* cpu_attn_multi (several tokens of a prompt at once) against cpu_attn_head per token, bit for bit: T tokens
+ * at consecutive positions after a cache of `depth` cells (the tokens' own cells included, so
+ * the causal mask cuts through blocks), every 5th token on another sequence (masked = true:
+ * cells of either sequence, empty cells, a window), calls of nt tokens and a shorter last one. */
+static void check_multi(uint32_t kt, int g, int n_kv, int dk, int dv, bool v_in_k, int depth, bool masked, int n_swa,
+                        bool flash, int *n_multi) {
+    const int T = 37;
+    tcase tc = {kt, kt, g, n_kv, dk, dv, depth + T, v_in_k, false, flash, n_swa, 3.0f, 0.0f, false};
+    tsetup s;
+    setup(&tc, &s);
+    int32_t pos[64], seq[64];
+    for (int c = 0; c < tc.n_cells; c++) { /* cells in order; the prompt's after the cache */
+        s.cp[c] = c, s.cs[c] = 2;
+        if (masked && c % 7 == 3) s.cs[c] = 4; /* sequence 2 only */
+        if (masked && c % 11 == 5) s.cp[c] = -1;
+    }
+    for (int t = 0; t < T; t++) pos[t] = depth + t, seq[t] = masked && t % 5 == 4 ? 2 : 1;
+    { /* setup's large rows are for its own query: all rows alike here (the scores' size sets the rounding) */
+        const int n_ctx = s.a.n_ctx;
+        const size_t krb = mr_row_size(kt, dk), vrb = v_in_k ? 0 : mr_row_size(kt, dv);
+        float *row = mr_malloc(sizeof(float) * (size_t)(dk > dv ? dk : dv));
+        for (size_t r = 0; r < (size_t)n_ctx * n_kv; r++) {
+            for (int i = 0; i < dk; i++) row[i] = frand();
+            quant_quantize_row(kt, row, s.K + r * krb, dk);
+            if (!v_in_k) {
+                for (int i = 0; i < dv; i++) row[i] = frand();
+                quant_quantize_row(kt, row, s.V + r * vrb, dv);
+            }
+        }
+        free(row);
+    }
+    const int H = g * n_kv;
+    float *q = mr_malloc(sizeof(float) * (size_t)T * H * dk);
+    for (size_t i = 0; i < (size_t)T * H * dk; i++) q[i] = 3.0f * frand();
+    float *o1 = mr_malloc(sizeof(float) * (size_t)T * H * dv), *om = mr_malloc(sizeof(float) * (size_t)T * H * dv);
+    const size_t nf = cpu_attn_scratch_floats(&s.a);
+    float *scratch = mr_malloc_aligned(sizeof(float) * nf);
+    for (int t = 0; t < T; t++)
+        for (int kvh = 0; kvh < n_kv; kvh++)
+            cpu_attn_head(&s.a, kvh, q + ((size_t)t * H + (size_t)kvh * g) * dk, pos[t], seq[t],
+                          o1 + ((size_t)t * H + (size_t)kvh * g) * dv, scratch);
+    const int nt = cpu_attn_multi_tokens(&s.a);
+    char nm[200];
+    snprintf(nm, sizeof nm, "multi: %s g %d kv %d dk %d dv %d%s depth %d%s swa %d %s", mr_type_name(kt), g, n_kv, dk,
+             dv, v_in_k ? " v_in_k" : "", depth, masked ? " masked" : "", n_swa, flash ? "flash" : "std");
+    if (nt > 0) {
+        *n_multi += 1;
+        for (size_t i = 0; i < nf; i++) scratch[i] = NAN;
+        for (size_t i = 0; i < (size_t)T * H * dv; i++) om[i] = NAN;
+        for (int t0 = 0; t0 < T; t0 += nt)
+            for (int kvh = 0; kvh < n_kv; kvh++) {
+                const size_t h0 = (size_t)t0 * H + (size_t)kvh * g;
+                cpu_attn_multi(&s.a, kvh, MR_MIN(nt, T - t0), q + h0 * dk, (size_t)H * dk, pos + t0, seq + t0,
+                               om + h0 * dv, (size_t)H * dv, scratch);
+            }
+        const size_t n = (size_t)T * H * dv;
+        const double mag = max_abs(o1, (int)n), d = max_abs_diff(om, o1, (int)n);
+        CHECK(mag > 1e-3, "%s: output ~0 (%g): the case tests nothing", nm, mag);
+        if (getenv("TEST_ATTN_DEBUG"))
+            for (size_t i = 0; i < n; i++)
+                if (om[i] != o1[i]) {
+                    const size_t per = (size_t)H * dv;
+                    printf("first diff: token %zu head %zu dim %zu: %.9g vs %.9g (pos %d seq %d)\n", i / per,
+                           i % per / dv, i % dv, om[i], o1[i], pos[i / per], seq[i / per]);
+                    break;
+                }
+        /* the same sums in the same order: bit for bit (so results do not depend on the micro-batch size) */
+        CHECK(memcmp(om, o1, sizeof(float) * n) == 0, "%s: differs from cpu_attn_head: max abs diff %g (tokens per call %d)",
+              nm, d, nt);
+        if (getenv("TEST_ATTN_VERBOSE")) printf("%-90s nt %d  vs per-token %.3g\n", nm, nt, d);
+    }
+    mr_free_aligned(scratch);
+    free(q), free(o1), free(om);
+    teardown(&s);
+}
+
 /* Under MOERUN_CPU=generic: no SIMD path, and cpu_attn_head is the generic path bit for bit. */
 static int generic_child(void) {
     const tcase cases[] = {
@@ -371,6 +449,29 @@ int main(int argc, char **argv) {
     }
 
     printf("%d cases, %d on a SIMD path\n", n_cases, n_simd);
+
+    /* several tokens at once (f16 cache, AVX-512; flash and standard) */
+    int n_multi = 0;
+    const mr_cpu_features *fm = mr_cpu();
+    const bool want_multi = have_simd() && fm->avx512f && fm->avx512bw && fm->avx512vl && fm->avx512vnni;
+    for (int fl = 0; fl < 2; fl++) {
+        check_multi(MR_TYPE_F16, 8, 2, 128, 128, false, 0, false, 0, fl, &n_multi);
+        check_multi(MR_TYPE_F16, 8, 2, 128, 128, false, 150, true, 0, fl, &n_multi);
+        check_multi(MR_TYPE_F16, 8, 2, 128, 128, false, 200, false, 90, fl, &n_multi);
+        check_multi(MR_TYPE_F16, 16, 1, 576, 512, true, 100, true, 0, fl, &n_multi);
+        check_multi(MR_TYPE_F16, 3, 2, 64, 64, false, 70, true, 0, fl, &n_multi);
+        check_multi(MR_TYPE_F16, 32, 1, 128, 128, false, 64, false, 0, fl, &n_multi);
+        check_multi(MR_TYPE_F16, 64, 1, 128, 128, false, 10, true, 0, fl, &n_multi);
+        check_multi(MR_TYPE_F16, 4, 1, 256, 256, false, 0, false, 0, fl, &n_multi);
+        check_multi(MR_TYPE_F16, 4, 1, 256, 256, false, 3, false, 20, fl, &n_multi);
+        check_multi(MR_TYPE_F16, 4, 1, 64, 64, false, 3, false, 32, fl, &n_multi);
+        check_multi(MR_TYPE_F16, 4, 1, 64, 64, false, 34, false, 32, fl, &n_multi);
+        check_multi(MR_TYPE_Q8_0, 8, 2, 128, 128, false, 50, false, 0, fl, &n_multi); /* declined: q8_0 */
+        check_multi(MR_TYPE_F16, 8, 2, 72, 64, false, 50, false, 0, fl, &n_multi);    /* declined: head sizes */
+    }
+    CHECK(n_multi == (want_multi ? 22 : 0), "multi-token path taken for %d shapes, expected %d", n_multi,
+          want_multi ? 22 : 0);
+    if (!want_multi) printf("no AVX-512 VNNI on this CPU: the multi-token attention path is not tested (skipped)\n");
 
     /* the same binary under MOERUN_CPU=generic */
     const pid_t pid = fork();

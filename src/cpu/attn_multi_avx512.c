@@ -1,0 +1,305 @@
+/*
+ * attn_multi_avx512.c — flash attention of several tokens of a micro-batch at
+ * once over an f16 KV cache, on AVX-512 (cpu_attn_multi, attn.h).
+ *
+ * The decode kernel (attn_avx2.c) reads the cache once per token: for a prompt
+ * of T tokens each K and V row is converted and read T times, and its 8-lane
+ * dot products end in horizontal sums. Here a call takes nt consecutive tokens
+ * of one KV head, R = nt * g query rows (g heads per KV head; nt = 64 / g), and
+ * works like a small GEMM per block of ATTN_MB cells:
+ *  - the block's K rows (and V rows) are converted to f32 once for all rows;
+ *  - scores S[cell][row], 6 cells x 8 rows a tile: a vector holds two rows'
+ *    8-lane partial sums (the decode kernel's order of sums), the queries
+ *    (rounded to f16 as the decode kernel and ggml do) laid out in row pairs
+ *    once per call, 8 dimensions of a K row broadcast to both halves;
+ *  - cells a token does not see (causal mask, other sequences, window) get
+ *    -inf in its rows; the online softmax runs lane-wise (running max m and
+ *    sum l per row; a row's output is rescaled by e^(m - m') when its max
+ *    grows, as the decode kernel);
+ *  - V: O[row][dims] += P[cell][row] * V[cell][dims], 4 rows x 64 dims of
+ *    accumulators per pass over the block's cells.
+ * Every sum runs in the decode kernel's order (its blocks of ATTN_MB = its
+ * ATTN_FB cells, its exp, its double sums), so the outputs are the decode
+ * kernel's bit for bit (test_attn), whatever the micro-batch size.
+ */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "cpu/attn.h"
+#include "cpu/vexp_avx2.h"
+#include "quant/quant.h"
+
+#define MB CPU_ATTN_MULTI_MB
+
+static inline __m512 exp16(__m512 x) {
+    const __m256 lo = cpu_exp8(_mm512_castps512_ps256(x)), hi = cpu_exp8(_mm512_extractf32x8_ps(x, 1));
+    return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
+}
+
+/* f16 rows idx[0..n) of base (row bytes rb) -> dst (n rows of d floats, stride ld); d % 16 == 0 */
+static void rows_f32(const uint8_t *base, size_t rb, const int *idx, int n, int d, float *dst, int ld) {
+    for (int k = 0; k < n; k++) {
+        const uint16_t *s = (const uint16_t *)(base + (size_t)idx[k] * rb);
+        float *o = dst + (size_t)k * ld;
+        for (int i = 0; i < d; i += 16) _mm512_storeu_ps(o + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + i))));
+    }
+}
+
+/* 8 dot products (8-lane partial sums) -> one vector, lane x = the sum of a[x] in the decode
+ * kernel's order (attn_avx2.c hsum8x8). */
+static inline __m256 hsum8x8(const __m256 a[8]) {
+    const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+    const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+    const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+/* S[k][r] = scale * sum_i Kf[k][i] * q[r][i] for 6 cells k0.. and 8 rows r0.., summed in the
+ * decode kernel's order (attn_avx2.c scores_f16_h): per (cell, row) 8 lanes of partial sums over
+ * the dimensions i = x mod 8, each in increasing i, then its hsum8x8, then the scale: the
+ * scores, and so everything after them, are the decode kernel's bit for bit. A vector holds two
+ * rows' 8 lanes (Qp: row pairs interleaved in 8-dimension chunks) against a cell's 8 dimensions
+ * broadcast to both halves: per 8 dimensions 6 + 4 loads for 24 FMAs. */
+static inline void scores_tile(const float *Kf, int ldk, int k0, const float *Qp, int r0, int dk, __m256 sc, float *S,
+                               int Rp) {
+    __m512 acc[6][4];
+    for (int c = 0; c < 6; c++)
+        for (int p = 0; p < 4; p++) acc[c][p] = _mm512_setzero_ps();
+    const float *kr = Kf + (size_t)k0 * ldk, *qp = Qp + (size_t)(r0 / 2) * dk * 2;
+    for (int i = 0; i < dk; i += 8) {
+        __m512 q[4];
+        for (int p = 0; p < 4; p++) q[p] = _mm512_loadu_ps(qp + (size_t)p * dk * 2 + 2 * i);
+        for (int c = 0; c < 6; c++) {
+            const __m512 k = _mm512_broadcast_f32x8(_mm256_loadu_ps(kr + (size_t)c * ldk + i));
+            for (int p = 0; p < 4; p++) acc[c][p] = _mm512_fmadd_ps(q[p], k, acc[c][p]);
+        }
+    }
+    for (int c = 0; c < 6; c++) {
+        __m256 h[8];
+        for (int p = 0; p < 4; p++)
+            h[2 * p] = _mm512_castps512_ps256(acc[c][p]), h[2 * p + 1] = _mm512_extractf32x8_ps(acc[c][p], 1);
+        _mm256_storeu_ps(S + (size_t)(k0 + c) * Rp + r0, _mm256_mul_ps(hsum8x8(h), sc));
+    }
+}
+
+/* O[r][d] += sum_k P[k][r] * Vf[k][d] for NR rows r0.. and 64 dims d0.. (nk cells) */
+static inline void vacc_tile(const int NR, const float *P, int Rp, int r0, const float *Vf, int ldv, int nk, int d0,
+                             float *O, int dv) {
+    __m512 acc[4][4];
+    for (int r = 0; r < NR; r++)
+        for (int u = 0; u < 4; u++) acc[r][u] = _mm512_loadu_ps(O + (size_t)(r0 + r) * dv + d0 + 16 * u);
+    for (int k = 0; k < nk; k++) {
+        const float *vr = Vf + (size_t)k * ldv + d0;
+        __m512 v[4];
+        for (int u = 0; u < 4; u++) v[u] = _mm512_loadu_ps(vr + 16 * u);
+        for (int r = 0; r < NR; r++) {
+            const __m512 p = _mm512_set1_ps(P[(size_t)k * Rp + r0 + r]);
+            for (int u = 0; u < 4; u++) acc[r][u] = _mm512_fmadd_ps(p, v[u], acc[r][u]);
+        }
+    }
+    for (int r = 0; r < NR; r++)
+        for (int u = 0; u < 4; u++) _mm512_storeu_ps(O + (size_t)(r0 + r) * dv + d0 + 16 * u, acc[r][u]);
+}
+
+/* One call's state (scratch layout: cpu_attn_multi_floats in attn.c). */
+typedef struct {
+    const cpu_attn_args *a;
+    int nt, g, dk, dv, R, Rp;
+    const int32_t *pos, *seq;
+    size_t krb, vrb;
+    const uint8_t *Kh, *Vh;
+    float *Qt, *O, *Kf, *Vf, *m, *l;
+    uint64_t all;
+} mctx;
+
+/* Cells of [c0, c1) visible to at least one of the tokens into idx / msk (bit t: token t sees
+ * it); returns their count; *part: some token does not see one of them. */
+static int list_cells(const mctx *x, int c0, int c1, int *idx, uint64_t *msk, bool *part) {
+    const cpu_attn_args *a = x->a;
+    int nv = 0;
+    for (int c = c0; c < c1; c++) {
+        uint64_t mk = 0;
+        for (int t = 0; t < x->nt; t++)
+            if (cpu_attn_cell_visible(a->cell_pos, a->cell_seq, c, x->pos[t], x->seq[t], a->n_swa)) mk |= (uint64_t)1 << t;
+        if (!mk) continue;
+        *part |= mk != x->all;
+        idx[nv] = c, msk[nv++] = mk;
+    }
+    return nv;
+}
+
+/* Scores of the nv (<= MB) listed cells into S (row k = cell idx[k], Rp lanes), -inf where a
+ * token does not see the cell. */
+static void block_scores(const mctx *x, const int *idx, const uint64_t *msk, int nv, bool part, float *S) {
+    const int dk = x->dk, Rp = x->Rp, n6 = (nv + 5) / 6 * 6; /* Kf holds MB + 2 rows (66 = 11 * 6) */
+    rows_f32(x->Kh, x->krb, idx, nv, dk, x->Kf, dk);
+    if (n6 > nv) memset(x->Kf + (size_t)nv * dk, 0, sizeof(float) * (size_t)dk * (size_t)(n6 - nv)); /* ignored */
+    const __m256 sc = _mm256_set1_ps(x->a->scale);
+    for (int r0 = 0; r0 < Rp; r0 += 8) /* 8 rows of queries stay in L1 while the K rows pass */
+        for (int k0 = 0; k0 < n6; k0 += 6) scores_tile(x->Kf, dk, k0, x->Qt, r0, dk, sc, S, Rp);
+    if (part)
+        for (int k = 0; k < nv; k++)
+            if (msk[k] != x->all)
+                for (int t = 0; t < x->nt; t++)
+                    if (!((msk[k] >> t) & 1))
+                        for (int h = 0; h < x->g; h++) S[(size_t)k * Rp + t * x->g + h] = -INFINITY;
+}
+
+/* O += P V over the nv listed cells (P: their probability rows); v_in_k: V is the first dv
+ * elements of the K rows (in Kf when kf_ok, else converted again). */
+static void block_v(const mctx *x, const int *idx, int nv, const float *P, bool kf_ok) {
+    const float *V = x->Kf;
+    int ldv = x->dk;
+    if (!x->a->v_in_k) {
+        rows_f32(x->Vh, x->vrb, idx, nv, x->dv, x->Vf, x->dv);
+        V = x->Vf, ldv = x->dv;
+    } else if (!kf_ok) {
+        rows_f32(x->Kh, x->krb, idx, nv, x->dv, x->Kf, x->dk);
+    }
+    const int R = x->R, Rp = x->Rp, dv = x->dv;
+    for (int d0 = 0; d0 < dv; d0 += 64) {
+        int r0 = 0;
+        for (; r0 + 4 <= R; r0 += 4) vacc_tile(4, P, Rp, r0, V, ldv, nv, d0, x->O, dv);
+        switch (R - r0) {
+        case 3: vacc_tile(3, P, Rp, r0, V, ldv, nv, d0, x->O, dv); break;
+        case 2: vacc_tile(2, P, Rp, r0, V, ldv, nv, d0, x->O, dv); break;
+        case 1: vacc_tile(1, P, Rp, r0, V, ldv, nv, d0, x->O, dv); break;
+        default: break;
+        }
+    }
+}
+
+/* Flash: per block of MB cells, scores, the online softmax, V. */
+static void flash(mctx *x, float *S, int *idx, uint64_t *msk) {
+    const int Rp = x->Rp, dv = x->dv;
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    for (int c0 = 0; c0 < x->a->n_cells; c0 += MB) {
+        const int c1 = c0 + MB < x->a->n_cells ? c0 + MB : x->a->n_cells;
+        bool part = false;
+        const int nv = list_cells(x, c0, c1, idx, msk, &part);
+        if (!nv) continue;
+        block_scores(x, idx, msk, nv, part, S);
+        for (int r0 = 0; r0 < Rp; r0 += 16) { /* online softmax, 16 rows per vector */
+            __m512 bm = ninf;
+            for (int k = 0; k < nv; k++) bm = _mm512_max_ps(bm, _mm512_loadu_ps(S + (size_t)k * Rp + r0));
+            const __m512 mo = _mm512_loadu_ps(x->m + r0), mn = _mm512_max_ps(mo, bm);
+            const __mmask16 fin = _mm512_cmp_ps_mask(mn, ninf, _CMP_NEQ_OQ); /* rows that saw a cell */
+            const __m512 base = _mm512_maskz_mov_ps(fin, mn);                /* 0 where none yet: e^-inf = 0 */
+            const __mmask16 had = _mm512_cmp_ps_mask(mo, ninf, _CMP_NEQ_OQ);
+            const __m512 rs = _mm512_maskz_mov_ps(had, exp16(_mm512_sub_ps(mo, base)));
+            __m512 lv = _mm512_mul_ps(_mm512_loadu_ps(x->l + r0), rs);
+            for (int k = 0; k < nv; k++) {
+                float *row = S + (size_t)k * Rp + r0;
+                const __m512 sv = _mm512_loadu_ps(row);
+                const __m512 p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(sv, ninf, _CMP_NEQ_OQ), exp16(_mm512_sub_ps(sv, base)));
+                _mm512_storeu_ps(row, p);
+                lv = _mm512_add_ps(lv, p);
+            }
+            _mm512_storeu_ps(x->m + r0, mn);
+            _mm512_storeu_ps(x->l + r0, lv);
+            float rr[16];
+            _mm512_storeu_ps(rr, rs);
+            for (int i = 0; i < 16 && r0 + i < x->R; i++) {
+                if (rr[i] == 1.0f || !((had >> i) & 1)) continue; /* max unchanged, or nothing accumulated */
+                const __m512 f = _mm512_set1_ps(rr[i]);
+                float *o = x->O + (size_t)(r0 + i) * dv;
+                for (int d = 0; d < dv; d += 16) _mm512_storeu_ps(o + d, _mm512_mul_ps(_mm512_loadu_ps(o + d), f));
+            }
+        }
+        block_v(x, idx, nv, S, true);
+    }
+    for (int r = 0; r < x->R; r++) { /* 1 / l; no visible cell: zeros */
+        const float inv = x->l[r] > 0.0f ? 1.0f / x->l[r] : 0.0f;
+        float *o = x->O + (size_t)r * dv;
+        for (int d = 0; d < dv; d++) o[d] *= inv;
+    }
+}
+
+/* Standard: the scores of every listed cell (S: one row per cell of the list), the exact
+ * softmax per row as attn_avx2.c's (max, e^(s - max), the sum in double in cell order, the
+ * probabilities rounded to f16 for an f16 V), then V block by block. */
+static void standard(mctx *x, float *S, int *idx, uint64_t *msk) {
+    const int Rp = x->Rp;
+    int nv = 0;
+    bool part = false;
+    for (int c0 = 0; c0 < x->a->n_cells; c0 += MB) {
+        const int c1 = c0 + MB < x->a->n_cells ? c0 + MB : x->a->n_cells;
+        bool pb = false;
+        const int n = list_cells(x, c0, c1, idx + nv, msk + nv, &pb);
+        if (!n) continue;
+        block_scores(x, idx + nv, msk + nv, n, pb, S + (size_t)nv * Rp);
+        nv += n, part |= pb;
+    }
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    for (int r0 = 0; r0 < Rp; r0 += 16) {
+        __m512 mx = ninf;
+        for (int k = 0; k < nv; k++) mx = _mm512_max_ps(mx, _mm512_loadu_ps(S + (size_t)k * Rp + r0));
+        const __m512 base = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(mx, ninf, _CMP_NEQ_OQ), mx);
+        __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+        for (int k = 0; k < nv; k++) {
+            float *row = S + (size_t)k * Rp + r0;
+            const __m512 sv = _mm512_loadu_ps(row);
+            const __m512 p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(sv, ninf, _CMP_NEQ_OQ), exp16(_mm512_sub_ps(sv, base)));
+            _mm512_storeu_ps(row, p);
+            s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(p)));
+            s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(p, 1)));
+        }
+        /* 1 / sum (0 for a row that sees nothing) */
+        const __m512d one = _mm512_set1_pd(1.0), z = _mm512_setzero_pd();
+        const __m512d i0 = _mm512_mask_div_pd(z, _mm512_cmp_pd_mask(s0, z, _CMP_GT_OQ), one, s0);
+        const __m512d i1 = _mm512_mask_div_pd(z, _mm512_cmp_pd_mask(s1, z, _CMP_GT_OQ), one, s1);
+        const __m512 inv = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(i0)), _mm512_cvtpd_ps(i1), 1);
+        const bool f16v = (x->a->v_in_k ? x->a->k_type : x->a->v_type) == MR_TYPE_F16;
+        for (int k = 0; k < nv; k++) {
+            float *row = S + (size_t)k * Rp + r0;
+            __m512 p = _mm512_mul_ps(_mm512_loadu_ps(row), inv);
+            if (f16v) p = _mm512_cvtph_ps(_mm512_cvtps_ph(p, _MM_FROUND_TO_NEAREST_INT)); /* meets f16 V in f16 */
+            _mm512_storeu_ps(row, p);
+        }
+    }
+    (void)part;
+    for (int k0 = 0; k0 < nv; k0 += MB)
+        block_v(x, idx + k0, nv - k0 < MB ? nv - k0 : MB, S + (size_t)k0 * Rp, false);
+}
+
+void cpu_attn_multi_avx512(const cpu_attn_args *a, int kvh, int nt, const float *q, size_t qs, const int32_t *pos,
+                           const int32_t *seq, float *out, size_t os, float *scratch) {
+    mctx x = {.a = a, .nt = nt, .g = a->n_head / a->n_head_kv, .dk = a->dk, .dv = a->dv, .pos = pos, .seq = seq};
+    const int g = x.g, dk = x.dk, dv = x.dv;
+    x.R = nt * g, x.Rp = (x.R + 15) & ~15;
+    const int Rp = x.Rp;
+    x.krb = mr_row_size(a->k_type, dk), x.vrb = a->v_in_k ? x.krb : mr_row_size(a->v_type, dv);
+    x.Kh = a->K + (size_t)kvh * a->n_ctx * x.krb;
+    x.Vh = a->v_in_k ? x.Kh : a->V + (size_t)kvh * a->n_ctx * x.vrb;
+    x.all = nt == 64 ? ~(uint64_t)0 : ((uint64_t)1 << nt) - 1;
+    /* scratch: cpu_attn_multi_floats (attn.c) */
+    const size_t ns = a->flash ? (size_t)MB : (size_t)a->n_ctx; /* score rows, cells listed */
+    x.Qt = scratch, x.O = x.Qt + (size_t)dk * Rp, x.Kf = x.O + (size_t)Rp * dv, x.Vf = x.Kf + (size_t)(MB + 2) * dk;
+    float *S = x.Vf + (size_t)MB * dv; /* ns + 2 rows: a tile's padding cells */
+    x.m = S + (ns + 2) * Rp, x.l = x.m + Rp;
+    uint64_t *msk = (uint64_t *)(((uintptr_t)(x.l + Rp) + 7) & ~(uintptr_t)7);
+    int *idx = (int *)(msk + ns);
+
+    /* queries, transposed and rounded to f16 (the padding rows stay 0) */
+    /* queries rounded to f16 (F16C: to nearest even, as the decode path), row pairs (2p, 2p + 1)
+     * interleaved in 8-dimension chunks: Qp[p][i / 8][16] (scores_tile); padding rows 0 */
+    memset(x.Qt, 0, sizeof(float) * (size_t)dk * Rp);
+    for (int t = 0; t < nt; t++)
+        for (int h = 0; h < g; h++) {
+            const float *qr = q + (size_t)t * qs + (size_t)h * dk;
+            const int r = t * g + h;
+            float *qp = x.Qt + (size_t)(r / 2) * dk * 2 + 8 * (r & 1);
+            for (int i = 0; i < dk; i += 8)
+                _mm256_storeu_ps(qp + 2 * i,
+                                 _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(qr + i), _MM_FROUND_TO_NEAREST_INT)));
+        }
+    memset(x.O, 0, sizeof(float) * (size_t)Rp * dv);
+    for (int r = 0; r < Rp; r++) x.m[r] = -INFINITY, x.l[r] = 0.0f;
+    if (a->flash) flash(&x, S, idx, msk);
+    else standard(&x, S, idx, msk);
+    for (int t = 0; t < nt; t++)
+        for (int h = 0; h < g; h++)
+            memcpy(out + (size_t)t * os + (size_t)h * dv, x.O + (size_t)(t * g + h) * dv, sizeof(float) * (size_t)dv);
+}
