@@ -8,11 +8,14 @@
  * it prints µs per call (median of the timed calls), the KV bytes one call
  * reads, GB/s of those bytes and GFLOP/s (2*g*depth*(dk+dv) per call).
  *
- * Usage: bench_attn [-g G] [-d DK] [-t SECONDS] [-c] [depth ...] [-- type ...]
+ * Usage: bench_attn [-g G] [-d DK] [-t SECONDS] [-c] [-p N [--mla]] [depth ...] [-- type ...]
  *   defaults: g = 8, dk = dv = 128, depths 512 1024 4096, types f16 q8_0,
  *   about 0.15 s per configuration, 1 thread.
  *   -c (cold): the calls rotate over enough KV heads (>= 96 MB of cache) that
  *      the cache streams from DRAM as in a real model, instead of staying in L2/L3.
+ *   -p N: prompt mode: N tokens after each depth, cpu_attn_head per token against
+ *      cpu_attn_multi (several tokens a call), ms per prompt and GFLOP/s; --mla: the
+ *      MLA shape (dk 576, dv 512, the value inside K; set -g 16 for DeepSeek-V2-Lite).
  *   MOERUN_ATTN=scalar or MOERUN_CPU=generic: the generic/scalar path.
  */
 #include <math.h>
@@ -80,10 +83,57 @@ static double run(uint32_t type, int g, int d, int depth, bool flash, bool cold,
     return med;
 }
 
+/* Prompt mode (-p N): N tokens at positions depth .. depth + N - 1 (causal, one sequence) over
+ * a cache of depth + N cells, all their query heads of one KV head; times cpu_attn_head per
+ * token against cpu_attn_multi (prompt blocks of its token count); returns ms per prompt in
+ * ms[0] (per token) and ms[1] (multi, or -1 where the path declines). mla: dk = 576, dv = 512,
+ * the value inside K. */
+static void run_prompt(uint32_t type, int g, int d, bool mla, int depth, int n, bool flash, double ms[2]) {
+    const int dk = mla ? 576 : d, dv = mla ? 512 : d, n_ctx = depth + n;
+    const size_t krb = mr_row_size(type, dk), vrb = mr_row_size(type, dv);
+    cpu_attn_args a = {.n_head = g, .n_head_kv = 1, .dk = dk, .dv = dv, .scale = 1.0f / sqrtf((float)dk),
+                       .k_type = type, .v_type = type, .n_ctx = n_ctx, .v_in_k = mla, .n_cells = n_ctx, .flash = flash};
+    uint8_t *K = mr_malloc_aligned(krb * (size_t)n_ctx), *V = mla ? NULL : mr_malloc_aligned(vrb * (size_t)n_ctx);
+    int32_t *cp = mr_malloc(sizeof(int32_t) * (size_t)n_ctx), *pos = mr_malloc(sizeof(int32_t) * (size_t)n);
+    int32_t *seq = mr_malloc(sizeof(int32_t) * (size_t)n);
+    uint64_t *cs = mr_malloc(sizeof(uint64_t) * (size_t)n_ctx);
+    float *row = mr_malloc(sizeof(float) * (size_t)dk), *q = mr_malloc(sizeof(float) * (size_t)n * g * dk);
+    float *out = mr_malloc(sizeof(float) * (size_t)n * g * dv);
+    float *scratch = mr_malloc_aligned(sizeof(float) * cpu_attn_scratch_floats(&a));
+    for (int c = 0; c < n_ctx; c++) {
+        for (int i = 0; i < dk; i++) row[i] = frnd();
+        quant_quantize_row(type, row, K + (size_t)c * krb, dk);
+        if (V) quant_quantize_row(type, row, V + (size_t)c * vrb, dv);
+        cp[c] = c, cs[c] = 1;
+    }
+    for (int t = 0; t < n; t++) pos[t] = depth + t, seq[t] = 0;
+    for (size_t i = 0; i < (size_t)n * g * dk; i++) q[i] = 2.0f * frnd();
+    a.K = K, a.V = V, a.cell_pos = cp, a.cell_seq = cs;
+    const int nt = cpu_attn_multi_tokens(&a);
+    ms[0] = ms[1] = 1e30;
+    for (int rep = 0; rep < 3; rep++) { /* best of 3 */
+        double t0 = mr_time_s();
+        for (int t = 0; t < n; t++)
+            cpu_attn_head(&a, 0, q + (size_t)t * g * dk, pos[t], seq[t], out + (size_t)t * g * dv, scratch);
+        ms[0] = MR_MIN(ms[0], (mr_time_s() - t0) * 1e3);
+        if (nt > 0) {
+            t0 = mr_time_s();
+            for (int t = 0; t < n; t += nt)
+                cpu_attn_multi(&a, 0, MR_MIN(nt, n - t), q + (size_t)t * g * dk, (size_t)g * dk, pos + t, seq + t,
+                               out + (size_t)t * g * dv, (size_t)g * dv, scratch);
+            ms[1] = MR_MIN(ms[1], (mr_time_s() - t0) * 1e3);
+        }
+    }
+    if (nt <= 0) ms[1] = -1;
+    mr_free_aligned(K), mr_free_aligned(V), mr_free_aligned(scratch);
+    free(cp), free(pos), free(seq), free(cs), free(row), free(q), free(out);
+}
+
 int main(int argc, char **argv) {
     int g = 8, d = 128, depths[16], nd = 0, types[8], nt = 0;
     double budget = 0.15;
-    bool cold = false, in_types = false;
+    bool cold = false, in_types = false, mla = false;
+    int prompt = 0;
     for (int i = 1; i < argc; i++) {
         if (in_types) {
             const int t = mr_type_from_name(argv[i]);
@@ -94,12 +144,14 @@ int main(int argc, char **argv) {
             types[nt++] = t;
         } else if (!strcmp(argv[i], "--")) in_types = true;
         else if (!strcmp(argv[i], "-c")) cold = true;
+        else if (!strcmp(argv[i], "--mla")) mla = true;
+        else if (!strcmp(argv[i], "-p") && i + 1 < argc) prompt = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-g") && i + 1 < argc) g = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-d") && i + 1 < argc) d = atoi(argv[++i]) / 32 * 32;
         else if (!strcmp(argv[i], "-t") && i + 1 < argc) budget = atof(argv[++i]);
         else if (argv[i][0] != '-' && nd < 16) depths[nd++] = atoi(argv[i]);
         else {
-            fprintf(stderr, "usage: bench_attn [-g G] [-d DK] [-t SECONDS] [-c] [depth ...] [-- type ...]\n");
+            fprintf(stderr, "usage: bench_attn [-g G] [-d DK] [-t SECONDS] [-c] [-p N [--mla]] [depth ...] [-- type ...]\n");
             return 2;
         }
     }
@@ -107,6 +159,29 @@ int main(int argc, char **argv) {
     for (int i = 0; i < nd; i++) depths[i] = MR_MAX(1, depths[i]);
     if (!nd) depths[0] = 512, depths[1] = 1024, depths[2] = 4096, nd = 3;
     if (!nt) types[0] = MR_TYPE_F16, types[1] = MR_TYPE_Q8_0, nt = 2;
+    if (prompt > 0) {
+        prompt = MR_MIN(prompt, 65536);
+        printf("cpu: %s (%s), 1 thread, prompt of %d tokens, g = %d, %s\n", mr_cpu_model(), mr_cpu_features_str(),
+               prompt, g, mla ? "MLA (dk 576, dv 512, value in K)" : "dk = dv");
+        printf("%-6s %-5s %6s %12s %12s %12s %12s\n", "type", "path", "depth", "token ms", "GFLOP/s", "multi ms",
+               "GFLOP/s");
+        for (int ti = 0; ti < nt; ti++)
+            for (int fl = 1; fl >= 0; fl--)
+                for (int di = 0; di < nd; di++) {
+                    double ms[2];
+                    const uint32_t t = (uint32_t)types[ti];
+                    run_prompt(t, g, d, mla, depths[di], prompt, fl, ms);
+                    /* cells seen: depth + t + 1 for token t */
+                    const double pairs = (double)prompt * depths[di] + (double)prompt * (prompt + 1) / 2;
+                    const double flops = 2.0 * g * pairs * (mla ? 576 + 512 : 2.0 * d);
+                    printf("%-6s %-5s %6d %12.2f %12.2f ", mr_type_name(t), fl ? "flash" : "std", depths[di], ms[0],
+                           flops / ms[0] / 1e6);
+                    if (ms[1] > 0) printf("%12.2f %12.2f\n", ms[1], flops / ms[1] / 1e6);
+                    else printf("%12s %12s\n", "-", "-");
+                    fflush(stdout);
+                }
+        return 0;
+    }
     printf("cpu: %s (%s), 1 thread, g = %d, dk = dv = %d, %s cache\n", mr_cpu_model(), mr_cpu_features_str(), g, d,
            cold ? "cold (DRAM)" : "warm (in L2/L3)");
     printf("%-6s %-5s %6s %10s %10s %8s %10s\n", "type", "path", "depth", "us/call", "KV bytes", "GB/s", "GFLOP/s");
