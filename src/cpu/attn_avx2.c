@@ -34,14 +34,6 @@
 
 #define FB ATTN_FB
 
-/* 8 dot products (8-lane accumulators) -> one vector, lane x = the sum of a[x]. */
-ATTN_AI __m256 hsum8x8(const __m256 a[8]) {
-    const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
-    const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
-    const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
-    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
-}
-
 /* f16 K: scores of tile t's H heads for the nv visible cells idx[] of the
  * block of n cells at c0 (as attn_q8_scores), NC = 8 / H cells at a time:
  * the 8 (cell, head) dot products accumulate in 8 lanes each (per 8

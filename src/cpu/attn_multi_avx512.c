@@ -27,8 +27,7 @@
 #include <string.h>
 
 #include "base/base.h"
-#include "cpu/attn.h"
-#include "cpu/vexp_avx2.h"
+#include "cpu/attn_vec.h"
 #include "quant/quant.h"
 
 #define MB CPU_ATTN_MULTI_MB
@@ -45,15 +44,6 @@ static void rows_f32(const uint8_t *base, size_t rb, const int *idx, int n, int 
         float *o = dst + (size_t)k * ld;
         for (int i = 0; i < d; i += 16) _mm512_storeu_ps(o + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + i))));
     }
-}
-
-/* 8 dot products (8-lane partial sums) -> one vector, lane x = the sum of a[x] in the decode
- * kernel's order (attn_avx2.c hsum8x8). */
-static inline __m256 hsum8x8(const __m256 a[8]) {
-    const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
-    const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
-    const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
-    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
 /* S[k][r] = scale * sum_i Kf[k][i] * q[r][i] for 6 cells k0.. and 8 rows r0.., summed in the

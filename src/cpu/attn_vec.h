@@ -1,7 +1,7 @@
 /*
  * attn_vec.h — private to the SIMD attention files (include only from
  * attn_avx2.c, attn_q8_avx2.c, compiled with -mavx2 -mfma -mf16c, and
- * attn_avx512.c): the state of one cpu_attn_avx2() call, the mask test, the
+ * attn_avx512.c, attn_multi_avx512.c): the state of one cpu_attn_avx2() call, the mask test, the
  * prefetch cursor, and the kernels attn_avx2.c calls.
  *
  * Layout shared by both files: query heads are vector lanes. The g heads of
@@ -25,6 +25,15 @@
 #define ATTN_FB CPU_ATTN_SIMD_FB /* cells per block */
 #define ATTN_Q8B 34              /* bytes of a q8_0 block: fp16 scale + 32 int8 */
 #define ATTN_AI static inline __attribute__((always_inline))
+
+/* 8 dot products (8-lane accumulators) -> one vector, lane x = the sum of a[x]: the order of
+ * the f16 scores' sums, shared by the decode and multi-token kernels (bit-identical outputs). */
+ATTN_AI __m256 hsum8x8(const __m256 a[8]) {
+    const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+    const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+    const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
 
 /* Software prefetch of V rows at an even pace (the hardware prefetcher
  * follows K, read in order, but not V, read a few dimensions of every row of
