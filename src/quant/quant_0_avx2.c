@@ -59,8 +59,6 @@ Q_INLINE uint16_t b32_u16(const uint8_t *p) {
     return v;
 }
 
-/* Broadcast lane j of v to all 8 lanes. */
-Q_INLINE __m256 lane_bcast(__m256 v, int j) { return _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(j)); }
 
 /* NB (1 or 2) blocks starting at block i of NR rows against activation blocks
  * x[i..i+NB). */
