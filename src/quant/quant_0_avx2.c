@@ -59,7 +59,6 @@ Q_INLINE uint16_t b32_u16(const uint8_t *p) {
     return v;
 }
 
-
 /* NB (1 or 2) blocks starting at block i of NR rows against activation blocks
  * x[i..i+NB). */
 Q_INLINE void b32_step(const int T, const int NR, const int NB, const char *w, size_t ws, const blk_q8_0 *x,

@@ -31,27 +31,18 @@
 #define z_perm() _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15)
 
 /* A K8_SIDX scale vector (rows 0-3 / 4-7 in the 128-bit halves) with 128-bit lanes (rows 0-3,
- * 0-3, 4-7, 4-7), for z_dup8: lane L holds rows 2L, 2L + 1. */
+ * 0-3, 4-7, 4-7), for the vpshufb masks below: lane L holds rows 2L, 2L + 1. */
 Q_INLINE __m512i z_scales(__m256i s) {
     return _mm512_shuffle_i64x2(_mm512_castsi256_si512(s), _mm512_castsi256_si512(s), 0x50);
 }
-/* vpshufb masks over z_scales: dwords 2r, 2r + 1 = byte 4q + (r & 3), zero-extended; _hi: in the
- * top byte (then >> 24 sign-extends). */
-Q_INLINE __m512i z_dup8_m(int q, int hi) {
-    const int z = hi ? 0x00808080 : (int)0x80808000, sh = hi ? 24 : 0;
-    const int a0 = ((4 * q) << sh) | z, a1 = ((4 * q + 1) << sh) | z, a2 = ((4 * q + 2) << sh) | z,
-              a3 = ((4 * q + 3) << sh) | z;
-    return _mm512_setr_epi32(a0, a0, a1, a1, a2, a2, a3, a3, a0, a0, a1, a1, a2, a2, a3, a3);
-}
-#define z_dup8(q) z_dup8_m(q, 0)
-/* int16 (byte 4q + (r & 3), same) in the high bytes of dwords 2r, 2r + 1 (then >> 8 per int16) */
+/* vpshufb mask over z_scales: int16 (byte 4q + (r & 3), same) in the high bytes of dwords 2r,
+ * 2r + 1 (then >> 8 per int16 sign-extends) */
 Q_INLINE __m512i z_pair8_hi(int q) {
     int a[4];
     for (int k = 0; k < 4; k++) a[k] = ((4 * q + k) << 24) | ((4 * q + k) << 8) | 0x00800080;
     return _mm512_setr_epi32(a[0], a[0], a[1], a[1], a[2], a[2], a[3], a[3], a[0], a[0], a[1], a[1], a[2], a[2], a[3],
                              a[3]);
 }
-#define z_dup8_hi(q) z_dup8_m(q, 1)
 
 /* Row sums of the dword pairs (2r, 2r + 1), rows in order (exact in int32). */
 Q_INLINE __m256i z_rows(__m512i s) { return _mm512_cvtepi64_epi32(_mm512_add_epi32(s, _mm512_srli_epi64(s, 32))); }
