@@ -9,8 +9,10 @@
  * used per call (getrusage: robust when the machine is shared — a 2-thread
  * run on a quiet machine has cpu/wall ~ 2).
  * --loop runs the previous per-expert path (3 cpu_matmul per expert) instead.
+ * --r8 repacks the weights into the fast row-interleaved layout first (what a
+ * loaded model runs on where this CPU has the kernels).
  *
- * Usage: bench_moe [-t THREADS] [-T 1,8,64,512] [-n CALLS] [-bw GBS] [--loop]
+ * Usage: bench_moe [-t THREADS] [-T 1,8,64,512] [-n CALLS] [-bw GBS] [--loop] [--r8]
  *                  [-D 2048 -F 768 -E 128 -K 8]
  */
 #include <stdio.h>
@@ -52,6 +54,8 @@ static double cpu_s(void) {
            ru.ru_stime.tv_usec * 1e-6;
 }
 
+static int g_r8 = 0; /* --r8: repacked into the fast row-interleaved layout, as a loaded model */
+
 static mr_weight mkw(const char *name, uint32_t t, int64_t k, int64_t m, int64_t n) {
     mr_weight w = {.name = name, .type = t, .k = k, .m = m, .n_mat = n};
     w.row_bytes = mr_row_size(t, k);
@@ -59,6 +63,13 @@ static mr_weight mkw(const char *name, uint32_t t, int64_t k, int64_t m, int64_t
     void *p = mr_malloc_aligned(w.mat_bytes * (size_t)n);
     if (!p) exit(1);
     fill(t, p, w.mat_bytes * (size_t)n);
+    if (g_r8 && quant_can_repack(t, k, m * n)) {
+        if (quant_repack(t, p, p, k, m * n)) {
+            fprintf(stderr, "bench_moe: %s\n", mr_geterr());
+            exit(1);
+        }
+        w.type = MR_TYPE_R8F_BASE + t;
+    }
     w.data = p;
     return w;
 }
@@ -101,6 +112,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "-E")) E = atoll(v), i++;
         else if (!strcmp(a, "-K")) K = atoll(v), i++;
         else if (!strcmp(a, "--loop")) loop = 1;
+        else if (!strcmp(a, "--r8")) g_r8 = 1;
         else if (!strcmp(a, "-T")) {
             nT = 0;
             for (char *s = argv[++i]; *s && nT < 16;) {
@@ -108,7 +120,7 @@ int main(int argc, char **argv) {
                 if (*s == ',') s++;
             }
         } else {
-            fprintf(stderr, "usage: bench_moe [-t N] [-T 1,8,64,512] [-n CALLS] [-bw GBS] [--loop] [-D -F -E -K]\n");
+            fprintf(stderr, "usage: bench_moe [-t N] [-T 1,8,64,512] [-n CALLS] [-bw GBS] [--loop] [--r8] [-D -F -E -K]\n");
             return 2;
         }
     }
@@ -124,9 +136,9 @@ int main(int argc, char **argv) {
     int32_t *sel = malloc(sizeof(int32_t) * (size_t)(Tmax * K));
     float *selw = malloc(sizeof(float) * (size_t)(Tmax * K));
     for (int64_t i = 0; i < Tmax * D; i++) x[i] = (float)(rnd() & 0xFFFF) / 65536.0f - 0.5f;
-    printf("bench_moe: %s, %d thread(s), D %lld F %lld E %lld K %lld, Q4_K gate/up + Q6_K down (%.1f MB per expert)%s\n",
+    printf("bench_moe: %s, %d thread(s), D %lld F %lld E %lld K %lld, %s gate/up + %s down (%.1f MB per expert)%s\n",
            mr_cpu_model(), nt, (long long)D, (long long)F, (long long)E, (long long)K,
-           (g.mat_bytes + u.mat_bytes + d.mat_bytes) / 1e6, loop ? ", per-expert loop" : "");
+           mr_type_name(g.type), mr_type_name(d.type), (g.mat_bytes + u.mat_bytes + d.mat_bytes) / 1e6, loop ? ", per-expert loop" : "");
     printf("%6s %10s %10s %9s %10s %10s\n", "T", "ms/call", "GB/s", "GFLOP/s", "cpu/wall", bw > 0 ? "roofline" : "");
     for (int ti = 0; ti < nT; ti++) {
         const int T = Ts[ti];

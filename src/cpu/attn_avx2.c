@@ -83,6 +83,10 @@ static void scores_blk(const attn_job *j, int t, int c0, int n, const int *idx, 
         else attn_q8_scores(j, t, c0, n, idx, nv, S);
         return;
     }
+    if (j->z && j->H == 8) {
+        attn_f16_scores_z(j, t, c0, n, idx, nv, S);
+        return;
+    }
     switch (j->H) {
     case 8: scores_f16_h(8, j, t, c0, n, idx, nv, S); break;
     case 4: scores_f16_h(4, j, t, c0, n, idx, nv, S); break;
@@ -246,7 +250,8 @@ static void flash(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, int
             _mm256_store_ps(mt, mn);
             _mm256_store_ps(lt, lv);
         }
-        attn_pf_start(j->pf, j->Kh, j->krb, c1, c1, 1); /* none: the hardware streams K; L1 holds V */
+        /* the V pass prefetches the next block's K rows */
+        attn_pf_start(j->pf, j->Kh, j->krb, c1, c1 + FB < hi ? c1 + FB : hi, vacc_steps(j, nv));
         for (int t = 0; t < j->ntile; t++) vacc_blk(j, t, c0, j->idx, nv, S + (size_t)t * FB * 8, out);
     }
     for (int h = 0; h < j->g; h++) {
@@ -265,7 +270,8 @@ static void standard(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, 
     for (int c0 = lo; c0 < hi; c0 += FB) {
         const int c1 = c0 + FB < hi ? c0 + FB : hi;
         const int nv = visible_cells(a, pos, seq, c0, c1, j->idx);
-        attn_pf_start(j->pf, j->Kh, j->krb, c1, c1, 1); /* none: the hardware streams K */
+        /* the score pass prefetches the next block's K rows */
+        attn_pf_start(j->pf, j->Kh, j->krb, c1, c1 + FB < hi ? c1 + FB : hi, score_steps(j, nv));
         for (int t = 0; t < j->ntile; t++) scores_blk(j, t, c0, c1 - c0, j->idx, nv, S + ((size_t)t * n + (c0 - lo)) * 8);
     }
     /* max, e^(s - max) (0 for -inf), sum in double in cell order, as attn.c */
@@ -334,6 +340,7 @@ void cpu_attn_avx2(const cpu_attn_args *a, int kvh, const float *q, int32_t pos,
     j.l = j.m + nt * 8;
     j.pd = j.l + nt * 8;
     j.idx = (int *)(j.pd + (size_t)FB * (j.dv / 32) * 8);
+    j.qz = (float *)(((uintptr_t)(j.idx + FB + 16) + 63) & ~(uintptr_t)63);
     if (j.kq8) attn_q8_prep(&j, q);
     else
         for (int t = 0; t < j.ntile; t++)
@@ -342,6 +349,12 @@ void cpu_attn_avx2(const cpu_attn_args *a, int kvh, const float *q, int32_t pos,
                 if (8 * t + h < j.g) memcpy(d, q + (size_t)(8 * t + h) * j.dk, sizeof(float) * (size_t)j.dk);
                 else memset(d, 0, sizeof(float) * (size_t)j.dk);
             }
+    if (!j.kq8 && j.z && j.H == 8) /* qz[t][i / 8][pair p][16]: heads 2p, 2p + 1, dimensions i .. i + 7 */
+        for (int t = 0; t < j.ntile; t++)
+            for (int i = 0; i < j.dk; i += 8)
+                for (int h = 0; h < 8; h++)
+                    memcpy(j.qz + (size_t)t * 8 * j.dk + (size_t)(i / 8) * 64 + 8 * h, j.qf + ((size_t)t * 8 + h) * j.dk + i,
+                           sizeof(float) * 8);
     attn_pf pf;
     j.pf = &pf;
     memset(out, 0, sizeof(float) * (size_t)j.g * j.dv);

@@ -75,6 +75,8 @@ typedef struct {
     float *m, *l;           /* tile t at t * 8: running max and sum (flash) */
     float *pd;              /* q8_0 V: ATTN_FB x dv/32 x 8: probabilities times the V block scales */
     int *idx;               /* ATTN_FB: the visible cells of a block */
+    float *qz;              /* f16 K with j->z and 8-head tiles: tile t at t * 8 * dk, the queries as head
+                             * pairs interleaved per 8 dimensions (attn_f16_scores_z) */
 } attn_job;
 
 static inline int attn_tile_heads(const attn_job *j, int t) { return j->g - 8 * t < 8 ? j->g - 8 * t : 8; }
@@ -110,5 +112,10 @@ void attn_q8_scores(const attn_job *j, int t, int c0, int n, const int *idx, int
  * prefetch cursor once per 16 cells of a 32-dimension chunk. */
 void attn_q8_scores_vnni(const attn_job *j, int t, int c0, int n, const int *idx, int nv, float *S);
 void attn_vacc_z(const attn_job *j, int nh, int c0, const int *idx, int nv, const float *P, float *out);
+/* f16 K scores of an 8-head tile (j->H == 8, j->qz) on 512-bit vectors: a vector holds two heads'
+ * 8-lane partial sums against 8 dimensions of a cell converted to both halves, two cells a
+ * step; the same FMAs per lane in the same order and the same hsum8x8 as attn_avx2.c's
+ * scores_f16_h, so the same scores bit for bit. Steps the prefetch cursor once per cell. */
+void attn_f16_scores_z(const attn_job *j, int t, int c0, int n, const int *idx, int nv, float *S);
 
 #endif

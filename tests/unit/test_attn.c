@@ -323,6 +323,7 @@ static float *zcases_run(size_t *n) {
         {MR_TYPE_F16, MR_TYPE_Q8_0, 8, 2, 128, 128, 100, false, true, true, 0, 3, 0, false},
         {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 16, 1, 576, 512, 150, true, true, true, 0, 3, 0, false},
         {MR_TYPE_F16, MR_TYPE_F16, 16, 1, 576, 512, 150, true, true, false, 0, 3, 0, false},
+        {MR_TYPE_F16, MR_TYPE_F16, 8, 1, 64, 64, 93, false, true, true, 0, 3, 30.0f, false}, /* softcap, odd cells */
     };
     size_t tot = 0;
     for (size_t i = 0; i < MR_ARRAY_LEN(cases); i++) tot += (size_t)cases[i].g * cases[i].dv;
