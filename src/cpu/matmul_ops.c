@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base/base.h"
+#include "base/claim.h"
 #include "cpu/mm_ops.h"
 #include "quant/quant.h"
 
@@ -46,17 +47,16 @@ typedef struct {
     int n;
     int64_t chunk[16], first[17]; /* rows per chunk, first global chunk index of op i */
     int ref;
-    _Atomic int64_t next;
+    mr_claim claim; /* chunks in op order: a contiguous run of rows per thread */
 } ops_job;
 
 static void ops_worker(void *arg, int ith, int nth) {
-    (void)ith, (void)nth;
+    (void)nth;
     ops_job *j = arg;
-    const int64_t total = j->first[j->n];
-    int op = 0;
     for (;;) {
-        const int64_t it = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-        if (it >= total) break;
+        const int64_t it = mr_claim_next(&j->claim, ith);
+        if (it < 0) break;
+        int op = 0;
         while (it >= j->first[op + 1]) op++;
         const cpu_mm_op *o = &j->ops[op];
         const int64_t r0 = (it - j->first[op]) * j->chunk[op];
@@ -75,7 +75,7 @@ void cpu_mm_run_ops(cpu_mm *mm, const cpu_mm_op *ops, int n) {
         j.chunk[i] = cpu_mm_chunk_rows(ops[i].ws, ops[i].nc, ops[i].m, nth);
         j.first[i + 1] = j.first[i] + (ops[i].m + j.chunk[i] - 1) / j.chunk[i];
     }
-    atomic_init(&j.next, 0);
+    mr_claim_init(&j.claim, j.first[n], nth);
     /* tiny work (a few microseconds) is cheaper inline than a pool round trip */
     size_t work = 0;
     for (int i = 0; i < n; i++) work += ops[i].ws * (size_t)ops[i].m * (size_t)(ops[i].nc > 1 ? (ops[i].nc + 3) / 4 : 1);

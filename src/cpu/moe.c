@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "base/base.h"
+#include "base/claim.h"
 #include "cpu/mm_ops.h"
 #include "quant/quant.h"
 
@@ -96,7 +97,7 @@ typedef struct {
     int64_t gu_rows, n_gu;
     /* phase 3: items = n_d */
     int64_t d_rows, n_d;
-    _Atomic int64_t next;
+    mr_claim claim;       /* phases 2 and 3: a contiguous run of items per thread (base/claim.h) */
 } moe_job;
 
 /* Phase 1: quantize token t's input once, copy it to its K pairs' columns. */
@@ -164,10 +165,9 @@ static void moe_gu_worker(void *arg, int ith, int nth) {
     (void)nth;
     moe_job *j = arg;
     float *tmp = j->b->tmp + (size_t)ith * j->b->tmp_per;
-    const int64_t total = (int64_t)j->n_active * j->n_gu;
     for (;;) {
-        const int64_t it = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-        if (it >= total) break;
+        const int64_t it = mr_claim_next(&j->claim, ith);
+        if (it < 0) break;
         const int e = j->b->active[it / j->n_gu];
         const int64_t r0 = (it % j->n_gu) * j->gu_rows;
         moe_gu_item(j, tmp, e, r0, r0 + j->gu_rows < j->F ? r0 + j->gu_rows : j->F);
@@ -188,12 +188,11 @@ static void moe_down_item(moe_job *j, int e, int64_t r0, int64_t r1) {
 }
 
 static void moe_down_worker(void *arg, int ith, int nth) {
-    (void)ith, (void)nth;
+    (void)nth;
     moe_job *j = arg;
-    const int64_t total = (int64_t)j->n_active * j->n_d;
     for (;;) {
-        const int64_t it = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-        if (it >= total) break;
+        const int64_t it = mr_claim_next(&j->claim, ith);
+        if (it < 0) break;
         const int e = j->b->active[it / j->n_d];
         const int64_t r0 = (it % j->n_d) * j->d_rows;
         moe_down_item(j, e, r0, r0 + j->d_rows < j->D ? r0 + j->d_rows : j->D);
@@ -228,7 +227,7 @@ static void moe_sum_worker(void *arg, int ith, int nth) {
 }
 
 static void run(cpu_mm *mm, mr_tp_fn fn, moe_job *j, int64_t items) {
-    atomic_store_explicit(&j->next, 0, memory_order_relaxed);
+    mr_claim_init(&j->claim, items, mm->ref ? 1 : mr_tp_n(mm->tp));
     if (mm->ref || items <= 1 || mr_tp_n(mm->tp) == 1) fn(j, 0, 1);
     else mr_tp_run(mm->tp, fn, j);
 }
