@@ -14,12 +14,16 @@
  * kernel is made of; matmul "% i8"; for the avx512vnni kernels the peak of 512-bit
  * vpdpbusd instead). The peak is a loop with 8 independent
  * chains, so it is what this core sustains, not a datasheet number.
- * Usage: bench_dot [-t THREADS] [-s MB] [-c COLUMNS] [-k ROW_LENGTH] [type ...]   (default: 1 thread, 64 MB,
+ *   -i KB: also the matvec in chunks of KB KiB of rows, as the engine's jobs hand them out:
+ *          through one shared counter (the threads take alternate chunks) and as one
+ *          contiguous range per thread (base/claim.h), GB/s of each (best of the passes).
+ * Usage: bench_dot [-t THREADS] [-s MB] [-c COLUMNS] [-k ROW_LENGTH] [-i KB] [type ...]   (default: 1 thread, 64 MB,
  *        the types our models use). -t 2 splits the rows (matvec) across 2
  *        pthreads and reports the aggregate; -s 1 keeps W in cache (compute bound).
  *        MOERUN_CPU=generic bench_dot   for the scalar reference.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <immintrin.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +31,7 @@
 #include <strings.h>
 
 #include "base/base.h"
+#include "base/claim.h"
 #include "bench/bench.h"
 #include "quant/quant.h"
 
@@ -119,6 +124,44 @@ static void *mv_run(void *p) {
     return NULL;
 }
 
+/* -i: chunks of `rows` rows claimed through a shared counter (claim NULL) or claim.h ranges. */
+typedef struct {
+    uint32_t t;
+    const uint8_t *W;
+    int64_t k, m, rows;
+    const uint8_t *X;
+    float *y;
+    _Atomic int64_t *next;
+    mr_claim *claim;
+    int ith;
+} ch_job;
+
+static void *ch_run(void *p) {
+    const ch_job *j = p;
+    for (;;) {
+        const int64_t it = j->claim ? mr_claim_next(j->claim, j->ith) : atomic_fetch_add(j->next, 1);
+        const int64_t r0 = it * j->rows;
+        if (it < 0 || r0 >= j->m) break;
+        quant_matvec(j->t, j->W, j->k, r0, MR_MIN(j->m, r0 + j->rows), j->X, j->y);
+    }
+    return NULL;
+}
+
+static double matvec_chunked(int nt, uint32_t t, const uint8_t *W, int64_t k, int64_t m, int64_t rows,
+                             const uint8_t *X, float *y, bool ranges) {
+    static mr_claim claim;
+    _Atomic int64_t next = 0;
+    mr_claim_init(&claim, (m + rows - 1) / rows, nt);
+    ch_job jobs[8];
+    pthread_t th[8];
+    const double t0 = mr_time_s();
+    for (int i = 0; i < nt; i++) jobs[i] = (ch_job){t, W, k, m, rows, X, y, &next, ranges ? &claim : NULL, i};
+    for (int i = 1; i < nt; i++) pthread_create(&th[i], NULL, ch_run, &jobs[i]);
+    ch_run(&jobs[0]);
+    for (int i = 1; i < nt; i++) pthread_join(th[i], NULL);
+    return mr_time_s() - t0;
+}
+
 /* y = W x with rows split across nt threads (the caller runs the first share). */
 static void matvec_mt(int nt, uint32_t t, const uint8_t *W, int64_t k, int64_t m, const uint8_t *X, float *y) {
     mv_job jobs[8];
@@ -135,11 +178,13 @@ int main(int argc, char **argv) {
     int64_t nc = 64; /* matmul columns */
     int64_t k = 4096; /* row length */
     size_t target = 64u << 20;
+    int chunk_kb = 0;
     while (argc > 2 && argv[1][0] == '-') {
         if (!strcmp(argv[1], "-t")) nt = MR_MAX(1, MR_MIN(8, atoi(argv[2])));
         else if (!strcmp(argv[1], "-s")) target = (size_t)(MR_MAX(0.0625, atof(argv[2])) * 1048576.0);
         else if (!strcmp(argv[1], "-c")) nc = MR_MAX(1, MR_MIN(4096, atoi(argv[2])));
         else if (!strcmp(argv[1], "-k")) k = MR_MAX(256, MR_MIN(65536, atoi(argv[2]) / 256 * 256));
+        else if (!strcmp(argv[1], "-i")) chunk_kb = MR_MAX(1, atoi(argv[2]));
         else break;
         argc -= 2, argv += 2;
     }
@@ -208,6 +253,14 @@ int main(int argc, char **argv) {
             if (dt < best) best = dt;
         }
         const double gbs = (double)ws * (double)m / best / 1e9;
+        double gch[2] = {0, 0}; /* -i: shared counter, ranges */
+        if (chunk_kb > 0 && !slow) {
+            const int64_t rows = MR_MAX(8, (int64_t)((size_t)chunk_kb * 1024 / ws) & ~(int64_t)7);
+            double bc[2] = {1e30, 1e30};
+            for (int p = 0; p < passes; p++)
+                for (int r = 0; r < 2; r++) bc[r] = MR_MIN(bc[r], matvec_chunked(nt, (uint32_t)t, W, k, m, rows, X, y, r));
+            for (int r = 0; r < 2; r++) gch[r] = (double)ws * (double)m / bc[r] / 1e9;
+        }
         /* matmul: 64 columns on the first rows */
         const int64_t mm = MR_MIN(m, slow ? 256 : 2048);
         double bestmm = 1e30;
@@ -244,6 +297,10 @@ int main(int argc, char **argv) {
         if (pk > 0) snprintf(pi8, sizeof pi8, "%.0f%%", 100.0 * gflops / (2.0 * pk));
         printf("%-7s %-6s %12.2f %6s %14.2f %6s %11.2f %10s %11s\n", mr_type_name((uint32_t)t),
                quant_isa_name(quant_isa_selected((uint32_t)t)), gbs, pbw, gflops, pi8, qgbs, pdq, prp);
+        if (gch[0] > 0)
+            printf("        matvec in %d KiB chunks: shared counter %.2f GB/s (%.0f%% bw), a range per thread %.2f GB/s "
+                   "(%.0f%% bw)\n", chunk_kb, gch[0], bw > 0 ? 100.0 * gch[0] / bw : 0.0, gch[1],
+                   bw > 0 ? 100.0 * gch[1] / bw : 0.0);
         fflush(stdout);
         mr_free_aligned(W), mr_free_aligned(X), mr_free_aligned(y), free(xf), free(yd);
     }
