@@ -109,40 +109,31 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) static double vn
     return best;
 }
 
-/* One thread's share of a matvec: rows [r0, r1). */
+/* One thread's share of a matvec: rows [r0, r1); or (rows > 0, -i) chunks of `rows` rows of
+ * [0, r1) claimed through a shared counter (claim NULL) or claim.h ranges. */
 typedef struct {
     uint32_t t;
     const uint8_t *W;
     int64_t k, r0, r1;
     const uint8_t *X;
     float *y;
+    int64_t rows;
+    _Atomic int64_t *next;
+    mr_claim *claim;
+    int ith;
 } mv_job;
 
 static void *mv_run(void *p) {
     const mv_job *j = p;
-    quant_matvec(j->t, j->W, j->k, j->r0, j->r1, j->X, j->y);
-    return NULL;
-}
-
-/* -i: chunks of `rows` rows claimed through a shared counter (claim NULL) or claim.h ranges. */
-typedef struct {
-    uint32_t t;
-    const uint8_t *W;
-    int64_t k, m, rows;
-    const uint8_t *X;
-    float *y;
-    _Atomic int64_t *next;
-    mr_claim *claim;
-    int ith;
-} ch_job;
-
-static void *ch_run(void *p) {
-    const ch_job *j = p;
+    if (j->rows <= 0) {
+        quant_matvec(j->t, j->W, j->k, j->r0, j->r1, j->X, j->y);
+        return NULL;
+    }
     for (;;) {
         const int64_t it = j->claim ? mr_claim_next(j->claim, j->ith) : atomic_fetch_add(j->next, 1);
         const int64_t r0 = it * j->rows;
-        if (it < 0 || r0 >= j->m) break;
-        quant_matvec(j->t, j->W, j->k, r0, MR_MIN(j->m, r0 + j->rows), j->X, j->y);
+        if (it < 0 || r0 >= j->r1) break;
+        quant_matvec(j->t, j->W, j->k, r0, MR_MIN(j->r1, r0 + j->rows), j->X, j->y);
     }
     return NULL;
 }
@@ -152,12 +143,12 @@ static double matvec_chunked(int nt, uint32_t t, const uint8_t *W, int64_t k, in
     static mr_claim claim;
     _Atomic int64_t next = 0;
     mr_claim_init(&claim, (m + rows - 1) / rows, nt);
-    ch_job jobs[8];
+    mv_job jobs[8];
     pthread_t th[8];
     const double t0 = mr_time_s();
-    for (int i = 0; i < nt; i++) jobs[i] = (ch_job){t, W, k, m, rows, X, y, &next, ranges ? &claim : NULL, i};
-    for (int i = 1; i < nt; i++) pthread_create(&th[i], NULL, ch_run, &jobs[i]);
-    ch_run(&jobs[0]);
+    for (int i = 0; i < nt; i++) jobs[i] = (mv_job){t, W, k, 0, m, X, y, rows, &next, ranges ? &claim : NULL, i};
+    for (int i = 1; i < nt; i++) pthread_create(&th[i], NULL, mv_run, &jobs[i]);
+    mv_run(&jobs[0]);
     for (int i = 1; i < nt; i++) pthread_join(th[i], NULL);
     return mr_time_s() - t0;
 }
@@ -167,7 +158,7 @@ static void matvec_mt(int nt, uint32_t t, const uint8_t *W, int64_t k, int64_t m
     mv_job jobs[8];
     pthread_t th[8];
     for (int i = 0; i < nt; i++)
-        jobs[i] = (mv_job){t, W, k, m / 8 * i / nt * 8, m / 8 * (i + 1) / nt * 8, X, y};
+        jobs[i] = (mv_job){t, W, k, m / 8 * i / nt * 8, m / 8 * (i + 1) / nt * 8, X, y, 0, NULL, NULL, i};
     for (int i = 1; i < nt; i++) pthread_create(&th[i], NULL, mv_run, &jobs[i]);
     mv_run(&jobs[0]);
     for (int i = 1; i < nt; i++) pthread_join(th[i], NULL);
