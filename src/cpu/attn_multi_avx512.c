@@ -32,19 +32,20 @@
 
 #define MB CPU_ATTN_MULTI_MB
 
-/* cpu_exp8 (vexp_avx2.h) on 16 lanes: the same operations lane by lane, so the same bits. */
+/* cpu_exp8 (vexp_avx2.h) on 16 lanes: the same operations and constants (CPU_EXP_*) lane by
+ * lane, so the same bits. */
 static inline __m512 exp16(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
-    const __m512 fx = _mm512_roundscale_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(0.5f)),
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(CPU_EXP_LO)), _mm512_set1_ps(CPU_EXP_HI));
+    const __m512 fx = _mm512_roundscale_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(CPU_EXP_LOG2E), _mm512_set1_ps(0.5f)),
                                            _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-    x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x);
-    x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), x);
-    __m512 y = _mm512_set1_ps(1.9875691500e-4f);
-    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.3981999507e-3f));
-    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(8.3334519073e-3f));
-    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(4.1665795894e-2f));
-    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.6666665459e-1f));
-    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(5.0000001201e-1f));
+    x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(CPU_EXP_LN2_HI), x);
+    x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(CPU_EXP_LN2_LO), x);
+    __m512 y = _mm512_set1_ps(CPU_EXP_P0);
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(CPU_EXP_P1));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(CPU_EXP_P2));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(CPU_EXP_P3));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(CPU_EXP_P4));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(CPU_EXP_P5));
     y = _mm512_fmadd_ps(y, _mm512_mul_ps(x, x), _mm512_add_ps(x, _mm512_set1_ps(1.0f)));
     const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(fx), _mm512_set1_epi32(127)), 23);
     return _mm512_mul_ps(y, _mm512_castsi512_ps(e));

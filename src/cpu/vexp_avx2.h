@@ -8,20 +8,34 @@
 
 #include <immintrin.h>
 
+/* The constants of cpu_exp8, named once: attn_multi_avx512.c's exp16 runs the same operations
+ * on 16 lanes with them, and the two must agree bit for bit. */
+#define CPU_EXP_LO (-87.3f)
+#define CPU_EXP_HI 88.3f
+#define CPU_EXP_LOG2E 1.44269504088896341f
+#define CPU_EXP_LN2_HI 0.693359375f
+#define CPU_EXP_LN2_LO (-2.12194440e-4f)
+#define CPU_EXP_P0 1.9875691500e-4f
+#define CPU_EXP_P1 1.3981999507e-3f
+#define CPU_EXP_P2 8.3334519073e-3f
+#define CPU_EXP_P3 4.1665795894e-2f
+#define CPU_EXP_P4 1.6666665459e-1f
+#define CPU_EXP_P5 5.0000001201e-1f
+
 /* e^x for 8 lanes (Cephes polynomial, ~1 ulp against expf; e^0 is exactly 1;
  * x <= -87.3 gives ~1e-38 rather than 0: callers mask -inf themselves). */
 static inline __m256 cpu_exp8(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
-    const __m256 fx = _mm256_round_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)),
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(CPU_EXP_LO)), _mm256_set1_ps(CPU_EXP_HI));
+    const __m256 fx = _mm256_round_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(CPU_EXP_LOG2E), _mm256_set1_ps(0.5f)),
                                       _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
-    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
-    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(CPU_EXP_LN2_HI), x);
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(CPU_EXP_LN2_LO), x);
+    __m256 y = _mm256_set1_ps(CPU_EXP_P0);
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(CPU_EXP_P1));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(CPU_EXP_P2));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(CPU_EXP_P3));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(CPU_EXP_P4));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(CPU_EXP_P5));
     y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
     const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
