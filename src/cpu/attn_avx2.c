@@ -340,8 +340,16 @@ void cpu_attn_avx2(const cpu_attn_args *a, int kvh, const float *q, int32_t pos,
     j.l = j.m + nt * 8;
     j.pd = j.l + nt * 8;
     j.idx = (int *)(j.pd + (size_t)FB * (j.dv / 32) * 8);
-    j.qz = (float *)(((uintptr_t)(j.idx + FB + 16) + 63) & ~(uintptr_t)63);
+    j.qz = j.qf; /* the same queries, laid out for attn_f16_scores_z (which replaces scores_f16_h) */
     if (j.kq8) attn_q8_prep(&j, q);
+    else if (j.z && j.H == 8) /* qz[t][i / 8][pair p][16]: heads 2p, 2p + 1, dimensions i .. i + 7 */
+        for (int t = 0; t < j.ntile; t++)
+            for (int h = 0; h < 8; h++)
+                for (int i = 0; i < j.dk; i += 8) {
+                    float *d = j.qz + (size_t)t * 8 * j.dk + (size_t)(i / 8) * 64 + 8 * h;
+                    if (8 * t + h < j.g) memcpy(d, q + (size_t)(8 * t + h) * j.dk + i, sizeof(float) * 8);
+                    else memset(d, 0, sizeof(float) * 8);
+                }
     else
         for (int t = 0; t < j.ntile; t++)
             for (int h = 0; h < 8; h++) {
@@ -349,12 +357,6 @@ void cpu_attn_avx2(const cpu_attn_args *a, int kvh, const float *q, int32_t pos,
                 if (8 * t + h < j.g) memcpy(d, q + (size_t)(8 * t + h) * j.dk, sizeof(float) * (size_t)j.dk);
                 else memset(d, 0, sizeof(float) * (size_t)j.dk);
             }
-    if (!j.kq8 && j.z && j.H == 8) /* qz[t][i / 8][pair p][16]: heads 2p, 2p + 1, dimensions i .. i + 7 */
-        for (int t = 0; t < j.ntile; t++)
-            for (int i = 0; i < j.dk; i += 8)
-                for (int h = 0; h < 8; h++)
-                    memcpy(j.qz + (size_t)t * 8 * j.dk + (size_t)(i / 8) * 64 + 8 * h, j.qf + ((size_t)t * 8 + h) * j.dk + i,
-                           sizeof(float) * 8);
     attn_pf pf;
     j.pf = &pf;
     memset(out, 0, sizeof(float) * (size_t)j.g * j.dv);

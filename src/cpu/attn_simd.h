@@ -31,7 +31,7 @@ static inline int cpu_attn_simd_tiles(int g) { return (g + 7) / 8; }
 static inline size_t cpu_attn_simd_ext_floats(int dk, int dv, int g) {
     const size_t nt = (size_t)cpu_attn_simd_tiles(g);
     return nt * (size_t)dk * 8 + nt * (size_t)(dk / 32) * 8 + nt * 16 + (size_t)CPU_ATTN_SIMD_FB * (size_t)(dv / 32) * 8 +
-           CPU_ATTN_SIMD_FB + 16 + nt * (size_t)dk * 8 + 16;
+           CPU_ATTN_SIMD_FB + 16;
 }
 
 /* Whether cpu_attn_avx2 handles these arguments: not ref; K f16 (dk a

@@ -75,8 +75,9 @@ typedef struct {
     float *m, *l;           /* tile t at t * 8: running max and sum (flash) */
     float *pd;              /* q8_0 V: ATTN_FB x dv/32 x 8: probabilities times the V block scales */
     int *idx;               /* ATTN_FB: the visible cells of a block */
-    float *qz;              /* f16 K with j->z and 8-head tiles: tile t at t * 8 * dk, the queries as head
-                             * pairs interleaved per 8 dimensions (attn_f16_scores_z) */
+    float *qz;              /* f16 K with j->z and 8-head tiles, instead of qf (same place): tile t at
+                             * t * 8 * dk, the queries as head pairs interleaved per 8 dimensions
+                             * (attn_f16_scores_z) */
 } attn_job;
 
 static inline int attn_tile_heads(const attn_job *j, int t) { return j->g - 8 * t < 8 ? j->g - 8 * t : 8; }
