@@ -8,14 +8,16 @@
  * it prints µs per call (median of the timed calls), the KV bytes one call
  * reads, GB/s of those bytes and GFLOP/s (2*g*depth*(dk+dv) per call).
  *
- * Usage: bench_attn [-g G] [-d DK] [-t SECONDS] [-c] [-p N [--mla]] [depth ...] [-- type ...]
+ * Usage: bench_attn [-g G] [-d DK] [-t SECONDS] [-c] [-s] [--mla] [-p N] [depth ...] [-- type ...]
  *   defaults: g = 8, dk = dv = 128, depths 512 1024 4096, types f16 q8_0,
  *   about 0.15 s per configuration, 1 thread.
  *   -c (cold): the calls rotate over enough KV heads (>= 96 MB of cache) that
  *      the cache streams from DRAM as in a real model, instead of staying in L2/L3.
+ *   -s (split): a call is the parts of cpu_attn_split (flash, over 512 cells) one after
+ *      the other on this thread and their merge, as a decode step spreads them over threads.
+ *   --mla: the MLA shape (dk 576, dv 512, the value inside K; set -g 16 for DeepSeek-V2-Lite).
  *   -p N: prompt mode: N tokens after each depth, cpu_attn_head per token against
- *      cpu_attn_multi (several tokens a call), ms per prompt and GFLOP/s; --mla: the
- *      MLA shape (dk 576, dv 512, the value inside K; set -g 16 for DeepSeek-V2-Lite).
+ *      cpu_attn_multi (several tokens a call), ms per prompt and GFLOP/s.
  *   MOERUN_ATTN=scalar or MOERUN_CPU=generic: the generic/scalar path.
  */
 #include <math.h>
@@ -38,48 +40,71 @@ static int cmp_d(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* Time one configuration; returns the median µs per call (or -1 on error). */
-static double run(uint32_t type, int g, int d, int depth, bool flash, bool cold, double budget_s) {
-    const size_t rb = mr_row_size(type, d);
-    const size_t head_bytes = 2 * rb * (size_t)depth;
+/* One decode call: cpu_attn_head, or (split) its parts of cpu_attn_split one after the other
+ * and cpu_attn_merge, on this thread (parts and mls: room for CPU_ATTN_SPLIT_MAX parts). */
+static void call(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, float *out, float *scratch, bool split,
+                 float *parts, float *mls) {
+    int per = 0, np = split ? cpu_attn_split(a, &per) : 1;
+    if (np <= 1) {
+        cpu_attn_head(a, kvh, q, pos, 0, out, scratch);
+        return;
+    }
+    const int g = a->n_head / a->n_head_kv;
+    for (int p = 0; p < np; p++)
+        cpu_attn_head_part(a, kvh, q, pos, 0, p * per, (p + 1) * per, parts + (size_t)p * g * a->dv,
+                           mls + (size_t)p * 2 * g, scratch);
+    cpu_attn_merge(g, a->dv, np, parts, mls, out);
+}
+
+/* Time one configuration; returns the median µs per call (or -1 on error). mla: dk 576, dv 512,
+ * the value inside K (d ignored). */
+static double run(uint32_t type, int g, int d, bool mla, int depth, bool flash, bool cold, bool split,
+                  double budget_s) {
+    const int dk = mla ? 576 : d, dv = mla ? 512 : d;
+    const size_t rb = mr_row_size(type, dk), vrb = mla ? 0 : mr_row_size(type, dv);
+    const size_t head_bytes = (rb + vrb) * (size_t)depth;
     const int nkv = cold ? (int)MR_MAX(1, (96u << 20) / head_bytes + 1) : 1;
-    cpu_attn_args a = {.n_head = g * nkv, .n_head_kv = nkv, .dk = d, .dv = d, .scale = 1.0f / sqrtf((float)d),
-                       .k_type = type, .v_type = type, .n_ctx = depth, .n_cells = depth, .flash = flash};
-    uint8_t *K = mr_malloc_aligned(rb * (size_t)depth * nkv), *V = mr_malloc_aligned(rb * (size_t)depth * nkv);
+    cpu_attn_args a = {.n_head = g * nkv, .n_head_kv = nkv, .dk = dk, .dv = dv, .scale = 1.0f / sqrtf((float)dk),
+                       .k_type = type, .v_type = type, .n_ctx = depth, .n_cells = depth, .flash = flash,
+                       .v_in_k = mla};
+    uint8_t *K = mr_malloc_aligned(rb * (size_t)depth * nkv), *V = mr_malloc_aligned((vrb ? vrb : 64) * (size_t)depth * nkv);
     int32_t *cp = mr_malloc(sizeof(int32_t) * (size_t)depth);
     uint64_t *cs = mr_malloc(sizeof(uint64_t) * (size_t)depth);
-    float *row = mr_malloc(sizeof(float) * (size_t)d), *q = mr_malloc(sizeof(float) * (size_t)g * d);
-    float *out = mr_malloc(sizeof(float) * (size_t)g * d);
+    float *row = mr_malloc(sizeof(float) * (size_t)dk), *q = mr_malloc(sizeof(float) * (size_t)g * dk);
+    float *out = mr_malloc(sizeof(float) * (size_t)g * dv);
     float *scratch = mr_malloc_aligned(sizeof(float) * cpu_attn_scratch_floats(&a));
-    if (!K || !V || !cp || !cs || !row || !q || !out || !scratch) {
+    float *parts = mr_malloc(sizeof(float) * (size_t)CPU_ATTN_SPLIT_MAX * g * dv);
+    float *mls = mr_malloc(sizeof(float) * (size_t)CPU_ATTN_SPLIT_MAX * 2 * g);
+    if (!K || !V || !cp || !cs || !row || !q || !out || !scratch || !parts || !mls) {
         fprintf(stderr, "out of memory\n");
         exit(1);
     }
     for (size_t r = 0; r < (size_t)depth * nkv; r++) {
-        for (int i = 0; i < d; i++) row[i] = frnd();
-        quant_quantize_row(type, row, K + r * rb, d);
-        for (int i = 0; i < d; i++) row[i] = frnd();
-        quant_quantize_row(type, row, V + r * rb, d);
+        for (int i = 0; i < dk; i++) row[i] = frnd();
+        quant_quantize_row(type, row, K + r * rb, dk);
+        if (mla) continue;
+        for (int i = 0; i < dv; i++) row[i] = frnd();
+        quant_quantize_row(type, row, V + r * vrb, dv);
     }
     for (int c = 0; c < depth; c++) cp[c] = c, cs[c] = 1;
-    for (int i = 0; i < g * d; i++) q[i] = 2.0f * frnd();
-    a.K = K, a.V = V, a.cell_pos = cp, a.cell_seq = cs;
+    for (int i = 0; i < g * dk; i++) q[i] = 2.0f * frnd();
+    a.K = K, a.V = mla ? NULL : V, a.cell_pos = cp, a.cell_seq = cs;
 
-    cpu_attn_head(&a, 0, q, depth - 1, 0, out, scratch); /* warm-up */
+    call(&a, 0, q, depth - 1, out, scratch, split, parts, mls); /* warm-up */
     enum { MAXS = 20000 };
     static double samples[MAXS];
     int ns = 0, kvh = 0;
     const double t_end = mr_time_s() + budget_s;
     while (ns < MAXS && (ns < 5 || mr_time_s() < t_end)) {
         const double t0 = mr_time_s();
-        cpu_attn_head(&a, kvh, q, depth - 1, 0, out, scratch);
+        call(&a, kvh, q, depth - 1, out, scratch, split, parts, mls);
         samples[ns++] = mr_time_s() - t0;
         kvh = (kvh + 1) % nkv;
     }
     qsort(samples, (size_t)ns, sizeof(double), cmp_d);
     const double med = samples[ns / 2] * 1e6;
     mr_free_aligned(K), mr_free_aligned(V), mr_free_aligned(scratch);
-    free(cp), free(cs), free(row), free(q), free(out);
+    free(cp), free(cs), free(row), free(q), free(out), free(parts), free(mls);
     return med;
 }
 
@@ -132,7 +157,7 @@ static void run_prompt(uint32_t type, int g, int d, bool mla, int depth, int n, 
 int main(int argc, char **argv) {
     int g = 8, d = 128, depths[16], nd = 0, types[8], nt = 0;
     double budget = 0.15;
-    bool cold = false, in_types = false, mla = false;
+    bool cold = false, in_types = false, mla = false, split = false;
     int prompt = 0;
     for (int i = 1; i < argc; i++) {
         if (in_types) {
@@ -144,6 +169,7 @@ int main(int argc, char **argv) {
             types[nt++] = t;
         } else if (!strcmp(argv[i], "--")) in_types = true;
         else if (!strcmp(argv[i], "-c")) cold = true;
+        else if (!strcmp(argv[i], "-s")) split = true;
         else if (!strcmp(argv[i], "--mla")) mla = true;
         else if (!strcmp(argv[i], "-p") && i + 1 < argc) prompt = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-g") && i + 1 < argc) g = atoi(argv[++i]);
@@ -151,7 +177,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-t") && i + 1 < argc) budget = atof(argv[++i]);
         else if (argv[i][0] != '-' && nd < 16) depths[nd++] = atoi(argv[i]);
         else {
-            fprintf(stderr, "usage: bench_attn [-g G] [-d DK] [-t SECONDS] [-c] [-p N [--mla]] [depth ...] [-- type ...]\n");
+            fprintf(stderr, "usage: bench_attn [-g G] [-d DK] [-t SECONDS] [-c] [-s] [--mla] [-p N] [depth ...] [-- type ...]\n");
             return 2;
         }
     }
@@ -182,16 +208,19 @@ int main(int argc, char **argv) {
                 }
         return 0;
     }
-    printf("cpu: %s (%s), 1 thread, g = %d, dk = dv = %d, %s cache\n", mr_cpu_model(), mr_cpu_features_str(), g, d,
-           cold ? "cold (DRAM)" : "warm (in L2/L3)");
+    printf("cpu: %s (%s), 1 thread, g = %d, %s, %s cache%s\n", mr_cpu_model(), mr_cpu_features_str(), g,
+           mla ? "MLA (dk 576, dv 512, value in K)" : "dk = dv", cold ? "cold (DRAM)" : "warm (in L2/L3)",
+           split ? ", split over cells" : "");
+    if (!mla) printf("dk = dv = %d\n", d);
     printf("%-6s %-5s %6s %10s %10s %8s %10s\n", "type", "path", "depth", "us/call", "KV bytes", "GB/s", "GFLOP/s");
     for (int ti = 0; ti < nt; ti++)
         for (int fl = 1; fl >= 0; fl--)
             for (int di = 0; di < nd; di++) {
                 const uint32_t t = (uint32_t)types[ti];
-                const double us = run(t, g, d, depths[di], fl, cold, budget);
-                const double bytes = 2.0 * (double)mr_row_size(t, d) * depths[di];
-                const double flops = 2.0 * g * (double)depths[di] * (2.0 * d);
+                const double us = run(t, g, d, mla, depths[di], fl, cold, split, budget);
+                const double bytes =
+                    (mla ? (double)mr_row_size(t, 576) : 2.0 * (double)mr_row_size(t, d)) * depths[di];
+                const double flops = 2.0 * g * (double)depths[di] * (mla ? 576 + 512 : 2.0 * d);
                 printf("%-6s %-5s %6d %10.1f %10.0f %8.2f %10.2f\n", mr_type_name(t), fl ? "flash" : "std", depths[di],
                        us, bytes, bytes / us / 1e3, flops / us / 1e3);
                 fflush(stdout);

@@ -144,9 +144,10 @@ static void value_row(const cpu_attn_args *a, int kvh, int c, float *vrow) {
 
 bool cpu_attn_simd_path(const cpu_attn_args *a) { return simd_ok() && cpu_attn_simd_ok(a); }
 
-/* cpu_attn_head with the SIMD paths allowed (simd) or not. */
-static void attn_head(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, int seq, float *out,
-                      float *scratch, bool simd) {
+/* cpu_attn_head with the SIMD paths allowed (simd) or not, over the cells [c_lo, c_hi); with ml
+ * (flash only) the part form of cpu_attn_head_part: out left unnormalized, m and l into ml. */
+static void attn_head(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, int seq, int c_lo, int c_hi,
+                      float *out, float *ml_out, float *scratch, bool simd) {
     const int g = a->n_head / a->n_head_kv, dk = a->dk, dv = a->dv;
     const size_t nsc = a->flash ? ATTN_BLOCK : (size_t)a->n_cells;
     float *s = scratch;
@@ -155,9 +156,11 @@ static void attn_head(const cpu_attn_args *a, int kvh, const float *q, int32_t p
     float *vrow = krow + pad16((size_t)dk);
     float *ml = vrow + pad16((size_t)dv);
     memset(out, 0, sizeof(float) * (size_t)g * dv);
+    if (ml_out)
+        for (int j = 0; j < g; j++) ml_out[j] = -INFINITY, ml_out[g + j] = 0.0f;
 
     /* visible range: cells outside [lo, hi) are never visible */
-    int lo = 0, hi = a->n_cells;
+    int lo = c_lo > 0 ? c_lo : 0, hi = c_hi < a->n_cells ? c_hi : a->n_cells;
     while (lo < hi && !cell_visible(a, lo, pos, seq)) lo++;
     while (hi > lo && !cell_visible(a, hi - 1, pos, seq)) hi--;
     if (lo >= hi) return;
@@ -169,7 +172,7 @@ static void attn_head(const cpu_attn_args *a, int kvh, const float *q, int32_t p
             q = q16;
         }
         /* ext: after the q16 copy (the last region of the layout above) */
-        cpu_attn_avx2(a, kvh, q, pos, seq, lo, hi, out, scratch, q16 + pad16((size_t)g * dk));
+        cpu_attn_avx2(a, kvh, q, pos, seq, lo, hi, out, ml_out, scratch, q16 + pad16((size_t)g * dk));
         return;
     }
     if (a->k_type == MR_TYPE_F16) {
@@ -261,6 +264,10 @@ static void attn_head(const cpu_attn_args *a, int kvh, const float *q, int32_t p
             }
         }
     }
+    if (ml_out) {
+        memcpy(ml_out, ml, sizeof(float) * 2 * (size_t)g);
+        return;
+    }
     for (int j = 0; j < g; j++) {
         if (l[j] == 0.0f) continue;
         const float inv = 1.0f / l[j];
@@ -271,10 +278,53 @@ static void attn_head(const cpu_attn_args *a, int kvh, const float *q, int32_t p
 
 void cpu_attn_head(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, int seq, float *out,
                    float *scratch) {
-    attn_head(a, kvh, q, pos, seq, out, scratch, simd_ok());
+    attn_head(a, kvh, q, pos, seq, 0, a->n_cells, out, NULL, scratch, simd_ok());
 }
 
 void cpu_attn_head_generic(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, int seq, float *out,
                            float *scratch) {
-    attn_head(a, kvh, q, pos, seq, out, scratch, false);
+    attn_head(a, kvh, q, pos, seq, 0, a->n_cells, out, NULL, scratch, false);
+}
+
+/* ---- decode split over cells ---------------------------------------------------------- */
+
+int cpu_attn_split(const cpu_attn_args *a, int *cells) {
+    *cells = a->n_cells > 0 ? a->n_cells : 1;
+    if (!a->flash || a->ref || a->n_cells <= CPU_ATTN_SPLIT_MIN) return 1;
+    /* parts of at least CPU_ATTN_SPLIT_MIN cells, at most CPU_ATTN_SPLIT_MAX of them, whole flash blocks */
+    int per = (a->n_cells + CPU_ATTN_SPLIT_MAX - 1) / CPU_ATTN_SPLIT_MAX;
+    per = per < CPU_ATTN_SPLIT_MIN ? CPU_ATTN_SPLIT_MIN : (per + ATTN_BLOCK - 1) / ATTN_BLOCK * ATTN_BLOCK;
+    *cells = per;
+    return (a->n_cells + per - 1) / per;
+}
+
+void cpu_attn_head_part(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, int seq, int c0, int c1,
+                        float *out, float *ml, float *scratch) {
+    MR_ASSERT(a->flash && !a->ref);
+    attn_head(a, kvh, q, pos, seq, c0, c1, out, ml, scratch, simd_ok());
+}
+
+void cpu_attn_merge(int g, int dv, int np, const float *parts, const float *mls, float *out) {
+    const size_t ps = (size_t)g * dv;
+    for (int j = 0; j < g; j++) {
+        float M = -INFINITY;
+        for (int p = 0; p < np; p++) {
+            const float *ml = mls + (size_t)p * 2 * g;
+            if (ml[g + j] > 0.0f && ml[j] > M) M = ml[j];
+        }
+        float *o = out + (size_t)j * dv;
+        memset(o, 0, sizeof(float) * (size_t)dv);
+        if (M == -INFINITY) continue; /* sees no cell: zeros */
+        float L = 0.0f;
+        for (int p = 0; p < np; p++) {
+            const float *ml = mls + (size_t)p * 2 * g;
+            if (!(ml[g + j] > 0.0f)) continue;
+            const float w = expf(ml[j] - M);
+            const float *op = parts + (size_t)p * ps + (size_t)j * dv;
+            L += w * ml[g + j];
+            for (int i = 0; i < dv; i++) o[i] += w * op[i];
+        }
+        const float inv = 1.0f / L;
+        for (int i = 0; i < dv; i++) o[i] *= inv;
+    }
 }

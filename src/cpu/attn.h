@@ -66,6 +66,23 @@ size_t cpu_attn_scratch_floats(const cpu_attn_args *a);
 void cpu_attn_head(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, int seq, float *out,
                    float *scratch);
 
+/* A decode step split over cells (flash only), so one KV head's cache is read once by several
+ * threads and a long cache spreads over all of them. The split depends only on the cache extent
+ * (n_cells), never on the thread count, so results do not depend on it either.
+ * cpu_attn_split: the parts (>= 1) and *cells, the cells per part (part p: cells [p * cells,
+ * (p + 1) * cells)); 1 when not flash, ref, or n_cells <= CPU_ATTN_SPLIT_MIN.
+ * cpu_attn_head_part: cpu_attn_head over the cells [c0, c1) only, its output left unnormalized
+ * (out, g x dv) and each head's running max m and sum l in ml (g floats m, then g floats l; a
+ * head that sees no cell there: m -inf, l 0, out zeros). cpu_attn_merge: the np parts (part p's
+ * out at parts + p * g * dv, its m/l at mls + p * 2 * g, in cell order) into the normalized
+ * output (g x dv), as one online softmax over all cells would give to float rounding. */
+#define CPU_ATTN_SPLIT_MIN 512
+#define CPU_ATTN_SPLIT_MAX 64
+int cpu_attn_split(const cpu_attn_args *a, int *cells);
+void cpu_attn_head_part(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, int seq, int c0, int c1,
+                        float *out, float *ml, float *scratch);
+void cpu_attn_merge(int g, int dv, int np, const float *parts, const float *mls, float *out);
+
 /* Several tokens at once (flash only; attn_multi_avx512.c): the queries of
  * nt consecutive tokens of a micro-batch for KV head kvh (token t's heads at
  * q + t * qs, its output at out + t * os, its position and sequence pos[t],

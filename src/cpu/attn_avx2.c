@@ -95,6 +95,15 @@ static void scores_blk(const attn_job *j, int t, int c0, int n, const int *idx, 
     }
 }
 
+/* The scores of all tiles for a block (tile t's rows at S + t * ts). */
+static void scores_all(const attn_job *j, int c0, int n, const int *idx, int nv, float *S, size_t ts) {
+    if (j->kq8 && j->z && j->H == 8) {
+        attn_q8_scores_z(j, c0, n, idx, nv, S, ts);
+        return;
+    }
+    for (int t = 0; t < j->ntile; t++) scores_blk(j, t, c0, n, idx, nv, S + (size_t)t * ts);
+}
+
 /* For a q8_0 V: pd[(k * nbv + b) * 8 + lane] = P[(idx[k] - c0) * 8 + lane] *
  * d(V row idx[k], block b), for the nv visible cells of a block. */
 static void fold_vscales(const attn_job *j, int c0, const int *idx, int nv, const float *P) {
@@ -211,7 +220,8 @@ static int visible_cells(const cpu_attn_args *a, int32_t pos, int seq, int c0, i
  * (lane-wise running max m and sum l; the output rows of a head are
  * rescaled by e^(m - m') when its max grows), then V. S: tile t's rows at
  * S + t * FB * 8. */
-static void flash(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, int lo, int hi, float *out, float *S) {
+static void flash(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, int lo, int hi, float *out, float *ml,
+                  float *S) {
     const int dv = j->dv;
     for (int i = 0; i < 8 * j->ntile; i++) j->m[i] = -INFINITY, j->l[i] = 0.0f;
     /* blocks at multiples of FB, whatever lo: cpu_attn_multi's blocks (one set for all its
@@ -221,7 +231,7 @@ static void flash(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, int
         const int nv = visible_cells(a, pos, seq, c0, c1, j->idx);
         if (!nv) continue;
         attn_pf_start(j->pf, j->Vh, j->vrb, c0, c1, score_steps(j, nv));
-        for (int t = 0; t < j->ntile; t++) scores_blk(j, t, c0, n, j->idx, nv, S + (size_t)t * FB * 8);
+        scores_all(j, c0, n, j->idx, nv, S, (size_t)FB * 8);
         for (int t = 0; t < j->ntile; t++) {
             float *St = S + (size_t)t * FB * 8, *mt = j->m + 8 * t, *lt = j->l + 8 * t;
             __m256 bm = _mm256_set1_ps(-INFINITY);
@@ -250,9 +260,17 @@ static void flash(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, int
             _mm256_store_ps(mt, mn);
             _mm256_store_ps(lt, lv);
         }
-        /* the V pass prefetches the next block's K rows */
-        attn_pf_start(j->pf, j->Kh, j->krb, c1, c1 + FB < hi ? c1 + FB : hi, vacc_steps(j, nv));
+        /* the V pass prefetches the next block's K rows (past hi too, up to the cache's cells: a
+         * part of a split decode step is followed by the next part) */
+        attn_pf_start(j->pf, j->Kh, j->krb, c1, c1 + FB < a->n_cells ? c1 + FB : a->n_cells, vacc_steps(j, nv));
         for (int t = 0; t < j->ntile; t++) vacc_blk(j, t, c0, j->idx, nv, S + (size_t)t * FB * 8, out);
+    }
+    if (ml) { /* a part: left unnormalized */
+        for (int h = 0; h < j->g; h++) {
+            ml[h] = j->m[8 * (h / 8) + h % 8];
+            ml[j->g + h] = j->l[8 * (h / 8) + h % 8];
+        }
+        return;
     }
     for (int h = 0; h < j->g; h++) {
         const float l = j->l[8 * (h / 8) + h % 8];
@@ -272,7 +290,7 @@ static void standard(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, 
         const int nv = visible_cells(a, pos, seq, c0, c1, j->idx);
         /* the score pass prefetches the next block's K rows */
         attn_pf_start(j->pf, j->Kh, j->krb, c1, c1 + FB < hi ? c1 + FB : hi, score_steps(j, nv));
-        for (int t = 0; t < j->ntile; t++) scores_blk(j, t, c0, c1 - c0, j->idx, nv, S + ((size_t)t * n + (c0 - lo)) * 8);
+        scores_all(j, c0, c1 - c0, j->idx, nv, S + (size_t)(c0 - lo) * 8, (size_t)n * 8);
     }
     /* max, e^(s - max) (0 for -inf), sum in double in cell order, as attn.c */
     const __m256 ninf = _mm256_set1_ps(-INFINITY);
@@ -314,7 +332,7 @@ void cpu_attn_round_f16(const float *src, float *dst, size_t n) {
 }
 
 void cpu_attn_avx2(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, int seq, int lo, int hi, float *out,
-                   float *scratch, float *ext) {
+                   float *ml, float *scratch, float *ext) {
     attn_job j = {.g = a->n_head / a->n_head_kv, .dk = a->dk, .dv = a->dv, .scale = a->scale, .softcap = a->softcap};
     j.ntile = cpu_attn_simd_tiles(j.g);
     j.H = j.g > 4 ? 8 : j.g > 2 ? 4 : j.g;
@@ -341,7 +359,8 @@ void cpu_attn_avx2(const cpu_attn_args *a, int kvh, const float *q, int32_t pos,
     j.pd = j.l + nt * 8;
     j.idx = (int *)(j.pd + (size_t)FB * (j.dv / 32) * 8);
     j.qz = j.qf; /* the same queries, laid out for attn_f16_scores_z (which replaces scores_f16_h) */
-    if (j.kq8) attn_q8_prep(&j, q);
+    if (j.kq8 && j.z && j.H == 8) attn_q8_prep_z(&j, q);
+    else if (j.kq8) attn_q8_prep(&j, q);
     else if (j.z && j.H == 8) /* qz[t][i / 8][pair p][16]: heads 2p, 2p + 1, dimensions i .. i + 7 */
         for (int t = 0; t < j.ntile; t++)
             for (int h = 0; h < 8; h++)
@@ -360,6 +379,6 @@ void cpu_attn_avx2(const cpu_attn_args *a, int kvh, const float *q, int32_t pos,
     attn_pf pf;
     j.pf = &pf;
     memset(out, 0, sizeof(float) * (size_t)j.g * j.dv);
-    if (a->flash) flash(a, &j, pos, seq, lo, hi, out, scratch);
+    if (a->flash) flash(a, &j, pos, seq, lo, hi, out, ml, scratch);
     else standard(a, &j, pos, seq, lo, hi, out, scratch);
 }

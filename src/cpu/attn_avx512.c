@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cpu/attn_vec.h"
+#include "quant/quant.h"
 
 #define ATTN_Q8_VNNI 1
 #define ATTN_Q8_SCORES attn_q8_scores_vnni
@@ -112,4 +113,115 @@ ATTN_AI void vacc_z(const int NH, const bool VQ8, const attn_job *j, int c0, con
 void attn_vacc_z(const attn_job *j, int nh, int c0, const int *idx, int nv, const float *P, float *out) {
     if (j->vq8) VACC_Z(true)
     else VACC_Z(false)
+}
+
+/* ---- q8_0 K scores, tiles of 8 heads in pairs (attn_q8_prep_z, attn_q8_scores_z) ---------------- */
+
+/* Layout (tile pair P = tiles 2P, 2P + 1; a last tile alone is a "pair" of width W = 1), at tile
+ * 2P's places of qt / aqt / dq:
+ *   qs  (qt):  group (b, gg) of block b at ((b * 8 + gg) * W + w) * 32: 4 signed quants of each of
+ *              tile 2P + w's 8 heads (byte h * 4 + e: element b * 32 + gg * 4 + e of head h);
+ *   corr (aqt, int32): (b * W + w) * 8 + h: 128 * the sum of head h's quants in block b;
+ *   dq:        (b * W + w) * 8 + h: head h's block scale.
+ * Absent heads: zeros. */
+void attn_q8_prep_z(attn_job *j, const float *q) {
+    const int dk = j->dk, nbk = dk / 32;
+    uint8_t row[(CPU_ATTN_SIMD_MAX_D / 32) * ATTN_Q8B];
+    for (int t = 0; t < j->ntile; t++) {
+        const int tp = t & ~1, W = tp + 1 < j->ntile ? 2 : 1, w = t - tp;
+        uint8_t *qs = j->qt + (size_t)tp * dk * 8;
+        int32_t *corr = (int32_t *)(j->aqt + (size_t)tp * dk * 8);
+        float *dq = j->dq + (size_t)tp * nbk * 8;
+        for (int h = 0; h < 8; h++) {
+            const bool here = 8 * t + h < j->g;
+            if (here) quant_quantize_row(MR_TYPE_Q8_0, q + (size_t)(8 * t + h) * dk, row, dk);
+            for (int b = 0; b < nbk; b++) {
+                const uint8_t *blk = row + (size_t)b * ATTN_Q8B;
+                int sum = 0;
+                for (int gg = 0; gg < 8; gg++) {
+                    uint8_t *d = qs + ((size_t)(b * 8 + gg) * W + w) * 32 + h * 4;
+                    if (here) memcpy(d, blk + 2 + gg * 4, 4);
+                    else memset(d, 0, 4);
+                }
+                if (here)
+                    for (int e = 0; e < 32; e++) sum += (int8_t)blk[2 + e];
+                corr[(b * W + w) * 8 + h] = 128 * sum;
+                dq[(b * W + w) * 8 + h] = here ? _cvtsh_ss(attn_ld16(blk)) : 0.0f;
+            }
+        }
+    }
+}
+
+/* The scores of the W tiles (W = 2: a 512-bit vector holds both tiles' 8 heads) at tile tp for 4
+ * cells r[]: per block, each cell's 32 K bytes + 128 (a vpxor, stored once) are broadcast 4 at a
+ * time as vpdpbusd's unsigned operand against the signed queries, and 128 * the queries' sum is
+ * taken off: the exact int32 dot products of attn_q8_kern.h, then its float steps. */
+ATTN_AI void q8z_dot4(const int W, const attn_job *j, int tp, const uint8_t *const r[4], __m512 s[4]) {
+    const int dk = j->dk, nbk = dk / 32;
+    const uint8_t *qs = j->qt + (size_t)tp * dk * 8;
+    const int32_t *corr = (const int32_t *)(j->aqt + (size_t)tp * dk * 8);
+    const float *dq = j->dq + (size_t)tp * nbk * 8;
+    const __m256i x80 = _mm256_set1_epi8((char)0x80);
+    _Alignas(32) uint8_t kx[4][32];
+    for (int c = 0; c < 4; c++) s[c] = _mm512_setzero_ps();
+    for (int b = 0; b < nbk; b++) {
+        for (int c = 0; c < 4; c++)
+            _mm256_store_si256((__m256i *)kx[c],
+                               _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(r[c] + (size_t)b * ATTN_Q8B + 2)), x80));
+        /* reloaded as broadcasts from memory (load ports); kept in a register, GCC would extract
+         * each dword with shuffles, which share the vpdpbusd's ports */
+        __asm__ volatile("" ::: "memory");
+        __m512i acc[4];
+        for (int c = 0; c < 4; c++) acc[c] = _mm512_setzero_si512();
+        for (int gg = 0; gg < 8; gg++) {
+            const uint8_t *qg = qs + (size_t)(b * 8 + gg) * W * 32;
+            const __m512i qv = W == 2 ? _mm512_loadu_si512((const void *)qg)
+                                      : _mm512_castsi256_si512(_mm256_load_si256((const __m256i *)qg));
+            for (int c = 0; c < 4; c++) {
+                int32_t kv;
+                memcpy(&kv, kx[c] + 4 * gg, 4);
+                acc[c] = _mm512_dpbusd_epi32(acc[c], _mm512_set1_epi32(kv), qv);
+            }
+        }
+        const __m512i cv = W == 2 ? _mm512_loadu_si512((const void *)(corr + b * 16))
+                                  : _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(corr + b * 8)));
+        const __m512 dqv = W == 2 ? _mm512_loadu_ps(dq + b * 16) : _mm512_castps256_ps512(_mm256_loadu_ps(dq + b * 8));
+        for (int c = 0; c < 4; c++) {
+            const __m512 d = _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(attn_ld16(r[c] + (size_t)b * ATTN_Q8B))), dqv);
+            s[c] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[c], cv)), s[c]);
+        }
+    }
+}
+
+ATTN_AI void q8z_scores(const int W, const attn_job *j, int tp, int c0, int n, const int *idx, int nv, float *S,
+                        size_t ts) {
+    const __m512 sc = _mm512_set1_ps(j->scale);
+    attn_pf pf = *j->pf;
+    if (nv < n)
+        for (int w = 0; w < W; w++)
+            for (int c = 0; c < n; c++) _mm256_store_ps(S + w * ts + (size_t)c * 8, _mm256_set1_ps(-INFINITY));
+    for (int k = 0; k < nv; k += ATTN_Q8_CELLS_PER_STEP) {
+        const uint8_t *r[4];
+        for (int i = 0; i < 4; i++) r[i] = j->Kh + (size_t)idx[k + i < nv ? k + i : nv - 1] * j->krb;
+        for (int w = 0; w < W; w++) attn_pf_step(&pf); /* score_steps counts a step per tile */
+        __m512 s[4];
+        q8z_dot4(W, j, tp, r, s);
+        for (int i = 0; i < 4 && k + i < nv; i++) {
+            const __m512 v = _mm512_mul_ps(s[i], sc);
+            for (int w = 0; w < W; w++) {
+                float *o = S + w * ts + (size_t)(idx[k + i] - c0) * 8;
+                _mm256_store_ps(o, w ? _mm512_extractf32x8_ps(v, 1) : _mm512_castps512_ps256(v));
+                if (j->softcap > 0.0f)
+                    for (int h = 0; h < 8; h++) o[h] = j->softcap * tanhf(o[h] / j->softcap);
+            }
+        }
+    }
+    *j->pf = pf;
+}
+
+void attn_q8_scores_z(const attn_job *j, int c0, int n, const int *idx, int nv, float *S, size_t ts) {
+    for (int t = 0; t < j->ntile; t += 2) {
+        if (t + 1 < j->ntile) q8z_scores(2, j, t, c0, n, idx, nv, S + (size_t)t * ts, ts);
+        else q8z_scores(1, j, t, c0, n, idx, nv, S + (size_t)t * ts, ts);
+    }
 }

@@ -37,13 +37,14 @@ void attn_q8_prep(attn_job *j, const float *q) {
             for (int b = 0; b < nbk; b++) {
                 const uint8_t *blk = row + (size_t)b * ATTN_Q8B;
                 dq[b * 8 + h] = _cvtsh_ss(attn_ld16(blk));
-                for (int e = 0; e < 32; e++) {
-                    const int i = b * 32 + e; /* element i: group i / E, byte i % E of head h's slot */
-                    qt[(i / E) * 32 + h * E + i % E] = blk[2 + e];
-                }
+                /* element i = b * 32 + e: group i / E, bytes i % E.. of head h's slot (E consecutive) */
+                for (int e = 0; e < 32; e += E) memcpy(qt + (size_t)((b * 32 + e) / E) * 32 + h * E, blk + 2 + e, (size_t)E);
             }
         }
-        for (int i = 0; i < dk * H; i++) aqt[i] = (uint8_t)abs((int8_t)qt[i]);
+        int i = 0;
+        for (; i + 32 <= dk * H; i += 32)
+            _mm256_storeu_si256((__m256i *)(aqt + i), _mm256_abs_epi8(_mm256_loadu_si256((const __m256i *)(qt + i))));
+        for (; i < dk * H; i++) aqt[i] = (uint8_t)abs((int8_t)qt[i]);
     }
 }
 

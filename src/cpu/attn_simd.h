@@ -52,10 +52,12 @@ static inline bool cpu_attn_simd_ok(const cpu_attn_args *a) {
  * ggml; a q8_0 K quantizes them here), out (g, dv). scratch: the score rows,
  * 8 * cpu_attn_simd_tiles(g) floats per cell of [lo, hi) (standard) or of a
  * block (flash), 32-byte aligned; ext: cpu_attn_simd_ext_floats() floats,
- * 64-byte aligned, overlapping nothing. Results differ from the generic path
+ * 64-byte aligned, overlapping nothing. ml (flash only, else NULL): the
+ * output is left unnormalized and the heads' running max and sum are written
+ * to ml (g floats each), as cpu_attn_head_part. Results differ from the generic path
  * of attn.c by float rounding only (test_attn). */
 void cpu_attn_avx2(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, int seq, int lo, int hi, float *out,
-                   float *scratch, float *ext);
+                   float *ml, float *scratch, float *ext);
 
 /* dst[i] = src[i] rounded to f16 (F16C, to nearest even: mr_fp32_to_fp16). */
 void cpu_attn_round_f16(const float *src, float *dst, size_t n);

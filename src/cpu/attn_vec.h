@@ -113,6 +113,14 @@ void attn_q8_scores(const attn_job *j, int t, int c0, int n, const int *idx, int
  * prefetch cursor once per 16 cells of a 32-dimension chunk. */
 void attn_q8_scores_vnni(const attn_job *j, int t, int c0, int n, const int *idx, int nv, float *S);
 void attn_vacc_z(const attn_job *j, int nh, int c0, const int *idx, int nv, const float *P, float *out);
+/* q8_0 K with j->z and 8-head tiles (attn_avx512.c): attn_q8_prep_z lays the queries out for
+ * attn_q8_scores_z (in qt, aqt and dq's places, tiles in pairs), which computes the scores of all
+ * tiles of a block (tile t's rows at S + t * ts) two tiles to a 512-bit vector, with the unsigned
+ * K bytes + 128 against the signed queries (vpdpbusd, no sign fix-up) and 128 * the queries' block
+ * sums taken off: the same int32 sums and float steps as attn_q8_scores, bit-identical scores.
+ * Steps the prefetch cursor once per tile and ATTN_Q8_CELLS_PER_STEP cells, as attn_q8_scores. */
+void attn_q8_prep_z(attn_job *j, const float *q);
+void attn_q8_scores_z(const attn_job *j, int c0, int n, const int *idx, int nv, float *S, size_t ts);
 /* f16 K scores of an 8-head tile (j->H == 8, j->qz) on 512-bit vectors: a vector holds two heads'
  * 8-lane partial sums against 8 dimensions of a cell converted to both halves, two cells a
  * step; the same FMAs per lane in the same order and the same hsum8x8 as attn_avx2.c's

@@ -75,7 +75,8 @@ model_run *model_run_new(const mr_model *m, kv_cache *kv, int n_ub, int n_thread
         if (!r->router || !r->sel || !r->selw || !r->ex_tok || !r->ex_slot || !r->ex_cnt || !r->ex_x || !r->ex_y)
             goto fail;
     }
-    size_t per = 0;
+    size_t per = 0, part = 0;
+    int kv_max = 0;
     for (int il = 0; il < hp->n_layer; il++) {
         const model_layer *ly = &m->layers[il];
         if (ly->kv_heads == 0) continue; /* recurrent layer: no KV cache */
@@ -83,11 +84,20 @@ model_run *model_run_new(const mr_model *m, kv_cache *kv, int n_ub, int n_thread
                            .n_ctx = kv->n_ctx, .n_cells = kv->n_ctx, .flash = flash};
         if (ly->attn_kind == MODEL_ATTN_MLA) a.n_head_kv = 1;
         per = MR_MAX(per, cpu_attn_scratch_floats(&a));
+        part = MR_MAX(part, (size_t)a.n_head * ((size_t)a.dv + 2));
+        kv_max = MR_MAX(kv_max, a.n_head_kv);
     }
     per = (per + 15) & ~(size_t)15;
     r->attn_scratch_per = per;
     r->attn_scratch = falloc(per * (size_t)mr_tp_n(r->tp));
     if (!r->attn_scratch) goto fail;
+    if (flash && !ref && kv_max > 0 && kv->n_ctx > CPU_ATTN_SPLIT_MIN) {
+        r->attn_part_per = part;
+        r->attn_kv_max = kv_max;
+        r->attn_part = falloc(part * CPU_ATTN_SPLIT_MAX);
+        r->attn_done = mr_calloc((size_t)kv_max, sizeof(*r->attn_done));
+        if (!r->attn_part || !r->attn_done) goto fail;
+    }
     if (model_delta_run_init(r)) goto fail;
     const char *prof = getenv("MOERUN_PROFILE");
     r->prof = prof && *prof && strcmp(prof, "0") != 0;
@@ -117,8 +127,9 @@ void model_run_free(model_run *r) {
     mr_tp_free(r->tp);
     cpu_mm_free(&r->mm);
     float *fs[] = {r->x, r->xn, r->tmp, r->q, r->k, r->v, r->att, r->ff_a, r->ff_b, r->rope_cs,
-                   r->router, r->selw, r->ex_x, r->ex_y, r->attn_scratch};
+                   r->router, r->selw, r->ex_x, r->ex_y, r->attn_scratch, r->attn_part};
     for (size_t i = 0; i < MR_ARRAY_LEN(fs); i++) mr_free_aligned(fs[i]);
+    free((void *)r->attn_done);
     free(r->sel);
     free(r->ex_tok);
     free(r->ex_slot);

@@ -10,6 +10,7 @@
 #ifndef MR_FORWARD_H
 #define MR_FORWARD_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -62,6 +63,12 @@ typedef struct model_run {
     /* attention: per-thread scratch */
     float *attn_scratch;
     size_t attn_scratch_per;
+    /* a decode step split over cells (flash; model_attn_run): CPU_ATTN_SPLIT_MAX parts of
+     * attn_part_per (>= n_head * (dv + 2)) floats, and a done count per KV head (attn_kv_max) */
+    float *attn_part;
+    size_t attn_part_per;
+    _Atomic int *attn_done;
+    int attn_kv_max;
     /* MLA extension: the MLA engineer may hang buffers here */
     void *mla;
     /* qwen3next (delta_net.h): gated-attention and delta-net scratch */
@@ -112,7 +119,8 @@ int model_ffn_moe(model_run *r, int T, int il, const float *xn, float *out);
 /* Write K (T, heads*dk) and V (T, heads*dv) rows of the ubatch into layer il
  * of the cache at the tokens' cells (V NULL when v_in_k). */
 void model_kv_write(model_run *r, const model_ubatch *ub, int il, const float *K, const float *V);
-/* Run cpu_attn_head for every (token, KV head) of the ubatch across the pool:
+/* Run cpu_attn_head for every (token, KV head) of the ubatch across the pool
+ * (a decode token's flash attention split over cells, cpu_attn_split):
  * q (T, H*dk) -> out (T, H*dv). a: the per-layer arguments (K/V, geometry). */
 void model_attn_run(model_run *r, const model_ubatch *ub, const cpu_attn_args *a, const float *q, float *out);
 /* q/k norms, RoPE, K/V into the cache and attention for layer il of the

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "base/base.h"
+#include "base/claim.h"
 #include "model/forward.h"
 #include "quant/quant.h"
 
@@ -68,7 +69,33 @@ typedef struct {
     const float *q;
     float *out;
     _Atomic int next;
+    /* a decode step split over cells (attn_split_worker) */
+    int np, cells;   /* parts per KV head, cells per part (cpu_attn_split) */
+    mr_claim claim;  /* items (KV head, part), a contiguous run per thread */
 } attn_job;
+
+/* Items (KV head, part of the cells) of one decode token; the thread that finishes a KV head's
+ * last part merges its parts (the acq_rel count makes the other parts' writes visible). */
+static void attn_split_worker(void *arg, int ith, int nth) {
+    (void)nth;
+    attn_job *j = arg;
+    model_run *r = j->r;
+    const cpu_attn_args *a = j->a;
+    const int g = a->n_head / a->n_head_kv, np = j->np;
+    const size_t ps = (size_t)g * a->dv;
+    float *scratch = r->attn_scratch + (size_t)ith * r->attn_scratch_per;
+    float *parts = r->attn_part, *mls = r->attn_part + (size_t)a->n_head_kv * np * ps;
+    for (;;) {
+        const int64_t it = mr_claim_next(&j->claim, ith);
+        if (it < 0) break;
+        const int kvh = (int)(it / np), p = (int)(it % np);
+        const size_t k = (size_t)kvh * np;
+        cpu_attn_head_part(a, kvh, j->q + (size_t)kvh * g * a->dk, j->ub->pos[0], j->ub->seq[0], p * j->cells,
+                           (p + 1) * j->cells, parts + (k + p) * ps, mls + (k + p) * 2 * g, scratch);
+        if (atomic_fetch_add_explicit(&r->attn_done[kvh], 1, memory_order_acq_rel) == np - 1)
+            cpu_attn_merge(g, a->dv, np, parts + k * ps, mls + k * 2 * g, j->out + (size_t)kvh * ps);
+    }
+}
 
 /* Items of cpu_attn_multi: (block of nt tokens, KV head). */
 static void attn_multi_worker(void *arg, int ith, int nth) {
@@ -104,7 +131,9 @@ static void attn_worker(void *arg, int ith, int nth) {
 }
 
 /* Work items are (token, KV head), or with cpu_attn_multi (block of tokens,
- * KV head); when there are fewer than threads (one
+ * KV head), or for a decode token with flash over more than CPU_ATTN_SPLIT_MIN cells
+ * (KV head, part of the cells: cpu_attn_split, the same parts whatever the thread count);
+ * when there are fewer than threads (one
  * token of MLA, whose cache is a single KV head for all query heads) each
  * item's query heads are split into slices of a multiple of 8 heads (the
  * SIMD path's lane tiles), so decoding uses every thread. Heads are
@@ -115,6 +144,14 @@ void model_attn_run(model_run *r, const model_ubatch *ub, const cpu_attn_args *a
     if (ub->n > 1 && (j.nt = cpu_attn_multi_tokens(a)) > 0) { /* a prompt: several tokens per pass over the cache */
         atomic_init(&j.next, 0);
         mr_tp_run(r->tp, attn_multi_worker, &j);
+        return;
+    }
+    if (ub->n == 1 && r->attn_part && (j.np = cpu_attn_split(a, &j.cells)) > 1) {
+        MR_ASSERT(j.np <= CPU_ATTN_SPLIT_MAX && a->n_head_kv <= r->attn_kv_max &&
+                  (size_t)a->n_head * (a->dv + 2) <= r->attn_part_per);
+        for (int h = 0; h < a->n_head_kv; h++) atomic_init(&r->attn_done[h], 0);
+        mr_claim_init(&j.claim, (int64_t)a->n_head_kv * j.np, nth);
+        mr_tp_run(r->tp, attn_split_worker, &j);
         return;
     }
     if (items < nth && !a->ref) {

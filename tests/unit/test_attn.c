@@ -324,6 +324,10 @@ static float *zcases_run(size_t *n) {
         {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 16, 1, 576, 512, 150, true, true, true, 0, 3, 0, false},
         {MR_TYPE_F16, MR_TYPE_F16, 16, 1, 576, 512, 150, true, true, false, 0, 3, 0, false},
         {MR_TYPE_F16, MR_TYPE_F16, 8, 1, 64, 64, 93, false, true, true, 0, 3, 30.0f, false}, /* softcap, odd cells */
+        /* q8_0 K tiles in pairs and alone (attn_q8_scores_z): 3 tiles, a partial second tile, softcap */
+        {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 24, 1, 128, 128, 201, false, true, true, 0, 3, 0, false},
+        {MR_TYPE_Q8_0, MR_TYPE_F16, 12, 2, 64, 64, 130, false, true, false, 0, 3, 0, false},
+        {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 16, 1, 128, 128, 99, false, false, true, 0, 3, 20.0f, false},
     };
     size_t tot = 0;
     for (size_t i = 0; i < MR_ARRAY_LEN(cases); i++) tot += (size_t)cases[i].g * cases[i].dv;
@@ -447,6 +451,78 @@ int main(int argc, char **argv) {
         }
         free(whole), free(parts);
         teardown(&s);
+    }
+
+    /* a decode step split over cells (cpu_attn_split, cpu_attn_head_part, cpu_attn_merge; flash): the
+     * merged parts against one call (float rounding) and the reference; parts that see no cell
+     * (gap, window, nothing visible at all); the split's shape */
+    const tcase cells[] = {
+        {MR_TYPE_F16, MR_TYPE_F16, 8, 2, 128, 128, 1500, false, true, true, 0, 3, 0, false},
+        {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 2, 128, 128, 1500, false, true, true, 900, 3, 0, false},
+        {MR_TYPE_F16, MR_TYPE_Q8_0, 5, 2, 128, 128, 1100, false, false, true, 0, 12, 0, false},
+        {MR_TYPE_F16, MR_TYPE_F16, 8, 1, 64, 64, 2000, false, false, true, 0, 3, 0, true},
+        {MR_TYPE_F16, MR_TYPE_F16, 16, 1, 576, 512, 1300, true, true, true, 0, 3, 0, false},
+        {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 16, 1, 576, 512, 1300, true, false, true, 0, 3, 0, false},
+        {MR_TYPE_F16, MR_TYPE_F16, 8, 1, 64, 64, 700, false, true, true, 0, 3, 30.0f, false},
+        {MR_TYPE_F32, MR_TYPE_F32, 4, 2, 64, 64, 1200, false, true, true, 0, 3, 0, false}, /* generic path */
+    };
+    for (size_t i = 0; i < MR_ARRAY_LEN(cells); i++) {
+        const tcase *tc = &cells[i];
+        char nm[256];
+        case_name(tc, nm, sizeof nm);
+        tsetup s;
+        setup(tc, &s);
+        const int g = tc->g, n = g * tc->dv;
+        for (int none = 0; none < 2; none++) {
+            if (none) /* nothing visible: every part empty */
+                for (int c = 0; c < tc->n_cells; c++) s.cp[c] = -1;
+            int per = 0;
+            const int np = cpu_attn_split(&s.a, &per);
+            CHECK(np > 1 && np <= CPU_ATTN_SPLIT_MAX && per >= CPU_ATTN_SPLIT_MIN && (np - 1) * per < tc->n_cells &&
+                      np * per >= tc->n_cells,
+                  "%s: split into %d parts of %d cells", nm, np, per);
+            if (np < 1 || np > CPU_ATTN_SPLIT_MAX) break;
+            float *whole = mr_malloc(sizeof(float) * (size_t)n), *orf = mr_malloc(sizeof(float) * (size_t)n);
+            float *parts = mr_malloc(sizeof(float) * (size_t)n * np), *mls = mr_malloc(sizeof(float) * 2 * g * np);
+            float *merged = mr_malloc(sizeof(float) * (size_t)n);
+            run_path(&s, 0, whole);
+            run_path(&s, 2, orf);
+            const size_t nf = cpu_attn_scratch_floats(&s.a);
+            float *scratch = mr_malloc_aligned(sizeof(float) * nf);
+            for (size_t k = 0; k < nf; k++) scratch[k] = NAN;
+            for (int p = 0; p < np; p++)
+                cpu_attn_head_part(&s.a, s.kvh, s.q, s.pos, s.seq, p * per, (p + 1) * per, parts + (size_t)p * n,
+                                   mls + (size_t)p * 2 * g, scratch);
+            cpu_attn_merge(g, tc->dv, np, parts, mls, merged);
+            mr_free_aligned(scratch);
+            const double dw = max_abs_diff(merged, whole, n), dr = max_abs_diff(merged, orf, n);
+            const double tol_r = tc->kt == MR_TYPE_Q8_0 ? 6e-2 : 1e-4;
+            if (none) CHECK(all_finite(merged, n) && max_abs(merged, n) == 0.0, "%s: split, nothing visible: not 0", nm);
+            else {
+                CHECK(max_abs(whole, n) > 1e-3, "%s: output ~0: the case tests nothing", nm);
+                CHECK(dw <= 2e-5, "%s: %d parts merged vs one call: max abs diff %g", nm, np, dw);
+                CHECK(dr <= tol_r, "%s: %d parts merged vs reference: max abs diff %g", nm, np, dr);
+            }
+            if (getenv("TEST_ATTN_VERBOSE")) printf("split %-84s parts %d  vs whole %.3g  vs ref %.3g\n", nm, np, dw, dr);
+            free(whole), free(orf), free(parts), free(mls), free(merged);
+        }
+        teardown(&s);
+    }
+    { /* the split's shape: no split at or under CPU_ATTN_SPLIT_MIN cells, without flash or in ref; at most
+       * CPU_ATTN_SPLIT_MAX parts of whole 128-cell blocks on a long cache */
+        cpu_attn_args a = {.n_head = 8, .n_head_kv = 1, .dk = 128, .dv = 128, .flash = true, .n_cells = 512};
+        int per = 0;
+        CHECK(cpu_attn_split(&a, &per) == 1, "split of 512 cells");
+        a.n_cells = 513;
+        CHECK(cpu_attn_split(&a, &per) == 2 && per == 512, "split of 513 cells");
+        a.n_cells = 1000000;
+        const int np = cpu_attn_split(&a, &per);
+        CHECK(np <= CPU_ATTN_SPLIT_MAX && per % 128 == 0 && (long)np * per >= a.n_cells, "split of 1e6 cells: %d x %d",
+              np, per);
+        a.flash = false;
+        CHECK(cpu_attn_split(&a, &per) == 1, "split without flash");
+        a.flash = true, a.ref = true;
+        CHECK(cpu_attn_split(&a, &per) == 1, "split in ref");
     }
 
     printf("%d cases, %d on a SIMD path\n", n_cases, n_simd);
