@@ -152,50 +152,52 @@ void attn_q8_prep_z(attn_job *j, const float *q) {
     }
 }
 
-/* The scores of the W tiles (W = 2: a 512-bit vector holds both tiles' 8 heads) at tile tp for 4
- * cells r[]: per block, each cell's 32 K bytes + 128 (a vpxor, stored once) are broadcast 4 at a
- * time as vpdpbusd's unsigned operand against the signed queries, and 128 * the queries' sum is
- * taken off: the exact int32 dot products of attn_q8_kern.h, then its float steps. */
-ATTN_AI void q8z_dot4(const int W, const attn_job *j, int tp, const uint8_t *const r[4], __m512 s[4]) {
+/* The scores of the W (1 or 2) tiles at tile tp for 4 cells r[]: per block, each cell's 32 K
+ * bytes + 128 (a vpxor, stored once) are broadcast 4 at a time as vpdpbusd's unsigned operand
+ * against the signed queries, and 128 * the queries' sum is taken off: the exact int32 dot
+ * products of attn_q8_kern.h, then its float steps. 256-bit vectors: VNNI there issues on two
+ * ports, on 512-bit ones on one (and a 512-bit op idles a port), so a zmm holding both tiles
+ * would gain nothing. s[c * W + w]: cell c, tile tp + w. */
+ATTN_AI void q8z_dot4(const int W, const attn_job *j, int tp, const uint8_t *const r[4], __m256 s[8]) {
     const int dk = j->dk, nbk = dk / 32;
     const uint8_t *qs = j->qt + (size_t)tp * dk * 8;
     const int32_t *corr = (const int32_t *)(j->aqt + (size_t)tp * dk * 8);
     const float *dq = j->dq + (size_t)tp * nbk * 8;
     const __m256i x80 = _mm256_set1_epi8((char)0x80);
     _Alignas(32) uint8_t kx[4][32];
-    for (int c = 0; c < 4; c++) s[c] = _mm512_setzero_ps();
+    for (int c = 0; c < 4 * W; c++) s[c] = _mm256_setzero_ps();
     for (int b = 0; b < nbk; b++) {
         for (int c = 0; c < 4; c++)
             _mm256_store_si256((__m256i *)kx[c],
                                _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(r[c] + (size_t)b * ATTN_Q8B + 2)), x80));
-        /* reloaded as broadcasts from memory (load ports); kept in a register, GCC would extract
-         * each dword with shuffles, which share the vpdpbusd's ports */
-        __asm__ volatile("" ::: "memory");
-        __m512i acc[4];
-        for (int c = 0; c < 4; c++) acc[c] = _mm512_setzero_si512();
+        __m256i acc[8];
+        for (int c = 0; c < 4 * W; c++) acc[c] = _mm256_setzero_si256();
         for (int gg = 0; gg < 8; gg++) {
             const uint8_t *qg = qs + (size_t)(b * 8 + gg) * W * 32;
-            const __m512i qv = W == 2 ? _mm512_loadu_si512((const void *)qg)
-                                      : _mm512_castsi256_si512(_mm256_load_si256((const __m256i *)qg));
+            __m256i qv[2];
+            for (int w = 0; w < W; w++) qv[w] = _mm256_load_si256((const __m256i *)(qg + 32 * w));
             for (int c = 0; c < 4; c++) {
-                int32_t kv;
-                memcpy(&kv, kx[c] + 4 * gg, 4);
-                acc[c] = _mm512_dpbusd_epi32(acc[c], _mm512_set1_epi32(kv), qv);
+                /* a broadcast from memory (a load port): from a register, GCC would extract each
+                 * dword with shuffles, which compete with vpdpbusd for its ports */
+                __m256i kb;
+                __asm__("vpbroadcastd %1, %0" : "=v"(kb) : "m"(*(const int32_t *)(kx[c] + 4 * gg)));
+                for (int w = 0; w < W; w++) acc[c * W + w] = _mm256_dpbusd_epi32(acc[c * W + w], kb, qv[w]);
             }
         }
-        const __m512i cv = W == 2 ? _mm512_loadu_si512((const void *)(corr + b * 16))
-                                  : _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(corr + b * 8)));
-        const __m512 dqv = W == 2 ? _mm512_loadu_ps(dq + b * 16) : _mm512_castps256_ps512(_mm256_loadu_ps(dq + b * 8));
-        for (int c = 0; c < 4; c++) {
-            const __m512 d = _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(attn_ld16(r[c] + (size_t)b * ATTN_Q8B))), dqv);
-            s[c] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[c], cv)), s[c]);
+        for (int w = 0; w < W; w++) {
+            const __m256i cv = _mm256_loadu_si256((const __m256i *)(corr + (b * W + w) * 8));
+            const __m256 dqv = _mm256_loadu_ps(dq + (b * W + w) * 8);
+            for (int c = 0; c < 4; c++) {
+                const __m256 d = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(attn_ld16(r[c] + (size_t)b * ATTN_Q8B))), dqv);
+                s[c * W + w] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[c * W + w], cv)), s[c * W + w]);
+            }
         }
     }
 }
 
 ATTN_AI void q8z_scores(const int W, const attn_job *j, int tp, int c0, int n, const int *idx, int nv, float *S,
                         size_t ts) {
-    const __m512 sc = _mm512_set1_ps(j->scale);
+    const __m256 sc = _mm256_set1_ps(j->scale);
     attn_pf pf = *j->pf;
     if (nv < n)
         for (int w = 0; w < W; w++)
@@ -204,17 +206,15 @@ ATTN_AI void q8z_scores(const int W, const attn_job *j, int tp, int c0, int n, c
         const uint8_t *r[4];
         for (int i = 0; i < 4; i++) r[i] = j->Kh + (size_t)idx[k + i < nv ? k + i : nv - 1] * j->krb;
         for (int w = 0; w < W; w++) attn_pf_step(&pf); /* score_steps counts a step per tile */
-        __m512 s[4];
+        __m256 s[8];
         q8z_dot4(W, j, tp, r, s);
-        for (int i = 0; i < 4 && k + i < nv; i++) {
-            const __m512 v = _mm512_mul_ps(s[i], sc);
+        for (int i = 0; i < 4 && k + i < nv; i++)
             for (int w = 0; w < W; w++) {
                 float *o = S + w * ts + (size_t)(idx[k + i] - c0) * 8;
-                _mm256_store_ps(o, w ? _mm512_extractf32x8_ps(v, 1) : _mm512_castps512_ps256(v));
+                _mm256_store_ps(o, _mm256_mul_ps(s[i * W + w], sc));
                 if (j->softcap > 0.0f)
                     for (int h = 0; h < 8; h++) o[h] = j->softcap * tanhf(o[h] / j->softcap);
             }
-        }
     }
     *j->pf = pf;
 }
