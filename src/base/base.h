@@ -64,6 +64,13 @@ void *mr_malloc_aligned(size_t n);
 void mr_free_aligned(void *p);
 
 /* Overflow-checked arithmetic: return false on overflow. */
+/* A spin-wait hint (x86 pause: the waiting core yields its pipeline to its sibling). */
+static inline void mr_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 static inline bool mr_add_u64(uint64_t a, uint64_t b, uint64_t *r) { return !__builtin_add_overflow(a, b, r); }
 static inline bool mr_mul_u64(uint64_t a, uint64_t b, uint64_t *r) { return !__builtin_mul_overflow(a, b, r); }
 

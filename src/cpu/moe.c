@@ -30,6 +30,7 @@ typedef struct cpu_moe_buf {
     float *pair_w;       /* (pairs) its routing weight */
     int32_t *tok_pair;   /* (T*K) pair index of (t, j) */
     int32_t *active;     /* (E) experts with tokens, in id order */
+    _Atomic int *ready;  /* (E) per active expert: its gate/up items done (phase 2 -> 3) */
     void *xg, *xu, *act; /* quantized inputs for gate / up (when formats differ), hidden */
     size_t xg_cap, xu_cap, act_cap;
     void *yp;            /* (pairs, D) down outputs per pair */
@@ -47,6 +48,7 @@ void cpu_moe_free(cpu_mm *mm) {
     free(b->pair_w);
     free(b->tok_pair);
     free(b->active);
+    free((void *)b->ready);
     mr_free_aligned(b->xg);
     mr_free_aligned(b->xu);
     mr_free_aligned(b->act);
@@ -74,9 +76,10 @@ static int moe_buf(cpu_mm *mm, int E, int64_t pairs, int nth) {
     b->pair_w = mr_malloc(sizeof(float) * (size_t)pairs);
     b->tok_pair = mr_malloc(sizeof(int32_t) * (size_t)pairs);
     b->active = mr_malloc(sizeof(int32_t) * (size_t)E);
+    b->ready = mr_calloc((size_t)E, sizeof(*b->ready));
     b->tmp_per = (size_t)2 * MOE_GU_ROWS * MOE_COLB;
     b->tmp = mr_malloc_aligned(sizeof(float) * b->tmp_per * (size_t)nth);
-    if (!b->off || !b->pair_tok || !b->pair_w || !b->tok_pair || !b->active || !b->tmp) {
+    if (!b->off || !b->pair_tok || !b->pair_w || !b->tok_pair || !b->active || !b->ready || !b->tmp) {
         cpu_moe_free(mm);
         return -1;
     }
@@ -97,7 +100,8 @@ typedef struct {
     int64_t gu_rows, n_gu;
     /* phase 3: items = n_d */
     int64_t d_rows, n_d;
-    mr_claim claim;       /* phases 2 and 3: a contiguous run of items per thread (base/claim.h) */
+    mr_claim claim;       /* phase 2, then 3: a contiguous run of items per thread (base/claim.h) */
+    mr_claim claim_d;     /* phase 3 when it follows phase 2 without a barrier (moe_fused_worker) */
 } moe_job;
 
 /* Phase 1: quantize token t's input once, copy it to its K pairs' columns. */
@@ -171,6 +175,7 @@ static void moe_gu_worker(void *arg, int ith, int nth) {
         const int e = j->b->active[it / j->n_gu];
         const int64_t r0 = (it % j->n_gu) * j->gu_rows;
         moe_gu_item(j, tmp, e, r0, r0 + j->gu_rows < j->F ? r0 + j->gu_rows : j->F);
+        atomic_fetch_add_explicit(&j->b->ready[it / j->n_gu], 1, memory_order_release);
     }
 }
 
@@ -196,6 +201,24 @@ static void moe_down_worker(void *arg, int ith, int nth) {
         const int e = j->b->active[it / j->n_d];
         const int64_t r0 = (it % j->n_d) * j->d_rows;
         moe_down_item(j, e, r0, r0 + j->d_rows < j->D ? r0 + j->d_rows : j->D);
+    }
+}
+
+/* Phases 2 and 3 in one pool job: a thread whose gate/up items are all claimed goes on to its
+ * down items (the ranges of both phases follow the experts in the same order, so a thread's
+ * downs are mostly of its own experts), each waiting until its expert's gate/up items are done.
+ * A wait is only ever on items already claimed, i.e. running: no deadlock, and never longer
+ * than the barrier it replaces. */
+static void moe_fused_worker(void *arg, int ith, int nth) {
+    moe_job *j = arg;
+    moe_gu_worker(arg, ith, nth);
+    for (;;) {
+        const int64_t it = mr_claim_next(&j->claim_d, ith);
+        if (it < 0) break;
+        const int64_t a = it / j->n_d;
+        while (atomic_load_explicit(&j->b->ready[a], memory_order_acquire) < j->n_gu) mr_cpu_relax();
+        const int64_t r0 = (it % j->n_d) * j->d_rows;
+        moe_down_item(j, j->b->active[a], r0, r0 + j->d_rows < j->D ? r0 + j->d_rows : j->D);
     }
 }
 
@@ -298,12 +321,19 @@ int cpu_moe(cpu_mm *mm, const cpu_moe_w *w, int64_t T, const float *x, int K, co
     if (j.gu_rows < blk) j.gu_rows = blk;
     if (j.gu_rows > MOE_GU_ROWS) return mr_seterr("moe: activation block of %lld rows too large", (long long)blk), -1;
     j.n_gu = (F + j.gu_rows - 1) / j.gu_rows;
-    run(mm, moe_gu_worker, &j, (int64_t)n_active * j.n_gu);
-
-    /* 3: down items (expert, 256-row chunk) into per-pair rows; 4: weighted sums per token */
+    /* 3: down items (expert, 256-row chunk) into per-pair rows, each after its expert's gate/up
+     * items (one job: moe_fused_worker); 4: weighted sums per token */
     j.d_rows = D < MOE_D_ROWS ? D : MOE_D_ROWS;
     j.n_d = (D + j.d_rows - 1) / j.d_rows;
-    run(mm, moe_down_worker, &j, (int64_t)n_active * j.n_d);
+    for (int a = 0; a < n_active; a++) atomic_store_explicit(&b->ready[a], 0, memory_order_relaxed);
+    if (mm->ref || nth == 1) {
+        run(mm, moe_gu_worker, &j, (int64_t)n_active * j.n_gu);
+        run(mm, moe_down_worker, &j, (int64_t)n_active * j.n_d);
+    } else {
+        mr_claim_init(&j.claim, (int64_t)n_active * j.n_gu, nth);
+        mr_claim_init(&j.claim_d, (int64_t)n_active * j.n_d, nth);
+        mr_tp_run(mm->tp, moe_fused_worker, &j);
+    }
     if (T <= 4 || mm->ref) moe_sum_worker(&j, 0, 1);
     else mr_tp_run(mm->tp, moe_sum_worker, &j);
 

@@ -1,6 +1,6 @@
 /*
  * moe.h — the routed-experts part of a mixture-of-experts FFN on the CPU, as
- * three thread-pool jobs whatever the number of tokens and experts:
+ * three steps whatever the number of tokens and experts:
  *   1. the tokens' inputs quantized once (not once per expert and matrix);
  *   2. gate+up of every (selected expert, 256-row chunk) as one work list;
  *      each item applies the activation and quantizes its slice of the
@@ -8,7 +8,9 @@
  *   3. down of every (selected expert, 256-row chunk) into one output row per
  *      (token, expert) pair; then each token's rows weighted by the routing
  *      weights and summed in expert-id order.
- * Threads claim items through an atomic counter. Each routed expert's weights
+ * Steps 2 and 3 are one thread-pool job: each thread claims a contiguous range
+ * of each list (base/claim.h) and starts a down item once its expert's gate/up
+ * items are done, without a barrier between the lists. Each routed expert's weights
  * are read once per call. The result is bit-identical to running the experts
  * one after the other with cpu_matmul (same kernels, same summation order).
  */
