@@ -32,24 +32,9 @@
 
 #define MB CPU_ATTN_MULTI_MB
 
-/* cpu_exp8 (vexp_avx2.h) on 16 lanes: the same operations and constants (CPU_EXP_*) lane by
- * lane, so the same bits. */
-static inline __m512 exp16(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(CPU_EXP_LO)), _mm512_set1_ps(CPU_EXP_HI));
-    const __m512 fx = _mm512_roundscale_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(CPU_EXP_LOG2E), _mm512_set1_ps(0.5f)),
-                                           _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-    x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(CPU_EXP_LN2_HI), x);
-    x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(CPU_EXP_LN2_LO), x);
-    __m512 y = _mm512_set1_ps(CPU_EXP_P0);
-    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(CPU_EXP_P1));
-    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(CPU_EXP_P2));
-    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(CPU_EXP_P3));
-    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(CPU_EXP_P4));
-    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(CPU_EXP_P5));
-    y = _mm512_fmadd_ps(y, _mm512_mul_ps(x, x), _mm512_add_ps(x, _mm512_set1_ps(1.0f)));
-    const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(fx), _mm512_set1_epi32(127)), 23);
-    return _mm512_mul_ps(y, _mm512_castsi512_ps(e));
-}
+/* cpu_exp8 (vexp_avx2.h) on 16 lanes: the same body (CPU_EXP_BODY) at 512 bits, so the same
+ * bits lane by lane. */
+static inline __m512 exp16(__m512 x) { CPU_EXP_BODY(512, __m512, __m512i, _mm512_roundscale_ps); }
 
 /* f16 rows idx[0..n) of base (row bytes rb) -> dst (n rows of d floats, stride ld); d % 16 == 0 */
 static void rows_f32(const uint8_t *base, size_t rb, const int *idx, int n, int d, float *dst, int ld) {

@@ -192,16 +192,16 @@ static void moe_down_item(moe_job *j, int e, int64_t r0, int64_t r1) {
     cpu_mm_op_rows(&od, r0, r1, 0, n, j->ref);
 }
 
+/* Down item it: (active expert it / n_d, row chunk it % n_d). */
+static void moe_down_at(moe_job *j, int64_t it) {
+    const int64_t r0 = (it % j->n_d) * j->d_rows;
+    moe_down_item(j, j->b->active[it / j->n_d], r0, r0 + j->d_rows < j->D ? r0 + j->d_rows : j->D);
+}
+
 static void moe_down_worker(void *arg, int ith, int nth) {
     (void)nth;
     moe_job *j = arg;
-    for (;;) {
-        const int64_t it = mr_claim_next(&j->claim, ith);
-        if (it < 0) break;
-        const int e = j->b->active[it / j->n_d];
-        const int64_t r0 = (it % j->n_d) * j->d_rows;
-        moe_down_item(j, e, r0, r0 + j->d_rows < j->D ? r0 + j->d_rows : j->D);
-    }
+    for (int64_t it; (it = mr_claim_next(&j->claim, ith)) >= 0;) moe_down_at(j, it);
 }
 
 /* Phases 2 and 3 in one pool job: a thread whose gate/up items are all claimed goes on to its
@@ -215,10 +215,8 @@ static void moe_fused_worker(void *arg, int ith, int nth) {
     for (;;) {
         const int64_t it = mr_claim_next(&j->claim_d, ith);
         if (it < 0) break;
-        const int64_t a = it / j->n_d;
-        while (atomic_load_explicit(&j->b->ready[a], memory_order_acquire) < j->n_gu) mr_cpu_relax();
-        const int64_t r0 = (it % j->n_d) * j->d_rows;
-        moe_down_item(j, j->b->active[a], r0, r0 + j->d_rows < j->D ? r0 + j->d_rows : j->D);
+        while (atomic_load_explicit(&j->b->ready[it / j->n_d], memory_order_acquire) < j->n_gu) mr_cpu_relax();
+        moe_down_at(j, it);
     }
 }
 

@@ -8,8 +8,10 @@
 
 #include <immintrin.h>
 
-/* The constants of cpu_exp8, named once: attn_multi_avx512.c's exp16 runs the same operations
- * on 16 lanes with them, and the two must agree bit for bit. */
+/* The constants and the operations of cpu_exp8, written once: CPU_EXP_BODY(W, T, TI, ROUND) is
+ * the body of an e^x over W-bit vectors (T float, TI int; ROUND the width's round-to-integer
+ * intrinsic). attn_multi_avx512.c's 16-lane exp16 is the same body at 512 bits, so the two agree
+ * bit for bit by construction. */
 #define CPU_EXP_LO (-87.3f)
 #define CPU_EXP_HI 88.3f
 #define CPU_EXP_LOG2E 1.44269504088896341f
@@ -22,23 +24,24 @@
 #define CPU_EXP_P4 1.6666665459e-1f
 #define CPU_EXP_P5 5.0000001201e-1f
 
+#define CPU_EXP_BODY(W, T, TI, ROUND)                                                                       \
+    x = _mm##W##_min_ps(_mm##W##_max_ps(x, _mm##W##_set1_ps(CPU_EXP_LO)), _mm##W##_set1_ps(CPU_EXP_HI)); \
+    const T fx = ROUND(_mm##W##_fmadd_ps(x, _mm##W##_set1_ps(CPU_EXP_LOG2E), _mm##W##_set1_ps(0.5f)),     \
+                       _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);                                         \
+    x = _mm##W##_fnmadd_ps(fx, _mm##W##_set1_ps(CPU_EXP_LN2_HI), x);                                       \
+    x = _mm##W##_fnmadd_ps(fx, _mm##W##_set1_ps(CPU_EXP_LN2_LO), x);                                       \
+    T y = _mm##W##_set1_ps(CPU_EXP_P0);                                                                    \
+    y = _mm##W##_fmadd_ps(y, x, _mm##W##_set1_ps(CPU_EXP_P1));                                             \
+    y = _mm##W##_fmadd_ps(y, x, _mm##W##_set1_ps(CPU_EXP_P2));                                             \
+    y = _mm##W##_fmadd_ps(y, x, _mm##W##_set1_ps(CPU_EXP_P3));                                             \
+    y = _mm##W##_fmadd_ps(y, x, _mm##W##_set1_ps(CPU_EXP_P4));                                             \
+    y = _mm##W##_fmadd_ps(y, x, _mm##W##_set1_ps(CPU_EXP_P5));                                             \
+    y = _mm##W##_fmadd_ps(y, _mm##W##_mul_ps(x, x), _mm##W##_add_ps(x, _mm##W##_set1_ps(1.0f)));           \
+    const TI e = _mm##W##_slli_epi32(_mm##W##_add_epi32(_mm##W##_cvtps_epi32(fx), _mm##W##_set1_epi32(127)), 23); \
+    return _mm##W##_mul_ps(y, _mm##W##_castsi##W##_ps(e))
+
 /* e^x for 8 lanes (Cephes polynomial, ~1 ulp against expf; e^0 is exactly 1;
  * x <= -87.3 gives ~1e-38 rather than 0: callers mask -inf themselves). */
-static inline __m256 cpu_exp8(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(CPU_EXP_LO)), _mm256_set1_ps(CPU_EXP_HI));
-    const __m256 fx = _mm256_round_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(CPU_EXP_LOG2E), _mm256_set1_ps(0.5f)),
-                                      _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(CPU_EXP_LN2_HI), x);
-    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(CPU_EXP_LN2_LO), x);
-    __m256 y = _mm256_set1_ps(CPU_EXP_P0);
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(CPU_EXP_P1));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(CPU_EXP_P2));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(CPU_EXP_P3));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(CPU_EXP_P4));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(CPU_EXP_P5));
-    y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
-}
+static inline __m256 cpu_exp8(__m256 x) { CPU_EXP_BODY(256, __m256, __m256i, _mm256_round_ps); }
 
 #endif
