@@ -27,6 +27,7 @@
 #include <immintrin.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <string.h>
 #include <strings.h>
 
@@ -221,6 +222,12 @@ int main(int argc, char **argv) {
             fprintf(stderr, "out of memory\n");
             return 1;
         }
+#ifdef MADV_HUGEPAGE
+        { /* transparent huge pages, as the engine's arena for repacked weights (model/repack.c) */
+            const uintptr_t a = ((uintptr_t)W + 4095) & ~(uintptr_t)4095, e = ((uintptr_t)W + ws * (size_t)m) & ~(uintptr_t)4095;
+            if (e > a) madvise((void *)a, e - a, MADV_HUGEPAGE);
+        }
+#endif
         fill((uint32_t)tb, W, ws * (size_t)m);
         const double tr0 = mr_time_s();
         if (r8 && quant_repack((uint32_t)tb, W, W, k, m)) {
