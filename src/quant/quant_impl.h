@@ -35,9 +35,10 @@ typedef struct { uint16_t d; uint16_t scales_h; uint8_t scales_l[4]; uint8_t qs[
  *     (min) for j < 4, bits 4-5 and 6-7 for j >= 4.
  *     Q5_K: qh vector w (w < 8), byte 4r+t, bits 2p / 2p+1: 5th bit of the low / high element
  *     of qs vector 4w + p.
- *   Q6_K: ql vector v (v < 32), byte 4r+t: low 4 bits of row r's element 4v+t (low nibble)
- *     and 4(v+32)+t (high nibble); qh vector u (u < 16), byte 4r+t, bits 2s..2s+1: high 2
- *     bits of element 4(u+16s)+t; sc[K8_SIDX(j, r)]: scale of 16-element sub-block j. */
+ *   Q6_K: ql vector v (v < 32, at q + q6r8_ql(v)), byte 4r+t: low 4 bits of row r's element
+ *     4v+t (low nibble) and 4(v+32)+t (high nibble); qh vector u (u < 16, at q + q6r8_qh(u)),
+ *     byte 4r+t, bits 2s..2s+1: high 2 bits of element 4(u+16s)+t; sc[K8_SIDX(j, r)]: scale of
+ *     16-element sub-block j. */
 /*   Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 (32-element blocks, 8 * the GGUF block size): d[8] (fp16), then
  *     m[8] (Q4_1/Q5_1), then qh[32] (Q5_0/Q5_1: byte 4r+t, bit e = 5th bit of row r's element
  *     4e+t), then the quants: nibble types 4 vectors, vector v byte 4r+t = row r's qs[4v+t]
@@ -52,7 +53,14 @@ typedef struct {
     uint8_t qh[256];
     uint8_t qs[1024];
 } blk_q5_K_r8;
-typedef struct { uint16_t d[8]; int8_t sc[128]; uint8_t ql[1024]; uint8_t qh[512]; } blk_q6_K_r8;
+typedef struct { uint16_t d[8]; int8_t sc[128]; uint8_t q[1536]; } blk_q6_K_r8;
+/*   Q6_K's ql and qh vectors share q[] in the order the kernels first touch them: 64-byte pairs
+ *     ql 2p, 2p + 1 then qh 2p, 2p + 1 for p < 8, then ql 16..31. The kernels walk the ql
+ *     vectors in order and the qh vectors twice over, so every cache line of a block is first
+ *     read after the lines before it: the hardware prefetchers follow one rising stream (with ql
+ *     and qh as two regions, Zen 4 streamed the access pattern alone at 21.7 GB/s against 31). */
+static inline size_t q6r8_ql(int v) { return v < 16 ? (size_t)(128 * (v >> 1) + 32 * (v & 1)) : (size_t)(32 * v + 512); }
+static inline size_t q6r8_qh(int u) { return (size_t)(128 * (u >> 1) + 64 + 32 * (u & 1)); }
 /*   Q3_K (fast kernels only): u = low 2 bits | high bit << 2 (0..7; the value is u - 4) and the
  *     6-bit scales s (value s - 32). qs vector v (v < 16), byte 4r+t, bits 2k..2k+1: low bits of
  *     row r's element 4(v+16k)+t; hm vector w (w < 8), byte 4r+t, bit b: high bit of element

@@ -132,8 +132,8 @@ Q_INLINE void q6_tile(const int NC, const char *g, int64_t nb, const char *xv, s
                 _Pragma("GCC unroll 16")
                 for (int e = 0; e < 2; e++) {
                     const int o = 4 * j + 2 * pp + e;
-                    const __m256i l = _mm256_loadu_si256((const __m256i *)(b->ql + 32 * (o & 31)));
-                    const __m256i hq = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * (o & 15)));
+                    const __m256i l = _mm256_loadu_si256((const __m256i *)(b->q + q6r8_ql(o & 31)));
+                    const __m256i hq = _mm256_loadu_si256((const __m256i *)(b->q + q6r8_qh(o & 15)));
                     const __m256i lo = o < 32 ? _mm256_and_si256(l, m4) : _mm256_and_si256(_mm256_srli_epi16(l, 4), m4);
                     __m256i hi;
                     switch (o >> 4) {
@@ -445,8 +445,8 @@ Q_INLINE void q6x_tile(const int NC, const char *g, int64_t nb, const char *xv, 
             _Pragma("GCC unroll 16")
             for (int t = 0; t < 8; t++) {
                 const int o = 8 * t + L, j = o >> 2;
-                const __m256i l = _mm256_loadu_si256((const __m256i *)(b->ql + 32 * (o & 31)));
-                const __m256i hq = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * (o & 15)));
+                const __m256i l = _mm256_loadu_si256((const __m256i *)(b->q + q6r8_ql(o & 31)));
+                const __m256i hq = _mm256_loadu_si256((const __m256i *)(b->q + q6r8_qh(o & 15)));
                 const __m256i lo = o < 32 ? _mm256_and_si256(l, m4) : _mm256_and_si256(_mm256_srli_epi16(l, 4), m4);
                 const int s2 = o >> 4;
                 const __m256i hs = s2 == 0 ? _mm256_slli_epi16(hq, 4) : s2 == 1 ? _mm256_slli_epi16(hq, 2)

@@ -189,8 +189,8 @@ Q_INLINE void q6z_tile(const int NC, const char *g, int64_t nb, const char *xv, 
             _Pragma("GCC unroll 16")
             for (int e = 0; e < 2; e++) {
                 const int o = 4 * j + 2 * e;
-                const __m512i l = _mm512_loadu_si512((const void *)(b->ql + 32 * (o & 31)));
-                const __m512i hq = _mm512_loadu_si512((const void *)(b->qh + 32 * (o & 15)));
+                const __m512i l = _mm512_loadu_si512((const void *)(b->q + q6r8_ql(o & 31)));
+                const __m512i hq = _mm512_loadu_si512((const void *)(b->q + q6r8_qh(o & 15)));
                 const __m512i lo = o < 32 ? _mm512_and_si512(l, m4) : _mm512_and_si512(_mm512_srli_epi16(l, 4), m4);
                 const int s2 = o >> 4;
                 const __m512i hs = s2 == 0 ? _mm512_slli_epi16(hq, 4) : s2 == 1 ? _mm512_slli_epi16(hq, 2)

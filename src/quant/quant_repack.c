@@ -73,9 +73,9 @@ static inline void q6_set(blk_q6_K *b, int e, int q) {
 /* R8 positions of element e of row r: ql byte and nibble, qh byte and shift. */
 static inline void q6r8_pos(int r, int e, size_t *qli, int *qlsh, size_t *qhi, int *qhsh) {
     const int o = e / 4, t = e % 4;
-    *qli = (size_t)32 * (size_t)(o & 31) + 4 * (size_t)r + (size_t)t;
+    *qli = q6r8_ql(o & 31) + 4 * (size_t)r + (size_t)t;
     *qlsh = o < 32 ? 0 : 4;
-    *qhi = (size_t)32 * (size_t)(o & 15) + 4 * (size_t)r + (size_t)t;
+    *qhi = q6r8_qh(o & 15) + 4 * (size_t)r + (size_t)t;
     *qhsh = 2 * (o >> 4);
 }
 
@@ -171,12 +171,12 @@ static void pack_q6_K(const blk_q6_K *const *src, blk_q6_K_r8 *d) {
                 wr32(q + 128 * n + 96 + l, ((ql1 >> 4) & 0x0F0F0F0Fu) | (((qh >> 6) & 0x03030303u) << 4));
             }
         for (int v = 0; v < 32; v++)
-            wr32(d->ql + 32 * v + 4 * r,
+            wr32(d->q + q6r8_ql(v) + 4 * r,
                  (rd32(q + 4 * v) & 0x0F0F0F0Fu) | ((rd32(q + 4 * (v + 32)) & 0x0F0F0F0Fu) << 4));
         for (int u = 0; u < 16; u++) {
             uint32_t word = 0;
             for (int s2 = 0; s2 < 4; s2++) word |= ((rd32(q + 4 * (u + 16 * s2)) >> 4) & 0x03030303u) << (2 * s2);
-            wr32(d->qh + 32 * u + 4 * r, word);
+            wr32(d->q + q6r8_qh(u) + 4 * r, word);
         }
     }
 }
@@ -190,7 +190,7 @@ static void unpack_q6_K(const blk_q6_K_r8 *s, blk_q6_K *const *dst) {
             size_t qli, qhi;
             int qlsh, qhsh;
             q6r8_pos(r, e, &qli, &qlsh, &qhi, &qhsh);
-            q6_set(b, e, ((s->ql[qli] >> qlsh) & 0xF) | (((s->qh[qhi] >> qhsh) & 3) << 4));
+            q6_set(b, e, ((s->q[qli] >> qlsh) & 0xF) | (((s->q[qhi] >> qhsh) & 3) << 4));
         }
     }
 }
