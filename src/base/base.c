@@ -145,6 +145,7 @@ static void cpu_init(void) {
     }
     /* MOERUN_CPU=generic forces the scalar paths (for tests and comparisons). */
     const char *e = getenv("MOERUN_CPU");
+    g_cpu.avx512_hw = g_cpu.avx512f;
     if (e && !strcmp(e, "generic")) memset(&g_cpu, 0, sizeof g_cpu);
     else if (e && !strcmp(e, "avx2")) {
         g_cpu.avx512f = g_cpu.avx512bw = g_cpu.avx512vl = g_cpu.avx512vnni = false;

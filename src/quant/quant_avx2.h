@@ -59,8 +59,10 @@ Q_INLINE void q_prefetch(const char *pf, size_t step, int64_t i) {
 /* Software prefetch distance (bytes ahead of the block being read): the weights stream
  * from DRAM once per token. On AMD Zen 3 the hardware prefetcher alone left a third of the
  * bandwidth unused; on an Intel Sapphire Rapids VM these prefetches cost a tenth of it
- * (matvec from DRAM 15.5-16.7 -> 17.6-18.8 GB/s without). quant_r8_prefetch: on or off,
- * set before any kernel runs (quant_dispatch.c: AMD CPUs, or MOERUN_PREFETCH=0|1). */
+ * (matvec from DRAM 15.5-16.7 -> 17.6-18.8 GB/s without), and on a Zen 4 VM a third of q3's
+ * decode speed (tg128 25.4-26.8 -> 16.7-17.9 t/s with them). quant_r8_prefetch: on or off,
+ * set before any kernel runs (quant_dispatch.c: AMD CPUs without AVX-512, i.e. Zen 3 and
+ * older; MOERUN_PREFETCH=0|1 overrides). */
 #ifndef R8_PF_DIST
 #define R8_PF_DIST 8192
 #endif

@@ -50,7 +50,7 @@ int quant_r8_prefetch; /* quant_avx2.h: r8_prefetch */
 static void init_tables(void) {
     const mr_cpu_features *f = mr_cpu();
     const char *pf = getenv("MOERUN_PREFETCH");
-    quant_r8_prefetch = pf && *pf ? atoi(pf) != 0 : f->amd;
+    quant_r8_prefetch = pf && *pf ? atoi(pf) != 0 : f->amd && !f->avx512_hw; /* quant_avx2.h: r8_prefetch */
     if (f->avx2 && f->fma && f->f16c)
         for (uint32_t t = 0; t < MR_TYPE_ALL; t++) {
             if (quant_supported(t)) g_avx2[t] = mr_type_is_r8(t) ? quant_avx2_kernel_r8(t) : quant_avx2_kernel(t);
