@@ -70,21 +70,72 @@ Q_INLINE __m512i z_spair(int qa, int qb) {
                              a[14], a[15]);
 }
 
-/* 8 rows x NC (<= 8) columns on 512-bit vectors (VNNI's int8 rate is about 1.3x the 256-bit
- * one on Sapphire Rapids, and the unpacking takes half the instructions). qs vector 8*j2 + m
- * carries sub-blocks 2*j2 (low nibbles) and 2*j2 + 1 (high). Per column, two vpdpbusd chains
- * (low, high) run over vector pairs m = 0, 1 and 2, 3: 8 products per int32, at most 31 * 128 * 8
- * < 2^15, so vpackssdw packs the two chains into int16 without loss, and one vpdpwssd applies
- * both sub-blocks' scales (z_spair) and adds the dword pairs of a row. The int32 sums are the
- * same as with a vpmulld per sub-block, for fewer instructions. The minimums come from the
- * driver's table (k8_bp_prepare) through vpdpwssd. */
-Q_INLINE void k45z_tile(const int Q5, const int NC, const char *g, int64_t nb, const char *xv, size_t xs,
-                        const int32_t *bp, float *y, int64_t ys, bool pf) {
+/* The two operands (low / high nibbles, Q5_K: with their 5th bits) of qs vectors v, v + 1
+ * (v = 8 * j2 + 2 * mm) as k45z_tile multiplies them: dwords permuted (z_perm). */
+Q_INLINE void k45z_operands(const int Q5, const k45_blk *kb, int j2, int mm, __m512i *lo, __m512i *hi) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), m16 = _mm512_set1_epi8(0x10);
     const __m512i perm = z_perm(), dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     /* 5th bits: rotate bit 2(p + e) (+1: high nibble) of qh vector w to bit 4, p = 0 or 2 */
     const __m512i rl0 = _mm512_set1_epi64(((int64_t)2 << 32) | 4), rh0 = _mm512_set1_epi64(((int64_t)1 << 32) | 3);
     const __m512i rl2 = _mm512_set1_epi64(((int64_t)30 << 32) | 0), rh2 = _mm512_set1_epi64(((int64_t)29 << 32) | 31);
+    const int v = 8 * j2 + 2 * mm;
+    const __m512i q = _mm512_permutexvar_epi32(perm, _mm512_loadu_si512((const void *)(kb->qs + 32 * v)));
+    *lo = _mm512_and_si512(q, m4), *hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+    if (Q5) {
+        const int w = v >> 2, p = v & 3;
+        const __m512i hz = _mm512_permutexvar_epi32(
+            dup, _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(kb->qh + 32 * w))));
+        *lo = _mm512_ternarylogic_epi32(*lo, _mm512_rolv_epi32(hz, p ? rl2 : rl0), m16, 0xF8);
+        *hi = _mm512_ternarylogic_epi32(*hi, _mm512_rolv_epi32(hz, p ? rh2 : rh0), m16, 0xF8);
+    }
+}
+
+/* int16 scale pairs of sub-blocks 2 * j2, 2 * j2 + 1 for the vpdpwssd of k45z_tile. */
+Q_INLINE __m512i k45z_scp(const k45_blk *kb, int j2) {
+    return _mm512_shuffle_epi8(z_scales(j2 < 2 ? kb->sc0 : kb->sc1), z_spair((2 * j2) & 3, (2 * j2 + 1) & 3));
+}
+
+/* A Q4_K/Q5_K R8 block unpacked once for every column tile of a prompt (k45z_unpack): its
+ * operands, scale pairs, minimums and d. The tiles then only load them: for 6 columns the
+ * unpacking (a vpermd, two ands and a shift per operand pair, Q5_K also a vpermd, two
+ * rotates and two ternary ops) was a third to a half of the instructions. */
+typedef struct {
+    __m512i op[4][4][2]; /* [j2][mm][low / high] */
+    __m512i scp[4];
+    __m256i mp[4];
+    __m256 d8, dm8;
+} k45z_pre;
+#define K45Z_PRE_MAX 32 /* blocks (k <= 8192): 80 KiB on the stack */
+
+Q_INLINE void k45z_unpack(const int Q5, const char *g, int64_t nb, k45z_pre *pre) {
+    const size_t bsz = Q5 ? sizeof(blk_q5_K_r8) : sizeof(blk_q4_K_r8);
+    for (int64_t i = 0; i < nb; i++) {
+        k45_blk kb;
+        k45_load(Q5, g + (size_t)i * bsz, &kb);
+        k45z_pre *P = pre + i;
+        _Pragma("GCC unroll 16")
+        for (int j2 = 0; j2 < 4; j2++) {
+            P->scp[j2] = k45z_scp(&kb, j2);
+            _Pragma("GCC unroll 16")
+            for (int mm = 0; mm < 4; mm++) k45z_operands(Q5, &kb, j2, mm, &P->op[j2][mm][0], &P->op[j2][mm][1]);
+        }
+        for (int q = 0; q < 4; q++) P->mp[q] = kb.mp[q];
+        P->d8 = kb.d8, P->dm8 = kb.dm8;
+    }
+}
+
+/* 8 rows x NC (<= 8) columns on 512-bit vectors (VNNI's int8 rate is about 1.3x the 256-bit
+ * one on Sapphire Rapids, and the unpacking takes half the instructions). qs vector 8*j2 + m
+ * carries sub-blocks 2*j2 (low nibbles) and 2*j2 + 1 (high). Per column, two vpdpbusd chains
+ * (low, high) run over vector pairs m = 0, 1 and 2, 3 (Q4_K: 0-3): 8 products per int32, at most
+ * 31 * 128 * 8 < 2^15 (Q4_K 16, 15 * 128 * 16), so vpackssdw packs the two chains into int16
+ * without loss, and one vpdpwssd applies
+ * both sub-blocks' scales (z_spair) and adds the dword pairs of a row. The int32 sums are the
+ * same as with a vpmulld per sub-block, for fewer instructions. The minimums come from the
+ * driver's table (k8_bp_prepare) through vpdpwssd. With pre (k45z_unpack) the blocks come
+ * unpacked and g is not read. */
+Q_INLINE void k45z_tile(const int Q5, const int NC, const char *g, const k45z_pre *pre, int64_t nb, const char *xv,
+                        size_t xs, const int32_t *bp, float *y, int64_t ys, bool pf) {
     /* sums per 128-bit lane: rows 2L, 2L + 1 (low sub-block), then the same (high) -> rows in order */
     const __m512i rows = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 0, 1, 4, 5, 8, 9, 12, 13);
     __m256 acc[8];
@@ -92,48 +143,45 @@ Q_INLINE void k45z_tile(const int Q5, const int NC, const char *g, int64_t nb, c
     for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
     const size_t bsz = Q5 ? sizeof(blk_q5_K_r8) : sizeof(blk_q4_K_r8);
     for (int64_t i = 0; i < nb; i++) {
-        const char *blk = g + (size_t)i * bsz;
-        if (pf) r8_prefetch(blk, bsz);
         k45_blk kb;
-        k45_load(Q5, blk, &kb);
+        const k45z_pre *P = pre ? pre + i : NULL;
+        if (!P) {
+            const char *blk = g + (size_t)i * bsz;
+            if (pf) r8_prefetch(blk, bsz);
+            k45_load(Q5, blk, &kb);
+        }
+        const __m256i *mp = P ? P->mp : kb.mp;
+        const __m256 d8 = P ? P->d8 : kb.d8, dm8 = P ? P->dm8 : kb.dm8;
         const blk_q8_K *xb[8];
         _Pragma("GCC unroll 16")
         for (int c = 0; c < NC; c++) xb[c] = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
         _Pragma("GCC unroll 16")
         for (int c = 0; c < NC; c++) { /* the minimums first, as the AVX2 kernel */
             const int32_t *b = bp + 4 * ((size_t)c * (size_t)nb + (size_t)i);
-            __m256i mi = _mm256_madd_epi16(kb.mp[0], _mm256_set1_epi32(b[0]));
-            mi = _mm256_dpwssd_epi32(mi, kb.mp[1], _mm256_set1_epi32(b[1]));
-            mi = _mm256_dpwssd_epi32(mi, kb.mp[2], _mm256_set1_epi32(b[2]));
-            mi = _mm256_dpwssd_epi32(mi, kb.mp[3], _mm256_set1_epi32(b[3]));
-            acc[c] = _mm256_fnmadd_ps(_mm256_mul_ps(kb.dm8, _mm256_set1_ps(xb[c]->d)), _mm256_cvtepi32_ps(mi), acc[c]);
+            __m256i mi = _mm256_madd_epi16(mp[0], _mm256_set1_epi32(b[0]));
+            mi = _mm256_dpwssd_epi32(mi, mp[1], _mm256_set1_epi32(b[1]));
+            mi = _mm256_dpwssd_epi32(mi, mp[2], _mm256_set1_epi32(b[2]));
+            mi = _mm256_dpwssd_epi32(mi, mp[3], _mm256_set1_epi32(b[3]));
+            acc[c] = _mm256_fnmadd_ps(_mm256_mul_ps(dm8, _mm256_set1_ps(xb[c]->d)), _mm256_cvtepi32_ps(mi), acc[c]);
         }
-        /* scale bytes with 128-bit lanes (rows 0-3, 0-3, 4-7, 4-7) */
-        const __m512i S0 = z_scales(kb.sc0), S1 = z_scales(kb.sc1);
         __m512i sumi[8];
         _Pragma("GCC unroll 16")
         for (int j2 = 0; j2 < 4; j2++) {
-            const __m512i scp = _mm512_shuffle_epi8(j2 < 2 ? S0 : S1, z_spair((2 * j2) & 3, (2 * j2 + 1) & 3));
+            const __m512i scp = P ? P->scp[j2] : k45z_scp(&kb, j2);
+            /* Q4_K: 16 products of at most 15 * 128 per int32 fit int16 too: one pack per j2 */
+            const int H = Q5 ? 2 : 1, MH = 4 / H;
             _Pragma("GCC unroll 16")
-            for (int half = 0; half < 2; half++) {
+            for (int half = 0; half < H; half++) {
                 __m512i s0[8], s1[8];
                 _Pragma("GCC unroll 16")
-                for (int mm = 2 * half; mm < 2 * half + 2; mm++) {
-                    const int v = 8 * j2 + 2 * mm;
-                    const __m512i q =
-                        _mm512_permutexvar_epi32(perm, _mm512_loadu_si512((const void *)(kb.qs + 32 * v)));
-                    __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-                    if (Q5) {
-                        const int w = v >> 2, p = v & 3;
-                        const __m512i hz = _mm512_permutexvar_epi32(
-                            dup, _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(kb.qh + 32 * w))));
-                        lo = _mm512_ternarylogic_epi32(lo, _mm512_rolv_epi32(hz, p ? rl2 : rl0), m16, 0xF8);
-                        hi = _mm512_ternarylogic_epi32(hi, _mm512_rolv_epi32(hz, p ? rh2 : rh0), m16, 0xF8);
-                    }
+                for (int mm = MH * half; mm < MH * half + MH; mm++) {
+                    __m512i lo, hi;
+                    if (P) lo = P->op[j2][mm][0], hi = P->op[j2][mm][1];
+                    else k45z_operands(Q5, &kb, j2, mm, &lo, &hi);
                     _Pragma("GCC unroll 16")
                     for (int c = 0; c < NC; c++) {
                         const int8_t *x = xb[c]->qs + 64 * j2 + 8 * mm;
-                        const bool first = mm == 2 * half;
+                        const bool first = mm == MH * half;
                         s0[c] = _mm512_dpbusd_epi32(first ? _mm512_setzero_si512() : s0[c], lo,
                                                     _mm512_set1_epi64(z_ld64(x)));
                         s1[c] = _mm512_dpbusd_epi32(first ? _mm512_setzero_si512() : s1[c], hi,
@@ -151,7 +199,7 @@ Q_INLINE void k45z_tile(const int Q5, const int NC, const char *g, int64_t nb, c
         for (int c = 0; c < NC; c++) {
             const __m512i t = _mm512_add_epi32(sumi[c], _mm512_shuffle_epi32(sumi[c], _MM_PERM_BADC));
             const __m256i r = _mm512_castsi512_si256(_mm512_permutexvar_epi32(rows, t));
-            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(kb.d8, _mm256_set1_ps(xb[c]->d)), _mm256_cvtepi32_ps(r), acc[c]);
+            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d8, _mm256_set1_ps(xb[c]->d)), _mm256_cvtepi32_ps(r), acc[c]);
         }
     }
     _Pragma("GCC unroll 16")
@@ -160,48 +208,78 @@ Q_INLINE void k45z_tile(const int Q5, const int NC, const char *g, int64_t nb, c
 
 /* ---- Q6_K_R8F ------------------------------------------------------------------------------------ */
 
-/* 8 rows x NC (<= 8) columns on 512-bit vectors as k45z_tile: a zmm is operands o, o + 1
- * (o even; their ql and qh vectors are adjacent, with the same nibble and bit pair), dwords
- * permuted after unpacking. 16-element sub-block j = operands 4j..4j+3 (2 zmm): with
- * sub-blocks this short a vpmulld per sub-block would cost as much as the products, so they
- * are vpmaddubsw pairs summed in int16 and scaled by one vpdpwssd (as AVX2's vpmaddwd); the
- * -32 offset through the bsums, as the AVX2 kernel. */
-Q_INLINE void q6z_tile(const int NC, const char *g, int64_t nb, const char *xv, size_t xs, float *y, int64_t ys,
-                       bool pf) {
+/* Operand pair e of 16-element sub-block j (operands o = 4j + 2e, o + 1; their ql and qh vectors
+ * are adjacent, with the same nibble and bit pair) as q6z_tile multiplies it: 6-bit quants,
+ * dwords permuted (z_perm) after unpacking. */
+Q_INLINE __m512i q6z_operand(const blk_q6_K_r8 *b, int j, int e) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30), perm = z_perm();
+    const int o = 4 * j + 2 * e;
+    const __m512i l = _mm512_loadu_si512((const void *)(b->q + q6r8_ql(o & 31)));
+    const __m512i hq = _mm512_loadu_si512((const void *)(b->q + q6r8_qh(o & 15)));
+    const __m512i lo = o < 32 ? _mm512_and_si512(l, m4) : _mm512_and_si512(_mm512_srli_epi16(l, 4), m4);
+    const int s2 = o >> 4;
+    const __m512i hs = s2 == 0 ? _mm512_slli_epi16(hq, 4) : s2 == 1 ? _mm512_slli_epi16(hq, 2)
+                       : s2 == 2 ? hq : _mm512_srli_epi16(hq, 2);
+    return _mm512_permutexvar_epi32(perm, _mm512_ternarylogic_epi32(lo, hs, m30, 0xF8));
+}
+/* int16 pairs (sc, sc) per dword of sub-block j: the two products' int16 sums meet the scale in
+ * vpdpwssd. */
+Q_INLINE __m512i q6z_scv(const blk_q6_K_r8 *b, int j) {
+    const __m512i ss = z_scales(_mm256_loadu_si256((const __m256i *)(b->sc + 32 * (j >> 2))));
+    return _mm512_srai_epi16(_mm512_shuffle_epi8(ss, z_pair8_hi(j & 3)), 8);
+}
+
+/* A Q6_K R8 block unpacked once for every column tile of a prompt (q6z_unpack), as k45z_pre. */
+typedef struct {
+    __m512i op[16][2];
+    __m512i scv[16];
+    __m256i sc[4];
+    __m256 d8;
+} q6z_pre;
+#define Q6Z_PRE_MAX 32 /* blocks (k <= 8192): 101 KiB on the stack */
+
+Q_INLINE void q6z_unpack(const char *g, int64_t nb, q6z_pre *pre) {
+    for (int64_t i = 0; i < nb; i++) {
+        const blk_q6_K_r8 *b = (const blk_q6_K_r8 *)g + i;
+        q6z_pre *P = pre + i;
+        _Pragma("GCC unroll 16")
+        for (int j = 0; j < 16; j++) {
+            P->scv[j] = q6z_scv(b, j);
+            P->op[j][0] = q6z_operand(b, j, 0), P->op[j][1] = q6z_operand(b, j, 1);
+        }
+        for (int v4 = 0; v4 < 4; v4++) P->sc[v4] = _mm256_loadu_si256((const __m256i *)(b->sc + 32 * v4));
+        P->d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b->d));
+    }
+}
+
+/* 8 rows x NC (<= 8) columns on 512-bit vectors as k45z_tile: a zmm is operands o, o + 1.
+ * 16-element sub-block j = operands 4j..4j+3 (2 zmm): with sub-blocks this short a vpmulld
+ * per sub-block would cost as much as the products, so they are vpmaddubsw pairs summed in
+ * int16 and scaled by one vpdpwssd (as AVX2's vpmaddwd); the -32 offset through the bsums, as
+ * the AVX2 kernel. With pre (q6z_unpack) the blocks come unpacked and g is not read. */
+Q_INLINE void q6z_tile(const int NC, const char *g, const q6z_pre *pre, int64_t nb, const char *xv, size_t xs,
+                       float *y, int64_t ys, bool pf) {
     __m256 acc[8];
     _Pragma("GCC unroll 16")
     for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         const blk_q6_K_r8 *b = (const blk_q6_K_r8 *)g + i;
-        if (pf) r8_prefetch((const char *)b, sizeof *b);
+        const q6z_pre *P = pre ? pre + i : NULL;
+        if (!P && pf) r8_prefetch((const char *)b, sizeof *b);
         const blk_q8_K *xb[8];
         _Pragma("GCC unroll 16")
         for (int c = 0; c < NC; c++) xb[c] = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
-        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b->d));
+        const __m256 d8 = P ? P->d8 : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b->d));
         __m512i sumi[8];
         _Pragma("GCC unroll 16")
         for (int j = 0; j < 16; j++) {
-            /* int16 pairs (sc, sc) per dword: the two products' int16 sums meet the scale in vpdpwssd */
-            const __m512i ss = z_scales(_mm256_loadu_si256((const __m256i *)(b->sc + 32 * (j >> 2))));
-            const __m512i scv = _mm512_srai_epi16(_mm512_shuffle_epi8(ss, z_pair8_hi(j & 3)), 8);
-            __m512i v[2];
-            _Pragma("GCC unroll 16")
-            for (int e = 0; e < 2; e++) {
-                const int o = 4 * j + 2 * e;
-                const __m512i l = _mm512_loadu_si512((const void *)(b->q + q6r8_ql(o & 31)));
-                const __m512i hq = _mm512_loadu_si512((const void *)(b->q + q6r8_qh(o & 15)));
-                const __m512i lo = o < 32 ? _mm512_and_si512(l, m4) : _mm512_and_si512(_mm512_srli_epi16(l, 4), m4);
-                const int s2 = o >> 4;
-                const __m512i hs = s2 == 0 ? _mm512_slli_epi16(hq, 4) : s2 == 1 ? _mm512_slli_epi16(hq, 2)
-                                   : s2 == 2 ? hq : _mm512_srli_epi16(hq, 2);
-                v[e] = _mm512_permutexvar_epi32(perm, _mm512_ternarylogic_epi32(lo, hs, m30, 0xF8));
-            }
+            const __m512i scv = P ? P->scv[j] : q6z_scv(b, j);
+            const __m512i v0 = P ? P->op[j][0] : q6z_operand(b, j, 0), v1 = P ? P->op[j][1] : q6z_operand(b, j, 1);
             _Pragma("GCC unroll 16")
             for (int c = 0; c < NC; c++) { /* 4 products of at most 63 * 128 per int16 */
                 const __m512i p = _mm512_add_epi16(
-                    _mm512_maddubs_epi16(v[0], _mm512_set1_epi64(z_ld64(xb[c]->qs + 16 * j))),
-                    _mm512_maddubs_epi16(v[1], _mm512_set1_epi64(z_ld64(xb[c]->qs + 16 * j + 8))));
+                    _mm512_maddubs_epi16(v0, _mm512_set1_epi64(z_ld64(xb[c]->qs + 16 * j))),
+                    _mm512_maddubs_epi16(v1, _mm512_set1_epi64(z_ld64(xb[c]->qs + 16 * j + 8))));
                 sumi[c] = j ? _mm512_dpwssd_epi32(sumi[c], p, scv) : _mm512_madd_epi16(p, scv);
             }
         }
@@ -211,8 +289,9 @@ Q_INLINE void q6z_tile(const int NC, const char *g, int64_t nb, const char *xv, 
             __m256i off = _mm256_setzero_si256();
             _Pragma("GCC unroll 16")
             for (int v4 = 0; v4 < 4; v4++)
-                off = _mm256_add_epi32(off, r8_scale_bsums(_mm256_loadu_si256((const __m256i *)(b->sc + 32 * v4)),
-                                                           xb[c]->bsums + 4 * v4));
+                off = _mm256_add_epi32(
+                    off, r8_scale_bsums(P ? P->sc[v4] : _mm256_loadu_si256((const __m256i *)(b->sc + 32 * v4)),
+                                        xb[c]->bsums + 4 * v4));
             const __m256i tot = _mm256_sub_epi32(z_rows(sumi[c]), _mm256_slli_epi32(off, 5));
             acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d8, _mm256_set1_ps(xb[c]->d)), _mm256_cvtepi32_ps(tot), acc[c]);
         }
@@ -381,11 +460,96 @@ Q_INLINE void rbz_tile(const int T, const int NC, const char *g, int64_t nb, con
 
 /* ---- drivers ----------------------------------------------------------------------------------------- */
 
-#define Q4V_TILE(N, ...) k45z_tile(0, N, __VA_ARGS__)
-#define Q5V_TILE(N, ...) k45z_tile(1, N, __VA_ARGS__)
-R8_DRIVER_BP(mm_q4_K_r8f_vnni, Q4V_TILE, 6)
-R8_DRIVER_BP(mm_q5_K_r8f_vnni, Q5V_TILE, 6)
-R8_DRIVER_N(mm_q6_K_r8f_vnni, q6z_tile, 6)
+/* One row group x n columns in tiles of 6, then 4, 3, 2, 1 (R8_DRIVER_BP's). */
+Q_INLINE void k45z_tiles(const int Q5, const char *g, const k45z_pre *P, int64_t nb, const char *xc0, size_t xs,
+                         int64_t n, const int32_t *bp, float *yr, int64_t ys) {
+    enum { N = 6 };
+    int64_t c = 0;
+    for (; c + N <= n; c += N)
+        k45z_tile(Q5, N, g, P, nb, xc0 + (size_t)c * xs, xs, bp + 4 * c * nb, yr + c * ys, ys, c == 0);
+    if (c + 4 <= n) {
+        k45z_tile(Q5, 4, g, P, nb, xc0 + (size_t)c * xs, xs, bp + 4 * c * nb, yr + c * ys, ys, c == 0);
+        c += 4;
+    }
+    const char *xc = xc0 + (size_t)c * xs;
+    const int32_t *bc = bp + 4 * c * nb;
+    switch (n - c) {
+    case 3: k45z_tile(Q5, 3, g, P, nb, xc, xs, bc, yr + c * ys, ys, c == 0); break;
+    case 2: k45z_tile(Q5, 2, g, P, nb, xc, xs, bc, yr + c * ys, ys, c == 0); break;
+    case 1: k45z_tile(Q5, 1, g, P, nb, xc, xs, bc, yr + c * ys, ys, c == 0); break;
+    default: break;
+    }
+}
+
+/* Q4_K/Q5_K: R8_DRIVER_BP's loops; a row group with two or more full tiles of columns is
+ * unpacked once (k45z_unpack) and every tile reads it from there. */
+Q_INLINE void k45z_mm(const int Q5, const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs,
+                      int64_t nc, float *y, int64_t ys) {
+    const int64_t nb = k / QK_K;
+    int32_t bp[4 * K8_BP_N];
+    k45z_pre pre[K45Z_PRE_MAX];
+    MR_ASSERT(nb <= K8_BP_N);
+    const int64_t cmax = K8_BP_N / nb, nch = (nc + cmax - 1) / cmax;
+    int64_t chunk = (nc + nch - 1) / nch; /* as few chunks as fit, even, whole tiles where possible */
+    if ((chunk + 23) / 24 * 24 <= cmax) chunk = (chunk + 23) / 24 * 24;
+    for (int64_t c0 = 0; c0 < nc; c0 += chunk) {
+        const int64_t n = MR_MIN(chunk, nc - c0);
+        const char *xc0 = (const char *)xq + (size_t)c0 * xs;
+        k8_bp_prepare(xc0, xs, (int)n, nb, bp);
+        const bool unpack = n >= 12 && nb <= K45Z_PRE_MAX; /* two or more tiles of 6 */
+        for (int64_t r = 0; r < nr; r += 8) {
+            const char *g = (const char *)W + (size_t)r * ws;
+            float *yr = y + c0 * ys + r;
+            if (unpack) { /* two copies of the tiles' loop: the tiles inline with pre known (or NULL) */
+                k45z_unpack(Q5, g, nb, pre);
+                k45z_tiles(Q5, g, pre, nb, xc0, xs, n, bp, yr, ys);
+            } else {
+                k45z_tiles(Q5, g, NULL, nb, xc0, xs, n, bp, yr, ys);
+            }
+        }
+    }
+}
+static void mm_q4_K_r8f_vnni(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs, int64_t nc,
+                             float *y, int64_t ys) {
+    k45z_mm(0, W, ws, k, nr, xq, xs, nc, y, ys);
+}
+static void mm_q5_K_r8f_vnni(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs, int64_t nc,
+                             float *y, int64_t ys) {
+    k45z_mm(1, W, ws, k, nr, xq, xs, nc, y, ys);
+}
+/* Q6_K: R8_DRIVER_N's loops, with the unpacking once per row group as k45z_mm. */
+Q_INLINE void q6z_tiles(const char *g, const q6z_pre *P, int64_t nb, const char *xq, size_t xs, int64_t nc, float *yr,
+                        int64_t ys) {
+    enum { N = 6 };
+    int64_t c = 0;
+    for (; c + N <= nc; c += N) q6z_tile(N, g, P, nb, xq + (size_t)c * xs, xs, yr + c * ys, ys, c == 0);
+    if (c + 4 <= nc) {
+        q6z_tile(4, g, P, nb, xq + (size_t)c * xs, xs, yr + c * ys, ys, c == 0);
+        c += 4;
+    }
+    const char *xc = xq + (size_t)c * xs;
+    switch (nc - c) {
+    case 3: q6z_tile(3, g, P, nb, xc, xs, yr + c * ys, ys, c == 0); break;
+    case 2: q6z_tile(2, g, P, nb, xc, xs, yr + c * ys, ys, c == 0); break;
+    case 1: q6z_tile(1, g, P, nb, xc, xs, yr + c * ys, ys, c == 0); break;
+    default: break;
+    }
+}
+static void mm_q6_K_r8f_vnni(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs, int64_t nc,
+                             float *y, int64_t ys) {
+    const int64_t nb = k / QK_K;
+    q6z_pre pre[Q6Z_PRE_MAX];
+    const bool unpack = nc >= 12 && nb <= Q6Z_PRE_MAX; /* two or more tiles of 6 */
+    for (int64_t r = 0; r < nr; r += 8) {
+        const char *g = (const char *)W + (size_t)r * ws;
+        if (unpack) {
+            q6z_unpack(g, nb, pre);
+            q6z_tiles(g, pre, nb, (const char *)xq, xs, nc, y + r, ys);
+        } else {
+            q6z_tiles(g, NULL, nb, (const char *)xq, xs, nc, y + r, ys);
+        }
+    }
+}
 /* one or two columns: 256-bit; more: 512-bit */
 #define RBZ_TILE(T, N, ...) ((N) <= 2 ? rbv_tile(T, N, __VA_ARGS__) : rbz_tile(T, N, __VA_ARGS__))
 RB_DRIVER(mm_q4_0_r8f_vnni, R_Q4_0, RBZ_TILE, 1, 8)

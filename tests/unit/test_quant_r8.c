@@ -148,7 +148,7 @@ static int run_case(uint32_t t, bool fast, int64_t k, int64_t m, int64_t nc, boo
 static void run_type(uint32_t t, bool fast, const int64_t ks[3], bool wide) {
     const uint32_t t8 = (fast ? MR_TYPE_R8F_BASE : MR_TYPE_R8_BASE) + t;
     int fails = 0, cases = 0;
-    const int64_t ncs[] = {1, 2, 3, 4, 5, 7, 8, 13};
+    const int64_t ncs[] = {1, 2, 3, 4, 5, 7, 8, 13, 17};
     for (int ki = 0; ki < 3; ki++)
         for (size_t ci = 0; ci < MR_ARRAY_LEN(ncs); ci++, cases++) fails += run_case(t, fast, ks[ki], 24, ncs[ci], false, 1);
     fails += run_case(t, fast, 512, 16, 5, true, 1);
