@@ -21,29 +21,76 @@
 
 /* ---- Q4_K_R8 / Q5_K_R8 ------------------------------------------------------------------------ */
 
-/* 8 rows (group g, nb blocks) x NC columns; Q5: 5th bits from qh. y[c*ys + r]. */
-Q_INLINE void k45_tile(const int Q5, const int NC, const char *g, int64_t nb, const char *xv, size_t xs,
-                       const int32_t *bp, float *y, int64_t ys, bool pf) {
+/* Operand m of sub-block 2 * j2 + h (qs vector 8 * j2 + m, its low or high nibbles, Q5_K with
+ * the 5th bits) as k45_tile multiplies it. */
+Q_INLINE __m256i k45_operand(const int Q5, const k45_blk *kb, int j2, int h, int m) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m16 = _mm256_set1_epi8(0x10);
+    const __m256i q = _mm256_loadu_si256((const __m256i *)(kb->qs + 32 * (8 * j2 + m)));
+    __m256i v = h ? _mm256_and_si256(_mm256_srli_epi16(q, 4), m4) : _mm256_and_si256(q, m4);
+    if (Q5) {
+        /* qs vector 8*j2 + m = 4w + p: bit 2p + h of qh vector w, to bit 4 */
+        const int w = (8 * j2 + m) >> 2, p = (8 * j2 + m) & 3, sh = 4 - 2 * p - h;
+        const __m256i hv = _mm256_loadu_si256((const __m256i *)(kb->qh + 32 * w));
+        const __m256i hb = sh >= 0 ? _mm256_slli_epi16(hv, sh) : _mm256_srli_epi16(hv, -sh);
+        v = _mm256_or_si256(v, _mm256_and_si256(hb, m16));
+    }
+    return v;
+}
+
+/* A Q4_K/Q5_K block unpacked once for every column tile of a prompt (k45_unpack, R8_DRIVER_BP):
+ * for 4 columns the unpacking was a fifth (Q4_K) to a third (Q5_K) of the instructions. */
+typedef struct {
+    __m256i op[4][2][8]; /* [j2][h][m] */
+    __m256i scv[4][2];
+    __m256i mp[4];
+    __m256 d8, dm8;
+} k45_pre;
+#define K45_PRE_MAX 32 /* blocks (k <= 8192): 78 KiB on the stack */
+
+Q_INLINE void k45_unpack(const int Q5, const char *g, int64_t nb, k45_pre *pre) {
+    const size_t bsz = Q5 ? sizeof(blk_q5_K_r8) : sizeof(blk_q4_K_r8);
+    for (int64_t i = 0; i < nb; i++) {
+        k45_blk kb;
+        k45_load(Q5, g + (size_t)i * bsz, &kb);
+        k45_pre *P = pre + i;
+        _Pragma("GCC unroll 16")
+        for (int j2 = 0; j2 < 4; j2++)
+            _Pragma("GCC unroll 16")
+            for (int h = 0; h < 2; h++) {
+                P->scv[j2][h] = _mm256_shuffle_epi8(j2 < 2 ? kb.sc0 : kb.sc1, r8_dup((2 * j2 + h) & 3));
+                _Pragma("GCC unroll 16")
+                for (int m = 0; m < 8; m++) P->op[j2][h][m] = k45_operand(Q5, &kb, j2, h, m);
+            }
+        for (int q = 0; q < 4; q++) P->mp[q] = kb.mp[q];
+        P->d8 = kb.d8, P->dm8 = kb.dm8;
+    }
+}
+
+/* 8 rows (group g, nb blocks) x NC columns; Q5: 5th bits from qh. y[c*ys + r]. With pre
+ * (k45_unpack) the blocks come unpacked and g is not read. */
+Q_INLINE void k45_tile(const int Q5, const int NC, const char *g, const k45_pre *pre, int64_t nb, const char *xv,
+                       size_t xs, const int32_t *bp, float *y, int64_t ys, bool pf) {
     __m256 acc[4];
     _Pragma("GCC unroll 16")
     for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
     const size_t bsz = Q5 ? sizeof(blk_q5_K_r8) : sizeof(blk_q4_K_r8);
     for (int64_t i = 0; i < nb; i++) {
-        const char *blk = g + (size_t)i * bsz;
-        if (pf) r8_prefetch(blk, bsz);
         k45_blk kb;
-        k45_load(Q5, blk, &kb);
-        const uint8_t *qs = kb.qs, *qh = kb.qh;
-        const __m256i sc0 = kb.sc0, sc1 = kb.sc1;
-        const __m256 d8 = kb.d8;
+        const k45_pre *P = pre ? pre + i : NULL;
+        if (!P) {
+            const char *blk = g + (size_t)i * bsz;
+            if (pf) r8_prefetch(blk, bsz);
+            k45_load(Q5, blk, &kb);
+        }
+        const __m256i *mp = P ? P->mp : kb.mp;
+        const __m256 d8 = P ? P->d8 : kb.d8, dm8 = P ? P->dm8 : kb.dm8;
         const blk_q8_K *xb[4];
         _Pragma("GCC unroll 16")
         for (int c = 0; c < NC; c++) xb[c] = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
         _Pragma("GCC unroll 16")
         for (int c = 0; c < NC; c++) {
-            const __m256 m = _mm256_cvtepi32_ps(k8_mins_bp(kb.mp, bp + 4 * ((size_t)c * (size_t)nb + (size_t)i)));
-            acc[c] = _mm256_fnmadd_ps(_mm256_mul_ps(kb.dm8, _mm256_set1_ps(xb[c]->d)), m, acc[c]);
+            const __m256 m = _mm256_cvtepi32_ps(k8_mins_bp(mp, bp + 4 * ((size_t)c * (size_t)nb + (size_t)i)));
+            acc[c] = _mm256_fnmadd_ps(_mm256_mul_ps(dm8, _mm256_set1_ps(xb[c]->d)), m, acc[c]);
         }
         __m256i sumi[4];
         _Pragma("GCC unroll 16")
@@ -53,20 +100,13 @@ Q_INLINE void k45_tile(const int Q5, const int NC, const char *g, int64_t nb, co
             _Pragma("GCC unroll 16")
             for (int h = 0; h < 2; h++) {
                 /* sub-block 2*j2 + h: 8 vectors of 4 quants per row */
-                const __m256i scv = _mm256_shuffle_epi8(j2 < 2 ? sc0 : sc1, r8_dup((2 * j2 + h) & 3));
+                const __m256i scv =
+                    P ? P->scv[j2][h] : _mm256_shuffle_epi8(j2 < 2 ? kb.sc0 : kb.sc1, r8_dup((2 * j2 + h) & 3));
                 __m256i a[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
                                 _mm256_setzero_si256()};
                 _Pragma("GCC unroll 16")
                 for (int m = 0; m < 8; m++) {
-                    const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * (8 * j2 + m)));
-                    __m256i v = h ? _mm256_and_si256(_mm256_srli_epi16(q, 4), m4) : _mm256_and_si256(q, m4);
-                    if (Q5) {
-                        /* qs vector 8*j2 + m = 4w + p: bit 2p + h of qh vector w, to bit 4 */
-                        const int w = (8 * j2 + m) >> 2, p = (8 * j2 + m) & 3, sh = 4 - 2 * p - h;
-                        const __m256i hv = _mm256_loadu_si256((const __m256i *)(qh + 32 * w));
-                        const __m256i hb = sh >= 0 ? _mm256_slli_epi16(hv, sh) : _mm256_srli_epi16(hv, -sh);
-                        v = _mm256_or_si256(v, _mm256_and_si256(hb, m16));
-                    }
+                    const __m256i v = P ? P->op[j2][h][m] : k45_operand(Q5, &kb, j2, h, m);
                     _Pragma("GCC unroll 16")
                     for (int c = 0; c < NC; c++) {
                         const __m256i p = _mm256_maddubs_epi16(v, bcast32(xb[c]->qs + 64 * j2 + 32 * h + 4 * m));
@@ -477,8 +517,10 @@ Q_INLINE void q6x_tile(const int NC, const char *g, int64_t nb, const char *xv, 
 #define Q5_TILE(N, ...) k45_tile(1, N, __VA_ARGS__)
 #define Q4X_TILE(N, ...) k45x_tile(0, N, __VA_ARGS__)
 #define Q5X_TILE(N, ...) k45x_tile(1, N, __VA_ARGS__)
-R8_DRIVER_BP(mm_q4_K_r8f, Q4_TILE, 4)
-R8_DRIVER_BP(mm_q5_K_r8f, Q5_TILE, 4)
+#define Q4_UNPACK(...) k45_unpack(0, __VA_ARGS__)
+#define Q5_UNPACK(...) k45_unpack(1, __VA_ARGS__)
+R8_DRIVER_BP(mm_q4_K_r8f, Q4_TILE, 4, k45_pre, K45_PRE_MAX, Q4_UNPACK)
+R8_DRIVER_BP(mm_q5_K_r8f, Q5_TILE, 4, k45_pre, K45_PRE_MAX, Q5_UNPACK)
 R8_DRIVER(mm_q6_K_r8f, q6_tile)
 #define Q3_TILE(N, ...) k23_tile(1, N, __VA_ARGS__)
 #define Q2_TILE(N, ...) k23_tile(0, N, __VA_ARGS__)

@@ -122,6 +122,23 @@ Q_INLINE __m256i r8_scale_bsums(__m256i S, const int16_t *bs) {
 
 /* ---- drivers --------------------------------------------------------------------------------------- */
 
+/* Column tiles of N, then of 4, 3, 2, 1 over n columns: CALL(T, NC, c) per tile (c: its first column). */
+#define R8_TILE_LOOP(N, n, CALL, T)                                                                   \
+    do {                                                                                            \
+        int64_t c_ = 0;                                                                             \
+        for (; c_ + (N) <= (n); c_ += (N)) CALL(T, N, c_);                                             \
+        if ((N) > 4 && c_ + 4 <= (n)) {                                                             \
+            CALL(T, 4, c_);                                                                            \
+            c_ += 4;                                                                                \
+        }                                                                                           \
+        switch ((n) - c_) {                                                                         \
+        case 3: CALL(T, 3, c_); break;                                                                 \
+        case 2: CALL(T, 2, c_); break;                                                                 \
+        case 1: CALL(T, 1, c_); break;                                                                 \
+        default: break;                                                                             \
+        }                                                                                           \
+    } while (0)
+
 /* Groups of 8 rows (outer: a group's blocks stay in L1) x columns in tiles of N (4 or 8), then
  * of 4, 3, 2, 1; the first tile of a group prefetches. TILE(NC, g, nb, x, xs, y, ys, pf). */
 #define R8_DRIVER_N(name, TILE, N)                                                                   \
@@ -130,32 +147,24 @@ Q_INLINE __m256i r8_scale_bsums(__m256i S, const int16_t *bs) {
         const int64_t nb = k / QK_K;                                                                  \
         for (int64_t r = 0; r < nr; r += 8) {                                                         \
             const char *g = (const char *)W + (size_t)r * ws;                                         \
-            int64_t c = 0;                                                                            \
-            for (; c + (N) <= nc; c += (N))                                                           \
-                TILE(N, g, nb, (const char *)xq + (size_t)c * xs, xs, y + c * ys + r, ys, c == 0);    \
-            if ((N) > 4 && c + 4 <= nc) {                                                             \
-                TILE(4, g, nb, (const char *)xq + (size_t)c * xs, xs, y + c * ys + r, ys, c == 0);    \
-                c += 4;                                                                               \
-            }                                                                                         \
-            const char *xc = (const char *)xq + (size_t)c * xs;                                       \
-            switch (nc - c) {                                                                         \
-            case 3: TILE(3, g, nb, xc, xs, y + c * ys + r, ys, c == 0); break;                        \
-            case 2: TILE(2, g, nb, xc, xs, y + c * ys + r, ys, c == 0); break;                        \
-            case 1: TILE(1, g, nb, xc, xs, y + c * ys + r, ys, c == 0); break;                        \
-            default: break;                                                                           \
-            }                                                                                         \
+            R8_TILE_LOOP(N, nc, R8_N_CALL, TILE);                                                         \
         }                                                                                             \
     }
+#define R8_N_CALL(T, NC, c) T(NC, g, nb, (const char *)xq + (size_t)(c) * xs, xs, y + (c) * ys + r, ys, (c) == 0)
 #define R8_DRIVER(name, TILE) R8_DRIVER_N(name, TILE, 4)
 
 /* R8_DRIVER_N for the Q4_K/Q5_K tiles, with the minimums' table (k8_bp_prepare) built per
- * chunk of columns (outer): TILE(NC, g, nb, x, xs, bp, y, ys, pf), bp the tile's first column's
- * table rows. */
-#define R8_DRIVER_BP(name, TILE, N)                                                                              \
+ * chunk of columns (outer): TILE(NC, g, P, nb, x, xs, bp, y, ys, pf), bp the tile's first
+ * column's table rows. Where two or more full tiles share a row group, its blocks are
+ * unpacked once (UNPACK(g, nb, pre), into PRE_T pre[PRE_MAX] on the stack) and the tiles get
+ * them as P (else P is NULL and they unpack g themselves): the unpacking is then paid once per
+ * row group instead of once per tile. */
+#define R8_DRIVER_BP(name, TILE, N, PRE_T, PRE_MAX, UNPACK)                                                     \
     static void name(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs, int64_t nc,  \
                      float *y, int64_t ys) {                                                                  \
         const int64_t nb = k / QK_K;                                                                          \
         int32_t bp[4 * K8_BP_N];                                                                              \
+        PRE_T pre[PRE_MAX];                                                                                   \
         MR_ASSERT(nb <= K8_BP_N);                                                                             \
         const int64_t cmax = K8_BP_N / nb, nch = (nc + cmax - 1) / cmax;                                      \
         int64_t chunk = (nc + nch - 1) / nch; /* as few chunks as fit, even, whole tiles where possible */    \
@@ -163,28 +172,22 @@ Q_INLINE __m256i r8_scale_bsums(__m256i S, const int16_t *bs) {
         for (int64_t c0 = 0; c0 < nc; c0 += chunk) {                                                          \
             const int64_t n = MR_MIN(chunk, nc - c0);                                                         \
             const char *xc0 = (const char *)xq + (size_t)c0 * xs;                                             \
+            const bool unpack = n >= 2 * (N) && nb <= (PRE_MAX);                                              \
             k8_bp_prepare(xc0, xs, (int)n, nb, bp);                                                           \
             for (int64_t r = 0; r < nr; r += 8) {                                                             \
                 const char *g = (const char *)W + (size_t)r * ws;                                             \
                 float *yr = y + c0 * ys + r;                                                                  \
-                int64_t c = 0;                                                                                \
-                for (; c + (N) <= n; c += (N))                                                                \
-                    TILE(N, g, nb, xc0 + (size_t)c * xs, xs, bp + 4 * c * nb, yr + c * ys, ys, c == 0);       \
-                if ((N) > 4 && c + 4 <= n) {                                                                  \
-                    TILE(4, g, nb, xc0 + (size_t)c * xs, xs, bp + 4 * c * nb, yr + c * ys, ys, c == 0);       \
-                    c += 4;                                                                                   \
-                }                                                                                             \
-                const char *xc = xc0 + (size_t)c * xs;                                                        \
-                const int32_t *bc = bp + 4 * c * nb;                                                          \
-                switch (n - c) {                                                                              \
-                case 3: TILE(3, g, nb, xc, xs, bc, yr + c * ys, ys, c == 0); break;                           \
-                case 2: TILE(2, g, nb, xc, xs, bc, yr + c * ys, ys, c == 0); break;                           \
-                case 1: TILE(1, g, nb, xc, xs, bc, yr + c * ys, ys, c == 0); break;                           \
-                default: break;                                                                               \
+                if (unpack) {                                                                                 \
+                    UNPACK(g, nb, pre);                                                                       \
+                    R8_TILE_LOOP(N, n, R8_BP_CALL_P, TILE);                                                   \
+                } else {                                                                                      \
+                    R8_TILE_LOOP(N, n, R8_BP_CALL_0, TILE);                                                       \
                 }                                                                                             \
             }                                                                                                 \
         }                                                                                                     \
     }
+#define R8_BP_CALL_P(T, NC, c) T(NC, g, pre, nb, xc0 + (size_t)(c) * xs, xs, bp + 4 * (c) * nb, yr + (c) * ys, ys, (c) == 0)
+#define R8_BP_CALL_0(T, NC, c) T(NC, g, NULL, nb, xc0 + (size_t)(c) * xs, xs, bp + 4 * (c) * nb, yr + (c) * ys, ys, (c) == 0)
 
 /* ---- 32-element block types (Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 _R8F) ---------------------------------------- */
 

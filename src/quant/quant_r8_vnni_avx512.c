@@ -460,81 +460,14 @@ Q_INLINE void rbz_tile(const int T, const int NC, const char *g, int64_t nb, con
 
 /* ---- drivers ----------------------------------------------------------------------------------------- */
 
-/* One row group x n columns in tiles of 6, then 4, 3, 2, 1 (R8_DRIVER_BP's). */
-Q_INLINE void k45z_tiles(const int Q5, const char *g, const k45z_pre *P, int64_t nb, const char *xc0, size_t xs,
-                         int64_t n, const int32_t *bp, float *yr, int64_t ys) {
-    enum { N = 6 };
-    int64_t c = 0;
-    for (; c + N <= n; c += N)
-        k45z_tile(Q5, N, g, P, nb, xc0 + (size_t)c * xs, xs, bp + 4 * c * nb, yr + c * ys, ys, c == 0);
-    if (c + 4 <= n) {
-        k45z_tile(Q5, 4, g, P, nb, xc0 + (size_t)c * xs, xs, bp + 4 * c * nb, yr + c * ys, ys, c == 0);
-        c += 4;
-    }
-    const char *xc = xc0 + (size_t)c * xs;
-    const int32_t *bc = bp + 4 * c * nb;
-    switch (n - c) {
-    case 3: k45z_tile(Q5, 3, g, P, nb, xc, xs, bc, yr + c * ys, ys, c == 0); break;
-    case 2: k45z_tile(Q5, 2, g, P, nb, xc, xs, bc, yr + c * ys, ys, c == 0); break;
-    case 1: k45z_tile(Q5, 1, g, P, nb, xc, xs, bc, yr + c * ys, ys, c == 0); break;
-    default: break;
-    }
-}
-
-/* Q4_K/Q5_K: R8_DRIVER_BP's loops; a row group with two or more full tiles of columns is
- * unpacked once (k45z_unpack) and every tile reads it from there. */
-Q_INLINE void k45z_mm(const int Q5, const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs,
-                      int64_t nc, float *y, int64_t ys) {
-    const int64_t nb = k / QK_K;
-    int32_t bp[4 * K8_BP_N];
-    k45z_pre pre[K45Z_PRE_MAX];
-    MR_ASSERT(nb <= K8_BP_N);
-    const int64_t cmax = K8_BP_N / nb, nch = (nc + cmax - 1) / cmax;
-    int64_t chunk = (nc + nch - 1) / nch; /* as few chunks as fit, even, whole tiles where possible */
-    if ((chunk + 23) / 24 * 24 <= cmax) chunk = (chunk + 23) / 24 * 24;
-    for (int64_t c0 = 0; c0 < nc; c0 += chunk) {
-        const int64_t n = MR_MIN(chunk, nc - c0);
-        const char *xc0 = (const char *)xq + (size_t)c0 * xs;
-        k8_bp_prepare(xc0, xs, (int)n, nb, bp);
-        const bool unpack = n >= 12 && nb <= K45Z_PRE_MAX; /* two or more tiles of 6 */
-        for (int64_t r = 0; r < nr; r += 8) {
-            const char *g = (const char *)W + (size_t)r * ws;
-            float *yr = y + c0 * ys + r;
-            if (unpack) { /* two copies of the tiles' loop: the tiles inline with pre known (or NULL) */
-                k45z_unpack(Q5, g, nb, pre);
-                k45z_tiles(Q5, g, pre, nb, xc0, xs, n, bp, yr, ys);
-            } else {
-                k45z_tiles(Q5, g, NULL, nb, xc0, xs, n, bp, yr, ys);
-            }
-        }
-    }
-}
-static void mm_q4_K_r8f_vnni(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs, int64_t nc,
-                             float *y, int64_t ys) {
-    k45z_mm(0, W, ws, k, nr, xq, xs, nc, y, ys);
-}
-static void mm_q5_K_r8f_vnni(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs, int64_t nc,
-                             float *y, int64_t ys) {
-    k45z_mm(1, W, ws, k, nr, xq, xs, nc, y, ys);
-}
-/* Q6_K: R8_DRIVER_N's loops, with the unpacking once per row group as k45z_mm. */
-Q_INLINE void q6z_tiles(const char *g, const q6z_pre *P, int64_t nb, const char *xq, size_t xs, int64_t nc, float *yr,
-                        int64_t ys) {
-    enum { N = 6 };
-    int64_t c = 0;
-    for (; c + N <= nc; c += N) q6z_tile(N, g, P, nb, xq + (size_t)c * xs, xs, yr + c * ys, ys, c == 0);
-    if (c + 4 <= nc) {
-        q6z_tile(4, g, P, nb, xq + (size_t)c * xs, xs, yr + c * ys, ys, c == 0);
-        c += 4;
-    }
-    const char *xc = xq + (size_t)c * xs;
-    switch (nc - c) {
-    case 3: q6z_tile(3, g, P, nb, xc, xs, yr + c * ys, ys, c == 0); break;
-    case 2: q6z_tile(2, g, P, nb, xc, xs, yr + c * ys, ys, c == 0); break;
-    case 1: q6z_tile(1, g, P, nb, xc, xs, yr + c * ys, ys, c == 0); break;
-    default: break;
-    }
-}
+#define Q4V_TILE(N, ...) k45z_tile(0, N, __VA_ARGS__)
+#define Q5V_TILE(N, ...) k45z_tile(1, N, __VA_ARGS__)
+#define Q4V_UNPACK(...) k45z_unpack(0, __VA_ARGS__)
+#define Q5V_UNPACK(...) k45z_unpack(1, __VA_ARGS__)
+R8_DRIVER_BP(mm_q4_K_r8f_vnni, Q4V_TILE, 6, k45z_pre, K45Z_PRE_MAX, Q4V_UNPACK)
+R8_DRIVER_BP(mm_q5_K_r8f_vnni, Q5V_TILE, 6, k45z_pre, K45Z_PRE_MAX, Q5V_UNPACK)
+/* Q6_K: R8_DRIVER_N's loops, with the unpacking once per row group as R8_DRIVER_BP's. */
+#define Q6Z_CALL(T, NC, c) T(NC, g, P, nb, (const char *)xq + (size_t)(c) * xs, xs, y + (c) * ys + r, ys, (c) == 0)
 static void mm_q6_K_r8f_vnni(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs, int64_t nc,
                              float *y, int64_t ys) {
     const int64_t nb = k / QK_K;
@@ -543,10 +476,12 @@ static void mm_q6_K_r8f_vnni(const void *W, size_t ws, int64_t k, int64_t nr, co
     for (int64_t r = 0; r < nr; r += 8) {
         const char *g = (const char *)W + (size_t)r * ws;
         if (unpack) {
+            const q6z_pre *P = pre;
             q6z_unpack(g, nb, pre);
-            q6z_tiles(g, pre, nb, (const char *)xq, xs, nc, y + r, ys);
+            R8_TILE_LOOP(6, nc, Q6Z_CALL, q6z_tile);
         } else {
-            q6z_tiles(g, NULL, nb, (const char *)xq, xs, nc, y + r, ys);
+            const q6z_pre *P = NULL;
+            R8_TILE_LOOP(6, nc, Q6Z_CALL, q6z_tile);
         }
     }
 }
