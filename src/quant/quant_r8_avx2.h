@@ -153,6 +153,28 @@ Q_INLINE __m256i r8_scale_bsums(__m256i S, const int16_t *bs) {
 #define R8_N_CALL(T, NC, c) T(NC, g, nb, (const char *)xq + (size_t)(c) * xs, xs, y + (c) * ys + r, ys, (c) == 0)
 #define R8_DRIVER(name, TILE) R8_DRIVER_N(name, TILE, 4)
 
+/* R8_DRIVER_N with the row group's blocks unpacked once (UNPACK(g, nb, pre), into PRE_T
+ * pre[PRE_MAX] on the stack) where two or more full tiles of N columns share it:
+ * TILE(NC, g, P, nb, x, xs, y, ys, pf), P the unpacked blocks or NULL (as R8_DRIVER_BP). */
+#define R8_DRIVER_PRE(name, TILE, N, PRE_T, PRE_MAX, UNPACK)                                         \
+    static void name(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs,      \
+                     int64_t nc, float *y, int64_t ys) {                                              \
+        const int64_t nb = k / QK_K;                                                                  \
+        PRE_T pre[PRE_MAX];                                                                           \
+        const bool unpack = nc >= 2 * (N) && nb <= (PRE_MAX);                                        \
+        for (int64_t r = 0; r < nr; r += 8) {                                                         \
+            const char *g = (const char *)W + (size_t)r * ws;                                         \
+            if (unpack) {                                                                             \
+                UNPACK(g, nb, pre);                                                                   \
+                R8_TILE_LOOP(N, nc, R8_PRE_CALL_P, TILE);                                             \
+            } else {                                                                                  \
+                R8_TILE_LOOP(N, nc, R8_PRE_CALL_0, TILE);                                             \
+            }                                                                                         \
+        }                                                                                             \
+    }
+#define R8_PRE_CALL_P(T, NC, c) T(NC, g, pre, nb, (const char *)xq + (size_t)(c) * xs, xs, y + (c) * ys + r, ys, (c) == 0)
+#define R8_PRE_CALL_0(T, NC, c) T(NC, g, NULL, nb, (const char *)xq + (size_t)(c) * xs, xs, y + (c) * ys + r, ys, (c) == 0)
+
 /* R8_DRIVER_N for the Q4_K/Q5_K tiles, with the minimums' table (k8_bp_prepare) built per
  * chunk of columns (outer): TILE(NC, g, P, nb, x, xs, bp, y, ys, pf), bp the tile's first
  * column's table rows. Where two or more full tiles share a row group, its blocks are

@@ -466,25 +466,7 @@ Q_INLINE void rbz_tile(const int T, const int NC, const char *g, int64_t nb, con
 #define Q5V_UNPACK(...) k45z_unpack(1, __VA_ARGS__)
 R8_DRIVER_BP(mm_q4_K_r8f_vnni, Q4V_TILE, 6, k45z_pre, K45Z_PRE_MAX, Q4V_UNPACK)
 R8_DRIVER_BP(mm_q5_K_r8f_vnni, Q5V_TILE, 6, k45z_pre, K45Z_PRE_MAX, Q5V_UNPACK)
-/* Q6_K: R8_DRIVER_N's loops, with the unpacking once per row group as R8_DRIVER_BP's. */
-#define Q6Z_CALL(T, NC, c) T(NC, g, P, nb, (const char *)xq + (size_t)(c) * xs, xs, y + (c) * ys + r, ys, (c) == 0)
-static void mm_q6_K_r8f_vnni(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs, int64_t nc,
-                             float *y, int64_t ys) {
-    const int64_t nb = k / QK_K;
-    q6z_pre pre[Q6Z_PRE_MAX];
-    const bool unpack = nc >= 12 && nb <= Q6Z_PRE_MAX; /* two or more tiles of 6 */
-    for (int64_t r = 0; r < nr; r += 8) {
-        const char *g = (const char *)W + (size_t)r * ws;
-        if (unpack) {
-            const q6z_pre *P = pre;
-            q6z_unpack(g, nb, pre);
-            R8_TILE_LOOP(6, nc, Q6Z_CALL, q6z_tile);
-        } else {
-            const q6z_pre *P = NULL;
-            R8_TILE_LOOP(6, nc, Q6Z_CALL, q6z_tile);
-        }
-    }
-}
+R8_DRIVER_PRE(mm_q6_K_r8f_vnni, q6z_tile, 6, q6z_pre, Q6Z_PRE_MAX, q6z_unpack)
 /* one or two columns: 256-bit; more: 512-bit */
 #define RBZ_TILE(T, N, ...) ((N) <= 2 ? rbv_tile(T, N, __VA_ARGS__) : rbz_tile(T, N, __VA_ARGS__))
 RB_DRIVER(mm_q4_0_r8f_vnni, R_Q4_0, RBZ_TILE, 1, 8)
