@@ -42,8 +42,7 @@ Q_INLINE __m256i k45_operand(const int Q5, const k45_blk *kb, int j2, int h, int
 typedef struct {
     __m256i op[4][2][8]; /* [j2][h][m] */
     __m256i scv[4][2];
-    __m256i mp[4];
-    __m256 d8, dm8;
+    k45_md md;
 } k45_pre;
 #define K45_PRE_MAX 32 /* blocks (k <= 8192): 78 KiB on the stack */
 
@@ -61,8 +60,7 @@ Q_INLINE void k45_unpack(const int Q5, const char *g, int64_t nb, k45_pre *pre) 
                 _Pragma("GCC unroll 16")
                 for (int m = 0; m < 8; m++) P->op[j2][h][m] = k45_operand(Q5, &kb, j2, h, m);
             }
-        for (int q = 0; q < 4; q++) P->mp[q] = kb.mp[q];
-        P->d8 = kb.d8, P->dm8 = kb.dm8;
+        k45_md_of(&kb, &P->md);
     }
 }
 
@@ -82,8 +80,8 @@ Q_INLINE void k45_tile(const int Q5, const int NC, const char *g, const k45_pre 
             if (pf) r8_prefetch(blk, bsz);
             k45_load(Q5, blk, &kb);
         }
-        const __m256i *mp = P ? P->mp : kb.mp;
-        const __m256 d8 = P ? P->d8 : kb.d8, dm8 = P ? P->dm8 : kb.dm8;
+        const __m256i *mp = P ? P->md.mp : kb.mp;
+        const __m256 d8 = P ? P->md.d8 : kb.d8, dm8 = P ? P->md.dm8 : kb.dm8;
         const blk_q8_K *xb[4];
         _Pragma("GCC unroll 16")
         for (int c = 0; c < NC; c++) xb[c] = (const blk_q8_K *)(xv + (size_t)c * xs) + i;

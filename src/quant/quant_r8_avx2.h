@@ -71,6 +71,16 @@ Q_INLINE void k45_load(const int Q5, const char *blk, k45_blk *b) {
     b->dm8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(dp + 8)));
 }
 
+/* The part of a k45_blk both prompt buffers (k45_pre, k45z_pre) keep: minimums and d, dmin. */
+typedef struct {
+    __m256i mp[4];
+    __m256 d8, dm8;
+} k45_md;
+Q_INLINE void k45_md_of(const k45_blk *b, k45_md *m) {
+    for (int q = 0; q < 4; q++) m->mp[q] = b->mp[q];
+    m->d8 = b->d8, m->dm8 = b->dm8;
+}
+
 /* Per row, min[2P][row] * B[2P] + min[2P+1][row] * B[2P+1] for P < 4, with B[j] =
  * bsums[2j] + bsums[2j+1] of column x (ggml's 4 lanes of the minimums' term). */
 Q_INLINE void k8_min_terms(const __m256i mp[4], const blk_q8_K *x, __m256i t[4]) {

@@ -102,8 +102,7 @@ Q_INLINE __m512i k45z_scp(const k45_blk *kb, int j2) {
 typedef struct {
     __m512i op[4][4][2]; /* [j2][mm][low / high] */
     __m512i scp[4];
-    __m256i mp[4];
-    __m256 d8, dm8;
+    k45_md md;
 } k45z_pre;
 #define K45Z_PRE_MAX 32 /* blocks (k <= 8192): 80 KiB on the stack */
 
@@ -119,8 +118,7 @@ Q_INLINE void k45z_unpack(const int Q5, const char *g, int64_t nb, k45z_pre *pre
             _Pragma("GCC unroll 16")
             for (int mm = 0; mm < 4; mm++) k45z_operands(Q5, &kb, j2, mm, &P->op[j2][mm][0], &P->op[j2][mm][1]);
         }
-        for (int q = 0; q < 4; q++) P->mp[q] = kb.mp[q];
-        P->d8 = kb.d8, P->dm8 = kb.dm8;
+        k45_md_of(&kb, &P->md);
     }
 }
 
@@ -150,8 +148,8 @@ Q_INLINE void k45z_tile(const int Q5, const int NC, const char *g, const k45z_pr
             if (pf) r8_prefetch(blk, bsz);
             k45_load(Q5, blk, &kb);
         }
-        const __m256i *mp = P ? P->mp : kb.mp;
-        const __m256 d8 = P ? P->d8 : kb.d8, dm8 = P ? P->dm8 : kb.dm8;
+        const __m256i *mp = P ? P->md.mp : kb.mp;
+        const __m256 d8 = P ? P->md.d8 : kb.d8, dm8 = P ? P->md.dm8 : kb.dm8;
         const blk_q8_K *xb[8];
         _Pragma("GCC unroll 16")
         for (int c = 0; c < NC; c++) xb[c] = (const blk_q8_K *)(xv + (size_t)c * xs) + i;
