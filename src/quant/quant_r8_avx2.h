@@ -269,6 +269,7 @@ Q_INLINE void rb_prepare(const int T, const bool vnni, const char *xv, size_t xs
 #define RB_DRIVER(name, T, TILE, VNNI, N)                                                                        \
     static void name(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs, int64_t nc,  \
                      float *y, int64_t ys) {                                                                  \
+        const int rb_t_ = T; /* for R8_RB_CALL */                                                             \
         const int64_t nb = k / 32;                                                                            \
         rb_pre pre[RB_PRE_N];                                                                                 \
         const int64_t chunk = MR_MAX((int64_t)4, (RB_PRE_N / nb) & ~(int64_t)7); /* nb <= 2048: >= 4 */      \
@@ -279,22 +280,10 @@ Q_INLINE void rb_prepare(const int T, const bool vnni, const char *xv, size_t xs
             for (int64_t r = 0; r < nr; r += 8) {                                                             \
                 const char *g = (const char *)W + (size_t)r * ws;                                             \
                 float *yr = y + c0 * ys + r;                                                                  \
-                int64_t c = 0;                                                                                \
-                for (; c + (N) <= n; c += (N))                                                                \
-                    TILE(T, N, g, nb, xc0 + (size_t)c * xs, xs, pre + c * nb, yr + c * ys, ys, c == 0);       \
-                if ((N) > 4 && c + 4 <= n) {                                                                  \
-                    TILE(T, 4, g, nb, xc0 + (size_t)c * xs, xs, pre + c * nb, yr + c * ys, ys, c == 0);       \
-                    c += 4;                                                                                   \
-                }                                                                                             \
-                const char *xc = xc0 + (size_t)c * xs;                                                        \
-                switch (n - c) {                                                                              \
-                case 3: TILE(T, 3, g, nb, xc, xs, pre + c * nb, yr + c * ys, ys, c == 0); break;              \
-                case 2: TILE(T, 2, g, nb, xc, xs, pre + c * nb, yr + c * ys, ys, c == 0); break;              \
-                case 1: TILE(T, 1, g, nb, xc, xs, pre + c * nb, yr + c * ys, ys, c == 0); break;              \
-                default: break;                                                                               \
-                }                                                                                             \
+                R8_TILE_LOOP(N, n, R8_RB_CALL, TILE);                                                         \
             }                                                                                                 \
         }                                                                                                     \
     }
+#define R8_RB_CALL(TL, NC, c) TL(rb_t_, NC, g, nb, xc0 + (size_t)(c) * xs, xs, pre + (c) * nb, yr + (c) * ys, ys, (c) == 0)
 
 #endif
