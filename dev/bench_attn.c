@@ -8,7 +8,8 @@
  * it prints µs per call (median of the timed calls), the KV bytes one call
  * reads, GB/s of those bytes and GFLOP/s (2*g*depth*(dk+dv) per call).
  *
- * Usage: bench_attn [-g G] [-d DK] [-t SECONDS] [-c] [-s] [--mla] [-p N] [depth ...] [-- type ...]
+ * Usage: bench_attn [-g G] [-d DK] [-v DV] [-t SECONDS] [-c] [-s] [--mla] [-p N] [depth ...] [-- type ...]
+ *   -v DV: value size when it differs from DK (-g 1 -d 192 -v 128: DeepSeek's MLA prompt form).
  *   defaults: g = 8, dk = dv = 128, depths 512 1024 4096, types f16 q8_0,
  *   about 0.15 s per configuration, 1 thread.
  *   -c (cold): the calls rotate over enough KV heads (>= 96 MB of cache) that
@@ -58,9 +59,11 @@ static void call(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, f
 
 /* Time one configuration; returns the median µs per call (or -1 on error). mla: dk 576, dv 512,
  * the value inside K (d ignored). */
+static int g_dv; /* -v: value size (0: d) */
+
 static double run(uint32_t type, int g, int d, bool mla, int depth, bool flash, bool cold, bool split,
                   double budget_s) {
-    const int dk = mla ? 576 : d, dv = mla ? 512 : d;
+    const int dk = mla ? 576 : d, dv = mla ? 512 : g_dv ? g_dv : d;
     const size_t rb = mr_row_size(type, dk), vrb = mla ? 0 : mr_row_size(type, dv);
     const size_t head_bytes = (rb + vrb) * (size_t)depth;
     const int nkv = cold ? (int)MR_MAX(1, (96u << 20) / head_bytes + 1) : 1;
@@ -114,7 +117,7 @@ static double run(uint32_t type, int g, int d, bool mla, int depth, bool flash, 
  * ms[0] (per token) and ms[1] (multi, or -1 where the path declines). mla: dk = 576, dv = 512,
  * the value inside K. */
 static void run_prompt(uint32_t type, int g, int d, bool mla, int depth, int n, bool flash, double ms[2]) {
-    const int dk = mla ? 576 : d, dv = mla ? 512 : d, n_ctx = depth + n;
+    const int dk = mla ? 576 : d, dv = mla ? 512 : g_dv ? g_dv : d, n_ctx = depth + n;
     const size_t krb = mr_row_size(type, dk), vrb = mr_row_size(type, dv);
     cpu_attn_args a = {.n_head = g, .n_head_kv = 1, .dk = dk, .dv = dv, .scale = 1.0f / sqrtf((float)dk),
                        .k_type = type, .v_type = type, .n_ctx = n_ctx, .v_in_k = mla, .n_cells = n_ctx, .flash = flash};
@@ -174,21 +177,22 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-p") && i + 1 < argc) prompt = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-g") && i + 1 < argc) g = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-d") && i + 1 < argc) d = atoi(argv[++i]) / 32 * 32;
+        else if (!strcmp(argv[i], "-v") && i + 1 < argc) g_dv = atoi(argv[++i]) / 16 * 16;
         else if (!strcmp(argv[i], "-t") && i + 1 < argc) budget = atof(argv[++i]);
         else if (argv[i][0] != '-' && nd < 16) depths[nd++] = atoi(argv[i]);
         else {
-            fprintf(stderr, "usage: bench_attn [-g G] [-d DK] [-t SECONDS] [-c] [-s] [--mla] [-p N] [depth ...] [-- type ...]\n");
+            fprintf(stderr, "usage: bench_attn [-g G] [-d DK] [-v DV] [-t SECONDS] [-c] [-s] [--mla] [-p N] [depth ...] [-- type ...]\n");
             return 2;
         }
     }
-    g = MR_MAX(1, g), d = MR_MAX(32, d), budget = MR_MIN(10.0, MR_MAX(0.01, budget));
+    g = MR_MAX(1, g), d = MR_MAX(32, d), g_dv = g_dv ? MR_MAX(16, g_dv) : 0, budget = MR_MIN(10.0, MR_MAX(0.01, budget));
     for (int i = 0; i < nd; i++) depths[i] = MR_MAX(1, depths[i]);
     if (!nd) depths[0] = 512, depths[1] = 1024, depths[2] = 4096, nd = 3;
     if (!nt) types[0] = MR_TYPE_F16, types[1] = MR_TYPE_Q8_0, nt = 2;
     if (prompt > 0) {
         prompt = MR_MIN(prompt, 65536);
         printf("cpu: %s (%s), 1 thread, prompt of %d tokens, g = %d, %s\n", mr_cpu_model(), mr_cpu_features_str(),
-               prompt, g, mla ? "MLA (dk 576, dv 512, value in K)" : "dk = dv");
+               prompt, g, mla ? "MLA (dk 576, dv 512, value in K)" : g_dv ? "dk, dv as given" : "dk = dv");
         printf("%-6s %-5s %6s %12s %12s %12s %12s\n", "type", "path", "depth", "token ms", "GFLOP/s", "multi ms",
                "GFLOP/s");
         for (int ti = 0; ti < nt; ti++)
@@ -199,7 +203,7 @@ int main(int argc, char **argv) {
                     run_prompt(t, g, d, mla, depths[di], prompt, fl, ms);
                     /* cells seen: depth + t + 1 for token t */
                     const double pairs = (double)prompt * depths[di] + (double)prompt * (prompt + 1) / 2;
-                    const double flops = 2.0 * g * pairs * (mla ? 576 + 512 : 2.0 * d);
+                    const double flops = 2.0 * g * pairs * (mla ? 576 + 512 : (double)d + (g_dv ? g_dv : d));
                     printf("%-6s %-5s %6d %12.2f %12.2f ", mr_type_name(t), fl ? "flash" : "std", depths[di], ms[0],
                            flops / ms[0] / 1e6);
                     if (ms[1] > 0) printf("%12.2f %12.2f\n", ms[1], flops / ms[1] / 1e6);
@@ -211,7 +215,7 @@ int main(int argc, char **argv) {
     printf("cpu: %s (%s), 1 thread, g = %d, %s, %s cache%s\n", mr_cpu_model(), mr_cpu_features_str(), g,
            mla ? "MLA (dk 576, dv 512, value in K)" : "dk = dv", cold ? "cold (DRAM)" : "warm (in L2/L3)",
            split ? ", split over cells" : "");
-    if (!mla) printf("dk = dv = %d\n", d);
+    if (!mla) printf("dk = %d, dv = %d\n", d, g_dv ? g_dv : d);
     printf("%-6s %-5s %6s %10s %10s %8s %10s\n", "type", "path", "depth", "us/call", "KV bytes", "GB/s", "GFLOP/s");
     for (int ti = 0; ti < nt; ti++)
         for (int fl = 1; fl >= 0; fl--)
@@ -219,8 +223,9 @@ int main(int argc, char **argv) {
                 const uint32_t t = (uint32_t)types[ti];
                 const double us = run(t, g, d, mla, depths[di], fl, cold, split, budget);
                 const double bytes =
-                    (mla ? (double)mr_row_size(t, 576) : 2.0 * (double)mr_row_size(t, d)) * depths[di];
-                const double flops = 2.0 * g * (double)depths[di] * (mla ? 576 + 512 : 2.0 * d);
+                    (mla ? (double)mr_row_size(t, 576)
+                         : (double)mr_row_size(t, d) + (double)mr_row_size(t, g_dv ? g_dv : d)) * depths[di];
+                const double flops = 2.0 * g * (double)depths[di] * (mla ? 576 + 512 : (double)d + (g_dv ? g_dv : d));
                 printf("%-6s %-5s %6d %10.1f %10.0f %8.2f %10.2f\n", mr_type_name(t), fl ? "flash" : "std", depths[di],
                        us, bytes, bytes / us / 1e3, flops / us / 1e3);
                 fflush(stdout);

@@ -143,6 +143,7 @@ typedef struct {
     uint64_t n_decode_tokens;  /* tokens run through the model */
     uint64_t weight_bytes_read;/* weight bytes read, with experts counted as routed */
     double t_decode_s;
+    uint64_t n_mla_prompt;     /* MLA layer passes run in the prompt form (decompressed heads) */
 } mr_ctx_stats;
 void mr_ctx_get_stats(const mr_ctx *c, mr_ctx_stats *s);
 /* What runs on GPU devices (placement flags -ngl, -ot, -cmoe, ...): layers and

@@ -73,23 +73,36 @@ static inline void scores_tile(const float *Kf, int ldk, int k0, const float *Qp
     }
 }
 
-/* O[r][d] += sum_k P[k][r] * Vf[k][d] for NR rows r0.. and 64 dims d0.. (nk cells) */
-static inline void vacc_tile(const int NR, const float *P, int Rp, int r0, const float *Vf, int ldv, int nk, int d0,
-                             float *O, int dv) {
+/* O[r][d] += sum_k P[k][r] * Vf[k][d] for NR rows r0.. and 16 * NU dims d0.. (nk cells) */
+static inline __attribute__((always_inline)) void vacc_tile(const int NR, const int NU, const float *P, int Rp, int r0, const float *Vf, int ldv,
+                             int nk, int d0, float *O, int dv) {
     __m512 acc[4][4];
     for (int r = 0; r < NR; r++)
-        for (int u = 0; u < 4; u++) acc[r][u] = _mm512_loadu_ps(O + (size_t)(r0 + r) * dv + d0 + 16 * u);
+        for (int u = 0; u < NU; u++) acc[r][u] = _mm512_loadu_ps(O + (size_t)(r0 + r) * dv + d0 + 16 * u);
     for (int k = 0; k < nk; k++) {
         const float *vr = Vf + (size_t)k * ldv + d0;
         __m512 v[4];
-        for (int u = 0; u < 4; u++) v[u] = _mm512_loadu_ps(vr + 16 * u);
+        for (int u = 0; u < NU; u++) v[u] = _mm512_loadu_ps(vr + 16 * u);
         for (int r = 0; r < NR; r++) {
             const __m512 p = _mm512_set1_ps(P[(size_t)k * Rp + r0 + r]);
-            for (int u = 0; u < 4; u++) acc[r][u] = _mm512_fmadd_ps(p, v[u], acc[r][u]);
+            for (int u = 0; u < NU; u++) acc[r][u] = _mm512_fmadd_ps(p, v[u], acc[r][u]);
         }
     }
     for (int r = 0; r < NR; r++)
-        for (int u = 0; u < 4; u++) _mm512_storeu_ps(O + (size_t)(r0 + r) * dv + d0 + 16 * u, acc[r][u]);
+        for (int u = 0; u < NU; u++) _mm512_storeu_ps(O + (size_t)(r0 + r) * dv + d0 + 16 * u, acc[r][u]);
+}
+
+/* vacc_tile over all R rows, 4 at a time, for 16 * NU dims d0.. */
+static inline __attribute__((always_inline)) void vacc_rows(const int NU, const float *P, int R, int Rp, const float *V, int ldv, int nv, int d0,
+                             float *O, int dv) {
+    int r0 = 0;
+    for (; r0 + 4 <= R; r0 += 4) vacc_tile(4, NU, P, Rp, r0, V, ldv, nv, d0, O, dv);
+    switch (R - r0) {
+    case 3: vacc_tile(3, NU, P, Rp, r0, V, ldv, nv, d0, O, dv); break;
+    case 2: vacc_tile(2, NU, P, Rp, r0, V, ldv, nv, d0, O, dv); break;
+    case 1: vacc_tile(1, NU, P, Rp, r0, V, ldv, nv, d0, O, dv); break;
+    default: break;
+    }
 }
 
 /* One call's state (scratch layout: cpu_attn_multi_floats in attn.c). */
@@ -148,15 +161,13 @@ static void block_v(const mctx *x, const int *idx, int nv, const float *P, bool 
         rows_f32(x->Kh, x->krb, idx, nv, x->dv, x->Kf, x->dk);
     }
     const int R = x->R, Rp = x->Rp, dv = x->dv;
-    for (int d0 = 0; d0 < dv; d0 += 64) {
-        int r0 = 0;
-        for (; r0 + 4 <= R; r0 += 4) vacc_tile(4, P, Rp, r0, V, ldv, nv, d0, x->O, dv);
-        switch (R - r0) {
-        case 3: vacc_tile(3, P, Rp, r0, V, ldv, nv, d0, x->O, dv); break;
-        case 2: vacc_tile(2, P, Rp, r0, V, ldv, nv, d0, x->O, dv); break;
-        case 1: vacc_tile(1, P, Rp, r0, V, ldv, nv, d0, x->O, dv); break;
-        default: break;
-        }
+    int d0 = 0;
+    for (; d0 + 64 <= dv; d0 += 64) vacc_rows(4, P, R, Rp, V, ldv, nv, d0, x->O, dv);
+    switch ((dv - d0) / 16) { /* dv is a multiple of 16 */
+    case 3: vacc_rows(3, P, R, Rp, V, ldv, nv, d0, x->O, dv); break;
+    case 2: vacc_rows(2, P, R, Rp, V, ldv, nv, d0, x->O, dv); break;
+    case 1: vacc_rows(1, P, R, Rp, V, ldv, nv, d0, x->O, dv); break;
+    default: break;
     }
 }
 

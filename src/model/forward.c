@@ -82,7 +82,15 @@ model_run *model_run_new(const mr_model *m, kv_cache *kv, int n_ub, int n_thread
         if (ly->kv_heads == 0) continue; /* recurrent layer: no KV cache */
         cpu_attn_args a = {.n_head = ly->n_head, .n_head_kv = ly->kv_heads, .dk = ly->kv_dk, .dv = ly->kv_dv,
                            .n_ctx = kv->n_ctx, .n_cells = kv->n_ctx, .flash = flash};
-        if (ly->attn_kind == MODEL_ATTN_MLA) a.n_head_kv = 1;
+        if (ly->attn_kind == MODEL_ATTN_MLA) {
+            a.n_head_kv = 1;
+            if (ly->wkv_nb.data) { /* the prompt form: ordinary f16 heads (attn_mla.c) */
+                cpu_attn_args p = a;
+                p.n_head_kv = p.n_head;
+                model_mla_dims(hp, &p.dk, &p.dv);
+                per = MR_MAX(per, cpu_attn_scratch_floats(&p));
+            }
+        }
         per = MR_MAX(per, cpu_attn_scratch_floats(&a));
         part = MR_MAX(part, (size_t)a.n_head * ((size_t)a.dv + 2));
         kv_max = MR_MAX(kv_max, a.n_head_kv);
@@ -134,7 +142,7 @@ void model_run_free(model_run *r) {
     free(r->ex_tok);
     free(r->ex_slot);
     free(r->ex_cnt);
-    free(r->mla); /* MLA scratch: one block (attn_mla.c) */
+    model_mla_run_free(r); /* MLA scratch (attn_mla.c) */
     free(r);
 }
 

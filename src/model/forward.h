@@ -71,6 +71,7 @@ typedef struct model_run {
     int attn_kv_max;
     /* MLA extension: the MLA engineer may hang buffers here */
     void *mla;
+    uint64_t n_mla_prompt; /* layer passes in the MLA prompt form (attn_mla.c; the caller resets) */
     /* qwen3next (delta_net.h): gated-attention and delta-net scratch */
     void *rec;
     /* MOERUN_PROFILE=1: seconds in attention blocks by kind [0..3], FFN [4], output head [5];
@@ -111,6 +112,7 @@ int model_gpu_decode(model_run *r, const model_ubatch *ub, float *logits);
 /* Block kinds. Each reads xn (T, D) (the normed input) and writes out (T, D). */
 int model_attn_gqa(model_run *r, const model_ubatch *ub, int il, const float *xn, float *out);
 int model_attn_mla(model_run *r, const model_ubatch *ub, int il, const float *xn, float *out);
+void model_mla_run_free(model_run *r); /* the MLA scratch (r->mla) */
 int model_ffn_dense(model_run *r, int T, const mr_weight *gate, const mr_weight *up, const mr_weight *down,
                     const float *xn, float *out);
 int model_ffn_moe(model_run *r, int T, int il, const float *xn, float *out);

@@ -432,6 +432,7 @@ mr_model *mr_model_load(const mr_model_params *p) {
         goto fail;
     }
     m->on_device = engine_device_tensors(m); /* engine/plan.c: those are uploaded, not repacked */
+    if (model_mla_prepare(m, !p->no_repack)) goto fail;
     if (!p->no_repack && model_repack(m, p->n_threads, p->rtr)) goto fail;
     if (!m->repack_arena) { /* whatever stays mapped is read at every token: map it now */
         const double t0 = mr_time_s();

@@ -132,6 +132,9 @@ typedef struct {
 
     /* MLA: filled by the MLA binder */
     mr_weight wq_a, q_a_norm, wq_b, wkv_a_mqa, kv_a_norm, wkv_b, wk_b, wv_b;
+    /* MLA prompt form (attn_mla.c, derived at load): the nope rows of Wk_b[h]^T of every head, then
+     * the dv rows of Wv_b[h] of every head, R columns; decompresses cached latents into K / V heads */
+    mr_weight wkv_nb;
 
     /* dense FFN */
     mr_weight ffn_gate, ffn_up, ffn_down;
@@ -192,6 +195,7 @@ int model_check_mat(const mr_weight *w, int64_t k, int64_t m, int64_t n_mat);
 int model_bind_attn_gqa(mr_model *m, int il);
 int model_bind_attn_mla(mr_model *m, int il);   /* MLA: extension point */
 void model_mla_free_owned(mr_model *m);          /* attn_mla.c: frees m->mla_owned */
+int model_mla_prepare(mr_model *m, bool repack); /* attn_mla.c: the prompt form's weights (after placement) */
 int model_bind_ffn(mr_model *m, int il);
 int model_bind_attn_gated(mr_model *m, int il); /* qwen3next.c */
 int model_bind_delta(mr_model *m, int il);      /* qwen3next.c */

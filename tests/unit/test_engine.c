@@ -4,7 +4,9 @@
  * each sequence's logits alone, kv_seq_rm + re-decode and kv_seq_cp reproduce
  * logits, errors (bad token, bad seq, prompt longer than the context, full
  * cache) are errors and not crashes, the scalar reference path agrees with the
- * fast path, and the weight-bytes counter moves.
+ * fast path, and the weight-bytes counter moves. MLA: the prompt form (attn_mla.c) runs for
+ * micro-batches of 32 tokens and more and not for shorter ones or decode steps, and its head
+ * groups (a small MOERUN_MLA_PROMPT_MIB) give the all-heads result bit for bit.
  */
 #include <math.h>
 #include <stdio.h>
@@ -12,8 +14,10 @@
 #include <string.h>
 
 #include "check.h"
+#include "cpu/attn.h"
 #include "engine_util.h"
 #include "moerun.h"
+#include "quant/types.h"
 
 static mr_model *load(const char *dir, const char *name) {
     char p[4096];
@@ -228,7 +232,11 @@ static void test_layouts(const char *mdir, const char *name, bool recurrent) {
  * last micro-batch (no split), and the logits do not depend on the thread count (the parts are
  * the same whatever it is). */
 static void test_split(const char *mdir, const char *name) {
+    /* the decode split against the same token inside a prompt: for MLA the prompt must run the
+     * absorbed form too (the prompt form rounds differently: test_mla_prompt) */
+    setenv("MOERUN_MLA_PROMPT", "0", 1);
     mr_model *m = load(mdir, name);
+    unsetenv("MOERUN_MLA_PROMPT");
     if (!m) return;
     const int V = mr_n_vocab(m), N = 700;
     mr_token *toks = malloc(sizeof(mr_token) * N);
@@ -254,6 +262,56 @@ static void test_split(const char *mdir, const char *name) {
     mr_model_free(m);
 }
 
+/* Decode n tokens of toks (from position pos0) as one batch; the MLA prompt-form passes it ran. */
+static uint64_t mla_passes(mr_ctx *c, const mr_token *toks, int n, int pos0, float *last, int V) {
+    mr_ctx_reset_stats(c);
+    CHECK(run_prompt(c, toks, n, 0, pos0, last, V) == 0, "decode %d tokens at %d: %s", n, pos0, mr_last_error());
+    mr_ctx_stats st;
+    mr_ctx_get_stats(c, &st);
+    return st.n_mla_prompt;
+}
+
+static void test_mla_prompt(const char *mdir) {
+    const char *name = "tiny-deepseek2-lite";
+    mr_model *m = load(mdir, name);
+    if (!m) return;
+    mr_model_info info;
+    mr_model_get_info(m, &info);
+    const int V = mr_n_vocab(m), N = 300, L = info.n_layer;
+    /* the prompt form needs the multi-token attention kernels (AVX-512) on f16 heads: dk 64, dv 32 */
+    const cpu_attn_args fa = {.n_head = 8, .n_head_kv = 8, .dk = 64, .dv = 32, .k_type = MR_TYPE_F16,
+                              .v_type = MR_TYPE_F16, .n_ctx = 512, .n_cells = 512, .flash = true};
+    const bool avail = cpu_attn_multi_tokens(&fa) > 0;
+    printf("%s: MLA prompt form %s on this CPU\n", name, avail ? "available" : "not available (no multi-token kernels)");
+    mr_token *toks = malloc(sizeof(mr_token) * N);
+    for (int i = 0; i < N; i++) toks[i] = (mr_token)((i * 4099 + 7) % (V - 300) + 100);
+    float *a = malloc(sizeof(float) * V), *b = malloc(sizeof(float) * V);
+    mr_ctx *c = ctx(m, 1024, 512, 512, 1, 1);
+    if (c) {
+        CHECK(mla_passes(c, toks, 16, 0, NULL, V) == 0, "%s: a 16-token micro-batch ran the prompt form", name);
+        CHECK(mla_passes(c, toks + 16, 1, 16, NULL, V) == 0, "%s: a decode step ran the prompt form", name);
+        const uint64_t n = mla_passes(c, toks + 17, N - 17, 17, a, V);
+        CHECK(n == (avail ? (uint64_t)L : 0), "%s: %d-token micro-batch: %llu prompt-form passes, expected %d", name,
+              N - 17, (unsigned long long)n, avail ? L : 0);
+    }
+    mr_ctx_free(c);
+    if (avail) { /* head groups of 3, 3 and 2: 0.2 MiB holds 3 heads' f16 K / V of 300 cells (57.6 KB each) */
+        setenv("MOERUN_MLA_PROMPT_MIB", "0.2", 1); /* read when the first MLA layer runs */
+        c = ctx(m, 1024, 512, 512, 1, 1);
+        if (c) {
+            mla_passes(c, toks, 16, 0, NULL, V);
+            mla_passes(c, toks + 16, 1, 16, NULL, V);
+            CHECK(mla_passes(c, toks + 17, N - 17, 17, b, V) == (uint64_t)L, "%s: head groups: prompt form not run", name);
+            CHECK(memcmp(a, b, sizeof(float) * V) == 0, "%s: head groups change the logits (rel diff %g)", name,
+                  rel_diff(a, b, V));
+        }
+        mr_ctx_free(c);
+        unsetenv("MOERUN_MLA_PROMPT_MIB");
+    }
+    free(toks), free(a), free(b);
+    mr_model_free(m);
+}
+
 int main(void) {
     SKIP_UNLESS_SHARED(mdir, "fixtures/models");
     test_layouts(mdir, "tiny-qwen3moe", false);
@@ -265,6 +323,7 @@ int main(void) {
     test_model(mdir, "tiny-gemma3");
     test_split(mdir, "tiny-qwen3moe");
     test_split(mdir, "tiny-deepseek2-lite");
+    test_mla_prompt(mdir);
     test_split(mdir, "tiny-gemma3");
     /* qwen3next (recurrent state): tests/unit/test_qwen3next.c */
     return check_done();
