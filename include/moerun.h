@@ -144,6 +144,7 @@ typedef struct {
     uint64_t weight_bytes_read;/* weight bytes read, with experts counted as routed */
     double t_decode_s;
     uint64_t n_mla_prompt;     /* MLA layer passes run in the prompt form (decompressed heads) */
+    uint64_t kv_bytes_read;    /* KV-cache bytes the attention of decode steps read (CPU layers) */
 } mr_ctx_stats;
 void mr_ctx_get_stats(const mr_ctx *c, mr_ctx_stats *s);
 /* What runs on GPU devices (placement flags -ngl, -ot, -cmoe, ...): layers and

@@ -96,8 +96,9 @@ static void usage(FILE *f) {
             "The bandwidth is measured in every run, before the tests and again right before and after\n"
             "each test, which gets the best of those (machines are noisy: the roofline compares numbers\n"
             "taken together); the first measurement is cached in ~/.cache/moerun/bandwidth.tsv\n"
-            "per CPU model and thread count. Roofline = weight bytes read per token x tokens/s /\n"
-            "bandwidth (\"~\" marks an estimate from the model's active size when the engine did not count).\n");
+            "per CPU model and thread count. Roofline = bytes read per token (weights, with experts as\n"
+            "routed, and the KV-cache rows a decode step's attention reads) x tokens/s / bandwidth (\"~\"\n"
+            "marks an estimate from the model's active size when the engine did not count).\n");
 }
 
 static int usage_err(const char *fmt, const char *a) {
@@ -379,7 +380,7 @@ static int run_test(const opts *o, loaded *L, bench_result *r, bench_progress *p
         if (r->n_prompt > 0) rc = bench_decode_prompt(c, prompt, r->n_prompt, 0, r->n_batch);
         if (!rc && r->n_gen > 0) rc = bench_decode_gen(c, gen, 1, r->n_prompt);
     }
-    double bytes = 0, tokens = 0;
+    double bytes = 0, kv_bytes = 0, tokens = 0;
     for (int rep = 0; rep < o->reps && !rc; rep++) {
         mr_kv_clear(c);
         if (r->n_depth > 0) {
@@ -397,12 +398,14 @@ static int run_test(const opts *o, loaded *L, bench_result *r, bench_progress *p
         mr_ctx_stats st;
         mr_ctx_get_stats(c, &st);
         bytes += (double)st.weight_bytes_read;
+        kv_bytes += (double)st.kv_bytes_read;
         tokens += (double)(r->n_prompt + r->n_gen);
         if (bench_result_add_sample(r, r->n_prompt + r->n_gen, dt)) rc = -1;
     }
     if (!rc) {
         if (bytes > 0 && tokens > 0) {
             r->weight_bytes_per_token = bytes / tokens;
+            r->kv_bytes_per_token = kv_bytes / tokens;
         } else if (r->n_prompt == 0 && L->info.active_bytes_est > 0) {
             r->weight_bytes_per_token = (double)L->info.active_bytes_est;
             r->bytes_estimated = true;

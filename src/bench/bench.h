@@ -80,12 +80,13 @@ typedef struct {
     double avg_ns, stddev_ns, avg_ts, stddev_ts;
     /* roofline */
     double weight_bytes_per_token;      /* weight bytes read per token in the timed part */
+    double kv_bytes_per_token;          /* KV-cache bytes decode steps' attention read, per token */
     bool bytes_estimated;               /* true: from active_bytes_est, engine counted 0 */
     double bandwidth_gbs;               /* measured read bandwidth (GB/s = 1e9 B/s), 0 unknown */
     double dev_bw_gbs;                  /* offloaded runs: the devices' peak bandwidth (all on devices), NAN
                                            (hybrid: no single roofline), 0 (CPU run: bandwidth_gbs) */
     double weight_gbs;                  /* weight bytes read per second (GB/s) */
-    double roofline;                    /* weight_gbs / bandwidth_gbs, NAN unknown */
+    double roofline;                    /* (weight + KV bytes per second) / bandwidth_gbs, NAN unknown */
     uint64_t peak_rss_bytes;
     uint64_t vram_bytes;                /* device memory the context held (GPU runs; 0 on the CPU) */
     char test_time[40];                 /* ISO 8601 */

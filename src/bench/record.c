@@ -87,15 +87,18 @@ int bench_result_add_sample(bench_result *r, int n_tokens, double seconds) {
     return 0;
 }
 
-/* Mean/stddev of the samples; the roofline is weight bytes per second over the
- * measured bandwidth: (bytes/token) * (tokens/s) / (GB/s * 1e9). */
+/* Mean/stddev of the samples; the roofline is the bytes read per second (weights, and the KV
+ * cache rows decode steps' attention reads) over the measured bandwidth:
+ * (bytes/token) * (tokens/s) / (GB/s * 1e9). */
 void bench_result_finish(bench_result *r) {
     r->avg_ns = bench_mean(r->samples_ns, r->n_samples);
     r->stddev_ns = bench_stddev(r->samples_ns, r->n_samples);
     r->avg_ts = bench_mean(r->samples_ts, r->n_samples);
     r->stddev_ts = bench_stddev(r->samples_ts, r->n_samples);
     r->weight_gbs = r->weight_bytes_per_token * r->avg_ts / 1e9;
-    r->roofline = r->bandwidth_gbs > 0 && r->weight_bytes_per_token > 0 ? r->weight_gbs / r->bandwidth_gbs : NAN;
+    const double kv_gbs = (r->kv_bytes_per_token > 0 ? r->kv_bytes_per_token : 0) * r->avg_ts / 1e9;
+    r->roofline = r->bandwidth_gbs > 0 && r->weight_bytes_per_token > 0 ? (r->weight_gbs + kv_gbs) / r->bandwidth_gbs
+                                                                        : NAN;
 }
 
 void bench_test_name(const bench_result *r, char *buf, size_t n) {
@@ -198,7 +201,7 @@ static const char k_csv_cols[] =
     "model_filename,model_type,model_size,model_n_params,backend,n_batch,n_ubatch,n_threads,"
     "type_k,type_v,flash_attn,n_gpu_layers,n_cpu_moe,override_tensors,n_prompt,n_gen,n_depth,"
     "n_reps,test,test_time,avg_ns,stddev_ns,avg_ts,stddev_ts,samples_ts,weight_bytes_per_token,"
-    "bandwidth_gbs,roofline,peak_rss_bytes,repack,vram_bytes";
+    "bandwidth_gbs,roofline,peak_rss_bytes,repack,vram_bytes,kv_bytes_per_token";
 
 void bench_csv_header(FILE *f) { fprintf(f, "%s\n", k_csv_cols); }
 
@@ -227,7 +230,7 @@ void bench_csv_row(FILE *f, const bench_result *r, const bench_env *e) {
     if (isfinite(r->roofline)) fprintf(f, "%.6f", r->roofline);
     fprintf(f, ",%llu,", (unsigned long long)r->peak_rss_bytes);
     csv_str(f, r->repack);
-    fprintf(f, ",%llu\n", (unsigned long long)r->vram_bytes);
+    fprintf(f, ",%llu,%.0f\n", (unsigned long long)r->vram_bytes, r->kv_bytes_per_token);
 }
 
 /* ---- JSON ---------------------------------------------------------------------------------- */
@@ -280,6 +283,7 @@ json_t *bench_result_to_json(const bench_result *r, const bench_env *e) {
     /* roofline */
     json_object_set_new(o, "weight_bytes_per_token", jreal(r->weight_bytes_per_token));
     json_object_set_new(o, "weight_bytes_estimated", json_boolean(r->bytes_estimated));
+    json_object_set_new(o, "kv_bytes_per_token", jreal(r->kv_bytes_per_token));
     json_object_set_new(o, "bandwidth_gbs", jreal(r->bandwidth_gbs));
     json_object_set_new(o, "weight_gbs", jreal(r->weight_gbs));
     json_object_set_new(o, "roofline", jreal(r->roofline));
@@ -379,6 +383,7 @@ int bench_result_from_json(const json_t *o, bench_result *r) {
     jget_num(o, "avg_ns", &r->avg_ns, false);
     jget_num(o, "stddev_ns", &r->stddev_ns, false);
     jget_num(o, "weight_bytes_per_token", &r->weight_bytes_per_token, false);
+    jget_num(o, "kv_bytes_per_token", &r->kv_bytes_per_token, false);
     jget_num(o, "bandwidth_gbs", &r->bandwidth_gbs, false);
     jget_num(o, "weight_gbs", &r->weight_gbs, false);
     jget_num(o, "roofline", &r->roofline, false);

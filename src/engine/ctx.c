@@ -167,6 +167,7 @@ int mr_decode(mr_ctx *c, const mr_batch *b) {
     const double t0 = mr_time_s();
     c->run->mm.bytes_read = 0;
     c->run->n_mla_prompt = 0;
+    c->run->kv_bytes_read = 0;
     int rc = 0;
     for (int i0 = 0; i0 < n && !rc; i0 += c->p.n_ubatch) {
         const int un = MR_MIN(c->p.n_ubatch, n - i0);
@@ -188,6 +189,7 @@ int mr_decode(mr_ctx *c, const mr_batch *b) {
     c->st.n_decode_tokens += (uint64_t)n;
     c->st.weight_bytes_read += c->run->mm.bytes_read;
     c->st.n_mla_prompt += c->run->n_mla_prompt;
+    c->st.kv_bytes_read += c->run->kv_bytes_read;
     c->st.t_decode_s += mr_time_s() - t0;
     if (rc) {
         mr_preerr("mr_decode");

@@ -72,6 +72,7 @@ typedef struct model_run {
     /* MLA extension: the MLA engineer may hang buffers here */
     void *mla;
     uint64_t n_mla_prompt; /* layer passes in the MLA prompt form (attn_mla.c; the caller resets) */
+    uint64_t kv_bytes_read; /* KV-cache bytes decode steps' attention read (model_attn_run; the caller resets) */
     /* qwen3next (delta_net.h): gated-attention and delta-net scratch */
     void *rec;
     /* MOERUN_PROFILE=1: seconds in attention blocks by kind [0..3], FFN [4], output head [5];

@@ -140,6 +140,9 @@ static void attn_worker(void *arg, int ith, int nth) {
  * independent, so the results do not change; each slice reads the cache. */
 void model_attn_run(model_run *r, const model_ubatch *ub, const cpu_attn_args *a, const float *q, float *out) {
     attn_job j = {.r = r, .ub = ub, .a = a, .q = q, .out = out, .ns = 1};
+    if (ub->n == 1) /* a decode step reads the cells [0, n_cells) of every KV head once (the roofline's KV part) */
+        r->kv_bytes_read += (uint64_t)a->n_cells * (uint64_t)a->n_head_kv *
+                            (mr_row_size(a->k_type, a->dk) + (a->v_in_k ? 0 : mr_row_size(a->v_type, a->dv)));
     const int nth = mr_tp_n(r->tp), items = ub->n * a->n_head_kv, g = a->n_head / a->n_head_kv;
     if (ub->n > 1 && (j.nt = cpu_attn_multi_tokens(a)) > 0) { /* a prompt: several tokens per pass over the cache */
         atomic_init(&j.next, 0);

@@ -95,6 +95,11 @@ names = {r["test"] for r in rows}
 assert names == {"pp8", "tg2", "pp8+tg2", "pp8 @ d16", "tg2 @ d16", "pp8+tg2 @ d16"}, names
 assert {r["n_threads"] for r in rows} == {1, 2}
 assert all(r["avg_ts"] > 0 for r in rows)
+# the roofline counts the KV rows decode steps read: more at depth 16 than at depth 0, none for a prompt
+kv = {(r["test"], r["n_threads"]): r["kv_bytes_per_token"] for r in rows}
+for t in (1, 2):
+    assert kv[("tg2 @ d16", t)] > kv[("tg2", t)] > 0, kv
+    assert kv[("pp8", t)] == 0, kv
 EOF
 fi
 

@@ -104,6 +104,11 @@ static void test_record(void) {
     CHECK(near(r.stddev_ts, 5.0, 1e-9), "stddev_ts %g", r.stddev_ts);
     /* 5e6 B/token * 50 t/s = 0.25 GB/s over 10 GB/s */
     CHECK(near(r.roofline, 0.025, 1e-9), "roofline %g", r.roofline);
+    r.kv_bytes_per_token = 2.5e6; /* the KV rows a decode step reads count too */
+    bench_result_finish(&r);
+    CHECK(near(r.roofline, 0.0375, 1e-9), "roofline with KV bytes %g", r.roofline);
+    r.kv_bytes_per_token = 0;
+    bench_result_finish(&r);
     char name[64];
     bench_test_name(&r, name, sizeof name);
     CHECK(!strcmp(name, "tg128"), "name %s", name);
