@@ -72,7 +72,7 @@ static bool multi_cpu_ok(void) {
 int cpu_attn_multi_tokens(const cpu_attn_args *a) {
     const int g = a->n_head / a->n_head_kv;
     if (a->ref || a->softcap > 0.0f || !multi_cpu_ok()) return 0;
-    if (a->k_type != MR_TYPE_F16 || (!a->v_in_k && a->v_type != MR_TYPE_F16) || a->dk % 16 || a->dv % 16) return 0;
+    if (a->k_type != MR_TYPE_F16 || (!a->v_in_k && a->v_type != MR_TYPE_F16) || a->dk % 16 || a->dv % 32) return 0;
     const char *e = getenv("MOERUN_ATTN_MULTI");
     if (e && !strcmp(e, "0")) return 0;
     const int nt = multi_nt(a);

@@ -74,8 +74,9 @@ static inline void scores_tile(const float *Kf, int ldk, int k0, const float *Qp
 }
 
 /* O[r][d] += sum_k P[k][r] * Vf[k][d] for NR rows r0.. and 16 * NU dims d0.. (nk cells) */
-static inline __attribute__((always_inline)) void vacc_tile(const int NR, const int NU, const float *P, int Rp, int r0, const float *Vf, int ldv,
-                             int nk, int d0, float *O, int dv) {
+#define VACC_INLINE static inline __attribute__((always_inline))
+VACC_INLINE void vacc_tile(const int NR, const int NU, const float *P, int Rp, int r0, const float *Vf, int ldv, int nk,
+                           int d0, float *O, int dv) {
     __m512 acc[4][4];
     for (int r = 0; r < NR; r++)
         for (int u = 0; u < NU; u++) acc[r][u] = _mm512_loadu_ps(O + (size_t)(r0 + r) * dv + d0 + 16 * u);
@@ -93,8 +94,8 @@ static inline __attribute__((always_inline)) void vacc_tile(const int NR, const 
 }
 
 /* vacc_tile over all R rows, 4 at a time, for 16 * NU dims d0.. */
-static inline __attribute__((always_inline)) void vacc_rows(const int NU, const float *P, int R, int Rp, const float *V, int ldv, int nv, int d0,
-                             float *O, int dv) {
+VACC_INLINE void vacc_rows(const int NU, const float *P, int R, int Rp, const float *V, int ldv, int nv, int d0,
+                           float *O, int dv) {
     int r0 = 0;
     for (; r0 + 4 <= R; r0 += 4) vacc_tile(4, NU, P, Rp, r0, V, ldv, nv, d0, O, dv);
     switch (R - r0) {
@@ -163,7 +164,7 @@ static void block_v(const mctx *x, const int *idx, int nv, const float *P, bool 
     const int R = x->R, Rp = x->Rp, dv = x->dv;
     int d0 = 0;
     for (; d0 + 64 <= dv; d0 += 64) vacc_rows(4, P, R, Rp, V, ldv, nv, d0, x->O, dv);
-    switch ((dv - d0) / 16) { /* dv is a multiple of 16 */
+    switch ((dv - d0) / 16) { /* dv is a multiple of 32 (cpu_attn_multi_tokens) */
     case 3: vacc_rows(3, P, R, Rp, V, ldv, nv, d0, x->O, dv); break;
     case 2: vacc_rows(2, P, R, Rp, V, ldv, nv, d0, x->O, dv); break;
     case 1: vacc_rows(1, P, R, Rp, V, ldv, nv, d0, x->O, dv); break;

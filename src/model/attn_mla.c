@@ -260,7 +260,7 @@ int model_mla_prepare(mr_model *m, bool repack) {
         if (ly->attn_kind != MODEL_ATTN_MLA || !ly->wk_b.data || !ly->wv_b.data) continue;
         const int H = ly->n_head, R = hp->kv_lora_rank, dk = mla_dk(hp), dv = mla_dv(hp), nope = dk - hp->n_rot;
         /* the prompt attention runs on f16 heads with the multi-token kernels' sizes */
-        if (R % 32 || R > MLA_PF_MAX_RANK || nope % 8 || dv % 16 || mla_on_device(m, &ly->wkv_a_mqa)) continue;
+        if (R % 32 || R > MLA_PF_MAX_RANK || nope % 8 || dv % 32 || mla_on_device(m, &ly->wkv_a_mqa)) continue;
         if (derive_kv_nb(m, ly, H, R, nope, dv, repack)) {
             mr_preerr("%s: layer %d: deriving the MLA prompt weights", m->g->path, il);
             return -1;

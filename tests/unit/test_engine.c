@@ -282,7 +282,8 @@ static void test_mla_prompt(const char *mdir) {
     const cpu_attn_args fa = {.n_head = 8, .n_head_kv = 8, .dk = 64, .dv = 32, .k_type = MR_TYPE_F16,
                               .v_type = MR_TYPE_F16, .n_ctx = 512, .n_cells = 512, .flash = true};
     const bool avail = cpu_attn_multi_tokens(&fa) > 0;
-    printf("%s: MLA prompt form %s on this CPU\n", name, avail ? "available" : "not available (no multi-token kernels)");
+    printf("%s: MLA prompt form %s on this CPU\n", name,
+           avail ? "available" : "not available (no multi-token kernels)");
     mr_token *toks = malloc(sizeof(mr_token) * N);
     for (int i = 0; i < N; i++) toks[i] = (mr_token)((i * 4099 + 7) % (V - 300) + 100);
     float *a = malloc(sizeof(float) * V), *b = malloc(sizeof(float) * V);
@@ -301,7 +302,8 @@ static void test_mla_prompt(const char *mdir) {
         if (c) {
             mla_passes(c, toks, 16, 0, NULL, V);
             mla_passes(c, toks + 16, 1, 16, NULL, V);
-            CHECK(mla_passes(c, toks + 17, N - 17, 17, b, V) == (uint64_t)L, "%s: head groups: prompt form not run", name);
+            CHECK(mla_passes(c, toks + 17, N - 17, 17, b, V) == (uint64_t)L, "%s: head groups: prompt form not run",
+                  name);
             CHECK(memcmp(a, b, sizeof(float) * V) == 0, "%s: head groups change the logits (rel diff %g)", name,
                   rel_diff(a, b, V));
         }
