@@ -380,7 +380,7 @@ typedef struct {
     size_t cache_rs;      /* their bytes */
     uint32_t cache_type;
     int kd, R, rope, nope, dv, G, N, c0, n;
-    float *row;           /* per thread: kd floats */
+    float *row;           /* per thread: kd floats (a cache row; in mla_pf_convert, k_pe in f16) */
     float *c, *ce, *kpe;  /* (n, R) latents; (n, R) what their q8_0 rounding loses; (n, rope) k_pe */
     float *yk, *yv;       /* (n, G*nope) K, (n, G*dv) V from c */
     float *yk2, *yv2;     /* the same from ce */
@@ -411,19 +411,21 @@ static void mla_pf_dequant(void *arg, int ith, int nth) {
 static void mla_pf_convert(void *arg, int ith, int nth) {
     mla_pf_job *j = arg;
     const int dk = j->nope + j->rope;
+    uint16_t *kpe = (uint16_t *)(j->row + (size_t)ith * j->kd); /* the cell's k_pe in f16, shared by its heads */
     for (int c = j->n * ith / nth; c < j->n * (ith + 1) / nth; c++) {
         float *yk = j->yk + (size_t)c * j->G * j->nope, *yv = j->yv + (size_t)c * j->G * j->dv;
         const float *yk2 = j->yk2 + (size_t)c * j->G * j->nope, *yv2 = j->yv2 + (size_t)c * j->G * j->dv;
         for (int i = 0; i < j->G * j->nope; i++) yk[i] += yk2[i];
         for (int i = 0; i < j->G * j->dv; i++) yv[i] += yv2[i];
+        int rc = quant_quantize_row(MR_TYPE_F16, j->kpe + (size_t)c * j->rope, kpe, j->rope);
         for (int h = 0; h < j->G; h++) {
             uint16_t *k = j->kt + ((size_t)h * j->N + j->c0 + c) * dk;
             uint16_t *v = j->vt + ((size_t)h * j->N + j->c0 + c) * j->dv;
-            int rc = quant_quantize_row(MR_TYPE_F16, yk + (size_t)h * j->nope, k, j->nope);
-            rc |= quant_quantize_row(MR_TYPE_F16, j->kpe + (size_t)c * j->rope, k + j->nope, j->rope);
+            rc |= quant_quantize_row(MR_TYPE_F16, yk + (size_t)h * j->nope, k, j->nope);
+            memcpy(k + j->nope, kpe, sizeof(uint16_t) * (size_t)j->rope);
             rc |= quant_quantize_row(MR_TYPE_F16, yv + (size_t)h * j->dv, v, j->dv);
-            if (rc) atomic_store(&j->failed, 1);
         }
+        if (rc) atomic_store(&j->failed, 1);
     }
 }
 
