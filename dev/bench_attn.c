@@ -19,7 +19,9 @@
  *   --mla: the MLA shape (dk 576, dv 512, the value inside K; set -g 16 for DeepSeek-V2-Lite).
  *   -p N: prompt mode: N tokens after each depth, cpu_attn_head per token against
  *      cpu_attn_multi (several tokens a call), ms per prompt and GFLOP/s.
- *   MOERUN_ATTN=scalar or MOERUN_CPU=generic: the generic/scalar path.
+ *   MOERUN_ATTN=scalar or MOERUN_CPU=generic: the generic/scalar path; MOERUN_ATTN_V8=0: a q8_0 V
+ *   of >= 256 (--mla) in f32 instead of the integer V pass.
+ *   Cold, depth 4096, --mla -g 16, q8_0, one Zen 4 thread: flash 1096 us (f32 V pass) -> 813 us.
  */
 #include <math.h>
 #include <stdio.h>

@@ -76,6 +76,15 @@ void cpu_attn_head(const cpu_attn_args *a, int kvh, const float *q, int32_t pos,
  * head that sees no cell there: m -inf, l 0, out zeros). cpu_attn_merge: the np parts (part p's
  * out at parts + p * g * dv, its m/l at mls + p * 2 * g, in cell order) into the normalized
  * output (g x dv), as one online softmax over all cells would give to float rounding. */
+/* With a q8_0 V of at least CPU_ATTN_INT8_V_MIN_DV elements (MLA's latent) on AVX-512 VNNI CPUs
+ * the decode kernels compute the V pass in integer products (attn_avx512.c: the
+ * probability-times-scale weights rounded to 8 bits per 32 cells, about as much rounding as
+ * llama.cpp's q8_0 query against a q8_0 K); MOERUN_ATTN_V8=0 keeps it in f32.
+ * cpu_attn_set_int8_v: 1 / 0 force it on / off, -1 back to the environment's choice (tests). */
+#define CPU_ATTN_INT8_V_MIN_DV 256
+bool cpu_attn_int8_v(void);
+void cpu_attn_set_int8_v(int on);
+
 #define CPU_ATTN_SPLIT_MIN 512
 #define CPU_ATTN_SPLIT_MAX 64
 int cpu_attn_split(const cpu_attn_args *a, int *cells);

@@ -18,7 +18,8 @@
  *  - V: every row is used as stored (f16 converted on load; q8_0 widened, its
  *    block scale folded into the probabilities of all heads at once), each
  *    head's output chunk in registers while the block's cells are added, in
- *    f32 FMA.
+ *    f32 FMA; a q8_0 V of >= 256 elements (MLA's latent) on AVX-512 VNNI CPUs
+ *    goes through integer products instead (attn_avx512.c, attn.h).
  * V rows are prefetched at an even pace (attn_pf: flash, the block's rows
  * during its score pass; standard, the next block's rows during the V pass),
  * so a cache that streams from memory costs little more than one in L2/L3
@@ -26,6 +27,8 @@
  */
 #include <immintrin.h>
 #include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/base.h"
@@ -175,6 +178,10 @@ ATTN_AI void vacc_h(const int NH, const bool VQ8, const attn_job *j, int c0, con
 static void vacc_blk(const attn_job *j, int t, int c0, const int *idx, int nv, const float *P, float *out) {
     const int nh = attn_tile_heads(j, t);
     out += (size_t)8 * t * j->dv;
+    if (j->vi8) {
+        attn_vacc_i8_z(j, nh, c0, idx, nv, P, out);
+        return;
+    }
     if (j->vq8) fold_vscales(j, c0, idx, nv, P);
     if (j->z) {
         attn_vacc_z(j, nh, c0, idx, nv, P, out);
@@ -198,6 +205,7 @@ static int score_steps(const attn_job *j, int nv) {
 }
 
 static int vacc_steps(const attn_job *j, int nv) {
+    if (j->vi8) return j->ntile * (j->dv / 32) * ((nv + 31) / 32); /* attn_vacc_i8_z: per 32 cells of a V block */
     if (j->z) return j->ntile * (j->dv / 32) * ((nv + 15) / 16);
     int n = 0;
     for (int t = 0; t < j->ntile; t++)
@@ -263,6 +271,7 @@ static void flash(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, int
         /* the V pass prefetches the next block's K rows (past hi too, up to the cache's cells: a
          * part of a split decode step is followed by the next part) */
         attn_pf_start(j->pf, j->Kh, j->krb, c1, c1 + FB < a->n_cells ? c1 + FB : a->n_cells, vacc_steps(j, nv));
+        if (j->vi8) attn_vt_z(j, j->idx, nv);
         for (int t = 0; t < j->ntile; t++) vacc_blk(j, t, c0, j->idx, nv, S + (size_t)t * FB * 8, out);
     }
     if (ml) { /* a part: left unnormalized */
@@ -320,9 +329,24 @@ static void standard(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, 
         const int nv = visible_cells(a, pos, seq, c0, c1, j->idx);
         if (!nv) continue;
         attn_pf_start(j->pf, j->Vh, j->vrb, c1, c1 + FB < hi ? c1 + FB : hi, vacc_steps(j, nv));
+        if (j->vi8) attn_vt_z(j, j->idx, nv);
         for (int t = 0; t < j->ntile; t++) vacc_blk(j, t, c0, j->idx, nv, S + ((size_t)t * n + (c0 - lo)) * 8, out);
     }
 }
+
+static _Atomic int g_int8_v = -1; /* -1: not yet read from MOERUN_ATTN_V8 */
+
+bool cpu_attn_int8_v(void) {
+    int v = atomic_load_explicit(&g_int8_v, memory_order_relaxed);
+    if (v < 0) {
+        const char *e = getenv("MOERUN_ATTN_V8");
+        v = !(e && !strcmp(e, "0"));
+        atomic_store_explicit(&g_int8_v, v, memory_order_relaxed);
+    }
+    return v;
+}
+
+void cpu_attn_set_int8_v(int on) { atomic_store_explicit(&g_int8_v, on < 0 ? -1 : on != 0, memory_order_relaxed); }
 
 void cpu_attn_round_f16(const float *src, float *dst, size_t n) {
     size_t i = 0;
@@ -357,7 +381,17 @@ void cpu_attn_avx2(const cpu_attn_args *a, int kvh, const float *q, int32_t pos,
     j.m = j.dq + nt * (size_t)(j.dk / 32) * 8;
     j.l = j.m + nt * 8;
     j.pd = j.l + nt * 8;
-    j.idx = (int *)(j.pd + (size_t)FB * (j.dv / 32) * 8);
+    j.idx = (int *)(j.pd + ATTN_PD_FLOATS(j.dv / 32));
+    /* the integer V pass where V is wide (MLA's latent: 512): with GQA's 128 the weights' preparation
+     * costs about what it saves (bench_attn -g 8: 8 %), not worth its rounding */
+    j.vi8 = j.z && j.vq8 && j.dv >= CPU_ATTN_INT8_V_MIN_DV && cpu_attn_int8_v();
+    if (j.vi8) {
+        const size_t nbv = (size_t)j.dv / 32;
+        j.vt = (uint8_t *)j.pd;                     /* FB x nbv x 32 bytes = FB x nbv x 8 floats */
+        j.wq = (uint32_t *)(j.pd + (size_t)FB * nbv * 8); /* 2 x 8 x nbv x 8 */
+        j.vsc = (float *)(j.wq + 128 * nbv);        /* 2 x nbv x 8 */
+        j.dvf = j.vsc + 16 * nbv;                   /* FB x nbv */
+    }
     j.qz = j.qf; /* the same queries, laid out for attn_f16_scores_z (which replaces scores_f16_h) */
     if (j.kq8 && j.z && j.H == 8) attn_q8_prep_z(&j, q);
     else if (j.kq8) attn_q8_prep(&j, q);

@@ -225,3 +225,144 @@ void attn_q8_scores_z(const attn_job *j, int c0, int n, const int *idx, int nv, 
         else q8z_scores(1, j, t, c0, n, idx, nv, S + (size_t)t * ts, ts);
     }
 }
+
+/* ---- q8_0 V in integer products (attn_vt_z, attn_vacc_i8_z; j->vi8) ------------------------------------ */
+
+/* The V pass with a q8_0 V as a q8_0 x q8_0 dot product over cells, the way llama.cpp rounds a
+ * query to q8_0 against a q8_0 K: for head h and V block b, the weights w(c) = p(h, c) * d(c, b)
+ * (probability times the row's block scale, >= 0: our q8_0 scales are amax / 127) of 32
+ * consecutive visible cells are quantized to 0..127 with one scale per (h, b, 32 cells), and
+ * out(h, b's dims) += scale * sum_c w8(c) * q(c, dim) in int32 (vpdpbusd: the unsigned weights
+ * against the signed quants, 4 cells a lane). One 512-bit vpdpbusd then does 64 multiply-adds
+ * where the f32 path's FMA does 16. The rounding of w (at most half a step of its group's
+ * largest weight) is the only difference from the f32 path: test_attn bounds it. */
+
+/* The visible cells' V quants transposed for vpdpbusd, once per block for all tiles: quad q (cells
+ * 4q..4q + 3 of idx, the last repeated past nv) and block b at vt + (q * nbv + b) * 128, two zmm
+ * whose dword i holds the 4 cells' quants of one dimension: zmm 0 dims 0-3, 16-19, 4-7, 20-23,
+ * zmm 1 dims 8-11, 24-27, 12-15, 28-31 (vpunpck order; attn_vacc_i8_z's tail puts them back).
+ * Also the block scales as floats (dvf[k * nbv + b]). */
+void attn_vt_z(const attn_job *j, const int *idx, int nv) {
+    const int nbv = j->dv / 32, nq = (nv + 3) / 4;
+    for (int k = 0; k < nv; k++) {
+        const uint8_t *row = j->Vh + (size_t)idx[k] * j->vrb;
+        for (int b = 0; b < nbv; b++) j->dvf[(size_t)k * nbv + b] = _cvtsh_ss(attn_ld16(row + (size_t)b * ATTN_Q8B));
+    }
+    for (int q = 0; q < nq; q++) {
+        const uint8_t *r[4];
+        for (int i = 0; i < 4; i++) r[i] = j->Vh + (size_t)idx[4 * q + i < nv ? 4 * q + i : nv - 1] * j->vrb + 2;
+        uint8_t *d = j->vt + (size_t)q * nbv * 128;
+        for (int b = 0; b < nbv; b++, d += 128) {
+            const size_t o = (size_t)b * ATTN_Q8B;
+            const __m256i r0 = _mm256_loadu_si256((const __m256i *)(r[0] + o));
+            const __m256i r1 = _mm256_loadu_si256((const __m256i *)(r[1] + o));
+            const __m256i r2 = _mm256_loadu_si256((const __m256i *)(r[2] + o));
+            const __m256i r3 = _mm256_loadu_si256((const __m256i *)(r[3] + o));
+            const __m256i a = _mm256_unpacklo_epi8(r0, r1), bb = _mm256_unpackhi_epi8(r0, r1);
+            const __m256i c = _mm256_unpacklo_epi8(r2, r3), dd = _mm256_unpackhi_epi8(r2, r3);
+            _mm256_storeu_si256((__m256i *)d, _mm256_unpacklo_epi16(a, c));
+            _mm256_storeu_si256((__m256i *)(d + 32), _mm256_unpackhi_epi16(a, c));
+            _mm256_storeu_si256((__m256i *)(d + 64), _mm256_unpacklo_epi16(bb, dd));
+            _mm256_storeu_si256((__m256i *)(d + 96), _mm256_unpackhi_epi16(bb, dd));
+        }
+    }
+}
+
+/* The 8-bit weights of a tile (lanes: heads) for the nv visible cells: per group of 32 cells and
+ * V block b, the scale (wmax / 255, 0 for no weight) at vsc[(g * nbv + b) * 8 + lane] and the
+ * weights of quad q (4 cells) as one dword per head at wq[(q * nbv + b) * 8 + lane]. */
+static void i8_weights(const attn_job *j, int c0, const int *idx, int nv, const float *P) {
+    const int nbv = j->dv / 32, ng = (nv + 31) / 32;
+    /* bytes (cell e, head h) at 4e + h of a 128-bit lane (packus order) -> dword h: cells 0-3 */
+    const __m256i tr = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4, 8, 12, 1, 5, 9, 13,
+                                        2, 6, 10, 14, 3, 7, 11, 15);
+    __m256 inv[CPU_ATTN_SIMD_MAX_D / 32];
+    for (int g = 0; g < ng; g++) {
+        const int k0 = 32 * g, k1 = k0 + 32 < nv ? k0 + 32 : nv;
+        for (int b = 0; b < nbv; b++) {
+            /* four chains: vmaxps's latency, not its rate, would bound one */
+#define I8_W(k) _mm256_mul_ps(_mm256_load_ps(P + (size_t)(idx[k] - c0) * 8), _mm256_set1_ps(j->dvf[(size_t)(k) * nbv + b]))
+            __m256 m0 = _mm256_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
+            int k = k0;
+            for (; k + 4 <= k1; k += 4) {
+                m0 = _mm256_max_ps(m0, I8_W(k)), m1 = _mm256_max_ps(m1, I8_W(k + 1));
+                m2 = _mm256_max_ps(m2, I8_W(k + 2)), m3 = _mm256_max_ps(m3, I8_W(k + 3));
+            }
+            for (; k < k1; k++) m0 = _mm256_max_ps(m0, I8_W(k));
+#undef I8_W
+            const __m256 mx = _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3));
+            const __m256 pos = _mm256_cmp_ps(mx, _mm256_setzero_ps(), _CMP_GT_OQ);
+            _mm256_storeu_ps(j->vsc + ((size_t)g * nbv + b) * 8, _mm256_div_ps(mx, _mm256_set1_ps(255.0f)));
+            inv[b] = _mm256_and_ps(pos, _mm256_div_ps(_mm256_set1_ps(255.0f), mx));
+        }
+        /* quads past the last visible cell up to the group's 8: zero weights (vacc_i8 runs whole groups) */
+        for (int q = (k1 + 3) / 4; q < k0 / 4 + 8; q++)
+            for (int b = 0; b < nbv; b++) _mm256_storeu_si256((__m256i *)(j->wq + ((size_t)q * nbv + b) * 8), _mm256_setzero_si256());
+        for (int q = k0 / 4; 4 * q < k1; q++) {
+            __m256 p[4];
+            const float *dv[4];
+            for (int i = 0; i < 4; i++) {
+                const int k = 4 * q + i;
+                p[i] = k < k1 ? _mm256_load_ps(P + (size_t)(idx[k] - c0) * 8) : _mm256_setzero_ps();
+                dv[i] = j->dvf + (size_t)(k < k1 ? k : k0) * nbv;
+            }
+            for (int b = 0; b < nbv; b++) {
+                __m256i w[4];
+                for (int i = 0; i < 4; i++)
+                    w[i] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_mul_ps(p[i], _mm256_set1_ps(dv[i][b])), inv[b]));
+                const __m256i by = _mm256_packus_epi16(_mm256_packus_epi32(w[0], w[1]), _mm256_packus_epi32(w[2], w[3]));
+                _mm256_storeu_si256((__m256i *)(j->wq + ((size_t)q * nbv + b) * 8), _mm256_shuffle_epi8(by, tr));
+            }
+        }
+    }
+}
+
+/* out(h, block b) += sum over the cells of group g of the tile's NH heads, from vt and wq. */
+ATTN_AI void vacc_i8(const int NH, const attn_job *j, int nv, float *out) {
+    const int nbv = j->dv / 32, dv = j->dv, nq = (nv + 31) / 32 * 8; /* whole groups: i8_weights pads them */
+    const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const __m512i hi = _mm512_setr_epi32(4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    attn_pf pf = *j->pf;
+    for (int b = 0; b < nbv; b++) {
+        for (int q0 = 0; q0 < nq; q0 += 8) {
+            attn_pf_step(&pf);
+            __m512i acc[8][2];
+            for (int h = 0; h < NH; h++) acc[h][0] = acc[h][1] = _mm512_setzero_si512();
+            _Pragma("GCC unroll 8")
+            for (int q = q0; q < q0 + 8; q++) {
+                const uint8_t *v = j->vt + ((size_t)q * nbv + b) * 128;
+                const __m512i v0 = _mm512_loadu_si512((const void *)v), v1 = _mm512_loadu_si512((const void *)(v + 64));
+                const uint32_t *w = j->wq + ((size_t)q * nbv + b) * 8;
+                for (int h = 0; h < NH; h++) {
+                    const __m512i wb = _mm512_set1_epi32((int)w[h]);
+                    acc[h][0] = _mm512_dpbusd_epi32(acc[h][0], wb, v0);
+                    acc[h][1] = _mm512_dpbusd_epi32(acc[h][1], wb, v1);
+                }
+            }
+            const float *sc = j->vsc + ((size_t)(q0 / 8) * nbv + b) * 8;
+            for (int h = 0; h < NH; h++) {
+                const __m512 f0 = _mm512_cvtepi32_ps(acc[h][0]), f1 = _mm512_cvtepi32_ps(acc[h][1]);
+                const __m512 s = _mm512_set1_ps(sc[h]);
+                float *o = out + (size_t)h * dv + 32 * b;
+                _mm512_storeu_ps(o, _mm512_fmadd_ps(s, _mm512_permutex2var_ps(f0, lo, f1), _mm512_loadu_ps(o)));
+                _mm512_storeu_ps(o + 16,
+                                 _mm512_fmadd_ps(s, _mm512_permutex2var_ps(f0, hi, f1), _mm512_loadu_ps(o + 16)));
+            }
+        }
+    }
+    *j->pf = pf;
+}
+
+void attn_vacc_i8_z(const attn_job *j, int nh, int c0, const int *idx, int nv, const float *P, float *out) {
+    i8_weights(j, c0, idx, nv, P);
+    switch (nh) {
+    case 1: vacc_i8(1, j, nv, out); break;
+    case 2: vacc_i8(2, j, nv, out); break;
+    case 3: vacc_i8(3, j, nv, out); break;
+    case 4: vacc_i8(4, j, nv, out); break;
+    case 5: vacc_i8(5, j, nv, out); break;
+    case 6: vacc_i8(6, j, nv, out); break;
+    case 7: vacc_i8(7, j, nv, out); break;
+    default: vacc_i8(8, j, nv, out); break;
+    }
+}

@@ -26,11 +26,11 @@ static inline int cpu_attn_simd_tiles(int g) { return (g + 7) / 8; }
 /* Floats of the extra scratch (ext) cpu_attn_avx2 needs: the queries of the
  * tiles (f16 K: 8 x dk floats per tile; q8_0 K: quants and |quants|, 8 x dk
  * bytes each), q8_0 query scales (dk/32 x 8 per tile), running max and sum
- * (8 + 8 per tile), the folded probabilities of a block (FB x dv/32 x 8) and
- * its visible cells (FB ints). */
+ * (8 + 8 per tile), the folded probabilities of a block or the integer V
+ * pass's buffers (ATTN_PD_FLOATS, FB x dv/32 x 12) and its visible cells (FB ints). */
 static inline size_t cpu_attn_simd_ext_floats(int dk, int dv, int g) {
     const size_t nt = (size_t)cpu_attn_simd_tiles(g);
-    return nt * (size_t)dk * 8 + nt * (size_t)(dk / 32) * 8 + nt * 16 + (size_t)CPU_ATTN_SIMD_FB * (size_t)(dv / 32) * 8 +
+    return nt * (size_t)dk * 8 + nt * (size_t)(dk / 32) * 8 + nt * 16 + (size_t)CPU_ATTN_SIMD_FB * (size_t)(dv / 32) * 12 +
            CPU_ATTN_SIMD_FB + 16;
 }
 

@@ -25,6 +25,9 @@
 #define ATTN_FB CPU_ATTN_SIMD_FB /* cells per block */
 #define ATTN_Q8B 34              /* bytes of a q8_0 block: fp16 scale + 32 int8 */
 #define ATTN_AI static inline __attribute__((always_inline))
+/* floats of ext at pd: pd (ATTN_FB x nbv x 8), or with vi8 vt (ATTN_FB x nbv x 32 bytes), wq (2 groups
+ * x 8 quads x nbv x 8 dwords), vsc (2 x nbv x 8), dvf (ATTN_FB x nbv) */
+#define ATTN_PD_FLOATS(nbv) ((size_t)ATTN_FB * (size_t)(nbv) * 12)
 
 /* 8 dot products (8-lane accumulators) -> one vector, lane x = the sum of a[x]: the order of
  * the f16 scores' sums, shared by the decode and multi-token kernels (bit-identical outputs). */
@@ -65,6 +68,7 @@ typedef struct {
     int g, ntile, H, dk, dv;
     bool kq8, vq8; /* K / V is q8_0 (else f16) */
     bool z;        /* AVX-512 VNNI kernels (attn_avx512.c) for V and the q8_0 K scores */
+    bool vi8;      /* q8_0 V with j->z: integer products (attn_vt_z, attn_vacc_i8_z) */
     float scale, softcap;
     const uint8_t *Kh, *Vh; /* this KV head's rows (V: inside K with v_in_k) */
     size_t krb, vrb;        /* row strides in bytes */
@@ -74,6 +78,9 @@ typedef struct {
     float *dq;              /* q8_0 K: tile t at t * (dk/32) * 8: the query scales, [block][lane] */
     float *m, *l;           /* tile t at t * 8: running max and sum (flash) */
     float *pd;              /* q8_0 V: ATTN_FB x dv/32 x 8: probabilities times the V block scales */
+    uint8_t *vt;            /* vi8 (in pd's place, ATTN_PD_FLOATS): the block's V quants transposed, */
+    uint32_t *wq;           /* the tile's 8-bit weights, their scales vsc, the V block scales dvf */
+    float *vsc, *dvf;       /* (layouts: attn_vt_z, i8_weights in attn_avx512.c) */
     int *idx;               /* ATTN_FB: the visible cells of a block */
     float *qz;              /* f16 K with j->z and 8-head tiles, instead of qf (same place): tile t at
                              * t * 8 * dk, the queries as head pairs interleaved per 8 dimensions
@@ -113,6 +120,12 @@ void attn_q8_scores(const attn_job *j, int t, int c0, int n, const int *idx, int
  * prefetch cursor once per 16 cells of a 32-dimension chunk. */
 void attn_q8_scores_vnni(const attn_job *j, int t, int c0, int n, const int *idx, int nv, float *S);
 void attn_vacc_z(const attn_job *j, int nh, int c0, const int *idx, int nv, const float *P, float *out);
+/* q8_0 V in integer products (j->vi8; method in attn_avx512.c): attn_vt_z transposes a block's
+ * visible V rows once for all tiles (stepping the prefetch cursor once per 4 cells), then
+ * attn_vacc_i8_z adds the tile's nh heads: the f32 path's result up to the rounding of the
+ * probability-times-scale weights to 8 bits per 32 cells. */
+void attn_vt_z(const attn_job *j, const int *idx, int nv);
+void attn_vacc_i8_z(const attn_job *j, int nh, int c0, const int *idx, int nv, const float *P, float *out);
 /* q8_0 K with j->z and 8-head tiles (attn_avx512.c): attn_q8_prep_z lays the queries out for
  * attn_q8_scores_z (in qt, aqt and dq's places, tiles in pairs), which computes the scores of all
  * tiles of a block (tile t's rows at S + t * ts) two tiles to a 512-bit vector, with the unsigned

@@ -129,6 +129,9 @@ void model_run_free(model_run *r) {
         if (r->prof_s[6] > 0)
             fprintf(stderr, "profile:   of which delta recurrence (conv, rule, norms) %.3f s  %.1f%%\n", r->prof_s[6],
                     100.0 * r->prof_s[6] / (tot > 0 ? tot : 1));
+        if (r->prof_s[7] > 0)
+            fprintf(stderr, "profile:   of which decode-step attention kernels %.3f s  %.1f%%  (%.3f ms a layer-step)\n",
+                    r->prof_s[7], 100.0 * r->prof_s[7] / (tot > 0 ? tot : 1), 1e3 * r->prof_s[7] / (double)r->prof_steps);
     }
     model_delta_run_free(r);
     model_gpu_free(r->gpu);

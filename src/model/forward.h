@@ -76,10 +76,12 @@ typedef struct model_run {
     /* qwen3next (delta_net.h): gated-attention and delta-net scratch */
     void *rec;
     /* MOERUN_PROFILE=1: seconds in attention blocks by kind [0..3], FFN [4], output head [5];
-     * [6]: the part of [3] outside matmuls (conv, delta rule, norms); printed to stderr by
-     * model_run_free */
+     * [6]: the part of [3] outside matmuls (conv, delta rule, norms); [7]: the attention
+     * kernels of decode steps (model_attn_run, one token), over prof_steps of them; printed to
+     * stderr by model_run_free */
     bool prof;
-    double prof_s[7];
+    double prof_s[8];
+    long prof_steps;
     /* layers and head on GPU devices (forward_gpu.c), NULL when everything runs here */
     model_gpu *gpu;
 } model_run;

@@ -138,7 +138,20 @@ static void attn_worker(void *arg, int ith, int nth) {
  * item's query heads are split into slices of a multiple of 8 heads (the
  * SIMD path's lane tiles), so decoding uses every thread. Heads are
  * independent, so the results do not change; each slice reads the cache. */
+static void attn_run(model_run *r, const model_ubatch *ub, const cpu_attn_args *a, const float *q, float *out);
+
 void model_attn_run(model_run *r, const model_ubatch *ub, const cpu_attn_args *a, const float *q, float *out) {
+    if (!(r->prof && ub->n == 1)) {
+        attn_run(r, ub, a, q, out);
+        return;
+    }
+    const double t0 = mr_time_s();
+    attn_run(r, ub, a, q, out);
+    r->prof_s[7] += mr_time_s() - t0;
+    r->prof_steps++;
+}
+
+static void attn_run(model_run *r, const model_ubatch *ub, const cpu_attn_args *a, const float *q, float *out) {
     attn_job j = {.r = r, .ub = ub, .a = a, .q = q, .out = out, .ns = 1};
     if (ub->n == 1) /* a decode step reads the cells [0, n_cells) of every KV head once (the roofline's KV part) */
         r->kv_bytes_read += (uint64_t)a->n_cells * (uint64_t)a->n_head_kv *

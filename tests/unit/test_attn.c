@@ -172,12 +172,72 @@ static bool have_simd(void) {
     return f->avx2 && f->fma && f->f16c && !(e && !strcmp(e, "scalar"));
 }
 
+/* Whether cpu_attn_head takes the integer V pass here (attn_avx512.c: a q8_0 V on AVX-512 VNNI). */
+static bool int8_v_path(const tsetup *s) {
+    const mr_cpu_features *f = mr_cpu();
+    const uint32_t vt = s->a.v_in_k ? s->a.k_type : s->a.v_type;
+    return cpu_attn_simd_path(&s->a) && f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni &&
+           vt == MR_TYPE_Q8_0 && s->a.dv >= CPU_ATTN_INT8_V_MIN_DV && cpu_attn_int8_v();
+}
+
+/* The integer V pass rounds w = p * d(V block) to a step of 1/255 of the largest w of its group
+ * (32 consecutive visible cells of a 64-cell block, per head and V block): the output moves by
+ * at most half a step times |quant| per cell. bound (g x dv) gets that sum, from the exact
+ * softmax (f32 query, dequantized K; the kernel's q8_0 query moves it by a fraction of it). */
+static void int8_v_bound(const tsetup *s, float *bound) {
+    const cpu_attn_args *a = &s->a;
+    const int g = a->n_head / a->n_head_kv, dv = a->dv, nbv = dv / 32, FB = CPU_ATTN_SIMD_FB;
+    const size_t krb = mr_row_size(a->k_type, a->dk), vrb = a->v_in_k ? krb : mr_row_size(a->v_type, dv);
+    const uint8_t *Kh = a->K + (size_t)s->kvh * a->n_ctx * krb;
+    const uint8_t *Vh = a->v_in_k ? Kh : a->V + (size_t)s->kvh * a->n_ctx * vrb;
+    float *k = mr_malloc(sizeof(float) * (size_t)a->dk);
+    double *u = mr_malloc(sizeof(double) * (size_t)a->n_cells);
+    int *vis = mr_malloc(sizeof(int) * (size_t)a->n_cells);
+    int nv = 0;
+    for (int c = 0; c < a->n_cells; c++)
+        if (cpu_attn_cell_visible(a->cell_pos, a->cell_seq, c, s->pos, s->seq, a->n_swa)) vis[nv++] = c;
+    for (int i = 0; i < g * dv; i++) bound[i] = 0.0f;
+    for (int h = 0; h < g; h++) {
+        const float *q = s->q + (size_t)h * a->dk;
+        double mx = -INFINITY, l = 0.0;
+        for (int x = 0; x < nv; x++) {
+            quant_dequant_row(a->k_type, Kh + (size_t)vis[x] * krb, k, a->dk);
+            double d = 0.0;
+            for (int i = 0; i < a->dk; i++) d += (double)q[i] * k[i];
+            d *= a->scale;
+            if (a->softcap > 0.0f) d = a->softcap * tanh(d / a->softcap);
+            u[x] = d, mx = fmax(mx, d);
+        }
+        for (int x = 0; x < nv; x++) u[x] = exp(u[x] - mx), l += u[x];
+        for (int x0 = 0; x0 < nv;) { /* a group: up to 32 visible cells of one 64-cell block */
+            int x1 = x0 + 1;
+            while (x1 < nv && x1 - x0 < 32 && vis[x1] / FB == vis[x0] / FB) x1++;
+            for (int b = 0; b < nbv; b++) {
+                double wmax = 0.0;
+                for (int x = x0; x < x1; x++) {
+                    const uint8_t *blk = Vh + (size_t)vis[x] * vrb + (size_t)b * 34;
+                    uint16_t dh;
+                    memcpy(&dh, blk, 2);
+                    wmax = fmax(wmax, u[x] * mr_fp16_to_fp32(dh));
+                }
+                for (int x = x0; x < x1; x++) {
+                    const int8_t *qs = (const int8_t *)(Vh + (size_t)vis[x] * vrb + (size_t)b * 34 + 2);
+                    for (int e = 0; e < 32; e++)
+                        bound[(size_t)h * dv + 32 * b + e] += (float)(0.5 * wmax / 255.0 * abs(qs[e]) / l);
+                }
+            }
+            x0 = x1;
+        }
+    }
+    free(k), free(u), free(vis);
+}
+
 /* Tolerances (max abs difference; V elements are in [-1, 1]): against the
  * generic path the SIMD paths differ by float rounding only (the standard
  * path with an f16 V also rounds probabilities to f16, where a flip near a
  * rounding boundary costs up to 2^-11 of a probability); against the
  * reference the query quantization to q8_0 dominates. */
-static void check_case(const tcase *tc, int *n_simd) {
+static void check_case(const tcase *tc, int *n_simd, int *n_i8) {
     char nm[256];
     case_name(tc, nm, sizeof nm);
     tsetup s;
@@ -202,10 +262,31 @@ static void check_case(const tcase *tc, int *n_simd) {
         const bool f16p = !tc->flash && (tc->v_in_k ? tc->kt : tc->vt) == MR_TYPE_F16;
         const double tol_g = f16p ? 3e-4 : 2e-5;
         const double tol_r = tc->kt == MR_TYPE_Q8_0 ? 6e-2 : 1e-4;
-        const double dg = max_abs_diff(o, og, n), dr = max_abs_diff(o, orf, n);
+        double dg = max_abs_diff(o, og, n), dr = max_abs_diff(o, orf, n), over = 0.0;
+        if (int8_v_path(&s)) {
+            /* the integer V pass: within its rounding bound of the generic path; the f32 V pass
+             * (cpu_attn_set_int8_v(0)) within float rounding, as every other case */
+            float *bound = mr_malloc(sizeof(float) * n), *o32 = mr_malloc(sizeof(float) * n);
+            int8_v_bound(&s, bound);
+            double over_r = 0.0;
+            for (int i = 0; i < n; i++) {
+                over = fmax(over, fabs((double)o[i] - og[i]) / (1.25 * bound[i] + tol_g));
+                over_r = fmax(over_r, fabs((double)o[i] - orf[i]) / (1.25 * bound[i] + tol_r));
+            }
+            CHECK(over <= 1.0, "%s: integer V pass vs generic: %.2f x its rounding bound", nm, over);
+            CHECK(over_r <= 1.0, "%s: integer V pass vs reference: %.2f x its rounding bound + %g", nm, over_r, tol_r);
+            dr = max_abs_diff(og, orf, n); /* the generic path's own error, against tol_r below */
+            cpu_attn_set_int8_v(0);
+            run_path(&s, 0, o32);
+            cpu_attn_set_int8_v(-1);
+            dg = max_abs_diff(o32, og, n);
+            (*n_i8) += s.n_vis > 1 && max_abs_diff(o, o32, n) > 0.0;
+            free(bound), free(o32);
+        }
         CHECK(dg <= tol_g, "%s: vs generic: max abs diff %g > %g", nm, dg, tol_g);
         CHECK(dr <= tol_r, "%s: vs reference: max abs diff %g > %g", nm, dr, tol_r);
-        if (getenv("TEST_ATTN_VERBOSE")) printf("%-90s simd %d  vs generic %.3g  vs ref %.3g\n", nm, simd, dg, dr);
+        if (getenv("TEST_ATTN_VERBOSE"))
+            printf("%-90s simd %d  vs generic %.3g  vs ref %.3g  int8 V %.2f of bound\n", nm, simd, dg, dr, over);
     }
     free(o), free(og), free(orf);
     teardown(&s);
@@ -312,7 +393,7 @@ static int generic_child(void) {
 }
 
 /* AVX-512 (attn_avx512.c) against AVX2: these cases' outputs, each from a fresh generator,
- * concatenated (n floats). */
+ * concatenated (n floats), with the f32 V pass (the integer one has no AVX2 twin). */
 static float *zcases_run(size_t *n) {
     const tcase cases[] = {
         {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 2, 128, 128, 300, false, true, true, 0, 3, 0, false},
@@ -330,6 +411,7 @@ static float *zcases_run(size_t *n) {
         {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 16, 1, 128, 128, 99, false, false, true, 0, 3, 20.0f, false},
     };
     size_t tot = 0;
+    cpu_attn_set_int8_v(0); /* the f32 V pass, which AVX2 shares bit for bit */
     for (size_t i = 0; i < MR_ARRAY_LEN(cases); i++) tot += (size_t)cases[i].g * cases[i].dv;
     float *o = mr_malloc(sizeof(float) * tot), *p = o;
     for (size_t i = 0; i < MR_ARRAY_LEN(cases); i++) {
@@ -340,6 +422,7 @@ static float *zcases_run(size_t *n) {
         p += (size_t)cases[i].g * cases[i].dv;
         teardown(&s);
     }
+    cpu_attn_set_int8_v(-1);
     *n = tot;
     return o;
 }
@@ -361,7 +444,7 @@ static int avx2_child(const char *path) {
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "--generic-child")) return generic_child();
     if (argc > 2 && !strcmp(argv[1], "--avx2-child")) return avx2_child(argv[2]);
-    int n_simd = 0, n_cases = 0;
+    int n_simd = 0, n_cases = 0, n_i8 = 0;
     const uint32_t kv[][2] = {{MR_TYPE_Q8_0, MR_TYPE_Q8_0}, {MR_TYPE_Q8_0, MR_TYPE_F16}, {MR_TYPE_F16, MR_TYPE_F16}};
     const int gs[] = {1, 2, 3, 8, 16};
     const int depths[] = {1, 3, 63, 64, 65, 129, 300, 1030};
@@ -374,7 +457,7 @@ int main(int argc, char **argv) {
                         if (g == 16 && d > 300) continue; /* keep the test quick */
                         tcase tc = {kv[t][0], kv[t][1], g, 2, 128, 128, d, false, mk, fl, 0, 3.0f, 0.0f, false};
                         if (mk && d > 64) tc.n_swa = d / 2; /* window: the oldest cells drop out */
-                        check_case(&tc, &n_simd), n_cases++;
+                        check_case(&tc, &n_simd, &n_i8), n_cases++;
                     }
     /* other head sizes, peaky softmax, soft-capping, a single KV head */
     const tcase extra[] = {
@@ -391,6 +474,13 @@ int main(int argc, char **argv) {
         {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 16, 1, 576, 512, 150, true, true, true, 0, 3, 0, false},
         {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 16, 1, 576, 512, 150, true, true, false, 0, 3, 0, false},
         {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 12, 1, 576, 512, 70, true, false, true, 0, 3, 0, false},
+        /* the integer V pass (q8_0 V, dv >= 256): partial tiles, windows, gaps, an f16 K, peaky softmax */
+        {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 5, 1, 576, 512, 300, true, true, true, 100, 3, 0, false},
+        {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 3, 2, 256, 256, 300, false, false, false, 0, 3, 0, true},
+        {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 16, 1, 576, 512, 300, true, false, true, 0, 3, 0, true},
+        {MR_TYPE_F16, MR_TYPE_Q8_0, 8, 2, 256, 512, 130, false, true, true, 0, 3, 0, false},
+        {MR_TYPE_F16, MR_TYPE_Q8_0, 12, 1, 256, 256, 97, false, false, false, 0, 3, 0, false},
+        {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 1, 256, 256, 200, false, true, true, 0, 20, 30, false},
         /* MLA-like with an f16 cache; an f16 K with dk a multiple of 8 only; mixed K / V types */
         {MR_TYPE_F16, MR_TYPE_F16, 16, 1, 576, 512, 150, true, true, true, 0, 3, 0, false},
         {MR_TYPE_F16, MR_TYPE_F16, 16, 1, 576, 512, 150, true, true, false, 0, 3, 0, false},
@@ -407,7 +497,7 @@ int main(int argc, char **argv) {
         {MR_TYPE_F16, MR_TYPE_F16, 8, 2, 64, 72, 100, false, true, true, 0, 3, 0, false},
         {MR_TYPE_F32, MR_TYPE_F32, 8, 2, 64, 64, 100, false, true, true, 0, 3, 0, false},
     };
-    for (size_t i = 0; i < MR_ARRAY_LEN(extra); i++) check_case(&extra[i], &n_simd), n_cases++;
+    for (size_t i = 0; i < MR_ARRAY_LEN(extra); i++) check_case(&extra[i], &n_simd, &n_i8), n_cases++;
     /* a query that sees nothing (all cells in the future or empty) */
     for (int fl = 0; fl < 2; fl++) {
         tcase tc = {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 2, 128, 128, 40, false, false, fl, 0, 3, 0, false};
@@ -495,8 +585,23 @@ int main(int argc, char **argv) {
                                    mls + (size_t)p * 2 * g, scratch);
             cpu_attn_merge(g, tc->dv, np, parts, mls, merged);
             mr_free_aligned(scratch);
-            const double dw = max_abs_diff(merged, whole, n), dr = max_abs_diff(merged, orf, n);
+            double dw = max_abs_diff(merged, whole, n), dr = max_abs_diff(merged, orf, n);
             const double tol_r = tc->kt == MR_TYPE_Q8_0 ? 6e-2 : 1e-4;
+            if (!none && int8_v_path(&s)) {
+                /* the integer V pass rounds each part's weights against its own block maxima: merged
+                 * and whole are each within the rounding bound of the exact weights */
+                float *bound = mr_malloc(sizeof(float) * (size_t)n);
+                int8_v_bound(&s, bound);
+                double ow = 0.0, orr = 0.0;
+                for (int k = 0; k < n; k++) {
+                    ow = fmax(ow, fabs((double)merged[k] - whole[k]) / (2.5 * bound[k] + 2e-5));
+                    orr = fmax(orr, fabs((double)merged[k] - orf[k]) / (1.25 * bound[k] + tol_r));
+                }
+                CHECK(ow <= 1.0 && orr <= 1.0, "%s: integer V pass, %d parts: %.2f / %.2f x the bounds (whole / ref)", nm,
+                      np, ow, orr);
+                dw = dr = 0.0;
+                free(bound);
+            }
             if (none) CHECK(all_finite(merged, n) && max_abs(merged, n) == 0.0, "%s: split, nothing visible: not 0", nm);
             else {
                 CHECK(max_abs(whole, n) > 1e-3, "%s: output ~0: the case tests nothing", nm);
@@ -525,7 +630,13 @@ int main(int argc, char **argv) {
         CHECK(cpu_attn_split(&a, &per) == 1, "split in ref");
     }
 
-    printf("%d cases, %d on a SIMD path\n", n_cases, n_simd);
+    printf("%d cases, %d on a SIMD path, %d through the integer V pass\n", n_cases, n_simd, n_i8);
+    {
+        const mr_cpu_features *f = mr_cpu();
+        const bool want_i8 = have_simd() && f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni && cpu_attn_int8_v();
+        CHECK(want_i8 ? n_i8 >= 10 : n_i8 == 0, "integer V pass taken in %d cases (this CPU: %s)", n_i8,
+              want_i8 ? "expected" : "not expected");
+    }
 
     /* several tokens at once (f16 cache, AVX-512; flash and standard) */
     int n_multi = 0;
