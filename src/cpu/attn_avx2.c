@@ -274,6 +274,7 @@ static void flash(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, int
         if (j->vi8) attn_vt_z(j, j->idx, nv);
         for (int t = 0; t < j->ntile; t++) vacc_blk(j, t, c0, j->idx, nv, S + (size_t)t * FB * 8, out);
     }
+    if (j->vi8) attn_i8_order_z(j, out);
     if (ml) { /* a part: left unnormalized */
         for (int h = 0; h < j->g; h++) {
             ml[h] = j->m[8 * (h / 8) + h % 8];
@@ -332,6 +333,7 @@ static void standard(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, 
         if (j->vi8) attn_vt_z(j, j->idx, nv);
         for (int t = 0; t < j->ntile; t++) vacc_blk(j, t, c0, j->idx, nv, S + ((size_t)t * n + (c0 - lo)) * 8, out);
     }
+    if (j->vi8) attn_i8_order_z(j, out);
 }
 
 static _Atomic int g_int8_v = -1; /* -1: not yet read from MOERUN_ATTN_V8 */

@@ -240,7 +240,7 @@ void attn_q8_scores_z(const attn_job *j, int c0, int n, const int *idx, int nv, 
 /* The visible cells' V quants transposed for vpdpbusd, once per block for all tiles: quad q (cells
  * 4q..4q + 3 of idx, the last repeated past nv) and block b at vt + (q * nbv + b) * 128, two zmm
  * whose dword i holds the 4 cells' quants of one dimension: zmm 0 dims 0-3, 16-19, 4-7, 20-23,
- * zmm 1 dims 8-11, 24-27, 12-15, 28-31 (vpunpck order; attn_vacc_i8_z's tail puts them back).
+ * zmm 1 dims 8-11, 24-27, 12-15, 28-31 (vpunpck order, which the output keeps until attn_i8_order_z).
  * Also the block scales as floats (dvf[k * nbv + b]). */
 void attn_vt_z(const attn_job *j, const int *idx, int nv) {
     const int nbv = j->dv / 32, nq = (nv + 3) / 4;
@@ -317,11 +317,11 @@ static void i8_weights(const attn_job *j, int c0, const int *idx, int nv, const 
     }
 }
 
-/* out(h, block b) += sum over the cells of group g of the tile's NH heads, from vt and wq. */
+/* out(h, block b) += the tile's NH heads' sums over the cells, from vt and wq, a group of 32 cells
+ * at a time (its scales): the dimensions of a block in vt's order, which attn_i8_order_z puts
+ * back once per call. */
 ATTN_AI void vacc_i8(const int NH, const attn_job *j, int nv, float *out) {
     const int nbv = j->dv / 32, dv = j->dv, nq = (nv + 31) / 32 * 8; /* whole groups: i8_weights pads them */
-    const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
-    const __m512i hi = _mm512_setr_epi32(4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
     attn_pf pf = *j->pf;
     for (int b = 0; b < nbv; b++) {
         for (int q0 = 0; q0 < nq; q0 += 8) {
@@ -343,10 +343,9 @@ ATTN_AI void vacc_i8(const int NH, const attn_job *j, int nv, float *out) {
             for (int h = 0; h < NH; h++) {
                 const __m512 f0 = _mm512_cvtepi32_ps(acc[h][0]), f1 = _mm512_cvtepi32_ps(acc[h][1]);
                 const __m512 s = _mm512_set1_ps(sc[h]);
-                float *o = out + (size_t)h * dv + 32 * b;
-                _mm512_storeu_ps(o, _mm512_fmadd_ps(s, _mm512_permutex2var_ps(f0, lo, f1), _mm512_loadu_ps(o)));
-                _mm512_storeu_ps(o + 16,
-                                 _mm512_fmadd_ps(s, _mm512_permutex2var_ps(f0, hi, f1), _mm512_loadu_ps(o + 16)));
+                float *o = out + (size_t)h * dv + 32 * b; /* vt's dimension order: attn_i8_order_z */
+                _mm512_storeu_ps(o, _mm512_fmadd_ps(s, f0, _mm512_loadu_ps(o)));
+                _mm512_storeu_ps(o + 16, _mm512_fmadd_ps(s, f1, _mm512_loadu_ps(o + 16)));
             }
         }
     }
@@ -364,5 +363,15 @@ void attn_vacc_i8_z(const attn_job *j, int nh, int c0, const int *idx, int nv, c
     case 6: vacc_i8(6, j, nv, out); break;
     case 7: vacc_i8(7, j, nv, out); break;
     default: vacc_i8(8, j, nv, out); break;
+    }
+}
+
+void attn_i8_order_z(const attn_job *j, float *out) {
+    const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const __m512i hi = _mm512_setr_epi32(4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    for (size_t i = 0; i < (size_t)j->g * (size_t)j->dv; i += 32) {
+        const __m512 f0 = _mm512_loadu_ps(out + i), f1 = _mm512_loadu_ps(out + i + 16);
+        _mm512_storeu_ps(out + i, _mm512_permutex2var_ps(f0, lo, f1));
+        _mm512_storeu_ps(out + i + 16, _mm512_permutex2var_ps(f0, hi, f1));
     }
 }

@@ -126,6 +126,9 @@ void attn_vacc_z(const attn_job *j, int nh, int c0, const int *idx, int nv, cons
  * probability-times-scale weights to 8 bits per 32 cells. */
 void attn_vt_z(const attn_job *j, const int *idx, int nv);
 void attn_vacc_i8_z(const attn_job *j, int nh, int c0, const int *idx, int nv, const float *P, float *out);
+/* The integer V pass leaves each 32 dimensions of an output row in vt's order (elementwise steps,
+ * rescaling and normalizing, do not mind): attn_i8_order_z restores the g rows' order, once. */
+void attn_i8_order_z(const attn_job *j, float *out);
 /* q8_0 K with j->z and 8-head tiles (attn_avx512.c): attn_q8_prep_z lays the queries out for
  * attn_q8_scores_z (in qt, aqt and dq's places, tiles in pairs), which computes the scores of all
  * tiles of a block (tile t's rows at S + t * ts) two tiles to a 512-bit vector, with the unsigned
