@@ -94,11 +94,14 @@ static void usage(FILE *f) {
             "  --compare A B        compare two result files (-o json or jsonl) test by test\n"
             "\n"
             "The bandwidth is measured in every run, before the tests and again right before and after\n"
-            "each test, which gets the best of those (machines are noisy: the roofline compares numbers\n"
-            "taken together); the first measurement is cached in ~/.cache/moerun/bandwidth.tsv\n"
-            "per CPU model and thread count. Roofline = bytes read per token (weights, with experts as\n"
-            "routed, and the KV-cache rows a decode step's attention reads) x tokens/s / bandwidth (\"~\"\n"
-            "marks an estimate from the model's active size when the engine did not count).\n");
+            "each repetition (256 MiB, ~0.1 s): a VM's bandwidth can jump between levels within seconds,\n"
+            "so a repetition is compared with what the machine gave around it. The first measurement is\n"
+            "cached in ~/.cache/moerun/bandwidth.tsv per CPU model and thread count. Roofline = bytes\n"
+            "read per token (weights, with experts as routed, and the KV-cache rows a decode step's\n"
+            "attention reads) x tokens/s / bandwidth: the median over repetitions of each one's rate over\n"
+            "the larger of its two measurements (JSON/CSV roofline_best: the mean rate over the best\n"
+            "bandwidth of the whole test; the only figure with --bandwidth-gbs or --bandwidth-cached).\n"
+            "\"~\" marks an estimate from the model's active size when the engine did not count.\n");
 }
 
 static int usage_err(const char *fmt, const char *a) {
@@ -308,9 +311,13 @@ static double bandwidth_for(const opts *o, int n_threads, bool force_measure) {
  * before and after the test (a VM's bandwidth moves within minutes; the roofline should
  * compare the test with what the machine could do around it). Measured only when the run
  * measures (not with --bandwidth-gbs, --bandwidth-cached or --no-bandwidth). */
-static double bandwidth_near(const opts *o, int n_threads, double first, bool rss_resettable) {
+static bool measures_near(const opts *o, double first, bool rss_resettable) {
     /* the measurement's buffer must not count in a test's peak RSS */
-    if (o->bw_gbs > 0 || o->bw_none || o->bw_cached || first <= 0 || !rss_resettable) return first;
+    return !(o->bw_gbs > 0 || o->bw_none || o->bw_cached || first <= 0 || !rss_resettable);
+}
+
+static double bandwidth_near(const opts *o, int n_threads, double first, bool rss_resettable) {
+    if (!measures_near(o, first, rss_resettable)) return first;
     const double g = bench_bandwidth_gbs(n_threads, (size_t)o->bw_mib << 20, 3);
     return g > first ? g : first;
 }
@@ -343,9 +350,25 @@ typedef struct {
     int n_vocab;
 } loaded;
 
+/* Per repetition, the bandwidth is measured right before and right after its timed part (256 MiB,
+ * best of 3, about 0.1 s each; after a depth fill, since that takes long): the larger of the two
+ * is its roofline's denominator. The probe's buffer is freed before the peak RSS restarts, so it
+ * does not count in the test's peak (*peak: the highest peak seen between probes). */
+#define PROBE_MIB 256
+static double probe_bw(int n_threads, uint64_t *peak) {
+    const uint64_t p = mr_peak_rss_bytes();
+    if (p > *peak) *peak = p;
+    const double g = bench_bandwidth_gbs(n_threads, (size_t)PROBE_MIB << 20, 3);
+    (void)mr_peak_rss_reset();
+    return g;
+}
+
 /* Run one test on a fresh context: warm-up, then reps x (clear, depth fill,
- * timed part). Fills r's samples and bytes per token. 0 / -1. */
-static int run_test(const opts *o, loaded *L, bench_result *r, bench_progress *pr, int idx, int total) {
+ * timed part). Fills r's samples and bytes per token, and with probe (a CPU run that measures
+ * bandwidth and can reset the peak RSS) the bandwidth around each repetition; *peak: the peak
+ * RSS before the last probe (0 without probes). 0 / -1. */
+static int run_test(const opts *o, loaded *L, bench_result *r, bench_progress *pr, int idx, int total, bool probe,
+                    uint64_t *peak) {
     mr_ctx_params cp = mr_ctx_default_params();
     cp.n_ctx = r->n_depth + r->n_prompt + r->n_gen;
     if (cp.n_ctx < 16) cp.n_ctx = 16;
@@ -363,6 +386,7 @@ static int run_test(const opts *o, loaded *L, bench_result *r, bench_progress *p
         /* the devices' roofline when all runs there; a hybrid run has no single roofline */
         snprintf(r->backend, sizeof r->backend, "%s", strcmp(oi.backend, "cuda") ? "EMU" : "CUDA");
         r->dev_bw_gbs = oi.all_dev ? (oi.dev_bw_gbs > 0 ? oi.dev_bw_gbs : NAN) : NAN;
+        probe = false; /* the devices' bandwidth is the roofline's (or none) */
     }
     int n_tok = r->n_depth + r->n_prompt + r->n_gen;
     mr_token *toks = mr_malloc((size_t)(n_tok > 0 ? n_tok : 1) * sizeof *toks);
@@ -380,7 +404,7 @@ static int run_test(const opts *o, loaded *L, bench_result *r, bench_progress *p
         if (r->n_prompt > 0) rc = bench_decode_prompt(c, prompt, r->n_prompt, 0, r->n_batch);
         if (!rc && r->n_gen > 0) rc = bench_decode_gen(c, gen, 1, r->n_prompt);
     }
-    double bytes = 0, kv_bytes = 0, tokens = 0;
+    double bytes = 0, kv_bytes = 0, tokens = 0, bw_prev = 0;
     for (int rep = 0; rep < o->reps && !rc; rep++) {
         mr_kv_clear(c);
         if (r->n_depth > 0) {
@@ -389,6 +413,8 @@ static int run_test(const opts *o, loaded *L, bench_result *r, bench_progress *p
             if ((rc = bench_decode_prompt(c, depth, r->n_depth, 0, r->n_batch))) break;
         }
         bench_progress_update(pr, "test %d/%d %s t=%d: rep %d/%d", idx, total, test, r->n_threads, rep + 1, o->reps);
+        /* the last repetition's after-probe is this one's before-probe when no depth fill came between */
+        const double bw_before = !probe ? 0 : r->n_depth > 0 || rep == 0 ? probe_bw(r->n_threads, peak) : bw_prev;
         mr_ctx_reset_stats(c);
         double t0 = mr_time_s();
         if (r->n_prompt > 0) rc = bench_decode_prompt(c, prompt, r->n_prompt, r->n_depth, r->n_batch);
@@ -401,6 +427,10 @@ static int run_test(const opts *o, loaded *L, bench_result *r, bench_progress *p
         kv_bytes += (double)st.kv_bytes_read;
         tokens += (double)(r->n_prompt + r->n_gen);
         if (bench_result_add_sample(r, r->n_prompt + r->n_gen, dt)) rc = -1;
+        if (probe) {
+            bw_prev = probe_bw(r->n_threads, peak);
+            if (bench_result_add_bw(r, bw_before > bw_prev ? bw_before : bw_prev)) rc = -1;
+        }
     }
     if (!rc) {
         if (bytes > 0 && tokens > 0) {
@@ -560,11 +590,15 @@ static int run_all(opts *o, int argc, char **argv) {
             r.n_gen = shapes[is].n_gen;
             r.n_depth = o->d.v[id];
             r.n_reps = o->reps;
-            const double bw_before = bandwidth_near(o, o->t.v[it], bw[it], rss_resettable);
+            /* per-repetition probes where bandwidth_near would measure; they also give the test's
+             * best bandwidth, so the 1 GiB measurements around it are left out then */
+            const bool probe = measures_near(o, bw[it], rss_resettable);
+            const double bw_before = probe ? bw[it] : bandwidth_near(o, o->t.v[it], bw[it], rss_resettable);
             if (rss_resettable) (void)mr_peak_rss_reset();
             bench_iso8601_now(r.test_time, sizeof r.test_time);
             idx++;
-            if (run_test(o, &L, &r, &pr, idx, total)) {
+            uint64_t peak = 0;
+            if (run_test(o, &L, &r, &pr, idx, total, probe, &peak)) {
                 char test[64];
                 bench_test_name(&r, test, sizeof test);
                 bench_progress_done(&pr);
@@ -572,9 +606,12 @@ static int run_all(opts *o, int argc, char **argv) {
                 rc = 1;
             } else {
                 r.peak_rss_bytes = mr_peak_rss_bytes();
+                if (peak > r.peak_rss_bytes) r.peak_rss_bytes = peak;
                 if (rss_resettable && load_peak > r.peak_rss_bytes) r.peak_rss_bytes = load_peak;
-                const double bw_after = bandwidth_near(o, o->t.v[it], bw[it], rss_resettable);
+                const double bw_after = probe ? bw[it] : bandwidth_near(o, o->t.v[it], bw[it], rss_resettable);
                 r.bandwidth_gbs = bw_before > bw_after ? bw_before : bw_after;
+                for (int k = 0; k < r.n_samples_bw; k++)
+                    if (r.samples_bw[k] > r.bandwidth_gbs) r.bandwidth_gbs = r.samples_bw[k];
                 if (r.dev_bw_gbs != 0) r.bandwidth_gbs = isnan(r.dev_bw_gbs) ? 0 : r.dev_bw_gbs;
                 bench_result_finish(&r);
                 bench_progress_done(&pr);

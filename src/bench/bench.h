@@ -86,7 +86,14 @@ typedef struct {
     double dev_bw_gbs;                  /* offloaded runs: the devices' peak bandwidth (all on devices), NAN
                                            (hybrid: no single roofline), 0 (CPU run: bandwidth_gbs) */
     double weight_gbs;                  /* weight bytes read per second (GB/s) */
-    double roofline;                    /* (weight + KV bytes per second) / bandwidth_gbs, NAN unknown */
+    double *samples_bw;                 /* per repetition, the bandwidth measured right around its timed
+                                           part (GB/s; NULL when the run measured once) */
+    int n_samples_bw;
+    double roofline;                    /* with samples_bw: the median over repetitions of (weight + KV bytes
+                                           per second) / that repetition's bandwidth; else roofline_best.
+                                           NAN unknown */
+    double roofline_best;               /* (weight + KV bytes per second) / bandwidth_gbs: against the best
+                                           bandwidth of the whole test, the conservative figure */
     uint64_t peak_rss_bytes;
     uint64_t vram_bytes;                /* device memory the context held (GPU runs; 0 on the CPU) */
     char test_time[40];                 /* ISO 8601 */
@@ -96,6 +103,8 @@ void bench_result_init(bench_result *r);
 void bench_result_free(bench_result *r);
 /* Append one repetition's timing: tokens processed in the timed part, seconds. */
 int bench_result_add_sample(bench_result *r, int n_tokens, double seconds);
+/* Append one repetition's bandwidth (GB/s, <= 0: unknown), in the samples' order. */
+int bench_result_add_bw(bench_result *r, double gbs);
 /* Recompute the mean/stddev fields and the roofline from samples and bytes. */
 void bench_result_finish(bench_result *r);
 /* "pp512", "tg128", "pp512+tg128", with " @ d1024" for a depth. */

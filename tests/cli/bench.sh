@@ -103,6 +103,28 @@ for t in (1, 2):
 EOF
 fi
 
+# ---- a measured bandwidth: one per repetition, probes outside the peak RSS ---------------
+if expect_rc 0 "bench given bandwidth" -- bench -m "$M" -p 0 -n 4 -r 3 -t 2 $BW -o json &&
+    cp "$T/out" "$T/given.json" &&
+    expect_rc 0 "bench measured bandwidth" -- bench -m "$M" -p 0 -n 4 -r 3 -t 2 -o json; then
+    python3 - "$T/out" "$T/given.json" <<'EOF' && ok "bench per-repetition roofline" || fail "bench per-repetition roofline"
+import json, sys
+(r,) = json.load(open(sys.argv[1]))
+(g,) = json.load(open(sys.argv[2]))
+assert g["samples_bw"] == [] and g["roofline"] == g["roofline_best"], g
+bw, ts = r["samples_bw"], r["samples_ts"]
+assert len(bw) == 3 and all(x > 0 for x in bw), bw
+assert r["bandwidth_gbs"] >= max(bw), (r["bandwidth_gbs"], bw)
+bpt = r["weight_bytes_per_token"] + r["kv_bytes_per_token"]
+f = sorted(bpt * t / 1e9 / b for t, b in zip(ts, bw))
+assert abs(r["roofline"] - f[1]) <= 1e-9 * f[1], (r["roofline"], f)
+best = bpt * r["avg_ts"] / 1e9 / r["bandwidth_gbs"]
+assert abs(r["roofline_best"] - best) <= 1e-6 * best, (r["roofline_best"], best)
+# the probes map 256 MiB each: the peak RSS of the run without them, give or take, shows they did not count
+assert 0 < r["peak_rss_bytes"] < g["peak_rss_bytes"] + (128 << 20), (r["peak_rss_bytes"], g["peak_rss_bytes"])
+EOF
+fi
+
 # ---- -o csv ---------------------------------------------------------------------------
 if expect_rc 0 "bench csv" -- bench -m "$M" -p 16 -n 4 -r 2 -t 1 $BW -o csv; then
     python3 - "$T/out" <<'EOF' && ok "bench csv parses" || fail "bench csv parses"

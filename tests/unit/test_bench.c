@@ -109,6 +109,18 @@ static void test_record(void) {
     CHECK(near(r.roofline, 0.0375, 1e-9), "roofline with KV bytes %g", r.roofline);
     r.kv_bytes_per_token = 0;
     bench_result_finish(&r);
+    CHECK(near(r.roofline_best, r.roofline, 0), "one bandwidth: roofline_best %g = roofline", r.roofline_best);
+    /* a bandwidth per repetition: the median of each one's rate over its own (5e6 B/token x
+     * 50, 55, 45 t/s over 5, 10, 10 GB/s = 0.05, 0.0275, 0.0225), roofline_best as before */
+    bench_result_add_bw(&r, 5.0), bench_result_add_bw(&r, 10.0), bench_result_add_bw(&r, 10.0);
+    bench_result_finish(&r);
+    CHECK(near(r.roofline, 0.0275, 1e-9), "per-repetition roofline %g", r.roofline);
+    CHECK(near(r.roofline_best, 0.025, 1e-9), "roofline_best %g", r.roofline_best);
+    r.samples_bw[1] = 0; /* a failed measurement: back to the one figure */
+    bench_result_finish(&r);
+    CHECK(near(r.roofline, 0.025, 1e-9), "a repetition without bandwidth: roofline %g", r.roofline);
+    free(r.samples_bw), r.samples_bw = NULL, r.n_samples_bw = 0;
+    bench_result_finish(&r);
     char name[64];
     bench_test_name(&r, name, sizeof name);
     CHECK(!strcmp(name, "tg128"), "name %s", name);
