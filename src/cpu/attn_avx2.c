@@ -389,10 +389,10 @@ void cpu_attn_avx2(const cpu_attn_args *a, int kvh, const float *q, int32_t pos,
     j.vi8 = j.z && j.vq8 && j.dv >= CPU_ATTN_INT8_V_MIN_DV && cpu_attn_int8_v();
     if (j.vi8) {
         const size_t nbv = (size_t)j.dv / 32;
-        j.vt = (uint8_t *)j.pd;                     /* FB x nbv x 32 bytes = FB x nbv x 8 floats */
-        j.wq = (uint32_t *)(j.pd + (size_t)FB * nbv * 8); /* 2 x 8 x nbv x 8 */
-        j.vsc = (float *)(j.wq + 128 * nbv);        /* 2 x nbv x 8 */
-        j.dvf = j.vsc + 16 * nbv;                   /* FB x nbv */
+        j.vt = (uint8_t *)j.pd;                           /* FB x nbv x 32 bytes = FB x nbv x 8 floats */
+        j.wq = (uint32_t *)(j.pd + (size_t)FB * nbv * 8); /* 2 groups x 8 quads x nbv x 8 */
+        j.vsc = (float *)(j.wq + 128 * nbv);              /* 2 x nbv x 8 */
+        j.dvf = j.vsc + 16 * nbv;                         /* FB x nbv */
     }
     j.qz = j.qf; /* the same queries, laid out for attn_f16_scores_z (which replaces scores_f16_h) */
     if (j.kq8 && j.z && j.H == 8) attn_q8_prep_z(&j, q);

@@ -237,6 +237,9 @@ void attn_q8_scores_z(const attn_job *j, int c0, int n, const int *idx, int nv, 
  * where the f32 path's FMA does 16. The rounding of w (at most half a step of its group's
  * largest weight) is the only difference from the f32 path: test_attn bounds it. */
 
+/* the buffers' sizes (ATTN_PD_FLOATS) and vacc_i8 count on two groups of 32 cells a block */
+_Static_assert(ATTN_FB == 64, "the integer V pass's groups: 32 cells, two a block");
+
 /* The visible cells' V quants transposed for vpdpbusd, once per block for all tiles: quad q (cells
  * 4q..4q + 3 of idx, the last repeated past nv) and block b at vt + (q * nbv + b) * 128, two zmm
  * whose dword i holds the 4 cells' quants of one dimension: zmm 0 dims 0-3, 16-19, 4-7, 20-23,
