@@ -15,7 +15,9 @@
  * Also runs itself under MOERUN_CPU=generic and checks that no SIMD path is
  * taken there (cpu_attn_head == the generic path, bit for bit), and, where the
  * CPU has AVX-512 VNNI, under MOERUN_CPU=avx2: the AVX-512 kernels give the
- * AVX2 path's outputs bit for bit.
+ * AVX2 path's outputs bit for bit (with the f32 V pass). The integer V pass of a
+ * wide q8_0 V on those CPUs is checked against a bound on its weights' rounding
+ * (int8_v_bound), its f32 twin (MOERUN_ATTN_V8=0) as every other case.
  */
 #include <math.h>
 #include <stdint.h>
