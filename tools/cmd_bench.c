@@ -307,19 +307,11 @@ static double bandwidth_for(const opts *o, int n_threads, bool force_measure) {
     return g;
 }
 
-/* The bandwidth for one test: the best of the run's first measurement and two taken right
- * before and after the test (a VM's bandwidth moves within minutes; the roofline should
- * compare the test with what the machine could do around it). Measured only when the run
- * measures (not with --bandwidth-gbs, --bandwidth-cached or --no-bandwidth). */
+/* Whether a test measures the bandwidth around its repetitions (run_test's probes): only when the
+ * run measures (not with --bandwidth-gbs, --bandwidth-cached or --no-bandwidth) and the probes'
+ * buffer can be kept out of the test's peak RSS. */
 static bool measures_near(const opts *o, double first, bool rss_resettable) {
-    /* the measurement's buffer must not count in a test's peak RSS */
     return !(o->bw_gbs > 0 || o->bw_none || o->bw_cached || first <= 0 || !rss_resettable);
-}
-
-static double bandwidth_near(const opts *o, int n_threads, double first, bool rss_resettable) {
-    if (!measures_near(o, first, rss_resettable)) return first;
-    const double g = bench_bandwidth_gbs(n_threads, (size_t)o->bw_mib << 20, 3);
-    return g > first ? g : first;
 }
 
 /* --bandwidth: measure for each -t, print, and refresh the cache. */
@@ -590,10 +582,7 @@ static int run_all(opts *o, int argc, char **argv) {
             r.n_gen = shapes[is].n_gen;
             r.n_depth = o->d.v[id];
             r.n_reps = o->reps;
-            /* per-repetition probes where bandwidth_near would measure; they also give the test's
-             * best bandwidth, so the 1 GiB measurements around it are left out then */
             const bool probe = measures_near(o, bw[it], rss_resettable);
-            const double bw_before = probe ? bw[it] : bandwidth_near(o, o->t.v[it], bw[it], rss_resettable);
             if (rss_resettable) (void)mr_peak_rss_reset();
             bench_iso8601_now(r.test_time, sizeof r.test_time);
             idx++;
@@ -608,8 +597,8 @@ static int run_all(opts *o, int argc, char **argv) {
                 r.peak_rss_bytes = mr_peak_rss_bytes();
                 if (peak > r.peak_rss_bytes) r.peak_rss_bytes = peak;
                 if (rss_resettable && load_peak > r.peak_rss_bytes) r.peak_rss_bytes = load_peak;
-                const double bw_after = probe ? bw[it] : bandwidth_near(o, o->t.v[it], bw[it], rss_resettable);
-                r.bandwidth_gbs = bw_before > bw_after ? bw_before : bw_after;
+                /* the best of the run's first measurement and the test's probes */
+                r.bandwidth_gbs = bw[it];
                 for (int k = 0; k < r.n_samples_bw; k++)
                     if (r.samples_bw[k] > r.bandwidth_gbs) r.bandwidth_gbs = r.samples_bw[k];
                 if (r.dev_bw_gbs != 0) r.bandwidth_gbs = isnan(r.dev_bw_gbs) ? 0 : r.dev_bw_gbs;

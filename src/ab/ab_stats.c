@@ -115,22 +115,4 @@ void ab_welch(const ab_summary *a, const ab_summary *b, double *t, double *df, d
     *p = ab_t_two_sided_p(*t, *df);
 }
 
-static int cmp_dbl(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-double ab_percentile(const double *x, int n, double pct) {
-    if (n <= 0) return NAN;
-    double *s = malloc(sizeof *s * (size_t)n);
-    if (!s) return NAN;
-    memcpy(s, x, sizeof *s * (size_t)n);
-    qsort(s, (size_t)n, sizeof *s, cmp_dbl);
-    double r = pct / 100 * (n - 1);
-    if (r < 0) r = 0;
-    if (r > n - 1) r = n - 1;
-    int i = (int)floor(r);
-    double f = r - i, v = i + 1 < n ? s[i] + f * (s[i + 1] - s[i]) : s[i];
-    free(s);
-    return v;
-}
+double ab_percentile(const double *x, int n, double pct) { return bench_percentile(x, n, pct); }

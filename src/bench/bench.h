@@ -20,6 +20,7 @@
 /* ---- statistics (stats.c) ------------------------------------------------------ */
 double bench_mean(const double *x, int n);   /* 0 for n <= 0 */
 double bench_stddev(const double *x, int n); /* sample stddev (n-1), 0 for n < 2 */
+double bench_percentile(const double *x, int n, double pct); /* 0..100, interpolated; NAN for n <= 0 */
 /* Comparison of a new value b with a baseline a: ratio b/a and delta % (b/a-1)*100.
  * Both NAN when a <= 0 or either is not finite. */
 void bench_compare_vals(double a, double b, double *ratio, double *delta_pct);

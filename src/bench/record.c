@@ -96,11 +96,6 @@ int bench_result_add_bw(bench_result *r, double gbs) {
     return 0;
 }
 
-static int cmp_dbl(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Mean/stddev of the samples; the roofline is the bytes read per second (weights, and the KV
  * cache rows decode steps' attention reads) over the measured bandwidth:
  * (bytes/token) * (tokens/s) / (GB/s * 1e9). roofline_best divides the mean rate by the best
@@ -126,9 +121,7 @@ void bench_result_finish(bench_result *r) {
         double *f = mr_malloc(sizeof(double) * (size_t)r->n_samples);
         if (f) {
             for (int i = 0; i < r->n_samples; i++) f[i] = bpt * r->samples_ts[i] / 1e9 / r->samples_bw[i];
-            qsort(f, (size_t)r->n_samples, sizeof *f, cmp_dbl);
-            const int n = r->n_samples;
-            r->roofline = n % 2 ? f[n / 2] : 0.5 * (f[n / 2 - 1] + f[n / 2]);
+            r->roofline = bench_percentile(f, r->n_samples, 50.0);
             free(f);
         }
     }

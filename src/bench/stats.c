@@ -1,9 +1,11 @@
 /*
- * stats.c — the arithmetic of the benches: mean, sample standard deviation,
+ * stats.c — the arithmetic of the benches: mean, sample standard deviation, percentiles,
  * comparison ratios, "nice" axis ticks for the charts, and the fixed
  * pseudo-random token ids the timed loops feed.
  */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "bench/bench.h"
 
@@ -22,6 +24,27 @@ double bench_stddev(const double *x, int n) {
     double m = bench_mean(x, n), s = 0.0;
     for (int i = 0; i < n; i++) s += (x[i] - m) * (x[i] - m);
     return sqrt(s / (n - 1));
+}
+
+static int cmp_dbl(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Percentile (0..100) by linear interpolation of the sorted copy; NAN if n <= 0 or out of memory. */
+double bench_percentile(const double *x, int n, double pct) {
+    if (n <= 0) return NAN;
+    double *s = malloc(sizeof *s * (size_t)n);
+    if (!s) return NAN;
+    memcpy(s, x, sizeof *s * (size_t)n);
+    qsort(s, (size_t)n, sizeof *s, cmp_dbl);
+    double r = pct / 100 * (n - 1);
+    if (r < 0) r = 0;
+    if (r > n - 1) r = n - 1;
+    const int i = (int)floor(r);
+    const double f = r - i, v = i + 1 < n ? s[i] + f * (s[i + 1] - s[i]) : s[i];
+    free(s);
+    return v;
 }
 
 /* ratio = b / a and delta % = (b / a - 1) * 100; NAN for a non-positive or

@@ -98,21 +98,26 @@ ATTN_AI void vacc_z(const int NH, const bool VQ8, const attn_job *j, int c0, con
     *j->pf = pf;
 }
 
-#define VACC_Z(VQ8)                                                                                                    \
+/* F(NH) with NH = nh (1..8) as a compile-time constant, for the kernels templated on a tile's heads */
+#define NH_SWITCH(nh, F)                                                                                               \
     switch (nh) {                                                                                                      \
-    case 1: vacc_z(1, VQ8, j, c0, idx, nv, P, out); break;                                                             \
-    case 2: vacc_z(2, VQ8, j, c0, idx, nv, P, out); break;                                                             \
-    case 3: vacc_z(3, VQ8, j, c0, idx, nv, P, out); break;                                                             \
-    case 4: vacc_z(4, VQ8, j, c0, idx, nv, P, out); break;                                                             \
-    case 5: vacc_z(5, VQ8, j, c0, idx, nv, P, out); break;                                                             \
-    case 6: vacc_z(6, VQ8, j, c0, idx, nv, P, out); break;                                                             \
-    case 7: vacc_z(7, VQ8, j, c0, idx, nv, P, out); break;                                                             \
-    default: vacc_z(8, VQ8, j, c0, idx, nv, P, out); break;                                                            \
+    case 1: F(1); break;                                                                                               \
+    case 2: F(2); break;                                                                                               \
+    case 3: F(3); break;                                                                                               \
+    case 4: F(4); break;                                                                                               \
+    case 5: F(5); break;                                                                                               \
+    case 6: F(6); break;                                                                                               \
+    case 7: F(7); break;                                                                                               \
+    default: F(8); break;                                                                                              \
     }
 
 void attn_vacc_z(const attn_job *j, int nh, int c0, const int *idx, int nv, const float *P, float *out) {
-    if (j->vq8) VACC_Z(true)
-    else VACC_Z(false)
+#define VZ_Q8(N) vacc_z(N, true, j, c0, idx, nv, P, out)
+#define VZ_F16(N) vacc_z(N, false, j, c0, idx, nv, P, out)
+    if (j->vq8) NH_SWITCH(nh, VZ_Q8)
+    else NH_SWITCH(nh, VZ_F16)
+#undef VZ_Q8
+#undef VZ_F16
 }
 
 /* ---- q8_0 K scores, tiles of 8 heads in pairs (attn_q8_prep_z, attn_q8_scores_z) ---------------- */
@@ -231,7 +236,7 @@ void attn_q8_scores_z(const attn_job *j, int c0, int n, const int *idx, int nv, 
 /* The V pass with a q8_0 V as a q8_0 x q8_0 dot product over cells, the way llama.cpp rounds a
  * query to q8_0 against a q8_0 K: for head h and V block b, the weights w(c) = p(h, c) * d(c, b)
  * (probability times the row's block scale, >= 0: our q8_0 scales are amax / 127) of 32
- * consecutive visible cells are quantized to 0..127 with one scale per (h, b, 32 cells), and
+ * consecutive visible cells are quantized to 0..255 with one scale per (h, b, 32 cells), and
  * out(h, b's dims) += scale * sum_c w8(c) * q(c, dim) in int32 (vpdpbusd: the unsigned weights
  * against the signed quants, 4 cells a lane). One 512-bit vpdpbusd then does 64 multiply-adds
  * where the f32 path's FMA does 16. The rounding of w (at most half a step of its group's
@@ -357,16 +362,9 @@ ATTN_AI void vacc_i8(const int NH, const attn_job *j, int nv, float *out) {
 
 void attn_vacc_i8_z(const attn_job *j, int nh, int c0, const int *idx, int nv, const float *P, float *out) {
     i8_weights(j, c0, idx, nv, P);
-    switch (nh) {
-    case 1: vacc_i8(1, j, nv, out); break;
-    case 2: vacc_i8(2, j, nv, out); break;
-    case 3: vacc_i8(3, j, nv, out); break;
-    case 4: vacc_i8(4, j, nv, out); break;
-    case 5: vacc_i8(5, j, nv, out); break;
-    case 6: vacc_i8(6, j, nv, out); break;
-    case 7: vacc_i8(7, j, nv, out); break;
-    default: vacc_i8(8, j, nv, out); break;
-    }
+#define VI8(N) vacc_i8(N, j, nv, out)
+    NH_SWITCH(nh, VI8)
+#undef VI8
 }
 
 void attn_i8_order_z(const attn_job *j, float *out) {
