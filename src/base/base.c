@@ -141,14 +141,17 @@ static void cpu_init(void) {
             /* the AVX-512 files are also built with DQ (b bit 17), which every VNNI CPU has */
             g_cpu.avx512vnni = zmm && ((c >> 11) & 1) && ((b >> 17) & 1);
         }
-        if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) g_cpu.avx_vnni = g_cpu.avx2 && ((a >> 4) & 1);
+        if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) {
+            g_cpu.avx_vnni = g_cpu.avx2 && ((a >> 4) & 1);
+            g_cpu.avx512bf16 = g_cpu.avx512vnni && ((a >> 5) & 1);
+        }
     }
     /* MOERUN_CPU=generic forces the scalar paths (for tests and comparisons). */
     const char *e = getenv("MOERUN_CPU");
     g_cpu.avx512_hw = g_cpu.avx512f;
     if (e && !strcmp(e, "generic")) memset(&g_cpu, 0, sizeof g_cpu);
     else if (e && !strcmp(e, "avx2")) {
-        g_cpu.avx512f = g_cpu.avx512bw = g_cpu.avx512vl = g_cpu.avx512vnni = false;
+        g_cpu.avx512f = g_cpu.avx512bw = g_cpu.avx512vl = g_cpu.avx512vnni = g_cpu.avx512bf16 = false;
     }
 #elif defined(__aarch64__)
     g_cpu.neon = true;
@@ -167,7 +170,7 @@ const char *mr_cpu_features_str(void) {
     buf[0] = 0;
 #define F(x, s) if (f->x) strcat(buf, s " ");
     F(avx, "AVX") F(avx2, "AVX2") F(fma, "FMA") F(f16c, "F16C") F(bmi2, "BMI2")
-    F(avx512f, "AVX512F") F(avx512bw, "AVX512BW") F(avx512vnni, "AVX512_VNNI") F(avx_vnni, "AVX_VNNI")
+    F(avx512f, "AVX512F") F(avx512bw, "AVX512BW") F(avx512vnni, "AVX512_VNNI") F(avx512bf16, "AVX512_BF16") F(avx_vnni, "AVX_VNNI")
     F(neon, "NEON") F(dotprod, "DOTPROD")
 #undef F
     size_t n = strlen(buf);

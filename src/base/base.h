@@ -80,7 +80,7 @@ uint64_t mr_time_us(void);
 
 /* ---- CPU / machine ------------------------------------------------------- */
 typedef struct {
-    bool avx, avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512vnni, avx_vnni, bmi2;
+    bool avx, avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512vnni, avx512bf16, avx_vnni, bmi2;
     bool amd;        /* x86 vendor AuthenticAMD */
     bool avx512_hw;  /* the CPU has AVX-512F, also where MOERUN_CPU=avx2 hides it from the kernels */
     bool neon, dotprod;

@@ -84,6 +84,18 @@ void cpu_attn_head(const cpu_attn_args *a, int kvh, const float *q, int32_t pos,
 #define CPU_ATTN_INT8_V_MIN_DV 256
 bool cpu_attn_int8_v(void);
 void cpu_attn_set_int8_v(int on);
+/* MOERUN_ATTN_BF16=1 (off by default): with an f16 K and V of at least CPU_ATTN_BF16_MIN_DV
+ * values (MLA's latent), query heads in whole groups of 8, on AVX-512 CPUs with AVX512_BF16,
+ * decode attention multiplies in bf16 (vdpbf16ps: twice the f32 FMA's products per
+ * instruction) with f32 sums, each product within about 2^-8 of its f32 value (test_attn
+ * bounds it). That is the q8_0 cache's precision class, not f16's: forced onto the tiny
+ * DeepSeek golden fixtures it fails 3-5 of their f16 bars, hence opt-in.
+ * cpu_attn_bf16: that switch; cpu_attn_set_bf16: 1 / 0 force it, -1 back to the environment's
+ * choice (tests); cpu_attn_bf16_takes: whether cpu_attn_head's SIMD path takes it for a. */
+#define CPU_ATTN_BF16_MIN_DV 256
+bool cpu_attn_bf16(void);
+void cpu_attn_set_bf16(int on);
+bool cpu_attn_bf16_takes(const cpu_attn_args *a);
 
 #define CPU_ATTN_SPLIT_MIN 512
 #define CPU_ATTN_SPLIT_MAX 64

@@ -100,6 +100,10 @@ static void scores_blk(const attn_job *j, int t, int c0, int n, const int *idx, 
 
 /* The scores of all tiles for a block (tile t's rows at S + t * ts). */
 static void scores_all(const attn_job *j, int c0, int n, const int *idx, int nv, float *S, size_t ts) {
+    if (j->bf) {
+        attn_bf_scores(j, c0, n, idx, nv, S, ts);
+        return;
+    }
     if (j->kq8 && j->z && j->H == 8) {
         attn_q8_scores_z(j, c0, n, idx, nv, S, ts);
         return;
@@ -177,6 +181,10 @@ ATTN_AI void vacc_h(const int NH, const bool VQ8, const attn_job *j, int c0, con
  * scales (q8_0 V), then vacc_h for lanes 0-3 and 4-7. */
 static void vacc_blk(const attn_job *j, int t, int c0, const int *idx, int nv, const float *P, float *out) {
     const int nh = attn_tile_heads(j, t);
+    if (j->bf) {
+        attn_bf_vacc(j, t, c0, idx, nv, P, out);
+        return;
+    }
     out += (size_t)8 * t * j->dv;
     if (j->vi8) {
         attn_vacc_i8_z(j, nh, c0, idx, nv, P, out);
@@ -200,12 +208,14 @@ static void vacc_blk(const attn_job *j, int t, int c0, const int *idx, int nv, c
  * of a block) and of the V pass (16 cells of a chunk of dimensions; attn_vacc_z:
  * of a 32-dimension chunk, all heads of a tile at once), all tiles. */
 static int score_steps(const attn_job *j, int nv) {
+    if (j->bf) return j->ntile * ((nv + 15) / 16);
     const int per = j->kq8 ? ATTN_Q8_CELLS_PER_STEP : 8 / j->H;
     return j->ntile * ((nv + per - 1) / per);
 }
 
 static int vacc_steps(const attn_job *j, int nv) {
     if (j->vi8) return j->ntile * (j->dv / 32) * ((nv + 31) / 32); /* attn_vacc_i8_z: per 32 cells of a V block */
+    if (j->bf) return j->ntile * (j->dv / 16);
     if (j->z) return j->ntile * (j->dv / 32) * ((nv + 15) / 16);
     int n = 0;
     for (int t = 0; t < j->ntile; t++)
@@ -238,7 +248,10 @@ static void flash(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, int
         const int c1 = c0 + FB < hi ? c0 + FB : hi, n = c1 - c0;
         const int nv = visible_cells(a, pos, seq, c0, c1, j->idx);
         if (!nv) continue;
-        attn_pf_start(j->pf, j->Vh, j->vrb, c0, c1, score_steps(j, nv));
+        /* the bf16 path converts a block's K rows, V inside them (MLA) included, as its score pass
+         * begins: nothing to prefetch there */
+        const bool vk = j->bf && j->Vh == j->Kh;
+        attn_pf_start(j->pf, j->Vh, j->vrb, c0, vk ? c0 : c1, score_steps(j, nv));
         scores_all(j, c0, n, j->idx, nv, S, (size_t)FB * 8);
         for (int t = 0; t < j->ntile; t++) {
             float *St = S + (size_t)t * FB * 8, *mt = j->m + 8 * t, *lt = j->l + 8 * t;
@@ -249,6 +262,10 @@ static void flash(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, int
             const __m256 r = _mm256_andnot_ps(first, cpu_exp8(_mm256_sub_ps(mo, mn))); /* 1 where the max stays */
             const int nh = attn_tile_heads(j, t);
             if (_mm256_movemask_ps(_mm256_cmp_ps(r, _mm256_set1_ps(1.0f), _CMP_NEQ_UQ)) & ((1 << nh) - 1)) {
+                if (j->bf) {
+                    attn_bf_rescale(j, t, r, out);
+                    goto rescaled;
+                }
                 float rr[8];
                 _mm256_storeu_ps(rr, r);
                 for (int h = 0; h < nh; h++) {
@@ -258,6 +275,7 @@ static void flash(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, int
                     for (int i = 0; i < dv; i += 8) _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_loadu_ps(o + i), rv));
                 }
             }
+        rescaled:;
             __m256 lv = _mm256_mul_ps(_mm256_load_ps(lt), r);
             for (int k = 0; k < nv; k++) { /* sum in cell order; invisible rows keep -inf: V skips them */
                 float *row = St + (size_t)(j->idx[k] - c0) * 8;
@@ -272,9 +290,11 @@ static void flash(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, int
          * part of a split decode step is followed by the next part) */
         attn_pf_start(j->pf, j->Kh, j->krb, c1, c1 + FB < a->n_cells ? c1 + FB : a->n_cells, vacc_steps(j, nv));
         if (j->vi8) attn_vt_z(j, j->idx, nv);
+        if (j->bf) attn_bf_vpairs(j, j->idx, nv);
         for (int t = 0; t < j->ntile; t++) vacc_blk(j, t, c0, j->idx, nv, S + (size_t)t * FB * 8, out);
     }
     if (j->vi8) attn_i8_order_z(j, out);
+    if (j->bf) attn_bf_order(j, out);
     if (ml) { /* a part: left unnormalized */
         for (int h = 0; h < j->g; h++) {
             ml[h] = j->m[8 * (h / 8) + h % 8];
@@ -321,7 +341,7 @@ static void standard(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, 
             _mm256_set_m128(_mm256_cvtpd_ps(_mm256_div_pd(one, s1)), _mm256_cvtpd_ps(_mm256_div_pd(one, s0)));
         for (int c = 0; c < n; c++) {
             __m256 p = _mm256_mul_ps(_mm256_load_ps(St + (size_t)c * 8), inv);
-            if (!j->vq8) p = _mm256_cvtph_ps(_mm256_cvtps_ph(p, _MM_FROUND_TO_NEAREST_INT)); /* p meets f16 V in f16 */
+            if (!j->vq8 && !j->bf) p = _mm256_cvtph_ps(_mm256_cvtps_ph(p, _MM_FROUND_TO_NEAREST_INT)); /* p meets f16 V in f16 */
             _mm256_store_ps(St + (size_t)c * 8, p);
         }
     }
@@ -331,9 +351,11 @@ static void standard(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, 
         if (!nv) continue;
         attn_pf_start(j->pf, j->Vh, j->vrb, c1, c1 + FB < hi ? c1 + FB : hi, vacc_steps(j, nv));
         if (j->vi8) attn_vt_z(j, j->idx, nv);
+        if (j->bf) attn_bf_vpairs(j, j->idx, nv);
         for (int t = 0; t < j->ntile; t++) vacc_blk(j, t, c0, j->idx, nv, S + ((size_t)t * n + (c0 - lo)) * 8, out);
     }
     if (j->vi8) attn_i8_order_z(j, out);
+    if (j->bf) attn_bf_order(j, out);
 }
 
 static _Atomic int g_int8_v = -1; /* -1: not yet read from MOERUN_ATTN_V8 */
@@ -349,6 +371,28 @@ bool cpu_attn_int8_v(void) {
 }
 
 void cpu_attn_set_int8_v(int on) { atomic_store_explicit(&g_int8_v, on < 0 ? -1 : on != 0, memory_order_relaxed); }
+
+static _Atomic int g_bf16 = -1; /* -1: not yet read from MOERUN_ATTN_BF16 (off unless 1) */
+
+bool cpu_attn_bf16(void) {
+    int v = atomic_load_explicit(&g_bf16, memory_order_relaxed);
+    if (v < 0) {
+        const char *e = getenv("MOERUN_ATTN_BF16");
+        v = e && !strcmp(e, "1");
+        atomic_store_explicit(&g_bf16, v, memory_order_relaxed);
+    }
+    return v;
+}
+
+void cpu_attn_set_bf16(int on) { atomic_store_explicit(&g_bf16, on < 0 ? -1 : on != 0, memory_order_relaxed); }
+
+bool cpu_attn_bf16_takes(const cpu_attn_args *a) {
+    const mr_cpu_features *f = mr_cpu();
+    const int g = a->n_head / a->n_head_kv;
+    const bool vf16 = a->v_in_k || a->v_type == MR_TYPE_F16;
+    return f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni && f->avx512bf16 && a->k_type == MR_TYPE_F16 &&
+           vf16 && g % 8 == 0 && a->dk % 32 == 0 && a->dv >= CPU_ATTN_BF16_MIN_DV && cpu_attn_bf16();
+}
 
 void cpu_attn_round_f16(const float *src, float *dst, size_t n) {
     size_t i = 0;
@@ -383,7 +427,7 @@ void cpu_attn_avx2(const cpu_attn_args *a, int kvh, const float *q, int32_t pos,
     j.m = j.dq + nt * (size_t)(j.dk / 32) * 8;
     j.l = j.m + nt * 8;
     j.pd = j.l + nt * 8;
-    j.idx = (int *)(j.pd + ATTN_PD_FLOATS(j.dv / 32));
+    j.idx = (int *)(j.pd + cpu_attn_simd_pd_floats(j.dv));
     /* the integer V pass where V is wide (MLA's latent: 512): with GQA's 128 the weights' preparation
      * costs about what it saves (bench_attn -g 8: 8 %), not worth its rounding */
     j.vi8 = j.z && j.vq8 && j.dv >= CPU_ATTN_INT8_V_MIN_DV && cpu_attn_int8_v();
@@ -395,7 +439,14 @@ void cpu_attn_avx2(const cpu_attn_args *a, int kvh, const float *q, int32_t pos,
         j.dvf = j.vsc + 16 * nbv;                         /* FB x nbv */
     }
     j.qz = j.qf; /* the same queries, laid out for attn_f16_scores_z (which replaces scores_f16_h) */
-    if (j.kq8 && j.z && j.H == 8) attn_q8_prep_z(&j, q);
+    j.bf = cpu_attn_bf16_takes(a); /* implies j.z, f16 K and V, 8-head tiles */
+    if (j.bf) {
+        j.qb = (uint32_t *)j.qf;
+        j.vp = (uint32_t *)j.pd;
+        j.pp = j.vp + (size_t)FB / 2 * j.dv;
+        j.kb = (uint16_t *)(j.pp + (size_t)FB / 2 * 8);
+        attn_bf_prep(&j, q);
+    } else if (j.kq8 && j.z && j.H == 8) attn_q8_prep_z(&j, q);
     else if (j.kq8) attn_q8_prep(&j, q);
     else if (j.z && j.H == 8) /* qz[t][i / 8][pair p][16]: heads 2p, 2p + 1, dimensions i .. i + 7 */
         for (int t = 0; t < j.ntile; t++)

@@ -242,7 +242,7 @@ void attn_q8_scores_z(const attn_job *j, int c0, int n, const int *idx, int nv, 
  * where the f32 path's FMA does 16. The rounding of w (at most half a step of its group's
  * largest weight) is the only difference from the f32 path: test_attn bounds it. */
 
-/* the buffers' sizes (ATTN_PD_FLOATS) and vacc_i8 count on two groups of 32 cells a block */
+/* the buffers' sizes (cpu_attn_simd_pd_floats) and vacc_i8 count on two groups of 32 cells a block */
 _Static_assert(ATTN_FB == 64, "the integer V pass's groups: 32 cells, two a block");
 
 /* The visible cells' V quants transposed for vpdpbusd, once per block for all tiles: quad q (cells

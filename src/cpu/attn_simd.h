@@ -26,11 +26,18 @@ static inline int cpu_attn_simd_tiles(int g) { return (g + 7) / 8; }
 /* Floats of the extra scratch (ext) cpu_attn_avx2 needs: the queries of the
  * tiles (f16 K: 8 x dk floats per tile; q8_0 K: quants and |quants|, 8 x dk
  * bytes each), q8_0 query scales (dk/32 x 8 per tile), running max and sum
- * (8 + 8 per tile), the folded probabilities of a block or the integer V
- * pass's buffers (ATTN_PD_FLOATS, FB x dv/32 x 12) and its visible cells (FB ints). */
+ * (8 + 8 per tile), the folded probabilities of a block, the integer V
+ * pass's buffers (FB x dv/32 x 12) or the bf16 pass's (dv >= CPU_ATTN_BF16_MIN_DV: FB/2 x (dv + 8) + 8 x (MAX_D + 64)):
+ * pd_floats, the larger,
+ * and its visible cells (FB ints). */
+static inline size_t cpu_attn_simd_pd_floats(int dv) {
+    const size_t fb = CPU_ATTN_SIMD_FB, pd = fb * (size_t)(dv / 32) * 12;
+    const size_t bf = dv < CPU_ATTN_BF16_MIN_DV ? 0 : fb / 2 * (size_t)dv + fb / 2 * 8 + 8 * (size_t)(CPU_ATTN_SIMD_MAX_D + 64);
+    return pd > bf ? pd : bf;
+}
 static inline size_t cpu_attn_simd_ext_floats(int dk, int dv, int g) {
     const size_t nt = (size_t)cpu_attn_simd_tiles(g);
-    return nt * (size_t)dk * 8 + nt * (size_t)(dk / 32) * 8 + nt * 16 + (size_t)CPU_ATTN_SIMD_FB * (size_t)(dv / 32) * 12 +
+    return nt * (size_t)dk * 8 + nt * (size_t)(dk / 32) * 8 + nt * 16 + cpu_attn_simd_pd_floats(dv) +
            CPU_ATTN_SIMD_FB + 16;
 }
 

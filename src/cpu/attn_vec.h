@@ -25,9 +25,10 @@
 #define ATTN_FB CPU_ATTN_SIMD_FB /* cells per block */
 #define ATTN_Q8B 34              /* bytes of a q8_0 block: fp16 scale + 32 int8 */
 #define ATTN_AI static inline __attribute__((always_inline))
-/* floats of ext at pd: pd (ATTN_FB x nbv x 8), or with vi8 vt (ATTN_FB x nbv x 32 bytes), wq (2 groups
- * x 8 quads x nbv x 8 dwords), vsc (2 x nbv x 8), dvf (ATTN_FB x nbv) */
-#define ATTN_PD_FLOATS(nbv) ((size_t)ATTN_FB * (size_t)(nbv) * 12)
+#define ATTN_BF_KB_STRIDE (CPU_ATTN_SIMD_MAX_D + 64) /* bf16 per converted K row of the bf16 path */
+/* floats of ext at pd (cpu_attn_simd_pd_floats): pd (ATTN_FB x nbv x 8), or with vi8 vt (ATTN_FB x nbv x
+ * 32 bytes), wq (2 groups x 8 quads x nbv x 8 dwords), vsc (2 x nbv x 8), dvf (ATTN_FB x nbv), or with bf
+ * vp (ATTN_FB / 2 x dv dwords), pp (ATTN_FB / 2 x 8 dwords), kb (16 x ATTN_BF_KB_STRIDE bf16) */
 
 /* 8 dot products (8-lane accumulators) -> one vector, lane x = the sum of a[x]: the order of
  * the f16 scores' sums, shared by the decode and multi-token kernels (bit-identical outputs). */
@@ -69,6 +70,7 @@ typedef struct {
     bool kq8, vq8; /* K / V is q8_0 (else f16) */
     bool z;        /* AVX-512 VNNI kernels (attn_avx512.c) for V and the q8_0 K scores */
     bool vi8;      /* q8_0 V with j->z: integer products (attn_vt_z, attn_vacc_i8_z) */
+    bool bf;       /* f16 K and V, 8-head tiles, AVX512_BF16: bf16 products (attn_bf16_avx512.c) */
     float scale, softcap;
     const uint8_t *Kh, *Vh; /* this KV head's rows (V: inside K with v_in_k) */
     size_t krb, vrb;        /* row strides in bytes */
@@ -78,13 +80,18 @@ typedef struct {
     float *dq;              /* q8_0 K: tile t at t * (dk/32) * 8: the query scales, [block][lane] */
     float *m, *l;           /* tile t at t * 8: running max and sum (flash) */
     float *pd;              /* q8_0 V: ATTN_FB x dv/32 x 8: probabilities times the V block scales */
-    uint8_t *vt;            /* vi8 (in pd's place, ATTN_PD_FLOATS): the block's V quants transposed, */
+    uint8_t *vt;            /* vi8 (in pd's place, cpu_attn_simd_pd_floats): the block's V quants transposed, */
     uint32_t *wq;           /* the tile's 8-bit weights, their scales vsc, the V block scales dvf */
     float *vsc, *dvf;       /* (layouts: attn_vt_z, i8_weights in attn_avx512.c) */
     int *idx;               /* ATTN_FB: the visible cells of a block */
     float *qz;              /* f16 K with j->z and 8-head tiles, instead of qf (same place): tile t at
                              * t * 8 * dk, the queries as head pairs interleaved per 8 dimensions
                              * (attn_f16_scores_z) */
+    uint32_t *qb;           /* bf (qf's place): tile t at t * dk / 2 * 8, the queries' bf16 dimension
+                             * pairs [dk / 2][8 heads] */
+    uint32_t *vp, *pp;      /* bf (pd's place): a block's V rows and a tile's probabilities as bf16
+                             * cell pairs; */
+    uint16_t *kb;           /* 16 K rows in bf16 (layouts: attn_bf16_avx512.c) */
 } attn_job;
 
 static inline int attn_tile_heads(const attn_job *j, int t) { return j->g - 8 * t < 8 ? j->g - 8 * t : 8; }
@@ -142,5 +149,18 @@ void attn_q8_scores_z(const attn_job *j, int c0, int n, const int *idx, int nv, 
  * step; the same FMAs per lane in the same order and the same hsum8x8 as attn_avx2.c's
  * scores_f16_h, so the same scores bit for bit. Steps the prefetch cursor once per cell. */
 void attn_f16_scores_z(const attn_job *j, int t, int c0, int n, const int *idx, int nv, float *S);
+/* f16 K and V in bf16 products (j->bf; attn_bf16_avx512.c): attn_bf_prep lays the queries out
+ * (qb); attn_bf_scores computes all tiles' scores of a block (tile t's rows at S + t * ts; steps
+ * the prefetch cursor once per tile and 16 cells); attn_bf_vpairs converts the block's visible V
+ * rows once for all tiles; attn_bf_vacc adds tile t's block (P: its probability rows) to its
+ * output rows, which hold [dv][8 heads] during the call (steps the cursor once per 16
+ * dimensions); attn_bf_rescale multiplies tile t's output by the lanes of r; attn_bf_order puts
+ * every tile's rows back in [8 heads][dv] order, once at the end. */
+void attn_bf_prep(attn_job *j, const float *q);
+void attn_bf_scores(const attn_job *j, int c0, int n, const int *idx, int nv, float *S, size_t ts);
+void attn_bf_vpairs(const attn_job *j, const int *idx, int nv);
+void attn_bf_vacc(const attn_job *j, int t, int c0, const int *idx, int nv, const float *P, float *out);
+void attn_bf_rescale(const attn_job *j, int t, __m256 r, float *out);
+void attn_bf_order(const attn_job *j, float *out);
 
 #endif

@@ -17,7 +17,10 @@
  * CPU has AVX-512 VNNI, under MOERUN_CPU=avx2: the AVX-512 kernels give the
  * AVX2 path's outputs bit for bit (with the f32 V pass). The integer V pass of a
  * wide q8_0 V on those CPUs is checked against a bound on its weights' rounding
- * (int8_v_bound), its f32 twin (MOERUN_ATTN_V8=0) as every other case.
+ * (int8_v_bound), its f32 twin (MOERUN_ATTN_V8=0) as every other case. The bf16 products of
+ * an f16 cache (opt-in, forced on here where the CPU has AVX512_BF16) are checked against their
+ * emulation in double (bf16_emulate: a bound per element and no scale error), their f32 twin as
+ * every other case.
  */
 #include <math.h>
 #include <stdint.h>
@@ -234,12 +237,76 @@ static void int8_v_bound(const tsetup *s, float *bound) {
     free(k), free(u), free(vis);
 }
 
+/* Whether cpu_attn_head takes the bf16 products here (attn_bf16_avx512.c: f16 K and V, AVX512_BF16). */
+static bool bf16_path(const tsetup *s) { return cpu_attn_simd_path(&s->a) && cpu_attn_bf16_takes(&s->a); }
+
+static float bf16r(float x) { return mr_bf16_to_fp32(mr_fp32_to_bf16(x)); }
+
+/* The bf16 path emulated in double: the query (rounded to f16, as every f16-K path) and the K
+ * values rounded to bf16, exact scores and softmax, V rounded to bf16 (oem, g x dv). What the
+ * kernel adds is the rounding of each probability to bf16 (at most 2^-8 of it: flash rounds it
+ * against a block's running max, so it is not emulated) and f32 sums: bound (g x dv) gets
+ * 2^-8 x sum p |V| / l plus the scores' f32 rounding through the softmax. */
+static void bf16_emulate(const tsetup *s, float *oem, float *bound) {
+    const cpu_attn_args *a = &s->a;
+    const int g = a->n_head / a->n_head_kv, dk = a->dk, dv = a->dv;
+    const size_t krb = mr_row_size(a->k_type, dk), vrb = a->v_in_k ? krb : mr_row_size(a->v_type, dv);
+    const uint8_t *Kh = a->K + (size_t)s->kvh * a->n_ctx * krb;
+    const uint8_t *Vh = a->v_in_k ? Kh : a->V + (size_t)s->kvh * a->n_ctx * vrb;
+    float *k = mr_malloc(sizeof(float) * (size_t)dk), *v = mr_malloc(sizeof(float) * (size_t)dv);
+    float *q = mr_malloc(sizeof(float) * (size_t)dk);
+    double *u = mr_malloc(sizeof(double) * (size_t)a->n_cells), *acc = mr_malloc(sizeof(double) * 2 * (size_t)dv);
+    for (int h = 0; h < g; h++) {
+        for (int i = 0; i < dk; i++) q[i] = bf16r(mr_fp16_to_fp32(mr_fp32_to_fp16(s->q[(size_t)h * dk + i])));
+        double mx = -INFINITY, l = 0.0, delta = 0.0;
+        for (int c = 0; c < a->n_cells; c++) {
+            u[c] = -INFINITY;
+            if (!cpu_attn_cell_visible(a->cell_pos, a->cell_seq, c, s->pos, s->seq, a->n_swa)) continue;
+            quant_dequant_row(a->k_type, Kh + (size_t)c * krb, k, dk);
+            double d = 0.0, da = 0.0;
+            for (int i = 0; i < dk; i++) d += (double)q[i] * bf16r(k[i]), da += fabs((double)q[i] * bf16r(k[i]));
+            delta = fmax(delta, dk * 0x1p-24 * da * a->scale);
+            d *= a->scale;
+            if (a->softcap > 0.0f) d = a->softcap * tanh(d / a->softcap);
+            u[c] = d, mx = fmax(mx, d);
+        }
+        for (int i = 0; i < 2 * dv; i++) acc[i] = 0.0;
+        for (int c = 0; c < a->n_cells; c++) {
+            if (u[c] == -INFINITY) continue;
+            u[c] = exp(u[c] - mx), l += u[c];
+            quant_dequant_row(a->v_in_k ? a->k_type : a->v_type, Vh + (size_t)c * vrb, v, dv);
+            for (int i = 0; i < dv; i++) acc[i] += u[c] * bf16r(v[i]), acc[dv + i] += u[c] * fabs(bf16r(v[i]));
+        }
+        for (int i = 0; i < dv; i++) {
+            oem[(size_t)h * dv + i] = l > 0.0 ? (float)(acc[i] / l) : 0.0f;
+            bound[(size_t)h * dv + i] = l > 0.0 ? (float)((0x1p-8 + 2.0 * delta + 1e-5) * acc[dv + i] / l) : 0.0f;
+        }
+    }
+    free(k), free(v), free(q), free(u), free(acc);
+}
+
+/* o against the emulation: every element within 1.1 x its bound, and no scale error: the
+ * regression of o - oem on oem (rounding is not correlated with the output; a scale error of
+ * 0.2 % is). Returns the largest error over its bound. */
+static double bf16_check(const char *nm, const float *o, const float *oem, const float *bound, int n) {
+    double over = 0.0, xy = 0.0, yy = 0.0;
+    for (int i = 0; i < n; i++) {
+        const double e = (double)o[i] - oem[i];
+        over = fmax(over, fabs(e) / (1.1 * bound[i] + 1e-6));
+        xy += e * oem[i], yy += (double)oem[i] * oem[i];
+    }
+    const double beta = yy > 0.0 ? xy / yy : 0.0;
+    CHECK(over <= 1.0, "%s: bf16 products vs their emulation: %.2f x the bound", nm, over);
+    CHECK(fabs(beta) <= 2e-3, "%s: bf16 products vs their emulation: scaled by 1 %+.2g", nm, beta);
+    return over;
+}
+
 /* Tolerances (max abs difference; V elements are in [-1, 1]): against the
  * generic path the SIMD paths differ by float rounding only (the standard
  * path with an f16 V also rounds probabilities to f16, where a flip near a
  * rounding boundary costs up to 2^-11 of a probability); against the
  * reference the query quantization to q8_0 dominates. */
-static void check_case(const tcase *tc, int *n_simd, int *n_i8) {
+static void check_case(const tcase *tc, int *n_simd, int *n_i8, int *n_bf) {
     char nm[256];
     case_name(tc, nm, sizeof nm);
     tsetup s;
@@ -285,10 +352,26 @@ static void check_case(const tcase *tc, int *n_simd, int *n_i8) {
             (*n_i8) += s.n_vis > 1 && max_abs_diff(o, o32, n) > 0.0;
             free(bound), free(o32);
         }
+        if (bf16_path(&s)) {
+            /* bf16 products: within their bound of the emulation; the f32 products (cpu_attn_set_bf16(0))
+             * within float rounding of the generic path, as every other case */
+            float *oem = mr_malloc(sizeof(float) * n), *bound = mr_malloc(sizeof(float) * n);
+            float *o32 = mr_malloc(sizeof(float) * n);
+            bf16_emulate(&s, oem, bound);
+            over = bf16_check(nm, o, oem, bound, n);
+            cpu_attn_set_bf16(0);
+            run_path(&s, 0, o32);
+            cpu_attn_set_bf16(1);
+            CHECK(max_abs_diff(o, o32, n) <= 2e-2, "%s: bf16 vs f32 products: max abs diff %g", nm, max_abs_diff(o, o32, n));
+            (*n_bf) += max_abs_diff(o, o32, n) > 0.0;
+            dg = max_abs_diff(o32, og, n);
+            dr = max_abs_diff(og, orf, n);
+            free(oem), free(bound), free(o32);
+        }
         CHECK(dg <= tol_g, "%s: vs generic: max abs diff %g > %g", nm, dg, tol_g);
         CHECK(dr <= tol_r, "%s: vs reference: max abs diff %g > %g", nm, dr, tol_r);
         if (getenv("TEST_ATTN_VERBOSE"))
-            printf("%-90s simd %d  vs generic %.3g  vs ref %.3g  int8 V %.2f of bound\n", nm, simd, dg, dr, over);
+            printf("%-90s simd %d  vs generic %.3g  vs ref %.3g  int8 V / bf16 %.2f of bound\n", nm, simd, dg, dr, over);
     }
     free(o), free(og), free(orf);
     teardown(&s);
@@ -331,10 +414,12 @@ static void check_multi(uint32_t kt, int g, int n_kv, int dk, int dv, bool v_in_
     float *o1 = mr_malloc(sizeof(float) * (size_t)T * H * dv), *om = mr_malloc(sizeof(float) * (size_t)T * H * dv);
     const size_t nf = cpu_attn_scratch_floats(&s.a);
     float *scratch = mr_malloc_aligned(sizeof(float) * nf);
+    cpu_attn_set_bf16(0); /* the multi-token path is the f32 products' twin (the bf16 ones: check_case) */
     for (int t = 0; t < T; t++)
         for (int kvh = 0; kvh < n_kv; kvh++)
             cpu_attn_head(&s.a, kvh, q + ((size_t)t * H + (size_t)kvh * g) * dk, pos[t], seq[t],
                           o1 + ((size_t)t * H + (size_t)kvh * g) * dv, scratch);
+    cpu_attn_set_bf16(1);
     const int nt = cpu_attn_multi_tokens(&s.a);
     char nm[200];
     snprintf(nm, sizeof nm, "multi: %s g %d kv %d dk %d dv %d%s depth %d%s swa %d %s", mr_type_name(kt), g, n_kv, dk,
@@ -413,7 +498,8 @@ static float *zcases_run(size_t *n) {
         {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 16, 1, 128, 128, 99, false, false, true, 0, 3, 20.0f, false},
     };
     size_t tot = 0;
-    cpu_attn_set_int8_v(0); /* the f32 V pass, which AVX2 shares bit for bit */
+    cpu_attn_set_int8_v(0); /* the f32 V pass and products, which AVX2 shares bit for bit */
+    cpu_attn_set_bf16(0);
     for (size_t i = 0; i < MR_ARRAY_LEN(cases); i++) tot += (size_t)cases[i].g * cases[i].dv;
     float *o = mr_malloc(sizeof(float) * tot), *p = o;
     for (size_t i = 0; i < MR_ARRAY_LEN(cases); i++) {
@@ -425,6 +511,7 @@ static float *zcases_run(size_t *n) {
         teardown(&s);
     }
     cpu_attn_set_int8_v(-1);
+    cpu_attn_set_bf16(1);
     *n = tot;
     return o;
 }
@@ -446,7 +533,10 @@ static int avx2_child(const char *path) {
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "--generic-child")) return generic_child();
     if (argc > 2 && !strcmp(argv[1], "--avx2-child")) return avx2_child(argv[2]);
-    int n_simd = 0, n_cases = 0, n_i8 = 0;
+    int n_simd = 0, n_cases = 0, n_i8 = 0, n_bf = 0;
+    cpu_attn_set_bf16(-1);
+    CHECK(!cpu_attn_bf16() || getenv("MOERUN_ATTN_BF16"), "bf16 products on by default");
+    cpu_attn_set_bf16(1); /* opt-in (MOERUN_ATTN_BF16=1): tested wherever the CPU has them */
     const uint32_t kv[][2] = {{MR_TYPE_Q8_0, MR_TYPE_Q8_0}, {MR_TYPE_Q8_0, MR_TYPE_F16}, {MR_TYPE_F16, MR_TYPE_F16}};
     const int gs[] = {1, 2, 3, 8, 16};
     const int depths[] = {1, 3, 63, 64, 65, 129, 300, 1030};
@@ -459,7 +549,7 @@ int main(int argc, char **argv) {
                         if (g == 16 && d > 300) continue; /* keep the test quick */
                         tcase tc = {kv[t][0], kv[t][1], g, 2, 128, 128, d, false, mk, fl, 0, 3.0f, 0.0f, false};
                         if (mk && d > 64) tc.n_swa = d / 2; /* window: the oldest cells drop out */
-                        check_case(&tc, &n_simd, &n_i8), n_cases++;
+                        check_case(&tc, &n_simd, &n_i8, &n_bf), n_cases++;
                     }
     /* other head sizes, peaky softmax, soft-capping, a single KV head */
     const tcase extra[] = {
@@ -489,6 +579,17 @@ int main(int argc, char **argv) {
         {MR_TYPE_F16, MR_TYPE_F16, 8, 2, 72, 64, 90, false, true, true, 0, 3, 0, false},
         {MR_TYPE_F16, MR_TYPE_Q8_0, 8, 2, 128, 128, 100, false, true, true, 0, 3, 0, false},
         {MR_TYPE_F16, MR_TYPE_Q8_0, 3, 2, 128, 128, 100, false, true, false, 0, 3, 0, false},
+        /* bf16 products (f16 K and V, dv >= 256, whole 8-head tiles): a separate V, 3 tiles, peaky
+         * softmax, a window, a gap, soft-capping, odd cell counts, one cell */
+        {MR_TYPE_F16, MR_TYPE_F16, 8, 2, 256, 256, 301, false, true, true, 0, 3, 0, false},
+        {MR_TYPE_F16, MR_TYPE_F16, 8, 2, 256, 256, 129, false, false, false, 0, 3, 0, false},
+        {MR_TYPE_F16, MR_TYPE_F16, 24, 1, 576, 512, 97, true, true, true, 0, 12, 0, false},
+        {MR_TYPE_F16, MR_TYPE_F16, 16, 1, 576, 512, 300, true, true, true, 100, 3, 0, false},
+        {MR_TYPE_F16, MR_TYPE_F16, 16, 1, 576, 512, 300, true, false, false, 0, 3, 0, true},
+        {MR_TYPE_F16, MR_TYPE_F16, 16, 1, 576, 512, 200, true, false, true, 0, 20, 30, false},
+        {MR_TYPE_F16, MR_TYPE_F16, 8, 1, 320, 288, 65, false, false, true, 0, 3, 0, false},
+        {MR_TYPE_F16, MR_TYPE_F16, 16, 1, 576, 512, 1, true, false, true, 0, 3, 0, false},
+        {MR_TYPE_F16, MR_TYPE_F16, 12, 1, 576, 512, 70, true, false, true, 0, 3, 0, false}, /* 12 heads: f32 */
         /* blocks with no visible cell between visible ones */
         {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 2, 128, 128, 300, false, false, true, 0, 3, 0, true},
         {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 2, 128, 128, 300, false, false, false, 0, 3, 0, true},
@@ -499,7 +600,7 @@ int main(int argc, char **argv) {
         {MR_TYPE_F16, MR_TYPE_F16, 8, 2, 64, 72, 100, false, true, true, 0, 3, 0, false},
         {MR_TYPE_F32, MR_TYPE_F32, 8, 2, 64, 64, 100, false, true, true, 0, 3, 0, false},
     };
-    for (size_t i = 0; i < MR_ARRAY_LEN(extra); i++) check_case(&extra[i], &n_simd, &n_i8), n_cases++;
+    for (size_t i = 0; i < MR_ARRAY_LEN(extra); i++) check_case(&extra[i], &n_simd, &n_i8, &n_bf), n_cases++;
     /* a query that sees nothing (all cells in the future or empty) */
     for (int fl = 0; fl < 2; fl++) {
         tcase tc = {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 2, 128, 128, 40, false, false, fl, 0, 3, 0, false};
@@ -604,6 +705,14 @@ int main(int argc, char **argv) {
                 dw = dr = 0.0;
                 free(bound);
             }
+            if (!none && bf16_path(&s)) { /* bf16 products: each part rounds its own probabilities */
+                float *oem = mr_malloc(sizeof(float) * (size_t)n), *bound = mr_malloc(sizeof(float) * (size_t)n);
+                bf16_emulate(&s, oem, bound);
+                bf16_check(nm, merged, oem, bound, n);
+                bf16_check(nm, whole, oem, bound, n);
+                dw = dr = 0.0;
+                free(oem), free(bound);
+            }
             if (none) CHECK(all_finite(merged, n) && max_abs(merged, n) == 0.0, "%s: split, nothing visible: not 0", nm);
             else {
                 CHECK(max_abs(whole, n) > 1e-3, "%s: output ~0: the case tests nothing", nm);
@@ -632,12 +741,17 @@ int main(int argc, char **argv) {
         CHECK(cpu_attn_split(&a, &per) == 1, "split in ref");
     }
 
-    printf("%d cases, %d on a SIMD path, %d through the integer V pass\n", n_cases, n_simd, n_i8);
+    printf("%d cases, %d on a SIMD path, %d through the integer V pass, %d in bf16 products\n", n_cases, n_simd, n_i8,
+           n_bf);
     {
         const mr_cpu_features *f = mr_cpu();
         const bool want_i8 = have_simd() && f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni && cpu_attn_int8_v();
         CHECK(want_i8 ? n_i8 >= 10 : n_i8 == 0, "integer V pass taken in %d cases (this CPU: %s)", n_i8,
               want_i8 ? "expected" : "not expected");
+        const bool want_bf = have_simd() && f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni && f->avx512bf16;
+        CHECK(want_bf ? n_bf >= 10 : n_bf == 0, "bf16 products taken in %d cases (this CPU: %s)", n_bf,
+              want_bf ? "expected" : "not expected");
+        if (!want_bf) printf("no AVX512_BF16 on this CPU: the bf16 products are not tested (skipped)\n");
     }
 
     /* several tokens at once (f16 cache, AVX-512; flash and standard) */
