@@ -216,7 +216,7 @@ static int score_steps(const attn_job *j, int nv) {
 static int vacc_steps(const attn_job *j, int nv) {
     if (j->vi8) return j->ntile * (j->dv / 32) * ((nv + 31) / 32); /* attn_vacc_i8_z: per 32 cells of a V block */
     if (j->bf) return j->ntile * (j->dv / 16);
-    if (j->z) return j->ntile * (j->dv / 32) * ((nv + 15) / 16);
+    if (j->z) return j->ntile * (j->dv / 32) * nv; /* attn_vacc_z: per cell of a 32-dimension chunk */
     int n = 0;
     for (int t = 0; t < j->ntile; t++)
         for (int h0 = 0; h0 < attn_tile_heads(j, t); h0 += 4) {

@@ -73,7 +73,7 @@ ATTN_AI void vacc_z(const int NH, const bool VQ8, const attn_job *j, int c0, con
         for (int h = 0; h < NH; h++)
             for (int u = 0; u < 2; u++) acc[h][u] = _mm512_loadu_ps(out + (size_t)h * dv + i0 + 16 * u);
         for (int k = 0; k < nv; k++) {
-            if (!(k & 15)) attn_pf_step(&pf);
+            attn_pf_step(&pf);
             const uint8_t *row = j->Vh + (size_t)idx[k] * j->vrb;
             __m512 v[2];
             const float *w;
