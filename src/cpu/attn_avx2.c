@@ -214,7 +214,7 @@ static int score_steps(const attn_job *j, int nv) {
 }
 
 static int vacc_steps(const attn_job *j, int nv) {
-    if (j->vi8) return j->ntile * (j->dv / 32) * ((nv + 31) / 32); /* attn_vacc_i8_z: per 32 cells of a V block */
+    if (j->vi8) return j->ntile * (j->dv / 32) * ((nv + 31) / 32 * 8); /* attn_vacc_i8_z: per 4 cells of a V block */
     if (j->bf) return j->ntile * (j->dv / 16);
     if (j->z) return j->ntile * (j->dv / 32) * nv; /* attn_vacc_z: per cell of a 32-dimension chunk */
     int n = 0;
@@ -248,9 +248,8 @@ static void flash(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, int
         const int c1 = c0 + FB < hi ? c0 + FB : hi, n = c1 - c0;
         const int nv = visible_cells(a, pos, seq, c0, c1, j->idx);
         if (!nv) continue;
-        /* the bf16 path converts a block's K rows, V inside them (MLA) included, as its score pass
-         * begins: nothing to prefetch there */
-        const bool vk = j->bf && j->Vh == j->Kh;
+        /* with V inside K (MLA) the score pass reads the block's V rows itself: nothing to prefetch */
+        const bool vk = j->Vh == j->Kh;
         attn_pf_start(j->pf, j->Vh, j->vrb, c0, vk ? c0 : c1, score_steps(j, nv));
         scores_all(j, c0, n, j->idx, nv, S, (size_t)FB * 8);
         for (int t = 0; t < j->ntile; t++) {

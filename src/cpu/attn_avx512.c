@@ -333,11 +333,11 @@ ATTN_AI void vacc_i8(const int NH, const attn_job *j, int nv, float *out) {
     attn_pf pf = *j->pf;
     for (int b = 0; b < nbv; b++) {
         for (int q0 = 0; q0 < nq; q0 += 8) {
-            attn_pf_step(&pf);
             __m512i acc[8][2];
             for (int h = 0; h < NH; h++) acc[h][0] = acc[h][1] = _mm512_setzero_si512();
             _Pragma("GCC unroll 8")
             for (int q = q0; q < q0 + 8; q++) {
+                attn_pf_step(&pf);
                 const uint8_t *v = j->vt + ((size_t)q * nbv + b) * 128;
                 const __m512i v0 = _mm512_loadu_si512((const void *)v), v1 = _mm512_loadu_si512((const void *)(v + 64));
                 const uint32_t *w = j->wq + ((size_t)q * nbv + b) * 8;

@@ -42,7 +42,9 @@ ATTN_AI __m256 hsum8x8(const __m256 a[8]) {
 /* Software prefetch of V rows at an even pace (the hardware prefetcher
  * follows K, read in order, but not V, read a few dimensions of every row of
  * a block at a time): in flash the score pass of a block prefetches the
- * block's V rows, in standard the V pass prefetches the next block's. The
+ * block's V rows (not with V inside K, MLA: it reads them itself) and the V
+ * pass the next block's K rows, in standard the V pass prefetches the next
+ * block's V rows. The
  * num lines of the range [p, end) are spread evenly over the pass's den
  * steps (attn_avx2.c's score_steps / vacc_steps; an empty range: none).
  * Kernels copy the cursor to a local and back, so it stays in registers. */
@@ -124,13 +126,14 @@ void attn_q8_scores(const attn_job *j, int t, int c0, int n, const int *idx, int
  * probability rows; q8_0 V: j->pd folded) on 16-dimension vectors, each probability
  * broadcast feeding 2 FMAs per head and V converted once for the tile's heads. The same
  * FMAs per element in cell order as attn_avx2.c's vacc_h: bit-identical outputs. Steps the
- * prefetch cursor once per 16 cells of a 32-dimension chunk. */
+ * prefetch cursor once per cell of a 32-dimension chunk (once per 16, its prefetches came in
+ * bursts that stalled on the miss buffers). */
 void attn_q8_scores_vnni(const attn_job *j, int t, int c0, int n, const int *idx, int nv, float *S);
 void attn_vacc_z(const attn_job *j, int nh, int c0, const int *idx, int nv, const float *P, float *out);
 /* q8_0 V in integer products (j->vi8; method in attn_avx512.c): attn_vt_z transposes a block's
  * visible V rows once for all tiles (stepping the prefetch cursor once per 4 cells), then
- * attn_vacc_i8_z adds the tile's nh heads: the f32 path's result up to the rounding of the
- * probability-times-scale weights to 8 bits per 32 cells. */
+ * attn_vacc_i8_z adds the tile's nh heads (stepping it once per 4 cells of a V block): the f32
+ * path's result up to the rounding of the probability-times-scale weights to 8 bits per 32 cells. */
 void attn_vt_z(const attn_job *j, const int *idx, int nv);
 void attn_vacc_i8_z(const attn_job *j, int nh, int c0, const int *idx, int nv, const float *P, float *out);
 /* The integer V pass leaves each 32 dimensions of an output row in vt's order (elementwise steps,
