@@ -206,7 +206,8 @@ static void vacc_blk(const attn_job *j, int t, int c0, const int *idx, int nv, c
 
 /* Prefetch steps of the score pass (kernel steps over the nv visible cells
  * of a block) and of the V pass (16 cells of a chunk of dimensions; attn_vacc_z:
- * of a 32-dimension chunk, all heads of a tile at once), all tiles. */
+ * a cell of a 32-dimension chunk, all heads of a tile at once; the integer and
+ * bf16 passes: see their kernels), all tiles. */
 static int score_steps(const attn_job *j, int nv) {
     if (j->bf) return j->ntile * ((nv + 15) / 16);
     const int per = j->kq8 ? ATTN_Q8_CELLS_PER_STEP : 8 / j->H;
@@ -260,11 +261,10 @@ static void flash(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, int
             const __m256 first = _mm256_cmp_ps(mo, _mm256_set1_ps(-INFINITY), _CMP_EQ_OQ);
             const __m256 r = _mm256_andnot_ps(first, cpu_exp8(_mm256_sub_ps(mo, mn))); /* 1 where the max stays */
             const int nh = attn_tile_heads(j, t);
-            if (_mm256_movemask_ps(_mm256_cmp_ps(r, _mm256_set1_ps(1.0f), _CMP_NEQ_UQ)) & ((1 << nh) - 1)) {
-                if (j->bf) {
-                    attn_bf_rescale(j, t, r, out);
-                    goto rescaled;
-                }
+            const bool grew = _mm256_movemask_ps(_mm256_cmp_ps(r, _mm256_set1_ps(1.0f), _CMP_NEQ_UQ)) & ((1 << nh) - 1);
+            if (grew && j->bf) {
+                attn_bf_rescale(j, t, r, out); /* its rows hold [dv][8 heads] until attn_bf_order */
+            } else if (grew) {
                 float rr[8];
                 _mm256_storeu_ps(rr, r);
                 for (int h = 0; h < nh; h++) {
@@ -274,7 +274,6 @@ static void flash(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, int
                     for (int i = 0; i < dv; i += 8) _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_loadu_ps(o + i), rv));
                 }
             }
-        rescaled:;
             __m256 lv = _mm256_mul_ps(_mm256_load_ps(lt), r);
             for (int k = 0; k < nv; k++) { /* sum in cell order; invisible rows keep -inf: V skips them */
                 float *row = St + (size_t)(j->idx[k] - c0) * 8;
