@@ -356,32 +356,23 @@ static void standard(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, 
     if (j->bf) attn_bf_order(j, out);
 }
 
-static _Atomic int g_int8_v = -1; /* -1: not yet read from MOERUN_ATTN_V8 */
-
-bool cpu_attn_int8_v(void) {
-    int v = atomic_load_explicit(&g_int8_v, memory_order_relaxed);
+/* A switch of the environment, read once: "0" off, "1" on, else dflt; *g -1 until read, or a test's
+ * forced value (cpu_attn_set_int8_v, cpu_attn_set_bf16). */
+static bool env_switch(_Atomic int *g, const char *name, bool dflt) {
+    int v = atomic_load_explicit(g, memory_order_relaxed);
     if (v < 0) {
-        const char *e = getenv("MOERUN_ATTN_V8");
-        v = !(e && !strcmp(e, "0"));
-        atomic_store_explicit(&g_int8_v, v, memory_order_relaxed);
+        const char *e = getenv(name);
+        v = e && !strcmp(e, "0") ? 0 : e && !strcmp(e, "1") ? 1 : dflt;
+        atomic_store_explicit(g, v, memory_order_relaxed);
     }
     return v;
 }
 
+static _Atomic int g_int8_v = -1, g_bf16 = -1;
+
+bool cpu_attn_int8_v(void) { return env_switch(&g_int8_v, "MOERUN_ATTN_V8", true); }
 void cpu_attn_set_int8_v(int on) { atomic_store_explicit(&g_int8_v, on < 0 ? -1 : on != 0, memory_order_relaxed); }
-
-static _Atomic int g_bf16 = -1; /* -1: not yet read from MOERUN_ATTN_BF16 (off unless 1) */
-
-bool cpu_attn_bf16(void) {
-    int v = atomic_load_explicit(&g_bf16, memory_order_relaxed);
-    if (v < 0) {
-        const char *e = getenv("MOERUN_ATTN_BF16");
-        v = e && !strcmp(e, "1");
-        atomic_store_explicit(&g_bf16, v, memory_order_relaxed);
-    }
-    return v;
-}
-
+bool cpu_attn_bf16(void) { return env_switch(&g_bf16, "MOERUN_ATTN_BF16", false); }
 void cpu_attn_set_bf16(int on) { atomic_store_explicit(&g_bf16, on < 0 ? -1 : on != 0, memory_order_relaxed); }
 
 bool cpu_attn_bf16_takes(const cpu_attn_args *a) {

@@ -162,22 +162,17 @@ void attn_bf_order(const attn_job *j, float *out) {
     }
 }
 
-/* The queries of each tile as bf16 dimension pairs, [dk / 2][8 heads] (absent heads: zeros): per
+/* The queries of each tile as bf16 dimension pairs, [dk / 2][8 heads]: per
  * head converted 32 values at a time into kb (free until the scores), then transposed 8 x 8. */
 void attn_bf_prep(attn_job *j, const float *q) {
     const int dk = j->dk, d2 = dk / 2;
     uint32_t *tmp = (uint32_t *)j->kb; /* 8 x d2 dwords */
     for (int t = 0; t < j->ntile; t++) {
         for (int h = 0; h < 8; h++) {
-            const int hh = 8 * t + h;
-            for (int i = 0; i < dk; i += 32) {
-                __m512i z = _mm512_setzero_si512();
-                if (hh < j->g) {
-                    const float *qh = q + (size_t)hh * dk + i;
-                    z = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(qh + 16), _mm512_loadu_ps(qh));
-                }
-                _mm512_storeu_si512((void *)(tmp + (size_t)h * d2 + i / 2), z);
-            }
+            const float *qh = q + (size_t)(8 * t + h) * dk; /* every tile whole: cpu_attn_bf16_takes */
+            for (int i = 0; i < dk; i += 32)
+                _mm512_storeu_si512((void *)(tmp + (size_t)h * d2 + i / 2),
+                                    (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(qh + i + 16), _mm512_loadu_ps(qh + i)));
         }
         uint32_t *qb = j->qb + (size_t)t * d2 * 8;
         for (int i2 = 0; i2 < d2; i2 += 8) {
