@@ -56,12 +56,13 @@ static int multi_nt(const cpu_attn_args *a) {
 }
 
 /* cpu_attn_multi_avx512's scratch for nt tokens: Qt, O, K and V blocks, scores, m, l, the
- * listed cells' masks and indices (a block of them, or every cell for the standard path). */
+ * listed cells' masks and indices (a block of them, or every cell for the standard path), a
+ * q8_0 V's scaled probabilities (a block's, 64-byte aligned). */
 static size_t multi_floats(const cpu_attn_args *a, int nt) {
     const size_t Rp = pad16((size_t)nt * (size_t)(a->n_head / a->n_head_kv)), MB = CPU_ATTN_MULTI_MB;
     const size_t ns = a->flash ? MB : (size_t)a->n_ctx;
     return (size_t)a->dk * Rp + Rp * (size_t)a->dv + (MB + 2) * (size_t)a->dk + MB * (size_t)a->dv + (ns + 2) * Rp +
-           2 * Rp + 3 * ns + 16;
+           2 * Rp + 3 * ns + 16 + MB * Rp + 16;
 }
 
 static bool multi_cpu_ok(void) {
@@ -72,7 +73,12 @@ static bool multi_cpu_ok(void) {
 int cpu_attn_multi_tokens(const cpu_attn_args *a) {
     const int g = a->n_head / a->n_head_kv;
     if (a->ref || a->softcap > 0.0f || !multi_cpu_ok()) return 0;
-    if (a->k_type != MR_TYPE_F16 || (!a->v_in_k && a->v_type != MR_TYPE_F16) || a->dk % 16 || a->dv % 32) return 0;
+    const uint32_t vt = a->v_in_k ? a->k_type : a->v_type;
+    if ((a->k_type != MR_TYPE_F16 && a->k_type != MR_TYPE_Q8_0) || (vt != MR_TYPE_F16 && vt != MR_TYPE_Q8_0) ||
+        a->dk % 16 || a->dv % 32 || (a->k_type == MR_TYPE_Q8_0 && a->dk % 32))
+        return 0;
+    /* a q8_0 V that the decode kernel takes in integer products (MLA's latent): left to it */
+    if (vt == MR_TYPE_Q8_0 && a->dv >= CPU_ATTN_INT8_V_MIN_DV && cpu_attn_int8_v()) return 0;
     const char *e = getenv("MOERUN_ATTN_MULTI");
     if (e && !strcmp(e, "0")) return 0;
     const int nt = multi_nt(a);

@@ -104,15 +104,16 @@ void cpu_attn_head_part(const cpu_attn_args *a, int kvh, const float *q, int32_t
                         float *out, float *ml, float *scratch);
 void cpu_attn_merge(int g, int dv, int np, const float *parts, const float *mls, float *out);
 
-/* Several tokens at once (flash only; attn_multi_avx512.c): the queries of
+/* Several tokens at once (flash and standard; attn_multi_avx512.c): the queries of
  * nt consecutive tokens of a micro-batch for KV head kvh (token t's heads at
  * q + t * qs, its output at out + t * os, its position and sequence pos[t],
  * seq[t]) in one pass over the cache, each K/V row converted once for all of
  * them. cpu_attn_multi_tokens(a): the nt to use, or 0 where the path does not
- * apply (not flash, ref, K/V not f16, softcap, head sizes, a CPU without
- * AVX-512): then run cpu_attn_head per token. scratch as cpu_attn_head's
- * (cpu_attn_scratch_floats covers both). Agrees with cpu_attn_head to float
- * rounding. */
+ * apply (ref, K/V neither f16 nor q8_0, a q8_0 V that the decode kernel takes
+ * in integer products, softcap, head sizes, a CPU without AVX-512 VNNI): then
+ * run cpu_attn_head per token. scratch as cpu_attn_head's
+ * (cpu_attn_scratch_floats covers both). Gives cpu_attn_head's outputs bit for
+ * bit (test_attn). */
 #define CPU_ATTN_MULTI_MB 64 /* cells per block */
 int cpu_attn_multi_tokens(const cpu_attn_args *a);
 void cpu_attn_multi(const cpu_attn_args *a, int kvh, int nt, const float *q, size_t qs, const int32_t *pos,

@@ -1,6 +1,6 @@
 /*
  * attn_multi_avx512.c — flash attention of several tokens of a micro-batch at
- * once over an f16 KV cache, on AVX-512 (cpu_attn_multi, attn.h).
+ * once over an f16 or q8_0 KV cache, on AVX-512 (cpu_attn_multi, attn.h).
  *
  * The decode kernel (attn_avx2.c) reads the cache once per token: for a prompt
  * of T tokens each K and V row is converted and read T times, and its 8-lane
@@ -18,6 +18,12 @@
  *    grows, as the decode kernel);
  *  - V: O[row][dims] += P[cell][row] * V[cell][dims], 4 rows x 64 dims of
  *    accumulators per pass over the block's cells.
+ * A q8_0 K goes through integer products (scores_tile_q8): the queries rounded
+ * to q8_0 as the decode kernel's, the block's K rows biased to unsigned once,
+ * rows in the lanes of vpdpbusd; a q8_0 V is widened to f32 once per block and
+ * its block scales folded into the probabilities, as the decode kernel's
+ * fold_vscales (a q8_0 V that the decode kernel takes in integer products,
+ * MLA's latent, stays on the per-token path: cpu_attn_multi_tokens).
  * Every sum runs in the decode kernel's order (its blocks of ATTN_MB = its
  * ATTN_FB cells, its exp, its double sums), so the outputs are the decode
  * kernel's bit for bit (test_attn), whatever the micro-batch size.
@@ -73,6 +79,60 @@ static inline void scores_tile(const float *Kf, int ldk, int k0, const float *Qp
     }
 }
 
+/* The q8_0 path's layouts (q8_prep, kb_rows):
+ *   queries, 16 rows v (rows 16v..16v + 15) a vector: quants of block b, group gg (elements
+ *     32b + 4gg..+3) at Qq + ((v * nbk + b) * 8 + gg) * 64 + 4 * lane; the block scales at
+ *     dq[(v * nbk + b) * 16 + lane], -128 * the block's quant sum at nc[(v * nbk + b) * 16 + lane];
+ *   K rows of the block: cell k's quants + 128 at Kb + k * dk, its block scales at dk8[k * nbk + b]. */
+typedef struct {
+    const uint8_t *Qq, *Kb;
+    const float *dq, *dk8;
+    const int32_t *nc;
+    int nbk, dk, Rp;
+} q8lay;
+
+/* S[k][r] = scale * sum_b (dK(k, b) * dq(r, b)) * (int32 dot of block b) for NC cells k0.. and 16 * NV
+ * rows from 16 * v0: the decode kernel's integer sums (K + 128 against the signed queries, the
+ * queries' 128 * sum taken off: here the accumulators' start) and its float steps in its order
+ * (attn_q8_kern.h), so the same scores bit for bit. Rows are the lanes: a cell's 4 quants
+ * broadcast per vpdpbusd, no horizontal sums. */
+static inline __attribute__((always_inline)) void scores_tile_q8(const int NC, const int NV, const q8lay *L, int k0,
+                                                                 int v0, __m512 sc, float *S) {
+    const int nbk = L->nbk, dk = L->dk;
+    __m512 s[6][2];
+    for (int c = 0; c < NC; c++)
+        for (int v = 0; v < NV; v++) s[c][v] = _mm512_setzero_ps();
+    for (int b = 0; b < nbk; b++) {
+        __m512i ia[6][2];
+        for (int v = 0; v < NV; v++) {
+            const __m512i n0 = _mm512_loadu_si512((const void *)(L->nc + ((size_t)(v0 + v) * nbk + b) * 16));
+            for (int c = 0; c < NC; c++) ia[c][v] = n0;
+        }
+        for (int gg = 0; gg < 8; gg++) {
+            __m512i qv[2];
+            for (int v = 0; v < NV; v++)
+                qv[v] = _mm512_loadu_si512((const void *)(L->Qq + (((size_t)(v0 + v) * nbk + b) * 8 + gg) * 64));
+            for (int c = 0; c < NC; c++) {
+                /* a broadcast from memory (a load port), not through a general register */
+                const int32_t *kw = (const int32_t *)(L->Kb + (size_t)(k0 + c) * dk + 32 * b + 4 * gg);
+                __m512i kb;
+                __asm__("vpbroadcastd %1, %0" : "=v"(kb) : "m"(*kw));
+                for (int v = 0; v < NV; v++) ia[c][v] = _mm512_dpbusd_epi32(ia[c][v], kb, qv[v]);
+            }
+        }
+        for (int c = 0; c < NC; c++) {
+            const __m512 dkc = _mm512_set1_ps(L->dk8[(size_t)(k0 + c) * nbk + b]);
+            for (int v = 0; v < NV; v++) {
+                const __m512 d = _mm512_mul_ps(dkc, _mm512_loadu_ps(L->dq + ((size_t)(v0 + v) * nbk + b) * 16));
+                s[c][v] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(ia[c][v]), s[c][v]);
+            }
+        }
+    }
+    for (int c = 0; c < NC; c++)
+        for (int v = 0; v < NV; v++)
+            _mm512_storeu_ps(S + (size_t)(k0 + c) * L->Rp + 16 * (v0 + v), _mm512_mul_ps(s[c][v], sc));
+}
+
 /* O[r][d] += sum_k P[k][r] * Vf[k][d] for NR rows r0.. and 16 * NU dims d0.. (nk cells) */
 #define VACC_INLINE static inline __attribute__((always_inline))
 VACC_INLINE void vacc_tile(const int NR, const int NU, const float *P, int Rp, int r0, const float *Vf, int ldv, int nk,
@@ -113,8 +173,9 @@ typedef struct {
     const int32_t *pos, *seq;
     size_t krb, vrb;
     const uint8_t *Kh, *Vh;
-    float *Qt, *O, *Kf, *Vf, *m, *l;
+    float *Qt, *O, *Kf, *Vf, *m, *l, *Pb;
     uint64_t all;
+    bool kq8, vq8; /* q8_0 K (Qt: q8lay's queries, Kf: its K rows), q8_0 V */
 } mctx;
 
 /* Cells of [c0, c1) visible to at least one of the tokens into idx / msk (bit t: token t sees
@@ -133,15 +194,57 @@ static int list_cells(const mctx *x, int c0, int c1, int *idx, uint64_t *msk, bo
     return nv;
 }
 
+/* q8_0 K rows idx[0..n) (row bytes rb, dk elements) -> Kb (quants + 128, dk bytes a row) and
+ * dk8 (block scales as floats, nbk a row): q8lay's K. */
+static void kb_rows(const uint8_t *base, size_t rb, const int *idx, int n, int dk, uint8_t *Kb, float *dk8) {
+    const int nbk = dk / 32;
+    const __m256i x80 = _mm256_set1_epi8((char)0x80);
+    for (int k = 0; k < n; k++) {
+        const uint8_t *r = base + (size_t)idx[k] * rb;
+        for (int b = 0; b < nbk; b++) {
+            const uint8_t *blk = r + (size_t)b * ATTN_Q8B;
+            dk8[(size_t)k * nbk + b] = _cvtsh_ss(attn_ld16(blk));
+            _mm256_storeu_si256((__m256i *)(Kb + (size_t)k * dk + 32 * b),
+                                _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 2)), x80));
+        }
+    }
+}
+
+/* The q8lay of a call: queries at Qt, K rows at Kf (kb_rows). */
+static q8lay q8_lay(const mctx *x) {
+    const int nbk = x->dk / 32;
+    q8lay L = {.Qq = (const uint8_t *)x->Qt, .Kb = (const uint8_t *)x->Kf, .nbk = nbk, .dk = x->dk, .Rp = x->Rp};
+    L.dq = (const float *)(L.Qq + (size_t)x->Rp * x->dk);
+    L.nc = (const int32_t *)(L.dq + (size_t)x->Rp * nbk);
+    L.dk8 = (const float *)(L.Kb + (size_t)(MB + 6) * x->dk);
+    return L;
+}
+
 /* Scores of the nv (<= MB) listed cells into S (row k = cell idx[k], Rp lanes), -inf where a
  * token does not see the cell. */
 static void block_scores(const mctx *x, const int *idx, const uint64_t *msk, int nv, bool part, float *S) {
     const int dk = x->dk, Rp = x->Rp, n6 = (nv + 5) / 6 * 6; /* Kf holds MB + 2 rows (66 = 11 * 6) */
-    rows_f32(x->Kh, x->krb, idx, nv, dk, x->Kf, dk);
-    if (n6 > nv) memset(x->Kf + (size_t)nv * dk, 0, sizeof(float) * (size_t)dk * (size_t)(n6 - nv)); /* ignored */
-    const __m256 sc = _mm256_set1_ps(x->a->scale);
-    for (int r0 = 0; r0 < Rp; r0 += 8) /* 8 rows of queries stay in L1 while the K rows pass */
-        for (int k0 = 0; k0 < n6; k0 += 6) scores_tile(x->Kf, dk, k0, x->Qt, r0, dk, sc, S, Rp);
+    if (x->kq8) {
+        const q8lay L = q8_lay(x);
+        kb_rows(x->Kh, x->krb, idx, nv, dk, (uint8_t *)L.Kb, (float *)L.dk8);
+        if (n6 > nv) { /* padding cells (ignored): zero scales */
+            memset((uint8_t *)L.Kb + (size_t)nv * dk, 0, (size_t)dk * (size_t)(n6 - nv));
+            memset((float *)L.dk8 + (size_t)nv * L.nbk, 0, sizeof(float) * (size_t)L.nbk * (size_t)(n6 - nv));
+        }
+        const __m512 sc = _mm512_set1_ps(x->a->scale);
+        const int nvec = Rp / 16;
+        int v0 = 0;
+        for (; v0 + 2 <= nvec; v0 += 2) /* 32 rows of queries stay in L1 while the K rows pass */
+            for (int k0 = 0; k0 < n6; k0 += 6) scores_tile_q8(6, 2, &L, k0, v0, sc, S);
+        if (v0 < nvec)
+            for (int k0 = 0; k0 < n6; k0 += 6) scores_tile_q8(6, 1, &L, k0, v0, sc, S);
+    } else {
+        rows_f32(x->Kh, x->krb, idx, nv, dk, x->Kf, dk);
+        if (n6 > nv) memset(x->Kf + (size_t)nv * dk, 0, sizeof(float) * (size_t)dk * (size_t)(n6 - nv)); /* ignored */
+        const __m256 sc = _mm256_set1_ps(x->a->scale);
+        for (int r0 = 0; r0 < Rp; r0 += 8) /* 8 rows of queries stay in L1 while the K rows pass */
+            for (int k0 = 0; k0 < n6; k0 += 6) scores_tile(x->Kf, dk, k0, x->Qt, r0, dk, sc, S, Rp);
+    }
     if (part)
         for (int k = 0; k < nv; k++)
             if (msk[k] != x->all)
@@ -150,9 +253,37 @@ static void block_scores(const mctx *x, const int *idx, const uint64_t *msk, int
                         for (int h = 0; h < x->g; h++) S[(size_t)k * Rp + t * x->g + h] = -INFINITY;
 }
 
+/* q8_0 V: O += P V block by block of V, the rows' quants widened to f32 (Vf) and each cell's
+ * probabilities times its block scale (Pb), as the decode kernel's fold_vscales and V pass. */
+static void block_v_q8(const mctx *x, const int *idx, int nv, const float *P) {
+    const uint8_t *base = x->a->v_in_k ? x->Kh : x->Vh;
+    const size_t rb = x->a->v_in_k ? x->krb : x->vrb;
+    const int R = x->R, Rp = x->Rp, dv = x->dv, nbv = dv / 32;
+    for (int k = 0; k < nv; k++) {
+        const uint8_t *r = base + (size_t)idx[k] * rb;
+        float *o = x->Vf + (size_t)k * dv;
+        for (int b = 0; b < nbv; b++)
+            for (int u = 0; u < 2; u++)
+                _mm512_storeu_ps(o + 32 * b + 16 * u, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
+                                                          (const __m128i *)(r + (size_t)b * ATTN_Q8B + 2 + 16 * u)))));
+    }
+    for (int b = 0; b < nbv; b++) {
+        for (int k = 0; k < nv; k++) {
+            const __m512 d = _mm512_set1_ps(_cvtsh_ss(attn_ld16(base + (size_t)idx[k] * rb + (size_t)b * ATTN_Q8B)));
+            for (int r0 = 0; r0 < Rp; r0 += 16)
+                _mm512_storeu_ps(x->Pb + (size_t)k * Rp + r0, _mm512_mul_ps(_mm512_loadu_ps(P + (size_t)k * Rp + r0), d));
+        }
+        vacc_rows(2, x->Pb, R, Rp, x->Vf, dv, nv, 32 * b, x->O, dv);
+    }
+}
+
 /* O += P V over the nv listed cells (P: their probability rows); v_in_k: V is the first dv
  * elements of the K rows (in Kf when kf_ok, else converted again). */
 static void block_v(const mctx *x, const int *idx, int nv, const float *P, bool kf_ok) {
+    if (x->vq8) {
+        block_v_q8(x, idx, nv, P);
+        return;
+    }
     const float *V = x->Kf;
     int ldv = x->dk;
     if (!x->a->v_in_k) {
@@ -265,6 +396,45 @@ static void standard(mctx *x, float *S, int *idx, uint64_t *msk) {
         block_v(x, idx + k0, nv - k0 < MB ? nv - k0 : MB, S + (size_t)k0 * Rp, false);
 }
 
+/* queries rounded to f16 (F16C: to nearest even, as the decode path), row pairs (2p, 2p + 1)
+ * interleaved in 8-dimension chunks: Qp[p][i / 8][16] (scores_tile); padding rows 0 */
+static void f16_prep(mctx *x, const float *q, size_t qs) {
+    const int dk = x->dk;
+    memset(x->Qt, 0, sizeof(float) * (size_t)dk * x->Rp);
+    for (int t = 0; t < x->nt; t++)
+        for (int h = 0; h < x->g; h++) {
+            const float *qr = q + (size_t)t * qs + (size_t)h * dk;
+            const int r = t * x->g + h;
+            float *qp = x->Qt + (size_t)(r / 2) * dk * 2 + 8 * (r & 1);
+            for (int i = 0; i < dk; i += 8)
+                _mm256_storeu_ps(qp + 2 * i,
+                                 _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(qr + i), _MM_FROUND_TO_NEAREST_INT)));
+        }
+}
+
+/* queries rounded to q8_0 as the decode kernel's (attn_q8_prep), in q8lay's layout; padding rows 0 */
+static void q8_prep(mctx *x, const float *q, size_t qs) {
+    const int dk = x->dk, nbk = dk / 32;
+    const q8lay L = q8_lay(x);
+    uint8_t *Qq = (uint8_t *)L.Qq;
+    float *dq = (float *)L.dq;
+    int32_t *nc = (int32_t *)L.nc;
+    memset(Qq, 0, (size_t)x->Rp * dk + 8 * (size_t)x->Rp * nbk);
+    uint8_t row[(CPU_ATTN_SIMD_MAX_D / 32) * ATTN_Q8B];
+    for (int r = 0; r < x->R; r++) {
+        quant_quantize_row(MR_TYPE_Q8_0, q + (size_t)(r / x->g) * qs + (size_t)(r % x->g) * dk, row, dk);
+        const int v = r / 16, lane = r % 16;
+        for (int b = 0; b < nbk; b++) {
+            const uint8_t *blk = row + (size_t)b * ATTN_Q8B;
+            int sum = 0;
+            for (int e = 0; e < 32; e++) sum += (int8_t)blk[2 + e];
+            for (int gg = 0; gg < 8; gg++) memcpy(Qq + (((size_t)v * nbk + b) * 8 + gg) * 64 + 4 * lane, blk + 2 + 4 * gg, 4);
+            dq[((size_t)v * nbk + b) * 16 + lane] = _cvtsh_ss(attn_ld16(blk));
+            nc[((size_t)v * nbk + b) * 16 + lane] = -128 * sum;
+        }
+    }
+}
+
 void cpu_attn_multi_avx512(const cpu_attn_args *a, int kvh, int nt, const float *q, size_t qs, const int32_t *pos,
                            const int32_t *seq, float *out, size_t os, float *scratch) {
     mctx x = {.a = a, .nt = nt, .g = a->n_head / a->n_head_kv, .dk = a->dk, .dv = a->dv, .pos = pos, .seq = seq};
@@ -283,19 +453,12 @@ void cpu_attn_multi_avx512(const cpu_attn_args *a, int kvh, int nt, const float 
     uint64_t *msk = (uint64_t *)(((uintptr_t)(x.l + Rp) + 7) & ~(uintptr_t)7);
     int *idx = (int *)(msk + ns);
 
-    /* queries, transposed and rounded to f16 (the padding rows stay 0) */
-    /* queries rounded to f16 (F16C: to nearest even, as the decode path), row pairs (2p, 2p + 1)
-     * interleaved in 8-dimension chunks: Qp[p][i / 8][16] (scores_tile); padding rows 0 */
-    memset(x.Qt, 0, sizeof(float) * (size_t)dk * Rp);
-    for (int t = 0; t < nt; t++)
-        for (int h = 0; h < g; h++) {
-            const float *qr = q + (size_t)t * qs + (size_t)h * dk;
-            const int r = t * g + h;
-            float *qp = x.Qt + (size_t)(r / 2) * dk * 2 + 8 * (r & 1);
-            for (int i = 0; i < dk; i += 8)
-                _mm256_storeu_ps(qp + 2 * i,
-                                 _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(qr + i), _MM_FROUND_TO_NEAREST_INT)));
-        }
+    x.Pb = (float *)(idx + ns); /* q8_0 V: MB x Rp */
+    x.Pb = (float *)(((uintptr_t)x.Pb + 63) & ~(uintptr_t)63);
+    x.kq8 = a->k_type == MR_TYPE_Q8_0;
+    x.vq8 = (a->v_in_k ? a->k_type : a->v_type) == MR_TYPE_Q8_0;
+    if (x.kq8) q8_prep(&x, q, qs);
+    else f16_prep(&x, q, qs);
     memset(x.O, 0, sizeof(float) * (size_t)Rp * dv);
     for (int r = 0; r < Rp; r++) x.m[r] = -INFINITY, x.l[r] = 0.0f;
     if (a->flash) flash(&x, S, idx, msk);

@@ -381,10 +381,10 @@ static void check_case(const tcase *tc, int *n_simd, int *n_i8, int *n_bf) {
  * at consecutive positions after a cache of `depth` cells (the tokens' own cells included, so
  * the causal mask cuts through blocks), every 5th token on another sequence (masked = true:
  * cells of either sequence, empty cells, a window), calls of nt tokens and a shorter last one. */
-static void check_multi(uint32_t kt, int g, int n_kv, int dk, int dv, bool v_in_k, int depth, bool masked, int n_swa,
-                        bool flash, int *n_multi) {
+static void check_multi(uint32_t kt, uint32_t vt, int g, int n_kv, int dk, int dv, bool v_in_k, int depth, bool masked,
+                        int n_swa, bool flash, int *n_multi) {
     const int T = 37;
-    tcase tc = {kt, kt, g, n_kv, dk, dv, depth + T, v_in_k, false, flash, n_swa, 3.0f, 0.0f, false};
+    tcase tc = {kt, vt, g, n_kv, dk, dv, depth + T, v_in_k, false, flash, n_swa, 3.0f, 0.0f, false};
     tsetup s;
     setup(&tc, &s);
     int32_t pos[64], seq[64];
@@ -396,14 +396,14 @@ static void check_multi(uint32_t kt, int g, int n_kv, int dk, int dv, bool v_in_
     for (int t = 0; t < T; t++) pos[t] = depth + t, seq[t] = masked && t % 5 == 4 ? 2 : 1;
     { /* setup's large rows are for its own query: all rows alike here (the scores' size sets the rounding) */
         const int n_ctx = s.a.n_ctx;
-        const size_t krb = mr_row_size(kt, dk), vrb = v_in_k ? 0 : mr_row_size(kt, dv);
+        const size_t krb = mr_row_size(kt, dk), vrb = v_in_k ? 0 : mr_row_size(vt, dv);
         float *row = mr_malloc(sizeof(float) * (size_t)(dk > dv ? dk : dv));
         for (size_t r = 0; r < (size_t)n_ctx * n_kv; r++) {
             for (int i = 0; i < dk; i++) row[i] = frand();
             quant_quantize_row(kt, row, s.K + r * krb, dk);
             if (!v_in_k) {
                 for (int i = 0; i < dv; i++) row[i] = frand();
-                quant_quantize_row(kt, row, s.V + r * vrb, dv);
+                quant_quantize_row(vt, row, s.V + r * vrb, dv);
             }
         }
         free(row);
@@ -422,8 +422,9 @@ static void check_multi(uint32_t kt, int g, int n_kv, int dk, int dv, bool v_in_
     cpu_attn_set_bf16(1);
     const int nt = cpu_attn_multi_tokens(&s.a);
     char nm[200];
-    snprintf(nm, sizeof nm, "multi: %s g %d kv %d dk %d dv %d%s depth %d%s swa %d %s", mr_type_name(kt), g, n_kv, dk,
-             dv, v_in_k ? " v_in_k" : "", depth, masked ? " masked" : "", n_swa, flash ? "flash" : "std");
+    snprintf(nm, sizeof nm, "multi: %s/%s g %d kv %d dk %d dv %d%s depth %d%s swa %d %s", mr_type_name(kt),
+             mr_type_name(v_in_k ? kt : vt), g, n_kv, dk, dv, v_in_k ? " v_in_k" : "", depth, masked ? " masked" : "",
+             n_swa, flash ? "flash" : "std");
     if (nt > 0) {
         *n_multi += 1;
         for (size_t i = 0; i < nf; i++) scratch[i] = NAN;
@@ -754,35 +755,57 @@ int main(int argc, char **argv) {
         if (!want_bf) printf("no AVX512_BF16 on this CPU: the bf16 products are not tested (skipped)\n");
     }
 
-    /* several tokens at once (f16 cache, AVX-512; flash and standard) */
+    /* several tokens at once (AVX-512; flash and standard) */
+    enum { F16 = MR_TYPE_F16, Q8 = MR_TYPE_Q8_0 };
     int n_multi = 0;
     const mr_cpu_features *fm = mr_cpu();
     const bool want_multi = have_simd() && fm->avx512f && fm->avx512bw && fm->avx512vl && fm->avx512vnni;
     for (int fl = 0; fl < 2; fl++) {
-        check_multi(MR_TYPE_F16, 8, 2, 128, 128, false, 0, false, 0, fl, &n_multi);
-        check_multi(MR_TYPE_F16, 8, 2, 128, 128, false, 150, true, 0, fl, &n_multi);
-        check_multi(MR_TYPE_F16, 8, 2, 128, 128, false, 200, false, 90, fl, &n_multi);
-        check_multi(MR_TYPE_F16, 16, 1, 576, 512, true, 100, true, 0, fl, &n_multi);
-        check_multi(MR_TYPE_F16, 3, 2, 64, 64, false, 70, true, 0, fl, &n_multi);
-        check_multi(MR_TYPE_F16, 32, 1, 128, 128, false, 64, false, 0, fl, &n_multi);
-        check_multi(MR_TYPE_F16, 64, 1, 128, 128, false, 10, true, 0, fl, &n_multi);
-        check_multi(MR_TYPE_F16, 4, 1, 256, 256, false, 0, false, 0, fl, &n_multi);
-        check_multi(MR_TYPE_F16, 4, 1, 256, 256, false, 3, false, 20, fl, &n_multi);
-        check_multi(MR_TYPE_F16, 4, 1, 64, 64, false, 3, false, 32, fl, &n_multi);
-        check_multi(MR_TYPE_F16, 4, 1, 64, 64, false, 34, false, 32, fl, &n_multi);
-        check_multi(MR_TYPE_Q8_0, 8, 2, 128, 128, false, 50, false, 0, fl, &n_multi); /* declined: q8_0 */
-        check_multi(MR_TYPE_F16, 8, 2, 72, 64, false, 50, false, 0, fl, &n_multi);    /* declined: head sizes */
+        check_multi(F16, F16, 8, 2, 128, 128, false, 0, false, 0, fl, &n_multi);
+        check_multi(F16, F16, 8, 2, 128, 128, false, 150, true, 0, fl, &n_multi);
+        check_multi(F16, F16, 8, 2, 128, 128, false, 200, false, 90, fl, &n_multi);
+        check_multi(F16, F16, 16, 1, 576, 512, true, 100, true, 0, fl, &n_multi);
+        check_multi(F16, F16, 3, 2, 64, 64, false, 70, true, 0, fl, &n_multi);
+        check_multi(F16, F16, 32, 1, 128, 128, false, 64, false, 0, fl, &n_multi);
+        check_multi(F16, F16, 64, 1, 128, 128, false, 10, true, 0, fl, &n_multi);
+        check_multi(F16, F16, 4, 1, 256, 256, false, 0, false, 0, fl, &n_multi);
+        check_multi(F16, F16, 4, 1, 256, 256, false, 3, false, 20, fl, &n_multi);
+        check_multi(F16, F16, 4, 1, 64, 64, false, 3, false, 32, fl, &n_multi);
+        check_multi(F16, F16, 4, 1, 64, 64, false, 34, false, 32, fl, &n_multi);
+        check_multi(F16, F16, 8, 2, 72, 64, false, 50, false, 0, fl, &n_multi);    /* declined: head sizes */
         /* value sizes not a multiple of 64 (a V tile of 32 dims): MLA's prompt form (g 1, dk 192,
          * dv 128... and its sizes on the tiny fixtures, dk 64, dv 32); dv 48 or 80 would differ from
          * the per-token kernel in the last bits, so they stay on it */
-        check_multi(MR_TYPE_F16, 1, 3, 192, 128, false, 90, true, 0, fl, &n_multi);
-        check_multi(MR_TYPE_F16, 1, 8, 64, 32, false, 40, false, 0, fl, &n_multi);
-        check_multi(MR_TYPE_F16, 2, 2, 64, 96, false, 70, true, 0, fl, &n_multi);
-        check_multi(MR_TYPE_F16, 2, 2, 64, 48, false, 70, true, 0, fl, &n_multi);     /* declined: dv % 32 */
-        check_multi(MR_TYPE_F16, 4, 1, 32, 80, false, 20, false, 0, fl, &n_multi);    /* declined: dv % 32 */
+        check_multi(F16, F16, 1, 3, 192, 128, false, 90, true, 0, fl, &n_multi);
+        check_multi(F16, F16, 1, 8, 64, 32, false, 40, false, 0, fl, &n_multi);
+        check_multi(F16, F16, 2, 2, 64, 96, false, 70, true, 0, fl, &n_multi);
+        check_multi(F16, F16, 2, 2, 64, 48, false, 70, true, 0, fl, &n_multi);     /* declined: dv % 32 */
+        check_multi(F16, F16, 4, 1, 32, 80, false, 20, false, 0, fl, &n_multi);    /* declined: dv % 32 */
     }
-    CHECK(n_multi == (want_multi ? 28 : 0), "multi-token path taken for %d shapes, expected %d", n_multi,
-          want_multi ? 28 : 0);
+    /* a q8_0 K in integer products, a q8_0 V widened; either with the other type */
+    cpu_attn_set_int8_v(1);
+    for (int fl = 0; fl < 2; fl++) {
+        check_multi(Q8, Q8, 8, 2, 128, 128, false, 0, false, 0, fl, &n_multi);
+        check_multi(Q8, Q8, 8, 2, 128, 128, false, 150, true, 0, fl, &n_multi);
+        check_multi(Q8, Q8, 8, 2, 128, 128, false, 200, false, 90, fl, &n_multi);
+        check_multi(Q8, Q8, 3, 2, 64, 64, false, 70, true, 0, fl, &n_multi);
+        check_multi(Q8, Q8, 32, 1, 128, 128, false, 64, false, 0, fl, &n_multi);
+        check_multi(Q8, Q8, 64, 1, 128, 128, false, 10, true, 0, fl, &n_multi);
+        check_multi(Q8, Q8, 4, 1, 256, 256, false, 3, false, 20, fl, &n_multi); /* declined: integer V */
+        check_multi(Q8, Q8, 1, 3, 192, 128, false, 90, true, 0, fl, &n_multi);
+        check_multi(Q8, F16, 8, 2, 128, 128, false, 50, true, 0, fl, &n_multi);
+        check_multi(F16, Q8, 8, 2, 128, 128, false, 50, true, 0, fl, &n_multi);
+        /* a q8_0 V of 256 or more (MLA's latent) goes through the decode kernel's integer V pass, so
+         * the per-token path; with that pass off, here */
+        check_multi(Q8, Q8, 16, 1, 576, 512, true, 100, true, 0, fl, &n_multi); /* declined: integer V */
+        cpu_attn_set_int8_v(0);
+        check_multi(Q8, Q8, 16, 1, 576, 512, true, 100, true, 0, fl, &n_multi);
+        cpu_attn_set_int8_v(1);
+    }
+    cpu_attn_set_int8_v(-1);
+    const int multi_want = 28 + 20;
+    CHECK(n_multi == (want_multi ? multi_want : 0), "multi-token path taken for %d shapes, expected %d", n_multi,
+          want_multi ? multi_want : 0);
     if (!want_multi) printf("no AVX-512 VNNI on this CPU: the multi-token attention path is not tested (skipped)\n");
 
     /* the same binary under MOERUN_CPU=generic */
