@@ -235,7 +235,8 @@ Q_INLINE size_t rb_qs(const int T) { return rb_qh(T) + (rb_q5(T) ? 32 : 0); }
 
 /* Per column and block: the activation scale, and aux = (offset types) 8 or 16 times the
  * quants' sum as an int, (minimum types) scale * sum as a float; Q8_0: 0, or with vnni
- * (weights biased by +128 for vpdpbusd) 128 times the sum. */
+ * (weights biased by +128 for vpdpbusd) 128 times the sum. With vnni the int is -1/2 times
+ * that (all even): the VNNI tiles start both of a row's int32 sums there. */
 typedef struct {
     float dx;
     union { int32_t i; float f; } aux;
@@ -259,6 +260,7 @@ Q_INLINE void rb_prepare(const int T, const bool vnni, const char *xv, size_t xs
             const int32_t sum =
                 q_hsum_i32x4(_mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1)));
             if (rb_min(T)) p->aux.f = p->dx * (float)sum;
+            else if (vnni) p->aux.i = -(T == R_Q4_0 ? 4 : T == R_Q5_0 ? 8 : 64) * sum; /* half, negated: rb*_tile's start */
             else p->aux.i = (T == R_Q4_0 ? 8 : T == R_Q5_0 ? 16 : 128) * sum;
         }
 }

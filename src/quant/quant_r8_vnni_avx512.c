@@ -317,6 +317,11 @@ Q_INLINE void rbv_tile(const int T, const int NC, const char *g, int64_t nb, con
         const int8_t *xq[8];
         _Pragma("GCC unroll 16")
         for (int c = 0; c < NC; c++) xq[c] = ((const blk_q8_0 *)(xv + (size_t)c * xs) + i)->qs;
+        /* the sums start at rb_prepare's -aux / 2 each (offset types and Q8_0), else 0 */
+        __m256i s0[8];
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < NC; c++)
+            s0[c] = rb_min(T) ? _mm256_setzero_si256() : _mm256_set1_epi32(pre[(size_t)c * (size_t)nb + i].aux.i);
         __m256i sa[8], sb[8];
         if (T == R_Q8_0) {
             _Pragma("GCC unroll 16")
@@ -325,7 +330,7 @@ Q_INLINE void rbv_tile(const int T, const int NC, const char *g, int64_t nb, con
                 _Pragma("GCC unroll 16")
                 for (int c = 0; c < NC; c++) {
                     __m256i *s = e & 1 ? &sb[c] : &sa[c];
-                    *s = _mm256_dpbusd_epi32(e > 1 ? *s : _mm256_setzero_si256(), w, bcast32(xq[c] + 4 * e));
+                    *s = _mm256_dpbusd_epi32(e > 1 ? *s : s0[c], w, bcast32(xq[c] + 4 * e));
                 }
             }
         } else {
@@ -343,8 +348,8 @@ Q_INLINE void rbv_tile(const int T, const int NC, const char *g, int64_t nb, con
                 }
                 _Pragma("GCC unroll 16")
                 for (int c = 0; c < NC; c++) {
-                    sa[c] = _mm256_dpbusd_epi32(v ? sa[c] : _mm256_setzero_si256(), lo, bcast32(xq[c] + 4 * v));
-                    sb[c] = _mm256_dpbusd_epi32(v ? sb[c] : _mm256_setzero_si256(), hi, bcast32(xq[c] + 16 + 4 * v));
+                    sa[c] = _mm256_dpbusd_epi32(v ? sa[c] : s0[c], lo, bcast32(xq[c] + 4 * v));
+                    sb[c] = _mm256_dpbusd_epi32(v ? sb[c] : s0[c], hi, bcast32(xq[c] + 16 + 4 * v));
                 }
             }
         }
@@ -354,8 +359,7 @@ Q_INLINE void rbv_tile(const int T, const int NC, const char *g, int64_t nb, con
         _Pragma("GCC unroll 16")
         for (int c = 0; c < NC; c++) {
             const rb_pre *p = pre + (size_t)c * (size_t)nb + i;
-            __m256i s = _mm256_add_epi32(sa[c], sb[c]);
-            if (!rb_min(T)) s = _mm256_sub_epi32(s, _mm256_set1_epi32(p->aux.i));
+            const __m256i s = _mm256_add_epi32(sa[c], sb[c]);
             acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d8, _mm256_set1_ps(p->dx)), _mm256_cvtepi32_ps(s), acc[c]);
             if (rb_min(T)) acc[c] = _mm256_fmadd_ps(m8, _mm256_set1_ps(p->aux.f), acc[c]);
         }
@@ -368,7 +372,6 @@ Q_INLINE void rbv_tile(const int T, const int NC, const char *g, int64_t nb, con
 Q_INLINE __m512 z_halves(__m256 a, __m256 b) {
     return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(a)), _mm256_castps_pd(b), 1));
 }
-Q_INLINE __m512i z_halves_i(__m256i a, __m256i b) { return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1); }
 
 /* 8 rows x NC (<= 8) columns (pre: the columns' table rows, rb_prepare with vnni) on 512-bit
  * vectors, as k45z_tile: a zmm is the R8 vectors 2u, 2u + 1 with dwords permuted (z_perm), one
@@ -394,16 +397,18 @@ Q_INLINE void rbz_tile(const int T, const int NC, const char *g, int64_t nb, con
         const int8_t *xq[8];
         _Pragma("GCC unroll 16")
         for (int c = 0; c < NC; c++) xq[c] = ((const blk_q8_0 *)(xv + (size_t)c * xs) + i)->qs;
+        /* the sums start at rb_prepare's -aux / 2 in both dwords of a row (offset types and Q8_0), else 0 */
         __m512i s[8];
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < NC; c++)
+            s[c] = rb_min(T) ? _mm512_setzero_si512() : _mm512_set1_epi32(pre[(size_t)c * (size_t)nb + i].aux.i);
         if (T == R_Q8_0) {
             _Pragma("GCC unroll 16")
             for (int u = 0; u < 4; u++) {
                 const __m512i w = _mm512_xor_si512(
                     _mm512_permutexvar_epi32(perm, _mm512_loadu_si512((const void *)(qs + 64 * u))), bias);
                 _Pragma("GCC unroll 16")
-                for (int c = 0; c < NC; c++)
-                    s[c] = _mm512_dpbusd_epi32(u ? s[c] : _mm512_setzero_si512(), w,
-                                               _mm512_set1_epi64(z_ld64(xq[c] + 8 * u)));
+                for (int c = 0; c < NC; c++) s[c] = _mm512_dpbusd_epi32(s[c], w, _mm512_set1_epi64(z_ld64(xq[c] + 8 * u)));
             }
         } else {
             __m512i hz = _mm512_setzero_si512();
@@ -422,8 +427,7 @@ Q_INLINE void rbz_tile(const int T, const int NC, const char *g, int64_t nb, con
                 }
                 _Pragma("GCC unroll 16")
                 for (int c = 0; c < NC; c++) {
-                    s[c] = _mm512_dpbusd_epi32(u ? s[c] : _mm512_setzero_si512(), lo,
-                                               _mm512_set1_epi64(z_ld64(xq[c] + 8 * u)));
+                    s[c] = _mm512_dpbusd_epi32(s[c], lo, _mm512_set1_epi64(z_ld64(xq[c] + 8 * u)));
                     s[c] = _mm512_dpbusd_epi32(s[c], hi, _mm512_set1_epi64(z_ld64(xq[c] + 16 + 8 * u)));
                 }
             }
@@ -439,10 +443,8 @@ Q_INLINE void rbz_tile(const int T, const int NC, const char *g, int64_t nb, con
         for (int p = 0; p < NP; p++) {
             const int c0 = 2 * p, c1 = 2 * p + 1 < NC ? 2 * p + 1 : 2 * p; /* an odd last column pairs with itself */
             const rb_pre *p0 = pre + (size_t)c0 * (size_t)nb + i, *p1 = pre + (size_t)c1 * (size_t)nb + i;
-            __m512i r = _mm512_add_epi32(_mm512_permutex2var_epi32(s[c0], ev, s[c1]),
-                                         _mm512_permutex2var_epi32(s[c0], od, s[c1]));
-            if (!rb_min(T))
-                r = _mm512_sub_epi32(r, z_halves_i(_mm256_set1_epi32(p0->aux.i), _mm256_set1_epi32(p1->aux.i)));
+            const __m512i r = _mm512_add_epi32(_mm512_permutex2var_epi32(s[c0], ev, s[c1]),
+                                               _mm512_permutex2var_epi32(s[c0], od, s[c1]));
             const __m512 dx = z_halves(_mm256_set1_ps(p0->dx), _mm256_set1_ps(p1->dx));
             acc[p] = _mm512_fmadd_ps(_mm512_mul_ps(d16, dx), _mm512_cvtepi32_ps(r), acc[p]);
             if (rb_min(T))
