@@ -61,7 +61,7 @@ static int multi_nt(const cpu_attn_args *a) {
 static size_t multi_floats(const cpu_attn_args *a, int nt) {
     const size_t Rp = pad16((size_t)nt * (size_t)(a->n_head / a->n_head_kv)), MB = CPU_ATTN_MULTI_MB;
     const size_t ns = a->flash ? MB : (size_t)a->n_ctx;
-    return (size_t)a->dk * Rp + Rp * (size_t)a->dv + (MB + 2) * (size_t)a->dk + MB * (size_t)a->dv + (ns + 2) * Rp +
+    return (size_t)a->dk * Rp + Rp * (size_t)a->dv + (MB + 2) * (size_t)a->dk + MB * (size_t)a->dv + (ns + 6) * Rp +
            2 * Rp + 3 * ns + 16 + MB * Rp + 16;
 }
 

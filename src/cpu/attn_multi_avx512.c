@@ -448,8 +448,10 @@ void cpu_attn_multi_avx512(const cpu_attn_args *a, int kvh, int nt, const float 
     /* scratch: cpu_attn_multi_floats (attn.c) */
     const size_t ns = a->flash ? (size_t)MB : (size_t)a->n_ctx; /* score rows, cells listed */
     x.Qt = scratch, x.O = x.Qt + (size_t)dk * Rp, x.Kf = x.O + (size_t)Rp * dv, x.Vf = x.Kf + (size_t)(MB + 2) * dk;
-    float *S = x.Vf + (size_t)MB * dv; /* ns + 2 rows: a tile's padding cells */
-    x.m = S + (ns + 2) * Rp, x.l = x.m + Rp;
+    /* ns + 6 rows: a block's last tile of 6 cells writes up to 5 padding rows past its cells (in
+     * the standard path, past every listed cell) */
+    float *S = x.Vf + (size_t)MB * dv;
+    x.m = S + (ns + 6) * Rp, x.l = x.m + Rp;
     uint64_t *msk = (uint64_t *)(((uintptr_t)(x.l + Rp) + 7) & ~(uintptr_t)7);
     int *idx = (int *)(msk + ns);
 
