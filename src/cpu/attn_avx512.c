@@ -158,23 +158,22 @@ void attn_q8_prep_z(attn_job *j, const float *q) {
 }
 
 /* The scores of the W (1 or 2) tiles at tile tp for 4 cells r[]: per block, each cell's 32 K
- * bytes + 128 (a vpxor, stored once) are broadcast 4 at a time as vpdpbusd's unsigned operand
- * against the signed queries, and 128 * the queries' sum is taken off: the exact int32 dot
- * products of attn_q8_kern.h, then its float steps. 256-bit vectors: VNNI there issues on two
- * ports, on 512-bit ones on one (and a 512-bit op idles a port), so a zmm holding both tiles
- * would gain nothing. s[c * W + w]: cell c, tile tp + w. */
+ * bytes are broadcast 4 at a time straight from the row and made unsigned (+128, a vpxor) as
+ * vpdpbusd's operand against the signed queries, and 128 * the queries' sum is taken off: the
+ * exact int32 dot products of attn_q8_kern.h, then its float steps. (Biasing a cell's 32 bytes
+ * once into a stack copy and broadcasting from there took fewer vpxor, but the broadcasts
+ * stalled on the copy's stores where it and the cache rows collided: bench_attn -g 8 with a
+ * warm cache 225 -> 170 us, MLA 495 -> 439 us; cold 193 -> 187 us.) 256-bit vectors: VNNI
+ * there issues on two ports, on 512-bit ones on one (and a 512-bit op idles a port), so a zmm
+ * holding both tiles would gain nothing. s[c * W + w]: cell c, tile tp + w. */
 ATTN_AI void q8z_dot4(const int W, const attn_job *j, int tp, const uint8_t *const r[4], __m256 s[8]) {
     const int dk = j->dk, nbk = dk / 32;
     const uint8_t *qs = j->qt + (size_t)tp * dk * 8;
     const int32_t *corr = (const int32_t *)(j->aqt + (size_t)tp * dk * 8);
     const float *dq = j->dq + (size_t)tp * nbk * 8;
     const __m256i x80 = _mm256_set1_epi8((char)0x80);
-    _Alignas(32) uint8_t kx[4][32];
     for (int c = 0; c < 4 * W; c++) s[c] = _mm256_setzero_ps();
     for (int b = 0; b < nbk; b++) {
-        for (int c = 0; c < 4; c++)
-            _mm256_store_si256((__m256i *)kx[c],
-                               _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(r[c] + (size_t)b * ATTN_Q8B + 2)), x80));
         __m256i acc[8];
         for (int c = 0; c < 4 * W; c++) acc[c] = _mm256_setzero_si256();
         for (int gg = 0; gg < 8; gg++) {
@@ -182,10 +181,11 @@ ATTN_AI void q8z_dot4(const int W, const attn_job *j, int tp, const uint8_t *con
             __m256i qv[2];
             for (int w = 0; w < W; w++) qv[w] = _mm256_load_si256((const __m256i *)(qg + 32 * w));
             for (int c = 0; c < 4; c++) {
-                /* a broadcast from memory (a load port): from a register, GCC would extract each
-                 * dword with shuffles, which compete with vpdpbusd for its ports */
+                /* a broadcast from memory (a load port; from a register, GCC would extract each
+                 * dword with shuffles, which compete with vpdpbusd for its ports), then the +128 */
                 __m256i kb;
-                __asm__("vpbroadcastd %1, %0" : "=v"(kb) : "m"(*(const int32_t *)(kx[c] + 4 * gg)));
+                __asm__("vpbroadcastd %1, %0" : "=v"(kb) : "m"(*(const int32_t *)(r[c] + (size_t)b * ATTN_Q8B + 2 + 4 * gg)));
+                kb = _mm256_xor_si256(kb, x80);
                 for (int w = 0; w < W; w++) acc[c * W + w] = _mm256_dpbusd_epi32(acc[c * W + w], kb, qv[w]);
             }
         }
