@@ -60,15 +60,22 @@ Q_INLINE void q_prefetch(const char *pf, size_t step, int64_t i) {
  * from DRAM once per token. On AMD Zen 3 the hardware prefetcher alone left a third of the
  * bandwidth unused; on an Intel Sapphire Rapids VM these prefetches cost a tenth of it
  * (matvec from DRAM 15.5-16.7 -> 17.6-18.8 GB/s without), and on a Zen 4 VM a third of q3's
- * decode speed (tg128 25.4-26.8 -> 16.7-17.9 t/s with them). quant_r8_prefetch: on or off,
- * set before any kernel runs (quant_dispatch.c: AMD CPUs without AVX-512, i.e. Zen 3 and
- * older; MOERUN_PREFETCH=0|1 overrides). */
+ * decode speed (tg128 25.4-26.8 -> 16.7-17.9 t/s with them). quant_r8_prefetch: on or off for
+ * one-column calls (matvec), set before any kernel runs (quant_dispatch.c: AMD CPUs without
+ * AVX-512, i.e. Zen 3 and older; MOERUN_PREFETCH=0|1 overrides). quant_r8_prefetch_mm: the same
+ * for calls of 4 columns or more (prompts), on by default: there each weight block serves
+ * several column tiles, and the loads of a row group (or its unpacking) are a short burst
+ * between long stretches of arithmetic that the hardware prefetcher does not cover (Zen 4:
+ * DeepSeek-V2-Lite pp128 +4-10 %, Qwen3-30B-A3B pp128/pp512 +0-7 %; with 2 or 3 columns,
+ * still nearly bandwidth-bound, it measured either way, so those follow the matvec switch);
+ * MOERUN_PREFETCH_MM=0|1 overrides. The drivers decide once
+ * per call (r8_pf) and r8_prefetch itself always prefetches. */
 #ifndef R8_PF_DIST
 #define R8_PF_DIST 8192
 #endif
-extern int quant_r8_prefetch;
+extern int quant_r8_prefetch, quant_r8_prefetch_mm;
+Q_INLINE bool r8_pf(int64_t ncols) { return ncols >= 4 ? quant_r8_prefetch_mm != 0 : quant_r8_prefetch != 0; }
 Q_INLINE void r8_prefetch(const char *blk, size_t bsz) {
-    if (!quant_r8_prefetch) return;
     for (size_t o = 0; o < bsz; o += 64) _mm_prefetch(blk + R8_PF_DIST + o, _MM_HINT_T0);
 }
 

@@ -45,12 +45,14 @@ static quant_mm_fn g_vnni[MR_TYPE_ALL];
 static quant_dq_fn g_avx2_dq[MR_TYPE_COUNT];
 static quant_qz_fn g_avx2_qz[MR_TYPE_COUNT];
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-int quant_r8_prefetch; /* quant_avx2.h: r8_prefetch */
+int quant_r8_prefetch, quant_r8_prefetch_mm; /* quant_avx2.h: r8_pf */
 
 static void init_tables(void) {
     const mr_cpu_features *f = mr_cpu();
     const char *pf = getenv("MOERUN_PREFETCH");
-    quant_r8_prefetch = pf && *pf ? atoi(pf) != 0 : f->amd && !f->avx512_hw; /* quant_avx2.h: r8_prefetch */
+    const char *pm = getenv("MOERUN_PREFETCH_MM");
+    quant_r8_prefetch = pf && *pf ? atoi(pf) != 0 : f->amd && !f->avx512_hw; /* quant_avx2.h: r8_pf */
+    quant_r8_prefetch_mm = pm && *pm ? atoi(pm) != 0 : pf && *pf ? atoi(pf) != 0 : 1;
     if (f->avx2 && f->fma && f->f16c)
         for (uint32_t t = 0; t < MR_TYPE_ALL; t++) {
             if (quant_supported(t)) g_avx2[t] = mr_type_is_r8(t) ? quant_avx2_kernel_r8(t) : quant_avx2_kernel(t);

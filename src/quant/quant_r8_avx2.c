@@ -46,10 +46,11 @@ typedef struct {
 } k45_pre;
 #define K45_PRE_MAX 32 /* blocks (k <= 8192): 78 KiB on the stack */
 
-Q_INLINE void k45_unpack(const int Q5, const char *g, int64_t nb, k45_pre *pre) {
+Q_INLINE void k45_unpack(const int Q5, const char *g, int64_t nb, k45_pre *pre, bool pf) {
     const size_t bsz = Q5 ? sizeof(blk_q5_K_r8) : sizeof(blk_q4_K_r8);
     for (int64_t i = 0; i < nb; i++) {
         k45_blk kb;
+        if (pf) r8_prefetch(g + (size_t)i * bsz, bsz);
         k45_load(Q5, g + (size_t)i * bsz, &kb);
         k45_pre *P = pre + i;
         _Pragma("GCC unroll 16")
@@ -164,9 +165,10 @@ typedef struct {
 } q6_pre;
 #define Q6_PRE_MAX 32 /* blocks (k <= 8192): 87 KiB on the stack */
 
-Q_INLINE void q6_unpack(const char *g, int64_t nb, q6_pre *pre) {
+Q_INLINE void q6_unpack(const char *g, int64_t nb, q6_pre *pre, bool pf) {
     for (int64_t i = 0; i < nb; i++) {
         const blk_q6_K_r8 *b = (const blk_q6_K_r8 *)g + i;
+        if (pf) r8_prefetch((const char *)b, sizeof *b);
         q6_pre *P = pre + i;
         _Pragma("GCC unroll 16")
         for (int j = 0; j < 16; j++) P->scv[j] = q6_scv(b, j);

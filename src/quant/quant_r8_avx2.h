@@ -155,15 +155,16 @@ Q_INLINE __m256i r8_scale_bsums(__m256i S, const int16_t *bs) {
     static void name(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs,      \
                      int64_t nc, float *y, int64_t ys) {                                              \
         const int64_t nb = k / QK_K;                                                                  \
+        const bool pf_ = r8_pf(nc);                                                                   \
         for (int64_t r = 0; r < nr; r += 8) {                                                         \
             const char *g = (const char *)W + (size_t)r * ws;                                         \
             R8_TILE_LOOP(N, nc, R8_N_CALL, TILE);                                                         \
         }                                                                                             \
     }
-#define R8_N_CALL(T, NC, c) T(NC, g, nb, (const char *)xq + (size_t)(c) * xs, xs, y + (c) * ys + r, ys, (c) == 0)
+#define R8_N_CALL(T, NC, c) T(NC, g, nb, (const char *)xq + (size_t)(c) * xs, xs, y + (c) * ys + r, ys, (c) == 0 && pf_)
 #define R8_DRIVER(name, TILE) R8_DRIVER_N(name, TILE, 4)
 
-/* R8_DRIVER_N with the row group's blocks unpacked once (UNPACK(g, nb, pre), into PRE_T
+/* R8_DRIVER_N with the row group's blocks unpacked once (UNPACK(g, nb, pre, pf), into PRE_T
  * pre[PRE_MAX] on the stack) where two or more full tiles of N columns share it:
  * TILE(NC, g, P, nb, x, xs, y, ys, pf), P the unpacked blocks or NULL (as R8_DRIVER_BP). */
 #define R8_DRIVER_PRE(name, TILE, N, PRE_T, PRE_MAX, UNPACK)                                         \
@@ -171,24 +172,24 @@ Q_INLINE __m256i r8_scale_bsums(__m256i S, const int16_t *bs) {
                      int64_t nc, float *y, int64_t ys) {                                              \
         const int64_t nb = k / QK_K;                                                                  \
         PRE_T pre[PRE_MAX];                                                                           \
-        const bool unpack = nc >= 2 * (N) && nb <= (PRE_MAX);                                        \
+        const bool unpack = nc >= 2 * (N) && nb <= (PRE_MAX), pf_ = r8_pf(nc);                       \
         for (int64_t r = 0; r < nr; r += 8) {                                                         \
             const char *g = (const char *)W + (size_t)r * ws;                                         \
             if (unpack) {                                                                             \
-                UNPACK(g, nb, pre);                                                                   \
+                UNPACK(g, nb, pre, pf_);                                                              \
                 R8_TILE_LOOP(N, nc, R8_PRE_CALL_P, TILE);                                             \
             } else {                                                                                  \
                 R8_TILE_LOOP(N, nc, R8_PRE_CALL_0, TILE);                                             \
             }                                                                                         \
         }                                                                                             \
     }
-#define R8_PRE_CALL_P(T, NC, c) T(NC, g, pre, nb, (const char *)xq + (size_t)(c) * xs, xs, y + (c) * ys + r, ys, (c) == 0)
-#define R8_PRE_CALL_0(T, NC, c) T(NC, g, NULL, nb, (const char *)xq + (size_t)(c) * xs, xs, y + (c) * ys + r, ys, (c) == 0)
+#define R8_PRE_CALL_P(T, NC, c) T(NC, g, pre, nb, (const char *)xq + (size_t)(c) * xs, xs, y + (c) * ys + r, ys, (c) == 0 && pf_)
+#define R8_PRE_CALL_0(T, NC, c) T(NC, g, NULL, nb, (const char *)xq + (size_t)(c) * xs, xs, y + (c) * ys + r, ys, (c) == 0 && pf_)
 
 /* R8_DRIVER_N for the Q4_K/Q5_K tiles, with the minimums' table (k8_bp_prepare) built per
  * chunk of columns (outer): TILE(NC, g, P, nb, x, xs, bp, y, ys, pf), bp the tile's first
  * column's table rows. Where two or more full tiles share a row group, its blocks are
- * unpacked once (UNPACK(g, nb, pre), into PRE_T pre[PRE_MAX] on the stack) and the tiles get
+ * unpacked once (UNPACK(g, nb, pre, pf), into PRE_T pre[PRE_MAX] on the stack) and the tiles get
  * them as P (else P is NULL and they unpack g themselves): the unpacking is then paid once per
  * row group instead of once per tile. */
 #define R8_DRIVER_BP(name, TILE, N, PRE_T, PRE_MAX, UNPACK)                                                     \
@@ -197,6 +198,7 @@ Q_INLINE __m256i r8_scale_bsums(__m256i S, const int16_t *bs) {
         const int64_t nb = k / QK_K;                                                                          \
         int32_t bp[4 * K8_BP_N];                                                                              \
         PRE_T pre[PRE_MAX];                                                                                   \
+        const bool pf_ = r8_pf(nc);                                                                           \
         MR_ASSERT(nb <= K8_BP_N);                                                                             \
         const int64_t cmax = K8_BP_N / nb, nch = (nc + cmax - 1) / cmax;                                      \
         int64_t chunk = (nc + nch - 1) / nch; /* as few chunks as fit, even, whole tiles where possible */    \
@@ -210,7 +212,7 @@ Q_INLINE __m256i r8_scale_bsums(__m256i S, const int16_t *bs) {
                 const char *g = (const char *)W + (size_t)r * ws;                                             \
                 float *yr = y + c0 * ys + r;                                                                  \
                 if (unpack) {                                                                                 \
-                    UNPACK(g, nb, pre);                                                                       \
+                    UNPACK(g, nb, pre, pf_);                                                                  \
                     R8_TILE_LOOP(N, n, R8_BP_CALL_P, TILE);                                                   \
                 } else {                                                                                      \
                     R8_TILE_LOOP(N, n, R8_BP_CALL_0, TILE);                                                       \
@@ -218,8 +220,8 @@ Q_INLINE __m256i r8_scale_bsums(__m256i S, const int16_t *bs) {
             }                                                                                                 \
         }                                                                                                     \
     }
-#define R8_BP_CALL_P(T, NC, c) T(NC, g, pre, nb, xc0 + (size_t)(c) * xs, xs, bp + 4 * (c) * nb, yr + (c) * ys, ys, (c) == 0)
-#define R8_BP_CALL_0(T, NC, c) T(NC, g, NULL, nb, xc0 + (size_t)(c) * xs, xs, bp + 4 * (c) * nb, yr + (c) * ys, ys, (c) == 0)
+#define R8_BP_CALL_P(T, NC, c) T(NC, g, pre, nb, xc0 + (size_t)(c) * xs, xs, bp + 4 * (c) * nb, yr + (c) * ys, ys, (c) == 0 && pf_)
+#define R8_BP_CALL_0(T, NC, c) T(NC, g, NULL, nb, xc0 + (size_t)(c) * xs, xs, bp + 4 * (c) * nb, yr + (c) * ys, ys, (c) == 0 && pf_)
 
 /* ---- 32-element block types (Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 _R8F) ---------------------------------------- */
 
@@ -272,6 +274,7 @@ Q_INLINE void rb_prepare(const int T, const bool vnni, const char *xv, size_t xs
     static void name(const void *W, size_t ws, int64_t k, int64_t nr, const void *xq, size_t xs, int64_t nc,  \
                      float *y, int64_t ys) {                                                                  \
         const int rb_t_ = T; /* for R8_RB_CALL */                                                             \
+        const bool pf_ = r8_pf(nc);                                                                           \
         const int64_t nb = k / 32;                                                                            \
         rb_pre pre[RB_PRE_N];                                                                                 \
         const int64_t chunk = MR_MAX((int64_t)4, (RB_PRE_N / nb) & ~(int64_t)7); /* nb <= 2048: >= 4 */      \
@@ -286,6 +289,6 @@ Q_INLINE void rb_prepare(const int T, const bool vnni, const char *xv, size_t xs
             }                                                                                                 \
         }                                                                                                     \
     }
-#define R8_RB_CALL(TL, NC, c) TL(rb_t_, NC, g, nb, xc0 + (size_t)(c) * xs, xs, pre + (c) * nb, yr + (c) * ys, ys, (c) == 0)
+#define R8_RB_CALL(TL, NC, c) TL(rb_t_, NC, g, nb, xc0 + (size_t)(c) * xs, xs, pre + (c) * nb, yr + (c) * ys, ys, (c) == 0 && pf_)
 
 #endif

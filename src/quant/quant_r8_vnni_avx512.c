@@ -106,10 +106,11 @@ typedef struct {
 } k45z_pre;
 #define K45Z_PRE_MAX 32 /* blocks (k <= 8192): 80 KiB on the stack */
 
-Q_INLINE void k45z_unpack(const int Q5, const char *g, int64_t nb, k45z_pre *pre) {
+Q_INLINE void k45z_unpack(const int Q5, const char *g, int64_t nb, k45z_pre *pre, bool pf) {
     const size_t bsz = Q5 ? sizeof(blk_q5_K_r8) : sizeof(blk_q4_K_r8);
     for (int64_t i = 0; i < nb; i++) {
         k45_blk kb;
+        if (pf) r8_prefetch(g + (size_t)i * bsz, bsz);
         k45_load(Q5, g + (size_t)i * bsz, &kb);
         k45z_pre *P = pre + i;
         _Pragma("GCC unroll 16")
@@ -236,9 +237,10 @@ typedef struct {
 } q6z_pre;
 #define Q6Z_PRE_MAX 32 /* blocks (k <= 8192): 101 KiB on the stack */
 
-Q_INLINE void q6z_unpack(const char *g, int64_t nb, q6z_pre *pre) {
+Q_INLINE void q6z_unpack(const char *g, int64_t nb, q6z_pre *pre, bool pf) {
     for (int64_t i = 0; i < nb; i++) {
         const blk_q6_K_r8 *b = (const blk_q6_K_r8 *)g + i;
+        if (pf) r8_prefetch((const char *)b, sizeof *b);
         q6z_pre *P = pre + i;
         _Pragma("GCC unroll 16")
         for (int j = 0; j < 16; j++) {
