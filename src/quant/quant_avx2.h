@@ -66,10 +66,10 @@ Q_INLINE void q_prefetch(const char *pf, size_t step, int64_t i) {
  * for calls of 4 columns or more (prompts), on by default: there each weight block serves
  * several column tiles, and the loads of a row group (or its unpacking) are a short burst
  * between long stretches of arithmetic that the hardware prefetcher does not cover (Zen 4:
- * DeepSeek-V2-Lite pp128 +4-10 %, Qwen3-30B-A3B pp128/pp512 +0-7 %; with 2 or 3 columns,
+ * DeepSeek-V2-Lite pp128 +4-14 %, Qwen3-30B-A3B pp128/pp512 +0-9 %; with 2 or 3 columns,
  * still nearly bandwidth-bound, it measured either way, so those follow the matvec switch);
- * MOERUN_PREFETCH_MM=0|1 overrides. The drivers decide once
- * per call (r8_pf) and r8_prefetch itself always prefetches. */
+ * MOERUN_PREFETCH sets both switches, MOERUN_PREFETCH_MM=0|1 this one. The drivers decide once
+ * per call (r8_pf); r8_prefetch itself always prefetches. */
 #ifndef R8_PF_DIST
 #define R8_PF_DIST 8192
 #endif
