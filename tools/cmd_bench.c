@@ -20,6 +20,7 @@
  * bench parses its own flags.
  */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,7 +102,9 @@ static void usage(FILE *f) {
             "attention reads) x tokens/s / bandwidth: the median over repetitions of each one's rate over\n"
             "the larger of its two measurements (JSON/CSV roofline_best: the mean rate over the best\n"
             "bandwidth of the whole test; the only figure with --bandwidth-gbs or --bandwidth-cached).\n"
-            "\"~\" marks an estimate from the model's active size when the engine did not count.\n");
+            "\"~\" marks an estimate from the model's active size when the engine did not count.\n"
+            "Tests whose probes spread by more than 25 %% (highest / lowest) are listed on stderr after\n"
+            "the table: their t/s moved with the machine, so compare them by the roofline column.\n");
 }
 
 static int usage_err(const char *fmt, const char *a) {
@@ -421,6 +424,8 @@ static int run_test(const opts *o, loaded *L, bench_result *r, bench_progress *p
         if (bench_result_add_sample(r, r->n_prompt + r->n_gen, dt)) rc = -1;
         if (probe) {
             bw_prev = probe_bw(r->n_threads, peak);
+            bench_result_note_probe(r, bw_before);
+            bench_result_note_probe(r, bw_prev);
             if (bench_result_add_bw(r, bw_before > bw_prev ? bw_before : bw_prev)) rc = -1;
         }
     }
@@ -470,6 +475,22 @@ typedef struct {
     int n_prompt, n_gen;
 } test_shape;
 
+/* Append a printf-formatted line to *buf (NULL: empty); on failure *buf stays as it was. */
+static void note_add(char **buf, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    const int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    const size_t len = *buf ? strlen(*buf) : 0;
+    char *b = realloc(*buf, len + (size_t)n + 1);
+    if (!b) return;
+    va_start(ap, fmt);
+    vsnprintf(b + len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    *buf = b;
+}
+
 static int run_all(opts *o, int argc, char **argv) {
     bench_env env;
     bench_env_fill(&env);
@@ -513,6 +534,7 @@ static int run_all(opts *o, int argc, char **argv) {
     bench_progress pr;
     bench_progress_init(&pr, o->progress);
     int idx = 0, rc = 0, emitted = 0;
+    char *notes = NULL; /* bandwidth notes, printed after the table */
     for (int im = 0; im < o->n_models && !rc; im++)
     for (int ig = 0; ig < o->ngl.n && !rc; ig++)
     for (int ic = 0; ic < o->ncmoe.n && !rc; ic++)
@@ -606,6 +628,13 @@ static int run_all(opts *o, int argc, char **argv) {
                 bench_progress_done(&pr);
                 emit(o, &cols, &env, &r, emitted == 0);
                 emitted++;
+                double lo, hi;
+                if (bench_bw_moved(&r, &lo, &hi)) {
+                    char test[64];
+                    bench_test_name(&r, test, sizeof test);
+                    note_add(&notes, "  %s, %d thread(s): %.1f - %.1f GB/s (%.2fx)\n", test, r.n_threads, lo, hi,
+                             hi / lo);
+                }
             }
             bench_result_free(&r);
         }
@@ -614,6 +643,13 @@ static int run_all(opts *o, int argc, char **argv) {
     bench_progress_done(&pr);
     if (o->out == OUT_JSON) printf("%s]\n", emitted ? "\n" : "");
     fflush(stdout);
+    if (notes) { /* after the table, not inside it */
+        fprintf(stderr,
+                "moerun bench: note: the memory bandwidth moved by more than %.0f %% during these tests, and t/s "
+                "moves with it (compare runs by the roofline column, or interleave them: moerun ab):\n%s",
+                (BENCH_BW_MOVED - 1.0) * 100.0, notes);
+        free(notes);
+    }
     free(bw);
     free(shapes);
     return rc;

@@ -90,6 +90,8 @@ typedef struct {
     double *samples_bw;                 /* per repetition, the bandwidth measured right around its timed
                                            part (GB/s; NULL when the run measured once) */
     int n_samples_bw;
+    double bw_probe_min;                /* the lowest bandwidth probe seen around the repetitions (GB/s;
+                                           0 none): with samples_bw, bench_bw_moved's range */
     double roofline;                    /* with samples_bw: the median over repetitions of (weight + KV bytes
                                            per second) / that repetition's bandwidth; else roofline_best.
                                            NAN unknown */
@@ -106,6 +108,14 @@ void bench_result_free(bench_result *r);
 int bench_result_add_sample(bench_result *r, int n_tokens, double seconds);
 /* Append one repetition's bandwidth (GB/s, <= 0: unknown), in the samples' order. */
 int bench_result_add_bw(bench_result *r, double gbs);
+/* Note one bandwidth probe taken around a repetition (before or after it; <= 0: ignored) for
+ * bench_bw_moved. */
+void bench_result_note_probe(bench_result *r, double gbs);
+/* Whether the machine's bandwidth moved by more than BENCH_BW_MOVED (highest / lowest probe)
+ * during the test, and its range (*lo, *hi in GB/s). On VMs whose bandwidth jumps between
+ * states, t/s follows it and a difference between two runs can be the machine's. */
+#define BENCH_BW_MOVED 1.25
+bool bench_bw_moved(const bench_result *r, double *lo, double *hi);
 /* Recompute the mean/stddev fields and the roofline from samples and bytes. */
 void bench_result_finish(bench_result *r);
 /* "pp512", "tg128", "pp512+tg128", with " @ d1024" for a depth. */

@@ -96,6 +96,23 @@ int bench_result_add_bw(bench_result *r, double gbs) {
     return 0;
 }
 
+void bench_result_note_probe(bench_result *r, double gbs) {
+    if (gbs > 0 && isfinite(gbs) && (r->bw_probe_min <= 0 || gbs < r->bw_probe_min)) r->bw_probe_min = gbs;
+}
+
+bool bench_bw_moved(const bench_result *r, double *lo, double *hi) {
+    double l = r->bw_probe_min > 0 ? r->bw_probe_min : INFINITY, h = 0;
+    for (int i = 0; i < r->n_samples_bw; i++) {
+        const double g = r->samples_bw[i];
+        if (!(g > 0)) continue;
+        if (g < l) l = g;
+        if (g > h) h = g;
+    }
+    if (!(h > 0) || !isfinite(l)) return false;
+    *lo = l, *hi = h;
+    return h > BENCH_BW_MOVED * l;
+}
+
 /* Mean/stddev of the samples; the roofline is the bytes read per second (weights, and the KV
  * cache rows decode steps' attention reads) over the measured bandwidth:
  * (bytes/token) * (tokens/s) / (GB/s * 1e9). roofline_best divides the mean rate by the best

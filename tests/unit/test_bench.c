@@ -418,6 +418,30 @@ static void test_bandwidth(void) {
     rmdir(dir);
 }
 
+/* bench_bw_moved: the range over the per-repetition bandwidths and the probes noted around them. */
+static void test_bw_moved(void) {
+    bench_result r;
+    bench_result_init(&r);
+    double lo = -1, hi = -1;
+    CHECK(!bench_bw_moved(&r, &lo, &hi) && lo == -1, "no probes: not moved");
+    CHECK(bench_result_add_bw(&r, 60.0) == 0 && bench_result_add_bw(&r, 55.0) == 0, "add bw");
+    bench_result_note_probe(&r, 60.0), bench_result_note_probe(&r, 55.0);
+    CHECK(!bench_bw_moved(&r, &lo, &hi), "60 / 55 GB/s: within %.2fx", BENCH_BW_MOVED);
+    CHECK(lo == 55.0 && hi == 60.0, "range %g - %g", lo, hi);
+    /* a slow probe before a repetition whose after-probe (the sample, their max) was fast */
+    bench_result_note_probe(&r, 34.0);
+    bench_result_note_probe(&r, 0.0); /* unknown: ignored */
+    bench_result_note_probe(&r, NAN);
+    CHECK(bench_bw_moved(&r, &lo, &hi) && lo == 34.0 && hi == 60.0, "34 - 60 GB/s moved: %g - %g", lo, hi);
+    bench_result_free(&r);
+    /* the samples alone, with an unknown one */
+    bench_result_init(&r);
+    CHECK(bench_result_add_bw(&r, 0.0) == 0 && bench_result_add_bw(&r, 70.0) == 0 && bench_result_add_bw(&r, 37.0) == 0,
+          "add bw");
+    CHECK(bench_bw_moved(&r, &lo, &hi) && lo == 37.0 && hi == 70.0, "samples 37 - 70: %g - %g", lo, hi);
+    bench_result_free(&r);
+}
+
 static void test_tokens(void) {
     mr_token a[100], b[100];
     bench_random_tokens(a, 100, 1000, 7);
@@ -439,6 +463,7 @@ int main(void) {
     test_compare();
     test_svg();
     test_bandwidth();
+    test_bw_moved();
     test_tokens();
     return check_done();
 }
