@@ -16,6 +16,7 @@
  *      untimed) lets recurrent models rewind their state to it in 1 and 2.
  * TG defaults to ub / 4 (as sweep-bench) unless -n is given.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,7 +85,9 @@ static const args_cmd k_cmd = {
     "  --plot A.json ...  with --svg: chart saved sweeps (no model needed)\n"
     "  --no-warmup        skip the one-token warm-up\n"
     "Steps N_KV = 0, ub, 2 ub, ... < -c: generate n tokens at depth N_KV (timed), drop them,\n"
-    "then process ub prompt tokens at N_KV (timed); as ik_llama.cpp's sweep-bench.\n",
+    "then process ub prompt tokens at N_KV (timed); as ik_llama.cpp's sweep-bench. On the CPU the\n"
+    "read bandwidth is probed around each TG step (~0.1 s each, untimed); if it moved by more than\n"
+    "25 %, a note after the table gives the range: S_TG then moves with the machine, not only N_KV.\n",
     extra_flag, NULL};
 
 static const char *base_name(const char *p) {
@@ -163,6 +166,8 @@ static json_t *params_json(const mr_args *a, int n_ctx, int tg) {
     return p;
 }
 
+#define SWEEP_PROBE_BYTES ((size_t)256 << 20) /* as bench's per-repetition probes */
+
 /* The sweep proper on a loaded model; rows go to stdout and into s. */
 static int sweep_run(mr_args *a, const sweep_opts *o, mr_model *m, sweep_series *s, int *n_ctx_out, int *tg_out) {
     mr_ctx *c = mr_ctx_new(m, &a->ctx);
@@ -196,6 +201,14 @@ static int sweep_run(mr_args *a, const sweep_opts *o, mr_model *m, sweep_series 
     }
     bench_progress pr;
     bench_progress_init(&pr, false);
+    /* on the CPU, the bandwidth right before and after each TG step (as bench's probes): a VM whose
+     * bandwidth jumps moves S_TG as much as the depth does, and the note after the table says so */
+    mr_ctx_offload_info oi;
+    mr_ctx_get_offload(c, &oi);
+    const bool probe = tg > 0 && oi.n_layers_dev == 0 && !oi.output_dev;
+    const int probe_threads = a->ctx.n_threads > 0 ? a->ctx.n_threads : mr_cpu_physical_cores();
+    double bw_lo = INFINITY, bw_hi = 0;
+    int kv_lo = 0, kv_hi = 0;
     int steps = n_ctx / ub, step = 0;
     uint64_t seed = 1;
     for (int n_kv = 0; !rc && n_kv + MR_MAX(ub, tg) <= n_ctx; n_kv += ub, step++) {
@@ -204,10 +217,17 @@ static int sweep_run(mr_args *a, const sweep_opts *o, mr_model *m, sweep_series 
         bench_progress_update(&pr, "sweep step %d/%d: N_KV %d", step + 1, steps, n_kv);
         if (tg > 0) {
             if (mr_kv_seq_rm(c, 0, n_kv, -1)) { rc = -1; break; }
+            const double bw0 = probe ? bench_bandwidth_gbs(probe_threads, SWEEP_PROBE_BYTES, 3) : 0;
             double t0 = mr_time_s();
             if ((rc = bench_decode_gen(c, toks + ub, tg, n_kv))) break;
             row.t_tg = mr_time_s() - t0;
             row.speed_tg = row.t_tg > 0 ? tg / row.t_tg : 0;
+            const double bw1 = probe ? bench_bandwidth_gbs(probe_threads, SWEEP_PROBE_BYTES, 3) : 0;
+            for (int i = 0; i < 2; i++) {
+                const double g = i ? bw1 : bw0;
+                if (g > 0 && g < bw_lo) bw_lo = g, kv_lo = n_kv;
+                if (g > bw_hi) bw_hi = g, kv_hi = n_kv;
+            }
         }
         if (mr_kv_seq_rm(c, 0, n_kv, -1)) { rc = -1; break; }
         double t0 = mr_time_s();
@@ -234,6 +254,11 @@ static int sweep_run(mr_args *a, const sweep_opts *o, mr_model *m, sweep_series 
         if (sweep_series_add(s, &row)) rc = -1;
     }
     bench_progress_done(&pr);
+    if (!rc && bench_bw_spread(bw_lo, bw_hi))
+        fprintf(stderr,
+                "moerun sweep: note: the memory bandwidth moved between %.1f GB/s (at N_KV %d) and %.1f GB/s (at "
+                "N_KV %d) during the TG steps (%.2fx): S_TG moves with it as well as with N_KV\n",
+                bw_lo, kv_lo, bw_hi, kv_hi, bw_hi / bw_lo);
     if (rc) fprintf(stderr, "moerun sweep: %s\n", mr_last_error());
     else if (s->n_rows == 0)
         fprintf(stderr, "moerun sweep: no step fits: -c %d is smaller than -ub %d (or -n %d)\n", n_ctx, ub, tg), rc = 2;

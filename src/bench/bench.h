@@ -116,6 +116,8 @@ void bench_result_note_probe(bench_result *r, double gbs);
  * states, t/s follows it and a difference between two runs can be the machine's. */
 #define BENCH_BW_MOVED 1.25
 bool bench_bw_moved(const bench_result *r, double *lo, double *hi);
+/* hi > BENCH_BW_MOVED * lo with both known (> 0, finite): the test of bench_bw_moved and sweep. */
+bool bench_bw_spread(double lo, double hi);
 /* Recompute the mean/stddev fields and the roofline from samples and bytes. */
 void bench_result_finish(bench_result *r);
 /* "pp512", "tg128", "pp512+tg128", with " @ d1024" for a depth. */

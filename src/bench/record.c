@@ -110,7 +110,11 @@ bool bench_bw_moved(const bench_result *r, double *lo, double *hi) {
     }
     if (!(h > 0) || !isfinite(l)) return false;
     *lo = l, *hi = h;
-    return h > BENCH_BW_MOVED * l;
+    return bench_bw_spread(l, h);
+}
+
+bool bench_bw_spread(double lo, double hi) {
+    return lo > 0 && isfinite(lo) && isfinite(hi) && hi > BENCH_BW_MOVED * lo;
 }
 
 /* Mean/stddev of the samples; the roofline is the bytes read per second (weights, and the KV

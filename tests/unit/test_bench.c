@@ -440,6 +440,10 @@ static void test_bw_moved(void) {
           "add bw");
     CHECK(bench_bw_moved(&r, &lo, &hi) && lo == 37.0 && hi == 70.0, "samples 37 - 70: %g - %g", lo, hi);
     bench_result_free(&r);
+    /* sweep's test of its own range (INFINITY / 0: no probe) */
+    CHECK(bench_bw_spread(34.0, 62.0) && !bench_bw_spread(50.0, 60.0), "spread 34-62 yes, 50-60 no");
+    CHECK(!bench_bw_spread(INFINITY, 0.0) && !bench_bw_spread(0.0, 60.0) && !bench_bw_spread(30.0, NAN),
+          "unknown ends: no spread");
 }
 
 static void test_tokens(void) {
