@@ -20,12 +20,12 @@
  * bench parses its own flags.
  */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "ab/ab.h"
 #include "base/base.h"
 #include "bench/bench.h"
 #include "commands.h"
@@ -475,22 +475,6 @@ typedef struct {
     int n_prompt, n_gen;
 } test_shape;
 
-/* Append a printf-formatted line to *buf (NULL: empty); on failure *buf stays as it was. */
-static void note_add(char **buf, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    const int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    const size_t len = *buf ? strlen(*buf) : 0;
-    char *b = realloc(*buf, len + (size_t)n + 1);
-    if (!b) return;
-    va_start(ap, fmt);
-    vsnprintf(b + len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    *buf = b;
-}
-
 static int run_all(opts *o, int argc, char **argv) {
     bench_env env;
     bench_env_fill(&env);
@@ -534,7 +518,7 @@ static int run_all(opts *o, int argc, char **argv) {
     bench_progress pr;
     bench_progress_init(&pr, o->progress);
     int idx = 0, rc = 0, emitted = 0;
-    char *notes = NULL; /* bandwidth notes, printed after the table */
+    ab_buf notes = {0}; /* bandwidth notes, printed after the table */
     for (int im = 0; im < o->n_models && !rc; im++)
     for (int ig = 0; ig < o->ngl.n && !rc; ig++)
     for (int ic = 0; ic < o->ncmoe.n && !rc; ic++)
@@ -632,8 +616,8 @@ static int run_all(opts *o, int argc, char **argv) {
                 if (bench_bw_moved(&r, &lo, &hi)) {
                     char test[64];
                     bench_test_name(&r, test, sizeof test);
-                    note_add(&notes, "  %s, %d thread(s): %.1f - %.1f GB/s (%.2fx)\n", test, r.n_threads, lo, hi,
-                             hi / lo);
+                    ab_printf(&notes, "  %s, %d thread(s): %.1f - %.1f GB/s (%.2fx)\n", test, r.n_threads, lo, hi,
+                              hi / lo);
                 }
             }
             bench_result_free(&r);
@@ -643,13 +627,12 @@ static int run_all(opts *o, int argc, char **argv) {
     bench_progress_done(&pr);
     if (o->out == OUT_JSON) printf("%s]\n", emitted ? "\n" : "");
     fflush(stdout);
-    if (notes) { /* after the table, not inside it */
+    if (notes.n) /* after the table, not inside it */
         fprintf(stderr,
                 "moerun bench: note: the memory bandwidth moved by more than %.0f %% during these tests, and t/s "
                 "moves with it (compare runs by the roofline column, or interleave them: moerun ab):\n%s",
-                (BENCH_BW_MOVED - 1.0) * 100.0, notes);
-        free(notes);
-    }
+                (BENCH_BW_MOVED - 1.0) * 100.0, notes.s);
+    ab_buf_free(&notes);
     free(bw);
     free(shapes);
     return rc;
