@@ -77,8 +77,8 @@ int cpu_attn_multi_tokens(const cpu_attn_args *a) {
     if ((a->k_type != MR_TYPE_F16 && a->k_type != MR_TYPE_Q8_0) || (vt != MR_TYPE_F16 && vt != MR_TYPE_Q8_0) ||
         a->dk % 16 || a->dv % 32 || (a->k_type == MR_TYPE_Q8_0 && a->dk % 32))
         return 0;
-    /* a q8_0 V that the decode kernel takes in integer products (MLA's latent): left to it */
-    if (vt == MR_TYPE_Q8_0 && a->dv >= CPU_ATTN_INT8_V_MIN_DV && cpu_attn_int8_v()) return 0;
+    /* a wide q8_0 V that the decode kernel takes in integer products (MLA's latent): left to it */
+    if (vt == MR_TYPE_Q8_0 && a->dv >= CPU_ATTN_INT8_V_MULTI_DV && cpu_attn_int8_v()) return 0;
     const char *e = getenv("MOERUN_ATTN_MULTI");
     if (e && !strcmp(e, "0")) return 0;
     const int nt = multi_nt(a);

@@ -76,12 +76,16 @@ void cpu_attn_head(const cpu_attn_args *a, int kvh, const float *q, int32_t pos,
  * head that sees no cell there: m -inf, l 0, out zeros). cpu_attn_merge: the np parts (part p's
  * out at parts + p * g * dv, its m/l at mls + p * 2 * g, in cell order) into the normalized
  * output (g x dv), as one online softmax over all cells would give to float rounding. */
-/* With a q8_0 V of at least CPU_ATTN_INT8_V_MIN_DV elements (MLA's latent) on AVX-512 VNNI CPUs
- * the decode kernels compute the V pass in integer products (attn_avx512.c: the
- * probability-times-scale weights rounded to 8 bits per 32 cells, about as much rounding as
- * llama.cpp's q8_0 query against a q8_0 K); MOERUN_ATTN_V8=0 keeps it in f32.
+/* With a q8_0 V of at least CPU_ATTN_INT8_V_MIN_DV elements (GQA heads of 128, MLA's latent of
+ * 512) on AVX-512 VNNI CPUs the decode kernels compute the V pass in integer products
+ * (attn_avx512.c: the probability-times-scale weights rounded to 8 bits per 32 cells, about as
+ * much rounding as llama.cpp's q8_0 query against a q8_0 K); MOERUN_ATTN_V8=0 keeps it in f32.
+ * Several tokens at once (cpu_attn_multi) keep the f32 V pass, except a V of at least
+ * CPU_ATTN_INT8_V_MULTI_DV (MLA's latent), which they leave to the decode kernel; a prompt's
+ * attention can thus differ from the same tokens decoded one at a time by that rounding.
  * cpu_attn_set_int8_v: 1 / 0 force it on / off, -1 back to the environment's choice (tests). */
-#define CPU_ATTN_INT8_V_MIN_DV 256
+#define CPU_ATTN_INT8_V_MIN_DV 128
+#define CPU_ATTN_INT8_V_MULTI_DV 256
 bool cpu_attn_int8_v(void);
 void cpu_attn_set_int8_v(int on);
 /* MOERUN_ATTN_BF16=1 (off by default): with an f16 K and V of at least CPU_ATTN_BF16_MIN_DV
@@ -109,11 +113,11 @@ void cpu_attn_merge(int g, int dv, int np, const float *parts, const float *mls,
  * q + t * qs, its output at out + t * os, its position and sequence pos[t],
  * seq[t]) in one pass over the cache, each K/V row converted once for all of
  * them. cpu_attn_multi_tokens(a): the nt to use, or 0 where the path does not
- * apply (ref, K/V neither f16 nor q8_0, a q8_0 V that the decode kernel takes
- * in integer products, softcap, head sizes, a CPU without AVX-512 VNNI): then
+ * apply (ref, K/V neither f16 nor q8_0, a q8_0 V of CPU_ATTN_INT8_V_MULTI_DV or
+ * more that the decode kernel takes in integer products, softcap, head sizes, a CPU without AVX-512 VNNI): then
  * run cpu_attn_head per token. scratch as cpu_attn_head's
  * (cpu_attn_scratch_floats covers both). Gives cpu_attn_head's outputs bit for
- * bit (test_attn). */
+ * bit with the integer V pass off (test_attn). */
 #define CPU_ATTN_MULTI_MB 64 /* cells per block */
 int cpu_attn_multi_tokens(const cpu_attn_args *a);
 void cpu_attn_multi(const cpu_attn_args *a, int kvh, int nt, const float *q, size_t qs, const int32_t *pos,

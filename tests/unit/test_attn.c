@@ -414,12 +414,17 @@ static void check_multi(uint32_t kt, uint32_t vt, int g, int n_kv, int dk, int d
     float *o1 = mr_malloc(sizeof(float) * (size_t)T * H * dv), *om = mr_malloc(sizeof(float) * (size_t)T * H * dv);
     const size_t nf = cpu_attn_scratch_floats(&s.a);
     float *scratch = mr_malloc_aligned(sizeof(float) * nf);
-    cpu_attn_set_bf16(0); /* the multi-token path is the f32 products' twin (the bf16 ones: check_case) */
+    /* the multi-token path is the f32 products' twin (the bf16 products and the integer V pass:
+     * check_case) */
+    const bool i8 = cpu_attn_int8_v();
+    cpu_attn_set_bf16(0);
+    cpu_attn_set_int8_v(0);
     for (int t = 0; t < T; t++)
         for (int kvh = 0; kvh < n_kv; kvh++)
             cpu_attn_head(&s.a, kvh, q + ((size_t)t * H + (size_t)kvh * g) * dk, pos[t], seq[t],
                           o1 + ((size_t)t * H + (size_t)kvh * g) * dv, scratch);
     cpu_attn_set_bf16(1);
+    cpu_attn_set_int8_v(i8);
     const int nt = cpu_attn_multi_tokens(&s.a);
     char nm[200];
     snprintf(nm, sizeof nm, "multi: %s/%s g %d kv %d dk %d dv %d%s depth %d%s swa %d %s", mr_type_name(kt),
