@@ -157,32 +157,35 @@ void attn_q8_prep_z(attn_job *j, const float *q) {
     }
 }
 
-/* The scores of the W (1 or 2) tiles at tile tp for 4 cells r[]: per block, each cell's 32 K
- * bytes are broadcast 4 at a time straight from the row and made unsigned (+128, a vpxor) as
- * vpdpbusd's operand against the signed queries, and 128 * the queries' sum is taken off: the
+/* The scores of the W (1 or 2) tiles at tile tp for NC = 8 / W cells r[] (eight vpdpbusd chains
+ * either way): per block, each cell's 32 K bytes are broadcast 4 at a time straight from the row
+ * and made unsigned (+128, a vpxor) as vpdpbusd's operand against the signed queries, and 128 *
+ * the queries' sum is taken off (the sums start from its negative): the
  * exact int32 dot products of attn_q8_kern.h, then its float steps. (Biasing a cell's 32 bytes
  * once into a stack copy and broadcasting from there took fewer vpxor, but the broadcasts
  * stalled on the copy's stores where it and the cache rows collided: bench_attn -g 8 with a
  * warm cache 225 -> 170 us, MLA 495 -> 439 us; cold 193 -> 187 us.) 256-bit vectors: VNNI
  * there issues on two ports, on 512-bit ones on one (and a 512-bit op idles a port), so a zmm
  * holding both tiles would gain nothing. s[c * W + w]: cell c, tile tp + w. */
-ATTN_AI void q8z_dot4(const int W, const attn_job *j, int tp, const uint8_t *const r[4], __m256 s[8]) {
+ATTN_AI void q8z_dot(const int NC, const int W, const attn_job *j, int tp, const uint8_t *const r[8], __m256 s[8]) {
     const int dk = j->dk, nbk = dk / 32;
     const uint8_t *qs = j->qt + (size_t)tp * dk * 8;
     const int32_t *corr = (const int32_t *)(j->aqt + (size_t)tp * dk * 8);
     const float *dq = j->dq + (size_t)tp * nbk * 8;
     const __m256i x80 = _mm256_set1_epi8((char)0x80);
-    for (int c = 0; c < 4 * W; c++) s[c] = _mm256_setzero_ps();
+    for (int c = 0; c < NC * W; c++) s[c] = _mm256_setzero_ps();
     for (int b = 0; b < nbk; b++) {
-        __m256i acc[8];
-        for (int c = 0; c < 4 * W; c++) acc[c] = _mm256_setzero_si256();
+        __m256i acc[8], ncv[2];
+        for (int w = 0; w < W; w++)
+            ncv[w] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_loadu_si256((const __m256i *)(corr + (b * W + w) * 8)));
+        for (int c = 0; c < NC; c++)
+            for (int w = 0; w < W; w++) acc[c * W + w] = ncv[w];
+        _Pragma("GCC unroll 8")
         for (int gg = 0; gg < 8; gg++) {
             const uint8_t *qg = qs + (size_t)(b * 8 + gg) * W * 32;
             __m256i qv[2];
             for (int w = 0; w < W; w++) qv[w] = _mm256_load_si256((const __m256i *)(qg + 32 * w));
-            for (int c = 0; c < 4; c++) {
-                /* a broadcast from memory (a load port; from a register, GCC would extract each
-                 * dword with shuffles, which compete with vpdpbusd for its ports), then the +128 */
+            for (int c = 0; c < NC; c++) {
                 __m256i kb;
                 __asm__("vpbroadcastd %1, %0" : "=v"(kb) : "m"(*(const int32_t *)(r[c] + (size_t)b * ATTN_Q8B + 2 + 4 * gg)));
                 kb = _mm256_xor_si256(kb, x80);
@@ -190,11 +193,10 @@ ATTN_AI void q8z_dot4(const int W, const attn_job *j, int tp, const uint8_t *con
             }
         }
         for (int w = 0; w < W; w++) {
-            const __m256i cv = _mm256_loadu_si256((const __m256i *)(corr + (b * W + w) * 8));
             const __m256 dqv = _mm256_loadu_ps(dq + (b * W + w) * 8);
-            for (int c = 0; c < 4; c++) {
+            for (int c = 0; c < NC; c++) {
                 const __m256 d = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(attn_ld16(r[c] + (size_t)b * ATTN_Q8B))), dqv);
-                s[c * W + w] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[c * W + w], cv)), s[c * W + w]);
+                s[c * W + w] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(acc[c * W + w]), s[c * W + w]);
             }
         }
     }
@@ -207,20 +209,25 @@ ATTN_AI void q8z_scores(const int W, const attn_job *j, int tp, int c0, int n, c
     if (nv < n)
         for (int w = 0; w < W; w++)
             for (int c = 0; c < n; c++) _mm256_store_ps(S + w * ts + (size_t)c * 8, _mm256_set1_ps(-INFINITY));
-    for (int k = 0; k < nv; k += ATTN_Q8_CELLS_PER_STEP) {
-        const uint8_t *r[4];
-        for (int i = 0; i < 4; i++) r[i] = j->Kh + (size_t)idx[k + i < nv ? k + i : nv - 1] * j->krb;
-        for (int w = 0; w < W; w++) attn_pf_step(&pf); /* score_steps counts a step per tile */
+    const int NC = 8 / W; /* cells a step */
+    for (int k = 0; k < nv; k += NC) {
+        const uint8_t *r[8];
+        for (int i = 0; i < NC; i++) r[i] = j->Kh + (size_t)idx[k + i < nv ? k + i : nv - 1] * j->krb;
+        for (int w = 0; w < W * NC / 4; w++) attn_pf_step(&pf); /* score_steps counts a step per tile */
         __m256 s[8];
-        q8z_dot4(W, j, tp, r, s);
-        for (int i = 0; i < 4 && k + i < nv; i++)
-            for (int w = 0; w < W; w++) {
-                float *o = S + w * ts + (size_t)(idx[k + i] - c0) * 8;
-                _mm256_store_ps(o, _mm256_mul_ps(s[i * W + w], sc));
-                if (j->softcap > 0.0f)
-                    for (int h = 0; h < 8; h++) o[h] = j->softcap * tanhf(o[h] / j->softcap);
-            }
+        q8z_dot(NC, W, j, tp, r, s);
+        /* a constant count (the test inside): s stays in registers */
+        for (int i = 0; i < NC; i++)
+            if (k + i < nv)
+                for (int w = 0; w < W; w++)
+                    _mm256_store_ps(S + w * ts + (size_t)(idx[k + i] - c0) * 8, _mm256_mul_ps(s[i * W + w], sc));
     }
+    if (j->softcap > 0.0f)
+        for (int w = 0; w < W; w++)
+            for (int k = 0; k < nv; k++) {
+                float *o = S + w * ts + (size_t)(idx[k] - c0) * 8;
+                for (int h = 0; h < 8; h++) o[h] = j->softcap * tanhf(o[h] / j->softcap);
+            }
     *j->pf = pf;
 }
 

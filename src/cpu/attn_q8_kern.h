@@ -82,13 +82,14 @@ ATTN_AI void scores_h(const int H, const attn_job *j, int t, int c0, int n, cons
         attn_pf_step(&pf);
         __m256 s[4];
         kdot4(H, j, t, r, s);
-        for (int i = 0; i < 4 && k + i < nv; i++) {
-            float *o = S + (size_t)(idx[k + i] - c0) * 8;
-            _mm256_store_ps(o, _mm256_mul_ps(s[i], sc));
-            if (j->softcap > 0.0f)
-                for (int h = 0; h < 8; h++) o[h] = j->softcap * tanhf(o[h] / j->softcap);
-        }
+        for (int i = 0; i < 4; i++) /* a constant count (the test inside): s stays in registers */
+            if (k + i < nv) _mm256_store_ps(S + (size_t)(idx[k + i] - c0) * 8, _mm256_mul_ps(s[i], sc));
     }
+    if (j->softcap > 0.0f)
+        for (int k = 0; k < nv; k++) {
+            float *o = S + (size_t)(idx[k] - c0) * 8;
+            for (int h = 0; h < 8; h++) o[h] = j->softcap * tanhf(o[h] / j->softcap);
+        }
     *j->pf = pf;
 }
 
