@@ -255,8 +255,15 @@ static void flash(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, int
         scores_all(j, c0, n, j->idx, nv, S, (size_t)FB * 8);
         for (int t = 0; t < j->ntile; t++) {
             float *St = S + (size_t)t * FB * 8, *mt = j->m + 8 * t, *lt = j->l + 8 * t;
-            __m256 bm = _mm256_set1_ps(-INFINITY);
-            for (int k = 0; k < nv; k++) bm = _mm256_max_ps(bm, _mm256_load_ps(St + (size_t)(j->idx[k] - c0) * 8));
+            /* four chains (a max is exact in any order): vmaxps's latency, not its rate, bound one */
+            __m256 b4[4] = {_mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY),
+                            _mm256_set1_ps(-INFINITY)};
+            int k = 0;
+            for (; k + 4 <= nv; k += 4)
+                for (int u = 0; u < 4; u++)
+                    b4[u] = _mm256_max_ps(b4[u], _mm256_load_ps(St + (size_t)(j->idx[k + u] - c0) * 8));
+            for (; k < nv; k++) b4[0] = _mm256_max_ps(b4[0], _mm256_load_ps(St + (size_t)(j->idx[k] - c0) * 8));
+            const __m256 bm = _mm256_max_ps(_mm256_max_ps(b4[0], b4[1]), _mm256_max_ps(b4[2], b4[3]));
             const __m256 mo = _mm256_load_ps(mt), mn = _mm256_max_ps(mo, bm);
             const __m256 first = _mm256_cmp_ps(mo, _mm256_set1_ps(-INFINITY), _CMP_EQ_OQ);
             const __m256 r = _mm256_andnot_ps(first, cpu_exp8(_mm256_sub_ps(mo, mn))); /* 1 where the max stays */
@@ -287,6 +294,10 @@ static void flash(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, int
         /* the V pass prefetches the next block's K rows (past hi too, up to the cache's cells: a
          * part of a split decode step is followed by the next part) */
         attn_pf_start(j->pf, j->Kh, j->krb, c1, c1 + FB < a->n_cells ? c1 + FB : a->n_cells, vacc_steps(j, nv));
+        /* into L2 where the integer V pass runs (its transposed rows, weights and sums want L1):
+         * bench_attn -s -c -g 8 q8_0 180-183 -> 168-174 us; with the f32 V pass (f16 or q8_0 V)
+         * 229 -> 251 (f16), 191 -> 200 (q8_0), so L1 there */
+        j->pf->l2 = j->vi8;
         if (j->vi8) attn_vt_z(j, j->idx, nv);
         if (j->bf) attn_bf_vpairs(j, j->idx, nv);
         for (int t = 0; t < j->ntile; t++) vacc_blk(j, t, c0, j->idx, nv, S + (size_t)t * FB * 8, out);
@@ -425,7 +436,7 @@ void cpu_attn_avx2(const cpu_attn_args *a, int kvh, const float *q, int32_t pos,
         j.vt = (uint8_t *)j.pd;                           /* FB x nbv x 32 bytes = FB x nbv x 8 floats */
         j.wq = (uint32_t *)(j.pd + (size_t)FB * nbv * 8); /* 2 groups x 8 quads x nbv x 8 */
         j.vsc = (float *)(j.wq + 128 * nbv);              /* 2 x nbv x 8 */
-        j.dvf = j.vsc + 16 * nbv;                         /* FB x nbv */
+        j.dvf = j.vsc + 16 * nbv;                         /* nbv x FB */
     }
     j.qz = j.qf; /* the same queries, laid out for attn_f16_scores_z (which replaces scores_f16_h) */
     j.bf = cpu_attn_bf16_takes(a); /* implies j.z, f16 K and V, 8-head tiles */

@@ -256,12 +256,19 @@ _Static_assert(ATTN_FB == 64, "the integer V pass's groups: 32 cells, two a bloc
  * 4q..4q + 3 of idx, the last repeated past nv) and block b at vt + (q * nbv + b) * 128, two zmm
  * whose dword i holds the 4 cells' quants of one dimension: zmm 0 dims 0-3, 16-19, 4-7, 20-23,
  * zmm 1 dims 8-11, 24-27, 12-15, 28-31 (vpunpck order, which the output keeps until attn_i8_order_z).
- * Also the block scales as floats (dvf[k * nbv + b]). */
+ * Also the block scales as floats (dvf[b * ATTN_FB + k]). */
 void attn_vt_z(const attn_job *j, const int *idx, int nv) {
     const int nbv = j->dv / 32, nq = (nv + 3) / 4;
-    for (int k = 0; k < nv; k++) {
-        const uint8_t *row = j->Vh + (size_t)idx[k] * j->vrb;
-        for (int b = 0; b < nbv; b++) j->dvf[(size_t)k * nbv + b] = _cvtsh_ss(attn_ld16(row + (size_t)b * ATTN_Q8B));
+    for (int k0 = 0; k0 < nv; k0 += 8) { /* 8 cells' scales a conversion (past nv: the last cell's) */
+        const uint8_t *r[8];
+        for (int i = 0; i < 8; i++) r[i] = j->Vh + (size_t)idx[k0 + i < nv ? k0 + i : nv - 1] * j->vrb;
+        for (int b = 0; b < nbv; b++) {
+            const size_t o = (size_t)b * ATTN_Q8B;
+            const __m128i h = _mm_setr_epi16((short)attn_ld16(r[0] + o), (short)attn_ld16(r[1] + o), (short)attn_ld16(r[2] + o),
+                                             (short)attn_ld16(r[3] + o), (short)attn_ld16(r[4] + o), (short)attn_ld16(r[5] + o),
+                                             (short)attn_ld16(r[6] + o), (short)attn_ld16(r[7] + o));
+            _mm256_storeu_ps(j->dvf + (size_t)b * ATTN_FB + k0, _mm256_cvtph_ps(h));
+        }
     }
     for (int q = 0; q < nq; q++) {
         const uint8_t *r[4];
@@ -296,7 +303,7 @@ static void i8_weights(const attn_job *j, int c0, const int *idx, int nv, const 
         const int k0 = 32 * g, k1 = k0 + 32 < nv ? k0 + 32 : nv;
         for (int b = 0; b < nbv; b++) {
             /* four chains: vmaxps's latency, not its rate, would bound one */
-#define I8_W(k) _mm256_mul_ps(_mm256_load_ps(P + (size_t)(idx[k] - c0) * 8), _mm256_set1_ps(j->dvf[(size_t)(k) * nbv + b]))
+#define I8_W(k) _mm256_mul_ps(_mm256_load_ps(P + (size_t)(idx[k] - c0) * 8), _mm256_set1_ps(j->dvf[(size_t)b * ATTN_FB + (k)]))
             __m256 m0 = _mm256_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
             int k = k0;
             for (; k + 4 <= k1; k += 4) {
@@ -315,16 +322,17 @@ static void i8_weights(const attn_job *j, int c0, const int *idx, int nv, const 
             for (int b = 0; b < nbv; b++) _mm256_storeu_si256((__m256i *)(j->wq + ((size_t)q * nbv + b) * 8), _mm256_setzero_si256());
         for (int q = k0 / 4; 4 * q < k1; q++) {
             __m256 p[4];
-            const float *dv[4];
+            int kk[4];
             for (int i = 0; i < 4; i++) {
                 const int k = 4 * q + i;
                 p[i] = k < k1 ? _mm256_load_ps(P + (size_t)(idx[k] - c0) * 8) : _mm256_setzero_ps();
-                dv[i] = j->dvf + (size_t)(k < k1 ? k : k0) * nbv;
+                kk[i] = k < k1 ? k : k0;
             }
             for (int b = 0; b < nbv; b++) {
                 __m256i w[4];
+                const float *dv = j->dvf + (size_t)b * ATTN_FB;
                 for (int i = 0; i < 4; i++)
-                    w[i] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_mul_ps(p[i], _mm256_set1_ps(dv[i][b])), inv[b]));
+                    w[i] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_mul_ps(p[i], _mm256_set1_ps(dv[kk[i]])), inv[b]));
                 const __m256i by = _mm256_packus_epi16(_mm256_packus_epi32(w[0], w[1]), _mm256_packus_epi32(w[2], w[3]));
                 _mm256_storeu_si256((__m256i *)(j->wq + ((size_t)q * nbv + b) * 8), _mm256_shuffle_epi8(by, tr));
             }

@@ -27,7 +27,7 @@
 #define ATTN_AI static inline __attribute__((always_inline))
 #define ATTN_BF_KB_STRIDE (CPU_ATTN_SIMD_MAX_D + 64) /* bf16 per converted K row of the bf16 path */
 /* floats of ext at pd (cpu_attn_simd_pd_floats): pd (ATTN_FB x nbv x 8), or with vi8 vt (ATTN_FB x nbv x
- * 32 bytes), wq (2 groups x 8 quads x nbv x 8 dwords), vsc (2 x nbv x 8), dvf (ATTN_FB x nbv), or with bf
+ * 32 bytes), wq (2 groups x 8 quads x nbv x 8 dwords), vsc (2 x nbv x 8), dvf (nbv x ATTN_FB), or with bf
  * vp (ATTN_FB / 2 x dv dwords), pp (ATTN_FB / 2 x 8 dwords), kb (16 x ATTN_BF_KB_STRIDE bf16) */
 
 /* 8 dot products (8-lane accumulators) -> one vector, lane x = the sum of a[x]: the order of
@@ -46,11 +46,14 @@ ATTN_AI __m256 hsum8x8(const __m256 a[8]) {
  * pass the next block's K rows, in standard the V pass prefetches the next
  * block's V rows. The
  * num lines of the range [p, end) are spread evenly over the pass's den
- * steps (attn_avx2.c's score_steps / vacc_steps; an empty range: none).
- * Kernels copy the cursor to a local and back, so it stays in registers. */
+ * steps (attn_avx2.c's score_steps / vacc_steps; an empty range: none), into
+ * L1, or into L2 where l2 is set (attn_avx2.c's flash: the next K rows during
+ * the integer V pass). Kernels copy the cursor to a local and back, so it
+ * stays in registers. */
 typedef struct {
     const char *p, *end;
     int num, den, acc;
+    bool l2;
 } attn_pf;
 
 static inline void attn_pf_start(attn_pf *c, const uint8_t *base, size_t rb, int c0, int c1, int steps) {
@@ -59,11 +62,13 @@ static inline void attn_pf_start(attn_pf *c, const uint8_t *base, size_t rb, int
     c->num = (int)((c->end - c->p + 63) / 64);
     c->den = steps > 0 ? steps : 1;
     c->acc = 0;
+    c->l2 = false;
 }
 
 static inline void attn_pf_step(attn_pf *c) {
     for (c->acc += c->num; c->acc >= c->den && c->p < c->end; c->acc -= c->den, c->p += 64)
-        _mm_prefetch(c->p, _MM_HINT_T0);
+        if (c->l2) _mm_prefetch(c->p, _MM_HINT_T1);
+        else _mm_prefetch(c->p, _MM_HINT_T0);
 }
 
 /* One cpu_attn_avx2() call. Pointers into ext: see cpu_attn_simd_ext_floats. */
