@@ -8,10 +8,12 @@
  * it prints µs per call (median of the timed calls), the KV bytes one call
  * reads, GB/s of those bytes and GFLOP/s (2*g*depth*(dk+dv) per call).
  *
- * Usage: bench_attn [-g G] [-d DK] [-v DV] [-t SECONDS] [-c] [-s] [--mla] [-p N] [depth ...] [-- type ...]
+ * Usage: bench_attn [-g G] [-d DK] [-v DV] [-t SECONDS] [-c] [-s] [--mla] [--4k] [-p N] [depth ...] [-- type ...]
  *   -v DV: value size when it differs from DK (-g 1 -d 192 -v 128: DeepSeek's MLA prompt form).
  *   defaults: g = 8, dk = dv = 128, depths 512 1024 4096, types f16 q8_0,
  *   about 0.15 s per configuration, 1 thread.
+ *   --4k: the cache in 4 KiB pages (malloc's) instead of transparent huge pages, as the
+ *      engine's KV cache has them (kv.c, mr_calloc_huge).
  *   -c (cold): the calls rotate over enough KV heads (>= 96 MB of cache) that
  *      the cache streams from DRAM as in a real model, instead of staying in L2/L3.
  *   -s (split): a call is the parts of cpu_attn_split (flash, over 512 cells) one after
@@ -20,8 +22,10 @@
  *   -p N: prompt mode: N tokens after each depth, cpu_attn_head per token against
  *      cpu_attn_multi (several tokens a call), ms per prompt and GFLOP/s.
  *   MOERUN_ATTN=scalar or MOERUN_CPU=generic: the generic/scalar path; MOERUN_ATTN_V8=0: a q8_0 V
- *   of >= 256 (--mla) in f32 instead of the integer V pass.
+ *   in f32 instead of the integer V pass.
  *   Cold, depth 4096, --mla -g 16, q8_0, one Zen 4 thread: flash 1096 us (f32 V pass) -> 813 us.
+ *   -s -c -g 8, depth 4096, one Zen 4 thread: q8_0 169-176 us (--4k) -> 146-147 (huge pages),
+ *   f16 234-240 -> 210-212; --mla -g 16 q8_0 844-850 -> 800.
  */
 #include <math.h>
 #include <stdio.h>
@@ -61,7 +65,11 @@ static void call(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, f
 
 /* Time one configuration; returns the median µs per call (or -1 on error). mla: dk 576, dv 512,
  * the value inside K (d ignored). */
-static int g_dv; /* -v: value size (0: d) */
+static int g_dv;       /* -v: value size (0: d) */
+static bool g_small;   /* --4k: the cache in 4 KiB pages instead of huge ones */
+
+/* The cache's memory: huge pages as the engine's KV cache (kv.c), or with --4k malloc's. */
+static uint8_t *cache_alloc(size_t n) { return g_small ? mr_malloc_aligned(n) : mr_calloc_huge(n); }
 
 static double run(uint32_t type, int g, int d, bool mla, int depth, bool flash, bool cold, bool split,
                   double budget_s) {
@@ -72,7 +80,7 @@ static double run(uint32_t type, int g, int d, bool mla, int depth, bool flash, 
     cpu_attn_args a = {.n_head = g * nkv, .n_head_kv = nkv, .dk = dk, .dv = dv, .scale = 1.0f / sqrtf((float)dk),
                        .k_type = type, .v_type = type, .n_ctx = depth, .n_cells = depth, .flash = flash,
                        .v_in_k = mla};
-    uint8_t *K = mr_malloc_aligned(rb * (size_t)depth * nkv), *V = mr_malloc_aligned((vrb ? vrb : 64) * (size_t)depth * nkv);
+    uint8_t *K = cache_alloc(rb * (size_t)depth * nkv), *V = cache_alloc((vrb ? vrb : 64) * (size_t)depth * nkv);
     int32_t *cp = mr_malloc(sizeof(int32_t) * (size_t)depth);
     uint64_t *cs = mr_malloc(sizeof(uint64_t) * (size_t)depth);
     float *row = mr_malloc(sizeof(float) * (size_t)dk), *q = mr_malloc(sizeof(float) * (size_t)g * dk);
@@ -123,7 +131,7 @@ static void run_prompt(uint32_t type, int g, int d, bool mla, int depth, int n, 
     const size_t krb = mr_row_size(type, dk), vrb = mr_row_size(type, dv);
     cpu_attn_args a = {.n_head = g, .n_head_kv = 1, .dk = dk, .dv = dv, .scale = 1.0f / sqrtf((float)dk),
                        .k_type = type, .v_type = type, .n_ctx = n_ctx, .v_in_k = mla, .n_cells = n_ctx, .flash = flash};
-    uint8_t *K = mr_malloc_aligned(krb * (size_t)n_ctx), *V = mla ? NULL : mr_malloc_aligned(vrb * (size_t)n_ctx);
+    uint8_t *K = cache_alloc(krb * (size_t)n_ctx), *V = mla ? NULL : cache_alloc(vrb * (size_t)n_ctx);
     int32_t *cp = mr_malloc(sizeof(int32_t) * (size_t)n_ctx), *pos = mr_malloc(sizeof(int32_t) * (size_t)n);
     int32_t *seq = mr_malloc(sizeof(int32_t) * (size_t)n);
     uint64_t *cs = mr_malloc(sizeof(uint64_t) * (size_t)n_ctx);
@@ -176,6 +184,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-c")) cold = true;
         else if (!strcmp(argv[i], "-s")) split = true;
         else if (!strcmp(argv[i], "--mla")) mla = true;
+        else if (!strcmp(argv[i], "--4k")) g_small = true;
         else if (!strcmp(argv[i], "-p") && i + 1 < argc) prompt = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-g") && i + 1 < argc) g = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-d") && i + 1 < argc) d = atoi(argv[++i]) / 32 * 32;
@@ -183,7 +192,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-t") && i + 1 < argc) budget = atof(argv[++i]);
         else if (argv[i][0] != '-' && nd < 16) depths[nd++] = atoi(argv[i]);
         else {
-            fprintf(stderr, "usage: bench_attn [-g G] [-d DK] [-v DV] [-t SECONDS] [-c] [-s] [--mla] [-p N] [depth ...] [-- type ...]\n");
+            fprintf(stderr, "usage: bench_attn [-g G] [-d DK] [-v DV] [-t SECONDS] [-c] [-s] [--mla] [--4k] [-p N] [depth ...] [-- type ...]\n");
             return 2;
         }
     }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -98,6 +99,24 @@ void *mr_malloc_aligned(size_t n) {
     return p;
 }
 void mr_free_aligned(void *p) { free(p); }
+
+void *mr_calloc_huge(size_t n) {
+    const size_t huge = (size_t)2 << 20, sz = n ? (n + huge - 1) / huge * huge : huge;
+    if (sz < n) {
+        mr_seterr("out of memory allocating %zu bytes", n);
+        return NULL;
+    }
+    void *p = NULL;
+    if (posix_memalign(&p, huge, sz) != 0) {
+        mr_seterr("out of memory allocating %zu bytes", n);
+        return NULL;
+    }
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p, sz, MADV_HUGEPAGE); /* advice only: small pages where refused */
+#endif
+    memset(p, 0, sz); /* after the advice, so the pages fault in huge */
+    return p;
+}
 
 /* ---- time ------------------------------------------------------------------ */
 double mr_time_s(void) {

@@ -62,6 +62,11 @@ char *mr_strdup(const char *s);
 /* 64-byte aligned allocation, freed with mr_free_aligned(). */
 void *mr_malloc_aligned(size_t n);
 void mr_free_aligned(void *p);
+/* Zeroed, 2 MiB aligned and, on Linux, advised into transparent huge pages (MADV_HUGEPAGE:
+ * honoured where /sys/kernel/mm/transparent_hugepage/enabled is "madvise", the common default,
+ * as well as "always"), for large arrays read in long scans (the KV cache); freed with
+ * mr_free_aligned(). */
+void *mr_calloc_huge(size_t n);
 
 /* Overflow-checked arithmetic: return false on overflow. */
 /* A spin-wait hint (x86 pause: the waiting core yields its pipeline to its sibling). */

@@ -45,24 +45,33 @@ kv_cache *kv_new_ex(const mr_model *m, int n_ctx, uint32_t type_k, uint32_t type
     if (!kv->k || !kv->v || !kv->k_row || !kv->v_row || !kv->pos || !kv->seq) goto fail;
     for (int c = 0; c < n_ctx; c++) kv->pos[c] = -1;
     const uint32_t bk = mr_type_get(type_k)->blck, bv = mr_type_get(type_v)->blck;
-    for (int il = 0; il < L; il++) {
-        const model_layer *ly = &m->layers[il];
-        if (ly->kv_heads == 0) continue; /* recurrent layer: state in kv->rec */
-        if (ly->kv_dk % (int)bk || (!ly->kv_v_in_k && ly->kv_dv % (int)bv)) {
-            mr_seterr("KV cache: layer %d head sizes k %d / v %d are not multiples of the block size of %s / %s", il,
-                      ly->kv_dk, ly->kv_dv, mr_type_name(type_k), mr_type_name(type_v));
-            goto fail;
+    /* one arena for every host layer's K and V, in huge pages: a decode step at depth scans all
+     * of it, and with 4 KiB pages each 136-byte q8_0 row of a new page costs a TLB walk */
+    size_t total = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t off = 0;
+        for (int il = 0; il < L; il++) {
+            const model_layer *ly = &m->layers[il];
+            if (ly->kv_heads == 0) continue; /* recurrent layer: state in kv->rec */
+            if (ly->kv_dk % (int)bk || (!ly->kv_v_in_k && ly->kv_dv % (int)bv)) {
+                mr_seterr("KV cache: layer %d head sizes k %d / v %d are not multiples of the block size of %s / %s",
+                          il, ly->kv_dk, ly->kv_dv, mr_type_name(type_k), mr_type_name(type_v));
+                goto fail;
+            }
+            kv->k_row[il] = mr_row_size(type_k, ly->kv_dk);
+            if (!ly->kv_v_in_k) kv->v_row[il] = mr_row_size(type_v, ly->kv_dv);
+            if (layer_dev && layer_dev[il] >= 0) continue; /* K/V on the layer's device (forward_gpu.c) */
+            const size_t kb = kv->k_row[il] * (size_t)n_ctx * (size_t)ly->kv_heads;
+            const size_t vb = kv->v_row[il] * (size_t)n_ctx * (size_t)ly->kv_heads; /* 0 with V in K */
+            if (pass) {
+                kv->k[il] = kv->arena + off;
+                if (vb) kv->v[il] = kv->arena + off + (kb + 63) / 64 * 64;
+            }
+            off += (kb + 63) / 64 * 64 + (vb + 63) / 64 * 64;
         }
-        kv->k_row[il] = mr_row_size(type_k, ly->kv_dk);
-        if (!ly->kv_v_in_k) kv->v_row[il] = mr_row_size(type_v, ly->kv_dv);
-        if (layer_dev && layer_dev[il] >= 0) continue; /* K/V on the layer's device (forward_gpu.c) */
-        kv->k[il] = mr_malloc_aligned(kv->k_row[il] * (size_t)n_ctx * (size_t)ly->kv_heads);
-        if (!kv->k[il]) goto fail;
-        memset(kv->k[il], 0, kv->k_row[il] * (size_t)n_ctx * (size_t)ly->kv_heads);
-        if (!ly->kv_v_in_k) {
-            kv->v[il] = mr_malloc_aligned(kv->v_row[il] * (size_t)n_ctx * (size_t)ly->kv_heads);
-            if (!kv->v[il]) goto fail;
-            memset(kv->v[il], 0, kv->v_row[il] * (size_t)n_ctx * (size_t)ly->kv_heads);
+        if (!pass) {
+            total = off;
+            if (total && !(kv->arena = mr_calloc_huge(total))) goto fail;
         }
     }
     if (model_is_recurrent(m) && !(kv->rec = kv_rec_new(m, n_seq_max))) goto fail;
@@ -75,10 +84,7 @@ fail:
 
 void kv_free(kv_cache *kv) {
     if (!kv) return;
-    for (int il = 0; il < kv->n_layer; il++) {
-        if (kv->k) mr_free_aligned(kv->k[il]);
-        if (kv->v) mr_free_aligned(kv->v[il]);
-    }
+    mr_free_aligned(kv->arena);
     free(kv->k);
     free(kv->v);
     free(kv->k_row);

@@ -21,7 +21,8 @@
 typedef struct {
     int n_ctx, n_layer, n_seq_max;
     uint32_t type_k, type_v;
-    uint8_t **k, **v;   /* per layer: [kv_heads][n_ctx] rows */
+    uint8_t **k, **v;   /* per layer: [kv_heads][n_ctx] rows, slices of arena */
+    uint8_t *arena;     /* all host layers' K and V (mr_calloc_huge) */
     size_t *k_row, *v_row; /* per layer: bytes of one row (one cell, one head) */
     int32_t *pos;       /* per cell, -1 when free */
     uint64_t *seq;      /* per cell, bit s = member of sequence s */
