@@ -186,6 +186,8 @@ ATTN_AI void q8z_dot(const int NC, const int W, const attn_job *j, int tp, const
             __m256i qv[2];
             for (int w = 0; w < W; w++) qv[w] = _mm256_load_si256((const __m256i *)(qg + 32 * w));
             for (int c = 0; c < NC; c++) {
+                /* a broadcast from memory (a load port; from a register, GCC would extract each
+                 * dword with shuffles, which compete with vpdpbusd for its ports), then the +128 */
                 __m256i kb;
                 __asm__("vpbroadcastd %1, %0" : "=v"(kb) : "m"(*(const int32_t *)(r[c] + (size_t)b * ATTN_Q8B + 2 + 4 * gg)));
                 kb = _mm256_xor_si256(kb, x80);
