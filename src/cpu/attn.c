@@ -55,6 +55,14 @@ static int multi_nt(const cpu_attn_args *a) {
     return nt;
 }
 
+/* The integer V pass of cpu_attn_multi_avx512 (a q8_0 V of dv >= CPU_ATTN_INT8_V_MIN_DV): its
+ * 8-bit weights (MB / 4 quads x dv / 32 blocks x Rp dwords), their scales (2 groups x dv / 32 x
+ * Rp) and the V block scales (dv / 32 x MB), whatever the types (64-byte aligned). */
+static size_t multi_i8_floats(const cpu_attn_args *a, size_t Rp) {
+    const size_t nbv = (size_t)a->dv / 32, MB = CPU_ATTN_MULTI_MB;
+    return MB / 4 * nbv * Rp + 2 * nbv * Rp + nbv * MB + 32;
+}
+
 /* cpu_attn_multi_avx512's scratch for nt tokens: Qt, O, K and V blocks, scores, m, l, the
  * listed cells' masks and indices (a block of them, or every cell for the standard path), a
  * q8_0 V's scaled probabilities (a block's, 64-byte aligned). */
@@ -62,7 +70,7 @@ static size_t multi_floats(const cpu_attn_args *a, int nt) {
     const size_t Rp = pad16((size_t)nt * (size_t)(a->n_head / a->n_head_kv)), MB = CPU_ATTN_MULTI_MB;
     const size_t ns = a->flash ? MB : (size_t)a->n_ctx;
     return (size_t)a->dk * Rp + Rp * (size_t)a->dv + (MB + 2) * (size_t)a->dk + MB * (size_t)a->dv + (ns + 6) * Rp +
-           2 * Rp + 3 * ns + 16 + MB * Rp + 16;
+           2 * Rp + 3 * ns + 16 + MB * Rp + 16 + multi_i8_floats(a, Rp);
 }
 
 static bool multi_cpu_ok(void) {

@@ -22,11 +22,15 @@
  * to q8_0 as the decode kernel's, the block's K rows biased to unsigned once,
  * rows in the lanes of vpdpbusd; a q8_0 V is widened to f32 once per block and
  * its block scales folded into the probabilities, as the decode kernel's
- * fold_vscales (a q8_0 V that the decode kernel takes in integer products,
- * MLA's latent, stays on the per-token path: cpu_attn_multi_tokens).
+ * fold_vscales, or where the decode kernel takes it in integer products (GQA's
+ * heads of 128 on; a wider one, MLA's latent, stays on the per-token path:
+ * cpu_attn_multi_tokens) in integer products as well (block_v_i8).
  * Every sum runs in the decode kernel's order (its blocks of ATTN_MB = its
  * ATTN_FB cells, its exp, its double sums), so the outputs are the decode
- * kernel's bit for bit (test_attn), whatever the micro-batch size.
+ * kernel's bit for bit with the f32 V pass (test_attn), whatever the
+ * micro-batch size; the integer V pass groups the weights by the cells any of
+ * the call's tokens sees, so only where they see different cells of a block
+ * (near the causal diagonal) can it round differently from decode.
  */
 #include <immintrin.h>
 #include <math.h>
@@ -176,6 +180,10 @@ typedef struct {
     float *Qt, *O, *Kf, *Vf, *m, *l, *Pb;
     uint64_t all;
     bool kq8, vq8; /* q8_0 K (Qt: q8lay's queries, Kf: its K rows), q8_0 V */
+    bool vi8;      /* q8_0 V in integer products (block_v_i8) */
+    uint32_t *wq;  /* vi8: the 8-bit weights, [quad][V block][row] dwords (4 cells each) */
+    float *vsc;    /* vi8: their scales, [group][V block][row] */
+    float *dvf;    /* vi8: the V block scales of the listed cells, [V block][MB] */
 } mctx;
 
 /* Cells of [c0, c1) visible to at least one of the tokens into idx / msk (bit t: token t sees
@@ -277,9 +285,93 @@ static void block_v_q8(const mctx *x, const int *idx, int nv, const float *P) {
     }
 }
 
+/* q8_0 V in integer products (x->vi8), as the decode kernel's integer V pass (attn_avx512.c):
+ * per row, V block and group of 32 listed cells (cells 0-31 and 32-63 of the block's list, the
+ * decode kernel's groups wherever every token sees the same cells) the weights P * d(block) are
+ * rounded to 0..255 against their largest, the listed cells' V quants are transposed once
+ * (attn_vt_z: 4 cells a dword), and vpdpbusd adds 64 products per instruction against the f32
+ * path's FMA's 16. Rows are vector lanes in P, so 16 rows' weights are found and rounded per
+ * vector; O keeps each 32 dimensions in vt's order until attn_i8_order_z at the end. */
+static void block_v_i8(const mctx *x, const int *idx, int nv, const float *P) {
+    const int R = x->R, Rp = x->Rp, dv = x->dv, nbv = dv / 32, nq = (nv + 3) / 4;
+    attn_job j = {.dv = dv, .Vh = x->a->v_in_k ? x->Kh : x->Vh, .vrb = x->a->v_in_k ? x->krb : x->vrb,
+                  .vt = (uint8_t *)x->Vf, .dvf = x->dvf};
+    attn_vt_z(&j, idx, nv);
+    /* weights: per 16 rows, V block and group, the largest w, then the rounded w of 4 cells at a
+     * time, bytes interleaved into a dword per row (cells k..k + 3) */
+    const __m512 c255 = _mm512_set1_ps(255.0f), zero = _mm512_setzero_ps();
+    for (int r0 = 0; r0 < Rp; r0 += 16)
+        for (int b = 0; b < nbv; b++) {
+            const float *dvb = x->dvf + (size_t)b * MB;
+            for (int gi = 0; gi * 32 < nv; gi++) {
+                const int k0 = 32 * gi, k1 = k0 + 32 < nv ? k0 + 32 : nv;
+                __m512 m0 = zero, m1 = zero;
+                int k = k0;
+                for (; k + 2 <= k1; k += 2) {
+                    m0 = _mm512_max_ps(m0, _mm512_mul_ps(_mm512_loadu_ps(P + (size_t)k * Rp + r0), _mm512_set1_ps(dvb[k])));
+                    m1 = _mm512_max_ps(m1, _mm512_mul_ps(_mm512_loadu_ps(P + (size_t)(k + 1) * Rp + r0), _mm512_set1_ps(dvb[k + 1])));
+                }
+                if (k < k1) m0 = _mm512_max_ps(m0, _mm512_mul_ps(_mm512_loadu_ps(P + (size_t)k * Rp + r0), _mm512_set1_ps(dvb[k])));
+                const __m512 mx = _mm512_max_ps(m0, m1);
+                _mm512_storeu_ps(x->vsc + ((size_t)gi * nbv + b) * Rp + r0, _mm512_div_ps(mx, c255));
+                const __m512 inv = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(mx, zero, _CMP_GT_OQ), c255, mx);
+                for (int q = k0 / 4; 4 * q < k1; q++) {
+                    __m128i w8[4];
+                    for (int i = 0; i < 4; i++) {
+                        const int kk = 4 * q + i;
+                        const __m512 w = kk < k1 ? _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(P + (size_t)kk * Rp + r0),
+                                                                               _mm512_set1_ps(dvb[kk])),
+                                                                 inv)
+                                                 : zero;
+                        w8[i] = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(w)); /* 0..255 */
+                    }
+                    const __m128i a = _mm_unpacklo_epi8(w8[0], w8[1]), bb = _mm_unpackhi_epi8(w8[0], w8[1]);
+                    const __m128i c = _mm_unpacklo_epi8(w8[2], w8[3]), d = _mm_unpackhi_epi8(w8[2], w8[3]);
+                    uint32_t *o = x->wq + ((size_t)q * nbv + b) * Rp + r0;
+                    _mm_storeu_si128((__m128i *)o, _mm_unpacklo_epi16(a, c));
+                    _mm_storeu_si128((__m128i *)(o + 4), _mm_unpackhi_epi16(a, c));
+                    _mm_storeu_si128((__m128i *)(o + 8), _mm_unpacklo_epi16(bb, d));
+                    _mm_storeu_si128((__m128i *)(o + 12), _mm_unpackhi_epi16(bb, d));
+                }
+            }
+        }
+    /* O[r][block b] += scale * sum over a group's quads, 8 rows at a time */
+    const uint8_t *vt = (const uint8_t *)x->Vf;
+    for (int b = 0; b < nbv; b++)
+        for (int gi = 0; gi * 8 < nq; gi++) {
+            const int q0 = 8 * gi, q1 = q0 + 8 < nq ? q0 + 8 : nq;
+            for (int r0 = 0; r0 < R; r0 += 8) {
+                const int nr = R - r0 < 8 ? R - r0 : 8;
+                __m512i acc[8][2];
+                for (int r = 0; r < 8; r++) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
+                for (int q = q0; q < q1; q++) {
+                    const uint8_t *v = vt + ((size_t)q * nbv + b) * 128;
+                    const __m512i v0 = _mm512_loadu_si512((const void *)v), v1 = _mm512_loadu_si512((const void *)(v + 64));
+                    const uint32_t *w = x->wq + ((size_t)q * nbv + b) * Rp + r0;
+                    for (int r = 0; r < 8; r++) { /* rows past R: weights of padding rows (P 0), ignored */
+                        const __m512i wb = _mm512_set1_epi32((int)w[r]);
+                        acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], wb, v0);
+                        acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], wb, v1);
+                    }
+                }
+                const float *sc = x->vsc + ((size_t)gi * nbv + b) * Rp + r0;
+                for (int r = 0; r < nr; r++) {
+                    const __m512 f = _mm512_set1_ps(sc[r]);
+                    float *o = x->O + (size_t)(r0 + r) * dv + 32 * b;
+                    _mm512_storeu_ps(o, _mm512_fmadd_ps(f, _mm512_cvtepi32_ps(acc[r][0]), _mm512_loadu_ps(o)));
+                    _mm512_storeu_ps(o + 16, _mm512_fmadd_ps(f, _mm512_cvtepi32_ps(acc[r][1]), _mm512_loadu_ps(o + 16)));
+                }
+            }
+        }
+}
+
 /* O += P V over the nv listed cells (P: their probability rows); v_in_k: V is the first dv
  * elements of the K rows (in Kf when kf_ok, else converted again). */
 static void block_v(const mctx *x, const int *idx, int nv, const float *P, bool kf_ok) {
+    if (x->vi8) {
+        block_v_i8(x, idx, nv, P);
+        return;
+    }
     if (x->vq8) {
         block_v_q8(x, idx, nv, P);
         return;
@@ -459,12 +551,24 @@ void cpu_attn_multi_avx512(const cpu_attn_args *a, int kvh, int nt, const float 
     x.Pb = (float *)(((uintptr_t)x.Pb + 63) & ~(uintptr_t)63);
     x.kq8 = a->k_type == MR_TYPE_Q8_0;
     x.vq8 = (a->v_in_k ? a->k_type : a->v_type) == MR_TYPE_Q8_0;
+    /* the decode kernel's choice (attn_avx2.c; this path runs only with AVX-512 VNNI) */
+    x.vi8 = x.vq8 && dv >= CPU_ATTN_INT8_V_MIN_DV && cpu_attn_int8_v();
+    if (x.vi8) { /* after Pb: cpu_attn_multi_floats (attn.c) */
+        const size_t nbv = (size_t)dv / 32;
+        x.wq = (uint32_t *)(((uintptr_t)(x.Pb + (size_t)MB * Rp) + 63) & ~(uintptr_t)63);
+        x.vsc = (float *)(x.wq + (size_t)MB / 4 * nbv * Rp);
+        x.dvf = x.vsc + 2 * nbv * Rp;
+    }
     if (x.kq8) q8_prep(&x, q, qs);
     else f16_prep(&x, q, qs);
     memset(x.O, 0, sizeof(float) * (size_t)Rp * dv);
     for (int r = 0; r < Rp; r++) x.m[r] = -INFINITY, x.l[r] = 0.0f;
     if (a->flash) flash(&x, S, idx, msk);
     else standard(&x, S, idx, msk);
+    if (x.vi8) { /* each 32 dimensions of O's rows from vt's order */
+        const attn_job j = {.g = x.R, .dv = dv};
+        attn_i8_order_z(&j, x.O);
+    }
     for (int t = 0; t < nt; t++)
         for (int h = 0; h < g; h++)
             memcpy(out + (size_t)t * os + (size_t)h * dv, x.O + (size_t)(t * g + h) * dv, sizeof(float) * (size_t)dv);

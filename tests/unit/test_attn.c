@@ -11,7 +11,7 @@
  * masked K rows are large, so attending to one shows), soft-capping, a
  * query that sees nothing, and shapes the SIMD path declines.
  * The multi-token path (cpu_attn_multi, flash and standard) against cpu_attn_head per token,
- * bit for bit.
+ * bit for bit with the f32 V pass, and with the integer one within its rounding bound.
  * Also runs itself under MOERUN_CPU=generic and checks that no SIMD path is
  * taken there (cpu_attn_head == the generic path, bit for bit), and, where the
  * CPU has AVX-512 VNNI, under MOERUN_CPU=avx2: the AVX-512 kernels give the
@@ -188,8 +188,12 @@ static bool int8_v_path(const tsetup *s) {
 /* The integer V pass rounds w = p * d(V block) to a step of 1/255 of the largest w of its group
  * (32 consecutive visible cells of a 64-cell block, per head and V block): the output moves by
  * at most half a step times |quant| per cell. bound (g x dv) gets that sum, from the exact
- * softmax (f32 query, dequantized K; the kernel's q8_0 query moves it by a fraction of it). */
-static void int8_v_bound(const tsetup *s, float *bound) {
+ * softmax (f32 query, dequantized K; the kernel's q8_0 query moves it by a fraction of it).
+ * wide 1: against the largest w of all the head's visible cells of the 64-cell block, which
+ * bounds any grouping inside the block (cpu_attn_multi's flash: 32 of the block's cells that any
+ * of its tokens sees); 2: of all its visible cells, any grouping (cpu_attn_multi's standard
+ * path: 32 of all the cells its tokens see). */
+static void int8_v_bound(const tsetup *s, float *bound, int wide) {
     const cpu_attn_args *a = &s->a;
     const int g = a->n_head / a->n_head_kv, dv = a->dv, nbv = dv / 32, FB = CPU_ATTN_SIMD_FB;
     const size_t krb = mr_row_size(a->k_type, a->dk), vrb = a->v_in_k ? krb : mr_row_size(a->v_type, dv);
@@ -216,7 +220,7 @@ static void int8_v_bound(const tsetup *s, float *bound) {
         for (int x = 0; x < nv; x++) u[x] = exp(u[x] - mx), l += u[x];
         for (int x0 = 0; x0 < nv;) { /* a group: up to 32 visible cells of one 64-cell block */
             int x1 = x0 + 1;
-            while (x1 < nv && x1 - x0 < 32 && vis[x1] / FB == vis[x0] / FB) x1++;
+            while (x1 < nv && (wide || x1 - x0 < 32) && (wide == 2 || vis[x1] / FB == vis[x0] / FB)) x1++;
             for (int b = 0; b < nbv; b++) {
                 double wmax = 0.0;
                 for (int x = x0; x < x1; x++) {
@@ -336,7 +340,7 @@ static void check_case(const tcase *tc, int *n_simd, int *n_i8, int *n_bf) {
             /* the integer V pass: within its rounding bound of the generic path; the f32 V pass
              * (cpu_attn_set_int8_v(0)) within float rounding, as every other case */
             float *bound = mr_malloc(sizeof(float) * n), *o32 = mr_malloc(sizeof(float) * n);
-            int8_v_bound(&s, bound);
+            int8_v_bound(&s, bound, 0);
             double over_r = 0.0;
             for (int i = 0; i < n; i++) {
                 over = fmax(over, fabs((double)o[i] - og[i]) / (1.25 * bound[i] + tol_g));
@@ -382,7 +386,7 @@ static void check_case(const tcase *tc, int *n_simd, int *n_i8, int *n_bf) {
  * the causal mask cuts through blocks), every 5th token on another sequence (masked = true:
  * cells of either sequence, empty cells, a window), calls of nt tokens and a shorter last one. */
 static void check_multi(uint32_t kt, uint32_t vt, int g, int n_kv, int dk, int dv, bool v_in_k, int depth, bool masked,
-                        int n_swa, bool flash, int *n_multi) {
+                        int n_swa, bool flash, int *n_multi, int *n_multi_i8) {
     const int T = 37;
     tcase tc = {kt, vt, g, n_kv, dk, dv, depth + T, v_in_k, false, flash, n_swa, 3.0f, 0.0f, false};
     tsetup s;
@@ -426,6 +430,7 @@ static void check_multi(uint32_t kt, uint32_t vt, int g, int n_kv, int dk, int d
     cpu_attn_set_bf16(1);
     cpu_attn_set_int8_v(i8);
     const int nt = cpu_attn_multi_tokens(&s.a);
+    cpu_attn_set_int8_v(0); /* the f32 V pass: bit for bit against o1 */
     char nm[200];
     snprintf(nm, sizeof nm, "multi: %s/%s g %d kv %d dk %d dv %d%s depth %d%s swa %d %s", mr_type_name(kt),
              mr_type_name(v_in_k ? kt : vt), g, n_kv, dk, dv, v_in_k ? " v_in_k" : "", depth, masked ? " masked" : "",
@@ -455,7 +460,38 @@ static void check_multi(uint32_t kt, uint32_t vt, int g, int n_kv, int dk, int d
         CHECK(memcmp(om, o1, sizeof(float) * n) == 0, "%s: differs from cpu_attn_head: max abs diff %g (tokens per call %d)",
               nm, d, nt);
         if (getenv("TEST_ATTN_VERBOSE")) printf("%-90s nt %d  vs per-token %.3g\n", nm, nt, d);
+        /* with the integer V pass (a q8_0 V of 128 or more): within its rounding bound of the f32
+         * V pass, per token and head (a bound for any grouping of the cells it groups) */
+        const mr_cpu_features *f = mr_cpu();
+        const bool vnni = f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni;
+        if (i8 && vnni && (v_in_k ? kt : vt) == MR_TYPE_Q8_0 && dv >= CPU_ATTN_INT8_V_MIN_DV &&
+            dv < CPU_ATTN_INT8_V_MULTI_DV) {
+            cpu_attn_set_int8_v(1);
+            for (int t0 = 0; t0 < T; t0 += nt)
+                for (int kvh = 0; kvh < n_kv; kvh++) {
+                    const size_t h0 = (size_t)t0 * H + (size_t)kvh * g;
+                    cpu_attn_multi(&s.a, kvh, MR_MIN(nt, T - t0), q + h0 * dk, (size_t)H * dk, pos + t0, seq + t0,
+                                   om + h0 * dv, (size_t)H * dv, scratch);
+                }
+            float *bound = mr_malloc(sizeof(float) * (size_t)g * dv);
+            double over = 0.0;
+            for (int t = 0; t < T; t++)
+                for (int kvh = 0; kvh < n_kv; kvh++) {
+                    tsetup v = s;
+                    const size_t h0 = (size_t)t * H + (size_t)kvh * g;
+                    v.q = q + h0 * dk, v.pos = pos[t], v.seq = seq[t], v.kvh = kvh;
+                    int8_v_bound(&v, bound, flash ? 1 : 2);
+                    for (int i = 0; i < g * dv; i++)
+                        over = fmax(over, fabs((double)om[h0 * dv + i] - o1[h0 * dv + i]) / (1.25 * bound[i] + 2e-5));
+                }
+            free(bound);
+            CHECK(over <= 1.0, "%s: integer V pass vs f32: %.2f x its rounding bound", nm, over);
+            CHECK(max_abs_diff(om, o1, (int)n) > 0.0, "%s: the integer V pass changed nothing: not taken?", nm);
+            *n_multi_i8 += 1;
+            if (getenv("TEST_ATTN_VERBOSE")) printf("%-90s integer V: %.2f of its bound\n", nm, over);
+        }
     }
+    cpu_attn_set_int8_v(i8);
     mr_free_aligned(scratch);
     free(q), free(o1), free(om);
     teardown(&s);
@@ -700,7 +736,7 @@ int main(int argc, char **argv) {
                 /* the integer V pass rounds each part's weights against its own block maxima: merged
                  * and whole are each within the rounding bound of the exact weights */
                 float *bound = mr_malloc(sizeof(float) * (size_t)n);
-                int8_v_bound(&s, bound);
+                int8_v_bound(&s, bound, 0);
                 double ow = 0.0, orr = 0.0;
                 for (int k = 0; k < n; k++) {
                     ow = fmax(ow, fabs((double)merged[k] - whole[k]) / (2.5 * bound[k] + 2e-5));
@@ -762,49 +798,49 @@ int main(int argc, char **argv) {
 
     /* several tokens at once (AVX-512; flash and standard) */
     enum { F16 = MR_TYPE_F16, Q8 = MR_TYPE_Q8_0 };
-    int n_multi = 0;
+    int n_multi = 0, n_multi_i8 = 0;
     const mr_cpu_features *fm = mr_cpu();
     const bool want_multi = have_simd() && fm->avx512f && fm->avx512bw && fm->avx512vl && fm->avx512vnni;
     for (int fl = 0; fl < 2; fl++) {
-        check_multi(F16, F16, 8, 2, 128, 128, false, 0, false, 0, fl, &n_multi);
-        check_multi(F16, F16, 8, 2, 128, 128, false, 150, true, 0, fl, &n_multi);
-        check_multi(F16, F16, 8, 2, 128, 128, false, 200, false, 90, fl, &n_multi);
-        check_multi(F16, F16, 16, 1, 576, 512, true, 100, true, 0, fl, &n_multi);
-        check_multi(F16, F16, 3, 2, 64, 64, false, 70, true, 0, fl, &n_multi);
-        check_multi(F16, F16, 32, 1, 128, 128, false, 64, false, 0, fl, &n_multi);
-        check_multi(F16, F16, 64, 1, 128, 128, false, 10, true, 0, fl, &n_multi);
-        check_multi(F16, F16, 4, 1, 256, 256, false, 0, false, 0, fl, &n_multi);
-        check_multi(F16, F16, 4, 1, 256, 256, false, 3, false, 20, fl, &n_multi);
-        check_multi(F16, F16, 4, 1, 64, 64, false, 3, false, 32, fl, &n_multi);
-        check_multi(F16, F16, 4, 1, 64, 64, false, 34, false, 32, fl, &n_multi);
-        check_multi(F16, F16, 8, 2, 72, 64, false, 50, false, 0, fl, &n_multi);    /* declined: head sizes */
+        check_multi(F16, F16, 8, 2, 128, 128, false, 0, false, 0, fl, &n_multi, &n_multi_i8);
+        check_multi(F16, F16, 8, 2, 128, 128, false, 150, true, 0, fl, &n_multi, &n_multi_i8);
+        check_multi(F16, F16, 8, 2, 128, 128, false, 200, false, 90, fl, &n_multi, &n_multi_i8);
+        check_multi(F16, F16, 16, 1, 576, 512, true, 100, true, 0, fl, &n_multi, &n_multi_i8);
+        check_multi(F16, F16, 3, 2, 64, 64, false, 70, true, 0, fl, &n_multi, &n_multi_i8);
+        check_multi(F16, F16, 32, 1, 128, 128, false, 64, false, 0, fl, &n_multi, &n_multi_i8);
+        check_multi(F16, F16, 64, 1, 128, 128, false, 10, true, 0, fl, &n_multi, &n_multi_i8);
+        check_multi(F16, F16, 4, 1, 256, 256, false, 0, false, 0, fl, &n_multi, &n_multi_i8);
+        check_multi(F16, F16, 4, 1, 256, 256, false, 3, false, 20, fl, &n_multi, &n_multi_i8);
+        check_multi(F16, F16, 4, 1, 64, 64, false, 3, false, 32, fl, &n_multi, &n_multi_i8);
+        check_multi(F16, F16, 4, 1, 64, 64, false, 34, false, 32, fl, &n_multi, &n_multi_i8);
+        check_multi(F16, F16, 8, 2, 72, 64, false, 50, false, 0, fl, &n_multi, &n_multi_i8);    /* declined: head sizes */
         /* value sizes not a multiple of 64 (a V tile of 32 dims): MLA's prompt form (g 1, dk 192,
          * dv 128... and its sizes on the tiny fixtures, dk 64, dv 32); dv 48 or 80 would differ from
          * the per-token kernel in the last bits, so they stay on it */
-        check_multi(F16, F16, 1, 3, 192, 128, false, 90, true, 0, fl, &n_multi);
-        check_multi(F16, F16, 1, 8, 64, 32, false, 40, false, 0, fl, &n_multi);
-        check_multi(F16, F16, 2, 2, 64, 96, false, 70, true, 0, fl, &n_multi);
-        check_multi(F16, F16, 2, 2, 64, 48, false, 70, true, 0, fl, &n_multi);     /* declined: dv % 32 */
-        check_multi(F16, F16, 4, 1, 32, 80, false, 20, false, 0, fl, &n_multi);    /* declined: dv % 32 */
+        check_multi(F16, F16, 1, 3, 192, 128, false, 90, true, 0, fl, &n_multi, &n_multi_i8);
+        check_multi(F16, F16, 1, 8, 64, 32, false, 40, false, 0, fl, &n_multi, &n_multi_i8);
+        check_multi(F16, F16, 2, 2, 64, 96, false, 70, true, 0, fl, &n_multi, &n_multi_i8);
+        check_multi(F16, F16, 2, 2, 64, 48, false, 70, true, 0, fl, &n_multi, &n_multi_i8);     /* declined: dv % 32 */
+        check_multi(F16, F16, 4, 1, 32, 80, false, 20, false, 0, fl, &n_multi, &n_multi_i8);    /* declined: dv % 32 */
     }
     /* a q8_0 K in integer products, a q8_0 V widened; either with the other type */
     cpu_attn_set_int8_v(1);
     for (int fl = 0; fl < 2; fl++) {
-        check_multi(Q8, Q8, 8, 2, 128, 128, false, 0, false, 0, fl, &n_multi);
-        check_multi(Q8, Q8, 8, 2, 128, 128, false, 150, true, 0, fl, &n_multi);
-        check_multi(Q8, Q8, 8, 2, 128, 128, false, 200, false, 90, fl, &n_multi);
-        check_multi(Q8, Q8, 3, 2, 64, 64, false, 70, true, 0, fl, &n_multi);
-        check_multi(Q8, Q8, 32, 1, 128, 128, false, 64, false, 0, fl, &n_multi);
-        check_multi(Q8, Q8, 64, 1, 128, 128, false, 10, true, 0, fl, &n_multi);
-        check_multi(Q8, Q8, 4, 1, 256, 256, false, 3, false, 20, fl, &n_multi); /* declined: integer V */
-        check_multi(Q8, Q8, 1, 3, 192, 128, false, 90, true, 0, fl, &n_multi);
-        check_multi(Q8, F16, 8, 2, 128, 128, false, 50, true, 0, fl, &n_multi);
-        check_multi(F16, Q8, 8, 2, 128, 128, false, 50, true, 0, fl, &n_multi);
+        check_multi(Q8, Q8, 8, 2, 128, 128, false, 0, false, 0, fl, &n_multi, &n_multi_i8);
+        check_multi(Q8, Q8, 8, 2, 128, 128, false, 150, true, 0, fl, &n_multi, &n_multi_i8);
+        check_multi(Q8, Q8, 8, 2, 128, 128, false, 200, false, 90, fl, &n_multi, &n_multi_i8);
+        check_multi(Q8, Q8, 3, 2, 64, 64, false, 70, true, 0, fl, &n_multi, &n_multi_i8);
+        check_multi(Q8, Q8, 32, 1, 128, 128, false, 64, false, 0, fl, &n_multi, &n_multi_i8);
+        check_multi(Q8, Q8, 64, 1, 128, 128, false, 10, true, 0, fl, &n_multi, &n_multi_i8);
+        check_multi(Q8, Q8, 4, 1, 256, 256, false, 3, false, 20, fl, &n_multi, &n_multi_i8); /* declined: integer V */
+        check_multi(Q8, Q8, 1, 3, 192, 128, false, 90, true, 0, fl, &n_multi, &n_multi_i8);
+        check_multi(Q8, F16, 8, 2, 128, 128, false, 50, true, 0, fl, &n_multi, &n_multi_i8);
+        check_multi(F16, Q8, 8, 2, 128, 128, false, 50, true, 0, fl, &n_multi, &n_multi_i8);
         /* a q8_0 V of 256 or more (MLA's latent) goes through the decode kernel's integer V pass, so
          * the per-token path; with that pass off, here */
-        check_multi(Q8, Q8, 16, 1, 576, 512, true, 100, true, 0, fl, &n_multi); /* declined: integer V */
+        check_multi(Q8, Q8, 16, 1, 576, 512, true, 100, true, 0, fl, &n_multi, &n_multi_i8); /* declined: integer V */
         cpu_attn_set_int8_v(0);
-        check_multi(Q8, Q8, 16, 1, 576, 512, true, 100, true, 0, fl, &n_multi);
+        check_multi(Q8, Q8, 16, 1, 576, 512, true, 100, true, 0, fl, &n_multi, &n_multi_i8);
         cpu_attn_set_int8_v(1);
     }
     cpu_attn_set_int8_v(-1);
@@ -812,6 +848,9 @@ int main(int argc, char **argv) {
     CHECK(n_multi == (want_multi ? multi_want : 0), "multi-token path taken for %d shapes, expected %d", n_multi,
           want_multi ? multi_want : 0);
     if (!want_multi) printf("no AVX-512 VNNI on this CPU: the multi-token attention path is not tested (skipped)\n");
+    /* the integer V pass of several tokens: the q8_0 V cases of 128 <= dv < 256 above */
+    CHECK(n_multi_i8 == (want_multi ? 14 : 0), "multi-token integer V pass checked for %d shapes, expected %d", n_multi_i8,
+          want_multi ? 14 : 0);
 
     /* the same binary under MOERUN_CPU=generic */
     const pid_t pid = fork();
