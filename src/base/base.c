@@ -139,6 +139,7 @@ static void cpu_init(void) {
     unsigned a, b, c, d;
     if (__get_cpuid(0, &a, &b, &c, &d)) g_cpu.amd = b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u;
     if (__get_cpuid(1, &a, &b, &c, &d)) {
+        g_cpu.family = (int)((a >> 8) & 0xf) + ((a >> 8 & 0xf) == 0xf ? (int)((a >> 20) & 0xff) : 0);
         g_cpu.fma = (c >> 12) & 1;
         g_cpu.f16c = (c >> 29) & 1;
         bool osxsave = (c >> 27) & 1, avx = (c >> 28) & 1;

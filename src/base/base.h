@@ -87,6 +87,7 @@ uint64_t mr_time_us(void);
 typedef struct {
     bool avx, avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512vnni, avx512bf16, avx_vnni, bmi2;
     bool amd;        /* x86 vendor AuthenticAMD */
+    int family;      /* x86 family (base + extended: AMD Zen 3/4 0x19, Zen 5 0x1a); 0 unknown */
     bool avx512_hw;  /* the CPU has AVX-512F, also where MOERUN_CPU=avx2 hides it from the kernels */
     bool neon, dotprod;
 } mr_cpu_features;

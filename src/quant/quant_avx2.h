@@ -60,9 +60,11 @@ Q_INLINE void q_prefetch(const char *pf, size_t step, int64_t i) {
  * from DRAM once per token. On AMD Zen 3 the hardware prefetcher alone left a third of the
  * bandwidth unused; on an Intel Sapphire Rapids VM these prefetches cost a tenth of it
  * (matvec from DRAM 15.5-16.7 -> 17.6-18.8 GB/s without), and on a Zen 4 VM a third of q3's
- * decode speed (tg128 25.4-26.8 -> 16.7-17.9 t/s with them). quant_r8_prefetch: on or off for
- * one-column calls (matvec), set before any kernel runs (quant_dispatch.c: AMD CPUs without
- * AVX-512, i.e. Zen 3 and older; MOERUN_PREFETCH=0|1 overrides). quant_r8_prefetch_mm: the same
+ * decode speed (tg128 25.4-26.8 -> 16.7-17.9 t/s with them), while on a Zen 5 VM they gave it
+ * back the other way (q3 tg32, 7 alternated pairs: 10.7-16.9 -> 17.8-24.3 t/s with them).
+ * quant_r8_prefetch: on or off for one-column calls (matvec), set before any kernel runs
+ * (quant_dispatch.c: AMD CPUs without AVX-512, i.e. Zen 3 and older, and AMD family 0x1a and
+ * later, Zen 5; MOERUN_PREFETCH=0|1 overrides). quant_r8_prefetch_mm: the same
  * for calls of 4 columns or more (prompts), on by default: there each weight block serves
  * several column tiles, and the loads of a row group (or its unpacking) are a short burst
  * between long stretches of arithmetic that the hardware prefetcher does not cover (Zen 4:

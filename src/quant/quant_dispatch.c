@@ -51,7 +51,8 @@ static void init_tables(void) {
     const mr_cpu_features *f = mr_cpu();
     const char *pf = getenv("MOERUN_PREFETCH");
     const char *pm = getenv("MOERUN_PREFETCH_MM");
-    quant_r8_prefetch = pf && *pf ? atoi(pf) != 0 : f->amd && !f->avx512_hw; /* quant_avx2.h: r8_pf */
+    /* quant_avx2.h: r8_pf (AMD: Zen 3 and older, and Zen 5; not Zen 4) */
+    quant_r8_prefetch = pf && *pf ? atoi(pf) != 0 : f->amd && (!f->avx512_hw || f->family >= 0x1a);
     quant_r8_prefetch_mm = pm && *pm ? atoi(pm) != 0 : pf && *pf ? atoi(pf) != 0 : 1;
     if (f->avx2 && f->fma && f->f16c)
         for (uint32_t t = 0; t < MR_TYPE_ALL; t++) {
