@@ -293,7 +293,7 @@ static void block_v_q8(const mctx *x, const int *idx, int nv, const float *P) {
  * path's FMA's 16. Rows are vector lanes in P, so 16 rows' weights are found and rounded per
  * vector; O keeps each 32 dimensions in vt's order until attn_i8_order_z at the end. */
 static void block_v_i8(const mctx *x, const int *idx, int nv, const float *P) {
-    const int R = x->R, Rp = x->Rp, dv = x->dv, nbv = dv / 32, nq = (nv + 3) / 4;
+    const int R = x->R, Rp = x->Rp, dv = x->dv, nbv = dv / 32;
     attn_job j = {.dv = dv, .Vh = x->a->v_in_k ? x->Kh : x->Vh, .vrb = x->a->v_in_k ? x->krb : x->vrb,
                   .vt = (uint8_t *)x->Vf, .dvf = x->dvf};
     attn_vt_z(&j, idx, nv);
@@ -315,6 +315,8 @@ static void block_v_i8(const mctx *x, const int *idx, int nv, const float *P) {
                 const __m512 mx = _mm512_max_ps(m0, m1);
                 _mm512_storeu_ps(x->vsc + ((size_t)gi * nbv + b) * Rp + r0, _mm512_div_ps(mx, c255));
                 const __m512 inv = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(mx, zero, _CMP_GT_OQ), c255, mx);
+                for (int q = (k1 + 3) / 4; q < k0 / 4 + 8; q++) /* whole groups (attn_i8_products_z): zeros */
+                    memset(x->wq + ((size_t)q * nbv + b) * Rp + r0, 0, sizeof(uint32_t) * 16);
                 for (int q = k0 / 4; 4 * q < k1; q++) {
                     __m128i w8[4];
                     for (int i = 0; i < 4; i++) {
@@ -335,34 +337,11 @@ static void block_v_i8(const mctx *x, const int *idx, int nv, const float *P) {
                 }
             }
         }
-    /* O[r][block b] += scale * sum over a group's quads, 8 rows at a time */
-    const uint8_t *vt = (const uint8_t *)x->Vf;
-    for (int b = 0; b < nbv; b++)
-        for (int gi = 0; gi * 8 < nq; gi++) {
-            const int q0 = 8 * gi, q1 = q0 + 8 < nq ? q0 + 8 : nq;
-            for (int r0 = 0; r0 < R; r0 += 8) {
-                const int nr = R - r0 < 8 ? R - r0 : 8;
-                __m512i acc[8][2];
-                for (int r = 0; r < 8; r++) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
-                for (int q = q0; q < q1; q++) {
-                    const uint8_t *v = vt + ((size_t)q * nbv + b) * 128;
-                    const __m512i v0 = _mm512_loadu_si512((const void *)v), v1 = _mm512_loadu_si512((const void *)(v + 64));
-                    const uint32_t *w = x->wq + ((size_t)q * nbv + b) * Rp + r0;
-                    for (int r = 0; r < 8; r++) { /* rows past R: weights of padding rows (P 0), ignored */
-                        const __m512i wb = _mm512_set1_epi32((int)w[r]);
-                        acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], wb, v0);
-                        acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], wb, v1);
-                    }
-                }
-                const float *sc = x->vsc + ((size_t)gi * nbv + b) * Rp + r0;
-                for (int r = 0; r < nr; r++) {
-                    const __m512 f = _mm512_set1_ps(sc[r]);
-                    float *o = x->O + (size_t)(r0 + r) * dv + 32 * b;
-                    _mm512_storeu_ps(o, _mm512_fmadd_ps(f, _mm512_cvtepi32_ps(acc[r][0]), _mm512_loadu_ps(o)));
-                    _mm512_storeu_ps(o + 16, _mm512_fmadd_ps(f, _mm512_cvtepi32_ps(acc[r][1]), _mm512_loadu_ps(o + 16)));
-                }
-            }
-        }
+    /* O[r][block b] += scale * sum over a group's quads, 8 rows at a time (attn_i8_products_z) */
+    attn_pf none = {.den = 1}; /* nothing to prefetch */
+    for (int r0 = 0; r0 < R; r0 += 8)
+        attn_i8_products_z(R - r0 < 8 ? R - r0 : 8, (const uint8_t *)x->Vf, dv, (nv + 31) / 32, x->wq + r0, (size_t)Rp,
+                           x->vsc + r0, x->O + (size_t)r0 * dv, &none);
 }
 
 /* O += P V over the nv listed cells (P: their probability rows); v_in_k: V is the first dv

@@ -141,6 +141,14 @@ void attn_vacc_z(const attn_job *j, int nh, int c0, const int *idx, int nv, cons
  * path's result up to the rounding of the probability-times-scale weights to 8 bits per 32 cells. */
 void attn_vt_z(const attn_job *j, const int *idx, int nv);
 void attn_vacc_i8_z(const attn_job *j, int nh, int c0, const int *idx, int nv, const float *P, float *out);
+/* The products of the integer V pass, shared by the decode kernel (rows: a tile's heads) and
+ * cpu_attn_multi (rows: query rows): out(r, block b) += the nr (<= 8) rows' sums over ng groups
+ * of 8 quads of vt (attn_vt_z's layout; a group: 32 cells, one scale), row r's weights of quad q
+ * and V block b at wq[(q * nbv + b) * ws + r] (a dword: 4 cells' 8-bit weights), its scales of
+ * group g at vsc[(g * nbv + b) * ws + r], its output at out + r * dv, each 32 dimensions in vt's
+ * order (attn_i8_order_z). Steps the prefetch cursor once per quad and V block. */
+void attn_i8_products_z(int nr, const uint8_t *vt, int dv, int ng, const uint32_t *wq, size_t ws, const float *vsc,
+                        float *out, attn_pf *pf);
 /* The integer V pass leaves each 32 dimensions of an output row in vt's order (elementwise steps,
  * rescaling and normalizing, do not mind): attn_i8_order_z restores the g rows' order, once. */
 void attn_i8_order_z(const attn_job *j, float *out);
