@@ -8,7 +8,7 @@
  * it prints µs per call (median of the timed calls), the KV bytes one call
  * reads, GB/s of those bytes and GFLOP/s (2*g*depth*(dk+dv) per call).
  *
- * Usage: bench_attn [-g G] [-d DK] [-v DV] [-t SECONDS] [-c] [-s] [--mla] [--4k] [-p N] [depth ...] [-- type ...]
+ * Usage: bench_attn [-g G] [-d DK] [-v DV] [-t SECONDS] [-c] [-s] [-f] [--mla] [--4k] [-p N] [depth ...] [-- type ...]
  *   -v DV: value size when it differs from DK (-g 1 -d 192 -v 128: DeepSeek's MLA prompt form).
  *   defaults: g = 8, dk = dv = 128, depths 512 1024 4096, types f16 q8_0,
  *   about 0.15 s per configuration, 1 thread.
@@ -16,6 +16,7 @@
  *      engine's KV cache has them (kv.c, mr_calloc_huge).
  *   -c (cold): the calls rotate over enough KV heads (>= 96 MB of cache) that
  *      the cache streams from DRAM as in a real model, instead of staying in L2/L3.
+ *   -f: the flash path only (for a profiler).
  *   -s (split): a call is the parts of cpu_attn_split (flash, over 512 cells) one after
  *      the other on this thread and their merge, as a decode step spreads them over threads.
  *   --mla: the MLA shape (dk 576, dv 512, the value inside K; set -g 16 for DeepSeek-V2-Lite).
@@ -170,7 +171,7 @@ static void run_prompt(uint32_t type, int g, int d, bool mla, int depth, int n, 
 int main(int argc, char **argv) {
     int g = 8, d = 128, depths[16], nd = 0, types[8], nt = 0;
     double budget = 0.15;
-    bool cold = false, in_types = false, mla = false, split = false;
+    bool cold = false, in_types = false, mla = false, split = false, flash_only = false;
     int prompt = 0;
     for (int i = 1; i < argc; i++) {
         if (in_types) {
@@ -183,6 +184,7 @@ int main(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--")) in_types = true;
         else if (!strcmp(argv[i], "-c")) cold = true;
         else if (!strcmp(argv[i], "-s")) split = true;
+        else if (!strcmp(argv[i], "-f")) flash_only = true;
         else if (!strcmp(argv[i], "--mla")) mla = true;
         else if (!strcmp(argv[i], "--4k")) g_small = true;
         else if (!strcmp(argv[i], "-p") && i + 1 < argc) prompt = atoi(argv[++i]);
@@ -192,7 +194,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-t") && i + 1 < argc) budget = atof(argv[++i]);
         else if (argv[i][0] != '-' && nd < 16) depths[nd++] = atoi(argv[i]);
         else {
-            fprintf(stderr, "usage: bench_attn [-g G] [-d DK] [-v DV] [-t SECONDS] [-c] [-s] [--mla] [--4k] [-p N] [depth ...] [-- type ...]\n");
+            fprintf(stderr, "usage: bench_attn [-g G] [-d DK] [-v DV] [-t SECONDS] [-c] [-s] [-f] [--mla] [--4k] [-p N] [depth ...] [-- type ...]\n");
             return 2;
         }
     }
@@ -229,7 +231,7 @@ int main(int argc, char **argv) {
     if (!mla) printf("dk = %d, dv = %d\n", d, g_dv ? g_dv : d);
     printf("%-6s %-5s %6s %10s %10s %8s %10s\n", "type", "path", "depth", "us/call", "KV bytes", "GB/s", "GFLOP/s");
     for (int ti = 0; ti < nt; ti++)
-        for (int fl = 1; fl >= 0; fl--)
+        for (int fl = 1; fl >= (flash_only ? 1 : 0); fl--)
             for (int di = 0; di < nd; di++) {
                 const uint32_t t = (uint32_t)types[ti];
                 const double us = run(t, g, d, mla, depths[di], fl, cold, split, budget);

@@ -90,6 +90,12 @@ void cpu_attn_head(const cpu_attn_args *a, int kvh, const float *q, int32_t pos,
 #define CPU_ATTN_INT8_V_MULTI_DV 256
 bool cpu_attn_int8_v(void);
 void cpu_attn_set_int8_v(int on);
+/* The q8_0 K scores of a single group of up to 8 query heads on 512-bit vectors (bit-identical to
+ * the 256-bit kernel's; faster where a 512-bit vpdpbusd issues at the 256-bit rate): on by default
+ * on AMD Zen 5 (family 0x1a), MOERUN_ATTN_WIDE=1 / 0 forces it on / off; cpu_attn_set_wide_scores
+ * likewise (tests; -1 back to the default). */
+bool cpu_attn_wide_scores(void);
+void cpu_attn_set_wide_scores(int on);
 /* MOERUN_ATTN_BF16=1 (off by default): with an f16 K and V of at least CPU_ATTN_BF16_MIN_DV
  * values (MLA's latent), query heads in whole groups of 8, on AVX-512 CPUs with AVX512_BF16,
  * decode attention multiplies in bf16 (vdpbf16ps: twice the f32 FMA's products per

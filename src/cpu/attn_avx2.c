@@ -104,6 +104,10 @@ static void scores_all(const attn_job *j, int c0, int n, const int *idx, int nv,
         attn_bf_scores(j, c0, n, idx, nv, S, ts);
         return;
     }
+    if (j->zw) {
+        attn_q8_scores_zw(j, c0, n, idx, nv, S);
+        return;
+    }
     if (j->kq8 && j->z && j->H == 8) {
         attn_q8_scores_z(j, c0, n, idx, nv, S, ts);
         return;
@@ -253,17 +257,25 @@ static void flash(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, int
         const bool vk = j->Vh == j->Kh;
         attn_pf_start(j->pf, j->Vh, j->vrb, c0, vk ? c0 : c1, score_steps(j, nv));
         scores_all(j, c0, n, j->idx, nv, S, (size_t)FB * 8);
+        /* every cell visible (rows 0..nv-1) and the integer V pass next: the softmax on 512-bit
+         * vectors (attn_rows_max_z, attn_rows_exp_z) */
+        const bool rows = j->vi8 && nv == n;
         for (int t = 0; t < j->ntile; t++) {
             float *St = S + (size_t)t * FB * 8, *mt = j->m + 8 * t, *lt = j->l + 8 * t;
-            /* four chains (a max is exact in any order): vmaxps's latency, not its rate, bound one */
-            __m256 b4[4] = {_mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY),
-                            _mm256_set1_ps(-INFINITY)};
-            int k = 0;
-            for (; k + 4 <= nv; k += 4)
-                for (int u = 0; u < 4; u++)
-                    b4[u] = _mm256_max_ps(b4[u], _mm256_load_ps(St + (size_t)(j->idx[k + u] - c0) * 8));
-            for (; k < nv; k++) b4[0] = _mm256_max_ps(b4[0], _mm256_load_ps(St + (size_t)(j->idx[k] - c0) * 8));
-            const __m256 bm = _mm256_max_ps(_mm256_max_ps(b4[0], b4[1]), _mm256_max_ps(b4[2], b4[3]));
+            __m256 bm;
+            if (rows) {
+                bm = attn_rows_max_z(St, nv);
+            } else {
+                /* four chains (a max is exact in any order): vmaxps's latency, not its rate, bound one */
+                __m256 b4[4] = {_mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY),
+                                _mm256_set1_ps(-INFINITY)};
+                int k = 0;
+                for (; k + 4 <= nv; k += 4)
+                    for (int u = 0; u < 4; u++)
+                        b4[u] = _mm256_max_ps(b4[u], _mm256_load_ps(St + (size_t)(j->idx[k + u] - c0) * 8));
+                for (; k < nv; k++) b4[0] = _mm256_max_ps(b4[0], _mm256_load_ps(St + (size_t)(j->idx[k] - c0) * 8));
+                bm = _mm256_max_ps(_mm256_max_ps(b4[0], b4[1]), _mm256_max_ps(b4[2], b4[3]));
+            }
             const __m256 mo = _mm256_load_ps(mt), mn = _mm256_max_ps(mo, bm);
             const __m256 first = _mm256_cmp_ps(mo, _mm256_set1_ps(-INFINITY), _CMP_EQ_OQ);
             const __m256 r = _mm256_andnot_ps(first, cpu_exp8(_mm256_sub_ps(mo, mn))); /* 1 where the max stays */
@@ -282,7 +294,8 @@ static void flash(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, int
                 }
             }
             __m256 lv = _mm256_mul_ps(_mm256_load_ps(lt), r);
-            for (int k = 0; k < nv; k++) { /* sum in cell order; invisible rows keep -inf: V skips them */
+            if (rows) lv = attn_rows_exp_z(St, nv, mn, lv);
+            else for (int k = 0; k < nv; k++) { /* sum in cell order; invisible rows keep -inf: V skips them */
                 float *row = St + (size_t)(j->idx[k] - c0) * 8;
                 const __m256 p = cpu_exp8(_mm256_sub_ps(_mm256_load_ps(row), mn));
                 _mm256_store_ps(row, p);
@@ -379,7 +392,15 @@ static bool env_switch(_Atomic int *g, const char *name, bool dflt) {
     return v;
 }
 
-static _Atomic int g_int8_v = -1, g_bf16 = -1;
+static _Atomic int g_int8_v = -1, g_bf16 = -1, g_wide = -1;
+
+/* 512-bit q8_0 K scores: where a 512-bit vpdpbusd issues at the 256-bit one's rate (AMD Zen 5,
+ * family 0x1a; Zen 4 splits it in two) */
+bool cpu_attn_wide_scores(void) {
+    const mr_cpu_features *f = mr_cpu();
+    return env_switch(&g_wide, "MOERUN_ATTN_WIDE", f->amd && f->family >= 0x1a);
+}
+void cpu_attn_set_wide_scores(int on) { atomic_store_explicit(&g_wide, on < 0 ? -1 : on != 0, memory_order_relaxed); }
 
 bool cpu_attn_int8_v(void) { return env_switch(&g_int8_v, "MOERUN_ATTN_V8", true); }
 void cpu_attn_set_int8_v(int on) { atomic_store_explicit(&g_int8_v, on < 0 ? -1 : on != 0, memory_order_relaxed); }
@@ -446,6 +467,9 @@ void cpu_attn_avx2(const cpu_attn_args *a, int kvh, const float *q, int32_t pos,
         j.pp = j.vp + (size_t)FB / 2 * j.dv;
         j.kb = (uint16_t *)(j.pp + (size_t)FB / 2 * 8);
         attn_bf_prep(&j, q);
+    } else if (j.kq8 && j.z && j.H == 8 && j.ntile == 1 && cpu_attn_wide_scores()) {
+        j.zw = true;
+        attn_q8_prep_zw(&j, q);
     } else if (j.kq8 && j.z && j.H == 8) attn_q8_prep_z(&j, q);
     else if (j.kq8) attn_q8_prep(&j, q);
     else if (j.z && j.H == 8) /* qz[t][i / 8][pair p][16]: heads 2p, 2p + 1, dimensions i .. i + 7 */

@@ -240,6 +240,96 @@ void attn_q8_scores_z(const attn_job *j, int c0, int n, const int *idx, int nv, 
     }
 }
 
+/* ---- q8_0 K scores of one 8-head tile on 512-bit vectors (attn_q8_prep_zw, attn_q8_scores_zw) -------------- */
+
+/* Layout (one tile, j->ntile == 1): lane 2h + e of a vector is head h's dword group 2P + e of a block
+ * (4 quants: elements 8P + 4e .. + 3 of the block), so a cell's 8 bytes of groups 2P, 2P + 1 broadcast
+ * as a quadword meet all 8 heads:
+ *   qs (qt):   block b, pair P at (b * 4 + P) * 64: byte 8h + 4e + i = quant i of group 2P + e of head h;
+ *   nc (aqt):  int32 [b][16]: -128 * head h's quant sum of block b in lane 2h, 0 in lane 2h + 1;
+ *   dq (aqt + dk * 2 bytes): [b][16]: head h's block scale in lanes 2h and 2h + 1.
+ * Absent heads: zeros. */
+void attn_q8_prep_zw(attn_job *j, const float *q) {
+    const int dk = j->dk, nbk = dk / 32;
+    uint8_t row[(CPU_ATTN_SIMD_MAX_D / 32) * ATTN_Q8B];
+    int32_t *nc = (int32_t *)j->aqt;
+    float *dq = (float *)(j->aqt + (size_t)dk * 2);
+    for (int h = 0; h < 8; h++) {
+        const bool here = h < j->g;
+        if (here) quant_quantize_row(MR_TYPE_Q8_0, q + (size_t)h * dk, row, dk);
+        for (int b = 0; b < nbk; b++) {
+            const uint8_t *blk = row + (size_t)b * ATTN_Q8B;
+            int sum = 0;
+            for (int P = 0; P < 4; P++) {
+                uint8_t *d = j->qt + (size_t)(b * 4 + P) * 64 + 8 * h;
+                if (here) memcpy(d, blk + 2 + 8 * P, 8);
+                else memset(d, 0, 8);
+            }
+            if (here)
+                for (int e = 0; e < 32; e++) sum += (int8_t)blk[2 + e];
+            nc[b * 16 + 2 * h] = -128 * sum, nc[b * 16 + 2 * h + 1] = 0;
+            dq[b * 16 + 2 * h] = dq[b * 16 + 2 * h + 1] = here ? _cvtsh_ss(attn_ld16(blk)) : 0.0f;
+        }
+    }
+}
+
+/* The scores of 8 cells r[]: per block and pair P, each cell's 8 bytes broadcast (vpbroadcastq from
+ * the row) and made unsigned (+128) against the signed queries (vpdpbusd), the block's lanes 2h and
+ * 2h + 1 added (an int32 sum, exact: attn_q8_kern.h's), then its float steps on both copies; s[c]
+ * lane 2h = head h's unscaled score. */
+ATTN_AI void q8w_dot(const attn_job *j, const uint8_t *const r[8], __m512 s[8]) {
+    const int nbk = j->dk / 32;
+    const int32_t *nc = (const int32_t *)j->aqt;
+    const float *dq = (const float *)(j->aqt + (size_t)j->dk * 2);
+    const __m512i x80 = _mm512_set1_epi8((char)0x80);
+    for (int c = 0; c < 8; c++) s[c] = _mm512_setzero_ps();
+    for (int b = 0; b < nbk; b++) {
+        __m512i acc[8];
+        const __m512i n0 = _mm512_load_si512((const void *)(nc + b * 16));
+        for (int c = 0; c < 8; c++) acc[c] = n0;
+        _Pragma("GCC unroll 4")
+        for (int P = 0; P < 4; P++) {
+            const __m512i qv = _mm512_load_si512((const void *)(j->qt + (size_t)(b * 4 + P) * 64));
+            for (int c = 0; c < 8; c++) {
+                __m512i kb;
+                __asm__("vpbroadcastq %1, %0" : "=v"(kb) : "m"(*(const int64_t *)(r[c] + (size_t)b * ATTN_Q8B + 2 + 8 * P)));
+                acc[c] = _mm512_dpbusd_epi32(acc[c], _mm512_xor_si512(kb, x80), qv);
+            }
+        }
+        const __m512 dqv = _mm512_load_ps(dq + b * 16);
+        for (int c = 0; c < 8; c++) {
+            const __m512i sum = _mm512_add_epi32(acc[c], _mm512_shuffle_epi32(acc[c], _MM_PERM_CDAB));
+            const __m512 d = _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(attn_ld16(r[c] + (size_t)b * ATTN_Q8B))), dqv);
+            s[c] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), s[c]);
+        }
+    }
+}
+
+void attn_q8_scores_zw(const attn_job *j, int c0, int n, const int *idx, int nv, float *S) {
+    const __m256 sc = _mm256_set1_ps(j->scale);
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14);
+    attn_pf pf = *j->pf;
+    if (nv < n)
+        for (int c = 0; c < n; c++) _mm256_store_ps(S + (size_t)c * 8, _mm256_set1_ps(-INFINITY));
+    for (int k = 0; k < nv; k += 8) {
+        const uint8_t *r[8];
+        for (int i = 0; i < 8; i++) r[i] = j->Kh + (size_t)idx[k + i < nv ? k + i : nv - 1] * j->krb;
+        attn_pf_step(&pf), attn_pf_step(&pf); /* score_steps: a step per ATTN_Q8_CELLS_PER_STEP cells */
+        __m512 s[8];
+        q8w_dot(j, r, s);
+        for (int i = 0; i < 8; i++) /* a constant count (the test inside): s stays in registers */
+            if (k + i < nv)
+                _mm256_store_ps(S + (size_t)(idx[k + i] - c0) * 8,
+                                _mm256_mul_ps(_mm512_castps512_ps256(_mm512_permutexvar_ps(even, s[i])), sc));
+    }
+    if (j->softcap > 0.0f)
+        for (int k = 0; k < nv; k++) {
+            float *o = S + (size_t)(idx[k] - c0) * 8;
+            for (int h = 0; h < 8; h++) o[h] = j->softcap * tanhf(o[h] / j->softcap);
+        }
+    *j->pf = pf;
+}
+
 /* ---- q8_0 V in integer products (attn_vt_z, attn_vacc_i8_z; j->vi8) ------------------------------------ */
 
 /* The V pass with a q8_0 V as a q8_0 x q8_0 dot product over cells, the way llama.cpp rounds a
@@ -342,6 +432,88 @@ static void i8_weights(const attn_job *j, int c0, const int *idx, int nv, const 
     }
 }
 
+/* i8_weights for the rows of consecutive cells (idx[k] = c0 + k: P's row k), on 512-bit vectors of
+ * two cells' rows: per group and V block the 16 vectors of weights stay in registers from the
+ * max to the rounding. The same products, maxima, scales and roundings as i8_weights, so the
+ * same bytes; rows past nv (and their scales: whatever attn_vt_z left) are masked to zero. */
+static void i8_weights_rows(const attn_job *j, int nv, const float *P) {
+    const int nbv = j->dv / 32, ng = (nv + 31) / 32;
+    /* packus order -> cells 0-3 (lanes 0-1) and 4-7 (lanes 2-3), then a dword per head, as i8_weights */
+    const __m512i perm = _mm512_setr_epi32(0, 8, 1, 9, 4, 12, 5, 13, 2, 10, 3, 11, 6, 14, 7, 15);
+    const __m512i tr = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+    __m512i pix[8]; /* cells 2i, 2i + 1 of 16 scales -> lanes 0-7, 8-15 */
+    for (int i = 0; i < 8; i++)
+        pix[i] = _mm512_mask_set1_epi32(_mm512_set1_epi32(2 * i), (__mmask16)0xff00, 2 * i + 1);
+    for (int g = 0; g < ng; g++) {
+        const int k0 = 32 * g;
+        __mmask16 mk[16];
+        for (int i = 0; i < 16; i++) {
+            const int v = nv - (k0 + 2 * i);
+            mk[i] = v >= 2 ? (__mmask16)0xffff : v == 1 ? (__mmask16)0x00ff : (__mmask16)0;
+        }
+        for (int b = 0; b < nbv; b++) {
+            const float *dv = j->dvf + (size_t)b * ATTN_FB + k0;
+            const __m512 d0 = _mm512_loadu_ps(dv), d1 = _mm512_loadu_ps(dv + 16);
+            __m512 w[16];
+            for (int i = 0; i < 16; i++)
+                w[i] = _mm512_maskz_mul_ps(mk[i], _mm512_maskz_loadu_ps(mk[i], P + (size_t)(k0 + 2 * i) * 8),
+                                           _mm512_permutexvar_ps(pix[i % 8], i < 8 ? d0 : d1));
+            __m512 m[4];
+            for (int u = 0; u < 4; u++) m[u] = _mm512_max_ps(_mm512_max_ps(w[u], w[u + 4]), _mm512_max_ps(w[u + 8], w[u + 12]));
+            __m512 mx = _mm512_max_ps(_mm512_max_ps(m[0], m[1]), _mm512_max_ps(m[2], m[3]));
+            mx = _mm512_max_ps(mx, _mm512_shuffle_f32x4(mx, mx, _MM_SHUFFLE(1, 0, 3, 2))); /* both halves: the 8 heads */
+            _mm256_storeu_ps(j->vsc + ((size_t)g * nbv + b) * 8, _mm512_castps512_ps256(_mm512_div_ps(mx, _mm512_set1_ps(255.0f))));
+            const __m512 inv = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(mx, _mm512_setzero_ps(), _CMP_GT_OQ), _mm512_set1_ps(255.0f), mx);
+            for (int u = 0; u < 4; u++) { /* cells 8u .. 8u + 7: quads 2u, 2u + 1 of the group */
+                __m512i x[4];
+                for (int i = 0; i < 4; i++) x[i] = _mm512_cvtps_epi32(_mm512_mul_ps(w[4 * u + i], inv));
+                const __m512i by = _mm512_packus_epi16(_mm512_packus_epi32(x[0], x[1]), _mm512_packus_epi32(x[2], x[3]));
+                const __m512i o = _mm512_shuffle_epi8(_mm512_permutexvar_epi32(perm, by), tr);
+                const int q = k0 / 4 + 2 * u;
+                _mm256_storeu_si256((__m256i *)(j->wq + ((size_t)q * nbv + b) * 8), _mm512_castsi512_si256(o));
+                _mm256_storeu_si256((__m256i *)(j->wq + ((size_t)(q + 1) * nbv + b) * 8), _mm512_extracti64x4_epi64(o, 1));
+            }
+        }
+    }
+}
+
+/* The flash softmax's passes over a block's rows of consecutive cells (row k: 8 lanes), two rows a
+ * vector: their lane-wise max, and e^(row - mn) in place (the exp of cpu_exp8) with l + their sum
+ * (in pairs of rows, four chains: not the decode kernel's cell order). */
+__m256 attn_rows_max_z(const float *S, int n) {
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    __m512 m[4] = {ninf, ninf, ninf, ninf};
+    int k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int u = 0; u < 4; u++) m[u] = _mm512_max_ps(m[u], _mm512_load_ps(S + (size_t)(k + 2 * u) * 8));
+    for (; k < n; k += 2)
+        m[0] = _mm512_max_ps(m[0], _mm512_mask_loadu_ps(ninf, k + 1 < n ? (__mmask16)0xffff : (__mmask16)0xff, S + (size_t)k * 8));
+    const __m512 x = _mm512_max_ps(_mm512_max_ps(m[0], m[1]), _mm512_max_ps(m[2], m[3]));
+    return _mm256_max_ps(_mm512_castps512_ps256(x), _mm512_extractf32x8_ps(x, 1));
+}
+
+__m256 attn_rows_exp_z(float *S, int n, __m256 mn, __m256 l) {
+    const __m512 m16 = _mm512_shuffle_f32x4(_mm512_castps256_ps512(mn), _mm512_castps256_ps512(mn), _MM_SHUFFLE(1, 0, 1, 0));
+    __m512 s[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    int k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int u = 0; u < 4; u++) {
+            float *row = S + (size_t)(k + 2 * u) * 8;
+            const __m512 p = attn_exp16(_mm512_sub_ps(_mm512_load_ps(row), m16));
+            _mm512_store_ps(row, p);
+            s[u] = _mm512_add_ps(s[u], p);
+        }
+    for (; k < n; k += 2) {
+        const __mmask16 mk = k + 1 < n ? (__mmask16)0xffff : (__mmask16)0xff;
+        float *row = S + (size_t)k * 8;
+        const __m512 p = _mm512_maskz_mov_ps(mk, attn_exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, row), m16)));
+        _mm512_mask_storeu_ps(row, mk, p);
+        s[0] = _mm512_add_ps(s[0], p);
+    }
+    const __m512 x = _mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3]));
+    return _mm256_add_ps(l, _mm256_add_ps(_mm512_castps512_ps256(x), _mm512_extractf32x8_ps(x, 1)));
+}
+
 /* out(r, block b) += the NR rows' sums over ng groups of 8 quads (32 cells), from vt and the
  * weights, with each group's scales: row r's weights of quad q and block b at
  * wq[(q * nbv + b) * ws + r], its scales of group g at vsc[(g * nbv + b) * ws + r], its output
@@ -387,7 +559,8 @@ void attn_i8_products_z(int nr, const uint8_t *vt, int dv, int ng, const uint32_
 }
 
 void attn_vacc_i8_z(const attn_job *j, int nh, int c0, const int *idx, int nv, const float *P, float *out) {
-    i8_weights(j, c0, idx, nv, P);
+    if (idx[0] == c0 && idx[nv - 1] == c0 + nv - 1) i8_weights_rows(j, nv, P); /* consecutive cells */
+    else i8_weights(j, c0, idx, nv, P);
     /* whole groups: i8_weights pads them; the prefetch cursor steps once per 4 cells of a V block;
      * inlined here with the constant stride (through attn_i8_products_z, best of 12 warm calls
      * 90.6 against 87.5 us; inlined 91.2 against 90.9) */

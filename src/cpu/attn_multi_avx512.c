@@ -42,10 +42,6 @@
 
 #define MB CPU_ATTN_MULTI_MB
 
-/* cpu_exp8 (vexp_avx2.h) on 16 lanes: the same body (CPU_EXP_BODY) at 512 bits, so the same
- * bits lane by lane. */
-static inline __m512 exp16(__m512 x) { CPU_EXP_BODY(512, __m512, __m512i, _mm512_roundscale_ps); }
-
 /* f16 rows idx[0..n) of base (row bytes rb) -> dst (n rows of d floats, stride ld); d % 16 == 0 */
 static void rows_f32(const uint8_t *base, size_t rb, const int *idx, int n, int d, float *dst, int ld) {
     for (int k = 0; k < n; k++) {
@@ -391,12 +387,12 @@ static void flash(mctx *x, float *S, int *idx, uint64_t *msk) {
             const __mmask16 fin = _mm512_cmp_ps_mask(mn, ninf, _CMP_NEQ_OQ); /* rows that saw a cell */
             const __m512 base = _mm512_maskz_mov_ps(fin, mn);                /* 0 where none yet: e^-inf = 0 */
             const __mmask16 had = _mm512_cmp_ps_mask(mo, ninf, _CMP_NEQ_OQ);
-            const __m512 rs = _mm512_maskz_mov_ps(had, exp16(_mm512_sub_ps(mo, base)));
+            const __m512 rs = _mm512_maskz_mov_ps(had, attn_exp16(_mm512_sub_ps(mo, base)));
             __m512 lv = _mm512_mul_ps(_mm512_loadu_ps(x->l + r0), rs);
             for (int k = 0; k < nv; k++) {
                 float *row = S + (size_t)k * Rp + r0;
                 const __m512 sv = _mm512_loadu_ps(row);
-                const __m512 p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(sv, ninf, _CMP_NEQ_OQ), exp16(_mm512_sub_ps(sv, base)));
+                const __m512 p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(sv, ninf, _CMP_NEQ_OQ), attn_exp16(_mm512_sub_ps(sv, base)));
                 _mm512_storeu_ps(row, p);
                 lv = _mm512_add_ps(lv, p);
             }
@@ -444,7 +440,7 @@ static void standard(mctx *x, float *S, int *idx, uint64_t *msk) {
         for (int k = 0; k < nv; k++) {
             float *row = S + (size_t)k * Rp + r0;
             const __m512 sv = _mm512_loadu_ps(row);
-            const __m512 p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(sv, ninf, _CMP_NEQ_OQ), exp16(_mm512_sub_ps(sv, base)));
+            const __m512 p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(sv, ninf, _CMP_NEQ_OQ), attn_exp16(_mm512_sub_ps(sv, base)));
             _mm512_storeu_ps(row, p);
             s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(p)));
             s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(p, 1)));

@@ -39,6 +39,12 @@ ATTN_AI __m256 hsum8x8(const __m256 a[8]) {
     return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
+#ifdef __AVX512F__
+/* cpu_exp8 (vexp_avx2.h) on 16 lanes, for the AVX-512 files: the same body (CPU_EXP_BODY) at 512
+ * bits, so the same bits lane by lane. */
+static inline __m512 attn_exp16(__m512 x) { CPU_EXP_BODY(512, __m512, __m512i, _mm512_roundscale_ps); }
+#endif
+
 /* Software prefetch of V rows at an even pace (the hardware prefetcher
  * follows K, read in order, but not V, read a few dimensions of every row of
  * a block at a time): in flash the score pass of a block prefetches the
@@ -77,6 +83,7 @@ typedef struct {
     bool kq8, vq8; /* K / V is q8_0 (else f16) */
     bool z;        /* AVX-512 VNNI kernels (attn_avx512.c) for V and the q8_0 K scores */
     bool vi8;      /* q8_0 V with j->z: integer products (attn_vt_z, attn_vacc_i8_z) */
+    bool zw;       /* q8_0 K, one 8-head tile, j->z: the scores on 512-bit vectors (attn_q8_scores_zw) */
     bool bf;       /* f16 K and V, 8-head tiles, AVX512_BF16: bf16 products (attn_bf16_avx512.c) */
     float scale, softcap;
     const uint8_t *Kh, *Vh; /* this KV head's rows (V: inside K with v_in_k) */
@@ -141,6 +148,12 @@ void attn_vacc_z(const attn_job *j, int nh, int c0, const int *idx, int nv, cons
  * path's result up to the rounding of the probability-times-scale weights to 8 bits per 32 cells. */
 void attn_vt_z(const attn_job *j, const int *idx, int nv);
 void attn_vacc_i8_z(const attn_job *j, int nh, int c0, const int *idx, int nv, const float *P, float *out);
+/* The flash softmax over a block's rows 0..n-1 (consecutive cells) on 512-bit vectors, two rows a
+ * vector, where the integer V pass follows (which rounds the probabilities anyway, so its sum need
+ * not be in the f32 pass's cell order): attn_rows_max_z returns the rows' lane-wise max,
+ * attn_rows_exp_z puts e^(row - mn) (cpu_exp8's bits) in place and returns l + their sum. */
+__m256 attn_rows_max_z(const float *S, int n);
+__m256 attn_rows_exp_z(float *S, int n, __m256 mn, __m256 l);
 /* The products of the integer V pass, shared by the decode kernel (rows: a tile's heads) and
  * cpu_attn_multi (rows: query rows): out(r, block b) += the nr (<= 8) rows' sums over ng groups
  * of 8 quads of vt (attn_vt_z's layout; a group: 32 cells, one scale), row r's weights of quad q
@@ -160,6 +173,12 @@ void attn_i8_order_z(const attn_job *j, float *out);
  * Steps the prefetch cursor once per tile and ATTN_Q8_CELLS_PER_STEP cells, as attn_q8_scores. */
 void attn_q8_prep_z(attn_job *j, const float *q);
 void attn_q8_scores_z(const attn_job *j, int c0, int n, const int *idx, int nv, float *S, size_t ts);
+/* The same q8_0 K scores for a single tile (j->ntile == 1, j->zw) on 512-bit vectors: lanes 2h, 2h + 1
+ * hold head h's two dword groups of 8 bytes of a cell broadcast as a quadword, half the vpdpbusd of
+ * attn_q8_scores_z where a 512-bit one issues at the 256-bit rate (AMD Zen 5), the pair added per
+ * block in int32: bit-identical scores again (layout: attn_avx512.c). */
+void attn_q8_prep_zw(attn_job *j, const float *q);
+void attn_q8_scores_zw(const attn_job *j, int c0, int n, const int *idx, int nv, float *S);
 /* f16 K scores of an 8-head tile (j->H == 8, j->qz) on 512-bit vectors: a vector holds two heads'
  * 8-lane partial sums against 8 dimensions of a cell converted to both halves, two cells a
  * step; the same FMAs per lane in the same order and the same hsum8x8 as attn_avx2.c's

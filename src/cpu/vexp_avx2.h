@@ -10,7 +10,7 @@
 
 /* The constants and the operations of cpu_exp8, written once: CPU_EXP_BODY(W, T, TI, ROUND) is
  * the body of an e^x over W-bit vectors (T float, TI int; ROUND the width's round-to-integer
- * intrinsic). attn_multi_avx512.c's 16-lane exp16 is the same body at 512 bits, so the two agree
+ * intrinsic). attn_vec.h's 16-lane attn_exp16 is the same body at 512 bits, so the two agree
  * bit for bit by construction. */
 #define CPU_EXP_LO (-87.3f)
 #define CPU_EXP_HI 88.3f

@@ -522,8 +522,9 @@ static int generic_child(void) {
 }
 
 /* AVX-512 (attn_avx512.c) against AVX2: these cases' outputs, each from a fresh generator,
- * concatenated (n floats), with the f32 V pass (the integer one has no AVX2 twin). */
-static float *zcases_run(size_t *n) {
+ * concatenated (n floats), with the f32 V pass (the integer one has no AVX2 twin); wide: the
+ * single tiles' q8_0 K scores on 512-bit vectors (cpu_attn_set_wide_scores) or not. */
+static float *zcases_run(size_t *n, int wide) {
     const tcase cases[] = {
         {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 2, 128, 128, 300, false, true, true, 0, 3, 0, false},
         {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 2, 128, 128, 300, false, true, false, 0, 3, 0, false},
@@ -538,8 +539,12 @@ static float *zcases_run(size_t *n) {
         {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 24, 1, 128, 128, 201, false, true, true, 0, 3, 0, false},
         {MR_TYPE_Q8_0, MR_TYPE_F16, 12, 2, 64, 64, 130, false, true, false, 0, 3, 0, false},
         {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 16, 1, 128, 128, 99, false, false, true, 0, 3, 20.0f, false},
+        /* one tile (attn_q8_scores_zw where wide): absent heads, masked, soft-capped, 3 K blocks */
+        {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 6, 1, 64, 64, 77, false, true, true, 0, 3, 20.0f, false},
+        {MR_TYPE_Q8_0, MR_TYPE_F16, 7, 2, 96, 96, 45, false, false, false, 0, 3, 0, false},
     };
     size_t tot = 0;
+    cpu_attn_set_wide_scores(wide);
     cpu_attn_set_int8_v(0); /* the f32 V pass and products, which AVX2 shares bit for bit */
     cpu_attn_set_bf16(0);
     for (size_t i = 0; i < MR_ARRAY_LEN(cases); i++) tot += (size_t)cases[i].g * cases[i].dv;
@@ -554,6 +559,7 @@ static float *zcases_run(size_t *n) {
     }
     cpu_attn_set_int8_v(-1);
     cpu_attn_set_bf16(1);
+    cpu_attn_set_wide_scores(-1);
     *n = tot;
     return o;
 }
@@ -561,7 +567,7 @@ static float *zcases_run(size_t *n) {
 /* Under MOERUN_CPU=avx2: the outputs equal those the parent wrote to path. */
 static int avx2_child(const char *path) {
     size_t n = 0;
-    float *o = zcases_run(&n), *z = mr_malloc(sizeof(float) * n);
+    float *o = zcases_run(&n, 1), *z = mr_malloc(sizeof(float) * n);
     FILE *f = fopen(path, "rb");
     CHECK(f && fread(z, sizeof(float), n, f) == n, "read %s", path);
     if (f) fclose(f);
@@ -867,7 +873,12 @@ int main(int argc, char **argv) {
     const mr_cpu_features *f = mr_cpu();
     if (f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni) {
         size_t n = 0;
-        float *o = zcases_run(&n);
+        float *o = zcases_run(&n, 1);
+        size_t n0 = 0, diff = 0;
+        float *o0 = zcases_run(&n0, 0); /* the 256-bit q8_0 K score kernel: the same bits */
+        for (size_t i = 0; i < n && n0 == n; i++) diff += memcmp(&o[i], &o0[i], sizeof(float)) != 0;
+        CHECK(n0 == n && diff == 0, "512-bit q8_0 K scores differ from the 256-bit kernel's in %zu of %zu outputs", diff, n);
+        free(o0);
         char path[] = "/tmp/test_attn_zXXXXXX";
         const int fd = mkstemp(path);
         FILE *fo = fd >= 0 ? fdopen(fd, "wb") : NULL;
