@@ -104,7 +104,7 @@ static void scores_all(const attn_job *j, int c0, int n, const int *idx, int nv,
         attn_bf_scores(j, c0, n, idx, nv, S, ts);
         return;
     }
-    if (j->zw) {
+    if (j->zw && j->ntile == 1) {
         attn_q8_scores_zw(j, c0, n, idx, nv, S);
         return;
     }
@@ -467,10 +467,11 @@ void cpu_attn_avx2(const cpu_attn_args *a, int kvh, const float *q, int32_t pos,
         j.pp = j.vp + (size_t)FB / 2 * j.dv;
         j.kb = (uint16_t *)(j.pp + (size_t)FB / 2 * 8);
         attn_bf_prep(&j, q);
-    } else if (j.kq8 && j.z && j.H == 8 && j.ntile == 1 && cpu_attn_wide_scores()) {
-        j.zw = true;
-        attn_q8_prep_zw(&j, q);
-    } else if (j.kq8 && j.z && j.H == 8) attn_q8_prep_z(&j, q);
+    } else if (j.kq8 && j.z && j.H == 8) {
+        j.zw = cpu_attn_wide_scores();
+        if (j.zw && j.ntile == 1) attn_q8_prep_zw(&j, q);
+        else attn_q8_prep_z(&j, q);
+    }
     else if (j.kq8) attn_q8_prep(&j, q);
     else if (j.z && j.H == 8) /* qz[t][i / 8][pair p][16]: heads 2p, 2p + 1, dimensions i .. i + 7 */
         for (int t = 0; t < j.ntile; t++)

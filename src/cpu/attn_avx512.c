@@ -233,9 +233,71 @@ ATTN_AI void q8z_scores(const int W, const attn_job *j, int tp, int c0, int n, c
     *j->pf = pf;
 }
 
+/* q8z_scores for a tile pair (W = 2) on 512-bit vectors (j->zw: where a 512-bit vpdpbusd issues at the
+ * 256-bit rate): a cell's accumulator holds both tiles' 8 heads, whose groups gg lie side by side in
+ * qt, so each broadcast K dword feeds one instruction instead of two; the same int32 sums and float
+ * steps lane by lane, so the same scores bit for bit. */
+ATTN_AI void q8zp_dot(const attn_job *j, int tp, const uint8_t *const r[8], __m512 s[8]) {
+    const int dk = j->dk, nbk = dk / 32;
+    const uint8_t *qs = j->qt + (size_t)tp * dk * 8;
+    const int32_t *corr = (const int32_t *)(j->aqt + (size_t)tp * dk * 8);
+    const float *dq = j->dq + (size_t)tp * nbk * 8;
+    const __m512i x80 = _mm512_set1_epi8((char)0x80);
+    for (int c = 0; c < 8; c++) s[c] = _mm512_setzero_ps();
+    for (int b = 0; b < nbk; b++) {
+        __m512i acc[8];
+        const __m512i ncv = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_loadu_si512((const void *)(corr + b * 16)));
+        for (int c = 0; c < 8; c++) acc[c] = ncv;
+        _Pragma("GCC unroll 8")
+        for (int gg = 0; gg < 8; gg++) {
+            const __m512i qv = _mm512_load_si512((const void *)(qs + (size_t)(b * 8 + gg) * 64));
+            for (int c = 0; c < 8; c++) {
+                __m512i kb;
+                __asm__("vpbroadcastd %1, %0" : "=v"(kb) : "m"(*(const int32_t *)(r[c] + (size_t)b * ATTN_Q8B + 2 + 4 * gg)));
+                acc[c] = _mm512_dpbusd_epi32(acc[c], _mm512_xor_si512(kb, x80), qv);
+            }
+        }
+        const __m512 dqv = _mm512_loadu_ps(dq + b * 16);
+        for (int c = 0; c < 8; c++) {
+            const __m512 d = _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(attn_ld16(r[c] + (size_t)b * ATTN_Q8B))), dqv);
+            s[c] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(acc[c]), s[c]);
+        }
+    }
+}
+
+static void q8zp_scores(const attn_job *j, int tp, int c0, int n, const int *idx, int nv, float *S, size_t ts) {
+    const __m512 sc = _mm512_set1_ps(j->scale);
+    attn_pf pf = *j->pf;
+    if (nv < n)
+        for (int w = 0; w < 2; w++)
+            for (int c = 0; c < n; c++) _mm256_store_ps(S + w * ts + (size_t)c * 8, _mm256_set1_ps(-INFINITY));
+    for (int k = 0; k < nv; k += 8) {
+        const uint8_t *r[8];
+        for (int i = 0; i < 8; i++) r[i] = j->Kh + (size_t)idx[k + i < nv ? k + i : nv - 1] * j->krb;
+        for (int w = 0; w < 4; w++) attn_pf_step(&pf); /* score_steps: a step per tile and 4 cells */
+        __m512 s[8];
+        q8zp_dot(j, tp, r, s);
+        for (int i = 0; i < 8; i++)
+            if (k + i < nv) {
+                const __m512 x = _mm512_mul_ps(s[i], sc);
+                float *o = S + (size_t)(idx[k + i] - c0) * 8;
+                _mm256_store_ps(o, _mm512_castps512_ps256(x));
+                _mm256_store_ps(o + ts, _mm512_extractf32x8_ps(x, 1));
+            }
+    }
+    if (j->softcap > 0.0f)
+        for (int w = 0; w < 2; w++)
+            for (int k = 0; k < nv; k++) {
+                float *o = S + w * ts + (size_t)(idx[k] - c0) * 8;
+                for (int h = 0; h < 8; h++) o[h] = j->softcap * tanhf(o[h] / j->softcap);
+            }
+    *j->pf = pf;
+}
+
 void attn_q8_scores_z(const attn_job *j, int c0, int n, const int *idx, int nv, float *S, size_t ts) {
     for (int t = 0; t < j->ntile; t += 2) {
-        if (t + 1 < j->ntile) q8z_scores(2, j, t, c0, n, idx, nv, S + (size_t)t * ts, ts);
+        if (t + 1 < j->ntile && j->zw) q8zp_scores(j, t, c0, n, idx, nv, S + (size_t)t * ts, ts);
+        else if (t + 1 < j->ntile) q8z_scores(2, j, t, c0, n, idx, nv, S + (size_t)t * ts, ts);
         else q8z_scores(1, j, t, c0, n, idx, nv, S + (size_t)t * ts, ts);
     }
 }

@@ -83,7 +83,8 @@ typedef struct {
     bool kq8, vq8; /* K / V is q8_0 (else f16) */
     bool z;        /* AVX-512 VNNI kernels (attn_avx512.c) for V and the q8_0 K scores */
     bool vi8;      /* q8_0 V with j->z: integer products (attn_vt_z, attn_vacc_i8_z) */
-    bool zw;       /* q8_0 K, one 8-head tile, j->z: the scores on 512-bit vectors (attn_q8_scores_zw) */
+    bool zw;       /* q8_0 K, 8-head tiles, j->z: the scores on 512-bit vectors (one tile: attn_q8_scores_zw;
+                    * tile pairs: attn_q8_scores_z's 512-bit form) */
     bool bf;       /* f16 K and V, 8-head tiles, AVX512_BF16: bf16 products (attn_bf16_avx512.c) */
     float scale, softcap;
     const uint8_t *Kh, *Vh; /* this KV head's rows (V: inside K with v_in_k) */
@@ -170,7 +171,8 @@ void attn_i8_order_z(const attn_job *j, float *out);
  * tiles of a block (tile t's rows at S + t * ts) two tiles to a 512-bit vector, with the unsigned
  * K bytes + 128 against the signed queries (vpdpbusd, no sign fix-up) and 128 * the queries' block
  * sums taken off: the same int32 sums and float steps as attn_q8_scores, bit-identical scores.
- * Steps the prefetch cursor once per tile and ATTN_Q8_CELLS_PER_STEP cells, as attn_q8_scores. */
+ * Steps the prefetch cursor once per tile and ATTN_Q8_CELLS_PER_STEP cells, as attn_q8_scores.
+ * With j->zw a tile pair's 16 heads share one 512-bit vector per cell (the same bits again). */
 void attn_q8_prep_z(attn_job *j, const float *q);
 void attn_q8_scores_z(const attn_job *j, int c0, int n, const int *idx, int nv, float *S, size_t ts);
 /* The same q8_0 K scores for a single tile (j->ntile == 1, j->zw) on 512-bit vectors: lanes 2h, 2h + 1
