@@ -233,38 +233,44 @@ ATTN_AI void q8z_scores(const int W, const attn_job *j, int tp, int c0, int n, c
     *j->pf = pf;
 }
 
-/* q8z_scores for a tile pair (W = 2) on 512-bit vectors (j->zw: where a 512-bit vpdpbusd issues at the
- * 256-bit rate): a cell's accumulator holds both tiles' 8 heads, whose groups gg lie side by side in
- * qt, so each broadcast K dword feeds one instruction instead of two; the same int32 sums and float
- * steps lane by lane, so the same scores bit for bit. */
-ATTN_AI void q8zp_dot(const attn_job *j, int tp, const uint8_t *const r[8], __m512 s[8]) {
-    const int dk = j->dk, nbk = dk / 32;
-    const uint8_t *qs = j->qt + (size_t)tp * dk * 8;
-    const int32_t *corr = (const int32_t *)(j->aqt + (size_t)tp * dk * 8);
-    const float *dq = j->dq + (size_t)tp * nbk * 8;
+/* The unscaled scores of 8 cells r[] on 512-bit vectors, for the two layouts of the wide kernels:
+ * per block, E (4 or 8) quants of each cell broadcast from the row at a time, made unsigned (+128)
+ * against the signed queries (qs: a vector per block and step, (b * 32 / E + i) * 64), the int32
+ * sums starting from -128 x the queries' sums (nc: a vector per block; E 4: attn_q8_prep_z's +128 x
+ * sum, negated here); E 8 adds lanes 2h and 2h + 1 (an exact int32 sum); then the float steps of
+ * attn_q8_kern.h with the query scales dq (a vector per block). Lane by lane the 256-bit kernels'
+ * integers and float operations, so their scores bit for bit. */
+ATTN_AI void q8_512_dot(const int E, const uint8_t *qs, const int32_t *nc, const float *dq, int nbk,
+                        const uint8_t *const r[8], __m512 s[8]) {
     const __m512i x80 = _mm512_set1_epi8((char)0x80);
     for (int c = 0; c < 8; c++) s[c] = _mm512_setzero_ps();
     for (int b = 0; b < nbk; b++) {
-        __m512i acc[8];
-        const __m512i ncv = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_loadu_si512((const void *)(corr + b * 16)));
-        for (int c = 0; c < 8; c++) acc[c] = ncv;
+        __m512i acc[8], n0 = _mm512_loadu_si512((const void *)(nc + b * 16));
+        if (E == 4) n0 = _mm512_sub_epi32(_mm512_setzero_si512(), n0);
+        for (int c = 0; c < 8; c++) acc[c] = n0;
         _Pragma("GCC unroll 8")
-        for (int gg = 0; gg < 8; gg++) {
-            const __m512i qv = _mm512_load_si512((const void *)(qs + (size_t)(b * 8 + gg) * 64));
+        for (int i = 0; i < 32 / E; i++) {
+            const __m512i qv = _mm512_load_si512((const void *)(qs + (size_t)(b * (32 / E) + i) * 64));
             for (int c = 0; c < 8; c++) {
                 __m512i kb;
-                __asm__("vpbroadcastd %1, %0" : "=v"(kb) : "m"(*(const int32_t *)(r[c] + (size_t)b * ATTN_Q8B + 2 + 4 * gg)));
+                const uint8_t *kp = r[c] + (size_t)b * ATTN_Q8B + 2 + E * i;
+                if (E == 4) __asm__("vpbroadcastd %1, %0" : "=v"(kb) : "m"(*(const int32_t *)kp));
+                else __asm__("vpbroadcastq %1, %0" : "=v"(kb) : "m"(*(const int64_t *)kp));
                 acc[c] = _mm512_dpbusd_epi32(acc[c], _mm512_xor_si512(kb, x80), qv);
             }
         }
         const __m512 dqv = _mm512_loadu_ps(dq + b * 16);
         for (int c = 0; c < 8; c++) {
+            const __m512i sum = E == 8 ? _mm512_add_epi32(acc[c], _mm512_shuffle_epi32(acc[c], _MM_PERM_CDAB)) : acc[c];
             const __m512 d = _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(attn_ld16(r[c] + (size_t)b * ATTN_Q8B))), dqv);
-            s[c] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(acc[c]), s[c]);
+            s[c] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), s[c]);
         }
     }
 }
 
+/* q8z_scores for a tile pair (W = 2) on 512-bit vectors (j->zw: where a 512-bit vpdpbusd issues at the
+ * 256-bit rate): a cell's accumulator holds both tiles' 8 heads, whose groups gg lie side by side in
+ * qt, so each broadcast K dword feeds one instruction instead of two (q8_512_dot, E 4). */
 static void q8zp_scores(const attn_job *j, int tp, int c0, int n, const int *idx, int nv, float *S, size_t ts) {
     const __m512 sc = _mm512_set1_ps(j->scale);
     attn_pf pf = *j->pf;
@@ -276,7 +282,8 @@ static void q8zp_scores(const attn_job *j, int tp, int c0, int n, const int *idx
         for (int i = 0; i < 8; i++) r[i] = j->Kh + (size_t)idx[k + i < nv ? k + i : nv - 1] * j->krb;
         for (int w = 0; w < 4; w++) attn_pf_step(&pf); /* score_steps: a step per tile and 4 cells */
         __m512 s[8];
-        q8zp_dot(j, tp, r, s);
+        q8_512_dot(4, j->qt + (size_t)tp * j->dk * 8, (const int32_t *)(j->aqt + (size_t)tp * j->dk * 8),
+                   j->dq + (size_t)tp * (j->dk / 32) * 8, j->dk / 32, r, s);
         for (int i = 0; i < 8; i++)
             if (k + i < nv) {
                 const __m512 x = _mm512_mul_ps(s[i], sc);
@@ -335,38 +342,6 @@ void attn_q8_prep_zw(attn_job *j, const float *q) {
     }
 }
 
-/* The scores of 8 cells r[]: per block and pair P, each cell's 8 bytes broadcast (vpbroadcastq from
- * the row) and made unsigned (+128) against the signed queries (vpdpbusd), the block's lanes 2h and
- * 2h + 1 added (an int32 sum, exact: attn_q8_kern.h's), then its float steps on both copies; s[c]
- * lane 2h = head h's unscaled score. */
-ATTN_AI void q8w_dot(const attn_job *j, const uint8_t *const r[8], __m512 s[8]) {
-    const int nbk = j->dk / 32;
-    const int32_t *nc = (const int32_t *)j->aqt;
-    const float *dq = (const float *)(j->aqt + (size_t)j->dk * 2);
-    const __m512i x80 = _mm512_set1_epi8((char)0x80);
-    for (int c = 0; c < 8; c++) s[c] = _mm512_setzero_ps();
-    for (int b = 0; b < nbk; b++) {
-        __m512i acc[8];
-        const __m512i n0 = _mm512_load_si512((const void *)(nc + b * 16));
-        for (int c = 0; c < 8; c++) acc[c] = n0;
-        _Pragma("GCC unroll 4")
-        for (int P = 0; P < 4; P++) {
-            const __m512i qv = _mm512_load_si512((const void *)(j->qt + (size_t)(b * 4 + P) * 64));
-            for (int c = 0; c < 8; c++) {
-                __m512i kb;
-                __asm__("vpbroadcastq %1, %0" : "=v"(kb) : "m"(*(const int64_t *)(r[c] + (size_t)b * ATTN_Q8B + 2 + 8 * P)));
-                acc[c] = _mm512_dpbusd_epi32(acc[c], _mm512_xor_si512(kb, x80), qv);
-            }
-        }
-        const __m512 dqv = _mm512_load_ps(dq + b * 16);
-        for (int c = 0; c < 8; c++) {
-            const __m512i sum = _mm512_add_epi32(acc[c], _mm512_shuffle_epi32(acc[c], _MM_PERM_CDAB));
-            const __m512 d = _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(attn_ld16(r[c] + (size_t)b * ATTN_Q8B))), dqv);
-            s[c] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), s[c]);
-        }
-    }
-}
-
 void attn_q8_scores_zw(const attn_job *j, int c0, int n, const int *idx, int nv, float *S) {
     const __m256 sc = _mm256_set1_ps(j->scale);
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14);
@@ -378,7 +353,7 @@ void attn_q8_scores_zw(const attn_job *j, int c0, int n, const int *idx, int nv,
         for (int i = 0; i < 8; i++) r[i] = j->Kh + (size_t)idx[k + i < nv ? k + i : nv - 1] * j->krb;
         attn_pf_step(&pf), attn_pf_step(&pf); /* score_steps: a step per ATTN_Q8_CELLS_PER_STEP cells */
         __m512 s[8];
-        q8w_dot(j, r, s);
+        q8_512_dot(8, j->qt, (const int32_t *)j->aqt, (const float *)(j->aqt + (size_t)j->dk * 2), j->dk / 32, r, s);
         for (int i = 0; i < 8; i++) /* a constant count (the test inside): s stays in registers */
             if (k + i < nv)
                 _mm256_store_ps(S + (size_t)(idx[k + i] - c0) * 8,
