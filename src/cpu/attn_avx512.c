@@ -235,7 +235,7 @@ ATTN_AI void q8z_scores(const int W, const attn_job *j, int tp, int c0, int n, c
 
 /* The unscaled scores of 8 cells r[] on 512-bit vectors, for the two layouts of the wide kernels:
  * per block, E (4 or 8) quants of each cell broadcast from the row at a time, made unsigned (+128)
- * against the signed queries (qs: a vector per block and step, (b * 32 / E + i) * 64), the int32
+ * against the signed queries (qs: a vector per block and step i < 32 / E, (b * 32 / E + i) * 64), the int32
  * sums starting from -128 x the queries' sums (nc: a vector per block; E 4: attn_q8_prep_z's +128 x
  * sum, negated here); E 8 adds lanes 2h and 2h + 1 (an exact int32 sum); then the float steps of
  * attn_q8_kern.h with the query scales dq (a vector per block). Lane by lane the 256-bit kernels'
@@ -243,14 +243,15 @@ ATTN_AI void q8z_scores(const int W, const attn_job *j, int tp, int c0, int n, c
 ATTN_AI void q8_512_dot(const int E, const uint8_t *qs, const int32_t *nc, const float *dq, int nbk,
                         const uint8_t *const r[8], __m512 s[8]) {
     const __m512i x80 = _mm512_set1_epi8((char)0x80);
+    const int NS = E == 4 ? 8 : 4; /* steps a block (no division: UBSan's check would void the unroll) */
     for (int c = 0; c < 8; c++) s[c] = _mm512_setzero_ps();
     for (int b = 0; b < nbk; b++) {
         __m512i acc[8], n0 = _mm512_loadu_si512((const void *)(nc + b * 16));
         if (E == 4) n0 = _mm512_sub_epi32(_mm512_setzero_si512(), n0);
         for (int c = 0; c < 8; c++) acc[c] = n0;
         _Pragma("GCC unroll 8")
-        for (int i = 0; i < 32 / E; i++) {
-            const __m512i qv = _mm512_load_si512((const void *)(qs + (size_t)(b * (32 / E) + i) * 64));
+        for (int i = 0; i < NS; i++) {
+            const __m512i qv = _mm512_load_si512((const void *)(qs + (size_t)(b * NS + i) * 64));
             for (int c = 0; c < 8; c++) {
                 __m512i kb;
                 const uint8_t *kp = r[c] + (size_t)b * ATTN_Q8B + 2 + E * i;
