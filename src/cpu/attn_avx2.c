@@ -257,14 +257,14 @@ static void flash(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, int
         const bool vk = j->Vh == j->Kh;
         attn_pf_start(j->pf, j->Vh, j->vrb, c0, vk ? c0 : c1, score_steps(j, nv));
         scores_all(j, c0, n, j->idx, nv, S, (size_t)FB * 8);
-        /* every cell visible (rows 0..nv-1) and the integer V pass next: the softmax on 512-bit
-         * vectors (attn_rows_max_z, attn_rows_exp_z) */
-        const bool rows = j->vi8 && nv == n;
+        /* the integer V pass next (which rounds the probabilities anyway): the softmax on 512-bit
+         * vectors, its sum not in cell order (attn_rows_max_z, attn_rows_exp_z) */
+        const bool rows = j->vi8;
         for (int t = 0; t < j->ntile; t++) {
             float *St = S + (size_t)t * FB * 8, *mt = j->m + 8 * t, *lt = j->l + 8 * t;
             __m256 bm;
             if (rows) {
-                bm = attn_rows_max_z(St, nv);
+                bm = attn_rows_max_z(St, c0, j->idx, nv);
             } else {
                 /* four chains (a max is exact in any order): vmaxps's latency, not its rate, bound one */
                 __m256 b4[4] = {_mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY),
@@ -294,7 +294,7 @@ static void flash(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, int
                 }
             }
             __m256 lv = _mm256_mul_ps(_mm256_load_ps(lt), r);
-            if (rows) lv = attn_rows_exp_z(St, nv, mn, lv);
+            if (rows) lv = attn_rows_exp_z(St, c0, j->idx, nv, mn, lv);
             else for (int k = 0; k < nv; k++) { /* sum in cell order; invisible rows keep -inf: V skips them */
                 float *row = St + (size_t)(j->idx[k] - c0) * 8;
                 const __m256 p = cpu_exp8(_mm256_sub_ps(_mm256_load_ps(row), mn));

@@ -420,63 +420,45 @@ void attn_vt_z(const attn_job *j, const int *idx, int nv) {
     }
 }
 
-/* The 8-bit weights of a tile (lanes: heads) for the nv visible cells: per group of 32 cells and
- * V block b, the scale (wmax / 255, 0 for no weight) at vsc[(g * nbv + b) * 8 + lane] and the
- * weights of quad q (4 cells) as one dword per head at wq[(q * nbv + b) * 8 + lane]. */
-static void i8_weights(const attn_job *j, int c0, const int *idx, int nv, const float *P) {
-    const int nbv = j->dv / 32, ng = (nv + 31) / 32;
-    /* bytes (cell e, head h) at 4e + h of a 128-bit lane (packus order) -> dword h: cells 0-3 */
-    const __m256i tr = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4, 8, 12, 1, 5, 9, 13,
-                                        2, 6, 10, 14, 3, 7, 11, 15);
-    __m256 inv[CPU_ATTN_SIMD_MAX_D / 32];
-    for (int g = 0; g < ng; g++) {
-        const int k0 = 32 * g, k1 = k0 + 32 < nv ? k0 + 32 : nv;
-        for (int b = 0; b < nbv; b++) {
-            /* four chains: vmaxps's latency, not its rate, would bound one */
-#define I8_W(k) _mm256_mul_ps(_mm256_load_ps(P + (size_t)(idx[k] - c0) * 8), _mm256_set1_ps(j->dvf[(size_t)b * ATTN_FB + (k)]))
-            __m256 m0 = _mm256_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
-            int k = k0;
-            for (; k + 4 <= k1; k += 4) {
-                m0 = _mm256_max_ps(m0, I8_W(k)), m1 = _mm256_max_ps(m1, I8_W(k + 1));
-                m2 = _mm256_max_ps(m2, I8_W(k + 2)), m3 = _mm256_max_ps(m3, I8_W(k + 3));
-            }
-            for (; k < k1; k++) m0 = _mm256_max_ps(m0, I8_W(k));
-#undef I8_W
-            const __m256 mx = _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3));
-            const __m256 pos = _mm256_cmp_ps(mx, _mm256_setzero_ps(), _CMP_GT_OQ);
-            _mm256_storeu_ps(j->vsc + ((size_t)g * nbv + b) * 8, _mm256_div_ps(mx, _mm256_set1_ps(255.0f)));
-            inv[b] = _mm256_and_ps(pos, _mm256_div_ps(_mm256_set1_ps(255.0f), mx));
-        }
-        /* quads past the last visible cell up to the group's 8: zero weights (i8_products runs whole groups) */
-        for (int q = (k1 + 3) / 4; q < k0 / 4 + 8; q++)
-            for (int b = 0; b < nbv; b++) _mm256_storeu_si256((__m256i *)(j->wq + ((size_t)q * nbv + b) * 8), _mm256_setzero_si256());
-        for (int q = k0 / 4; 4 * q < k1; q++) {
-            __m256 p[4];
-            int kk[4];
-            for (int i = 0; i < 4; i++) {
-                const int k = 4 * q + i;
-                p[i] = k < k1 ? _mm256_load_ps(P + (size_t)(idx[k] - c0) * 8) : _mm256_setzero_ps();
-                kk[i] = k < k1 ? k : k0;
-            }
-            for (int b = 0; b < nbv; b++) {
-                __m256i w[4];
-                const float *dv = j->dvf + (size_t)b * ATTN_FB;
-                for (int i = 0; i < 4; i++)
-                    w[i] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_mul_ps(p[i], _mm256_set1_ps(dv[kk[i]])), inv[b]));
-                const __m256i by = _mm256_packus_epi16(_mm256_packus_epi32(w[0], w[1]), _mm256_packus_epi32(w[2], w[3]));
-                _mm256_storeu_si256((__m256i *)(j->wq + ((size_t)q * nbv + b) * 8), _mm256_shuffle_epi8(by, tr));
-            }
-        }
+/* The probability rows of listed cells k, k + 1 (P + (idx[k] - c0) * 8, 8 floats each) as one
+ * vector; lanes of a cell at or past nv: fill (nothing read there). C: the listed cells are
+ * consecutive (every decode step over one sequence), so the two rows are one load. */
+ATTN_AI __m512 pair_ld(const bool C, const float *P, int c0, const int *idx, int k, int nv, __m512 fill) {
+    if (C && k + 1 < nv) return _mm512_loadu_ps(P + (size_t)(idx[0] - c0 + k) * 8);
+    if (k >= nv) return fill;
+    const float *r0 = P + (size_t)(idx[k] - c0) * 8;
+    if (k + 1 >= nv) return _mm512_mask_loadu_ps(fill, (__mmask16)0x00ff, r0);
+    const __m256i lo = _mm256_castps_si256(_mm256_load_ps(r0));
+    const __m256i hi = _mm256_castps_si256(_mm256_load_ps(P + (size_t)(idx[k + 1] - c0) * 8));
+    return _mm512_castsi512_ps(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
+}
+
+/* Whether the nv listed cells (ascending) are consecutive. */
+static inline bool consecutive(const int *idx, int nv) { return idx[nv - 1] - idx[0] == nv - 1; }
+
+/* pair_ld's rows (k < nv) written back from v. */
+ATTN_AI void pair_st(const bool C, float *P, int c0, const int *idx, int k, int nv, __m512 v) {
+    float *r0 = P + (size_t)(idx[C ? 0 : k] - c0 + (C ? k : 0)) * 8;
+    if (k + 1 >= nv) {
+        _mm256_store_ps(r0, _mm512_castps512_ps256(v));
+    } else if (C) {
+        _mm512_storeu_ps(r0, v);
+    } else {
+        _mm256_store_ps(r0, _mm512_castps512_ps256(v));
+        _mm256_store_ps(P + (size_t)(idx[k + 1] - c0) * 8, _mm512_extractf32x8_ps(v, 1));
     }
 }
 
-/* i8_weights for the rows of consecutive cells (idx[k] = c0 + k: P's row k), on 512-bit vectors of
- * two cells' rows: per group and V block the 16 vectors of weights stay in registers from the
- * max to the rounding. The same products, maxima, scales and roundings as i8_weights, so the
- * same bytes; rows past nv (and their scales: whatever attn_vt_z left) are masked to zero. */
-static void i8_weights_rows(const attn_job *j, int nv, const float *P) {
+/* The 8-bit weights of a tile (lanes: heads) for the nv listed cells idx[] (P's rows idx[k] - c0),
+ * on 512-bit vectors of two cells' rows: per group of 32 listed cells and V block b, the scale
+ * (wmax / 255, 0 for no weight) at vsc[(g * nbv + b) * 8 + lane] and the weights of quad q (4
+ * cells) as one dword per head at wq[(q * nbv + b) * 8 + lane], for every quad of the last group
+ * too (cells past nv, whose scales are whatever attn_vt_z left: weight 0, as i8_products runs
+ * whole groups). A group's 16 vectors of weights stay in registers from the max to the rounding. */
+ATTN_AI void i8_weights_c(const bool C, const attn_job *j, int c0, const int *idx, int nv, const float *P) {
     const int nbv = j->dv / 32, ng = (nv + 31) / 32;
-    /* packus order -> cells 0-3 (lanes 0-1) and 4-7 (lanes 2-3), then a dword per head, as i8_weights */
+    const float *P0 = P + (size_t)(idx[0] - c0) * 8; /* C: listed cell k's row */
+    /* packus order -> cells 0-3 (lanes 0-1) and 4-7 (lanes 2-3), then a dword per head: cells 0-3 */
     const __m512i perm = _mm512_setr_epi32(0, 8, 1, 9, 4, 12, 5, 13, 2, 10, 3, 11, 6, 14, 7, 15);
     const __m512i tr = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
     __m512i pix[8]; /* cells 2i, 2i + 1 of 16 scales -> lanes 0-7, 8-15 */
@@ -493,9 +475,11 @@ static void i8_weights_rows(const attn_job *j, int nv, const float *P) {
             const float *dv = j->dvf + (size_t)b * ATTN_FB + k0;
             const __m512 d0 = _mm512_loadu_ps(dv), d1 = _mm512_loadu_ps(dv + 16);
             __m512 w[16];
-            for (int i = 0; i < 16; i++)
-                w[i] = _mm512_maskz_mul_ps(mk[i], _mm512_maskz_loadu_ps(mk[i], P + (size_t)(k0 + 2 * i) * 8),
-                                           _mm512_permutexvar_ps(pix[i % 8], i < 8 ? d0 : d1));
+            for (int i = 0; i < 16; i++) {
+                const __m512 p = C ? _mm512_maskz_loadu_ps(mk[i], P0 + (size_t)(k0 + 2 * i) * 8)
+                                   : pair_ld(false, P, c0, idx, k0 + 2 * i, nv, _mm512_setzero_ps());
+                w[i] = _mm512_maskz_mul_ps(mk[i], p, _mm512_permutexvar_ps(pix[i % 8], i < 8 ? d0 : d1));
+            }
             __m512 m[4];
             for (int u = 0; u < 4; u++) m[u] = _mm512_max_ps(_mm512_max_ps(w[u], w[u + 4]), _mm512_max_ps(w[u + 8], w[u + 12]));
             __m512 mx = _mm512_max_ps(_mm512_max_ps(m[0], m[1]), _mm512_max_ps(m[2], m[3]));
@@ -515,41 +499,50 @@ static void i8_weights_rows(const attn_job *j, int nv, const float *P) {
     }
 }
 
-/* The flash softmax's passes over a block's rows of consecutive cells (row k: 8 lanes), two rows a
- * vector: their lane-wise max, and e^(row - mn) in place (the exp of cpu_exp8) with l + their sum
- * (in pairs of rows, four chains: not the decode kernel's cell order). */
-__m256 attn_rows_max_z(const float *S, int n) {
+/* i8_weights_c, its loads chosen once a call */
+static void i8_weights(const attn_job *j, int c0, const int *idx, int nv, const float *P) {
+    if (consecutive(idx, nv)) i8_weights_c(true, j, c0, idx, nv, P);
+    else i8_weights_c(false, j, c0, idx, nv, P);
+}
+
+/* The flash softmax's passes over a block's listed cells (pair_ld's rows), two rows a vector: their
+ * lane-wise max, and e^(row - mn) in place (the exp of cpu_exp8) with l + their sum (in pairs of
+ * rows, four chains: not the f32 V pass's cell order). */
+ATTN_AI __m256 rows_max(const bool C, const float *S, int c0, const int *idx, int nv) {
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
     __m512 m[4] = {ninf, ninf, ninf, ninf};
     int k = 0;
-    for (; k + 8 <= n; k += 8)
-        for (int u = 0; u < 4; u++) m[u] = _mm512_max_ps(m[u], _mm512_load_ps(S + (size_t)(k + 2 * u) * 8));
-    for (; k < n; k += 2)
-        m[0] = _mm512_max_ps(m[0], _mm512_mask_loadu_ps(ninf, k + 1 < n ? (__mmask16)0xffff : (__mmask16)0xff, S + (size_t)k * 8));
+    if (C) /* whole 8-row steps: plain loads */
+        for (const float *S0 = S + (size_t)(idx[0] - c0) * 8; k + 8 <= nv; k += 8)
+            for (int u = 0; u < 4; u++) m[u] = _mm512_max_ps(m[u], _mm512_loadu_ps(S0 + (size_t)(k + 2 * u) * 8));
+    for (; k < nv; k += 8)
+        for (int u = 0; u < 4; u++) m[u] = _mm512_max_ps(m[u], pair_ld(C, S, c0, idx, k + 2 * u, nv, ninf));
     const __m512 x = _mm512_max_ps(_mm512_max_ps(m[0], m[1]), _mm512_max_ps(m[2], m[3]));
     return _mm256_max_ps(_mm512_castps512_ps256(x), _mm512_extractf32x8_ps(x, 1));
 }
 
-__m256 attn_rows_exp_z(float *S, int n, __m256 mn, __m256 l) {
+ATTN_AI __m256 rows_exp(const bool C, float *S, int c0, const int *idx, int nv, __m256 mn, __m256 l) {
     const __m512 m16 = _mm512_shuffle_f32x4(_mm512_castps256_ps512(mn), _mm512_castps256_ps512(mn), _MM_SHUFFLE(1, 0, 1, 0));
     __m512 s[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-    int k = 0;
-    for (; k + 8 <= n; k += 8)
-        for (int u = 0; u < 4; u++) {
-            float *row = S + (size_t)(k + 2 * u) * 8;
-            const __m512 p = attn_exp16(_mm512_sub_ps(_mm512_load_ps(row), m16));
-            _mm512_store_ps(row, p);
+    for (int k = 0; k < nv; k += 8)
+        for (int u = 0; u < 4 && k + 2 * u < nv; u++) {
+            const int kk = k + 2 * u;
+            /* a lone last row: the upper lanes are m16's own (e^0), dropped by the mask */
+            const __m512 p = _mm512_maskz_mov_ps(kk + 1 < nv ? (__mmask16)0xffff : (__mmask16)0x00ff,
+                                                 attn_exp16(_mm512_sub_ps(pair_ld(C, S, c0, idx, kk, nv, m16), m16)));
+            pair_st(C, S, c0, idx, kk, nv, p);
             s[u] = _mm512_add_ps(s[u], p);
         }
-    for (; k < n; k += 2) {
-        const __mmask16 mk = k + 1 < n ? (__mmask16)0xffff : (__mmask16)0xff;
-        float *row = S + (size_t)k * 8;
-        const __m512 p = _mm512_maskz_mov_ps(mk, attn_exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, row), m16)));
-        _mm512_mask_storeu_ps(row, mk, p);
-        s[0] = _mm512_add_ps(s[0], p);
-    }
     const __m512 x = _mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3]));
     return _mm256_add_ps(l, _mm256_add_ps(_mm512_castps512_ps256(x), _mm512_extractf32x8_ps(x, 1)));
+}
+
+__m256 attn_rows_max_z(const float *S, int c0, const int *idx, int nv) {
+    return consecutive(idx, nv) ? rows_max(true, S, c0, idx, nv) : rows_max(false, S, c0, idx, nv);
+}
+
+__m256 attn_rows_exp_z(float *S, int c0, const int *idx, int nv, __m256 mn, __m256 l) {
+    return consecutive(idx, nv) ? rows_exp(true, S, c0, idx, nv, mn, l) : rows_exp(false, S, c0, idx, nv, mn, l);
 }
 
 /* out(r, block b) += the NR rows' sums over ng groups of 8 quads (32 cells), from vt and the
@@ -597,8 +590,7 @@ void attn_i8_products_z(int nr, const uint8_t *vt, int dv, int ng, const uint32_
 }
 
 void attn_vacc_i8_z(const attn_job *j, int nh, int c0, const int *idx, int nv, const float *P, float *out) {
-    if (idx[0] == c0 && idx[nv - 1] == c0 + nv - 1) i8_weights_rows(j, nv, P); /* consecutive cells */
-    else i8_weights(j, c0, idx, nv, P);
+    i8_weights(j, c0, idx, nv, P);
     /* whole groups: i8_weights pads them; the prefetch cursor steps once per 4 cells of a V block;
      * inlined here with the constant stride (through attn_i8_products_z, best of 12 warm calls
      * 90.6 against 87.5 us; inlined 91.2 against 90.9) */

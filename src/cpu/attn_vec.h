@@ -149,12 +149,12 @@ void attn_vacc_z(const attn_job *j, int nh, int c0, const int *idx, int nv, cons
  * path's result up to the rounding of the probability-times-scale weights to 8 bits per 32 cells. */
 void attn_vt_z(const attn_job *j, const int *idx, int nv);
 void attn_vacc_i8_z(const attn_job *j, int nh, int c0, const int *idx, int nv, const float *P, float *out);
-/* The flash softmax over a block's rows 0..n-1 (consecutive cells) on 512-bit vectors, two rows a
- * vector, where the integer V pass follows (which rounds the probabilities anyway, so its sum need
- * not be in the f32 pass's cell order): attn_rows_max_z returns the rows' lane-wise max,
- * attn_rows_exp_z puts e^(row - mn) (cpu_exp8's bits) in place and returns l + their sum. */
-__m256 attn_rows_max_z(const float *S, int n);
-__m256 attn_rows_exp_z(float *S, int n, __m256 mn, __m256 l);
+/* The flash softmax over a block's nv listed cells idx[] (rows idx[k] - c0 of S) on 512-bit vectors,
+ * two rows a vector, where the integer V pass follows (which rounds the probabilities anyway, so
+ * its sum need not be in the f32 pass's cell order): attn_rows_max_z returns the rows' lane-wise
+ * max, attn_rows_exp_z puts e^(row - mn) (cpu_exp8's bits) in place and returns l + their sum. */
+__m256 attn_rows_max_z(const float *S, int c0, const int *idx, int nv);
+__m256 attn_rows_exp_z(float *S, int c0, const int *idx, int nv, __m256 mn, __m256 l);
 /* The products of the integer V pass, shared by the decode kernel (rows: a tile's heads) and
  * cpu_attn_multi (rows: query rows): out(r, block b) += the nr (<= 8) rows' sums over ng groups
  * of 8 quads of vt (attn_vt_z's layout; a group: 32 cells, one scale), row r's weights of quad q
