@@ -454,48 +454,79 @@ ATTN_AI void pair_st(const bool C, float *P, int c0, const int *idx, int k, int 
  * (wmax / 255, 0 for no weight) at vsc[(g * nbv + b) * 8 + lane] and the weights of quad q (4
  * cells) as one dword per head at wq[(q * nbv + b) * 8 + lane], for every quad of the last group
  * too (cells past nv, whose scales are whatever attn_vt_z left: weight 0, as i8_products runs
- * whole groups). A group's 16 vectors of weights stay in registers from the max to the rounding. */
-ATTN_AI void i8_weights_c(const bool C, const attn_job *j, int c0, const int *idx, int nv, const float *P) {
-    const int nbv = j->dv / 32, ng = (nv + 31) / 32;
-    const float *P0 = P + (size_t)(idx[0] - c0) * 8; /* C: listed cell k's row */
+ * whole groups). Software-pipelined over the blocks: block b's weights and max (the division by
+ * it is a long latency) are computed before block b - 1's are rounded, from a copy on the stack
+ * (in one pass the rounding's instructions waited on the division and filled the scheduler: the
+ * weights were a fifth of an MLA call, at under 2 instructions a cycle). */
+
+/* The weights w = p * d of V block b for the 16 row pairs of a group (cells k0 .. k0 + 31) into
+ * w[], and their max per head (both halves). F: the group is whole (no masks). */
+ATTN_AI __m512 blk_w(const bool C, const bool F, const attn_job *j, int c0, const int *idx, int nv, const float *P,
+                     int k0, int b, const __mmask16 *mk, const __m512i *pix, __m512 *w) {
+    const float *P0 = P + (size_t)(idx[0] - c0 + k0) * 8; /* C: listed cell k0's row */
+    const float *dv = j->dvf + (size_t)b * ATTN_FB + k0;
+    const __m512 d0 = _mm512_loadu_ps(dv), d1 = _mm512_loadu_ps(dv + 16);
+    for (int i = 0; i < 16; i++) {
+        const __m512 d = _mm512_permutexvar_ps(pix[i % 8], i < 8 ? d0 : d1);
+        if (C && F) {
+            w[i] = _mm512_mul_ps(_mm512_loadu_ps(P0 + (size_t)(2 * i) * 8), d);
+        } else {
+            const __m512 p = C ? _mm512_maskz_loadu_ps(mk[i], P0 + (size_t)(2 * i) * 8)
+                               : pair_ld(false, P, c0, idx, k0 + 2 * i, nv, _mm512_setzero_ps());
+            w[i] = _mm512_maskz_mul_ps(mk[i], p, d);
+        }
+    }
+    __m512 m[4];
+    for (int u = 0; u < 4; u++) m[u] = _mm512_max_ps(_mm512_max_ps(w[u], w[u + 4]), _mm512_max_ps(w[u + 8], w[u + 12]));
+    const __m512 mx = _mm512_max_ps(_mm512_max_ps(m[0], m[1]), _mm512_max_ps(m[2], m[3]));
+    return _mm512_max_ps(mx, _mm512_shuffle_f32x4(mx, mx, _MM_SHUFFLE(1, 0, 3, 2)));
+}
+
+/* Block b's weights w[] rounded with inv (255 / their max) into wq, 8 cells (two quads) a step. */
+ATTN_AI void blk_round(const attn_job *j, int k0, int b, const __m512 *w, __m512 inv) {
+    const int nbv = j->dv / 32;
     /* packus order -> cells 0-3 (lanes 0-1) and 4-7 (lanes 2-3), then a dword per head: cells 0-3 */
     const __m512i perm = _mm512_setr_epi32(0, 8, 1, 9, 4, 12, 5, 13, 2, 10, 3, 11, 6, 14, 7, 15);
     const __m512i tr = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+    for (int u = 0; u < 4; u++) { /* cells 8u .. 8u + 7: quads 2u, 2u + 1 of the group */
+        __m512i x[4];
+        for (int i = 0; i < 4; i++) x[i] = _mm512_cvtps_epi32(_mm512_mul_ps(w[4 * u + i], inv));
+        const __m512i by = _mm512_packus_epi16(_mm512_packus_epi32(x[0], x[1]), _mm512_packus_epi32(x[2], x[3]));
+        const __m512i o = _mm512_shuffle_epi8(_mm512_permutexvar_epi32(perm, by), tr);
+        const int q = k0 / 4 + 2 * u;
+        _mm256_storeu_si256((__m256i *)(j->wq + ((size_t)q * nbv + b) * 8), _mm512_castsi512_si256(o));
+        _mm256_storeu_si256((__m256i *)(j->wq + ((size_t)(q + 1) * nbv + b) * 8), _mm512_extracti64x4_epi64(o, 1));
+    }
+}
+
+ATTN_AI void i8_weights_g(const bool C, const bool F, const attn_job *j, int c0, const int *idx, int nv,
+                          const float *P, int g, const __m512i *pix) {
+    const int nbv = j->dv / 32, k0 = 32 * g;
+    __mmask16 mk[16];
+    for (int i = 0; i < 16; i++) {
+        const int v = nv - (k0 + 2 * i);
+        mk[i] = v >= 2 ? (__mmask16)0xffff : v == 1 ? (__mmask16)0x00ff : (__mmask16)0;
+    }
+    __m512 wb[2][16], inv = _mm512_setzero_ps();
+    for (int b = 0; b <= nbv; b++) {
+        __m512 nx = inv;
+        if (b < nbv) {
+            const __m512 mx = blk_w(C, F, j, c0, idx, nv, P, k0, b, mk, pix, wb[b & 1]);
+            _mm256_storeu_ps(j->vsc + ((size_t)g * nbv + b) * 8, _mm512_castps512_ps256(_mm512_mul_ps(mx, _mm512_set1_ps(1.0f / 255.0f))));
+            nx = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(mx, _mm512_setzero_ps(), _CMP_GT_OQ), _mm512_set1_ps(255.0f), mx);
+        }
+        if (b > 0) blk_round(j, k0, b - 1, wb[(b - 1) & 1], inv);
+        inv = nx;
+    }
+}
+
+ATTN_AI void i8_weights_c(const bool C, const attn_job *j, int c0, const int *idx, int nv, const float *P) {
     __m512i pix[8]; /* cells 2i, 2i + 1 of 16 scales -> lanes 0-7, 8-15 */
     for (int i = 0; i < 8; i++)
         pix[i] = _mm512_mask_set1_epi32(_mm512_set1_epi32(2 * i), (__mmask16)0xff00, 2 * i + 1);
-    for (int g = 0; g < ng; g++) {
-        const int k0 = 32 * g;
-        __mmask16 mk[16];
-        for (int i = 0; i < 16; i++) {
-            const int v = nv - (k0 + 2 * i);
-            mk[i] = v >= 2 ? (__mmask16)0xffff : v == 1 ? (__mmask16)0x00ff : (__mmask16)0;
-        }
-        for (int b = 0; b < nbv; b++) {
-            const float *dv = j->dvf + (size_t)b * ATTN_FB + k0;
-            const __m512 d0 = _mm512_loadu_ps(dv), d1 = _mm512_loadu_ps(dv + 16);
-            __m512 w[16];
-            for (int i = 0; i < 16; i++) {
-                const __m512 p = C ? _mm512_maskz_loadu_ps(mk[i], P0 + (size_t)(k0 + 2 * i) * 8)
-                                   : pair_ld(false, P, c0, idx, k0 + 2 * i, nv, _mm512_setzero_ps());
-                w[i] = _mm512_maskz_mul_ps(mk[i], p, _mm512_permutexvar_ps(pix[i % 8], i < 8 ? d0 : d1));
-            }
-            __m512 m[4];
-            for (int u = 0; u < 4; u++) m[u] = _mm512_max_ps(_mm512_max_ps(w[u], w[u + 4]), _mm512_max_ps(w[u + 8], w[u + 12]));
-            __m512 mx = _mm512_max_ps(_mm512_max_ps(m[0], m[1]), _mm512_max_ps(m[2], m[3]));
-            mx = _mm512_max_ps(mx, _mm512_shuffle_f32x4(mx, mx, _MM_SHUFFLE(1, 0, 3, 2))); /* both halves: the 8 heads */
-            _mm256_storeu_ps(j->vsc + ((size_t)g * nbv + b) * 8, _mm512_castps512_ps256(_mm512_div_ps(mx, _mm512_set1_ps(255.0f))));
-            const __m512 inv = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(mx, _mm512_setzero_ps(), _CMP_GT_OQ), _mm512_set1_ps(255.0f), mx);
-            for (int u = 0; u < 4; u++) { /* cells 8u .. 8u + 7: quads 2u, 2u + 1 of the group */
-                __m512i x[4];
-                for (int i = 0; i < 4; i++) x[i] = _mm512_cvtps_epi32(_mm512_mul_ps(w[4 * u + i], inv));
-                const __m512i by = _mm512_packus_epi16(_mm512_packus_epi32(x[0], x[1]), _mm512_packus_epi32(x[2], x[3]));
-                const __m512i o = _mm512_shuffle_epi8(_mm512_permutexvar_epi32(perm, by), tr);
-                const int q = k0 / 4 + 2 * u;
-                _mm256_storeu_si256((__m256i *)(j->wq + ((size_t)q * nbv + b) * 8), _mm512_castsi512_si256(o));
-                _mm256_storeu_si256((__m256i *)(j->wq + ((size_t)(q + 1) * nbv + b) * 8), _mm512_extracti64x4_epi64(o, 1));
-            }
-        }
+    for (int g = 0; g < (nv + 31) / 32; g++) {
+        if (32 * g + 32 <= nv) i8_weights_g(C, true, j, c0, idx, nv, P, g, pix);
+        else i8_weights_g(C, false, j, c0, idx, nv, P, g, pix);
     }
 }
 
