@@ -247,6 +247,7 @@ static void flash(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, int
                   float *S) {
     const int dv = j->dv;
     for (int i = 0; i < 8 * j->ntile; i++) j->m[i] = -INFINITY, j->l[i] = 0.0f;
+    j->dvk = j->vi8 && j->zw && j->Vh == j->Kh; /* every 512-bit score kernel covers tile 0 */
     /* blocks at multiples of FB, whatever lo: cpu_attn_multi's blocks (one set for all its
      * tokens), so both give the same online-softmax steps */
     for (int c0 = lo - lo % FB; c0 < hi; c0 += FB) {

@@ -239,9 +239,10 @@ ATTN_AI void q8z_scores(const int W, const attn_job *j, int tp, int c0, int n, c
  * sums starting from -128 x the queries' sums (nc: a vector per block; E 4: attn_q8_prep_z's +128 x
  * sum, negated here); E 8 adds lanes 2h and 2h + 1 (an exact int32 sum); then the float steps of
  * attn_q8_kern.h with the query scales dq (a vector per block). Lane by lane the 256-bit kernels'
- * integers and float operations, so their scores bit for bit. */
+ * integers and float operations, so their scores bit for bit. The cells' first nds block scales as
+ * floats go to ds[b * ATTN_FB + c] (j->dvk: attn_vt_z's dvf, V inside K). */
 ATTN_AI void q8_512_dot(const int E, const uint8_t *qs, const int32_t *nc, const float *dq, int nbk,
-                        const uint8_t *const r[8], __m512 s[8]) {
+                        const uint8_t *const r[8], __m512 s[8], float *ds, int nds) {
     const __m512i x80 = _mm512_set1_epi8((char)0x80);
     const int NS = E == 4 ? 8 : 4; /* steps a block (no division: UBSan's check would void the unroll) */
     for (int c = 0; c < 8; c++) s[c] = _mm512_setzero_ps();
@@ -263,8 +264,9 @@ ATTN_AI void q8_512_dot(const int E, const uint8_t *qs, const int32_t *nc, const
         const __m512 dqv = _mm512_loadu_ps(dq + b * 16);
         for (int c = 0; c < 8; c++) {
             const __m512i sum = E == 8 ? _mm512_add_epi32(acc[c], _mm512_shuffle_epi32(acc[c], _MM_PERM_CDAB)) : acc[c];
-            const __m512 d = _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(attn_ld16(r[c] + (size_t)b * ATTN_Q8B))), dqv);
-            s[c] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), s[c]);
+            const float dk = _cvtsh_ss(attn_ld16(r[c] + (size_t)b * ATTN_Q8B));
+            if (b < nds) ds[(size_t)b * ATTN_FB + c] = dk;
+            s[c] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(dk), dqv), _mm512_cvtepi32_ps(sum), s[c]);
         }
     }
 }
@@ -284,7 +286,7 @@ static void q8zp_scores(const attn_job *j, int tp, int c0, int n, const int *idx
         for (int w = 0; w < 4; w++) attn_pf_step(&pf); /* score_steps: a step per tile and 4 cells */
         __m512 s[8];
         q8_512_dot(4, j->qt + (size_t)tp * j->dk * 8, (const int32_t *)(j->aqt + (size_t)tp * j->dk * 8),
-                   j->dq + (size_t)tp * (j->dk / 32) * 8, j->dk / 32, r, s);
+                   j->dq + (size_t)tp * (j->dk / 32) * 8, j->dk / 32, r, s, j->dvf + k, tp == 0 && j->dvk ? j->dv / 32 : 0);
         for (int i = 0; i < 8; i++)
             if (k + i < nv) {
                 const __m512 x = _mm512_mul_ps(s[i], sc);
@@ -354,7 +356,8 @@ void attn_q8_scores_zw(const attn_job *j, int c0, int n, const int *idx, int nv,
         for (int i = 0; i < 8; i++) r[i] = j->Kh + (size_t)idx[k + i < nv ? k + i : nv - 1] * j->krb;
         attn_pf_step(&pf), attn_pf_step(&pf); /* score_steps: a step per ATTN_Q8_CELLS_PER_STEP cells */
         __m512 s[8];
-        q8_512_dot(8, j->qt, (const int32_t *)j->aqt, (const float *)(j->aqt + (size_t)j->dk * 2), j->dk / 32, r, s);
+        q8_512_dot(8, j->qt, (const int32_t *)j->aqt, (const float *)(j->aqt + (size_t)j->dk * 2), j->dk / 32, r, s,
+                   j->dvf + k, j->dvk ? j->dv / 32 : 0);
         for (int i = 0; i < 8; i++) /* a constant count (the test inside): s stays in registers */
             if (k + i < nv)
                 _mm256_store_ps(S + (size_t)(idx[k + i] - c0) * 8,
@@ -386,10 +389,10 @@ _Static_assert(ATTN_FB == 64, "the integer V pass's groups: 32 cells, two a bloc
  * 4q..4q + 3 of idx, the last repeated past nv) and block b at vt + (q * nbv + b) * 128, two zmm
  * whose dword i holds the 4 cells' quants of one dimension: zmm 0 dims 0-3, 16-19, 4-7, 20-23,
  * zmm 1 dims 8-11, 24-27, 12-15, 28-31 (vpunpck order, which the output keeps until attn_i8_order_z).
- * Also the block scales as floats (dvf[b * ATTN_FB + k]). */
+ * Also the block scales as floats (dvf[b * ATTN_FB + k]), unless the score pass wrote them (j->dvk). */
 void attn_vt_z(const attn_job *j, const int *idx, int nv) {
     const int nbv = j->dv / 32, nq = (nv + 3) / 4;
-    for (int k0 = 0; k0 < nv; k0 += 8) { /* 8 cells' scales a conversion (past nv: the last cell's) */
+    for (int k0 = 0; k0 < nv && !j->dvk; k0 += 8) { /* 8 cells' scales a conversion (past nv: the last cell's) */
         const uint8_t *r[8];
         for (int i = 0; i < 8; i++) r[i] = j->Vh + (size_t)idx[k0 + i < nv ? k0 + i : nv - 1] * j->vrb;
         for (int b = 0; b < nbv; b++) {

@@ -85,6 +85,8 @@ typedef struct {
     bool vi8;      /* q8_0 V with j->z: integer products (attn_vt_z, attn_vacc_i8_z) */
     bool zw;       /* q8_0 K, 8-head tiles, j->z: the scores on 512-bit vectors (one tile: attn_q8_scores_zw;
                     * tile pairs: attn_q8_scores_z's 512-bit form) */
+    bool dvk;      /* flash, vi8 and zw with V inside K (MLA): the score pass (q8_512_dot) writes the V block
+                    * scales dvf that attn_vt_z otherwise converts (the cell's K block scales, read there anyway) */
     bool bf;       /* f16 K and V, 8-head tiles, AVX512_BF16: bf16 products (attn_bf16_avx512.c) */
     float scale, softcap;
     const uint8_t *Kh, *Vh; /* this KV head's rows (V: inside K with v_in_k) */
