@@ -309,7 +309,8 @@ static void block_v_i8(const mctx *x, const int *idx, int nv, const float *P) {
                 }
                 if (k < k1) m0 = _mm512_max_ps(m0, _mm512_mul_ps(_mm512_loadu_ps(P + (size_t)k * Rp + r0), _mm512_set1_ps(dvb[k])));
                 const __m512 mx = _mm512_max_ps(m0, m1);
-                _mm512_storeu_ps(x->vsc + ((size_t)gi * nbv + b) * Rp + r0, _mm512_div_ps(mx, c255));
+                /* the decode kernel's scale (attn_avx512.c's i8_weights: a product, not a division) */
+                _mm512_storeu_ps(x->vsc + ((size_t)gi * nbv + b) * Rp + r0, _mm512_mul_ps(mx, _mm512_set1_ps(1.0f / 255.0f)));
                 const __m512 inv = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(mx, zero, _CMP_GT_OQ), c255, mx);
                 for (int q = (k1 + 3) / 4; q < k0 / 4 + 8; q++) /* whole groups (attn_i8_products_z): zeros */
                     memset(x->wq + ((size_t)q * nbv + b) * Rp + r0, 0, sizeof(uint32_t) * 16);
