@@ -247,15 +247,15 @@ static void flash(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, int
                   float *S) {
     const int dv = j->dv;
     for (int i = 0; i < 8 * j->ntile; i++) j->m[i] = -INFINITY, j->l[i] = 0.0f;
-    j->dvk = j->vi8 && j->zw && j->Vh == j->Kh; /* every 512-bit score kernel covers tile 0 */
+    /* with V inside K (MLA) the score pass reads the block's V rows itself: nothing to prefetch */
+    const bool vk = j->Vh == j->Kh;
+    j->dvk = j->vi8 && j->zw && vk; /* every 512-bit score kernel covers tile 0 */
     /* blocks at multiples of FB, whatever lo: cpu_attn_multi's blocks (one set for all its
      * tokens), so both give the same online-softmax steps */
     for (int c0 = lo - lo % FB; c0 < hi; c0 += FB) {
         const int c1 = c0 + FB < hi ? c0 + FB : hi, n = c1 - c0;
         const int nv = visible_cells(a, pos, seq, c0, c1, j->idx);
         if (!nv) continue;
-        /* with V inside K (MLA) the score pass reads the block's V rows itself: nothing to prefetch */
-        const bool vk = j->Vh == j->Kh;
         attn_pf_start(j->pf, j->Vh, j->vrb, c0, vk ? c0 : c1, score_steps(j, nv));
         scores_all(j, c0, n, j->idx, nv, S, (size_t)FB * 8);
         /* the integer V pass next (which rounds the probabilities anyway): the softmax on 512-bit

@@ -204,13 +204,28 @@ ATTN_AI void q8z_dot(const int NC, const int W, const attn_job *j, int tp, const
     }
 }
 
+/* The score kernels' edges, for W tiles' rows (tile w's at S + w * ts): before, -inf in all n
+ * rows of a block where some cells are not listed (nv < n); after, the soft-cap of the listed rows. */
+static void scores_unlisted(float *S, size_t ts, int W, int n, int nv) {
+    if (nv < n)
+        for (int w = 0; w < W; w++)
+            for (int c = 0; c < n; c++) _mm256_store_ps(S + w * ts + (size_t)c * 8, _mm256_set1_ps(-INFINITY));
+}
+
+static void scores_softcap(const attn_job *j, float *S, size_t ts, int W, int c0, const int *idx, int nv) {
+    if (j->softcap > 0.0f)
+        for (int w = 0; w < W; w++)
+            for (int k = 0; k < nv; k++) {
+                float *o = S + w * ts + (size_t)(idx[k] - c0) * 8;
+                for (int h = 0; h < 8; h++) o[h] = j->softcap * tanhf(o[h] / j->softcap);
+            }
+}
+
 ATTN_AI void q8z_scores(const int W, const attn_job *j, int tp, int c0, int n, const int *idx, int nv, float *S,
                         size_t ts) {
     const __m256 sc = _mm256_set1_ps(j->scale);
     attn_pf pf = *j->pf;
-    if (nv < n)
-        for (int w = 0; w < W; w++)
-            for (int c = 0; c < n; c++) _mm256_store_ps(S + w * ts + (size_t)c * 8, _mm256_set1_ps(-INFINITY));
+    scores_unlisted(S, ts, W, n, nv);
     const int NC = 8 / W; /* cells a step */
     for (int k = 0; k < nv; k += NC) {
         const uint8_t *r[8];
@@ -224,12 +239,7 @@ ATTN_AI void q8z_scores(const int W, const attn_job *j, int tp, int c0, int n, c
                 for (int w = 0; w < W; w++)
                     _mm256_store_ps(S + w * ts + (size_t)(idx[k + i] - c0) * 8, _mm256_mul_ps(s[i * W + w], sc));
     }
-    if (j->softcap > 0.0f)
-        for (int w = 0; w < W; w++)
-            for (int k = 0; k < nv; k++) {
-                float *o = S + w * ts + (size_t)(idx[k] - c0) * 8;
-                for (int h = 0; h < 8; h++) o[h] = j->softcap * tanhf(o[h] / j->softcap);
-            }
+    scores_softcap(j, S, ts, W, c0, idx, nv);
     *j->pf = pf;
 }
 
@@ -277,9 +287,7 @@ ATTN_AI void q8_512_dot(const int E, const uint8_t *qs, const int32_t *nc, const
 static void q8zp_scores(const attn_job *j, int tp, int c0, int n, const int *idx, int nv, float *S, size_t ts) {
     const __m512 sc = _mm512_set1_ps(j->scale);
     attn_pf pf = *j->pf;
-    if (nv < n)
-        for (int w = 0; w < 2; w++)
-            for (int c = 0; c < n; c++) _mm256_store_ps(S + w * ts + (size_t)c * 8, _mm256_set1_ps(-INFINITY));
+    scores_unlisted(S, ts, 2, n, nv);
     for (int k = 0; k < nv; k += 8) {
         const uint8_t *r[8];
         for (int i = 0; i < 8; i++) r[i] = j->Kh + (size_t)idx[k + i < nv ? k + i : nv - 1] * j->krb;
@@ -295,12 +303,7 @@ static void q8zp_scores(const attn_job *j, int tp, int c0, int n, const int *idx
                 _mm256_store_ps(o + ts, _mm512_extractf32x8_ps(x, 1));
             }
     }
-    if (j->softcap > 0.0f)
-        for (int w = 0; w < 2; w++)
-            for (int k = 0; k < nv; k++) {
-                float *o = S + w * ts + (size_t)(idx[k] - c0) * 8;
-                for (int h = 0; h < 8; h++) o[h] = j->softcap * tanhf(o[h] / j->softcap);
-            }
+    scores_softcap(j, S, ts, 2, c0, idx, nv);
     *j->pf = pf;
 }
 
@@ -349,8 +352,7 @@ void attn_q8_scores_zw(const attn_job *j, int c0, int n, const int *idx, int nv,
     const __m256 sc = _mm256_set1_ps(j->scale);
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14);
     attn_pf pf = *j->pf;
-    if (nv < n)
-        for (int c = 0; c < n; c++) _mm256_store_ps(S + (size_t)c * 8, _mm256_set1_ps(-INFINITY));
+    scores_unlisted(S, 0, 1, n, nv);
     for (int k = 0; k < nv; k += 8) {
         const uint8_t *r[8];
         for (int i = 0; i < 8; i++) r[i] = j->Kh + (size_t)idx[k + i < nv ? k + i : nv - 1] * j->krb;
@@ -363,11 +365,7 @@ void attn_q8_scores_zw(const attn_job *j, int c0, int n, const int *idx, int nv,
                 _mm256_store_ps(S + (size_t)(idx[k + i] - c0) * 8,
                                 _mm256_mul_ps(_mm512_castps512_ps256(_mm512_permutexvar_ps(even, s[i])), sc));
     }
-    if (j->softcap > 0.0f)
-        for (int k = 0; k < nv; k++) {
-            float *o = S + (size_t)(idx[k] - c0) * 8;
-            for (int h = 0; h < 8; h++) o[h] = j->softcap * tanhf(o[h] / j->softcap);
-        }
+    scores_softcap(j, S, 0, 1, c0, idx, nv);
     *j->pf = pf;
 }
 
