@@ -10,7 +10,9 @@
  * Semantics as llama-bench: a pp test decodes p prompt tokens in batches of -b
  * after a warm-up run; a tg test generates n tokens one at a time; pg is the
  * prompt then the generation, timed as a whole; with -d the KV cache is first
- * filled with d tokens (not timed). The cache is cleared between repetitions.
+ * filled with d tokens (not timed), once per test: after each repetition the
+ * cache is rewound to the depth (the state a clear and refill would give).
+ * --interleave runs a repetition of every test of a model load in turn.
  * Token ids are pseudo-random but fixed. Per test we report every repetition's
  * t/s, the roofline (weight bytes read per second over the measured memory
  * bandwidth), the peak RSS, and the build and machine.
@@ -48,6 +50,7 @@ typedef struct {
     const char *sm;
     int reps, out;
     bool progress, warmup, mmap;
+    bool interleave;    /* --interleave: a repetition of every test of a model load in turn */
     bool bandwidth_only;
     double bw_gbs;      /* --bandwidth-gbs (0: measure or cache) */
     int bw_mib;         /* buffer size */
@@ -85,6 +88,8 @@ static void usage(FILE *f) {
             "  -nr 0|1,...          1: keep the GGUF weight layouts (ggml's float rounding; default 0:\n"
             "                       interleave by 8 rows)\n"
             "  --no-warmup          skip the warm-up run\n"
+            "  --interleave         a repetition of every test in turn (ABBA order; all their contexts\n"
+            "                       at once), and each depth's t/s over depth 0's rep by rep on stderr\n"
             "  -o md|csv|json|jsonl output format (default md)\n"
             "  --progress           print a progress line for every step on stderr\n"
             "  --bandwidth          only measure memory read bandwidth for each -t and print GB/s\n"
@@ -178,6 +183,7 @@ static int parse(opts *o, int argc, char **argv) {
         if (!strcmp(a, "--progress")) { o->progress = true; continue; }
         if (!strcmp(a, "--no-warmup")) { o->warmup = false; continue; }
         if (!strcmp(a, "--no-mmap")) { o->mmap = false; continue; }
+        if (!strcmp(a, "--interleave")) { o->interleave = true; continue; }
         if (!strcmp(a, "--bandwidth")) { o->bandwidth_only = true; continue; }
         if (!strcmp(a, "--no-bandwidth")) { o->bw_none = true; continue; }
         if (!strcmp(a, "--bandwidth-cached")) { o->bw_cached = true; continue; }
@@ -358,12 +364,22 @@ static double probe_bw(int n_threads, uint64_t *peak) {
     return g;
 }
 
-/* Run one test on a fresh context: warm-up, then reps x (clear, depth fill,
- * timed part). Fills r's samples and bytes per token, and with probe (a CPU run that measures
- * bandwidth and can reset the peak RSS) the bandwidth around each repetition; *peak: the peak
- * RSS before the last probe (0 without probes). 0 / -1. */
-static int run_test(const opts *o, loaded *L, bench_result *r, bench_progress *pr, int idx, int total, bool probe,
-                    uint64_t *peak) {
+/* One test across its repetitions: its context (the depth filled once, the timed tokens removed
+ * after each repetition) and what its repetitions counted. */
+typedef struct {
+    bench_result r;
+    mr_ctx *c;
+    mr_token *toks;
+    bool probe;  /* a CPU run that measures bandwidth around each repetition (and can reset the peak RSS) */
+    bool filled; /* the depth is in the cache */
+    double bytes, kv_bytes, tokens;
+} test_run;
+
+static void test_name(const test_run *t, char *buf, size_t n) { bench_test_name(&t->r, buf, n); }
+
+/* Create t's context and tokens and run the warm-up. 0 / -1. */
+static int test_open(const opts *o, loaded *L, test_run *t, bench_progress *pr, int idx, int total) {
+    bench_result *r = &t->r;
     mr_ctx_params cp = mr_ctx_default_params();
     cp.n_ctx = r->n_depth + r->n_prompt + r->n_gen;
     if (cp.n_ctx < 16) cp.n_ctx = 16;
@@ -373,78 +389,125 @@ static int run_test(const opts *o, loaded *L, bench_result *r, bench_progress *p
     cp.type_k = r->type_k;
     cp.type_v = r->type_v;
     cp.flash_attn = r->flash_attn;
-    mr_ctx *c = mr_ctx_new(L->model, &cp);
-    if (!c) return -1;
+    if (!(t->c = mr_ctx_new(L->model, &cp))) return -1;
     mr_ctx_offload_info oi;
-    mr_ctx_get_offload(c, &oi);
+    mr_ctx_get_offload(t->c, &oi);
     if (oi.n_layers_dev > 0 || oi.output_dev) {
         /* the devices' roofline when all runs there; a hybrid run has no single roofline */
         snprintf(r->backend, sizeof r->backend, "%s", strcmp(oi.backend, "cuda") ? "EMU" : "CUDA");
         r->dev_bw_gbs = oi.all_dev ? (oi.dev_bw_gbs > 0 ? oi.dev_bw_gbs : NAN) : NAN;
-        probe = false; /* the devices' bandwidth is the roofline's (or none) */
+        t->probe = false; /* the devices' bandwidth is the roofline's (or none) */
     }
-    int n_tok = r->n_depth + r->n_prompt + r->n_gen;
-    mr_token *toks = mr_malloc((size_t)(n_tok > 0 ? n_tok : 1) * sizeof *toks);
-    if (!toks) {
-        mr_ctx_free(c);
-        return -1;
-    }
-    bench_random_tokens(toks, n_tok, L->n_vocab, 0x5eed + (uint64_t)n_tok);
-    const mr_token *depth = toks, *prompt = toks + r->n_depth, *gen = toks + r->n_depth + r->n_prompt;
+    const int n_tok = r->n_depth + r->n_prompt + r->n_gen;
+    if (!(t->toks = mr_malloc((size_t)(n_tok > 0 ? n_tok : 1) * sizeof *t->toks))) return -1;
+    bench_random_tokens(t->toks, n_tok, L->n_vocab, 0x5eed + (uint64_t)n_tok);
+    if (!o->warmup) return 0;
     char test[64];
-    bench_test_name(r, test, sizeof test);
-    int rc = 0;
-    if (o->warmup) {
-        bench_progress_update(pr, "test %d/%d %s t=%d: warm-up", idx, total, test, r->n_threads);
-        if (r->n_prompt > 0) rc = bench_decode_prompt(c, prompt, r->n_prompt, 0, r->n_batch);
-        if (!rc && r->n_gen > 0) rc = bench_decode_gen(c, gen, 1, r->n_prompt);
-    }
-    double bytes = 0, kv_bytes = 0, tokens = 0, bw_prev = 0;
-    for (int rep = 0; rep < o->reps && !rc; rep++) {
+    test_name(t, test, sizeof test);
+    bench_progress_update(pr, "test %d/%d %s t=%d: warm-up", idx, total, test, r->n_threads);
+    const mr_token *prompt = t->toks + r->n_depth, *gen = prompt + r->n_prompt;
+    if (r->n_prompt > 0 && bench_decode_prompt(t->c, prompt, r->n_prompt, 0, r->n_batch)) return -1;
+    if (r->n_gen > 0 && bench_decode_gen(t->c, gen, 1, r->n_prompt)) return -1;
+    return 0;
+}
+
+/* Repetition rep of t: the depth fill the first time (not timed; a checkpoint there for recurrent
+ * state), then the timed part, then the cache rewound to the depth. *bw_last: the last bandwidth
+ * probe (0: none yet), the before-probe of a repetition that no depth fill precedes. *peak: the peak
+ * RSS before a probe reset it. 0 / -1. */
+static int test_rep(const opts *o, test_run *t, bench_progress *pr, int idx, int total, int rep, double *bw_last,
+                    uint64_t *peak) {
+    bench_result *r = &t->r;
+    mr_ctx *c = t->c;
+    const mr_token *prompt = t->toks + r->n_depth, *gen = prompt + r->n_prompt;
+    char test[64];
+    test_name(t, test, sizeof test);
+    bool fresh = false;
+    if (!t->filled) {
         mr_kv_clear(c);
         if (r->n_depth > 0) {
-            bench_progress_update(pr, "test %d/%d %s t=%d: rep %d/%d filling depth %d", idx, total, test,
-                                  r->n_threads, rep + 1, o->reps, r->n_depth);
-            if ((rc = bench_decode_prompt(c, depth, r->n_depth, 0, r->n_batch))) break;
+            bench_progress_update(pr, "test %d/%d %s t=%d: filling depth %d", idx, total, test, r->n_threads,
+                                  r->n_depth);
+            if (bench_decode_prompt(c, t->toks, r->n_depth, 0, r->n_batch) || mr_kv_seq_checkpoint(c, 0)) return -1;
+            fresh = true; /* a fill takes long: the bandwidth may have moved */
         }
-        bench_progress_update(pr, "test %d/%d %s t=%d: rep %d/%d", idx, total, test, r->n_threads, rep + 1, o->reps);
-        /* the last repetition's after-probe is this one's before-probe when no depth fill came between */
-        const double bw_before = !probe ? 0 : r->n_depth > 0 || rep == 0 ? probe_bw(r->n_threads, peak) : bw_prev;
-        mr_ctx_reset_stats(c);
-        double t0 = mr_time_s();
-        if (r->n_prompt > 0) rc = bench_decode_prompt(c, prompt, r->n_prompt, r->n_depth, r->n_batch);
-        if (!rc && r->n_gen > 0) rc = bench_decode_gen(c, gen, r->n_gen, r->n_depth + r->n_prompt);
-        double dt = mr_time_s() - t0;
-        if (rc) break;
-        mr_ctx_stats st;
-        mr_ctx_get_stats(c, &st);
-        bytes += (double)st.weight_bytes_read;
-        kv_bytes += (double)st.kv_bytes_read;
-        tokens += (double)(r->n_prompt + r->n_gen);
-        if (bench_result_add_sample(r, r->n_prompt + r->n_gen, dt)) rc = -1;
-        if (probe) {
-            bw_prev = probe_bw(r->n_threads, peak);
-            bench_result_note_probe(r, bw_before);
-            bench_result_note_probe(r, bw_prev);
-            if (bench_result_add_bw(r, bw_before > bw_prev ? bw_before : bw_prev)) rc = -1;
-        }
+        t->filled = true;
     }
-    if (!rc) {
-        if (bytes > 0 && tokens > 0) {
-            r->weight_bytes_per_token = bytes / tokens;
-            r->kv_bytes_per_token = kv_bytes / tokens;
-        } else if (r->n_prompt == 0 && L->info.active_bytes_est > 0) {
-            r->weight_bytes_per_token = (double)L->info.active_bytes_est;
-            r->bytes_estimated = true;
-        }
+    bench_progress_update(pr, "test %d/%d %s t=%d: rep %d/%d", idx, total, test, r->n_threads, rep + 1, o->reps);
+    const double bw_before = !t->probe ? 0 : fresh || *bw_last <= 0 ? probe_bw(r->n_threads, peak) : *bw_last;
+    mr_ctx_reset_stats(c);
+    const double t0 = mr_time_s();
+    if (r->n_prompt > 0 && bench_decode_prompt(c, prompt, r->n_prompt, r->n_depth, r->n_batch)) return -1;
+    if (r->n_gen > 0 && bench_decode_gen(c, gen, r->n_gen, r->n_depth + r->n_prompt)) return -1;
+    const double dt = mr_time_s() - t0;
+    mr_ctx_stats st;
+    mr_ctx_get_stats(c, &st);
+    t->bytes += (double)st.weight_bytes_read;
+    t->kv_bytes += (double)st.kv_bytes_read;
+    t->tokens += (double)(r->n_prompt + r->n_gen);
+    if (bench_result_add_sample(r, r->n_prompt + r->n_gen, dt)) return -1;
+    if (t->probe) {
+        *bw_last = probe_bw(r->n_threads, peak);
+        bench_result_note_probe(r, bw_before);
+        bench_result_note_probe(r, *bw_last);
+        if (bench_result_add_bw(r, bw_before > *bw_last ? bw_before : *bw_last)) return -1;
     }
-    free(toks);
-    if (r->backend[0] && strcmp(r->backend, "CPU")) {
-        mr_ctx_get_offload(c, &oi); /* after the test: the scratch has its peak size */
+    return mr_kv_seq_rm(c, 0, r->n_depth, -1); /* the next repetition starts at the depth again */
+}
+
+/* After t's last repetition: bytes per token, the device memory; frees the context. */
+static void test_close(loaded *L, test_run *t) {
+    bench_result *r = &t->r;
+    if (t->bytes > 0 && t->tokens > 0) {
+        r->weight_bytes_per_token = t->bytes / t->tokens;
+        r->kv_bytes_per_token = t->kv_bytes / t->tokens;
+    } else if (r->n_prompt == 0 && L->info.active_bytes_est > 0) {
+        r->weight_bytes_per_token = (double)L->info.active_bytes_est;
+        r->bytes_estimated = true;
+    }
+    if (t->c && r->backend[0] && strcmp(r->backend, "CPU")) {
+        mr_ctx_offload_info oi;
+        mr_ctx_get_offload(t->c, &oi); /* after the test: the scratch has its peak size */
         r->vram_bytes = oi.dev_bytes;
     }
-    mr_ctx_free(c);
-    return rc;
+    mr_ctx_free(t->c);
+    free(t->toks);
+    t->c = NULL, t->toks = NULL;
+}
+
+static int cmp_double(const void *x, const void *y) {
+    const double a = *(const double *)x, b = *(const double *)y;
+    return a < b ? -1 : a > b;
+}
+
+/* --interleave: for each test at a depth > 0, its t/s over those of the same test at depth 0,
+ * repetition by repetition (each pair ran back to back): median and range, into out. */
+static void depth_ratios(const test_run *t, int n, ab_buf *out) {
+    for (int i = 0; i < n; i++) {
+        const bench_result *a = &t[i].r;
+        if (a->n_depth == 0) continue;
+        for (int j = 0; j < n; j++) {
+            const bench_result *b = &t[j].r;
+            if (b->n_depth != 0 || b->n_prompt != a->n_prompt || b->n_gen != a->n_gen || b->n_batch != a->n_batch ||
+                b->n_ubatch != a->n_ubatch || b->type_k != a->type_k || b->type_v != a->type_v ||
+                b->flash_attn != a->flash_attn)
+                continue;
+            const int m = a->n_samples < b->n_samples ? a->n_samples : b->n_samples;
+            double *q = m > 0 ? malloc((size_t)m * sizeof *q) : NULL;
+            if (!q) break;
+            const int k = m;
+            for (int x = 0; x < k; x++) q[x] = a->samples_ts[x] / b->samples_ts[x];
+            qsort(q, (size_t)k, sizeof *q, cmp_double);
+            const double med = k % 2 ? q[k / 2] : 0.5 * (q[k / 2 - 1] + q[k / 2]);
+            char na[64], nb[64];
+            bench_test_name(a, na, sizeof na);
+            bench_test_name(b, nb, sizeof nb);
+            ab_printf(out, "  %s / %s, %d thread(s): %.3f (%.3f - %.3f over %d pairs)\n", na, nb, a->n_threads, med,
+                      q[0], q[k - 1], k);
+            free(q);
+            break;
+        }
+    }
 }
 
 static const char *base_name(const char *p) {
@@ -474,6 +537,92 @@ static void emit(const opts *o, const bench_md_cols *cols, const bench_env *e, b
 typedef struct {
     int n_prompt, n_gen;
 } test_shape;
+
+/* What run_all hands a model load's tests. */
+typedef struct {
+    const opts *o;
+    const bench_md_cols *cols;
+    const bench_env *env;
+    loaded *L;
+    bench_progress *pr;
+    double bw_first;     /* the run's first bandwidth measurement for these threads */
+    bool rss_resettable;
+    uint64_t load_peak;  /* the peak RSS of the model's load */
+    int total, emitted;
+    ab_buf *notes;       /* bandwidth notes, printed after the table */
+} group;
+
+/* A finished test: its peak RSS (the highest of the counter, peak: what probes reset, and the load's),
+ * its bandwidth, then its row. */
+static void test_report(group *g, test_run *t, uint64_t peak) {
+    bench_result *r = &t->r;
+    r->peak_rss_bytes = mr_peak_rss_bytes();
+    if (peak > r->peak_rss_bytes) r->peak_rss_bytes = peak;
+    if (g->rss_resettable && g->load_peak > r->peak_rss_bytes) r->peak_rss_bytes = g->load_peak;
+    /* the best of the run's first measurement and the test's probes */
+    r->bandwidth_gbs = g->bw_first;
+    for (int k = 0; k < r->n_samples_bw; k++)
+        if (r->samples_bw[k] > r->bandwidth_gbs) r->bandwidth_gbs = r->samples_bw[k];
+    if (r->dev_bw_gbs != 0) r->bandwidth_gbs = isnan(r->dev_bw_gbs) ? 0 : r->dev_bw_gbs;
+    bench_result_finish(r);
+    bench_progress_done(g->pr);
+    emit(g->o, g->cols, g->env, r, g->emitted == 0);
+    g->emitted++;
+    double lo, hi;
+    if (bench_bw_moved(r, &lo, &hi)) {
+        char test[64];
+        test_name(t, test, sizeof test);
+        ab_printf(g->notes, "  %s, %d thread(s): %.1f - %.1f GB/s (%.2fx)\n", test, r->n_threads, lo, hi, hi / lo);
+    }
+}
+
+static int test_failed(group *g, const test_run *t) {
+    char test[64];
+    test_name(t, test, sizeof test);
+    bench_progress_done(g->pr);
+    fprintf(stderr, "moerun bench: %s %s: %s\n", t->r.model_filename, test, mr_last_error());
+    return 1;
+}
+
+/* Run the nt tests of one model load, numbered from idx0 + 1: each test's repetitions in a row, or
+ * with --interleave all tests' contexts at once and a repetition of each in turn (the order reversed
+ * every other round), with the depth ratios into ratios. 0 / 1. */
+static int run_group(group *g, test_run *t, int nt, int idx0, ab_buf *ratios) {
+    const opts *o = g->o;
+    int rc = 0;
+    if (!o->interleave) {
+        for (int i = 0; i < nt && !rc; i++) {
+            if (g->rss_resettable) (void)mr_peak_rss_reset();
+            bench_iso8601_now(t[i].r.test_time, sizeof t[i].r.test_time);
+            uint64_t peak = 0;
+            double bw_last = 0;
+            int e = test_open(o, g->L, &t[i], g->pr, idx0 + i + 1, g->total);
+            for (int rep = 0; rep < o->reps && !e; rep++)
+                e = test_rep(o, &t[i], g->pr, idx0 + i + 1, g->total, rep, &bw_last, &peak);
+            test_close(g->L, &t[i]);
+            if (e) rc = test_failed(g, &t[i]);
+            else test_report(g, &t[i], peak);
+        }
+        return rc;
+    }
+    if (g->rss_resettable) (void)mr_peak_rss_reset();
+    uint64_t peak = 0;
+    double bw_last = 0;
+    for (int i = 0; i < nt && !rc; i++) {
+        bench_iso8601_now(t[i].r.test_time, sizeof t[i].r.test_time);
+        if (test_open(o, g->L, &t[i], g->pr, idx0 + i + 1, g->total)) rc = test_failed(g, &t[i]);
+    }
+    for (int rep = 0; rep < o->reps && !rc; rep++)
+        for (int k = 0; k < nt && !rc; k++) {
+            const int i = rep % 2 ? nt - 1 - k : k;
+            if (test_rep(o, &t[i], g->pr, idx0 + i + 1, g->total, rep, &bw_last, &peak)) rc = test_failed(g, &t[i]);
+        }
+    for (int i = 0; i < nt; i++) test_close(g->L, &t[i]);
+    if (rc) return rc;
+    for (int i = 0; i < nt; i++) test_report(g, &t[i], peak); /* all contexts were alive together */
+    depth_ratios(t, nt, ratios);
+    return 0;
+}
 
 static int run_all(opts *o, int argc, char **argv) {
     bench_env env;
@@ -518,7 +667,8 @@ static int run_all(opts *o, int argc, char **argv) {
     bench_progress pr;
     bench_progress_init(&pr, o->progress);
     int idx = 0, rc = 0, emitted = 0;
-    ab_buf notes = {0}; /* bandwidth notes, printed after the table */
+    ab_buf notes = {0};  /* bandwidth notes, printed after the table */
+    ab_buf ratios = {0}; /* --interleave: the depth ratios */
     for (int im = 0; im < o->n_models && !rc; im++)
     for (int ig = 0; ig < o->ngl.n && !rc; ig++)
     for (int ic = 0; ic < o->ncmoe.n && !rc; ic++)
@@ -554,74 +704,60 @@ static int run_all(opts *o, int argc, char **argv) {
         }
         mr_model_get_info(L.model, &L.info);
         L.n_vocab = mr_n_vocab(L.model);
-        for (int ib = 0; ib < o->b.n && !rc; ib++)
-        for (int iu = 0; iu < o->ub.n && !rc; iu++)
-        for (int ik = 0; ik < o->ctk.n && !rc; ik++)
-        for (int iv = 0; iv < o->ctv.n && !rc; iv++)
-        for (int ifa = 0; ifa < o->fa.n && !rc; ifa++)
-        for (int id = 0; id < o->d.n && !rc; id++)
-        for (int is = 0; is < n_shapes && !rc; is++) {
-            bench_result r;
-            bench_result_init(&r);
-            snprintf(r.model_filename, sizeof r.model_filename, "%s", base_name(L.path));
-            snprintf(r.model_path, sizeof r.model_path, "%s", L.path);
+        const int per_load = o->b.n * o->ub.n * o->ctk.n * o->ctv.n * o->fa.n * o->d.n * n_shapes;
+        test_run *tr = calloc((size_t)per_load, sizeof *tr);
+        if (!tr) {
+            mr_model_free(L.model);
+            fprintf(stderr, "moerun bench: out of memory\n");
+            rc = 1;
+            break;
+        }
+        int nt = 0;
+        for (int ib = 0; ib < o->b.n; ib++)
+        for (int iu = 0; iu < o->ub.n; iu++)
+        for (int ik = 0; ik < o->ctk.n; ik++)
+        for (int iv = 0; iv < o->ctv.n; iv++)
+        for (int ifa = 0; ifa < o->fa.n; ifa++)
+        for (int id = 0; id < o->d.n; id++)
+        for (int is = 0; is < n_shapes; is++) {
+            test_run *t = &tr[nt++];
+            bench_result *r = &t->r;
+            bench_result_init(r);
+            snprintf(r->model_filename, sizeof r->model_filename, "%s", base_name(L.path));
+            snprintf(r->model_path, sizeof r->model_path, "%s", L.path);
             char cnt[32];
             mr_fmt_count(cnt, sizeof cnt, L.info.n_params);
             char *sp = strchr(cnt, ' ');
             if (sp) memmove(sp, sp + 1, strlen(sp));
-            snprintf(r.model_type, sizeof r.model_type, "%s %s", L.info.arch, cnt);
-            r.model_size = L.info.file_bytes;
-            r.model_n_params = L.info.n_params;
-            r.model_active_bytes_est = L.info.active_bytes_est;
-            snprintf(r.backend, sizeof r.backend, "CPU"); /* run_test: CUDA when layers are offloaded */
-            r.n_threads = o->t.v[it];
-            r.n_batch = o->b.v[ib];
-            r.n_ubatch = o->ub.v[iu];
-            r.type_k = o->ctk.v[ik];
-            r.type_v = o->ctv.v[iv];
-            r.flash_attn = o->fa.v[ifa];
-            r.n_gpu_layers = o->ngl.v[ig];
-            r.n_cpu_moe = o->ncmoe.v[ic];
-            snprintf(r.ot, sizeof r.ot, "%s", o->ot[io]);
-            snprintf(r.repack, sizeof r.repack, "%s", !L.info.n_repacked ? "none" : L.info.repack_fast ? "r8f" : "r8");
-            r.n_prompt = shapes[is].n_prompt;
-            r.n_gen = shapes[is].n_gen;
-            r.n_depth = o->d.v[id];
-            r.n_reps = o->reps;
-            const bool probe = measures_near(o, bw[it], rss_resettable);
-            if (rss_resettable) (void)mr_peak_rss_reset();
-            bench_iso8601_now(r.test_time, sizeof r.test_time);
-            idx++;
-            uint64_t peak = 0;
-            if (run_test(o, &L, &r, &pr, idx, total, probe, &peak)) {
-                char test[64];
-                bench_test_name(&r, test, sizeof test);
-                bench_progress_done(&pr);
-                fprintf(stderr, "moerun bench: %s %s: %s\n", r.model_filename, test, mr_last_error());
-                rc = 1;
-            } else {
-                r.peak_rss_bytes = mr_peak_rss_bytes();
-                if (peak > r.peak_rss_bytes) r.peak_rss_bytes = peak;
-                if (rss_resettable && load_peak > r.peak_rss_bytes) r.peak_rss_bytes = load_peak;
-                /* the best of the run's first measurement and the test's probes */
-                r.bandwidth_gbs = bw[it];
-                for (int k = 0; k < r.n_samples_bw; k++)
-                    if (r.samples_bw[k] > r.bandwidth_gbs) r.bandwidth_gbs = r.samples_bw[k];
-                if (r.dev_bw_gbs != 0) r.bandwidth_gbs = isnan(r.dev_bw_gbs) ? 0 : r.dev_bw_gbs;
-                bench_result_finish(&r);
-                bench_progress_done(&pr);
-                emit(o, &cols, &env, &r, emitted == 0);
-                emitted++;
-                double lo, hi;
-                if (bench_bw_moved(&r, &lo, &hi)) {
-                    char test[64];
-                    bench_test_name(&r, test, sizeof test);
-                    ab_printf(&notes, "  %s, %d thread(s): %.1f - %.1f GB/s (%.2fx)\n", test, r.n_threads, lo, hi,
-                              hi / lo);
-                }
-            }
-            bench_result_free(&r);
+            snprintf(r->model_type, sizeof r->model_type, "%s %s", L.info.arch, cnt);
+            r->model_size = L.info.file_bytes;
+            r->model_n_params = L.info.n_params;
+            r->model_active_bytes_est = L.info.active_bytes_est;
+            snprintf(r->backend, sizeof r->backend, "CPU"); /* test_open: CUDA when layers are offloaded */
+            r->n_threads = o->t.v[it];
+            r->n_batch = o->b.v[ib];
+            r->n_ubatch = o->ub.v[iu];
+            r->type_k = o->ctk.v[ik];
+            r->type_v = o->ctv.v[iv];
+            r->flash_attn = o->fa.v[ifa];
+            r->n_gpu_layers = o->ngl.v[ig];
+            r->n_cpu_moe = o->ncmoe.v[ic];
+            snprintf(r->ot, sizeof r->ot, "%s", o->ot[io]);
+            snprintf(r->repack, sizeof r->repack, "%s", !L.info.n_repacked ? "none" : L.info.repack_fast ? "r8f" : "r8");
+            r->n_prompt = shapes[is].n_prompt;
+            r->n_gen = shapes[is].n_gen;
+            r->n_depth = o->d.v[id];
+            r->n_reps = o->reps;
+            t->probe = measures_near(o, bw[it], rss_resettable);
         }
+        group g = {.o = o, .cols = &cols, .env = &env, .L = &L, .pr = &pr, .bw_first = bw[it],
+                   .rss_resettable = rss_resettable, .load_peak = load_peak, .total = total, .emitted = emitted,
+                   .notes = &notes};
+        rc = run_group(&g, tr, nt, idx, &ratios);
+        idx += nt;
+        emitted = g.emitted;
+        for (int i = 0; i < nt; i++) bench_result_free(&tr[i].r);
+        free(tr);
         mr_model_free(L.model);
     }
     bench_progress_done(&pr);
@@ -630,9 +766,15 @@ static int run_all(opts *o, int argc, char **argv) {
     if (notes.n) /* after the table, not inside it */
         fprintf(stderr,
                 "moerun bench: note: the memory bandwidth moved by more than %.0f %% during these tests, and t/s "
-                "moves with it (compare runs by the roofline column, or interleave them: moerun ab):\n%s",
+                "moves with it (compare runs by the roofline column, or interleave them: --interleave, moerun ab):\n%s",
                 (BENCH_BW_MOVED - 1.0) * 100.0, notes.s);
+    if (ratios.n)
+        fprintf(stderr,
+                "moerun bench: interleaved: t/s at each depth over t/s at depth 0, repetition by repetition "
+                "(median, range):\n%s",
+                ratios.s);
     ab_buf_free(&notes);
+    ab_buf_free(&ratios);
     free(bw);
     free(shapes);
     return rc;

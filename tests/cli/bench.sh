@@ -103,6 +103,32 @@ for t in (1, 2):
 EOF
 fi
 
+# ---- --interleave: depth filled once, repetitions in turn, depth ratios pair by pair ----------
+if expect_rc 0 "bench --interleave" -- bench -m "$M" -p 8 -n 4 -d 0,16 -r 3 -t 1 $BW --interleave -o jsonl; then
+    python3 - "$T/out" "$T/err" <<'EOF' && ok "bench --interleave ratios" || fail "bench --interleave ratios"
+import json, re, statistics, sys
+rows = {r["test"]: r for r in (json.loads(l) for l in open(sys.argv[1]) if l.strip())}
+assert set(rows) == {"pp8", "tg4", "pp8 @ d16", "tg4 @ d16"}, set(rows)
+assert all(len(r["samples_ts"]) == 3 for r in rows.values())
+# the depth kept across repetitions: every repetition read the 16 cells (the same KV bytes as one fill)
+assert rows["tg4 @ d16"]["kv_bytes_per_token"] > rows["tg4"]["kv_bytes_per_token"] > 0
+err = open(sys.argv[2]).read()
+for d, z in (("pp8 @ d16", "pp8"), ("tg4 @ d16", "tg4")):
+    m = re.search(re.escape(f"{d} / {z}") + r", 1 thread\(s\): ([0-9.]+) \(([0-9.]+) - ([0-9.]+) over 3 pairs\)", err)
+    assert m, (d, err)
+    q = [a / b for a, b in zip(rows[d]["samples_ts"], rows[z]["samples_ts"])]
+    want = (statistics.median(q), min(q), max(q))
+    got = tuple(float(x) for x in m.groups())
+    assert all(abs(g - w) <= 0.0005 + 1e-3 * w for g, w in zip(got, want)), (got, want)
+EOF
+fi
+# recurrent state (qwen3next): the rewind to the depth goes through a checkpoint
+N=$SHARED/fixtures/models/tiny-qwen3next.gguf
+if [ -f "$N" ]; then
+    expect_rc 0 "bench recurrent depth rewind" -- bench -m "$N" -p 4 -n 2 -d 8 -r 2 -t 1 $BW
+    expect_rc 0 "bench recurrent --interleave" -- bench -m "$N" -p 0 -n 2 -d 0,8 -r 2 -t 1 $BW --interleave
+fi
+
 # ---- a measured bandwidth: one per repetition, probes outside the peak RSS ---------------
 if expect_rc 0 "bench given bandwidth" -- bench -m "$M" -p 0 -n 4 -r 3 -t 2 $BW -o json &&
     cp "$T/out" "$T/given.json" &&
