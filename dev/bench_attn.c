@@ -22,6 +22,8 @@
  *   --mla: the MLA shape (dk 576, dv 512, the value inside K; set -g 16 for DeepSeek-V2-Lite).
  *   -p N: prompt mode: N tokens after each depth, cpu_attn_head per token against
  *      cpu_attn_multi (several tokens a call), ms per prompt and GFLOP/s.
+ *   -s gives each call a new cpu_attn_args.q_tag (the parts prepare the queries once), as the model does;
+ *   BENCH_ATTN_NO_TAG=1: none (every part prepares them).
  *   MOERUN_ATTN=scalar or MOERUN_CPU=generic: the generic/scalar path; MOERUN_ATTN_V8=0: a q8_0 V
  *   in f32 instead of the integer V pass.
  *   Cold, depth 4096, --mla -g 16, q8_0, one Zen 4 thread: flash 1096 us (f32 V pass) -> 813 us.
@@ -58,6 +60,10 @@ static void call(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, f
         return;
     }
     const int g = a->n_head / a->n_head_kv;
+    static uint64_t tag;
+    cpu_attn_args ta = *a;
+    ta.q_tag = getenv("BENCH_ATTN_NO_TAG") ? 0 : ++tag; /* new queries each call, as the model's */
+    a = &ta;
     for (int p = 0; p < np; p++)
         cpu_attn_head_part(a, kvh, q, pos, 0, p * per, (p + 1) * per, parts + (size_t)p * g * a->dv,
                            mls + (size_t)p * 2 * g, scratch);

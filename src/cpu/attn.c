@@ -93,13 +93,15 @@ int cpu_attn_multi_tokens(const cpu_attn_args *a) {
     return nt > 1 || g >= 16 ? nt : 0; /* fewer rows: the per-token kernel */
 }
 
+enum { KEY_FLOATS = 16 }; /* attn_head's query key: 3 uint64_t, padded to 64 bytes */
+
 size_t cpu_attn_scratch_floats(const cpu_attn_args *a) {
     const int g = a->n_head / a->n_head_kv;
     const size_t nsc = a->flash ? ATTN_BLOCK : (size_t)a->n_cells;
     /* scores (g x nsc, or 8-lane tiles), quantized q (<= dk*4 bytes + blocks), k row, v row, m/l per head,
-     * f16 query copy, SIMD ext */
+     * the query key, f16 query copy, SIMD ext */
     const size_t one = pad16(score_rows(g) * nsc) + pad16((size_t)a->dk + 64) + pad16((size_t)a->dk) +
-                       pad16((size_t)a->dv) + pad16((size_t)2 * g) + pad16((size_t)g * a->dk) +
+                       pad16((size_t)a->dv) + pad16((size_t)2 * g) + KEY_FLOATS + pad16((size_t)g * a->dk) +
                        pad16(cpu_attn_simd_ext_floats(a->dk, a->dv, g));
     /* the multi-token path's, whatever the cache types (callers may size this before they are known) */
     if (!multi_cpu_ok()) return one;
@@ -179,16 +181,21 @@ static void attn_head(const cpu_attn_args *a, int kvh, const float *q, int32_t p
     while (hi > lo && !cell_visible(a, hi - 1, pos, seq)) hi--;
     if (lo >= hi) return;
 
-    float *q16 = ml + pad16((size_t)2 * g);
+    /* the last SIMD call's queries (a->q_tag, KV head, q pointer), whose forms q16 and ext still hold */
+    uint64_t *key = (uint64_t *)(ml + pad16((size_t)2 * g));
+    float *q16 = (float *)key + KEY_FLOATS;
     if (simd && cpu_attn_simd_ok(a)) {
+        const bool same = a->q_tag && key[0] == a->q_tag && key[1] == (uint64_t)kvh && key[2] == (uint64_t)(uintptr_t)q;
+        key[0] = a->q_tag, key[1] = (uint64_t)kvh, key[2] = (uint64_t)(uintptr_t)q;
         if (a->k_type == MR_TYPE_F16) { /* rounded as below (F16C rounds to nearest even too) */
-            cpu_attn_round_f16(q, q16, (size_t)g * dk);
+            if (!same) cpu_attn_round_f16(q, q16, (size_t)g * dk);
             q = q16;
         }
         /* ext: after the q16 copy (the last region of the layout above) */
-        cpu_attn_avx2(a, kvh, q, pos, seq, lo, hi, out, ml_out, scratch, q16 + pad16((size_t)g * dk));
+        cpu_attn_avx2(a, kvh, q, pos, seq, lo, hi, out, ml_out, scratch, q16 + pad16((size_t)g * dk), same);
         return;
     }
+    key[0] = 0; /* q16 below is not a SIMD call's */
     if (a->k_type == MR_TYPE_F16) {
         /* as ggml: the query meets an f16 K in f16 (it is converted to K's
          * vec-dot type), so round it once here */

@@ -46,6 +46,9 @@ typedef struct {
     const uint64_t *cell_seq;
     int n_swa;           /* 0: no window */
     bool flash, ref;
+    uint64_t q_tag;      /* nonzero: unique to these queries (the model counts its split decode runs): the
+                            parts of a step a thread runs on one scratch prepare the queries once
+                            (cpu_attn_head_part: same tag, KV head and q pointer as the last call) */
 } cpu_attn_args;
 
 /* The visibility rule above, for cell c of a cache with these cell positions / sequences. */

@@ -424,7 +424,7 @@ void cpu_attn_round_f16(const float *src, float *dst, size_t n) {
 }
 
 void cpu_attn_avx2(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, int seq, int lo, int hi, float *out,
-                   float *ml, float *scratch, float *ext) {
+                   float *ml, float *scratch, float *ext, bool prepped) {
     attn_job j = {.g = a->n_head / a->n_head_kv, .dk = a->dk, .dv = a->dv, .scale = a->scale, .softcap = a->softcap};
     j.ntile = cpu_attn_simd_tiles(j.g);
     j.H = j.g > 4 ? 8 : j.g > 2 ? 4 : j.g;
@@ -467,9 +467,14 @@ void cpu_attn_avx2(const cpu_attn_args *a, int kvh, const float *q, int32_t pos,
         j.vp = (uint32_t *)j.pd;
         j.pp = j.vp + (size_t)FB / 2 * j.dv;
         j.kb = (uint16_t *)(j.pp + (size_t)FB / 2 * 8);
-        attn_bf_prep(&j, q);
     } else if (j.kq8 && j.z && j.H == 8) {
         j.zw = cpu_attn_wide_scores();
+    }
+    /* the queries' forms (ext up to j.m) */
+    if (prepped) {
+    } else if (j.bf) {
+        attn_bf_prep(&j, q);
+    } else if (j.kq8 && j.z && j.H == 8) {
         if (j.zw && j.ntile == 1) attn_q8_prep_zw(&j, q);
         else attn_q8_prep_z(&j, q);
     }

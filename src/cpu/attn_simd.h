@@ -63,8 +63,9 @@ static inline bool cpu_attn_simd_ok(const cpu_attn_args *a) {
  * output is left unnormalized and the heads' running max and sum are written
  * to ml (g floats each), as cpu_attn_head_part. Results differ from the generic path
  * of attn.c by float rounding only (test_attn). */
+/* prepped: ext already holds these queries' prepared forms (the last call's, cpu_attn_args.q_tag) */
 void cpu_attn_avx2(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, int seq, int lo, int hi, float *out,
-                   float *ml, float *scratch, float *ext);
+                   float *ml, float *scratch, float *ext, bool prepped);
 
 /* dst[i] = src[i] rounded to f16 (F16C, to nearest even: mr_fp32_to_fp16). */
 void cpu_attn_round_f16(const float *src, float *dst, size_t n);

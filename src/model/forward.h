@@ -69,6 +69,7 @@ typedef struct model_run {
     size_t attn_part_per;
     _Atomic int *attn_done;
     int attn_kv_max;
+    uint64_t attn_q_tag;   /* the last split decode run's cpu_attn_args.q_tag */
     /* MLA extension: the MLA engineer may hang buffers here */
     void *mla;
     uint64_t n_mla_prompt; /* layer passes in the MLA prompt form (attn_mla.c; the caller resets) */

@@ -166,6 +166,10 @@ static void attn_run(model_run *r, const model_ubatch *ub, const cpu_attn_args *
         MR_ASSERT(j.np <= CPU_ATTN_SPLIT_MAX && a->n_head_kv <= r->attn_kv_max &&
                   (size_t)a->n_head * (a->dv + 2) <= r->attn_part_per);
         for (int h = 0; h < a->n_head_kv; h++) atomic_init(&r->attn_done[h], 0);
+        /* a new tag for these queries: a thread's parts of one KV head prepare them once */
+        cpu_attn_args ta = *a;
+        ta.q_tag = ++r->attn_q_tag;
+        j.a = &ta;
         mr_claim_init(&j.claim, (int64_t)a->n_head_kv * j.np, nth);
         mr_tp_run(r->tp, attn_split_worker, &j);
         return;

@@ -735,6 +735,35 @@ int main(int argc, char **argv) {
                 cpu_attn_head_part(&s.a, s.kvh, s.q, s.pos, s.seq, p * per, (p + 1) * per, parts + (size_t)p * n,
                                    mls + (size_t)p * 2 * g, scratch);
             cpu_attn_merge(g, tc->dv, np, parts, mls, merged);
+            { /* with a query tag the parts after the first reuse its prepared queries (the same
+               * scratch): bit for bit the untagged parts; another q under the same tag is its own */
+                cpu_attn_args ta = s.a;
+                ta.q_tag = 1000 + i;
+                float *tp = mr_malloc(sizeof(float) * (size_t)n * np), *tm = mr_malloc(sizeof(float) * 2 * g * np);
+                float *q2 = mr_malloc(sizeof(float) * (size_t)tc->g * tc->dk);
+                for (int k = 0; k < tc->g * tc->dk; k++) q2[k] = -0.5f * s.q[k];
+                int bad = 0;
+                for (int rep = 0; rep < 2; rep++) { /* rep 1: q2, then s.q again, under the same tag */
+                    for (int p = 0; p < np; p++)
+                        cpu_attn_head_part(&ta, s.kvh, rep ? q2 : s.q, s.pos, s.seq, p * per, (p + 1) * per,
+                                           tp + (size_t)p * n, tm + (size_t)p * 2 * g, scratch);
+                    if (rep) {
+                        float *rp = mr_malloc(sizeof(float) * (size_t)n * np), *rm = mr_malloc(sizeof(float) * 2 * g * np);
+                        for (int p = 0; p < np; p++)
+                            cpu_attn_head_part(&s.a, s.kvh, q2, s.pos, s.seq, p * per, (p + 1) * per, rp + (size_t)p * n,
+                                               rm + (size_t)p * 2 * g, scratch);
+                        bad += memcmp(tp, rp, sizeof(float) * (size_t)n * np) != 0;
+                        free(rp), free(rm);
+                        for (int p = 0; p < np; p++)
+                            cpu_attn_head_part(&ta, s.kvh, s.q, s.pos, s.seq, p * per, (p + 1) * per, tp + (size_t)p * n,
+                                               tm + (size_t)p * 2 * g, scratch);
+                    }
+                    bad += memcmp(tp, parts, sizeof(float) * (size_t)n * np) != 0;
+                    bad += memcmp(tm, mls, sizeof(float) * 2 * g * np) != 0;
+                }
+                CHECK(bad == 0, "%s: parts with a query tag differ from untagged ones (%d)", nm, bad);
+                free(tp), free(tm), free(q2);
+            }
             mr_free_aligned(scratch);
             double dw = max_abs_diff(merged, whole, n), dr = max_abs_diff(merged, orf, n);
             const double tol_r = tc->kt == MR_TYPE_Q8_0 ? 6e-2 : 1e-4;
