@@ -483,6 +483,13 @@ static int cmp_double(const void *x, const void *y) {
 /* --interleave: for each test at a depth > 0, its t/s over those of the same test at depth 0,
  * repetition by repetition (each pair ran back to back): median and range, into out. */
 static void depth_ratios(const test_run *t, int n, ab_buf *out) {
+    /* the settings that vary among the tests, named in each line */
+    bool vb = false, vu = false, vk = false, vv = false, vf = false;
+    for (int i = 1; i < n; i++) {
+        vb |= t[i].r.n_batch != t[0].r.n_batch, vu |= t[i].r.n_ubatch != t[0].r.n_ubatch;
+        vk |= t[i].r.type_k != t[0].r.type_k, vv |= t[i].r.type_v != t[0].r.type_v;
+        vf |= t[i].r.flash_attn != t[0].r.flash_attn;
+    }
     for (int i = 0; i < n; i++) {
         const bench_result *a = &t[i].r;
         if (a->n_depth == 0) continue;
@@ -502,8 +509,13 @@ static void depth_ratios(const test_run *t, int n, ab_buf *out) {
             char na[64], nb[64];
             bench_test_name(a, na, sizeof na);
             bench_test_name(b, nb, sizeof nb);
-            ab_printf(out, "  %s / %s, %d thread(s): %.3f (%.3f - %.3f over %d pairs)\n", na, nb, a->n_threads, med,
-                      q[0], q[k - 1], k);
+            ab_printf(out, "  %s / %s, %d thread(s)", na, nb, a->n_threads);
+            if (vb) ab_printf(out, ", -b %d", a->n_batch);
+            if (vu) ab_printf(out, ", -ub %d", a->n_ubatch);
+            if (vk) ab_printf(out, ", -ctk %s", bench_kv_type_name(a->type_k));
+            if (vv) ab_printf(out, ", -ctv %s", bench_kv_type_name(a->type_v));
+            if (vf) ab_printf(out, ", -fa %d", a->flash_attn);
+            ab_printf(out, ": %.3f (%.3f - %.3f over %d pairs)\n", med, q[0], q[k - 1], k);
             free(q);
             break;
         }

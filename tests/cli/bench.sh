@@ -122,6 +122,11 @@ for d, z in (("pp8 @ d16", "pp8"), ("tg4 @ d16", "tg4")):
     assert all(abs(g - w) <= 0.0005 + 1e-3 * w for g, w in zip(got, want)), (got, want)
 EOF
 fi
+# settings that vary among the tests are named in the ratio lines
+if expect_rc 0 "bench --interleave two V types" -- bench -m "$M" -p 0 -n 2 -d 0,8 -r 2 -t 1 -ctv f16,q8_0 -fa 1 $BW --interleave; then
+    [ "$(grep -c 'tg2 @ d8 / tg2, 1 thread(s), -ctv \(f16\|q8_0\): ' "$T/err")" = 2 ] &&
+        ok "ratio lines name the V type" || fail "ratio lines name the V type: $(tail -3 "$T/err")"
+fi
 # recurrent state (qwen3next): the rewind to the depth goes through a checkpoint
 N=$SHARED/fixtures/models/tiny-qwen3next.gguf
 if [ -f "$N" ]; then
