@@ -375,8 +375,6 @@ typedef struct {
     double bytes, kv_bytes, tokens;
 } test_run;
 
-static void test_name(const test_run *t, char *buf, size_t n) { bench_test_name(&t->r, buf, n); }
-
 /* Create t's context and tokens and run the warm-up. 0 / -1. */
 static int test_open(const opts *o, loaded *L, test_run *t, bench_progress *pr, int idx, int total) {
     bench_result *r = &t->r;
@@ -403,7 +401,7 @@ static int test_open(const opts *o, loaded *L, test_run *t, bench_progress *pr, 
     bench_random_tokens(t->toks, n_tok, L->n_vocab, 0x5eed + (uint64_t)n_tok);
     if (!o->warmup) return 0;
     char test[64];
-    test_name(t, test, sizeof test);
+    bench_test_name(&t->r, test, sizeof test);
     bench_progress_update(pr, "test %d/%d %s t=%d: warm-up", idx, total, test, r->n_threads);
     const mr_token *prompt = t->toks + r->n_depth, *gen = prompt + r->n_prompt;
     if (r->n_prompt > 0 && bench_decode_prompt(t->c, prompt, r->n_prompt, 0, r->n_batch)) return -1;
@@ -421,7 +419,7 @@ static int test_rep(const opts *o, test_run *t, bench_progress *pr, int idx, int
     mr_ctx *c = t->c;
     const mr_token *prompt = t->toks + r->n_depth, *gen = prompt + r->n_prompt;
     char test[64];
-    test_name(t, test, sizeof test);
+    bench_test_name(&t->r, test, sizeof test);
     bool fresh = false;
     if (!t->filled) {
         mr_kv_clear(c);
@@ -583,14 +581,14 @@ static void test_report(group *g, test_run *t, uint64_t peak) {
     double lo, hi;
     if (bench_bw_moved(r, &lo, &hi)) {
         char test[64];
-        test_name(t, test, sizeof test);
+        bench_test_name(&t->r, test, sizeof test);
         ab_printf(g->notes, "  %s, %d thread(s): %.1f - %.1f GB/s (%.2fx)\n", test, r->n_threads, lo, hi, hi / lo);
     }
 }
 
 static int test_failed(group *g, const test_run *t) {
     char test[64];
-    test_name(t, test, sizeof test);
+    bench_test_name(&t->r, test, sizeof test);
     bench_progress_done(g->pr);
     fprintf(stderr, "moerun bench: %s %s: %s\n", t->r.model_filename, test, mr_last_error());
     return 1;

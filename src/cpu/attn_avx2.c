@@ -423,6 +423,33 @@ void cpu_attn_round_f16(const float *src, float *dst, size_t n) {
     for (; i < n; i++) dst[i] = _cvtsh_ss(_cvtss_sh(src[i], _MM_FROUND_TO_NEAREST_INT));
 }
 
+/* The queries' forms for j's kernels, into ext up to j->m. */
+static void prep_queries(attn_job *j, const float *q) {
+    if (j->bf) {
+        attn_bf_prep(j, q);
+    } else if (j->kq8 && j->z && j->H == 8) {
+        if (j->zw && j->ntile == 1) attn_q8_prep_zw(j, q);
+        else attn_q8_prep_z(j, q);
+    } else if (j->kq8) {
+        attn_q8_prep(j, q);
+    } else if (j->z && j->H == 8) { /* qz[t][i / 8][pair p][16]: heads 2p, 2p + 1, dimensions i .. i + 7 */
+        for (int t = 0; t < j->ntile; t++)
+            for (int h = 0; h < 8; h++)
+                for (int i = 0; i < j->dk; i += 8) {
+                    float *d = j->qz + (size_t)t * 8 * j->dk + (size_t)(i / 8) * 64 + 8 * h;
+                    if (8 * t + h < j->g) memcpy(d, q + (size_t)(8 * t + h) * j->dk + i, sizeof(float) * 8);
+                    else memset(d, 0, sizeof(float) * 8);
+                }
+    } else {
+        for (int t = 0; t < j->ntile; t++)
+            for (int h = 0; h < 8; h++) {
+                float *d = j->qf + ((size_t)t * 8 + h) * j->dk;
+                if (8 * t + h < j->g) memcpy(d, q + (size_t)(8 * t + h) * j->dk, sizeof(float) * (size_t)j->dk);
+                else memset(d, 0, sizeof(float) * (size_t)j->dk);
+            }
+    }
+}
+
 void cpu_attn_avx2(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, int seq, int lo, int hi, float *out,
                    float *ml, float *scratch, float *ext, bool prepped) {
     attn_job j = {.g = a->n_head / a->n_head_kv, .dk = a->dk, .dv = a->dv, .scale = a->scale, .softcap = a->softcap};
@@ -470,30 +497,7 @@ void cpu_attn_avx2(const cpu_attn_args *a, int kvh, const float *q, int32_t pos,
     } else if (j.kq8 && j.z && j.H == 8) {
         j.zw = cpu_attn_wide_scores();
     }
-    /* the queries' forms (ext up to j.m) */
-    if (prepped) {
-    } else if (j.bf) {
-        attn_bf_prep(&j, q);
-    } else if (j.kq8 && j.z && j.H == 8) {
-        if (j.zw && j.ntile == 1) attn_q8_prep_zw(&j, q);
-        else attn_q8_prep_z(&j, q);
-    }
-    else if (j.kq8) attn_q8_prep(&j, q);
-    else if (j.z && j.H == 8) /* qz[t][i / 8][pair p][16]: heads 2p, 2p + 1, dimensions i .. i + 7 */
-        for (int t = 0; t < j.ntile; t++)
-            for (int h = 0; h < 8; h++)
-                for (int i = 0; i < j.dk; i += 8) {
-                    float *d = j.qz + (size_t)t * 8 * j.dk + (size_t)(i / 8) * 64 + 8 * h;
-                    if (8 * t + h < j.g) memcpy(d, q + (size_t)(8 * t + h) * j.dk + i, sizeof(float) * 8);
-                    else memset(d, 0, sizeof(float) * 8);
-                }
-    else
-        for (int t = 0; t < j.ntile; t++)
-            for (int h = 0; h < 8; h++) {
-                float *d = j.qf + ((size_t)t * 8 + h) * j.dk;
-                if (8 * t + h < j.g) memcpy(d, q + (size_t)(8 * t + h) * j.dk, sizeof(float) * (size_t)j.dk);
-                else memset(d, 0, sizeof(float) * (size_t)j.dk);
-            }
+    if (!prepped) prep_queries(&j, q);
     attn_pf pf;
     j.pf = &pf;
     memset(out, 0, sizeof(float) * (size_t)j.g * j.dv);
