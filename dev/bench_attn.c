@@ -8,10 +8,12 @@
  * it prints µs per call (median of the timed calls), the KV bytes one call
  * reads, GB/s of those bytes and GFLOP/s (2*g*depth*(dk+dv) per call).
  *
- * Usage: bench_attn [-g G] [-d DK] [-v DV] [-t SECONDS] [-c] [-s] [-f] [--mla] [--4k] [-p N] [depth ...] [-- type ...]
+ * Usage: bench_attn [-g G] [-d DK] [-v DV] [-t SECONDS] [-c] [-s] [-f] [--mla] [--4k] [--tiled] [-p N] [depth ...] [-- type ...]
  *   -v DV: value size when it differs from DK (-g 1 -d 192 -v 128: DeepSeek's MLA prompt form).
  *   defaults: g = 8, dk = dv = 128, depths 512 1024 4096, types f16 q8_0,
  *   about 0.15 s per configuration, 1 thread.
+ *   --tiled: the cache in the tiled q8_0 layout (attn.h) where it applies (q8_0, g 8, AVX-512 VNNI), as the
+ *      engine keeps such a cache; the decode kernel attn_tiled_avx512.c.
  *   --4k: the cache in 4 KiB pages (malloc's) instead of transparent huge pages, as the
  *      engine's KV cache has them (kv.c, mr_calloc_huge).
  *   -c (cold): the calls rotate over enough KV heads (>= 96 MB of cache) that
@@ -74,9 +76,32 @@ static void call(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, f
  * the value inside K (d ignored). */
 static int g_dv;       /* -v: value size (0: d) */
 static bool g_small;   /* --4k: the cache in 4 KiB pages instead of huge ones */
+static bool g_tiled;   /* --tiled: the cache in the tiled q8_0 layout where it applies (cpu_attn_tiled_ok) */
+
 
 /* The cache's memory: huge pages as the engine's KV cache (kv.c), or with --4k malloc's. */
 static uint8_t *cache_alloc(size_t n) { return g_small ? mr_malloc_aligned(n) : mr_calloc_huge(n); }
+
+/* With --tiled where the layout applies: K and V (n_kv heads of n_ctx rows) copied into it, a pointing there
+ * (the old buffers freed); else nothing. */
+static void to_tiled(cpu_attn_args *a, uint8_t **K, uint8_t **V) {
+    if (!g_tiled || !cpu_attn_tiled_ok(a->n_head, a->n_head_kv, a->dk, a->dv, a->k_type, a->v_type, a->v_in_k)) return;
+    const int n = cpu_attn_tiled_cells(a->n_ctx);
+    const size_t krb = mr_row_size(a->k_type, a->dk), vrb = mr_row_size(a->v_type, a->dv);
+    uint8_t *TK = cache_alloc(krb * (size_t)n * a->n_head_kv), *TV = cache_alloc(vrb * (size_t)n * a->n_head_kv);
+    if (!TK || !TV) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    for (int h = 0; h < a->n_head_kv; h++)
+        for (int c = 0; c < a->n_ctx; c++) {
+            cpu_attn_tiled_put(TK + (size_t)h * n * krb, n, a->dk, true, c, *K + ((size_t)h * a->n_ctx + c) * krb);
+            cpu_attn_tiled_put(TV + (size_t)h * n * vrb, n, a->dv, false, c, *V + ((size_t)h * a->n_ctx + c) * vrb);
+        }
+    mr_free_aligned(*K), mr_free_aligned(*V);
+    *K = TK, *V = TV;
+    a->K = TK, a->V = TV, a->n_ctx = n, a->tiled = true;
+}
 
 static double run(uint32_t type, int g, int d, bool mla, int depth, bool flash, bool cold, bool split,
                   double budget_s) {
@@ -109,6 +134,7 @@ static double run(uint32_t type, int g, int d, bool mla, int depth, bool flash, 
     for (int c = 0; c < depth; c++) cp[c] = c, cs[c] = 1;
     for (int i = 0; i < g * dk; i++) q[i] = 2.0f * frnd();
     a.K = K, a.V = mla ? NULL : V, a.cell_pos = cp, a.cell_seq = cs;
+    to_tiled(&a, &K, &V);
 
     call(&a, 0, q, depth - 1, out, scratch, split, parts, mls); /* warm-up */
     enum { MAXS = 20000 };
@@ -154,6 +180,7 @@ static void run_prompt(uint32_t type, int g, int d, bool mla, int depth, int n, 
     for (int t = 0; t < n; t++) pos[t] = depth + t, seq[t] = 0;
     for (size_t i = 0; i < (size_t)n * g * dk; i++) q[i] = 2.0f * frnd();
     a.K = K, a.V = V, a.cell_pos = cp, a.cell_seq = cs;
+    to_tiled(&a, &K, &V);
     const int nt = cpu_attn_multi_tokens(&a);
     ms[0] = ms[1] = 1e30;
     for (int rep = 0; rep < 3; rep++) { /* best of 3 */
@@ -193,6 +220,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-f")) flash_only = true;
         else if (!strcmp(argv[i], "--mla")) mla = true;
         else if (!strcmp(argv[i], "--4k")) g_small = true;
+        else if (!strcmp(argv[i], "--tiled")) g_tiled = true;
         else if (!strcmp(argv[i], "-p") && i + 1 < argc) prompt = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-g") && i + 1 < argc) g = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-d") && i + 1 < argc) d = atoi(argv[++i]) / 32 * 32;
@@ -200,7 +228,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-t") && i + 1 < argc) budget = atof(argv[++i]);
         else if (argv[i][0] != '-' && nd < 16) depths[nd++] = atoi(argv[i]);
         else {
-            fprintf(stderr, "usage: bench_attn [-g G] [-d DK] [-v DV] [-t SECONDS] [-c] [-s] [-f] [--mla] [--4k] [-p N] [depth ...] [-- type ...]\n");
+            fprintf(stderr, "usage: bench_attn [-g G] [-d DK] [-v DV] [-t SECONDS] [-c] [-s] [-f] [--mla] [--4k] [--tiled] [-p N] [depth ...] [-- type ...]\n");
             return 2;
         }
     }

@@ -11,6 +11,7 @@
 
 #include "base/base.h"
 #include "cpu/attn_simd.h"
+#include "cpu/attn_tiled.h"
 #include "quant/quant.h"
 
 /* AVX2+FMA+F16C for the SIMD path (attn_avx2.c, attn_q8_avx2.c: f16 and
@@ -35,6 +36,8 @@ _Static_assert(CPU_ATTN_SIMD_FB <= ATTN_BLOCK, "flash score scratch holds a SIMD
 static inline bool cell_visible(const cpu_attn_args *a, int c, int32_t pos, int seq) {
     return cpu_attn_cell_visible(a->cell_pos, a->cell_seq, c, pos, seq, a->n_swa);
 }
+
+static uint8_t *tiled_rows(const cpu_attn_args *a, int kvh, int c0, int c1, cpu_attn_args *r);
 
 static inline size_t pad16(size_t n) { return (n + 15) & ~(size_t)15; }
 
@@ -115,6 +118,14 @@ void cpu_attn_multi_avx512(const cpu_attn_args *a, int kvh, int nt, const float 
 void cpu_attn_multi(const cpu_attn_args *a, int kvh, int nt, const float *q, size_t qs, const int32_t *pos,
                     const int32_t *seq, float *out, size_t os, float *scratch) {
     MR_ASSERT(nt >= 1 && nt <= 64 && nt <= MR_MAX(1, cpu_attn_multi_tokens(a)));
+    if (a->tiled && !(a->dv >= CPU_ATTN_INT8_V_MIN_DV && cpu_attn_int8_v())) { /* the f32 V pass: on rows */
+        cpu_attn_args r;
+        uint8_t *buf = tiled_rows(a, kvh, 0, a->n_cells, &r);
+        MR_ASSERT(buf && "out of memory for a tiled KV head's rows");
+        cpu_attn_multi_avx512(&r, 0, nt, q, qs, pos, seq, out, os, scratch);
+        free(buf);
+        return;
+    }
     cpu_attn_multi_avx512(a, kvh, nt, q, qs, pos, seq, out, os, scratch);
 }
 
@@ -160,6 +171,40 @@ static void value_row(const cpu_attn_args *a, int kvh, int c, float *vrow) {
 
 bool cpu_attn_simd_path(const cpu_attn_args *a) { return simd_ok() && cpu_attn_simd_ok(a); }
 
+/* A tiled cache's KV head kvh as rows (cells [c0, c1) filled) in a new buffer, and args r for it as KV head 0:
+ * the paths other than the tiled decode kernel run on that. NULL when out of memory. */
+static uint8_t *tiled_rows(const cpu_attn_args *a, int kvh, int c0, int c1, cpu_attn_args *r) {
+    const size_t krb = mr_row_size(a->k_type, a->dk), vrb = mr_row_size(a->v_type, a->dv);
+    uint8_t *buf = malloc((size_t)c1 * (krb + vrb) + 1);
+    if (!buf) return NULL;
+    const uint8_t *kh = a->K + (size_t)kvh * a->n_ctx * krb, *vh = a->V + (size_t)kvh * a->n_ctx * vrb;
+    uint8_t *V = buf + (size_t)c1 * krb;
+    for (int c = c0; c < c1; c++) {
+        cpu_attn_tiled_get(kh, a->n_ctx, a->dk, true, c, buf + (size_t)c * krb);
+        cpu_attn_tiled_get(vh, a->n_ctx, a->dv, false, c, V + (size_t)c * vrb);
+    }
+    *r = *a;
+    r->K = buf, r->V = V, r->n_ctx = c1, r->n_head = a->n_head / a->n_head_kv, r->n_head_kv = 1, r->tiled = false;
+    r->q_tag = 0;
+    return buf;
+}
+
+bool cpu_attn_tiled_ok(int n_head, int n_head_kv, int dk, int dv, uint32_t k_type, uint32_t v_type, bool v_in_k) {
+    const mr_cpu_features *f = mr_cpu();
+    const char *e = getenv("MOERUN_KV_TILED");
+    if (e && !strcmp(e, "0")) return false;
+    /* the kernel's needs (the integer V pass, AVX-512 VNNI, the SIMD paths on), else every call would read rows */
+    return simd_ok() && cpu_attn_int8_v() && f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni && !v_in_k &&
+           k_type == MR_TYPE_Q8_0 && v_type == MR_TYPE_Q8_0 && n_head_kv > 0 && n_head == 8 * n_head_kv &&
+           dk % 32 == 0 && dv % 32 == 0 && dk > 0 && dv > 0 && dk <= 256 && dv <= 256;
+}
+
+/* Whether the tiled decode kernel takes a (a tiled cache; else its rows, tiled_rows). */
+static bool tiled_kernel(const cpu_attn_args *a, bool simd) {
+    return simd && !a->ref && a->softcap == 0.0f &&
+           cpu_attn_tiled_ok(a->n_head, a->n_head_kv, a->dk, a->dv, a->k_type, a->v_type, a->v_in_k);
+}
+
 /* cpu_attn_head with the SIMD paths allowed (simd) or not, over the cells [c_lo, c_hi); with ml
  * (flash only) the part form of cpu_attn_head_part: out left unnormalized, m and l into ml. */
 static void attn_head(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, int seq, int c_lo, int c_hi,
@@ -184,6 +229,23 @@ static void attn_head(const cpu_attn_args *a, int kvh, const float *q, int32_t p
     /* the last SIMD call's queries (a->q_tag, KV head, q pointer), whose forms q16 and ext still hold */
     uint64_t *key = (uint64_t *)(ml + pad16((size_t)2 * g));
     float *q16 = (float *)key + KEY_FLOATS;
+    if (a->tiled) {
+        if (tiled_kernel(a, simd)) {
+            /* the queries' form in ext (cpu_attn_simd_ext_floats covers CPU_ATTN_TILED_PREP) */
+            const bool same = a->q_tag && key[0] == a->q_tag && key[1] == (uint64_t)kvh && key[2] == (uint64_t)(uintptr_t)q;
+            key[0] = a->q_tag, key[1] = (uint64_t)kvh, key[2] = (uint64_t)(uintptr_t)q;
+            cpu_attn_tiled_z(a, kvh, q, pos, seq, lo, hi, out, ml_out, (int32_t *)(q16 + pad16((size_t)g * dk)), same);
+            return;
+        }
+        key[0] = 0;
+        cpu_attn_args r;
+        uint8_t *buf = tiled_rows(a, kvh, lo, hi, &r);
+        MR_ASSERT(buf && "out of memory for a tiled KV head's rows");
+        attn_head(&r, 0, q, pos, seq, lo, hi, out, ml_out, scratch, simd);
+        free(buf);
+        return;
+    }
+
     if (simd && cpu_attn_simd_ok(a)) {
         const bool same = a->q_tag && key[0] == a->q_tag && key[1] == (uint64_t)kvh && key[2] == (uint64_t)(uintptr_t)q;
         key[0] = a->q_tag, key[1] = (uint64_t)kvh, key[2] = (uint64_t)(uintptr_t)q;

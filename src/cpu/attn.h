@@ -22,6 +22,9 @@
  * they meet an f16 V. The flash path accumulates V in f32 (ggml's CPU flash
  * kernel accumulates f16 V in f16; ours is the more accurate of the two).
  *
+ * A GQA layer with a q8_0 K and V and 8 query heads per KV head keeps, on AVX-512 VNNI CPUs, its cache
+ * in the tiled layout instead (tiled, below): the decode kernel's own, read as rows by the other paths.
+ *
  * MLA extension point: v_in_k says the value of a cell is the first dv
  * elements of its K row (absorbed MLA caches one latent per cell); V is then
  * unused.
@@ -46,6 +49,7 @@ typedef struct {
     const uint64_t *cell_seq;
     int n_swa;           /* 0: no window */
     bool flash, ref;
+    bool tiled;          /* K and V in the tiled q8_0 layout (below); n_ctx is then a multiple of CPU_ATTN_TILE */
     uint64_t q_tag;      /* nonzero: unique to these queries (the model counts its split decode runs): the
                             parts of a step a thread runs on one scratch prepare the queries once
                             (cpu_attn_head_part: same tag, KV head and q pointer as the last call) */
@@ -133,5 +137,29 @@ void cpu_attn_merge(int g, int dv, int np, const float *parts, const float *mls,
 int cpu_attn_multi_tokens(const cpu_attn_args *a);
 void cpu_attn_multi(const cpu_attn_args *a, int kvh, int nt, const float *q, size_t qs, const int32_t *pos,
                     const int32_t *seq, float *out, size_t os, float *scratch);
+
+/* ---- the tiled q8_0 cache (attn_tiled.c, decode kernel attn_tiled_avx512.c) ----------------------------
+ * A GQA layer whose K and V are both q8_0 and whose KV heads each serve 8 query heads keeps, on CPUs with
+ * AVX-512 VNNI, its cache in the decode kernel's own layout instead of rows: the kernel then reads the
+ * bytes its vpdpbusd take straight from the cache, with no transposition per step. A KV head's region is
+ * n (the cell stride, a multiple of CPU_ATTN_TILE) rows' bytes, as in the row layout:
+ *   K: quants, tile T (cells 16T .. 16T + 15) and block b (dimensions 32b ..) at (T * nbk + b) * 512:
+ *        byte (gg * 16 + i) * 4 + e = quant 4gg + e of cell 16T + i, plus 128 (unsigned: vpdpbusd's
+ *        first operand, the cells in the lanes against a query dword broadcast);
+ *      then, at n * dk, the scales: f16 at ((T * nbk + b) * 16 + i) * 2.
+ *   V: quants, quad Q (cells 4Q .. 4Q + 3) and block b at (Q * nbv + b) * 128: dword w holds the 4
+ *        cells' quants (signed) of dimension cpu_attn_vt_dim[w] (attn_vt_z's order: the weights of
+ *        4 cells broadcast against it);
+ *      then, at n * dv, the scales as K's.
+ * The other paths (prompt, standard, reference) read it through cpu_attn_tiled_get's rows. */
+#define CPU_ATTN_TILE 16
+extern const uint8_t cpu_attn_vt_dim[32];
+/* Whether a layer with these heads and types keeps the tiled layout on this CPU (MOERUN_KV_TILED=0: never). */
+bool cpu_attn_tiled_ok(int n_head, int n_head_kv, int dk, int dv, uint32_t k_type, uint32_t v_type, bool v_in_k);
+/* The cell stride of a tiled cache of n_ctx cells. */
+static inline int cpu_attn_tiled_cells(int n_ctx) { return (n_ctx + CPU_ATTN_TILE - 1) / CPU_ATTN_TILE * CPU_ATTN_TILE; }
+/* Row (one q8_0 row of d elements) of cell c into / out of a KV head's tiled region (stride n cells). */
+void cpu_attn_tiled_put(uint8_t *head, int n, int d, bool is_k, int c, const uint8_t *row);
+void cpu_attn_tiled_get(const uint8_t *head, int n, int d, bool is_k, int c, uint8_t *row);
 
 #endif

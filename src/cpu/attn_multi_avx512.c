@@ -180,6 +180,7 @@ typedef struct {
     uint32_t *wq;  /* vi8: the 8-bit weights, [quad][V block][row] dwords (4 cells each) */
     float *vsc;    /* vi8: their scales, [group][V block][row] */
     float *dvf;    /* vi8: the V block scales of the listed cells, [V block][MB] */
+    bool tiled;    /* the tiled q8_0 cache (attn.h; vi8): K and V read by kb_tiled and vt_tiled */
 } mctx;
 
 /* Cells of [c0, c1) visible to at least one of the tokens into idx / msk (bit t: token t sees
@@ -214,6 +215,46 @@ static void kb_rows(const uint8_t *base, size_t rb, const int *idx, int n, int d
     }
 }
 
+/* kb_rows from the tiled cache (attn.h, cell stride n): the quants are stored + 128 already. */
+static void kb_tiled(const uint8_t *kq, int n, const int *idx, int nv, int dk, uint8_t *Kb, float *dk8) {
+    const int nbk = dk / 32;
+    const uint8_t *ks = kq + (size_t)n * dk;
+    for (int k = 0; k < nv; k++) {
+        const size_t T = (size_t)idx[k] / CPU_ATTN_TILE, i = (size_t)idx[k] % CPU_ATTN_TILE;
+        for (int b = 0; b < nbk; b++) {
+            const uint8_t *q = kq + (T * nbk + b) * 512 + 4 * i;
+            dk8[(size_t)k * nbk + b] = _cvtsh_ss(attn_ld16(ks + ((T * nbk + b) * CPU_ATTN_TILE + i) * 2));
+            uint8_t *d = Kb + (size_t)k * dk + 32 * b;
+            for (int gg = 0; gg < 8; gg++) memcpy(d + 4 * gg, q + 64 * gg, 4);
+        }
+    }
+}
+
+/* attn_vt_z from the tiled cache, whose V quads are vt's already: a quad of listed cells 4Q .. 4Q + 3 is
+ * one copy, other quads (cells listed around gaps; past nv the last cell, repeated) are gathered. */
+static void vt_tiled(const uint8_t *vq, int n, const int *idx, int nv, int dv, uint8_t *vt, float *dvf) {
+    const int nbv = dv / 32, nq = (nv + 3) / 4;
+    const uint8_t *vs = vq + (size_t)n * dv;
+    for (int k = 0; k < nv; k++) {
+        const size_t T = (size_t)idx[k] / CPU_ATTN_TILE, i = (size_t)idx[k] % CPU_ATTN_TILE;
+        for (int b = 0; b < nbv; b++) dvf[(size_t)b * ATTN_FB + k] = _cvtsh_ss(attn_ld16(vs + ((T * nbv + b) * CPU_ATTN_TILE + i) * 2));
+    }
+    for (int q = 0; q < nq; q++) {
+        int c[4];
+        for (int i = 0; i < 4; i++) c[i] = idx[4 * q + i < nv ? 4 * q + i : nv - 1];
+        uint8_t *d = vt + (size_t)q * nbv * 128;
+        if (c[0] % 4 == 0 && c[1] == c[0] + 1 && c[2] == c[0] + 2 && c[3] == c[0] + 3) {
+            memcpy(d, vq + (size_t)(c[0] / 4) * nbv * 128, (size_t)nbv * 128);
+            continue;
+        }
+        for (int b = 0; b < nbv; b++)
+            for (int i = 0; i < 4; i++) {
+                const uint8_t *src = vq + ((size_t)(c[i] / 4) * nbv + b) * 128 + c[i] % 4;
+                for (int w = 0; w < 32; w++) d[(size_t)b * 128 + 4 * w + i] = src[4 * w];
+            }
+    }
+}
+
 /* The q8lay of a call: queries at Qt, K rows at Kf (kb_rows). */
 static q8lay q8_lay(const mctx *x) {
     const int nbk = x->dk / 32;
@@ -230,7 +271,8 @@ static void block_scores(const mctx *x, const int *idx, const uint64_t *msk, int
     const int dk = x->dk, Rp = x->Rp, n6 = (nv + 5) / 6 * 6; /* Kf holds MB + 2 rows (66 = 11 * 6) */
     if (x->kq8) {
         const q8lay L = q8_lay(x);
-        kb_rows(x->Kh, x->krb, idx, nv, dk, (uint8_t *)L.Kb, (float *)L.dk8);
+        if (x->tiled) kb_tiled(x->Kh, x->a->n_ctx, idx, nv, dk, (uint8_t *)L.Kb, (float *)L.dk8);
+        else kb_rows(x->Kh, x->krb, idx, nv, dk, (uint8_t *)L.Kb, (float *)L.dk8);
         if (n6 > nv) { /* padding cells (ignored): zero scales */
             memset((uint8_t *)L.Kb + (size_t)nv * dk, 0, (size_t)dk * (size_t)(n6 - nv));
             memset((float *)L.dk8 + (size_t)nv * L.nbk, 0, sizeof(float) * (size_t)L.nbk * (size_t)(n6 - nv));
@@ -292,7 +334,8 @@ static void block_v_i8(const mctx *x, const int *idx, int nv, const float *P) {
     const int R = x->R, Rp = x->Rp, dv = x->dv, nbv = dv / 32;
     attn_job j = {.dv = dv, .Vh = x->a->v_in_k ? x->Kh : x->Vh, .vrb = x->a->v_in_k ? x->krb : x->vrb,
                   .vt = (uint8_t *)x->Vf, .dvf = x->dvf};
-    attn_vt_z(&j, idx, nv);
+    if (x->tiled) vt_tiled(x->Vh, x->a->n_ctx, idx, nv, dv, j.vt, j.dvf);
+    else attn_vt_z(&j, idx, nv);
     /* weights: per 16 rows, V block and group, the largest w, then the rounded w of 4 cells at a
      * time, bytes interleaved into a dword per row (cells k..k + 3) */
     const __m512 c255 = _mm512_set1_ps(255.0f), zero = _mm512_setzero_ps();
@@ -529,6 +572,8 @@ void cpu_attn_multi_avx512(const cpu_attn_args *a, int kvh, int nt, const float 
     x.vq8 = (a->v_in_k ? a->k_type : a->v_type) == MR_TYPE_Q8_0;
     /* the decode kernel's choice (attn_avx2.c; this path runs only with AVX-512 VNNI) */
     x.vi8 = x.vq8 && dv >= CPU_ATTN_INT8_V_MIN_DV && cpu_attn_int8_v();
+    x.tiled = a->tiled;
+    MR_ASSERT(!x.tiled || (x.vi8 && x.kq8 && !a->v_in_k)); /* attn.c gives it rows otherwise */
     if (x.vi8) { /* after Pb: cpu_attn_multi_floats (attn.c) */
         const size_t nbv = (size_t)dv / 32;
         x.wq = (uint32_t *)(((uintptr_t)(x.Pb + (size_t)MB * Rp) + 63) & ~(uintptr_t)63);

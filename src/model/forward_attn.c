@@ -43,6 +43,18 @@ static void kv_write_range(const model_run *r, const model_ubatch *ub, int il, c
     const kv_cache *kv = r->kv;
     const model_layer *ly = &r->m->layers[il];
     const int heads = ly->kv_heads, dk = ly->kv_dk, dv = ly->kv_dv;
+    if (kv->tiled[il]) { /* a row each, into the tiles */
+        const int n = kv->n_pad;
+        uint8_t row[(256 / 32) * 34];
+        for (int t = t0; t < t1; t++)
+            for (int h = 0; h < heads; h++) {
+                quant_quantize_row(MR_TYPE_Q8_0, K + ((size_t)t * heads + h) * dk, row, dk);
+                cpu_attn_tiled_put(kv->k[il] + (size_t)h * n * kv->k_row[il], n, dk, true, ub->cell[t], row);
+                quant_quantize_row(MR_TYPE_Q8_0, V + ((size_t)t * heads + h) * dv, row, dv);
+                cpu_attn_tiled_put(kv->v[il] + (size_t)h * n * kv->v_row[il], n, dv, false, ub->cell[t], row);
+            }
+        return;
+    }
     for (int t = t0; t < t1; t++) {
         const size_t c = (size_t)ub->cell[t];
         for (int h = 0; h < heads; h++) {
@@ -246,7 +258,7 @@ void model_attn_qk_run(model_run *r, const model_ubatch *ub, int il) {
         .n_head = H, .n_head_kv = Hkv, .dk = Dk, .dv = Dv,
         .scale = hp->attn_scale, .softcap = hp->attn_softcap,
         .k_type = kv->type_k, .v_type = kv->type_v,
-        .K = kv->k[il], .V = kv->v[il], .n_ctx = kv->n_ctx,
+        .K = kv->k[il], .V = kv->v[il], .n_ctx = kv_stride(kv, il), .tiled = kv->tiled[il],
         .n_cells = kv->n_hi, .cell_pos = kv->pos, .cell_seq = kv->seq,
         .n_swa = ly->swa ? hp->n_swa : 0,
         .flash = r->flash, .ref = r->ref,

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/base.h"
+#include "cpu/attn.h"
 #include "model/delta_net.h"
 #include "quant/quant.h"
 
@@ -39,10 +40,12 @@ kv_cache *kv_new_ex(const mr_model *m, int n_ctx, uint32_t type_k, uint32_t type
     kv->k = mr_calloc((size_t)L, sizeof(uint8_t *));
     kv->v = mr_calloc((size_t)L, sizeof(uint8_t *));
     kv->k_row = mr_calloc((size_t)L, sizeof(size_t));
+    kv->tiled = mr_calloc((size_t)L, sizeof(bool));
+    kv->n_pad = cpu_attn_tiled_cells(n_ctx);
     kv->v_row = mr_calloc((size_t)L, sizeof(size_t));
     kv->pos = mr_malloc(sizeof(int32_t) * (size_t)n_ctx);
     kv->seq = mr_calloc((size_t)n_ctx, sizeof(uint64_t));
-    if (!kv->k || !kv->v || !kv->k_row || !kv->v_row || !kv->pos || !kv->seq) goto fail;
+    if (!kv->k || !kv->v || !kv->k_row || !kv->v_row || !kv->tiled || !kv->pos || !kv->seq) goto fail;
     for (int c = 0; c < n_ctx; c++) kv->pos[c] = -1;
     const uint32_t bk = mr_type_get(type_k)->blck, bv = mr_type_get(type_v)->blck;
     /* one arena for every host layer's K and V, in huge pages: a decode step at depth scans all
@@ -61,8 +64,9 @@ kv_cache *kv_new_ex(const mr_model *m, int n_ctx, uint32_t type_k, uint32_t type
             kv->k_row[il] = mr_row_size(type_k, ly->kv_dk);
             if (!ly->kv_v_in_k) kv->v_row[il] = mr_row_size(type_v, ly->kv_dv);
             if (layer_dev && layer_dev[il] >= 0) continue; /* K/V on the layer's device (forward_gpu.c) */
-            const size_t kb = kv->k_row[il] * (size_t)n_ctx * (size_t)ly->kv_heads;
-            const size_t vb = kv->v_row[il] * (size_t)n_ctx * (size_t)ly->kv_heads; /* 0 with V in K */
+            kv->tiled[il] = cpu_attn_tiled_ok(ly->n_head, ly->kv_heads, ly->kv_dk, ly->kv_dv, type_k, type_v, ly->kv_v_in_k);
+            const size_t kb = kv->k_row[il] * (size_t)kv_stride(kv, il) * (size_t)ly->kv_heads;
+            const size_t vb = kv->v_row[il] * (size_t)kv_stride(kv, il) * (size_t)ly->kv_heads; /* 0 with V in K */
             if (pass) {
                 kv->k[il] = kv->arena + off;
                 if (vb) kv->v[il] = kv->arena + off + (kb + 63) / 64 * 64;
@@ -85,6 +89,7 @@ fail:
 void kv_free(kv_cache *kv) {
     if (!kv) return;
     mr_free_aligned(kv->arena);
+    free(kv->tiled);
     free(kv->k);
     free(kv->v);
     free(kv->k_row);

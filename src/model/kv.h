@@ -5,7 +5,10 @@
  * the set of sequences it belongs to (a bitmask: mr_kv_seq_cp shares cells
  * between sequences without copying data). Storage per layer is one (n_ctx,
  * dk) matrix per KV head in type_k (and likewise for V), the layout
- * cpu_attn_head reads (cpu/attn.h). Cells are handed out lowest-free first,
+ * cpu_attn_head reads (cpu/attn.h), or for a layer that takes it
+ * (cpu_attn_tiled_ok: q8_0 K and V, 8 query heads a KV head, AVX-512 VNNI) the
+ * tiled q8_0 layout of cpu/attn.h, n_pad cells a KV head (model_kv_write
+ * stores rows into the tiles). Cells are handed out lowest-free first,
  * so a sequence's cells need not be contiguous; attention masks by (pos, seq).
  */
 #ifndef MR_KV_H
@@ -24,6 +27,8 @@ typedef struct {
     uint8_t **k, **v;   /* per layer: [kv_heads][n_ctx] rows, slices of arena */
     uint8_t *arena;     /* all host layers' K and V (mr_calloc_huge) */
     size_t *k_row, *v_row; /* per layer: bytes of one row (one cell, one head) */
+    bool *tiled;        /* per layer: K and V in the tiled q8_0 layout (cpu/attn.h), n_pad cells a KV head */
+    int n_pad;          /* n_ctx rounded up to CPU_ATTN_TILE */
     int32_t *pos;       /* per cell, -1 when free */
     uint64_t *seq;      /* per cell, bit s = member of sequence s */
     int used;           /* cells in use */
@@ -31,6 +36,9 @@ typedef struct {
     struct kv_rec *rec; /* recurrent (delta-net) state per sequence, NULL unless model_is_recurrent
                            (model/delta_net.h; layers without KV heads have no K/V storage) */
 } kv_cache;
+
+/* The cell stride of layer il's KV heads (n_ctx, or n_pad for a tiled layer). */
+static inline int kv_stride(const kv_cache *kv, int il) { return kv->tiled[il] ? kv->n_pad : kv->n_ctx; }
 
 /* Allocate the cache for model m. type_k/type_v: F32, F16, Q8_0 or Q4_0 (the
  * head sizes must be multiples of the block size). NULL with an error. */

@@ -381,6 +381,108 @@ static void check_case(const tcase *tc, int *n_simd, int *n_i8, int *n_bf) {
     teardown(&s);
 }
 
+/* The tiled q8_0 cache (attn.h): s's rows copied into it must come back as they were; the decode kernel over
+ * it must stay within the integer V pass's rounding bound of the reference (wide: its groups are 32 cells of a
+ * 64-cell block, visible or not), whole and split into parts; the other paths (reference, standard, several
+ * tokens) read it as rows, so they must give what they give on the rows, bit for bit. */
+static int check_tiled(const tcase *tc) {
+    char nm[256];
+    case_name(tc, nm, sizeof nm);
+    tsetup s;
+    setup(tc, &s);
+    const cpu_attn_args *a = &s.a;
+    const int g = tc->g, n = g * tc->dv, np = cpu_attn_tiled_cells(a->n_ctx);
+    const size_t krb = mr_row_size(a->k_type, a->dk), vrb = mr_row_size(a->v_type, a->dv);
+    uint8_t *TK = mr_malloc(krb * (size_t)np * tc->n_kv), *TV = mr_malloc(vrb * (size_t)np * tc->n_kv);
+    uint8_t *row = mr_malloc(krb + vrb);
+    int bad = 0;
+    for (int h = 0; h < tc->n_kv; h++)
+        for (int c = 0; c < a->n_ctx; c++) {
+            const uint8_t *kr = a->K + ((size_t)h * a->n_ctx + c) * krb, *vr = a->V + ((size_t)h * a->n_ctx + c) * vrb;
+            cpu_attn_tiled_put(TK + (size_t)h * np * krb, np, a->dk, true, c, kr);
+            cpu_attn_tiled_put(TV + (size_t)h * np * vrb, np, a->dv, false, c, vr);
+        }
+    for (int h = 0; h < tc->n_kv; h++)
+        for (int c = 0; c < a->n_ctx; c++) {
+            cpu_attn_tiled_get(TK + (size_t)h * np * krb, np, a->dk, true, c, row);
+            bad += memcmp(row, a->K + ((size_t)h * a->n_ctx + c) * krb, krb) != 0;
+            cpu_attn_tiled_get(TV + (size_t)h * np * vrb, np, a->dv, false, c, row);
+            bad += memcmp(row, a->V + ((size_t)h * a->n_ctx + c) * vrb, vrb) != 0;
+        }
+    CHECK(bad == 0, "%s: %d rows differ after the tiled layout's round trip", nm, bad);
+    const bool kern = tc->softcap == 0.0f && g == 8 && cpu_attn_int8_v() && /* -fa 0 too: the same attention */
+                      cpu_attn_tiled_ok(a->n_head, a->n_head_kv, a->dk, a->dv, a->k_type, a->v_type, a->v_in_k);
+    tsetup t = s;
+    t.a.K = TK, t.a.V = TV, t.a.n_ctx = np, t.a.tiled = true;
+    float *o = mr_malloc(sizeof(float) * n), *ot = mr_malloc(sizeof(float) * n), *orf = mr_malloc(sizeof(float) * n);
+    run_path(&s, 2, orf);
+    run_path(&t, 2, ot);
+    CHECK(memcmp(ot, orf, sizeof(float) * n) == 0, "%s: reference path on the tiled cache differs from the rows'", nm);
+    run_path(&s, 0, o);
+    run_path(&t, 0, ot);
+    if (!kern) {
+        CHECK(memcmp(ot, o, sizeof(float) * n) == 0, "%s: tiled cache, rows path: differs from the rows'", nm);
+    } else if (s.n_vis == 0) {
+        CHECK(all_finite(ot, n) && max_abs(ot, n) == 0.0, "%s: tiled, nothing visible but output %g", nm, max_abs(ot, n));
+    } else {
+        float *bound = mr_malloc(sizeof(float) * n);
+        int8_v_bound(&s, bound, 1);
+        double over = 0.0;
+        for (int i = 0; i < n; i++) over = fmax(over, fabs((double)ot[i] - orf[i]) / (1.25 * bound[i] + 6e-2));
+        CHECK(max_abs(orf, n) > 1e-3, "%s: reference output ~0: the case tests nothing", nm);
+        CHECK(all_finite(ot, n) && over <= 1.0, "%s: tiled kernel vs reference: %.2f x the bound", nm, over);
+        if (getenv("TEST_ATTN_VERBOSE")) printf("%-90s tiled: %.2f of bound\n", nm, over);
+        /* split into parts and merged: the same blocks, so the same output to float rounding */
+        int per = 0;
+        const int npart = cpu_attn_split(&t.a, &per); /* 1 without flash */
+        if (npart > 1) {
+            float *parts = mr_malloc(sizeof(float) * (size_t)npart * n), *mls = mr_malloc(sizeof(float) * 2 * g * npart);
+            float *merged = mr_malloc(sizeof(float) * n);
+            float *scratch = mr_malloc_aligned(sizeof(float) * cpu_attn_scratch_floats(&t.a));
+            for (int p = 0; p < npart; p++)
+                cpu_attn_head_part(&t.a, s.kvh, s.q, s.pos, s.seq, p * per, (p + 1) * per, parts + (size_t)p * n,
+                                   mls + (size_t)p * 2 * g, scratch);
+            cpu_attn_merge(g, tc->dv, npart, parts, mls, merged);
+            CHECK(max_abs_diff(merged, ot, n) <= 2e-5, "%s: tiled, %d parts merged vs one call: %g", nm, npart,
+                  max_abs_diff(merged, ot, n));
+            /* with a query tag the parts after the first reuse the queries' form: the same bits */
+            cpu_attn_args ta = t.a;
+            ta.q_tag = 0x5eed;
+            float *pt = mr_malloc(sizeof(float) * (size_t)npart * n), *mt = mr_malloc(sizeof(float) * 2 * g * npart);
+            for (int p = 0; p < npart; p++)
+                cpu_attn_head_part(&ta, s.kvh, s.q, s.pos, s.seq, p * per, (p + 1) * per, pt + (size_t)p * n,
+                                   mt + (size_t)p * 2 * g, scratch);
+            CHECK(memcmp(pt, parts, sizeof(float) * (size_t)npart * n) == 0 && memcmp(mt, mls, sizeof(float) * 2 * g * npart) == 0,
+                  "%s: tiled parts with a query tag differ from untagged ones", nm);
+            free(pt), free(mt);
+            free(parts), free(mls), free(merged), mr_free_aligned(scratch);
+        }
+        free(bound);
+    }
+    if (cpu_attn_multi_tokens(&s.a) > 0) { /* several tokens: the last 3 positions, through the rows */
+        const int nt = 3;
+        float *q = mr_malloc(sizeof(float) * (size_t)nt * a->n_head * a->dk);
+        float *om = mr_malloc(sizeof(float) * (size_t)nt * a->n_head * a->dv), *omt = mr_malloc(sizeof(float) * (size_t)nt * a->n_head * a->dv);
+        int32_t pos[3], seq[3];
+        for (int i = 0; i < nt * a->n_head * a->dk; i++) q[i] = frand();
+        for (int i = 0; i < nt; i++) pos[i] = s.pos - 2 + i, seq[i] = s.seq;
+        float *scratch = mr_malloc_aligned(sizeof(float) * cpu_attn_scratch_floats(a));
+        for (int kvh = 0; kvh < tc->n_kv; kvh++) {
+            const size_t h0 = (size_t)kvh * g;
+            cpu_attn_multi(&s.a, kvh, nt, q + h0 * a->dk, (size_t)a->n_head * a->dk, pos, seq, om + h0 * a->dv,
+                           (size_t)a->n_head * a->dv, scratch);
+            cpu_attn_multi(&t.a, kvh, nt, q + h0 * a->dk, (size_t)a->n_head * a->dk, pos, seq, omt + h0 * a->dv,
+                           (size_t)a->n_head * a->dv, scratch);
+        }
+        CHECK(memcmp(om, omt, sizeof(float) * (size_t)nt * a->n_head * a->dv) == 0,
+              "%s: several tokens on the tiled cache differ from the rows'", nm);
+        free(q), free(om), free(omt), mr_free_aligned(scratch);
+    }
+    free(o), free(ot), free(orf), free(TK), free(TV), free(row);
+    teardown(&s);
+    return kern;
+}
+
 /* cpu_attn_multi (several tokens of a prompt at once) against cpu_attn_head per token, bit for bit: T tokens
  * at consecutive positions after a cache of `depth` cells (the tokens' own cells included, so
  * the causal mask cuts through blocks), every 5th token on another sequence (masked = true:
@@ -899,6 +1001,31 @@ int main(int argc, char **argv) {
           "MOERUN_CPU=generic child failed (status %d)", st);
 
     /* AVX-512 against AVX2, bit for bit (the child runs under MOERUN_CPU=avx2) */
+    {   /* the tiled q8_0 cache: 8 query heads a KV head; odd depths, masks, windows, gaps, other head sizes */
+        const int tdepths[] = {1, 15, 16, 17, 63, 64, 65, 129, 300, 1030, 2100};
+        int nk = 0, nt = 0;
+        for (size_t di = 0; di < MR_ARRAY_LEN(tdepths); di++)
+            for (int mk = 0; mk < 2; mk++) {
+                const int d = tdepths[di];
+                tcase tc = {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 2, 128, 128, d, false, mk, true, 0, 3.0f, 0.0f, false};
+                if (mk && d > 64) tc.n_swa = d / 2;
+                nk += check_tiled(&tc), nt++;
+            }
+        const tcase textra[] = {
+            {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 1, 64, 96, 200, false, true, true, 0, 3, 0, false},
+            {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 2, 256, 256, 333, false, false, true, 0, 12, 0, false},
+            {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 2, 128, 128, 700, false, false, true, 0, 20, 0, false}, /* peaky */
+            {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 2, 128, 128, 300, false, false, true, 0, 3, 0, true},   /* gap */
+            {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 2, 128, 128, 300, false, true, false, 0, 3, 0, false},  /* standard */
+            {MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 2, 128, 128, 300, false, false, true, 0, 20, 30, false}, /* soft-cap */
+        };
+        for (size_t i = 0; i < MR_ARRAY_LEN(textra); i++) nk += check_tiled(&textra[i]), nt++;
+        const mr_cpu_features *f = mr_cpu();
+        if (f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni && cpu_attn_int8_v())
+            CHECK(nk == nt - 1, "the tiled decode kernel took %d of %d cases (all but the soft-capped one)", nk, nt);
+        else
+            printf("no AVX-512 VNNI on this CPU: the tiled decode kernel is not run (%d cases through rows)\n", nt);
+    }
     const mr_cpu_features *f = mr_cpu();
     if (f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni) {
         size_t n = 0;

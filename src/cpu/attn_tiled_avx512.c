@@ -1,0 +1,211 @@
+/*
+ * attn_tiled_avx512.c — decode attention (one token, the 8 query heads of a KV head, flash) over the
+ * tiled q8_0 cache (layout: attn.h), on AVX-512 VNNI.
+ *
+ * Per block of 64 cells (4 tiles):
+ *  - scores: per tile and K block, the 8 zmm of quants (16 cells in the lanes, 4 dimensions a dword,
+ *    unsigned) are loaded once for all 8 heads; each head's query dword is a broadcast, so 8
+ *    vpdpbusd give a head's block sums of 16 cells, which start from -128 x its quant sum; then the
+ *    float steps of the row kernels (block scale of the cell x the query's, times the int32 sum,
+ *    added block by block);
+ *  - the online softmax per head (running max and sum; the output rescaled when the max grows);
+ *  - V in integer products, as attn_avx512.c's pass: per head, V block and 32 cells, the weights
+ *    p x (the cell's V block scale) rounded to 0..255 against their largest, then per quad of cells
+ *    one vpdpbusd of the 4 weights (a dword broadcast) against the quad's quants as stored.
+ * The next block's K and V bytes are prefetched along the way (the cache is read in order, two
+ * streams, but the hardware prefetcher alone left a cold call 2.4x slower).
+ */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "cpu/attn_simd.h"
+#include "cpu/attn_tiled.h"
+#include "quant/quant.h"
+
+#define BLK 64
+#define NT (BLK / CPU_ATTN_TILE)
+#define DMAX 256
+
+static inline __m512 exp16(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
+    const __m512 fx = _mm512_roundscale_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(0.5f)),
+                                           _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x);
+    x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), x);
+    __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.3981999507e-3f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(8.3334519073e-3f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(4.1665795894e-2f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.6666665459e-1f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(5.0000001201e-1f));
+    y = _mm512_fmadd_ps(y, _mm512_mul_ps(x, x), _mm512_add_ps(x, _mm512_set1_ps(1.0f)));
+    const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(fx), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(y, _mm512_castsi512_ps(e));
+}
+
+/* lines [i0, i1) of the n lines at p */
+static inline void pf_lines(const uint8_t *p, int i0, int i1) {
+    for (int i = i0; i < i1; i++) _mm_prefetch((const char *)p + (size_t)i * 64, _MM_HINT_T0);
+}
+
+void cpu_attn_tiled_z(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, int seq, int lo, int hi,
+                      float *out, float *ml, int32_t *prep, bool prepped) {
+    enum { G = 8 };
+    const int dk = a->dk, dv = a->dv, nbk = dk / 32, nbv = dv / 32, n = a->n_ctx;
+    const size_t krb = mr_row_size(MR_TYPE_Q8_0, dk), vrb = mr_row_size(MR_TYPE_Q8_0, dv);
+    const uint8_t *kq = a->K + (size_t)kvh * n * krb, *ks = kq + (size_t)n * dk;
+    const uint8_t *vq = a->V + (size_t)kvh * n * vrb, *vs = vq + (size_t)n * dv;
+
+    /* the queries in q8_0 (prep, unless prepped: the last call's, the same queries): dwords qd[h][b][gg],
+     * -128 x the block's quant sum corr[h][b], scales dq[h][b] */
+    int32_t *qd = prep, *corr = prep + G * nbk * 8;
+    float *dq = (float *)(corr + G * nbk);
+    if (!prepped) {
+        uint8_t row[DMAX / 32 * 34];
+        for (int h = 0; h < G; h++) {
+            quant_quantize_row(MR_TYPE_Q8_0, q + (size_t)h * dk, row, dk);
+            for (int b = 0; b < nbk; b++) {
+                const uint8_t *blk = row + (size_t)b * 34;
+                uint16_t d16;
+                memcpy(&d16, blk, 2);
+                dq[h * nbk + b] = _cvtsh_ss(d16);
+                memcpy(qd + (h * nbk + b) * 8, blk + 2, 32);
+                int s = 0;
+                for (int e = 0; e < 32; e++) s += (int8_t)blk[2 + e];
+                corr[h * nbk + b] = -128 * s;
+            }
+        }
+    }
+
+    float m[G], l[G];
+    for (int h = 0; h < G; h++) m[h] = -INFINITY, l[h] = 0.0f;
+    memset(out, 0, sizeof(float) * G * (size_t)dv);
+    _Alignas(64) float S[G][BLK];
+    _Alignas(64) uint32_t wq[DMAX / 32][G][8];
+    float vsc[DMAX / 32][G];
+    const __m512 scale = _mm512_set1_ps(a->scale), ninf = _mm512_set1_ps(-INFINITY);
+    const int kl = NT * nbk * 8, vl = BLK / 4 * nbv * 2; /* lines of a block's K and V quants */
+
+    for (int c0 = lo - lo % BLK; c0 < hi; c0 += BLK) {
+        uint64_t vis = 0;
+        const int e = c0 + BLK < hi ? c0 + BLK : hi;
+        for (int c = c0 > lo ? c0 : lo; c < e; c++)
+            if (cpu_attn_cell_visible(a->cell_pos, a->cell_seq, c, pos, seq, a->n_swa)) vis |= (uint64_t)1 << (c - c0);
+        if (!vis) continue;
+        const int ntl = (e - c0 + CPU_ATTN_TILE - 1) / CPU_ATTN_TILE, T0 = c0 / CPU_ATTN_TILE;
+        /* the next block's quants (within the cache's cells: a part of a split step is followed by the next) */
+        const bool pf = c0 + BLK < a->n_cells && c0 + 2 * BLK <= n;
+        const uint8_t *pk = kq + (size_t)(T0 + NT) * nbk * 512, *pv = vq + ((size_t)(c0 + BLK) / 4) * nbv * 128;
+
+        /* scores */
+        for (int t = 0; t < NT; t++) {
+            if (t >= ntl) {
+                for (int h = 0; h < G; h++) _mm512_store_ps(S[h] + 16 * t, ninf);
+                continue;
+            }
+            if (pf) pf_lines(pk, t * kl / NT, (t + 1) * kl / NT);
+            const size_t T = (size_t)T0 + t;
+            __m512 s[G];
+            for (int h = 0; h < G; h++) s[h] = _mm512_setzero_ps();
+            for (int b = 0; b < nbk; b++) {
+                const uint8_t *kb = kq + (T * nbk + b) * 512;
+                const __m512 dkc = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ks + (T * nbk + b) * 32)));
+                __m512i kv[8];
+                for (int gg = 0; gg < 8; gg++) kv[gg] = _mm512_loadu_si512((const void *)(kb + 64 * gg));
+                _Pragma("GCC unroll 8")
+                for (int h = 0; h < G; h++) {
+                    __m512i acc = _mm512_set1_epi32(corr[h * nbk + b]);
+                    const int32_t *qh = qd + (h * nbk + b) * 8;
+                    for (int gg = 0; gg < 8; gg++) /* the query dword as an embedded broadcast: no separate uop */
+                        __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(kv[gg]), "m"(qh[gg]));
+                    s[h] = _mm512_fmadd_ps(_mm512_mul_ps(dkc, _mm512_set1_ps(dq[h * nbk + b])), _mm512_cvtepi32_ps(acc), s[h]);
+                }
+            }
+            const __mmask16 mk = (__mmask16)(vis >> (16 * t));
+            for (int h = 0; h < G; h++) _mm512_store_ps(S[h] + 16 * t, _mm512_mask_mul_ps(ninf, mk, s[h], scale));
+        }
+
+        /* online softmax */
+        for (int h = 0; h < G; h++) {
+            __m512 x[NT];
+            for (int t = 0; t < NT; t++) x[t] = _mm512_load_ps(S[h] + 16 * t);
+            const float bm = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(x[0], x[1]), _mm512_max_ps(x[2], x[3])));
+            const float mn = bm > m[h] ? bm : m[h];
+            if (mn > m[h] && m[h] != -INFINITY) {
+                const float r = expf(m[h] - mn);
+                const __m512 rv = _mm512_set1_ps(r);
+                float *o = out + (size_t)h * dv;
+                for (int i = 0; i < dv; i += 16) _mm512_storeu_ps(o + i, _mm512_mul_ps(_mm512_loadu_ps(o + i), rv));
+                l[h] *= r;
+            }
+            m[h] = mn;
+            const __m512 mv = _mm512_set1_ps(mn);
+            __m512 sum = _mm512_setzero_ps();
+            for (int t = 0; t < NT; t++) {
+                const __mmask16 mk = (__mmask16)(vis >> (16 * t));
+                x[t] = _mm512_maskz_mov_ps(mk, exp16(_mm512_sub_ps(x[t], mv)));
+                _mm512_store_ps(S[h] + 16 * t, x[t]);
+                sum = _mm512_add_ps(sum, x[t]);
+            }
+            l[h] += _mm512_reduce_add_ps(sum);
+        }
+
+        /* V: two groups of 32 cells */
+        for (int gi = 0; gi < 2; gi++) {
+            if (!(uint32_t)(vis >> (32 * gi))) continue;
+            const int t0 = 2 * gi, nq = (ntl - t0 >= 2 ? 2 : 1) * 4; /* quads of the group's tiles that exist */
+            const size_t Q0 = (size_t)(c0 + 32 * gi) / 4;
+            const __mmask16 m0 = (__mmask16)(vis >> (32 * gi)), m1 = (__mmask16)(vis >> (32 * gi + 16));
+            for (int b = 0; b < nbv; b++) {
+                const __m512 d0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vs + (((size_t)T0 + t0) * nbv + b) * 32)));
+                const __m512 d1 = nq > 4 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vs + (((size_t)T0 + t0 + 1) * nbv + b) * 32)))
+                                         : _mm512_setzero_ps();
+                for (int h = 0; h < G; h++) { /* masked: a cell never written may hold any scale */
+                    const __m512 w0 = _mm512_maskz_mul_ps(m0, _mm512_load_ps(S[h] + 32 * gi), d0);
+                    const __m512 w1 = _mm512_maskz_mul_ps(m1, _mm512_load_ps(S[h] + 32 * gi + 16), d1);
+                    const float mx = _mm512_reduce_max_ps(_mm512_max_ps(w0, w1));
+                    vsc[b][h] = mx * (1.0f / 255.0f);
+                    const __m512 inv = _mm512_set1_ps(mx > 0.0f ? 255.0f / mx : 0.0f);
+                    _mm_store_si128((__m128i *)&wq[b][h][0], _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(w0, inv))));
+                    _mm_store_si128((__m128i *)&wq[b][h][4], _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(w1, inv))));
+                }
+            }
+            for (int b = 0; b < nbv; b++) {
+                if (pf) pf_lines(pv, (gi * nbv + b) * vl / (2 * nbv), (gi * nbv + b + 1) * vl / (2 * nbv));
+                __m512i ac[G][2];
+                for (int h = 0; h < G; h++) ac[h][0] = ac[h][1] = _mm512_setzero_si512();
+                for (int k = 0; k < nq; k++) {
+                    const uint8_t *v = vq + ((Q0 + k) * nbv + b) * 128;
+                    const __m512i v0 = _mm512_loadu_si512((const void *)v), v1 = _mm512_loadu_si512((const void *)(v + 64));
+                    for (int h = 0; h < G; h++) {
+                        const __m512i wb = _mm512_set1_epi32((int)wq[b][h][k]);
+                        ac[h][0] = _mm512_dpbusd_epi32(ac[h][0], wb, v0);
+                        ac[h][1] = _mm512_dpbusd_epi32(ac[h][1], wb, v1);
+                    }
+                }
+                for (int h = 0; h < G; h++) {
+                    const __m512 sc = _mm512_set1_ps(vsc[b][h]);
+                    float *o = out + (size_t)h * dv + 32 * b;
+                    _mm512_storeu_ps(o, _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(ac[h][0]), _mm512_loadu_ps(o)));
+                    _mm512_storeu_ps(o + 16, _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(ac[h][1]), _mm512_loadu_ps(o + 16)));
+                }
+            }
+        }
+    }
+
+    /* dimensions back from the quads' order (cpu_attn_vt_dim) */
+    const __m512i lo16 = _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const __m512i hi16 = _mm512_setr_epi32(4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    for (int h = 0; h < G; h++) {
+        const float f = ml || l[h] == 0.0f ? 1.0f : 1.0f / l[h];
+        for (int i = 0; i < dv; i += 32) {
+            float *o = out + (size_t)h * dv + i;
+            const __m512 f0 = _mm512_loadu_ps(o), f1 = _mm512_loadu_ps(o + 16);
+            _mm512_storeu_ps(o, _mm512_mul_ps(_mm512_permutex2var_ps(f0, lo16, f1), _mm512_set1_ps(f)));
+            _mm512_storeu_ps(o + 16, _mm512_mul_ps(_mm512_permutex2var_ps(f0, hi16, f1), _mm512_set1_ps(f)));
+        }
+    }
+    if (ml)
+        for (int h = 0; h < G; h++) ml[h] = l[h] > 0.0f ? m[h] : -INFINITY, ml[G + h] = l[h];
+}
