@@ -44,6 +44,30 @@ static inline __m512 exp16(__m512 x) {
     return _mm512_mul_ps(y, _mm512_castsi512_ps(e));
 }
 
+/* out(h, one V block's 32 dimensions) += vsc[h] x the int32 sums over NQ quads (from v, a quad's block every
+ * nbv * 128 bytes) of the weights w[h][quad] against the quants: NQ a constant, the accumulators in registers */
+static inline __attribute__((always_inline)) void vprod(const int NQ, const uint8_t *v, int nbv, const uint32_t (*w)[8],
+                                                        const float *vsc, float *out, int dv) {
+    enum { G = 8 };
+    __m512i ac[G][2];
+    for (int h = 0; h < G; h++) ac[h][0] = ac[h][1] = _mm512_setzero_si512();
+    for (int k = 0; k < NQ; k++) {
+        const uint8_t *vk = v + (size_t)k * nbv * 128;
+        const __m512i v0 = _mm512_loadu_si512((const void *)vk), v1 = _mm512_loadu_si512((const void *)(vk + 64));
+        for (int h = 0; h < G; h++) {
+            const __m512i wb = _mm512_set1_epi32((int)w[h][k]);
+            ac[h][0] = _mm512_dpbusd_epi32(ac[h][0], wb, v0);
+            ac[h][1] = _mm512_dpbusd_epi32(ac[h][1], wb, v1);
+        }
+    }
+    for (int h = 0; h < G; h++) {
+        const __m512 sc = _mm512_set1_ps(vsc[h]);
+        float *o = out + (size_t)h * dv;
+        _mm512_storeu_ps(o, _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(ac[h][0]), _mm512_loadu_ps(o)));
+        _mm512_storeu_ps(o + 16, _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(ac[h][1]), _mm512_loadu_ps(o + 16)));
+    }
+}
+
 /* lines [i0, i1) of the n lines at p */
 static inline void pf_lines(const uint8_t *p, int i0, int i1) {
     for (int i = i0; i < i1; i++) _mm_prefetch((const char *)p + (size_t)i * 64, _MM_HINT_T0);
@@ -173,23 +197,9 @@ void cpu_attn_tiled_z(const cpu_attn_args *a, int kvh, const float *q, int32_t p
             }
             for (int b = 0; b < nbv; b++) {
                 if (pf) pf_lines(pv, (gi * nbv + b) * vl / (2 * nbv), (gi * nbv + b + 1) * vl / (2 * nbv));
-                __m512i ac[G][2];
-                for (int h = 0; h < G; h++) ac[h][0] = ac[h][1] = _mm512_setzero_si512();
-                for (int k = 0; k < nq; k++) {
-                    const uint8_t *v = vq + ((Q0 + k) * nbv + b) * 128;
-                    const __m512i v0 = _mm512_loadu_si512((const void *)v), v1 = _mm512_loadu_si512((const void *)(v + 64));
-                    for (int h = 0; h < G; h++) {
-                        const __m512i wb = _mm512_set1_epi32((int)wq[b][h][k]);
-                        ac[h][0] = _mm512_dpbusd_epi32(ac[h][0], wb, v0);
-                        ac[h][1] = _mm512_dpbusd_epi32(ac[h][1], wb, v1);
-                    }
-                }
-                for (int h = 0; h < G; h++) {
-                    const __m512 sc = _mm512_set1_ps(vsc[b][h]);
-                    float *o = out + (size_t)h * dv + 32 * b;
-                    _mm512_storeu_ps(o, _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(ac[h][0]), _mm512_loadu_ps(o)));
-                    _mm512_storeu_ps(o + 16, _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(ac[h][1]), _mm512_loadu_ps(o + 16)));
-                }
+                const uint8_t *v = vq + (Q0 * nbv + b) * 128;
+                if (nq == 8) vprod(8, v, nbv, wq[b], vsc[b], out + 32 * b, dv);
+                else vprod(4, v, nbv, wq[b], vsc[b], out + 32 * b, dv);
             }
         }
     }
