@@ -219,7 +219,39 @@ static void kb_rows(const uint8_t *base, size_t rb, const int *idx, int n, int d
 static void kb_tiled(const uint8_t *kq, int n, const int *idx, int nv, int dk, uint8_t *Kb, float *dk8) {
     const int nbk = dk / 32;
     const uint8_t *ks = kq + (size_t)n * dk;
-    for (int k = 0; k < nv; k++) {
+    int k = 0;
+    /* whole tiles listed in order (a prompt's blocks, unless masked): an 8 x 16 dword transpose per K block */
+    while (k + CPU_ATTN_TILE <= nv && idx[k] % CPU_ATTN_TILE == 0 && idx[k + CPU_ATTN_TILE - 1] == idx[k] + CPU_ATTN_TILE - 1) {
+        const size_t T = (size_t)idx[k] / CPU_ATTN_TILE;
+        for (int b = 0; b < nbk; b++) {
+            const uint8_t *q = kq + (T * nbk + b) * 512;
+            __m512i r[8], a[8], x[4], y[4];
+            for (int gg = 0; gg < 8; gg++) r[gg] = _mm512_loadu_si512((const void *)(q + 64 * gg));
+            /* per 128-bit lane L (cells 4L .. 4L + 3): x[c] / y[c] hold groups 0-3 / 4-7 of cell 4L + c */
+            for (int p = 0; p < 4; p++) {
+                a[2 * p] = _mm512_unpacklo_epi32(r[2 * p], r[2 * p + 1]);
+                a[2 * p + 1] = _mm512_unpackhi_epi32(r[2 * p], r[2 * p + 1]);
+            }
+            x[0] = _mm512_unpacklo_epi64(a[0], a[2]), x[1] = _mm512_unpackhi_epi64(a[0], a[2]);
+            x[2] = _mm512_unpacklo_epi64(a[1], a[3]), x[3] = _mm512_unpackhi_epi64(a[1], a[3]);
+            y[0] = _mm512_unpacklo_epi64(a[4], a[6]), y[1] = _mm512_unpackhi_epi64(a[4], a[6]);
+            y[2] = _mm512_unpacklo_epi64(a[5], a[7]), y[3] = _mm512_unpackhi_epi64(a[5], a[7]);
+            const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11), hi = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+            for (int c = 0; c < 4; c++) { /* cells c, 4 + c (lo) and 8 + c, 12 + c (hi) */
+                const __m512i l = _mm512_permutex2var_epi64(x[c], lo, y[c]), h = _mm512_permutex2var_epi64(x[c], hi, y[c]);
+                uint8_t *d = Kb + (size_t)(k + c) * dk + 32 * b;
+                _mm256_storeu_si256((__m256i *)d, _mm512_castsi512_si256(l));
+                _mm256_storeu_si256((__m256i *)(d + (size_t)4 * dk), _mm512_extracti64x4_epi64(l, 1));
+                _mm256_storeu_si256((__m256i *)(d + (size_t)8 * dk), _mm512_castsi512_si256(h));
+                _mm256_storeu_si256((__m256i *)(d + (size_t)12 * dk), _mm512_extracti64x4_epi64(h, 1));
+            }
+            float sc[CPU_ATTN_TILE];
+            _mm512_storeu_ps(sc, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ks + (T * nbk + b) * CPU_ATTN_TILE * 2))));
+            for (int i = 0; i < CPU_ATTN_TILE; i++) dk8[(size_t)(k + i) * nbk + b] = sc[i];
+        }
+        k += CPU_ATTN_TILE;
+    }
+    for (; k < nv; k++) {
         const size_t T = (size_t)idx[k] / CPU_ATTN_TILE, i = (size_t)idx[k] % CPU_ATTN_TILE;
         for (int b = 0; b < nbk; b++) {
             const uint8_t *q = kq + (T * nbk + b) * 512 + 4 * i;
