@@ -68,6 +68,26 @@ static inline __attribute__((always_inline)) void vprod(const int NQ, const uint
     }
 }
 
+/* The cells of [c, e) (within the block at c0) visible to (pos, seq), bit c - c0: cpu_attn_cell_visible 16 cells
+ * a vector (masked loads: nothing read outside [c, e)). */
+static inline uint64_t visible(const cpu_attn_args *a, int c0, int c, int e, int32_t pos, int seq) {
+    const __m512i P = _mm512_set1_epi32(pos), W = _mm512_set1_epi32(a->n_swa), bit = _mm512_set1_epi64((long long)(1ull << seq));
+    uint64_t vis = 0;
+    for (int t = 0; t < NT; t++) {
+        const int cb = c0 + CPU_ATTN_TILE * t, i0 = c > cb ? c - cb : 0, i1 = e < cb + CPU_ATTN_TILE ? e - cb : CPU_ATTN_TILE;
+        if (i1 <= i0) continue;
+        const __mmask16 in = (__mmask16)((0xffffu >> (16 - (i1 - i0))) << i0);
+        const __m512i cp = _mm512_maskz_loadu_epi32(in, a->cell_pos + cb);
+        __mmask16 m = _mm512_mask_cmpge_epi32_mask(in, cp, _mm512_setzero_si512()) & _mm512_cmple_epi32_mask(cp, P);
+        if (a->n_swa > 0) m &= _mm512_cmplt_epi32_mask(_mm512_sub_epi32(P, cp), W);
+        const __m512i s0 = _mm512_maskz_loadu_epi64((__mmask8)in, a->cell_seq + cb);
+        const __m512i s1 = _mm512_maskz_loadu_epi64((__mmask8)(in >> 8), a->cell_seq + cb + 8);
+        m &= (__mmask16)(_mm512_test_epi64_mask(s0, bit) | ((unsigned)_mm512_test_epi64_mask(s1, bit) << 8));
+        vis |= (uint64_t)m << (CPU_ATTN_TILE * t);
+    }
+    return vis;
+}
+
 /* lines [i0, i1) of the n lines at p */
 static inline void pf_lines(const uint8_t *p, int i0, int i1) {
     for (int i = i0; i < i1; i++) _mm_prefetch((const char *)p + (size_t)i * 64, _MM_HINT_T0);
@@ -112,10 +132,8 @@ void cpu_attn_tiled_z(const cpu_attn_args *a, int kvh, const float *q, int32_t p
     const int kl = NT * nbk * 8, vl = BLK / 4 * nbv * 2; /* lines of a block's K and V quants */
 
     for (int c0 = lo - lo % BLK; c0 < hi; c0 += BLK) {
-        uint64_t vis = 0;
         const int e = c0 + BLK < hi ? c0 + BLK : hi;
-        for (int c = c0 > lo ? c0 : lo; c < e; c++)
-            if (cpu_attn_cell_visible(a->cell_pos, a->cell_seq, c, pos, seq, a->n_swa)) vis |= (uint64_t)1 << (c - c0);
+        const uint64_t vis = visible(a, c0, c0 > lo ? c0 : lo, e, pos, seq);
         if (!vis) continue;
         const int ntl = (e - c0 + CPU_ATTN_TILE - 1) / CPU_ATTN_TILE, T0 = c0 / CPU_ATTN_TILE;
         /* the next block's quants (within the cache's cells: a part of a split step is followed by the next) */
@@ -129,6 +147,8 @@ void cpu_attn_tiled_z(const cpu_attn_args *a, int kvh, const float *q, int32_t p
                 continue;
             }
             if (pf) pf_lines(pk, t * kl / NT, (t + 1) * kl / NT);
+            if (pf && t == 0) /* and their scales */
+                pf_lines(ks + (size_t)(T0 + NT) * nbk * 32, 0, NT * nbk / 2), pf_lines(vs + (size_t)(T0 + NT) * nbv * 32, 0, NT * nbv / 2);
             const size_t T = (size_t)T0 + t;
             __m512 s[G];
             for (int h = 0; h < G; h++) s[h] = _mm512_setzero_ps();
