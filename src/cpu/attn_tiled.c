@@ -1,6 +1,6 @@
 /*
- * attn_tiled.c — the tiled q8_0 KV layout (attn.h): which layers take it, and a cell's row into and out
- * of it (the cache writes; the paths other than the decode kernel read rows).
+ * attn_tiled.c — the tiled q8_0 KV layout (attn.h): a cell's row into and out of it (the cache writes; the
+ * paths other than the decode kernel read rows). Which layers take it: cpu_attn_tiled_ok (attn.c).
  */
 #include <string.h>
 

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "cpu/attn_simd.h"
+#include "cpu/attn_vec.h"
 #include "cpu/attn_tiled.h"
 #include "quant/quant.h"
 
@@ -27,22 +28,6 @@
 #define NT (BLK / CPU_ATTN_TILE)
 #define DMAX 256
 
-static inline __m512 exp16(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
-    const __m512 fx = _mm512_roundscale_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(0.5f)),
-                                           _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-    x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x);
-    x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), x);
-    __m512 y = _mm512_set1_ps(1.9875691500e-4f);
-    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.3981999507e-3f));
-    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(8.3334519073e-3f));
-    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(4.1665795894e-2f));
-    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.6666665459e-1f));
-    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(5.0000001201e-1f));
-    y = _mm512_fmadd_ps(y, _mm512_mul_ps(x, x), _mm512_add_ps(x, _mm512_set1_ps(1.0f)));
-    const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(fx), _mm512_set1_epi32(127)), 23);
-    return _mm512_mul_ps(y, _mm512_castsi512_ps(e));
-}
 
 /* out(h, one V block's 32 dimensions) += vsc[h] x the int32 sums over NQ quads (from v, a quad's block every
  * nbv * 128 bytes) of the weights w[h][quad] against the quants: NQ a constant, the accumulators in registers */
@@ -188,7 +173,7 @@ void cpu_attn_tiled_z(const cpu_attn_args *a, int kvh, const float *q, int32_t p
             __m512 sum = _mm512_setzero_ps();
             for (int t = 0; t < NT; t++) {
                 const __mmask16 mk = (__mmask16)(vis >> (16 * t));
-                x[t] = _mm512_maskz_mov_ps(mk, exp16(_mm512_sub_ps(x[t], mv)));
+                x[t] = _mm512_maskz_mov_ps(mk, attn_exp16(_mm512_sub_ps(x[t], mv)));
                 _mm512_store_ps(S[h] + 16 * t, x[t]);
                 sum = _mm512_add_ps(sum, x[t]);
             }
