@@ -151,7 +151,8 @@ void cpu_attn_multi(const cpu_attn_args *a, int kvh, int nt, const float *q, siz
  *        cells' quants (signed) of dimension cpu_attn_vt_dim[w] (attn_vt_z's order: the weights of
  *        4 cells broadcast against it);
  *      then, at n * dv, the scales as K's.
- * The other paths (prompt, standard, reference) read it through cpu_attn_tiled_get's rows. */
+ * Decode (with or without flash) runs the tiled kernel; prompts (cpu_attn_multi) read the tiles block by
+ * block; the reference path, soft-capping and the f32 V pass read rows copied out (cpu_attn_tiled_get). */
 #define CPU_ATTN_TILE 16
 extern const uint8_t cpu_attn_vt_dim[32];
 /* Whether a layer with these heads and types keeps the tiled layout on this CPU (MOERUN_KV_TILED=0: never). */
