@@ -76,14 +76,15 @@ static size_t multi_floats(const cpu_attn_args *a, int nt) {
            2 * Rp + 3 * ns + 16 + MB * Rp + 16 + multi_i8_floats(a, Rp);
 }
 
-static bool multi_cpu_ok(void) {
+/* The SIMD paths on and AVX-512 VNNI: the multi-token kernels and the tiled decode kernel. */
+static bool avx512_vnni_ok(void) {
     const mr_cpu_features *f = mr_cpu();
     return simd_ok() && f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni;
 }
 
 int cpu_attn_multi_tokens(const cpu_attn_args *a) {
     const int g = a->n_head / a->n_head_kv;
-    if (a->ref || a->softcap > 0.0f || !multi_cpu_ok()) return 0;
+    if (a->ref || a->softcap > 0.0f || !avx512_vnni_ok()) return 0;
     const uint32_t vt = a->v_in_k ? a->k_type : a->v_type;
     if ((a->k_type != MR_TYPE_F16 && a->k_type != MR_TYPE_Q8_0) || (vt != MR_TYPE_F16 && vt != MR_TYPE_Q8_0) ||
         a->dk % 16 || a->dv % 32 || (a->k_type == MR_TYPE_Q8_0 && a->dk % 32))
@@ -107,7 +108,7 @@ size_t cpu_attn_scratch_floats(const cpu_attn_args *a) {
                        pad16((size_t)a->dv) + pad16((size_t)2 * g) + KEY_FLOATS + pad16((size_t)g * a->dk) +
                        pad16(cpu_attn_simd_ext_floats(a->dk, a->dv, g));
     /* the multi-token path's, whatever the cache types (callers may size this before they are known) */
-    if (!multi_cpu_ok()) return one;
+    if (!avx512_vnni_ok()) return one;
     const size_t mf = multi_floats(a, multi_nt(a));
     return mf > one ? mf : one;
 }
@@ -189,20 +190,32 @@ static uint8_t *tiled_rows(const cpu_attn_args *a, int kvh, int c0, int c1, cpu_
     return buf;
 }
 
-bool cpu_attn_tiled_ok(int n_head, int n_head_kv, int dk, int dv, uint32_t k_type, uint32_t v_type, bool v_in_k) {
-    const mr_cpu_features *f = mr_cpu();
-    const char *e = getenv("MOERUN_KV_TILED");
-    if (e && !strcmp(e, "0")) return false;
-    /* the kernel's needs (the integer V pass, AVX-512 VNNI, the SIMD paths on), else every call would read rows */
-    return simd_ok() && cpu_attn_int8_v() && f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni && !v_in_k &&
-           k_type == MR_TYPE_Q8_0 && v_type == MR_TYPE_Q8_0 && n_head_kv > 0 && n_head == 8 * n_head_kv &&
+/* The tiled kernel's shapes: q8_0 K and V, 8 query heads a KV head, head sizes multiples of 32 up to 256. */
+static bool tiled_shape(int n_head, int n_head_kv, int dk, int dv, uint32_t k_type, uint32_t v_type, bool v_in_k) {
+    return !v_in_k && k_type == MR_TYPE_Q8_0 && v_type == MR_TYPE_Q8_0 && n_head_kv > 0 && n_head == 8 * n_head_kv &&
            dk % 32 == 0 && dv % 32 == 0 && dk > 0 && dv > 0 && dk <= 256 && dv <= 256;
 }
 
-/* Whether the tiled decode kernel takes a (a tiled cache; else its rows, tiled_rows). */
+bool cpu_attn_tiled_ok(int n_head, int n_head_kv, int dk, int dv, uint32_t k_type, uint32_t v_type, bool v_in_k) {
+    const char *e = getenv("MOERUN_KV_TILED");
+    if (e && !strcmp(e, "0")) return false;
+    /* the kernel's needs (the integer V pass too), else every call would read rows */
+    return avx512_vnni_ok() && cpu_attn_int8_v() && tiled_shape(n_head, n_head_kv, dk, dv, k_type, v_type, v_in_k);
+}
+
+/* Whether the tiled decode kernel takes a (a tiled cache; else its rows, tiled_rows): per call, so no
+ * environment lookups; a->tiled says the cache chose the layout. */
 static bool tiled_kernel(const cpu_attn_args *a, bool simd) {
-    return simd && !a->ref && a->softcap == 0.0f &&
-           cpu_attn_tiled_ok(a->n_head, a->n_head_kv, a->dk, a->dv, a->k_type, a->v_type, a->v_in_k);
+    return simd && !a->ref && a->softcap == 0.0f && avx512_vnni_ok() && cpu_attn_int8_v() &&
+           tiled_shape(a->n_head, a->n_head_kv, a->dk, a->dv, a->k_type, a->v_type, a->v_in_k);
+}
+
+/* Whether the SIMD call before this one, on this scratch (key), had the same queries (a->q_tag, KV head,
+ * q pointer): their prepared forms are still there. Records these. */
+static bool same_queries(uint64_t *key, const cpu_attn_args *a, int kvh, const float *q) {
+    const bool same = a->q_tag && key[0] == a->q_tag && key[1] == (uint64_t)kvh && key[2] == (uint64_t)(uintptr_t)q;
+    key[0] = a->q_tag, key[1] = (uint64_t)kvh, key[2] = (uint64_t)(uintptr_t)q;
+    return same;
 }
 
 /* cpu_attn_head with the SIMD paths allowed (simd) or not, over the cells [c_lo, c_hi); with ml
@@ -232,8 +245,7 @@ static void attn_head(const cpu_attn_args *a, int kvh, const float *q, int32_t p
     if (a->tiled) {
         if (tiled_kernel(a, simd)) {
             /* the queries' form in ext (cpu_attn_simd_ext_floats covers CPU_ATTN_TILED_PREP) */
-            const bool same = a->q_tag && key[0] == a->q_tag && key[1] == (uint64_t)kvh && key[2] == (uint64_t)(uintptr_t)q;
-            key[0] = a->q_tag, key[1] = (uint64_t)kvh, key[2] = (uint64_t)(uintptr_t)q;
+            const bool same = same_queries(key, a, kvh, q);
             cpu_attn_tiled_z(a, kvh, q, pos, seq, lo, hi, out, ml_out, (int32_t *)(q16 + pad16((size_t)g * dk)), same);
             return;
         }
@@ -247,8 +259,7 @@ static void attn_head(const cpu_attn_args *a, int kvh, const float *q, int32_t p
     }
 
     if (simd && cpu_attn_simd_ok(a)) {
-        const bool same = a->q_tag && key[0] == a->q_tag && key[1] == (uint64_t)kvh && key[2] == (uint64_t)(uintptr_t)q;
-        key[0] = a->q_tag, key[1] = (uint64_t)kvh, key[2] = (uint64_t)(uintptr_t)q;
+        const bool same = same_queries(key, a, kvh, q);
         if (a->k_type == MR_TYPE_F16) { /* rounded as below (F16C rounds to nearest even too) */
             if (!same) cpu_attn_round_f16(q, q16, (size_t)g * dk);
             q = q16;

@@ -43,26 +43,19 @@ static void kv_write_range(const model_run *r, const model_ubatch *ub, int il, c
     const kv_cache *kv = r->kv;
     const model_layer *ly = &r->m->layers[il];
     const int heads = ly->kv_heads, dk = ly->kv_dk, dv = ly->kv_dv;
-    if (kv->tiled[il]) { /* a row each, into the tiles */
-        const int n = kv->n_pad;
-        uint8_t row[(256 / 32) * 34];
-        for (int t = t0; t < t1; t++)
-            for (int h = 0; h < heads; h++) {
-                quant_quantize_row(MR_TYPE_Q8_0, K + ((size_t)t * heads + h) * dk, row, dk);
-                cpu_attn_tiled_put(kv->k[il] + (size_t)h * n * kv->k_row[il], n, dk, true, ub->cell[t], row);
-                quant_quantize_row(MR_TYPE_Q8_0, V + ((size_t)t * heads + h) * dv, row, dv);
-                cpu_attn_tiled_put(kv->v[il] + (size_t)h * n * kv->v_row[il], n, dv, false, ub->cell[t], row);
-            }
-        return;
-    }
+    const bool tl = kv->tiled[il]; /* a row each into the tiles (cpu/attn.h), else into its place */
+    const int n = kv_stride(kv, il);
+    uint8_t row[(256 / 32) * 34]; /* a tiled layer's heads: at most 256 */
     for (int t = t0; t < t1; t++) {
-        const size_t c = (size_t)ub->cell[t];
+        const int c = ub->cell[t];
         for (int h = 0; h < heads; h++) {
-            quant_quantize_row(kv->type_k, K + ((size_t)t * heads + h) * dk,
-                               kv->k[il] + ((size_t)h * kv->n_ctx + c) * kv->k_row[il], dk);
-            if (V)
-                quant_quantize_row(kv->type_v, V + ((size_t)t * heads + h) * dv,
-                                   kv->v[il] + ((size_t)h * kv->n_ctx + c) * kv->v_row[il], dv);
+            uint8_t *kh = kv->k[il] + (size_t)h * n * kv->k_row[il];
+            quant_quantize_row(kv->type_k, K + ((size_t)t * heads + h) * dk, tl ? row : kh + (size_t)c * kv->k_row[il], dk);
+            if (tl) cpu_attn_tiled_put(kh, n, dk, true, c, row);
+            if (!V) continue; /* the value inside K (MLA) */
+            uint8_t *vh = kv->v[il] + (size_t)h * n * kv->v_row[il];
+            quant_quantize_row(kv->type_v, V + ((size_t)t * heads + h) * dv, tl ? row : vh + (size_t)c * kv->v_row[il], dv);
+            if (tl) cpu_attn_tiled_put(vh, n, dv, false, c, row);
         }
     }
 }
