@@ -312,7 +312,7 @@ static void flash(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, int
          * bench_attn -s -c -g 8 q8_0 180-183 -> 168-174 us; with the f32 V pass (f16 or q8_0 V)
          * 229 -> 251 (f16), 191 -> 200 (q8_0), so L1 there */
         j->pf->l2 = j->vi8;
-        if (j->vi8) attn_vt_z(j, j->idx, nv);
+        if (j->vi8) attn_vt_z(j, j->idx, nv), attn_d15_z(j, nv);
         if (j->bf) attn_bf_vpairs(j, j->idx, nv);
         for (int t = 0; t < j->ntile; t++) vacc_blk(j, t, c0, j->idx, nv, S + (size_t)t * FB * 8, out);
     }
@@ -373,7 +373,7 @@ static void standard(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, 
         const int nv = visible_cells(a, pos, seq, c0, c1, j->idx);
         if (!nv) continue;
         attn_pf_start(j->pf, j->Vh, j->vrb, c1, c1 + FB < hi ? c1 + FB : hi, vacc_steps(j, nv));
-        if (j->vi8) attn_vt_z(j, j->idx, nv);
+        if (j->vi8) attn_vt_z(j, j->idx, nv), attn_d15_z(j, nv);
         if (j->bf) attn_bf_vpairs(j, j->idx, nv);
         for (int t = 0; t < j->ntile; t++) vacc_blk(j, t, c0, j->idx, nv, S + ((size_t)t * n + (c0 - lo)) * 8, out);
     }
@@ -486,6 +486,8 @@ void cpu_attn_avx2(const cpu_attn_args *a, int kvh, const float *q, int32_t pos,
         j.wq = (uint32_t *)(j.pd + (size_t)FB * nbv * 8); /* 2 groups x 8 quads x nbv x 8 */
         j.vsc = (float *)(j.wq + 128 * nbv);              /* 2 x nbv x 8 */
         j.dvf = j.vsc + 16 * nbv;                         /* nbv x FB */
+        j.d15 = (int16_t *)(j.dvf + FB * nbv);            /* 2 x nbv x 32 */
+        j.dm = (float *)(j.d15 + 64 * nbv);               /* 2 x nbv */
     }
     j.qz = j.qf; /* the same queries, laid out for attn_f16_scores_z (which replaces scores_f16_h) */
     j.bf = cpu_attn_bf16_takes(a); /* implies j.z, f16 K and V, 8-head tiles */

@@ -377,9 +377,12 @@ void attn_q8_scores_zw(const attn_job *j, int c0, int n, const int *idx, int nv,
  * consecutive visible cells are quantized to 0..255 with one scale per (h, b, 32 cells), and
  * out(h, b's dims) += scale * sum_c w8(c) * q(c, dim) in int32 (vpdpbusd: the unsigned weights
  * against the signed quants, 4 cells a lane). One 512-bit vpdpbusd then does 64 multiply-adds
- * where the f32 path's FMA does 16. The rounding of w (at most half a step of its group's
- * largest weight) is the only difference from the f32 path: test_attn bounds it. */
+ * where the f32 path's FMA does 16. The step of w8 is the product of the group's largest p and
+ * largest d over 255 (i8_weights), so the rounding of w (at most about half a step) is the only
+ * difference from the f32 path: test_attn bounds it. */
 
+#define I8_P15 32640.0f /* the weights' fractions (i8_weights): 255 * 128, so that x / 128 stays under 256 */
+#define I8_D15 32767.0f
 /* the buffers' sizes (cpu_attn_simd_pd_floats) and i8_products count on two groups of 32 cells a block */
 _Static_assert(ATTN_FB == 64, "the integer V pass's groups: 32 cells, two a block");
 
@@ -421,6 +424,28 @@ void attn_vt_z(const attn_job *j, const int *idx, int nv) {
     }
 }
 
+/* The decode kernel's V block scales for i8_weights, from dvf (after attn_vt_z or the score pass wrote
+ * it): per group of 32 listed cells and block, the largest scale dm and the scales as fractions of it,
+ * d15[(g * nbv + b) * 32 + cell] = d * 32767 / dm (cells past nv: 0). */
+void attn_d15_z(const attn_job *j, int nv) {
+    const int nbv = j->dv / 32;
+    for (int g = 0; g < (nv + 31) / 32; g++) {
+        const int v = nv - 32 * g;
+        const __mmask16 m0 = v >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << v) - 1);
+        const __mmask16 m1 = v >= 32 ? (__mmask16)0xffff : v <= 16 ? (__mmask16)0 : (__mmask16)((1u << (v - 16)) - 1);
+        for (int b = 0; b < nbv; b++) {
+            const float *dv = j->dvf + (size_t)b * ATTN_FB + 32 * g;
+            const __m512 d0 = _mm512_maskz_loadu_ps(m0, dv), d1 = _mm512_maskz_loadu_ps(m1, dv + 16);
+            const float dm = _mm512_reduce_max_ps(_mm512_max_ps(d0, d1));
+            const __m512 inv = _mm512_set1_ps(dm > 0.0f ? I8_D15 / dm : 0.0f);
+            int16_t *o = j->d15 + ((size_t)g * nbv + b) * 32;
+            j->dm[g * nbv + b] = dm;
+            _mm256_storeu_si256((__m256i *)o, _mm512_cvtepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(d0, inv))));
+            _mm256_storeu_si256((__m256i *)(o + 16), _mm512_cvtepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(d1, inv))));
+        }
+    }
+}
+
 /* The probability rows of listed cells k, k + 1 (P + (idx[k] - c0) * 8, 8 floats each) as one
  * vector; lanes of a cell at or past nv: fill (nothing read there). C: the listed cells are
  * consecutive (every decode step over one sequence), so the two rows are one load. */
@@ -450,91 +475,70 @@ ATTN_AI void pair_st(const bool C, float *P, int c0, const int *idx, int k, int 
     }
 }
 
-/* The 8-bit weights of a tile (lanes: heads) for the nv listed cells idx[] (P's rows idx[k] - c0),
- * on 512-bit vectors of two cells' rows: per group of 32 listed cells and V block b, the scale
- * (wmax / 255, 0 for no weight) at vsc[(g * nbv + b) * 8 + lane] and the weights of quad q (4
- * cells) as one dword per head at wq[(q * nbv + b) * 8 + lane], for every quad of the last group
- * too (cells past nv, whose scales are whatever attn_vt_z left: weight 0, as i8_products runs
- * whole groups). Software-pipelined over the blocks: block b's weights and max (the division by
- * it is a long latency) are computed before block b - 1's are rounded, from a copy on the stack
- * (in one pass the rounding's instructions waited on the division and filled the scheduler: the
- * weights were a fifth of an MLA call, at under 2 instructions a cycle). */
+/* The 8-bit weights of a tile (lanes: heads) for the nv listed cells idx[] (P's rows idx[k] - c0):
+ * per group of 32 listed cells and V block b, w(c) = p(c) * d(c, b) as the product of two 15-bit
+ * fractions, p of its head's largest p in the group (Pm) and d of the block's largest d there (Dm,
+ * attn_vt_z's d15), rounded twice with vpmulhrsw: once to 15 bits, once to 0..255. A weight's step
+ * is then Pm * Dm / 255 (vsc[(g * nbv + b) * 8 + lane], 0 for no weight), no finer than the largest
+ * w's own (which a per-block max and division gave, at four times the instructions: the rounding
+ * of p * d was a fifth of an MLA call). The weights of quad q (4 cells) are one dword per head at
+ * wq[(q * nbv + b) * 8 + lane], for every quad of the last group too (cells past nv: weight 0, as
+ * i8_products runs whole groups). */
 
-/* The weights w = p * d of V block b for the 16 row pairs of a group (cells k0 .. k0 + 31) into
- * w[], and their max per head (both halves). F: the group is whole (no masks). */
-ATTN_AI __m512 blk_w(const bool C, const bool F, const attn_job *j, int c0, const int *idx, int nv, const float *P,
-                     int k0, int b, const __mmask16 *mk, const __m512i *pix, __m512 *w) {
-    const float *P0 = P + (size_t)(idx[0] - c0 + k0) * 8; /* C: listed cell k0's row */
-    const float *dv = j->dvf + (size_t)b * ATTN_FB + k0;
-    const __m512 d0 = _mm512_loadu_ps(dv), d1 = _mm512_loadu_ps(dv + 16);
-    for (int i = 0; i < 16; i++) {
-        const __m512 d = _mm512_permutexvar_ps(pix[i % 8], i < 8 ? d0 : d1);
-        if (C && F) {
-            w[i] = _mm512_mul_ps(_mm512_loadu_ps(P0 + (size_t)(2 * i) * 8), d);
-        } else {
-            const __m512 p = C ? _mm512_maskz_loadu_ps(mk[i], P0 + (size_t)(2 * i) * 8)
-                               : pair_ld(false, P, c0, idx, k0 + 2 * i, nv, _mm512_setzero_ps());
-            w[i] = _mm512_maskz_mul_ps(mk[i], p, d);
-        }
-    }
-    __m512 m[4];
-    for (int u = 0; u < 4; u++) m[u] = _mm512_max_ps(_mm512_max_ps(w[u], w[u + 4]), _mm512_max_ps(w[u + 8], w[u + 12]));
-    const __m512 mx = _mm512_max_ps(_mm512_max_ps(m[0], m[1]), _mm512_max_ps(m[2], m[3]));
-    return _mm512_max_ps(mx, _mm512_shuffle_f32x4(mx, mx, _MM_SHUFFLE(1, 0, 3, 2)));
-}
-
-/* Block b's weights w[] rounded with inv (255 / their max) into wq, 8 cells (two quads) a step. */
-ATTN_AI void blk_round(const attn_job *j, int k0, int b, const __m512 *w, __m512 inv) {
-    const int nbv = j->dv / 32;
-    /* packus order -> cells 0-3 (lanes 0-1) and 4-7 (lanes 2-3), then a dword per head: cells 0-3 */
-    const __m512i perm = _mm512_setr_epi32(0, 8, 1, 9, 4, 12, 5, 13, 2, 10, 3, 11, 6, 14, 7, 15);
-    const __m512i tr = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
-    for (int u = 0; u < 4; u++) { /* cells 8u .. 8u + 7: quads 2u, 2u + 1 of the group */
-        __m512i x[4];
-        for (int i = 0; i < 4; i++) x[i] = _mm512_cvtps_epi32(_mm512_mul_ps(w[4 * u + i], inv));
-        const __m512i by = _mm512_packus_epi16(_mm512_packus_epi32(x[0], x[1]), _mm512_packus_epi32(x[2], x[3]));
-        const __m512i o = _mm512_shuffle_epi8(_mm512_permutexvar_epi32(perm, by), tr);
-        const int q = k0 / 4 + 2 * u;
-        _mm256_storeu_si256((__m256i *)(j->wq + ((size_t)q * nbv + b) * 8), _mm512_castsi512_si256(o));
-        _mm256_storeu_si256((__m256i *)(j->wq + ((size_t)(q + 1) * nbv + b) * 8), _mm512_extracti64x4_epi64(o, 1));
-    }
-}
-
-ATTN_AI void i8_weights_g(const bool C, const bool F, const attn_job *j, int c0, const int *idx, int nv,
-                          const float *P, int g, const __m512i *pix) {
+ATTN_AI void i8_weights_g(const bool C, const attn_job *j, int c0, const int *idx, int nv, const float *P, int g) {
     const int nbv = j->dv / 32, k0 = 32 * g;
-    __mmask16 mk[16];
+    __m512 pr[16]; /* row pairs: cells k0 + 2i, k0 + 2i + 1 */
     for (int i = 0; i < 16; i++) {
         const int v = nv - (k0 + 2 * i);
-        mk[i] = v >= 2 ? (__mmask16)0xffff : v == 1 ? (__mmask16)0x00ff : (__mmask16)0;
+        const __mmask16 mk = v >= 2 ? (__mmask16)0xffff : v == 1 ? (__mmask16)0x00ff : (__mmask16)0;
+        pr[i] = C ? _mm512_maskz_loadu_ps(mk, P + (size_t)(idx[0] - c0 + k0 + 2 * i) * 8)
+                  : _mm512_maskz_mov_ps(mk, pair_ld(false, P, c0, idx, k0 + 2 * i, nv, _mm512_setzero_ps()));
     }
-    __m512 wb[2][16], inv = _mm512_setzero_ps();
-    for (int b = 0; b <= nbv; b++) {
-        __m512 nx = inv;
-        if (b < nbv) {
-            const __m512 mx = blk_w(C, F, j, c0, idx, nv, P, k0, b, mk, pix, wb[b & 1]);
-            _mm256_storeu_ps(j->vsc + ((size_t)g * nbv + b) * 8, _mm512_castps512_ps256(_mm512_mul_ps(mx, _mm512_set1_ps(1.0f / 255.0f))));
-            nx = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(mx, _mm512_setzero_ps(), _CMP_GT_OQ), _mm512_set1_ps(255.0f), mx);
+    __m512 m[4];
+    for (int u = 0; u < 4; u++) m[u] = _mm512_max_ps(_mm512_max_ps(pr[u], pr[u + 4]), _mm512_max_ps(pr[u + 8], pr[u + 12]));
+    __m512 pm = _mm512_max_ps(_mm512_max_ps(m[0], m[1]), _mm512_max_ps(m[2], m[3]));
+    pm = _mm512_max_ps(pm, _mm512_shuffle_f32x4(pm, pm, _MM_SHUFFLE(1, 0, 3, 2))); /* both halves: the heads' Pm */
+    const __m512 inv = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(pm, _mm512_setzero_ps(), _CMP_GT_OQ), _mm512_set1_ps(I8_P15), pm);
+    /* the scales: Pm * Dm / 255, exactly the inverse of the two roundings' factors */
+    const __m256 pk = _mm256_mul_ps(_mm512_castps512_ps256(pm), _mm256_set1_ps(4194304.0f / (I8_P15 * I8_D15)));
+    for (int b = 0; b < nbv; b++)
+        _mm256_storeu_ps(j->vsc + ((size_t)g * nbv + b) * 8, _mm256_mul_ps(pk, _mm256_set1_ps(j->dm[g * nbv + b])));
+    /* p15 of quad q: word h * 4 + c (head h, cell c of the quad), from packus' lane order */
+    static const int16_t twi[32] = {0, 16, 4, 20, 1, 17, 5, 21, 2, 18, 6, 22, 3, 19, 7, 23,
+                                    8, 24, 12, 28, 9, 25, 13, 29, 10, 26, 14, 30, 11, 27, 15, 31};
+    const __m512i tw = _mm512_loadu_si512((const void *)twi);
+    __m512i pw[8];
+    for (int q = 0; q < 8; q++) {
+        const __m512i a = _mm512_cvtps_epi32(_mm512_mul_ps(pr[2 * q], inv));
+        const __m512i bb = _mm512_cvtps_epi32(_mm512_mul_ps(pr[2 * q + 1], inv));
+        pw[q] = _mm512_permutexvar_epi16(tw, _mm512_packus_epi32(a, bb));
+    }
+    /* packus_epi16 of quads q, q + 1 -> the 8 heads' dwords of each */
+    const __m512i perm = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+    const __m512i c256 = _mm512_set1_epi16(256);
+    const int16_t *d15 = j->d15 + (size_t)g * nbv * 32;
+    uint32_t *wq = j->wq + (size_t)(k0 / 4) * nbv * 8;
+    for (int b = 0; b < nbv; b++) {
+        _Pragma("GCC unroll 4")
+        for (int q = 0; q < 8; q += 2) {
+            int64_t da, db;
+            memcpy(&da, d15 + b * 32 + 4 * q, 8);
+            memcpy(&db, d15 + b * 32 + 4 * q + 4, 8);
+            const __m512i x = _mm512_mulhrs_epi16(_mm512_mulhrs_epi16(pw[q], _mm512_set1_epi64(da)), c256);
+            const __m512i y = _mm512_mulhrs_epi16(_mm512_mulhrs_epi16(pw[q + 1], _mm512_set1_epi64(db)), c256);
+            const __m512i o = _mm512_permutexvar_epi32(perm, _mm512_packus_epi16(x, y));
+            _mm256_storeu_si256((__m256i *)(wq + ((size_t)q * nbv + b) * 8), _mm512_castsi512_si256(o));
+            _mm256_storeu_si256((__m256i *)(wq + ((size_t)(q + 1) * nbv + b) * 8), _mm512_extracti64x4_epi64(o, 1));
         }
-        if (b > 0) blk_round(j, k0, b - 1, wb[(b - 1) & 1], inv);
-        inv = nx;
     }
 }
 
-ATTN_AI void i8_weights_c(const bool C, const attn_job *j, int c0, const int *idx, int nv, const float *P) {
-    __m512i pix[8]; /* cells 2i, 2i + 1 of 16 scales -> lanes 0-7, 8-15 */
-    for (int i = 0; i < 8; i++)
-        pix[i] = _mm512_mask_set1_epi32(_mm512_set1_epi32(2 * i), (__mmask16)0xff00, 2 * i + 1);
-    for (int g = 0; g < (nv + 31) / 32; g++) {
-        if (32 * g + 32 <= nv) i8_weights_g(C, true, j, c0, idx, nv, P, g, pix);
-        else i8_weights_g(C, false, j, c0, idx, nv, P, g, pix);
-    }
-}
-
-/* i8_weights_c, its loads chosen once a call */
 static void i8_weights(const attn_job *j, int c0, const int *idx, int nv, const float *P) {
-    if (consecutive(idx, nv)) i8_weights_c(true, j, c0, idx, nv, P);
-    else i8_weights_c(false, j, c0, idx, nv, P);
+    const bool C = consecutive(idx, nv);
+    for (int g = 0; g < (nv + 31) / 32; g++) {
+        if (C) i8_weights_g(true, j, c0, idx, nv, P, g);
+        else i8_weights_g(false, j, c0, idx, nv, P, g);
+    }
 }
 
 /* The flash softmax's passes over a block's listed cells (pair_ld's rows), two rows a vector: their

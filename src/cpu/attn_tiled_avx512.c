@@ -10,8 +10,10 @@
  *    added block by block);
  *  - the online softmax per head (running max and sum; the output rescaled when the max grows);
  *  - V in integer products, as attn_avx512.c's pass: per head, V block and 32 cells, the weights
- *    p x (the cell's V block scale) rounded to 0..255 against their largest, then per quad of cells
- *    one vpdpbusd of the 4 weights (a dword broadcast) against the quad's quants as stored.
+ *    p x (the cell's V block scale) rounded to 0..255 against the product of the group's largest p
+ *    and largest scale (15-bit fractions of each, multiplied 32 cells at a time with vpmulhrsw), then
+ *    per quad of cells one vpdpbusd of the 4 weights (a dword broadcast) against the quad's quants as
+ *    stored.
  * The next block's K and V bytes are prefetched along the way (the cache is read in order, two
  * streams, but the hardware prefetcher alone left a cold call 2.4x slower).
  */
@@ -186,18 +188,32 @@ void cpu_attn_tiled_z(const cpu_attn_args *a, int kvh, const float *q, int32_t p
             const int t0 = 2 * gi, nq = (ntl - t0 >= 2 ? 2 : 1) * 4; /* quads of the group's tiles that exist */
             const size_t Q0 = (size_t)(c0 + 32 * gi) / 4;
             const __mmask16 m0 = (__mmask16)(vis >> (32 * gi)), m1 = (__mmask16)(vis >> (32 * gi + 16));
-            for (int b = 0; b < nbv; b++) {
-                const __m512 d0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vs + (((size_t)T0 + t0) * nbv + b) * 32)));
-                const __m512 d1 = nq > 4 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vs + (((size_t)T0 + t0 + 1) * nbv + b) * 32)))
+            /* the weights (attn_avx512.c's i8_weights): p and d as 15-bit fractions of their largest in the
+             * group, 32 cells a vector of words (packus order, put back by the qword permutation) */
+            const __m512i qo = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
+            __m512i d15[DMAX / 32];
+            float dm[DMAX / 32];
+            for (int b = 0; b < nbv; b++) { /* masked: a cell never written may hold any scale */
+                const __m512 d0 = _mm512_maskz_mov_ps(m0, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vs + (((size_t)T0 + t0) * nbv + b) * 32))));
+                const __m512 d1 = nq > 4 ? _mm512_maskz_mov_ps(m1, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vs + (((size_t)T0 + t0 + 1) * nbv + b) * 32))))
                                          : _mm512_setzero_ps();
-                for (int h = 0; h < G; h++) { /* masked: a cell never written may hold any scale */
-                    const __m512 w0 = _mm512_maskz_mul_ps(m0, _mm512_load_ps(S[h] + 32 * gi), d0);
-                    const __m512 w1 = _mm512_maskz_mul_ps(m1, _mm512_load_ps(S[h] + 32 * gi + 16), d1);
-                    const float mx = _mm512_reduce_max_ps(_mm512_max_ps(w0, w1));
-                    vsc[b][h] = mx * (1.0f / 255.0f);
-                    const __m512 inv = _mm512_set1_ps(mx > 0.0f ? 255.0f / mx : 0.0f);
-                    _mm_store_si128((__m128i *)&wq[b][h][0], _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(w0, inv))));
-                    _mm_store_si128((__m128i *)&wq[b][h][4], _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(w1, inv))));
+                dm[b] = _mm512_reduce_max_ps(_mm512_max_ps(d0, d1));
+                const __m512 inv = _mm512_set1_ps(dm[b] > 0.0f ? 32767.0f / dm[b] : 0.0f);
+                d15[b] = _mm512_permutexvar_epi64(qo, _mm512_packus_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(d0, inv)),
+                                                                          _mm512_cvtps_epi32(_mm512_mul_ps(d1, inv))));
+            }
+            const __m512i c256 = _mm512_set1_epi16(256);
+            for (int h = 0; h < G; h++) {
+                const __m512 p0 = _mm512_load_ps(S[h] + 32 * gi), p1 = _mm512_load_ps(S[h] + 32 * gi + 16);
+                const float pm = _mm512_reduce_max_ps(_mm512_max_ps(p0, p1));
+                const __m512 inv = _mm512_set1_ps(pm > 0.0f ? 32640.0f / pm : 0.0f);
+                const __m512i p15 = _mm512_permutexvar_epi64(qo, _mm512_packus_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(p0, inv)),
+                                                                                     _mm512_cvtps_epi32(_mm512_mul_ps(p1, inv))));
+                const float pk = pm * (4194304.0f / (32640.0f * 32767.0f));
+                for (int b = 0; b < nbv; b++) {
+                    vsc[b][h] = pk * dm[b];
+                    const __m512i w = _mm512_mulhrs_epi16(_mm512_mulhrs_epi16(p15, d15[b]), c256);
+                    _mm256_store_si256((__m256i *)&wq[b][h][0], _mm512_cvtusepi16_epi8(w));
                 }
             }
             for (int b = 0; b < nbv; b++) {

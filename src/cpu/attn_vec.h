@@ -27,7 +27,8 @@
 #define ATTN_AI static inline __attribute__((always_inline))
 #define ATTN_BF_KB_STRIDE (CPU_ATTN_SIMD_MAX_D + 64) /* bf16 per converted K row of the bf16 path */
 /* floats of ext at pd (cpu_attn_simd_pd_floats): pd (ATTN_FB x nbv x 8), or with vi8 vt (ATTN_FB x nbv x
- * 32 bytes), wq (2 groups x 8 quads x nbv x 8 dwords), vsc (2 x nbv x 8), dvf (nbv x ATTN_FB), or with bf
+ * 32 bytes), wq (2 groups x 8 quads x nbv x 8 dwords), vsc (2 x nbv x 8), dvf (nbv x ATTN_FB), d15 (2 x
+ * nbv x 32 int16), dm (2 x nbv), or with bf
  * vp (ATTN_FB / 2 x dv dwords), pp (ATTN_FB / 2 x 8 dwords), kb (16 x ATTN_BF_KB_STRIDE bf16) */
 
 /* 8 dot products (8-lane accumulators) -> one vector, lane x = the sum of a[x]: the order of
@@ -99,7 +100,9 @@ typedef struct {
     float *pd;              /* q8_0 V: ATTN_FB x dv/32 x 8: probabilities times the V block scales */
     uint8_t *vt;            /* vi8 (in pd's place, cpu_attn_simd_pd_floats): the block's V quants transposed, */
     uint32_t *wq;           /* the tile's 8-bit weights, their scales vsc, the V block scales dvf */
-    float *vsc, *dvf;       /* (layouts: attn_vt_z, i8_weights in attn_avx512.c) */
+    float *vsc, *dvf;       /* (layouts: attn_vt_z, i8_weights in attn_avx512.c), */
+    int16_t *d15;           /* the V block scales as 15-bit fractions of their group's largest, */
+    float *dm;              /* which is dm (attn_vt_z) */
     int *idx;               /* ATTN_FB: the visible cells of a block */
     float *qz;              /* f16 K with j->z and 8-head tiles, instead of qf (same place): tile t at
                              * t * 8 * dk, the queries as head pairs interleaved per 8 dimensions
@@ -150,6 +153,7 @@ void attn_vacc_z(const attn_job *j, int nh, int c0, const int *idx, int nv, cons
  * attn_vacc_i8_z adds the tile's nh heads (stepping it once per 4 cells of a V block): the f32
  * path's result up to the rounding of the probability-times-scale weights to 8 bits per 32 cells. */
 void attn_vt_z(const attn_job *j, const int *idx, int nv);
+void attn_d15_z(const attn_job *j, int nv);
 void attn_vacc_i8_z(const attn_job *j, int nh, int c0, const int *idx, int nv, const float *P, float *out);
 /* The flash softmax over a block's nv listed cells idx[] (rows idx[k] - c0 of S) on 512-bit vectors,
  * two rows a vector, where the integer V pass follows (which rounds the probabilities anyway, so
