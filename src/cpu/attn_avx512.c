@@ -478,7 +478,7 @@ ATTN_AI void pair_st(const bool C, float *P, int c0, const int *idx, int k, int 
 /* The 8-bit weights of a tile (lanes: heads) for the nv listed cells idx[] (P's rows idx[k] - c0):
  * per group of 32 listed cells and V block b, w(c) = p(c) * d(c, b) as the product of two 15-bit
  * fractions, p of its head's largest p in the group (Pm) and d of the block's largest d there (Dm,
- * attn_vt_z's d15), rounded twice with vpmulhrsw: once to 15 bits, once to 0..255. A weight's step
+ * attn_d15_z's d15), rounded twice with vpmulhrsw: once to 15 bits, once to 0..255. A weight's step
  * is then Pm * Dm / 255 (vsc[(g * nbv + b) * 8 + lane], 0 for no weight), no finer than the largest
  * w's own (which a per-block max and division gave, at four times the instructions: the rounding
  * of p * d was a fifth of an MLA call). The weights of quad q (4 cells) are one dword per head at
