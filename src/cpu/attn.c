@@ -400,6 +400,9 @@ void cpu_attn_head_part(const cpu_attn_args *a, int kvh, const float *q, int32_t
 
 void cpu_attn_merge(int g, int dv, int np, const float *parts, const float *mls, float *out) {
     const size_t ps = (size_t)g * dv;
+    float w[CPU_ATTN_SPLIT_MAX];
+    MR_ASSERT(np <= CPU_ATTN_SPLIT_MAX);
+    const bool simd = simd_ok() && dv % 8 == 0;
     for (int j = 0; j < g; j++) {
         float M = -INFINITY;
         for (int p = 0; p < np; p++) {
@@ -407,16 +410,25 @@ void cpu_attn_merge(int g, int dv, int np, const float *parts, const float *mls,
             if (ml[g + j] > 0.0f && ml[j] > M) M = ml[j];
         }
         float *o = out + (size_t)j * dv;
-        memset(o, 0, sizeof(float) * (size_t)dv);
-        if (M == -INFINITY) continue; /* sees no cell: zeros */
-        float L = 0.0f;
+        if (M == -INFINITY) { /* sees no cell: zeros */
+            memset(o, 0, sizeof(float) * (size_t)dv);
+            continue;
+        }
+        float L = 0.0f; /* each part's weight e^(m_p - M) (0: a part that sees no cell), and their sum */
         for (int p = 0; p < np; p++) {
             const float *ml = mls + (size_t)p * 2 * g;
-            if (!(ml[g + j] > 0.0f)) continue;
-            const float w = expf(ml[j] - M);
+            w[p] = ml[g + j] > 0.0f ? expf(ml[j] - M) : 0.0f;
+            L += w[p] * ml[g + j];
+        }
+        if (simd) {
+            cpu_attn_merge_row_avx2(dv, np, parts + (size_t)j * dv, ps, w, 1.0f / L, o);
+            continue;
+        }
+        memset(o, 0, sizeof(float) * (size_t)dv);
+        for (int p = 0; p < np; p++) {
+            if (w[p] == 0.0f) continue;
             const float *op = parts + (size_t)p * ps + (size_t)j * dv;
-            L += w * ml[g + j];
-            for (int i = 0; i < dv; i++) o[i] += w * op[i];
+            for (int i = 0; i < dv; i++) o[i] += w[p] * op[i];
         }
         const float inv = 1.0f / L;
         for (int i = 0; i < dv; i++) o[i] *= inv;

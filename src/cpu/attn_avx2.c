@@ -416,6 +416,29 @@ bool cpu_attn_bf16_takes(const cpu_attn_args *a) {
            vf16 && g % 8 == 0 && a->dk % 32 == 0 && a->dv >= CPU_ATTN_BF16_MIN_DV && cpu_attn_bf16();
 }
 
+void cpu_attn_merge_row_avx2(int dv, int np, const float *rows, size_t stride, const float *w, float inv, float *o) {
+    const __m256 iv = _mm256_set1_ps(inv);
+    for (int i = 0; i < dv; i += 32) { /* 32 outputs in registers over all parts (dv % 32: then 8 at a time) */
+        if (i + 32 > dv) {
+            for (; i < dv; i += 8) {
+                __m256 a = _mm256_setzero_ps();
+                for (int p = 0; p < np; p++)
+                    if (w[p] != 0.0f) a = _mm256_fmadd_ps(_mm256_set1_ps(w[p]), _mm256_loadu_ps(rows + p * stride + i), a);
+                _mm256_storeu_ps(o + i, _mm256_mul_ps(a, iv));
+            }
+            break;
+        }
+        __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        for (int p = 0; p < np; p++) {
+            if (w[p] == 0.0f) continue;
+            const __m256 wp = _mm256_set1_ps(w[p]);
+            const float *r = rows + p * stride + i;
+            for (int u = 0; u < 4; u++) a[u] = _mm256_fmadd_ps(wp, _mm256_loadu_ps(r + 8 * u), a[u]);
+        }
+        for (int u = 0; u < 4; u++) _mm256_storeu_ps(o + i + 8 * u, _mm256_mul_ps(a[u], iv));
+    }
+}
+
 void cpu_attn_round_f16(const float *src, float *dst, size_t n) {
     size_t i = 0;
     for (; i + 8 <= n; i += 8)

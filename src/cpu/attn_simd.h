@@ -67,6 +67,10 @@ static inline bool cpu_attn_simd_ok(const cpu_attn_args *a) {
 void cpu_attn_avx2(const cpu_attn_args *a, int kvh, const float *q, int32_t pos, int seq, int lo, int hi, float *out,
                    float *ml, float *scratch, float *ext, bool prepped);
 
+/* One head of cpu_attn_merge (AVX2 + FMA): o[i] = inv * sum over the np parts of w[p] * row_p[i] (row_p at
+ * rows + p * stride; parts with w[p] == 0 skipped), dv a multiple of 8. */
+void cpu_attn_merge_row_avx2(int dv, int np, const float *rows, size_t stride, const float *w, float inv, float *o);
+
 /* dst[i] = src[i] rounded to f16 (F16C, to nearest even: mr_fp32_to_fp16). */
 void cpu_attn_round_f16(const float *src, float *dst, size_t n);
 
