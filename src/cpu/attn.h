@@ -88,11 +88,11 @@ void cpu_attn_head(const cpu_attn_args *a, int kvh, const float *q, int32_t pos,
  * (attn_avx512.c: the probability-times-scale weights rounded to 8 bits per 32 cells, about as
  * much rounding as llama.cpp's q8_0 query against a q8_0 K); MOERUN_ATTN_V8=0 keeps it in f32.
  * Several tokens at once (cpu_attn_multi) take it too for a V under CPU_ATTN_INT8_V_MULTI_DV
- * (GQA's heads), with groups of 32 of the cells any of the call's tokens sees, scaled by their
- * largest weight (the decode kernel's groups wherever all of them see the same cells, but its
- * scale is the product of the group's largest probability and largest V scale: so a prompt's
- * attention differs from the same tokens decoded one at a time by that rounding), and leave a
- * wider one (MLA's latent) to the decode kernel.
+ * (GQA's heads), with groups of 32 of the cells any of the call's tokens sees (the decode
+ * kernel's groups wherever all of them see the same cells, so a prompt's attention can differ
+ * from the same tokens decoded one at a time by that rounding, near the causal diagonal), and
+ * leave a wider one (MLA's latent) to the decode kernel. Both scale a group's weights by the
+ * product of its largest probability (per head or row) and its largest V block scale.
  * cpu_attn_set_int8_v: 1 / 0 force it on / off, -1 back to the environment's choice (tests). */
 #define CPU_ATTN_INT8_V_MIN_DV 128
 #define CPU_ATTN_INT8_V_MULTI_DV 256

@@ -180,6 +180,8 @@ typedef struct {
     uint32_t *wq;  /* vi8: the 8-bit weights, [quad][V block][row] dwords (4 cells each) */
     float *vsc;    /* vi8: their scales, [group][V block][row] */
     float *dvf;    /* vi8: the V block scales of the listed cells, [V block][MB] */
+    float *dm;     /* vi8: their largest, [group][V block] */
+    int16_t *dp;   /* vi8: as 15-bit fractions of it, in pairs of cells (block_v_i8) */
     bool tiled;    /* the tiled q8_0 cache (attn.h; vi8): K and V read by kb_tiled and vt_tiled */
 } mctx;
 
@@ -358,7 +360,8 @@ static void block_v_q8(const mctx *x, const int *idx, int nv, const float *P) {
 /* q8_0 V in integer products (x->vi8), as the decode kernel's integer V pass (attn_avx512.c):
  * per row, V block and group of 32 listed cells (cells 0-31 and 32-63 of the block's list, the
  * decode kernel's groups wherever every token sees the same cells) the weights P * d(block) are
- * rounded to 0..255 against their largest, the listed cells' V quants are transposed once
+ * rounded to 0..255 against the product of the group's largest P (the row's) and largest d (the
+ * block's), as the decode kernel does, the listed cells' V quants are transposed once
  * (attn_vt_z: 4 cells a dword), and vpdpbusd adds 64 products per instruction against the f32
  * path's FMA's 16. Rows are vector lanes in P, so 16 rows' weights are found and rounded per
  * vector; O keeps each 32 dimensions in vt's order until attn_i8_order_z at the end. */
@@ -368,44 +371,57 @@ static void block_v_i8(const mctx *x, const int *idx, int nv, const float *P) {
                   .vt = (uint8_t *)x->Vf, .dvf = x->dvf};
     if (x->tiled) vt_tiled(x->Vh, x->a->n_ctx, idx, nv, dv, j.vt, j.dvf);
     else attn_vt_z(&j, idx, nv);
-    /* weights: per 16 rows, V block and group, the largest w, then the rounded w of 4 cells at a
-     * time, bytes interleaved into a dword per row (cells k..k + 3) */
-    const __m512 c255 = _mm512_set1_ps(255.0f), zero = _mm512_setzero_ps();
-    for (int r0 = 0; r0 < Rp; r0 += 16)
+    /* the V block scales as 15-bit fractions of their group's largest (as the decode kernel's attn_d15_z),
+     * laid out as vpmulhrsw's operands: block b, cells 2i, 2i + 1 at dp + (b * MB / 2 + i) * 8: 4 x d15(2i),
+     * then 4 x d15(2i + 1) (cells past nv: 0) */
+    const int ng = (nv + 31) / 32;
+    for (int gi = 0; gi < ng; gi++) {
+        const int k0 = 32 * gi, k1 = k0 + 32 < nv ? k0 + 32 : nv;
         for (int b = 0; b < nbv; b++) {
             const float *dvb = x->dvf + (size_t)b * MB;
-            for (int gi = 0; gi * 32 < nv; gi++) {
-                const int k0 = 32 * gi, k1 = k0 + 32 < nv ? k0 + 32 : nv;
-                __m512 m0 = zero, m1 = zero;
-                int k = k0;
-                for (; k + 2 <= k1; k += 2) {
-                    m0 = _mm512_max_ps(m0, _mm512_mul_ps(_mm512_loadu_ps(P + (size_t)k * Rp + r0), _mm512_set1_ps(dvb[k])));
-                    m1 = _mm512_max_ps(m1, _mm512_mul_ps(_mm512_loadu_ps(P + (size_t)(k + 1) * Rp + r0), _mm512_set1_ps(dvb[k + 1])));
+            float dm = 0.0f;
+            for (int k = k0; k < k1; k++) dm = dvb[k] > dm ? dvb[k] : dm;
+            x->dm[gi * nbv + b] = dm;
+            const float inv = dm > 0.0f ? 32767.0f / dm : 0.0f;
+            int16_t *dp = x->dp + ((size_t)b * MB / 2 + k0 / 2) * 8;
+            for (int k = k0; k < k0 + 32; k++) {
+                const int16_t d = k < k1 ? (int16_t)lrintf(dvb[k] * inv) : 0;
+                for (int e = 0; e < 4; e++) dp[((k - k0) / 2) * 8 + (k % 2) * 4 + e] = d;
+            }
+        }
+    }
+    /* weights (the decode kernel's i8_weights, rows in the lanes): per 16 rows and group, p as a 15-bit
+     * fraction of each row's largest (Pm), then per quad and V block two vpmulhrsw against d15 (round to 15
+     * bits, then to 0..255), the bytes transposed into a dword per row (cells k..k + 3); the scale
+     * Pm * Dm / 255 */
+    const __m512i c256 = _mm512_set1_epi16(256);
+    const __m512i tr = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+    for (int r0 = 0; r0 < Rp; r0 += 16)
+        for (int gi = 0; gi < ng; gi++) {
+            const int k0 = 32 * gi, k1 = k0 + 32 < nv ? k0 + 32 : nv;
+            __m512 pm = _mm512_setzero_ps();
+            for (int k = k0; k < k1; k++) pm = _mm512_max_ps(pm, _mm512_loadu_ps(P + (size_t)k * Rp + r0));
+            const __m512 inv = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(pm, _mm512_setzero_ps(), _CMP_GT_OQ),
+                                                   _mm512_set1_ps(32640.0f), pm);
+            const __m512 pk = _mm512_mul_ps(pm, _mm512_set1_ps(4194304.0f / (32640.0f * 32767.0f)));
+            for (int b = 0; b < nbv; b++)
+                _mm512_storeu_ps(x->vsc + ((size_t)gi * nbv + b) * Rp + r0, _mm512_mul_ps(pk, _mm512_set1_ps(x->dm[gi * nbv + b])));
+            for (int q = k0 / 4; q < k0 / 4 + 8; q++) { /* whole groups (attn_i8_products_z): cells past nv weigh 0 */
+                __m512i pq[4];
+                for (int i = 0; i < 4; i++) {
+                    const int k = 4 * q + i;
+                    pq[i] = k < k1 ? _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(P + (size_t)k * Rp + r0), inv))
+                                   : _mm512_setzero_si512();
                 }
-                if (k < k1) m0 = _mm512_max_ps(m0, _mm512_mul_ps(_mm512_loadu_ps(P + (size_t)k * Rp + r0), _mm512_set1_ps(dvb[k])));
-                const __m512 mx = _mm512_max_ps(m0, m1);
-                /* the decode kernel's scale (attn_avx512.c's i8_weights: a product, not a division) */
-                _mm512_storeu_ps(x->vsc + ((size_t)gi * nbv + b) * Rp + r0, _mm512_mul_ps(mx, _mm512_set1_ps(1.0f / 255.0f)));
-                const __m512 inv = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(mx, zero, _CMP_GT_OQ), c255, mx);
-                for (int q = (k1 + 3) / 4; q < k0 / 4 + 8; q++) /* whole groups (attn_i8_products_z): zeros */
-                    memset(x->wq + ((size_t)q * nbv + b) * Rp + r0, 0, sizeof(uint32_t) * 16);
-                for (int q = k0 / 4; 4 * q < k1; q++) {
-                    __m128i w8[4];
-                    for (int i = 0; i < 4; i++) {
-                        const int kk = 4 * q + i;
-                        const __m512 w = kk < k1 ? _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(P + (size_t)kk * Rp + r0),
-                                                                               _mm512_set1_ps(dvb[kk])),
-                                                                 inv)
-                                                 : zero;
-                        w8[i] = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(w)); /* 0..255 */
-                    }
-                    const __m128i a = _mm_unpacklo_epi8(w8[0], w8[1]), bb = _mm_unpackhi_epi8(w8[0], w8[1]);
-                    const __m128i c = _mm_unpacklo_epi8(w8[2], w8[3]), d = _mm_unpackhi_epi8(w8[2], w8[3]);
-                    uint32_t *o = x->wq + ((size_t)q * nbv + b) * Rp + r0;
-                    _mm_storeu_si128((__m128i *)o, _mm_unpacklo_epi16(a, c));
-                    _mm_storeu_si128((__m128i *)(o + 4), _mm_unpackhi_epi16(a, c));
-                    _mm_storeu_si128((__m128i *)(o + 8), _mm_unpacklo_epi16(bb, d));
-                    _mm_storeu_si128((__m128i *)(o + 12), _mm_unpackhi_epi16(bb, d));
+                const __m512i X = _mm512_packus_epi32(pq[0], pq[1]), Y = _mm512_packus_epi32(pq[2], pq[3]);
+                for (int b = 0; b < nbv; b++) {
+                    const int16_t *dp = x->dp + ((size_t)b * MB / 2 + 2 * q) * 8;
+                    const __m512i d01 = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)dp));
+                    const __m512i d23 = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(dp + 8)));
+                    const __m512i xw = _mm512_mulhrs_epi16(_mm512_mulhrs_epi16(X, d01), c256);
+                    const __m512i yw = _mm512_mulhrs_epi16(_mm512_mulhrs_epi16(Y, d23), c256);
+                    _mm512_storeu_si512((void *)(x->wq + ((size_t)q * nbv + b) * Rp + r0),
+                                        _mm512_shuffle_epi8(_mm512_packus_epi16(xw, yw), tr));
                 }
             }
         }
@@ -611,6 +627,8 @@ void cpu_attn_multi_avx512(const cpu_attn_args *a, int kvh, int nt, const float 
         x.wq = (uint32_t *)(((uintptr_t)(x.Pb + (size_t)MB * Rp) + 63) & ~(uintptr_t)63);
         x.vsc = (float *)(x.wq + (size_t)MB / 4 * nbv * Rp);
         x.dvf = x.vsc + 2 * nbv * Rp;
+        x.dm = x.dvf + nbv * MB;
+        x.dp = (int16_t *)(((uintptr_t)(x.dm + 2 * nbv) + 63) & ~(uintptr_t)63); /* nbv x MB / 2 x 8 */
     }
     if (x.kq8) q8_prep(&x, q, qs);
     else f16_prep(&x, q, qs);

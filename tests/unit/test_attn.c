@@ -192,17 +192,25 @@ static bool int8_v_path(const tsetup *s) {
  *   0: the decode kernel (attn_avx512.c's i8_weights): 32 consecutive visible cells of a 64-cell block,
  *      scaled by the product of their largest p and largest d (two 15-bit fractions rounded twice: half
  *      a step and 1/128 of one), which is at least their largest w;
- *   1: cpu_attn_multi's flash: 32 of the block's cells that any of its tokens sees, scaled by their
- *      largest w, so bounded by the largest w of all the head's visible cells of the 64-cell block;
- *   2: cpu_attn_multi's standard path: 32 of all the cells its tokens see: the largest w of all;
+ *   1: cpu_attn_multi's flash: 32 of the block's cells that any of its tokens sees, scaled as mode 0, so
+ *      bounded by the largest p of the head's visible cells of the 64-cell block times the largest d of
+ *      all the block's cells (other tokens' cells count for d);
+ *   2: cpu_attn_multi's standard path: 32 of all the cells its tokens see: the largest p of all its
+ *      visible cells times the largest d of all cells;
  *   3: the tiled kernel: the two aligned halves of each 64-cell block, scaled as mode 0. */
+/* The q8_0 block scale of block b of cell c's V row. */
+static double v_scale(const uint8_t *Vh, size_t vrb, int c, int b) {
+    uint16_t dh;
+    memcpy(&dh, Vh + (size_t)c * vrb + (size_t)b * 34, 2);
+    return mr_fp16_to_fp32(dh);
+}
+
 static void int8_v_bound(const tsetup *s, float *bound, int mode) {
     const cpu_attn_args *a = &s->a;
     const int g = a->n_head / a->n_head_kv, dv = a->dv, nbv = dv / 32, FB = CPU_ATTN_SIMD_FB;
     const size_t krb = mr_row_size(a->k_type, a->dk), vrb = a->v_in_k ? krb : mr_row_size(a->v_type, dv);
     const uint8_t *Kh = a->K + (size_t)s->kvh * a->n_ctx * krb;
     const uint8_t *Vh = a->v_in_k ? Kh : a->V + (size_t)s->kvh * a->n_ctx * vrb;
-    const bool prod = mode == 0 || mode == 3; /* the product of the largest p and d */
     float *k = mr_malloc(sizeof(float) * (size_t)a->dk);
     double *u = mr_malloc(sizeof(double) * (size_t)a->n_cells);
     int *vis = mr_malloc(sizeof(int) * (size_t)a->n_cells);
@@ -230,16 +238,14 @@ static void int8_v_bound(const tsetup *s, float *bound, int mode) {
                 while (x1 < nv && (mode || x1 - x0 < 32) && (mode == 2 || vis[x1] / FB == vis[x0] / FB)) x1++;
             double pm = 0.0;
             for (int x = x0; x < x1; x++) pm = fmax(pm, u[x]);
+            /* the cells whose d can share the group's scale: its own, or (modes 1, 2) any other token's */
+            const int d0 = mode == 1 ? vis[x0] / FB * FB : mode == 2 ? 0 : -1;
+            const int d1 = mode == 1 ? MR_MIN(d0 + FB, a->n_cells) : mode == 2 ? a->n_cells : -1;
             for (int b = 0; b < nbv; b++) {
-                double wmax = 0.0, dmax = 0.0;
-                for (int x = x0; x < x1; x++) {
-                    const uint8_t *blk = Vh + (size_t)vis[x] * vrb + (size_t)b * 34;
-                    uint16_t dh;
-                    memcpy(&dh, blk, 2);
-                    wmax = fmax(wmax, u[x] * mr_fp16_to_fp32(dh));
-                    dmax = fmax(dmax, mr_fp16_to_fp32(dh));
-                }
-                const double half = prod ? (0.5 + 1.0 / 128) * pm * dmax / 255.0 : 0.5 * wmax / 255.0;
+                double dmax = 0.0;
+                for (int x = x0; x < x1; x++) dmax = fmax(dmax, v_scale(Vh, vrb, vis[x], b));
+                for (int c = d0; c < d1; c++) dmax = fmax(dmax, v_scale(Vh, vrb, c, b));
+                const double half = (0.5 + 1.0 / 128) * pm * dmax / 255.0;
                 for (int x = x0; x < x1; x++) {
                     const int8_t *qs = (const int8_t *)(Vh + (size_t)vis[x] * vrb + (size_t)b * 34 + 2);
                     for (int e = 0; e < 32; e++) bound[(size_t)h * dv + 32 * b + e] += (float)(half * abs(qs[e]) / l);
