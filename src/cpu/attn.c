@@ -61,10 +61,11 @@ static int multi_nt(const cpu_attn_args *a) {
 /* The integer V pass of cpu_attn_multi_avx512 (a q8_0 V of dv >= CPU_ATTN_INT8_V_MIN_DV): its
  * 8-bit weights (MB / 4 quads x dv / 32 blocks x Rp dwords), their scales (2 groups x dv / 32 x
  * Rp), the V block scales (dv / 32 x MB), their largest per group (2 x dv / 32) and their
- * fractions of it (dv / 32 x MB / 2 x 8 int16), whatever the types (64-byte aligned). */
+ * fractions of it (2 x dv / 32 x 32 int16, and in pairs: dv / 32 x MB / 2 x 8 int16), whatever the types
+ * (64-byte aligned). */
 static size_t multi_i8_floats(const cpu_attn_args *a, size_t Rp) {
     const size_t nbv = (size_t)a->dv / 32, MB = CPU_ATTN_MULTI_MB;
-    return MB / 4 * nbv * Rp + 2 * nbv * Rp + nbv * MB + 2 * nbv + nbv * MB * 2 + 48;
+    return MB / 4 * nbv * Rp + 2 * nbv * Rp + nbv * MB + 2 * nbv + 32 * nbv + nbv * MB * 2 + 48;
 }
 
 /* cpu_attn_multi_avx512's scratch for nt tokens: Qt, O, K and V blocks, scores, m, l, the

@@ -418,16 +418,8 @@ bool cpu_attn_bf16_takes(const cpu_attn_args *a) {
 
 void cpu_attn_merge_row_avx2(int dv, int np, const float *rows, size_t stride, const float *w, float inv, float *o) {
     const __m256 iv = _mm256_set1_ps(inv);
-    for (int i = 0; i < dv; i += 32) { /* 32 outputs in registers over all parts (dv % 32: then 8 at a time) */
-        if (i + 32 > dv) {
-            for (; i < dv; i += 8) {
-                __m256 a = _mm256_setzero_ps();
-                for (int p = 0; p < np; p++)
-                    if (w[p] != 0.0f) a = _mm256_fmadd_ps(_mm256_set1_ps(w[p]), _mm256_loadu_ps(rows + p * stride + i), a);
-                _mm256_storeu_ps(o + i, _mm256_mul_ps(a, iv));
-            }
-            break;
-        }
+    int i = 0;
+    for (; i + 32 <= dv; i += 32) { /* 32 outputs in registers over all parts */
         __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
         for (int p = 0; p < np; p++) {
             if (w[p] == 0.0f) continue;
@@ -436,6 +428,12 @@ void cpu_attn_merge_row_avx2(int dv, int np, const float *rows, size_t stride, c
             for (int u = 0; u < 4; u++) a[u] = _mm256_fmadd_ps(wp, _mm256_loadu_ps(r + 8 * u), a[u]);
         }
         for (int u = 0; u < 4; u++) _mm256_storeu_ps(o + i + 8 * u, _mm256_mul_ps(a[u], iv));
+    }
+    for (; i < dv; i += 8) { /* dv % 32: the rest 8 at a time */
+        __m256 a = _mm256_setzero_ps();
+        for (int p = 0; p < np; p++)
+            if (w[p] != 0.0f) a = _mm256_fmadd_ps(_mm256_set1_ps(w[p]), _mm256_loadu_ps(rows + p * stride + i), a);
+        _mm256_storeu_ps(o + i, _mm256_mul_ps(a, iv));
     }
 }
 

@@ -381,8 +381,6 @@ void attn_q8_scores_zw(const attn_job *j, int c0, int n, const int *idx, int nv,
  * largest d over 255 (i8_weights), so the rounding of w (at most about half a step) is the only
  * difference from the f32 path: test_attn bounds it. */
 
-#define I8_P15 32640.0f /* the weights' fractions (i8_weights): 255 * 128, so that x / 128 stays under 256 */
-#define I8_D15 32767.0f
 /* the buffers' sizes (cpu_attn_simd_pd_floats) and i8_products count on two groups of 32 cells a block */
 _Static_assert(ATTN_FB == 64, "the integer V pass's groups: 32 cells, two a block");
 
@@ -437,7 +435,7 @@ void attn_d15_z(const attn_job *j, int nv) {
             const float *dv = j->dvf + (size_t)b * ATTN_FB + 32 * g;
             const __m512 d0 = _mm512_maskz_loadu_ps(m0, dv), d1 = _mm512_maskz_loadu_ps(m1, dv + 16);
             const float dm = _mm512_reduce_max_ps(_mm512_max_ps(d0, d1));
-            const __m512 inv = _mm512_set1_ps(dm > 0.0f ? I8_D15 / dm : 0.0f);
+            const __m512 inv = _mm512_set1_ps(dm > 0.0f ? ATTN_I8_D15 / dm : 0.0f);
             int16_t *o = j->d15 + ((size_t)g * nbv + b) * 32;
             j->dm[g * nbv + b] = dm;
             _mm256_storeu_si256((__m256i *)o, _mm512_cvtepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(d0, inv))));
@@ -498,9 +496,9 @@ ATTN_AI void i8_weights_g(const bool C, const attn_job *j, int c0, const int *id
     for (int u = 0; u < 4; u++) m[u] = _mm512_max_ps(_mm512_max_ps(pr[u], pr[u + 4]), _mm512_max_ps(pr[u + 8], pr[u + 12]));
     __m512 pm = _mm512_max_ps(_mm512_max_ps(m[0], m[1]), _mm512_max_ps(m[2], m[3]));
     pm = _mm512_max_ps(pm, _mm512_shuffle_f32x4(pm, pm, _MM_SHUFFLE(1, 0, 3, 2))); /* both halves: the heads' Pm */
-    const __m512 inv = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(pm, _mm512_setzero_ps(), _CMP_GT_OQ), _mm512_set1_ps(I8_P15), pm);
+    const __m512 inv = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(pm, _mm512_setzero_ps(), _CMP_GT_OQ), _mm512_set1_ps(ATTN_I8_P15), pm);
     /* the scales: Pm * Dm / 255, exactly the inverse of the two roundings' factors */
-    const __m256 pk = _mm256_mul_ps(_mm512_castps512_ps256(pm), _mm256_set1_ps(4194304.0f / (I8_P15 * I8_D15)));
+    const __m256 pk = _mm256_mul_ps(_mm512_castps512_ps256(pm), _mm256_set1_ps(ATTN_I8_SCALE));
     for (int b = 0; b < nbv; b++)
         _mm256_storeu_ps(j->vsc + ((size_t)g * nbv + b) * 8, _mm256_mul_ps(pk, _mm256_set1_ps(j->dm[g * nbv + b])));
     /* p15 of quad q: word h * 4 + c (head h, cell c of the quad), from packus' lane order */

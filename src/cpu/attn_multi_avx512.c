@@ -181,7 +181,8 @@ typedef struct {
     float *vsc;    /* vi8: their scales, [group][V block][row] */
     float *dvf;    /* vi8: the V block scales of the listed cells, [V block][MB] */
     float *dm;     /* vi8: their largest, [group][V block] */
-    int16_t *dp;   /* vi8: as 15-bit fractions of it, in pairs of cells (block_v_i8) */
+    int16_t *d15;  /* vi8: as 15-bit fractions of it (attn_d15_z), */
+    int16_t *dp;   /* vi8: and those in pairs of cells (block_v_i8) */
     bool tiled;    /* the tiled q8_0 cache (attn.h; vi8): K and V read by kb_tiled and vt_tiled */
 } mctx;
 
@@ -368,28 +369,19 @@ static void block_v_q8(const mctx *x, const int *idx, int nv, const float *P) {
 static void block_v_i8(const mctx *x, const int *idx, int nv, const float *P) {
     const int R = x->R, Rp = x->Rp, dv = x->dv, nbv = dv / 32;
     attn_job j = {.dv = dv, .Vh = x->a->v_in_k ? x->Kh : x->Vh, .vrb = x->a->v_in_k ? x->krb : x->vrb,
-                  .vt = (uint8_t *)x->Vf, .dvf = x->dvf};
+                  .vt = (uint8_t *)x->Vf, .dvf = x->dvf, .d15 = x->d15, .dm = x->dm};
     if (x->tiled) vt_tiled(x->Vh, x->a->n_ctx, idx, nv, dv, j.vt, j.dvf);
     else attn_vt_z(&j, idx, nv);
-    /* the V block scales as 15-bit fractions of their group's largest (as the decode kernel's attn_d15_z),
-     * laid out as vpmulhrsw's operands: block b, cells 2i, 2i + 1 at dp + (b * MB / 2 + i) * 8: 4 x d15(2i),
-     * then 4 x d15(2i + 1) (cells past nv: 0) */
+    /* the V block scales as 15-bit fractions of their group's largest (attn_d15_z, as in decode), laid out as
+     * vpmulhrsw's operands: block b, cells 2i, 2i + 1 at dp + (b * MB / 2 + i) * 8: 4 x d15(2i), then
+     * 4 x d15(2i + 1) */
+    attn_d15_z(&j, nv);
     const int ng = (nv + 31) / 32;
-    for (int gi = 0; gi < ng; gi++) {
-        const int k0 = 32 * gi, k1 = k0 + 32 < nv ? k0 + 32 : nv;
-        for (int b = 0; b < nbv; b++) {
-            const float *dvb = x->dvf + (size_t)b * MB;
-            float dm = 0.0f;
-            for (int k = k0; k < k1; k++) dm = dvb[k] > dm ? dvb[k] : dm;
-            x->dm[gi * nbv + b] = dm;
-            const float inv = dm > 0.0f ? 32767.0f / dm : 0.0f;
-            int16_t *dp = x->dp + ((size_t)b * MB / 2 + k0 / 2) * 8;
-            for (int k = k0; k < k0 + 32; k++) {
-                const int16_t d = k < k1 ? (int16_t)lrintf(dvb[k] * inv) : 0;
-                for (int e = 0; e < 4; e++) dp[((k - k0) / 2) * 8 + (k % 2) * 4 + e] = d;
-            }
-        }
-    }
+    for (int gi = 0; gi < ng; gi++)
+        for (int b = 0; b < nbv; b++)
+            for (int k = 0; k < 32; k++)
+                for (int e = 0; e < 4; e++)
+                    x->dp[((size_t)b * MB / 2 + (32 * gi + k) / 2) * 8 + (k % 2) * 4 + e] = x->d15[((size_t)gi * nbv + b) * 32 + k];
     /* weights (the decode kernel's i8_weights, rows in the lanes): per 16 rows and group, p as a 15-bit
      * fraction of each row's largest (Pm), then per quad and V block two vpmulhrsw against d15 (round to 15
      * bits, then to 0..255), the bytes transposed into a dword per row (cells k..k + 3); the scale
@@ -402,8 +394,8 @@ static void block_v_i8(const mctx *x, const int *idx, int nv, const float *P) {
             __m512 pm = _mm512_setzero_ps();
             for (int k = k0; k < k1; k++) pm = _mm512_max_ps(pm, _mm512_loadu_ps(P + (size_t)k * Rp + r0));
             const __m512 inv = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(pm, _mm512_setzero_ps(), _CMP_GT_OQ),
-                                                   _mm512_set1_ps(32640.0f), pm);
-            const __m512 pk = _mm512_mul_ps(pm, _mm512_set1_ps(4194304.0f / (32640.0f * 32767.0f)));
+                                                   _mm512_set1_ps(ATTN_I8_P15), pm);
+            const __m512 pk = _mm512_mul_ps(pm, _mm512_set1_ps(ATTN_I8_SCALE));
             for (int b = 0; b < nbv; b++)
                 _mm512_storeu_ps(x->vsc + ((size_t)gi * nbv + b) * Rp + r0, _mm512_mul_ps(pk, _mm512_set1_ps(x->dm[gi * nbv + b])));
             for (int q = k0 / 4; q < k0 / 4 + 8; q++) { /* whole groups (attn_i8_products_z): cells past nv weigh 0 */
@@ -628,7 +620,8 @@ void cpu_attn_multi_avx512(const cpu_attn_args *a, int kvh, int nt, const float 
         x.vsc = (float *)(x.wq + (size_t)MB / 4 * nbv * Rp);
         x.dvf = x.vsc + 2 * nbv * Rp;
         x.dm = x.dvf + nbv * MB;
-        x.dp = (int16_t *)(((uintptr_t)(x.dm + 2 * nbv) + 63) & ~(uintptr_t)63); /* nbv x MB / 2 x 8 */
+        x.d15 = (int16_t *)(((uintptr_t)(x.dm + 2 * nbv) + 63) & ~(uintptr_t)63); /* 2 x nbv x 32 */
+        x.dp = x.d15 + 64 * nbv;                                                  /* nbv x MB / 2 x 8 */
     }
     if (x.kq8) q8_prep(&x, q, qs);
     else f16_prep(&x, q, qs);

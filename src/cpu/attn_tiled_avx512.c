@@ -198,7 +198,7 @@ void cpu_attn_tiled_z(const cpu_attn_args *a, int kvh, const float *q, int32_t p
                 const __m512 d1 = nq > 4 ? _mm512_maskz_mov_ps(m1, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vs + (((size_t)T0 + t0 + 1) * nbv + b) * 32))))
                                          : _mm512_setzero_ps();
                 dm[b] = _mm512_reduce_max_ps(_mm512_max_ps(d0, d1));
-                const __m512 inv = _mm512_set1_ps(dm[b] > 0.0f ? 32767.0f / dm[b] : 0.0f);
+                const __m512 inv = _mm512_set1_ps(dm[b] > 0.0f ? ATTN_I8_D15 / dm[b] : 0.0f);
                 d15[b] = _mm512_permutexvar_epi64(qo, _mm512_packus_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(d0, inv)),
                                                                           _mm512_cvtps_epi32(_mm512_mul_ps(d1, inv))));
             }
@@ -206,10 +206,10 @@ void cpu_attn_tiled_z(const cpu_attn_args *a, int kvh, const float *q, int32_t p
             for (int h = 0; h < G; h++) {
                 const __m512 p0 = _mm512_load_ps(S[h] + 32 * gi), p1 = _mm512_load_ps(S[h] + 32 * gi + 16);
                 const float pm = _mm512_reduce_max_ps(_mm512_max_ps(p0, p1));
-                const __m512 inv = _mm512_set1_ps(pm > 0.0f ? 32640.0f / pm : 0.0f);
+                const __m512 inv = _mm512_set1_ps(pm > 0.0f ? ATTN_I8_P15 / pm : 0.0f);
                 const __m512i p15 = _mm512_permutexvar_epi64(qo, _mm512_packus_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(p0, inv)),
                                                                                      _mm512_cvtps_epi32(_mm512_mul_ps(p1, inv))));
-                const float pk = pm * (4194304.0f / (32640.0f * 32767.0f));
+                const float pk = pm * ATTN_I8_SCALE;
                 for (int b = 0; b < nbv; b++) {
                     vsc[b][h] = pk * dm[b];
                     const __m512i w = _mm512_mulhrs_epi16(_mm512_mulhrs_epi16(p15, d15[b]), c256);

@@ -25,6 +25,13 @@
 #define ATTN_FB CPU_ATTN_SIMD_FB /* cells per block */
 #define ATTN_Q8B 34              /* bytes of a q8_0 block: fp16 scale + 32 int8 */
 #define ATTN_AI static inline __attribute__((always_inline))
+/* The integer V pass's weights (attn_avx512.c's i8_weights; the tiled and prompt kernels alike): p and d as
+ * fractions of their largest in the group, p to ATTN_I8_P15 (255 x 128, so that the product's last rounding,
+ * x / 128, stays under 256) and d to ATTN_I8_D15; two vpmulhrsw give w8 = p x d / (largest p x largest d) x 255,
+ * so the weights' scale is largest p x largest d x ATTN_I8_SCALE. */
+#define ATTN_I8_P15 32640.0f
+#define ATTN_I8_D15 32767.0f
+#define ATTN_I8_SCALE (4194304.0f / (ATTN_I8_P15 * ATTN_I8_D15))
 #define ATTN_BF_KB_STRIDE (CPU_ATTN_SIMD_MAX_D + 64) /* bf16 per converted K row of the bf16 path */
 /* floats of ext at pd (cpu_attn_simd_pd_floats): pd (ATTN_FB x nbv x 8), or with vi8 vt (ATTN_FB x nbv x
  * 32 bytes), wq (2 groups x 8 quads x nbv x 8 dwords), vsc (2 x nbv x 8), dvf (nbv x ATTN_FB), d15 (2 x
@@ -102,7 +109,7 @@ typedef struct {
     uint32_t *wq;           /* the tile's 8-bit weights, their scales vsc, the V block scales dvf */
     float *vsc, *dvf;       /* (layouts: attn_vt_z, i8_weights in attn_avx512.c), */
     int16_t *d15;           /* the V block scales as 15-bit fractions of their group's largest, */
-    float *dm;              /* which is dm (attn_vt_z) */
+    float *dm;              /* which is dm (attn_d15_z) */
     int *idx;               /* ATTN_FB: the visible cells of a block */
     float *qz;              /* f16 K with j->z and 8-head tiles, instead of qf (same place): tile t at
                              * t * 8 * dk, the queries as head pairs interleaved per 8 dimensions
