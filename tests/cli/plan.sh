@@ -8,7 +8,8 @@ M=$SHARED/fixtures/models/tiny-qwen3moe.gguf
 [ -f "$M" ] || { echo "SKIP: $M not found (set MOERUN_SHARED)"; exit 77; }
 pass=0; fail=0
 check() { if eval "$2"; then pass=$((pass+1)); echo "ok: $1"; else fail=$((fail+1)); echo "FAIL: $1"; fi; }
-err=$("$BIN" run -m "$M" -p hi -n 2 -ngl 99 -cmoe 2>&1 >/dev/null); rc=$?
+# no device: neither a GPU (CUDA_VISIBLE_DEVICES) nor cudasim's CPU one (a -DMOERUN_CUDA_SIM build)
+err=$(CUDA_VISIBLE_DEVICES=-1 CUDASIM_DEVICES=0 "$BIN" run -m "$M" -p hi -n 2 -ngl 99 -cmoe 2>&1 >/dev/null); rc=$?
 check "no device: runs, exit 0" '[ $rc -eq 0 ]'
 check "no device: plan printed" 'grep -q "placement plan" <<<"$err"'
 check "no device: says everything runs on the CPU" 'grep -q "runs on the CPU" <<<"$err"'

@@ -1,0 +1,2 @@
+/* cudasim: __half on the CPU (cudasim.h) */
+#include "cudasim.h"

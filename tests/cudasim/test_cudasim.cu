@@ -1,0 +1,200 @@
+/*
+ * test_cudasim.cu — cudasim itself (built only with -DMOERUN_CUDA_SIM=ON, through cu2cc.py like
+ * src/cuda): block reductions through __syncthreads and shuffles give the right sums, and each
+ * fault a GPU would hang on or misreport fails the launch with a message: a __syncthreads that
+ * threads returned before, a shuffle with an exited lane, launch limits, synchronizing while
+ * capturing; graphs replay what they recorded; memory runs out at the device's size; half
+ * conversions round to nearest even.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+static int g_pass, g_fail;
+#define EXPECT(c, ...)                                                                                                 \
+    do {                                                                                                               \
+        if (c) g_pass++;                                                                                               \
+        else {                                                                                                         \
+            g_fail++;                                                                                                  \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                                       \
+            fprintf(stderr, __VA_ARGS__);                                                                              \
+            fputc('\n', stderr);                                                                                       \
+        }                                                                                                              \
+    } while (0)
+
+__device__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o, 32);
+    return v;
+}
+
+/* out[block] = sum of x over the block's threads (warp shuffles, then shared memory) */
+__global__ void k_sum(const float *x, float *out) {
+    __shared__ float sh[32];
+    const unsigned i = blockIdx.x * blockDim.x + threadIdx.x, lane = threadIdx.x % 32, w = threadIdx.x / 32;
+    float v = warp_sum(x[i]);
+    if (lane == 0) sh[w] = v;
+    __syncthreads();
+    v = lane < blockDim.x / 32 ? sh[lane] : 0.0f;
+    if (w == 0) v = warp_sum(v);
+    if (threadIdx.x == 0) out[blockIdx.x] = v;
+}
+
+/* threads of the upper half return before the barrier the lower half waits at */
+__global__ void k_early_return(float *out) {
+    if (threadIdx.x >= blockDim.x / 2) return;
+    __syncthreads();
+    out[threadIdx.x] = 1.0f;
+}
+
+/* lane 31 exits, the others shuffle with it */
+__global__ void k_shfl_exited(float *out) {
+    if (threadIdx.x % 32 == 31) return;
+    out[threadIdx.x] = warp_sum(1.0f);
+}
+
+__global__ void k_dyn(float *out, int n) {
+    extern __shared__ float buf[];
+    for (int i = threadIdx.x; i < n; i += blockDim.x) buf[i] = (float)i;
+    __syncthreads();
+    out[threadIdx.x] = buf[n - 1 - (int)threadIdx.x];
+}
+
+__global__ void k_add1(float *y, int n) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] += 1.0f;
+}
+
+static void reset(void) {
+    cudaDeviceReset();
+    cudaGetLastError();
+}
+
+static void test_sum(void) {
+    const int nb = 5, bs = 256, n = nb * bs;
+    float *x, *o, h[5], *hx = (float *)malloc(sizeof(float) * n);
+    for (int i = 0; i < n; i++) hx[i] = (float)(i % 7);
+    cudaMalloc(&x, sizeof(float) * n);
+    cudaMalloc(&o, sizeof(float) * nb);
+    cudaMemcpy(x, hx, sizeof(float) * n, cudaMemcpyHostToDevice);
+    k_sum<<<nb, bs>>>(x, o);
+    EXPECT(cudaGetLastError() == cudaSuccess && cudaDeviceSynchronize() == cudaSuccess, "k_sum launch");
+    cudaMemcpy(h, o, sizeof h, cudaMemcpyDeviceToHost);
+    for (int b = 0; b < nb; b++) {
+        float r = 0;
+        for (int i = 0; i < bs; i++) r += hx[b * bs + i];
+        EXPECT(h[b] == r, "block %d sum %g, want %g", b, h[b], r);
+    }
+    cudaFree(x), cudaFree(o), free(hx);
+}
+
+static void test_faults(void) {
+    float *o;
+    cudaMalloc(&o, sizeof(float) * 1024);
+    k_early_return<<<1, 128>>>(o);
+    EXPECT(cudaDeviceSynchronize() == cudaErrorLaunchFailure, "a __syncthreads half the block returned before");
+    EXPECT(cudaMemcpy(o, o, 4, cudaMemcpyDeviceToDevice) == cudaErrorLaunchFailure, "the failure is sticky");
+    reset();
+    cudaMalloc(&o, sizeof(float) * 1024);
+    k_shfl_exited<<<1, 64>>>(o);
+    EXPECT(cudaDeviceSynchronize() == cudaErrorLaunchFailure, "a shuffle with an exited lane");
+    reset();
+    cudaMalloc(&o, sizeof(float) * 1024);
+    k_add1<<<1, 2048>>>(o, 1024);
+    EXPECT(cudaGetLastError() == cudaErrorInvalidConfiguration, "2048 threads a block");
+    EXPECT(cudaGetLastError() == cudaSuccess, "a configuration error is not sticky");
+    k_add1<<<dim3(1, 70000), 32>>>(o, 1024);
+    EXPECT(cudaGetLastError() == cudaErrorInvalidConfiguration, "grid y 70000");
+    k_dyn<<<1, 64, 64 * 1024>>>(o, 16384);
+    EXPECT(cudaGetLastError() == cudaErrorInvalidConfiguration, "64 KiB of dynamic shared memory");
+    k_dyn<<<1, 64, 1000 * sizeof(float)>>>(o, 1000);
+    float h[64];
+    EXPECT(cudaMemcpy(h, o, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess && h[0] == 999.0f && h[63] == 936.0f,
+           "dynamic shared memory: %g %g", h[0], h[63]);
+    cudaFree(o);
+}
+
+static void test_capture(void) {
+    const int n = 300;
+    float *y, h[300];
+    cudaStream_t s;
+    cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+    cudaMalloc(&y, sizeof(float) * n);
+    cudaMemsetAsync(y, 0, sizeof(float) * n, s);
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t e = NULL;
+    EXPECT(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess, "begin capture");
+    k_add1<<<(n + 127) / 128, 128, 0, s>>>(y, n);
+    k_add1<<<(n + 127) / 128, 128, 0, s>>>(y, n);
+    EXPECT(cudaStreamEndCapture(s, &g) == cudaSuccess && g, "end capture");
+    cudaMemcpy(h, y, sizeof h, cudaMemcpyDeviceToHost);
+    EXPECT(h[0] == 0.0f && h[n - 1] == 0.0f, "captured launches do not run");
+    cudaGraphInstantiate(&e, g, 0);
+    for (int r = 0; r < 3; r++) cudaGraphLaunch(e, s);
+    cudaStreamSynchronize(s);
+    cudaMemcpy(h, y, sizeof h, cudaMemcpyDeviceToHost);
+    EXPECT(h[0] == 6.0f && h[n - 1] == 6.0f, "three replays of two launches: %g", h[0]);
+    cudaGraphExecDestroy(e), cudaGraphDestroy(g);
+    /* synchronizing or allocating while capturing fails and invalidates the capture */
+    cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+    k_add1<<<1, 32, 0, s>>>(y, n);
+    EXPECT(cudaStreamSynchronize(s) == cudaErrorStreamCaptureUnsupported, "sync while capturing");
+    g = NULL;
+    EXPECT(cudaStreamEndCapture(s, &g) == cudaErrorStreamCaptureInvalidated && !g, "the capture is invalidated");
+    cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+    float *z;
+    EXPECT(cudaMalloc(&z, 64) == cudaErrorStreamCaptureUnsupported, "cudaMalloc while capturing");
+    EXPECT(cudaStreamEndCapture(s, &g) == cudaErrorStreamCaptureInvalidated, "invalidated by cudaMalloc");
+    cudaGetLastError();
+    cudaFree(y);
+    cudaStreamDestroy(s);
+}
+
+static void test_memory(void) {
+    size_t fr = 0, tot = 0;
+    cudaMemGetInfo(&fr, &tot);
+    void *p = NULL;
+    EXPECT(cudaMalloc(&p, tot + 1) == cudaErrorMemoryAllocation && !p, "more than the device has");
+    cudaGetLastError();
+    EXPECT(cudaMalloc(&p, 1 << 20) == cudaSuccess, "1 MiB");
+    size_t fr2 = 0;
+    cudaMemGetInfo(&fr2, &tot);
+    EXPECT(fr - fr2 == (1u << 20), "free memory counts allocations: %zu", fr - fr2);
+    cudaFree(p);
+}
+
+static void test_half(void) {
+    int bad = 0;
+    for (unsigned u = 0; u < 65536; u++) { /* every half survives float and back */
+        const __half h = __ushort_as_half((unsigned short)u);
+        const float f = __half2float(h);
+        if (f != f) continue;
+        bad += __half_as_ushort(__float2half_rn(f)) != u;
+    }
+    EXPECT(bad == 0, "%d halves do not round-trip", bad);
+    EXPECT(__half_as_ushort(__float2half_rn(1.0f + 1.0f / 2048)) == 0x3c00, "a tie rounds to even (down)");
+    EXPECT(__half_as_ushort(__float2half_rn(1.0f + 3.0f / 2048)) == 0x3c02, "a tie rounds to even (up)");
+    EXPECT(__half_as_ushort(__float2half_rn(65520.0f)) == 0x7c00, "65520 overflows to inf");
+    EXPECT(__half_as_ushort(__float2half_rn(65519.0f)) == 0x7bff, "65519 rounds to 65504");
+    EXPECT(__half_as_ushort(__float2half_rn(ldexpf(1.0f, -25))) == 0, "2^-25 (a tie) rounds to 0");
+    EXPECT(__half_as_ushort(__float2half_rn(ldexpf(1.5f, -25))) == 1, "1.5 x 2^-25 rounds to the least subnormal");
+    EXPECT(__half_as_ushort(__float2half_rn(-ldexpf(1.0f, -14) * 0.75f)) == 0x8300, "a negative subnormal");
+}
+
+int main(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n < 1) {
+        printf("SKIP: cudasim lists no device (CUDASIM_DEVICES=0?)\n");
+        return 77;
+    }
+    test_sum();
+    test_faults();
+    test_capture();
+    test_memory();
+    test_half();
+    printf("%d passed, %d failed\n", g_pass, g_fail);
+    return g_fail ? 1 : 0;
+}
