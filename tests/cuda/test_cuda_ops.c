@@ -117,7 +117,10 @@ static void test_matvec(uint32_t t, int64_t k, int64_t m) {
     const bool flt = t == MR_TYPE_F32 || t == MR_TYPE_F16;
     const double e = nerr(y, yr, m), eq = nerr(y, flt ? yr : yq, m);
     EXPECT(qbad == 0, "quantize_q8_1: %d values off by more than half a step", qbad);
-    EXPECT(e < 1.5e-2, "matvec %s k %lld m %lld: error vs float x %.3e", mr_type_name(t), (long long)k, (long long)m, e);
+    /* the quantization error of x and W over m rows; one row's relative error is one draw of it (a
+     * small dot product makes it large), so few rows get a wider bar */
+    const double ebar = m >= 32 ? 1.5e-2 : 5e-2;
+    EXPECT(e < ebar, "matvec %s k %lld m %lld: error vs float x %.3e", mr_type_name(t), (long long)k, (long long)m, e);
     EXPECT(eq < 1e-5, "matvec %s k %lld m %lld: error vs quantized x %.3e", mr_type_name(t), (long long)k,
            (long long)m, eq);
     printf("matvec %-4s k %5lld m %5lld: err %.2e (vs q8_1 x: %.2e)\n", mr_type_name(t), (long long)k, (long long)m, e, eq);
