@@ -6,6 +6,8 @@
  *
  * Environment: CUDASIM_DEVICES (devices listed, default 1), CUDASIM_MEM_MIB (memory of each,
  * default 16384), CUDASIM_ABORT=1 (abort() at the first failed launch, for a debugger).
+ * Every kernel's pointer arguments are checked against the allocations (sim_check_ptr); pointers
+ * inside structs passed by value are not.
  */
 #include "cuda_runtime.h"
 #include "cublas_v2.h"
@@ -17,9 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <map>
 #include <mutex>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 /* ---- fibers ----------------------------------------------------------------------------------- */
@@ -238,7 +240,21 @@ struct sim_dev {
     size_t total, used;
 };
 static std::vector<sim_dev> g_devs;
-static std::unordered_map<void *, std::pair<int, size_t>> g_allocs;
+/* Device allocations (dev >= 0) and page-locked host memory (dev -1: cudaMallocHost,
+ * cudaHostRegister), which kernels may also read, by start address. */
+struct sim_region {
+    size_t n;
+    int dev;
+};
+static std::map<uintptr_t, sim_region> g_regions;
+static const sim_region *region_of(const void *p, uintptr_t *start) {
+    auto it = g_regions.upper_bound((uintptr_t)p);
+    if (it == g_regions.begin()) return NULL;
+    --it;
+    if ((uintptr_t)p > it->first + it->second.n) return NULL; /* one past the end is a pointer too */
+    if (start) *start = it->first;
+    return &it->second;
+}
 
 static void devs_init(void) {
     if (!g_devs.empty()) return;
@@ -493,7 +509,7 @@ cudaError_t cudaMalloc(void **p, size_t n) {
     void *q = NULL; /* the exact size: under AddressSanitizer a kernel reading past it is caught */
     if (posix_memalign(&q, 256, n ? n : 1)) return ret(cudaErrorMemoryAllocation);
     d.used += n;
-    g_allocs[q] = {t_dev, n};
+    g_regions[(uintptr_t)q] = {n, t_dev};
     *p = q;
     return cudaSuccess;
 }
@@ -501,23 +517,23 @@ cudaError_t cudaFree(void *p) {
     std::lock_guard<std::recursive_mutex> l(g_mu);
     if (!p) return cudaSuccess;
     if (unsafe_in_capture()) return cudaErrorStreamCaptureUnsupported;
-    auto it = g_allocs.find(p);
-    if (it == g_allocs.end()) {
+    auto it = g_regions.find((uintptr_t)p);
+    if (it == g_regions.end() || it->second.dev < 0) {
         fprintf(stderr, "cudasim: cudaFree(%p): not a device allocation\n", p);
         return ret(cudaErrorInvalidValue);
     }
-    g_devs[(size_t)it->second.first].used -= it->second.second;
-    g_allocs.erase(it);
+    g_devs[(size_t)it->second.dev].used -= it->second.n;
+    g_regions.erase(it);
     free(p);
     return cudaSuccess;
 }
 cudaError_t cudaDeviceReset(void) {
     std::lock_guard<std::recursive_mutex> l(g_mu);
-    for (auto it = g_allocs.begin(); it != g_allocs.end();)
-        if (it->second.first == t_dev) {
-            g_devs[(size_t)t_dev].used -= it->second.second;
-            free(it->first);
-            it = g_allocs.erase(it);
+    for (auto it = g_regions.begin(); it != g_regions.end();)
+        if (it->second.dev == t_dev) {
+            g_devs[(size_t)t_dev].used -= it->second.n;
+            free((void *)it->first);
+            it = g_regions.erase(it);
         } else
             ++it;
     g_sticky = g_last = cudaSuccess;
@@ -527,27 +543,42 @@ cudaError_t cudaMallocHost(void **p, size_t n) {
     std::lock_guard<std::recursive_mutex> l(g_mu);
     *p = NULL;
     if (unsafe_in_capture()) return cudaErrorStreamCaptureUnsupported;
-    *p = aligned_alloc(4096, (n + 4095) / 4096 * 4096);
-    return *p ? cudaSuccess : ret(cudaErrorMemoryAllocation);
+    if (posix_memalign(p, 4096, n ? n : 1)) {
+        *p = NULL;
+        return ret(cudaErrorMemoryAllocation);
+    }
+    g_regions[(uintptr_t)*p] = {n, -1};
+    return cudaSuccess;
+}
+static cudaError_t host_forget(void *p) {
+    auto it = g_regions.find((uintptr_t)p);
+    if (it == g_regions.end() || it->second.dev != -1) return ret(cudaErrorInvalidValue);
+    g_regions.erase(it);
+    return cudaSuccess;
 }
 cudaError_t cudaFreeHost(void *p) {
     std::lock_guard<std::recursive_mutex> l(g_mu);
     if (unsafe_in_capture()) return cudaErrorStreamCaptureUnsupported;
-    free(p);
-    return cudaSuccess;
+    if (!p) return cudaSuccess;
+    const cudaError_t e = host_forget(p);
+    if (e == cudaSuccess) free(p);
+    return e;
 }
 cudaError_t cudaHostRegister(void *p, size_t n, unsigned flags) {
     (void)flags;
     std::lock_guard<std::recursive_mutex> l(g_mu);
     if (!p || !n) return ret(cudaErrorInvalidValue);
     if (unsafe_in_capture()) return cudaErrorStreamCaptureUnsupported;
+    uintptr_t st;
+    if (region_of(p, &st) && st + g_regions[st].n > (uintptr_t)p) return ret(cudaErrorInvalidValue); /* overlaps */
+    g_regions[(uintptr_t)p] = {n, -1};
     return cudaSuccess;
 }
 cudaError_t cudaHostUnregister(void *p) {
     std::lock_guard<std::recursive_mutex> l(g_mu);
     if (!p) return ret(cudaErrorInvalidValue);
     if (unsafe_in_capture()) return cudaErrorStreamCaptureUnsupported;
-    return cudaSuccess;
+    return host_forget(p);
 }
 
 static cudaError_t copy_op(cudaStream_t s, void *dst, const void *src, size_t n) {
@@ -616,8 +647,35 @@ static cudaError_t run_grid(const char *name, dim3 g, dim3 b, size_t smem, const
     return cudaSuccess;
 }
 
+/* A kernel's pointer arguments must point into the launching device's memory or page-locked host
+ * memory (or be NULL): on a GPU, anything else faults when the kernel reads it. */
+static std::string g_bad_arg;
+void sim_check_ptr(const char *name, int i, const void *p) {
+    if (!p || !g_bad_arg.empty()) return;
+    std::lock_guard<std::recursive_mutex> l(g_mu);
+    const sim_region *r = region_of(p, NULL);
+    char b[256];
+    if (!r)
+        snprintf(b, sizeof b, "argument %d (%p) points into no device allocation and no page-locked host memory", i, p);
+    else if (r->dev >= 0 && r->dev != t_dev)
+        snprintf(b, sizeof b, "argument %d (%p) points into device %d's memory, launched on device %d", i, p, r->dev,
+                 t_dev);
+    else
+        return;
+    g_bad_arg = b;
+    (void)name;
+}
+
 void sim_submit(const char *name, dim3 g, dim3 b, size_t smem, cudaStream_t s, std::function<void()> body) {
     std::lock_guard<std::recursive_mutex> l(g_mu);
+    if (!g_bad_arg.empty()) {
+        fprintf(stderr, "cudasim: kernel %s: %s\n", name, g_bad_arg.c_str());
+        g_bad_arg.clear();
+        const char *a = getenv("CUDASIM_ABORT");
+        if (a && *a && strcmp(a, "0")) abort();
+        g_sticky = g_last = cudaErrorIllegalAddress; /* as the fault a device would raise */
+        return;
+    }
     const uint64_t n = (uint64_t)b.x * b.y * b.z;
     if (n == 0 || n > 1024 || b.z > 64 || g.x == 0 || g.y == 0 || g.z == 0 || g.x > 0x7fffffffu || g.y > 65535 ||
         g.z > 65535 || smem > 48 * 1024) {

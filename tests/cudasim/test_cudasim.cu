@@ -2,8 +2,8 @@
  * test_cudasim.cu — cudasim itself (built only with -DMOERUN_CUDA_SIM=ON, through cu2cc.py like
  * src/cuda): block reductions through __syncthreads and shuffles give the right sums, and each
  * fault a GPU would hang on or misreport fails the launch with a message: a __syncthreads that
- * threads returned before, a shuffle with an exited lane, launch limits, synchronizing while
- * capturing; graphs replay what they recorded; memory runs out at the device's size; half
+ * threads returned before, a shuffle with an exited lane, launch limits, a pointer argument into
+ * pageable host memory or another device's memory, synchronizing while capturing; graphs replay what they recorded; memory runs out at the device's size; half
  * conversions round to nearest even.
  */
 #include <math.h>
@@ -115,6 +115,25 @@ static void test_faults(void) {
     EXPECT(cudaMemcpy(h, o, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess && h[0] == 999.0f && h[63] == 936.0f,
            "dynamic shared memory: %g %g", h[0], h[63]);
     cudaFree(o);
+    /* pointer arguments: pageable host memory and another device's memory fault on a GPU */
+    float hostbuf[32] = {0}, *pin = NULL, *d1 = NULL;
+    k_add1<<<1, 32>>>(hostbuf, 32);
+    EXPECT(cudaDeviceSynchronize() == cudaErrorIllegalAddress && hostbuf[0] == 0.0f, "pageable host memory");
+    reset();
+    cudaMallocHost((void **)&pin, sizeof(float) * 32);
+    memset(pin, 0, sizeof(float) * 32);
+    k_add1<<<1, 32>>>(pin, 32);
+    EXPECT(cudaDeviceSynchronize() == cudaSuccess && pin[31] == 1.0f, "page-locked host memory");
+    cudaFreeHost(pin);
+    cudaSetDevice(1);
+    cudaMalloc(&d1, sizeof(float) * 32);
+    cudaSetDevice(0);
+    k_add1<<<1, 32>>>(d1, 32);
+    EXPECT(cudaDeviceSynchronize() == cudaErrorIllegalAddress, "device 1's memory on device 0");
+    reset();
+    cudaSetDevice(1);
+    cudaFree(d1);
+    cudaSetDevice(0);
 }
 
 static void test_capture(void) {
@@ -185,9 +204,10 @@ static void test_half(void) {
 }
 
 int main(void) {
+    setenv("CUDASIM_DEVICES", "2", 0); /* the cross-device check needs two */
     int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess || n < 1) {
-        printf("SKIP: cudasim lists no device (CUDASIM_DEVICES=0?)\n");
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n < 2) {
+        printf("SKIP: cudasim lists %d devices (CUDASIM_DEVICES), this test needs 2\n", n);
         return 77;
     }
     test_sum();

@@ -262,6 +262,13 @@ template <typename A, typename B> static inline typename std::common_type<A, B>:
 /* Run (or, while s is capturing, record) body once per thread of a grid g x b. */
 void sim_submit(const char *name, dim3 g, dim3 b, size_t smem, cudaStream_t s, std::function<void()> body);
 
+/* Pointer arguments: NULL, or into the launching device's allocations or page-locked host memory. */
+void sim_check_ptr(const char *name, int i, const void *p);
+template <typename T> static inline void sim_check_arg(const char *, int, const T &) {}
+template <typename T> static inline void sim_check_arg(const char *name, int i, T *const &p) {
+    sim_check_ptr(name, i, (const void *)p);
+}
+
 template <typename... P> struct sim_launcher {
     const char *name;
     void (*k)(P...);
@@ -271,6 +278,12 @@ template <typename... P> struct sim_launcher {
     template <typename... A> void operator()(A &&...a) const {
         static_assert(sizeof...(A) == sizeof...(P), "kernel argument count");
         std::tuple<typename std::decay<P>::type...> args(std::forward<A>(a)...); /* by value, as a launch */
+        std::apply(
+            [this](const auto &...v) {
+                int i = 0;
+                (sim_check_arg(name, i++, v), ...);
+            },
+            args);
         void (*kk)(P...) = k;
         sim_submit(name, g, b, smem, s, [kk, args]() { std::apply(kk, args); });
     }
