@@ -291,6 +291,7 @@ const char *cudaGetErrorString(cudaError_t e) {
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
     case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
+    case cudaErrorLaunchOutOfResources: return "too many resources requested for launch";
     case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
     case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
     }
@@ -645,6 +646,13 @@ static cudaError_t run_grid(const char *name, dim3 g, dim3 b, size_t smem, const
                 }
             }
     return cudaSuccess;
+}
+
+void sim_over_bounds(const char *name, dim3 b, unsigned max_threads) {
+    std::lock_guard<std::recursive_mutex> l(g_mu);
+    fprintf(stderr, "cudasim: kernel %s: %u threads a block, its __launch_bounds__ allow %u\n", name, b.x * b.y * b.z,
+            max_threads);
+    g_last = cudaErrorLaunchOutOfResources;
 }
 
 /* A kernel's pointer arguments must point into the launching device's memory or page-locked host

@@ -2,7 +2,7 @@
  * test_cudasim.cu — cudasim itself (built only with -DMOERUN_CUDA_SIM=ON, through cu2cc.py like
  * src/cuda): block reductions through __syncthreads and shuffles give the right sums, and each
  * fault a GPU would hang on or misreport fails the launch with a message: a __syncthreads that
- * threads returned before, a shuffle with an exited lane, launch limits, a pointer argument into
+ * threads returned before, a shuffle with an exited lane, launch limits and __launch_bounds__, a pointer argument into
  * pageable host memory or another device's memory, synchronizing while capturing; graphs replay what they recorded; memory runs out at the device's size; half
  * conversions round to nearest even.
  */
@@ -63,6 +63,11 @@ __global__ void k_dyn(float *out, int n) {
     out[threadIdx.x] = buf[n - 1 - (int)threadIdx.x];
 }
 
+__global__ void __launch_bounds__(64) k_add1_b64(float *y, int n) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] += 1.0f;
+}
+
 __global__ void k_add1(float *y, int n) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) y[i] += 1.0f;
@@ -106,6 +111,10 @@ static void test_faults(void) {
     k_add1<<<1, 2048>>>(o, 1024);
     EXPECT(cudaGetLastError() == cudaErrorInvalidConfiguration, "2048 threads a block");
     EXPECT(cudaGetLastError() == cudaSuccess, "a configuration error is not sticky");
+    k_add1_b64<<<1, 128>>>(o, 1024);
+    EXPECT(cudaGetLastError() == cudaErrorLaunchOutOfResources, "128 threads, __launch_bounds__(64)");
+    k_add1_b64<<<2, 64>>>(o, 128);
+    EXPECT(cudaGetLastError() == cudaSuccess, "64 threads, __launch_bounds__(64)");
     k_add1<<<dim3(1, 70000), 32>>>(o, 1024);
     EXPECT(cudaGetLastError() == cudaErrorInvalidConfiguration, "grid y 70000");
     k_dyn<<<1, 64, 64 * 1024>>>(o, 16384);

@@ -78,6 +78,7 @@ typedef enum cudaError {
     cudaErrorInvalidDevice = 101,
     cudaErrorInvalidResourceHandle = 400,
     cudaErrorIllegalAddress = 700,
+    cudaErrorLaunchOutOfResources = 701,
     cudaErrorLaunchFailure = 719,
     cudaErrorStreamCaptureUnsupported = 900,
     cudaErrorStreamCaptureInvalidated = 901,
@@ -262,6 +263,8 @@ template <typename A, typename B> static inline typename std::common_type<A, B>:
 /* Run (or, while s is capturing, record) body once per thread of a grid g x b. */
 void sim_submit(const char *name, dim3 g, dim3 b, size_t smem, cudaStream_t s, std::function<void()> body);
 
+/* A launch of more threads than the kernel's __launch_bounds__ (cudaErrorLaunchOutOfResources). */
+void sim_over_bounds(const char *name, dim3 b, unsigned max_threads);
 /* Pointer arguments: NULL, or into the launching device's allocations or page-locked host memory. */
 void sim_check_ptr(const char *name, int i, const void *p);
 template <typename T> static inline void sim_check_arg(const char *, int, const T &) {}
@@ -275,8 +278,18 @@ template <typename... P> struct sim_launcher {
     dim3 g, b;
     size_t smem;
     cudaStream_t s;
+    unsigned max_threads; /* the kernel's __launch_bounds__, 0: none */
+    sim_launcher bounded(unsigned n) const {
+        sim_launcher l = *this;
+        l.max_threads = n;
+        return l;
+    }
     template <typename... A> void operator()(A &&...a) const {
         static_assert(sizeof...(A) == sizeof...(P), "kernel argument count");
+        if (max_threads && b.x * b.y * b.z > max_threads) {
+            sim_over_bounds(name, b, max_threads);
+            return;
+        }
         std::tuple<typename std::decay<P>::type...> args(std::forward<A>(a)...); /* by value, as a launch */
         std::apply(
             [this](const auto &...v) {
@@ -291,7 +304,7 @@ template <typename... P> struct sim_launcher {
 template <typename... P>
 static inline sim_launcher<P...> sim_launch(const char *name, void (*k)(P...), dim3 g, dim3 b, size_t smem = 0,
                                             cudaStream_t s = 0) {
-    return sim_launcher<P...>{name, k, g, b, smem, s};
+    return sim_launcher<P...>{name, k, g, b, smem, s, 0};
 }
 
 #endif
