@@ -456,13 +456,36 @@ static void test_rope(int mode, bool yarn) {
 
 /* The CPU router of forward_ffn.c without groups. */
 static void route_ref(const float *l, int E, int K, int gating, const float *bias, bool norm_w, float w_scale,
-                      int *ids, float *w) {
+                      int n_group, int n_group_used, int *ids, float *w) {
     float *p = malloc(sizeof(float) * E), *s = malloc(sizeof(float) * E);
     memcpy(p, l, sizeof(float) * E);
     if (gating == 1) cpu_softmax(p, E);
     else if (gating == 2)
         for (int e = 0; e < E; e++) p[e] = 1.0f / (1.0f + expf(-p[e]));
     for (int e = 0; e < E; e++) s[e] = p[e] + (bias ? bias[e] : 0.0f);
+    if (n_group > 1 && n_group_used > 0 && n_group_used < n_group) {
+        /* DeepSeek-V3: a group scores its two best selection scores; the n_group_used best groups
+         * (ties: lower index) keep their experts, the others drop out */
+        const int per = E / n_group;
+        float gs[64];
+        bool keep[64] = {false};
+        for (int g = 0; g < n_group; g++) {
+            float b1 = -INFINITY, b2 = -INFINITY;
+            for (int e = g * per; e < (g + 1) * per; e++)
+                if (s[e] > b1) b2 = b1, b1 = s[e];
+                else if (s[e] > b2) b2 = s[e];
+            gs[g] = b1 + (per > 1 ? b2 : 0.0f);
+        }
+        for (int j = 0; j < n_group_used; j++) {
+            int best = -1;
+            for (int g = 0; g < n_group; g++)
+                if (!keep[g] && (best < 0 || gs[g] > gs[best])) best = g;
+            keep[best] = true;
+        }
+        for (int g = 0; g < n_group; g++)
+            if (!keep[g])
+                for (int e = g * per; e < (g + 1) * per; e++) s[e] = -INFINITY;
+    }
     cpu_topk(s, E, K, ids);
     for (int j = 0; j < K; j++) w[j] = p[ids[j]];
     if (gating == 3) cpu_softmax(w, K);
@@ -655,6 +678,40 @@ static void test_delta(int S, int Hk, int rr, int T) {
     free(ss), free(gss), free(o), free(go), free(gy2);
 }
 
+/* Group-limited routing (mrc_moe_route_ex, and in router_route) against route_ref: E 256 in
+ * n_group groups, n_group_used kept, sigmoid gating with a bias (DeepSeek-V3's 8 / 4). */
+static void test_route_groups(int n_group, int n_group_used) {
+    const int T = 7, E = 256, K = 8;
+    float *l = malloc(sizeof(float) * T * E), bias[256], w[7 * 8], wr[8];
+    int32_t ids[7 * 8];
+    int ir[8];
+    fill(l, T * E);
+    for (int e = 0; e < E; e++) bias[e] = 0.1f * frand();
+    float *dl = dup_dev(l, sizeof(float) * T * E), *db = dup_dev(bias, sizeof bias), *dw = mrc_alloc(C, sizeof w);
+    int32_t *di = mrc_alloc(C, sizeof ids);
+    OK(mrc_moe_route_ex(C, dl, T, E, K, 2, db, true, 2.5f, n_group, n_group_used, di, dw));
+    OK(get(ids, di, sizeof ids));
+    OK(get(w, dw, sizeof w));
+    int bad = 0, outside = 0;
+    double e = 0;
+    for (int t = 0; t < T; t++) {
+        route_ref(l + t * E, E, K, 2, bias, true, 2.5f, n_group, n_group_used, ir, wr);
+        int groups = 0;
+        for (int j = 0; j < K; j++) {
+            bad += ids[t * K + j] != ir[j];
+            e = fmax(e, fabs(w[t * K + j] - wr[j]));
+            groups |= 1 << (ids[t * K + j] / (E / n_group));
+        }
+        outside += __builtin_popcount((unsigned)groups) > n_group_used;
+    }
+    EXPECT(bad == 0 && outside == 0 && e < 1e-5,
+           "route groups %d/%d: %d id mismatches, %d tokens with experts of too many groups, max weight err %.2e",
+           n_group_used, n_group, bad, outside, e);
+    printf("route groups %d of %d (E %d, top-%d): %s\n", n_group_used, n_group, E, K, bad || outside ? "BAD" : "ok");
+    mrc_dfree(dl), mrc_dfree(db), mrc_dfree(dw), mrc_dfree(di);
+    free(l);
+}
+
 static void test_route(int gating, bool with_bias, bool norm_w, float w_scale) {
     const int T = 5, E = 128, K = 8;
     float *l = malloc(sizeof(float) * T * E), bias[128], w[5 * 8], wr[8];
@@ -671,7 +728,7 @@ static void test_route(int gating, bool with_bias, bool norm_w, float w_scale) {
     int bad = 0;
     double e = 0;
     for (int t = 0; t < T; t++) {
-        route_ref(l + t * E, E, K, gating, with_bias ? bias : NULL, norm_w, w_scale, ir, wr);
+        route_ref(l + t * E, E, K, gating, with_bias ? bias : NULL, norm_w, w_scale, 0, 0, ir, wr);
         for (int j = 0; j < K; j++) {
             bad += ids[t * K + j] != ir[j];
             e = fmax(e, fabs(w[t * K + j] - wr[j]));
@@ -970,9 +1027,13 @@ int main(int argc, char **argv) {
     test_route(1, false, true, 0);
     test_route(2, true, true, 2.5f);
     test_route(3, false, false, 1);
+    test_route_groups(8, 4);
+    test_route_groups(8, 1);
+    test_route_groups(64, 7);
     test_attn(MR_TYPE_F16, MR_TYPE_F16, 8, 2, 128, 128, false, 300, 257, 1);
     test_attn(MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 2, 128, 128, false, 300, 257, 1);
     test_attn(MR_TYPE_F16, MR_TYPE_Q8_0, 4, 4, 64, 64, false, 5000, 4999, 1);
+    test_attn(MR_TYPE_Q8_0, MR_TYPE_F16, 8, 2, 128, 128, false, 300, 257, 1);
     test_attn(MR_TYPE_F16, MR_TYPE_F16, 16, 1, 576, 512, true, 64, 40, 1);
     test_attn(MR_TYPE_F16, MR_TYPE_F16, 2, 1, 256, 256, false, 8, 1, 1);
     /* a prompt's tokens in one launch, causal */
