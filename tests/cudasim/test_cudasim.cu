@@ -14,17 +14,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-static int g_pass, g_fail;
-#define EXPECT(c, ...)                                                                                                 \
-    do {                                                                                                               \
-        if (c) g_pass++;                                                                                               \
-        else {                                                                                                         \
-            g_fail++;                                                                                                  \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                                       \
-            fprintf(stderr, __VA_ARGS__);                                                                              \
-            fputc('\n', stderr);                                                                                       \
-        }                                                                                                              \
-    } while (0)
+#include "check.h" /* tests/unit: CHECK, check_done */
 
 __device__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o, 32);
@@ -86,12 +76,12 @@ static void test_sum(void) {
     cudaMalloc(&o, sizeof(float) * nb);
     cudaMemcpy(x, hx, sizeof(float) * n, cudaMemcpyHostToDevice);
     k_sum<<<nb, bs>>>(x, o);
-    EXPECT(cudaGetLastError() == cudaSuccess && cudaDeviceSynchronize() == cudaSuccess, "k_sum launch");
+    CHECK(cudaGetLastError() == cudaSuccess && cudaDeviceSynchronize() == cudaSuccess, "k_sum launch");
     cudaMemcpy(h, o, sizeof h, cudaMemcpyDeviceToHost);
     for (int b = 0; b < nb; b++) {
         float r = 0;
         for (int i = 0; i < bs; i++) r += hx[b * bs + i];
-        EXPECT(h[b] == r, "block %d sum %g, want %g", b, h[b], r);
+        CHECK(h[b] == r, "block %d sum %g, want %g", b, h[b], r);
     }
     cudaFree(x), cudaFree(o), free(hx);
 }
@@ -100,45 +90,45 @@ static void test_faults(void) {
     float *o;
     cudaMalloc(&o, sizeof(float) * 1024);
     k_early_return<<<1, 128>>>(o);
-    EXPECT(cudaDeviceSynchronize() == cudaErrorLaunchFailure, "a __syncthreads half the block returned before");
-    EXPECT(cudaMemcpy(o, o, 4, cudaMemcpyDeviceToDevice) == cudaErrorLaunchFailure, "the failure is sticky");
+    CHECK(cudaDeviceSynchronize() == cudaErrorLaunchFailure, "a __syncthreads half the block returned before");
+    CHECK(cudaMemcpy(o, o, 4, cudaMemcpyDeviceToDevice) == cudaErrorLaunchFailure, "the failure is sticky");
     reset();
     cudaMalloc(&o, sizeof(float) * 1024);
     k_shfl_exited<<<1, 64>>>(o);
-    EXPECT(cudaDeviceSynchronize() == cudaErrorLaunchFailure, "a shuffle with an exited lane");
+    CHECK(cudaDeviceSynchronize() == cudaErrorLaunchFailure, "a shuffle with an exited lane");
     reset();
     cudaMalloc(&o, sizeof(float) * 1024);
     k_add1<<<1, 2048>>>(o, 1024);
-    EXPECT(cudaGetLastError() == cudaErrorInvalidConfiguration, "2048 threads a block");
-    EXPECT(cudaGetLastError() == cudaSuccess, "a configuration error is not sticky");
+    CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration, "2048 threads a block");
+    CHECK(cudaGetLastError() == cudaSuccess, "a configuration error is not sticky");
     k_add1_b64<<<1, 128>>>(o, 1024);
-    EXPECT(cudaGetLastError() == cudaErrorLaunchOutOfResources, "128 threads, __launch_bounds__(64)");
+    CHECK(cudaGetLastError() == cudaErrorLaunchOutOfResources, "128 threads, __launch_bounds__(64)");
     k_add1_b64<<<2, 64>>>(o, 128);
-    EXPECT(cudaGetLastError() == cudaSuccess, "64 threads, __launch_bounds__(64)");
+    CHECK(cudaGetLastError() == cudaSuccess, "64 threads, __launch_bounds__(64)");
     k_add1<<<dim3(1, 70000), 32>>>(o, 1024);
-    EXPECT(cudaGetLastError() == cudaErrorInvalidConfiguration, "grid y 70000");
+    CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration, "grid y 70000");
     k_dyn<<<1, 64, 64 * 1024>>>(o, 16384);
-    EXPECT(cudaGetLastError() == cudaErrorInvalidConfiguration, "64 KiB of dynamic shared memory");
+    CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration, "64 KiB of dynamic shared memory");
     k_dyn<<<1, 64, 1000 * sizeof(float)>>>(o, 1000);
     float h[64];
-    EXPECT(cudaMemcpy(h, o, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess && h[0] == 999.0f && h[63] == 936.0f,
+    CHECK(cudaMemcpy(h, o, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess && h[0] == 999.0f && h[63] == 936.0f,
            "dynamic shared memory: %g %g", h[0], h[63]);
     cudaFree(o);
     /* pointer arguments: pageable host memory and another device's memory fault on a GPU */
     float hostbuf[32] = {0}, *pin = NULL, *d1 = NULL;
     k_add1<<<1, 32>>>(hostbuf, 32);
-    EXPECT(cudaDeviceSynchronize() == cudaErrorIllegalAddress && hostbuf[0] == 0.0f, "pageable host memory");
+    CHECK(cudaDeviceSynchronize() == cudaErrorIllegalAddress && hostbuf[0] == 0.0f, "pageable host memory");
     reset();
     cudaMallocHost((void **)&pin, sizeof(float) * 32);
     memset(pin, 0, sizeof(float) * 32);
     k_add1<<<1, 32>>>(pin, 32);
-    EXPECT(cudaDeviceSynchronize() == cudaSuccess && pin[31] == 1.0f, "page-locked host memory");
+    CHECK(cudaDeviceSynchronize() == cudaSuccess && pin[31] == 1.0f, "page-locked host memory");
     cudaFreeHost(pin);
     cudaSetDevice(1);
     cudaMalloc(&d1, sizeof(float) * 32);
     cudaSetDevice(0);
     k_add1<<<1, 32>>>(d1, 32);
-    EXPECT(cudaDeviceSynchronize() == cudaErrorIllegalAddress, "device 1's memory on device 0");
+    CHECK(cudaDeviceSynchronize() == cudaErrorIllegalAddress, "device 1's memory on device 0");
     reset();
     cudaSetDevice(1);
     cudaFree(d1);
@@ -154,28 +144,28 @@ static void test_capture(void) {
     cudaMemsetAsync(y, 0, sizeof(float) * n, s);
     cudaGraph_t g = NULL;
     cudaGraphExec_t e = NULL;
-    EXPECT(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess, "begin capture");
+    CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess, "begin capture");
     k_add1<<<(n + 127) / 128, 128, 0, s>>>(y, n);
     k_add1<<<(n + 127) / 128, 128, 0, s>>>(y, n);
-    EXPECT(cudaStreamEndCapture(s, &g) == cudaSuccess && g, "end capture");
+    CHECK(cudaStreamEndCapture(s, &g) == cudaSuccess && g, "end capture");
     cudaMemcpy(h, y, sizeof h, cudaMemcpyDeviceToHost);
-    EXPECT(h[0] == 0.0f && h[n - 1] == 0.0f, "captured launches do not run");
+    CHECK(h[0] == 0.0f && h[n - 1] == 0.0f, "captured launches do not run");
     cudaGraphInstantiate(&e, g, 0);
     for (int r = 0; r < 3; r++) cudaGraphLaunch(e, s);
     cudaStreamSynchronize(s);
     cudaMemcpy(h, y, sizeof h, cudaMemcpyDeviceToHost);
-    EXPECT(h[0] == 6.0f && h[n - 1] == 6.0f, "three replays of two launches: %g", h[0]);
+    CHECK(h[0] == 6.0f && h[n - 1] == 6.0f, "three replays of two launches: %g", h[0]);
     cudaGraphExecDestroy(e), cudaGraphDestroy(g);
     /* synchronizing or allocating while capturing fails and invalidates the capture */
     cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
     k_add1<<<1, 32, 0, s>>>(y, n);
-    EXPECT(cudaStreamSynchronize(s) == cudaErrorStreamCaptureUnsupported, "sync while capturing");
+    CHECK(cudaStreamSynchronize(s) == cudaErrorStreamCaptureUnsupported, "sync while capturing");
     g = NULL;
-    EXPECT(cudaStreamEndCapture(s, &g) == cudaErrorStreamCaptureInvalidated && !g, "the capture is invalidated");
+    CHECK(cudaStreamEndCapture(s, &g) == cudaErrorStreamCaptureInvalidated && !g, "the capture is invalidated");
     cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
     float *z;
-    EXPECT(cudaMalloc(&z, 64) == cudaErrorStreamCaptureUnsupported, "cudaMalloc while capturing");
-    EXPECT(cudaStreamEndCapture(s, &g) == cudaErrorStreamCaptureInvalidated, "invalidated by cudaMalloc");
+    CHECK(cudaMalloc(&z, 64) == cudaErrorStreamCaptureUnsupported, "cudaMalloc while capturing");
+    CHECK(cudaStreamEndCapture(s, &g) == cudaErrorStreamCaptureInvalidated, "invalidated by cudaMalloc");
     cudaGetLastError();
     cudaFree(y);
     cudaStreamDestroy(s);
@@ -185,12 +175,12 @@ static void test_memory(void) {
     size_t fr = 0, tot = 0;
     cudaMemGetInfo(&fr, &tot);
     void *p = NULL;
-    EXPECT(cudaMalloc(&p, tot + 1) == cudaErrorMemoryAllocation && !p, "more than the device has");
+    CHECK(cudaMalloc(&p, tot + 1) == cudaErrorMemoryAllocation && !p, "more than the device has");
     cudaGetLastError();
-    EXPECT(cudaMalloc(&p, 1 << 20) == cudaSuccess, "1 MiB");
+    CHECK(cudaMalloc(&p, 1 << 20) == cudaSuccess, "1 MiB");
     size_t fr2 = 0;
     cudaMemGetInfo(&fr2, &tot);
-    EXPECT(fr - fr2 == (1u << 20), "free memory counts allocations: %zu", fr - fr2);
+    CHECK(fr - fr2 == (1u << 20), "free memory counts allocations: %zu", fr - fr2);
     cudaFree(p);
 }
 
@@ -202,14 +192,14 @@ static void test_half(void) {
         if (f != f) continue;
         bad += __half_as_ushort(__float2half_rn(f)) != u;
     }
-    EXPECT(bad == 0, "%d halves do not round-trip", bad);
-    EXPECT(__half_as_ushort(__float2half_rn(1.0f + 1.0f / 2048)) == 0x3c00, "a tie rounds to even (down)");
-    EXPECT(__half_as_ushort(__float2half_rn(1.0f + 3.0f / 2048)) == 0x3c02, "a tie rounds to even (up)");
-    EXPECT(__half_as_ushort(__float2half_rn(65520.0f)) == 0x7c00, "65520 overflows to inf");
-    EXPECT(__half_as_ushort(__float2half_rn(65519.0f)) == 0x7bff, "65519 rounds to 65504");
-    EXPECT(__half_as_ushort(__float2half_rn(ldexpf(1.0f, -25))) == 0, "2^-25 (a tie) rounds to 0");
-    EXPECT(__half_as_ushort(__float2half_rn(ldexpf(1.5f, -25))) == 1, "1.5 x 2^-25 rounds to the least subnormal");
-    EXPECT(__half_as_ushort(__float2half_rn(-ldexpf(1.0f, -14) * 0.75f)) == 0x8300, "a negative subnormal");
+    CHECK(bad == 0, "%d halves do not round-trip", bad);
+    CHECK(__half_as_ushort(__float2half_rn(1.0f + 1.0f / 2048)) == 0x3c00, "a tie rounds to even (down)");
+    CHECK(__half_as_ushort(__float2half_rn(1.0f + 3.0f / 2048)) == 0x3c02, "a tie rounds to even (up)");
+    CHECK(__half_as_ushort(__float2half_rn(65520.0f)) == 0x7c00, "65520 overflows to inf");
+    CHECK(__half_as_ushort(__float2half_rn(65519.0f)) == 0x7bff, "65519 rounds to 65504");
+    CHECK(__half_as_ushort(__float2half_rn(ldexpf(1.0f, -25))) == 0, "2^-25 (a tie) rounds to 0");
+    CHECK(__half_as_ushort(__float2half_rn(ldexpf(1.5f, -25))) == 1, "1.5 x 2^-25 rounds to the least subnormal");
+    CHECK(__half_as_ushort(__float2half_rn(-ldexpf(1.0f, -14) * 0.75f)) == 0x8300, "a negative subnormal");
 }
 
 int main(void) {
@@ -224,6 +214,5 @@ int main(void) {
     test_capture();
     test_memory();
     test_half();
-    printf("%d passed, %d failed\n", g_pass, g_fail);
-    return g_fail ? 1 : 0;
+    return check_done();
 }
