@@ -454,7 +454,7 @@ static void test_rope(int mode, bool yarn) {
     free(x), free(ref), free(got);
 }
 
-/* The CPU router of forward_ffn.c without groups. */
+/* The CPU router of forward_ffn.c, with its group-limited selection (n_group > 1). */
 static void route_ref(const float *l, int E, int K, int gating, const float *bias, bool norm_w, float w_scale,
                       int n_group, int n_group_used, int *ids, float *w) {
     float *p = malloc(sizeof(float) * E), *s = malloc(sizeof(float) * E);
@@ -696,13 +696,13 @@ static void test_route_groups(int n_group, int n_group_used) {
     double e = 0;
     for (int t = 0; t < T; t++) {
         route_ref(l + t * E, E, K, 2, bias, true, 2.5f, n_group, n_group_used, ir, wr);
-        int groups = 0;
+        uint64_t groups = 0; /* up to 64 groups */
         for (int j = 0; j < K; j++) {
             bad += ids[t * K + j] != ir[j];
             e = fmax(e, fabs(w[t * K + j] - wr[j]));
-            groups |= 1 << (ids[t * K + j] / (E / n_group));
+            groups |= 1ull << (ids[t * K + j] / (E / n_group));
         }
-        outside += __builtin_popcount((unsigned)groups) > n_group_used;
+        outside += __builtin_popcountll(groups) > n_group_used;
     }
     EXPECT(bad == 0 && outside == 0 && e < 1e-5,
            "route groups %d/%d: %d id mismatches, %d tokens with experts of too many groups, max weight err %.2e",
