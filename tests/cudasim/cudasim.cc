@@ -139,6 +139,8 @@ uint64_t sim_shfl_xor(unsigned mask, uint64_t v, int lane_mask, int width) {
     /* every lane of the mask stored this shuffle's value before any was released */
     const sim_thread &p = g_thr[t->warp * 32 + (unsigned)partner];
     t->shfl_seq++;
+    /* with width < 32, a lane reading from a later group of width lanes gets its own value */
+    if (width > 0 && width < 32 && partner / width > (int)t->lane / width) return v;
     return p.shfl[slot];
 }
 

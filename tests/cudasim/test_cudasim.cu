@@ -63,6 +63,10 @@ __global__ void k_add1(float *y, int n) {
     if (i < n) y[i] += 1.0f;
 }
 
+__global__ void k_shfl_width(int *out, int width) {
+    out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, (int)threadIdx.x, 8, width);
+}
+
 static void reset(void) {
     cudaDeviceReset();
     cudaGetLastError();
@@ -84,6 +88,20 @@ static void test_sum(void) {
         CHECK(h[b] == r, "block %d sum %g, want %g", b, h[b], r);
     }
     cudaFree(x), cudaFree(o), free(hx);
+}
+
+/* lane ^ 8 across the warp (width 32), and within groups of 8 (width 8): a lane whose partner
+ * is in a later group keeps its own value, one whose partner is in an earlier group reads it */
+static void test_shfl_width(void) {
+    int *o, h[32];
+    cudaMalloc(&o, sizeof h);
+    k_shfl_width<<<1, 32>>>(o, 32);
+    cudaMemcpy(h, o, sizeof h, cudaMemcpyDeviceToHost);
+    CHECK(h[0] == 8 && h[8] == 0 && h[21] == 29, "width 32: %d %d %d", h[0], h[8], h[21]);
+    k_shfl_width<<<1, 32>>>(o, 8);
+    cudaMemcpy(h, o, sizeof h, cudaMemcpyDeviceToHost);
+    CHECK(h[0] == 0 && h[8] == 0 && h[21] == 21 && h[29] == 21, "width 8: %d %d %d %d", h[0], h[8], h[21], h[29]);
+    cudaFree(o);
 }
 
 static void test_faults(void) {
@@ -210,6 +228,7 @@ int main(void) {
         return 77;
     }
     test_sum();
+    test_shfl_width();
     test_faults();
     test_capture();
     test_memory();

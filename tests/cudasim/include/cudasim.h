@@ -14,10 +14,12 @@
  *  - __shared__ variables are statics (one block runs at a time); device memory is host memory
  *    (cudaMalloc is malloc, so AddressSanitizer sees a kernel's out-of-bounds accesses);
  *  - launches check the limits of a real device (1024 threads a block, grid y/z <= 65535,
- *    48 KiB of dynamic shared memory without an opt-in);
+ *    48 KiB of dynamic shared memory without an opt-in) and the kernel's __launch_bounds__;
+ *    a pointer argument must point into the launching device's memory or page-locked host
+ *    memory (pointers inside structs passed by value are not checked);
  *  - streams run synchronously; stream capture records launches, copies and memsets into a
- *    graph that cudaGraphLaunch replays; a synchronization during capture is an error, as on a
- *    device;
+ *    graph that cudaGraphLaunch replays; a synchronization, allocation or free during capture
+ *    fails and invalidates it, as on a device;
  *  - float math is the host's (expf for __expf, fmaf for __fmaf_rn), so results match a GPU's
  *    within rounding, not bit for bit.
  */
