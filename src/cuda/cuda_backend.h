@@ -259,6 +259,15 @@ int mrc_delta_rule_g(mrc_ctx *c, const float *x, int64_t x_stride, const float *
                      const float *a_coef, float eps, float *state, int64_t state_stride, const int32_t *seq, int T,
                      int Hk, int Hv, int S, float scale, float *o, int64_t o_stride);
 
+/* Decode graphs are captured per KV bucket of MRC_KV_BUCKET cells (model_gpu_decode) and replay
+ * over the bucket's cells, the rest masked; mrc_attn cuts its cells by the same bucket so an eager
+ * step and a replay give the same floats. */
+enum { MRC_KV_BUCKET = 256 };
+static inline int mrc_kv_bucket(int n_kv, int n_ctx) {
+    const int nb = (n_kv + MRC_KV_BUCKET - 1) / MRC_KV_BUCKET * MRC_KV_BUCKET;
+    return nb < n_ctx ? nb : n_ctx;
+}
+
 /* ---- attention ----------------------------------------------------------------------------------- */
 /* n_tok query tokens (decode: 1; a prompt: all its tokens in one launch)
  * against n_kv cache cells (flash decoding: the cells are split over blocks,

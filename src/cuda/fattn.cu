@@ -155,12 +155,12 @@ int mrc_attn(mrc_ctx *c, const mrc_attn_params *p, const float *q, const void *k
     a.mask_stride = p->mask_stride ? p->mask_stride : p->n_kv;
     const int64_t out_stride = p->out_stride ? p->out_stride : (int64_t)p->n_head * p->dv;
     /* about two blocks per SM over all (head, token) pairs, at least 64 cells per split. The
-     * cells are cut as if n_kv were rounded up to the decode graphs' bucket of 256 (forward_gpu.c),
+     * cells are cut as if n_kv were rounded up to the decode graphs' bucket (mrc_kv_bucket),
      * so an eager step over n_kv cells and a replayed graph over the bucket's (the rest masked)
      * share splits and warps cell for cell, and give the same floats; splits past n_kv are empty
      * (m = -inf) and the combine skips them. */
     const int64_t pairs = (int64_t)p->n_head * n_tok;
-    const int nb = min(p->n_ctx, (p->n_kv + 255) / 256 * 256);
+    const int nb = mrc_kv_bucket(p->n_kv, p->n_ctx);
     int n_split = (int)((2 * c->n_sm + pairs - 1) / pairs);
     n_split = max(1, min(n_split, (nb + 63) / 64));
     a.cells_per_split = (nb + n_split - 1) / n_split;

@@ -1048,7 +1048,7 @@ int model_gpu_decode(model_run *r, const model_ubatch *ub, float *logits) {
     const kv_cache *kv = r->kv;
     const model_hparams *hp = &r->m->hp;
     gpu_dev *D = &g->d[g->graph_dev];
-    const int n_hi = MR_MAX(kv->n_hi, 1), nkv = MR_MIN(g->n_ctx, (n_hi + 255) / 256 * 256);
+    const int n_hi = MR_MAX(kv->n_hi, 1), nkv = mrc_kv_bucket(n_hi, g->n_ctx);
     /* the token's mask rows over the bucket's nkv cells */
     const float *mk = build_masks(g, kv, ub, nkv, hp->n_swa);
     if (!mk) return -1;
