@@ -29,14 +29,23 @@ ATTN_AI void f16z_cells(const int NC, const attn_job *j, const float *qz, const 
             for (int p = 0; p < 4; p++) acc[c][p] = _mm512_fmadd_ps(q[p], k, acc[c][p]);
         }
     }
-    for (int c = 0; c < NC; c++) {
-        __m256 h[8];
-        for (int p = 0; p < 4; p++)
-            h[2 * p] = _mm512_castps512_ps256(acc[c][p]), h[2 * p + 1] = _mm512_extractf32x8_ps(acc[c][p], 1);
-        _mm256_store_ps(o[c], _mm256_mul_ps(hsum8x8(h), sc));
-        if (j->softcap > 0.0f)
-            for (int x = 0; x < 8; x++) o[c][x] = j->softcap * tanhf(o[c][x] / j->softcap);
+    if (NC == 2) { /* both cells' sums at once */
+        __m512 h[8];
+        attn_pair_rows(acc[0], acc[1], h);
+        const __m512 r = _mm512_mul_ps(hsum8x8x2(h), _mm512_broadcast_f32x8(sc));
+        _mm256_store_ps(o[0], _mm512_castps512_ps256(r));
+        _mm256_store_ps(o[1], _mm512_extractf32x8_ps(r, 1));
+    } else {
+        for (int c = 0; c < NC; c++) {
+            __m256 h[8];
+            for (int p = 0; p < 4; p++)
+                h[2 * p] = _mm512_castps512_ps256(acc[c][p]), h[2 * p + 1] = _mm512_extractf32x8_ps(acc[c][p], 1);
+            _mm256_store_ps(o[c], _mm256_mul_ps(hsum8x8(h), sc));
+        }
     }
+    if (j->softcap > 0.0f)
+        for (int c = 0; c < NC; c++)
+            for (int x = 0; x < 8; x++) o[c][x] = j->softcap * tanhf(o[c][x] / j->softcap);
 }
 
 void attn_f16_scores_z(const attn_job *j, int t, int c0, int n, const int *idx, int nv, float *S) {

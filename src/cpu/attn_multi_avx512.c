@@ -53,7 +53,8 @@ static void rows_f32(const uint8_t *base, size_t rb, const int *idx, int n, int 
 
 /* S[k][r] = scale * sum_i Kf[k][i] * q[r][i] for 6 cells k0.. and 8 rows r0.., summed in the
  * decode kernel's order (attn_avx2.c scores_f16_h): per (cell, row) 8 lanes of partial sums over
- * the dimensions i = x mod 8, each in increasing i, then its hsum8x8, then the scale: the
+ * the dimensions i = x mod 8, each in increasing i, then its hsum8x8 (two cells at once:
+ * hsum8x8x2), then the scale: the
  * scores, and so everything after them, are the decode kernel's bit for bit. A vector holds two
  * rows' 8 lanes (Qp: row pairs interleaved in 8-dimension chunks) against a cell's 8 dimensions
  * broadcast to both halves: per 8 dimensions 6 + 4 loads for 24 FMAs. */
@@ -71,11 +72,13 @@ static inline void scores_tile(const float *Kf, int ldk, int k0, const float *Qp
             for (int p = 0; p < 4; p++) acc[c][p] = _mm512_fmadd_ps(q[p], k, acc[c][p]);
         }
     }
-    for (int c = 0; c < 6; c++) {
-        __m256 h[8];
-        for (int p = 0; p < 4; p++)
-            h[2 * p] = _mm512_castps512_ps256(acc[c][p]), h[2 * p + 1] = _mm512_extractf32x8_ps(acc[c][p], 1);
-        _mm256_storeu_ps(S + (size_t)(k0 + c) * Rp + r0, _mm256_mul_ps(hsum8x8(h), sc));
+    const __m512 sc2 = _mm512_broadcast_f32x8(sc);
+    for (int c = 0; c < 6; c += 2) { /* two cells' sums at once */
+        __m512 h[8];
+        attn_pair_rows(acc[c], acc[c + 1], h);
+        const __m512 r = _mm512_mul_ps(hsum8x8x2(h), sc2);
+        _mm256_storeu_ps(S + (size_t)(k0 + c) * Rp + r0, _mm512_castps512_ps256(r));
+        _mm256_storeu_ps(S + (size_t)(k0 + c + 1) * Rp + r0, _mm512_extractf32x8_ps(r, 1));
     }
 }
 
