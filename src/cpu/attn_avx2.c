@@ -296,6 +296,7 @@ static void flash(const cpu_attn_args *a, attn_job *j, int32_t pos, int seq, int
             }
             __m256 lv = _mm256_mul_ps(_mm256_load_ps(lt), r);
             if (rows) lv = attn_rows_exp_z(St, c0, j->idx, nv, mn, lv);
+            else if (j->z) lv = attn_cells_exp_z(St, c0, j->idx, nv, mn, lv);
             else for (int k = 0; k < nv; k++) { /* sum in cell order; invisible rows keep -inf: V skips them */
                 float *row = St + (size_t)(j->idx[k] - c0) * 8;
                 const __m256 p = cpu_exp8(_mm256_sub_ps(_mm256_load_ps(row), mn));

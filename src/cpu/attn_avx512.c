@@ -580,6 +580,23 @@ ATTN_AI __m256 rows_exp(const bool C, float *S, int c0, const int *idx, int nv, 
     return _mm256_add_ps(l, _mm256_add_ps(_mm512_castps512_ps256(x), _mm512_extractf32x8_ps(x, 1)));
 }
 
+/* rows_exp with l's sum in cell order, a row at a time (the f32 V pass's order: attn_avx2.c's 8-lane
+ * loop bit for bit), the exponentials still two rows a vector */
+ATTN_AI __m256 cells_exp(const bool C, float *S, int c0, const int *idx, int nv, __m256 mn, __m256 l) {
+    const __m512 m16 = _mm512_shuffle_f32x4(_mm512_castps256_ps512(mn), _mm512_castps256_ps512(mn), _MM_SHUFFLE(1, 0, 1, 0));
+    for (int k = 0; k < nv; k += 2) {
+        const __m512 p = attn_exp16(_mm512_sub_ps(pair_ld(C, S, c0, idx, k, nv, m16), m16));
+        pair_st(C, S, c0, idx, k, nv, p);
+        l = _mm256_add_ps(l, _mm512_castps512_ps256(p));
+        if (k + 1 < nv) l = _mm256_add_ps(l, _mm512_extractf32x8_ps(p, 1));
+    }
+    return l;
+}
+
+__m256 attn_cells_exp_z(float *S, int c0, const int *idx, int nv, __m256 mn, __m256 l) {
+    return consecutive(idx, nv) ? cells_exp(true, S, c0, idx, nv, mn, l) : cells_exp(false, S, c0, idx, nv, mn, l);
+}
+
 __m256 attn_rows_max_z(const float *S, int c0, const int *idx, int nv) {
     return consecutive(idx, nv) ? rows_max(true, S, c0, idx, nv) : rows_max(false, S, c0, idx, nv);
 }

@@ -197,6 +197,8 @@ void attn_vacc_i8_z(const attn_job *j, int nh, int c0, const int *idx, int nv, c
  * max, attn_rows_exp_z puts e^(row - mn) (cpu_exp8's bits) in place and returns l + their sum. */
 __m256 attn_rows_max_z(const float *S, int c0, const int *idx, int nv);
 __m256 attn_rows_exp_z(float *S, int c0, const int *idx, int nv, __m256 mn, __m256 l);
+/* attn_rows_exp_z with the sum in cell order (the f32 V pass's flash softmax, bit for bit the 8-lane loop). */
+__m256 attn_cells_exp_z(float *S, int c0, const int *idx, int nv, __m256 mn, __m256 l);
 /* The products of the integer V pass, shared by the decode kernel (rows: a tile's heads) and
  * cpu_attn_multi (rows: query rows): out(r, block b) += the nr (<= 8) rows' sums over ng groups
  * of 8 quads of vt (attn_vt_z's layout; a group: 32 cells, one scale), row r's weights of quad q
