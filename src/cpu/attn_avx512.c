@@ -18,7 +18,7 @@
 ATTN_AI void f16z_cells(const int NC, const attn_job *j, const float *qz, const uint16_t *const *r, __m256 sc,
                         float *const *o) {
     const int dk = j->dk;
-    __m512 acc[2][4];
+    __m512 acc[4][4];
     for (int c = 0; c < NC; c++)
         for (int p = 0; p < 4; p++) acc[c][p] = _mm512_setzero_ps();
     for (int i = 0; i < dk; i += 8) {
@@ -29,12 +29,14 @@ ATTN_AI void f16z_cells(const int NC, const attn_job *j, const float *qz, const 
             for (int p = 0; p < 4; p++) acc[c][p] = _mm512_fmadd_ps(q[p], k, acc[c][p]);
         }
     }
-    if (NC == 2) { /* both cells' sums at once */
-        __m512 h[8];
-        attn_pair_rows(acc[0], acc[1], h);
-        const __m512 r = _mm512_mul_ps(hsum8x8x2(h), _mm512_broadcast_f32x8(sc));
-        _mm256_store_ps(o[0], _mm512_castps512_ps256(r));
-        _mm256_store_ps(o[1], _mm512_extractf32x8_ps(r, 1));
+    if (NC % 2 == 0) { /* two cells' sums at once */
+        for (int c = 0; c < NC; c += 2) {
+            __m512 h[8];
+            attn_pair_rows(acc[c], acc[c + 1], h);
+            const __m512 r = _mm512_mul_ps(hsum8x8x2(h), _mm512_broadcast_f32x8(sc));
+            _mm256_store_ps(o[c], _mm512_castps512_ps256(r));
+            _mm256_store_ps(o[c + 1], _mm512_extractf32x8_ps(r, 1));
+        }
     } else {
         for (int c = 0; c < NC; c++) {
             __m256 h[8];
@@ -55,6 +57,16 @@ void attn_f16_scores_z(const attn_job *j, int t, int c0, int n, const int *idx, 
     if (nv < n)
         for (int c = 0; c < n; c++) _mm256_store_ps(S + (size_t)c * 8, ninf);
     int k = 0;
+    for (; k + 4 <= nv; k += 4) {
+        const uint16_t *r[4] = {(const uint16_t *)(j->Kh + (size_t)idx[k] * j->krb),
+                                (const uint16_t *)(j->Kh + (size_t)idx[k + 1] * j->krb),
+                                (const uint16_t *)(j->Kh + (size_t)idx[k + 2] * j->krb),
+                                (const uint16_t *)(j->Kh + (size_t)idx[k + 3] * j->krb)};
+        float *o[4] = {S + (size_t)(idx[k] - c0) * 8, S + (size_t)(idx[k + 1] - c0) * 8,
+                       S + (size_t)(idx[k + 2] - c0) * 8, S + (size_t)(idx[k + 3] - c0) * 8};
+        attn_pf_step(&pf), attn_pf_step(&pf), attn_pf_step(&pf), attn_pf_step(&pf);
+        f16z_cells(4, j, qz, r, sc, o);
+    }
     for (; k + 2 <= nv; k += 2) {
         const uint16_t *r[2] = {(const uint16_t *)(j->Kh + (size_t)idx[k] * j->krb),
                                 (const uint16_t *)(j->Kh + (size_t)idx[k + 1] * j->krb)};
