@@ -226,8 +226,9 @@ void attn_q8_scores_z(const attn_job *j, int c0, int n, const int *idx, int nv, 
 void attn_q8_prep_zw(attn_job *j, const float *q);
 void attn_q8_scores_zw(const attn_job *j, int c0, int n, const int *idx, int nv, float *S);
 /* f16 K scores of an 8-head tile (j->H == 8, j->qz) on 512-bit vectors: a vector holds two heads'
- * 8-lane partial sums against 8 dimensions of a cell converted to both halves, two cells a
- * step; the same FMAs per lane in the same order and the same hsum8x8 as attn_avx2.c's
+ * 8-lane partial sums against 8 dimensions of a cell converted to both halves, four cells a
+ * step (then two, one); the same FMAs per lane in the same order and the same sums (hsum8x8,
+ * hsum8x8x2 for a pair of cells) as attn_avx2.c's
  * scores_f16_h, so the same scores bit for bit. Steps the prefetch cursor once per cell. */
 void attn_f16_scores_z(const attn_job *j, int t, int c0, int n, const int *idx, int nv, float *S);
 /* f16 K and V in bf16 products (j->bf; attn_bf16_avx512.c): attn_bf_prep lays the queries out
