@@ -8,7 +8,7 @@
 #   - ../shared does not travel, and its models (150 MB) are more than one call may carry
 #     (64 MiB with the working tree), so the golden fixtures go in sets of at most ~48 MB.
 # Output (all ignored by git, under .gpu*):
-#   .gpu/bin       moerun test_cuda_ops test_cuda_emul test_gpu_golden (stripped)
+#   .gpu/bin       moerun test_cuda_ops test_cuda_emul test_gpu_golden test_gpu_types (stripped)
 #   .gpu/lib       their shared libraries other than glibc, libstdc++/libgcc and cuBLAS
 #                  (cuBLAS is too large to carry; gpu_check.sh finds the device's)
 #   .gpu-fxN/shared/fixtures/{models,golden,golden-qwen3next}   fixture set N (1-4)
@@ -29,7 +29,7 @@ done
 [ -d "$shared/fixtures/models" ] || { echo "gpu_bundle: no fixtures under $shared (use --shared)" >&2; exit 1; }
 command -v nvcc > /dev/null || export PATH=/usr/local/cuda/bin:$PATH
 
-bins="moerun test_cuda_ops test_cuda_emul test_gpu_golden"
+bins="moerun test_cuda_ops test_cuda_emul test_gpu_golden test_gpu_types"
 cmake -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOERUN_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" \
   -DMOERUN_SERVER=OFF -DMOERUN_CURL=OFF > /dev/null
 ninja -C build-gpu $bins

@@ -3,8 +3,9 @@
 #   1. build with CUDA for the local GPU's architecture (sm_90 on H100/H200), or take the
 #      binaries prepared here by scripts/gpu_bundle.sh (GPU_BUNDLE=.gpu: no build on the device)
 #   2. cuda_ops: every kernel against the CPU reference (normalised error), then --bench
-#   3. test_gpu_golden: the golden suite on the GPU (-ngl 99, -ngl 2, -cmoe, a two-device
-#      split with the GPU listed twice)
+#   3. test_gpu_types: synthetic Q3_K_M / Q2_K / IQ4_XS / IQ4_NL / BF16 models on the GPU
+#      against the CPU and the emulation; test_gpu_golden: the golden suite on the GPU (-ngl 99,
+#      -ngl 2, -cmoe, a two-device split with the GPU listed twice)
 #   4. moerun bench on the synthetic qwen3moe-30b-a3b: full offload, and -cmoe; then the same
 #      under MOERUN_CUDA_PROFILE=1 (kernels vs idle gaps per op, with and without graphs)
 # Every step logs to $OUT (default /tmp/gpu_check) and the script goes on after a failure;
@@ -66,7 +67,7 @@ if [ -n "${GPU_BUNDLE:-}" ]; then
   [ "$arch" = 90 ] || echo "!! the bundle is built for sm_90, this GPU is sm_$arch: rebuild it (--arch $arch)"
 elif want build; then
   step cmake cmake -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOERUN_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch"
-  step build ninja -C build-cuda -j"$(nproc)" moerun test_cuda_ops test_cuda_emul test_gpu_golden
+  step build ninja -C build-cuda -j"$(nproc)" moerun test_cuda_ops test_cuda_emul test_gpu_golden test_gpu_types
 fi
 golden() {
   step "gpu_golden$1" env MOERUN_CUDA_SYNC=${MOERUN_CUDA_SYNC:-0} $B/test_gpu_golden
@@ -80,6 +81,7 @@ if want test; then
   step cuda_emul $B/test_cuda_emul
   step cuda_ops $B/test_cuda_ops
   step cuda_bench $B/test_cuda_ops --bench
+  step gpu_types $B/test_gpu_types
   golden ""
 elif [[ "$what" == *" golden "* ]]; then
   set_name=$(basename "${FX:-all}")

@@ -34,6 +34,9 @@ static void usage(FILE *f) {
             "  --vocab FILE      copy the tokenizer.* keys from this GGUF (vocab size taken from it);\n"
             "                    default: a synthetic byte-level BPE vocabulary\n"
             "  --seed S          random seed (default 1)\n"
+            "  --ftype NAME      the file type's mix of weight types instead of the preset's, as llama.cpp's\n"
+            "                    llama-quantize picks them: q4_k_m q5_k_m q3_k_m q2_k iq4_xs iq4_nl q4_0 q8_0\n"
+            "                    bf16 f16 (norms, routers and convolutions stay F32)\n"
             "  --exps-type TYPE  store the routed experts (ffn_*_exps) as TYPE, e.g. q2_k, q3_k, iq4_xs, q8_0\n"
             "                    (the low-bit expert mixes people run large MoE models with); rows that\n"
             "                    are not a multiple of TYPE's block keep the preset's type\n"
@@ -64,6 +67,7 @@ static void progress(uint64_t done, uint64_t total, double t0, bool final) {
 
 int cmd_synth(int argc, char **argv) {
     const char *preset = NULL, *out = NULL, *vocab_path = NULL, *exps_type = NULL;
+    int ftype = -1;
     long layers = 0;
     uint64_t seed = 1;
     bool dry = false, quiet = false;
@@ -76,7 +80,7 @@ int cmd_synth(int argc, char **argv) {
         } else if (!strcmp(a, "--dry-run")) dry = true;
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) quiet = true;
         else if (!strcmp(a, "--preset") || !strcmp(a, "--out") || !strcmp(a, "--layers") || !strcmp(a, "--vocab") ||
-                 !strcmp(a, "--seed") || !strcmp(a, "--exps-type")) {
+                 !strcmp(a, "--seed") || !strcmp(a, "--exps-type") || !strcmp(a, "--ftype")) {
             if (!v) {
                 fprintf(stderr, "moerun synth: %s needs a value\n", a);
                 return 2;
@@ -93,6 +97,12 @@ int cmd_synth(int argc, char **argv) {
                     return 2;
                 }
                 exps_type = v;
+            } else if (!strcmp(a, "--ftype")) {
+                if ((ftype = synth_ftype_from_name(v)) < 0) {
+                    fprintf(stderr, "moerun synth: --ftype: '%s' is not a file type synth writes (q4_k_m q5_k_m q3_k_m "
+                            "q2_k iq4_xs iq4_nl q4_0 q8_0 bf16 f16)\n", v);
+                    return 2;
+                }
             }
             else if (!strcmp(a, "--layers")) {
                 errno = 0;
@@ -154,6 +164,12 @@ int cmd_synth(int argc, char **argv) {
         gguf_close(vocab);
         return 1;
     }
+    if (ftype >= 0 && synth_plan_set_ftype(&pl, ftype) != 0) { /* the names parsed are all written */
+        fprintf(stderr, "moerun synth: %s\n", mr_geterr());
+        synth_plan_free(&pl);
+        gguf_close(vocab);
+        return 2;
+    }
     if (exps_type) {
         const int ne = synth_plan_set_exps_type(&pl, (uint32_t)mr_type_from_name(exps_type));
         if (ne == 0) {
@@ -174,6 +190,7 @@ int cmd_synth(int argc, char **argv) {
     if (dry) {
         printf("preset:     %s (%s)\n", preset, synth_preset_desc(preset));
         printf("layers:     %d\n", pl.n_layer);
+        printf("file type:  %s\n", synth_ftype_name(pl.ftype));
         printf("vocab:      %lld%s\n", (long long)pl.n_vocab, vocab ? " (from --vocab)" : " (synthetic)");
         printf("tensors:    %d\n", pl.n_t);
         /* per-type breakdown */

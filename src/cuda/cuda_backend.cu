@@ -216,13 +216,16 @@ void mrc_host_free(void *p) {
 
 /* ---- weights ------------------------------------------------------------------------------------------ */
 
-bool mrc_type_supported(uint32_t t) { return t == MR_TYPE_F32 || t == MR_TYPE_F16 || mrc_unit_elems(t) > 0; }
+bool mrc_type_supported(uint32_t t) {
+    return t == MR_TYPE_F32 || t == MR_TYPE_F16 || t == MR_TYPE_BF16 || mrc_unit_elems(t) > 0;
+}
 
 int mrc_weight_view(mrc_weight *w, void *dev_ptr, uint32_t type, int64_t k, int64_t m, int64_t n_mat) {
     memset(w, 0, sizeof *w);
     const mr_type_traits *tr = mr_type_get(type);
     if (!mrc_type_supported(type) || !tr) {
-        mr_seterr("cuda: weight type %s is not supported by the CUDA kernels (F32 F16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K)",
+        mr_seterr("cuda: weight type %s is not supported by the CUDA kernels (F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 "
+                  "Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL IQ4_XS)",
                   mr_type_name(type));
         return -1;
     }

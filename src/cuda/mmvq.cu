@@ -1,10 +1,10 @@
 /*
  * mmvq.cu — decode matrix-vector products reading GGUF blocks directly:
  * activation quantizer (float -> Q8_1 SoA), the quantized matvec for
- * Q4_0 / Q8_0 / Q4_K / Q5_K / Q6_K (dp4a, per-thread units of mmvq.cuh), the
+ * Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL IQ4_XS (dp4a, per-thread units of mmvq.cuh), the
  * grouped MoE variant (one grid row per selected expert, expert ids on the
  * device, so routing never goes back to the host), and a float-weight
- * matvec (F32 / F16, e.g. the router).
+ * matvec (F32 / F16 / BF16, e.g. the router).
  *
  * Mapping: `tpr` threads per weight row (32, or the smallest power of two
  * >= the row's unit count, at least 4, so short rows such as k = 768 do not
@@ -78,6 +78,10 @@ __device__ __forceinline__ float vdot(const uint8_t *row, int u, const int8_t *x
     if (T == MR_TYPE_Q8_0) return mrc_vdot_q8_0(row, u, xq, xds);
     if (T == MR_TYPE_Q4_K) return mrc_vdot_q4_K(row, u, xq, xds);
     if (T == MR_TYPE_Q5_K) return mrc_vdot_q5_K(row, u, xq, xds);
+    if (T == MR_TYPE_Q2_K) return mrc_vdot_q2_K(row, u, xq, xds);
+    if (T == MR_TYPE_Q3_K) return mrc_vdot_q3_K(row, u, xq, xds);
+    if (T == MR_TYPE_IQ4_NL) return mrc_vdot_iq4_nl(row, u, xq, xds);
+    if (T == MR_TYPE_IQ4_XS) return mrc_vdot_iq4_xs(row, u, xq, xds);
     return mrc_vdot_q6_K(row, u, xq, xds);
 }
 
@@ -200,7 +204,7 @@ __global__ void __launch_bounds__(MMVQ_THREADS)
     float sum = 0.0f;
     if (r < m && mat >= 0 && mat < n_mat) {
         const WT *row = W + ((size_t)mat * m + r) * k;
-        for (int64_t i = lane; i < k; i += tpr) sum = __fmaf_rn((float)row[i], xs[i], sum); /* as k_router_route */
+        for (int64_t i = lane; i < k; i += tpr) sum = __fmaf_rn(mrc_w2f(row[i]), xs[i], sum); /* as k_router_route */
     }
     for (int o = tpr / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o, 32);
     if (lane == 0 && r < m) y[(size_t)slot * m + r] = sum;
@@ -221,7 +225,7 @@ __global__ void __launch_bounds__(MMVQ_THREADS)
     float sum = 0.0f;
     if (r < E) {
         const WT *row = W + (size_t)r * k;
-        for (int64_t i = lane; i < k; i += tpr) sum = __fmaf_rn((float)row[i], x[i], sum);
+        for (int64_t i = lane; i < k; i += tpr) sum = __fmaf_rn(mrc_w2f(row[i]), x[i], sum);
     }
     for (int o = tpr / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o, 32);
     if (lane == 0 && r < E) logits[r] = sum;
@@ -242,7 +246,7 @@ __global__ void __launch_bounds__(MMVQ_THREADS)
  * launcher's switch (X(T) expands to that launcher's case). */
 #define MMVQ_QTYPES(X)                                                                                                 \
     X(MR_TYPE_Q4_0) X(MR_TYPE_Q4_1) X(MR_TYPE_Q5_0) X(MR_TYPE_Q5_1) X(MR_TYPE_Q8_0) X(MR_TYPE_Q4_K) X(MR_TYPE_Q5_K)   \
-        X(MR_TYPE_Q6_K)
+        X(MR_TYPE_Q6_K) X(MR_TYPE_Q2_K) X(MR_TYPE_Q3_K) X(MR_TYPE_IQ4_NL) X(MR_TYPE_IQ4_XS)
 
 static int pick_tpr(int64_t units) {
     int t = 4;
@@ -272,6 +276,9 @@ static int launch(mrc_ctx *c, const mrc_weight *W, const uint8_t *base, int64_t 
         if (W->type == MR_TYPE_F32)
             k_mv_float<float><<<grid, MMVQ_THREADS, 0, c->stream>>>((const float *)base, n_mat, ids, x, x_stride, W->k,
                                                                    y, W->m, tpr);
+        else if (W->type == MR_TYPE_BF16)
+            k_mv_float<mrc_bf16><<<grid, MMVQ_THREADS, 0, c->stream>>>((const mrc_bf16 *)base, n_mat, ids, x, x_stride,
+                                                                      W->k, y, W->m, tpr);
         else
             k_mv_float<__half><<<grid, MMVQ_THREADS, 0, c->stream>>>((const __half *)base, n_mat, ids, x, x_stride, W->k,
                                                                     y, W->m, tpr);
@@ -403,7 +410,7 @@ int mrc_router_route(mrc_ctx *c, const mrc_weight *W, const float *x, float *log
                      const float *bias, bool norm_w, float w_scale, int n_group, int n_group_used, int32_t *ids,
                      float *weights) {
     const int E = (int)W->m;
-    if ((W->type != MR_TYPE_F32 && W->type != MR_TYPE_F16) || E <= 0 || E > ROUTE_MAX_E || k <= 0 || k > ROUTE_MAX_K ||
+    if ((W->type != MR_TYPE_F32 && W->type != MR_TYPE_F16 && W->type != MR_TYPE_BF16) || E <= 0 || E > ROUTE_MAX_E || k <= 0 || k > ROUTE_MAX_K ||
         k > E || gating < 1 || gating > 3 || n_group > 64 || (n_group > 1 && E % n_group)) {
         mr_seterr("cuda: router_route: %s router of %d experts, top-%d, gating %d, %d groups (float weights, at most "
                   "%d experts, top-%d)", mr_type_name(W->type), E, k, gating, n_group, ROUTE_MAX_E, ROUTE_MAX_K);
@@ -415,6 +422,10 @@ int mrc_router_route(mrc_ctx *c, const mrc_weight *W, const float *x, float *log
         k_router_route<float><<<grid, MMVQ_THREADS, 0, c->stream>>>((const float *)W->data, x, W->k, E, tpr, logits,
                                                                     c->done, k, gating, bias, norm_w, w_scale, n_group,
                                                                     n_group_used, ids, weights);
+    else if (W->type == MR_TYPE_BF16)
+        k_router_route<mrc_bf16><<<grid, MMVQ_THREADS, 0, c->stream>>>((const mrc_bf16 *)W->data, x, W->k, E, tpr,
+                                                                       logits, c->done, k, gating, bias, norm_w,
+                                                                       w_scale, n_group, n_group_used, ids, weights);
     else
         k_router_route<__half><<<grid, MMVQ_THREADS, 0, c->stream>>>((const __half *)W->data, x, W->k, E, tpr, logits,
                                                                      c->done, k, gating, bias, norm_w, w_scale, n_group,

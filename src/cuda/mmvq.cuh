@@ -4,8 +4,9 @@
  * tests/cuda/test_cuda_emul.cu runs exactly this code on the host (no GPU
  * needed) against the scalar reference of src/quant.
  *
- * Work unit: a weight row is cut into "units" of 32 (Q4_0, Q8_0) or 64
- * (Q4_K, Q5_K, Q6_K: a quarter of a 256-block) elements; a thread computes
+ * Work unit: a weight row is cut into "units" of 32 (Q4_0, Q8_0, IQ4_NL, and
+ * Q2_K, Q3_K, IQ4_XS: an eighth of a 256-block) or 64 (Q4_K, Q5_K, Q6_K: a
+ * quarter of a 256-block) elements; a thread computes
  * the dot of one unit with the matching Q8_1 activations and the threads of a
  * row stride over the units (mmvq.cu). Q4_K/Q5_K units are 32 quant bytes at a
  * 16-byte aligned offset: two 128-bit loads per thread, four consecutive
@@ -29,13 +30,55 @@ enum {
     MRC_Q4_K_BYTES = 144, /* d, dmin, scales[12], qs[128] */
     MRC_Q5_K_BYTES = 176, /* d, dmin, scales[12], qh[32], qs[128] */
     MRC_Q6_K_BYTES = 210, /* ql[128], qh[64], scales[16], d */
+    MRC_Q2_K_BYTES = 84,  /* scales[16], qs[64], d, dmin */
+    MRC_Q3_K_BYTES = 110, /* hmask[32], qs[64], scales[12], d */
+    MRC_IQ4_NL_BYTES = 18, /* d, qs[16] */
+    MRC_IQ4_XS_BYTES = 136, /* d, scales_h, scales_l[4], qs[128] */
 };
 
 /* Elements per unit of a weight type (0: not a quantized type of ours). */
 MRC_HD int mrc_unit_elems(uint32_t t) {
-    return t == MR_TYPE_Q4_0 || t == MR_TYPE_Q4_1 || t == MR_TYPE_Q5_0 || t == MR_TYPE_Q5_1 || t == MR_TYPE_Q8_0 ? 32
+    return t == MR_TYPE_Q4_0 || t == MR_TYPE_Q4_1 || t == MR_TYPE_Q5_0 || t == MR_TYPE_Q5_1 || t == MR_TYPE_Q8_0 ||
+                   t == MR_TYPE_Q2_K || t == MR_TYPE_Q3_K || t == MR_TYPE_IQ4_NL || t == MR_TYPE_IQ4_XS
+               ? 32
            : t == MR_TYPE_Q4_K || t == MR_TYPE_Q5_K || t == MR_TYPE_Q6_K ? 64
                                                                           : 0;
+}
+
+/* Float weight types the float kernels read (F32, F16, BF16): one lane's element as float. */
+struct mrc_bf16 {
+    uint16_t x;
+};
+MRC_HD float mrc_bf2f(uint16_t h) {
+    const uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+MRC_HD float mrc_w2f(float v) { return v; }
+MRC_HD float mrc_w2f(__half v) { return __half2float(v); }
+MRC_HD float mrc_w2f(mrc_bf16 v) { return mrc_bf2f(v.x); }
+
+/* IQ4_NL / IQ4_XS: four 4-bit indices (one in the low nibble of each byte of q) to the four
+ * int8 values of the non-linear table: two byte permutations (indices 0-7 and 8-15) and a
+ * per-byte choice by bit 3. The host runs the same steps on mrc_byte_perm's emulation. */
+MRC_HD uint32_t mrc_byte_perm(uint32_t x, uint32_t y, uint32_t s) {
+#ifdef __CUDA_ARCH__
+    return __byte_perm(x, y, s);
+#else
+    const uint64_t v = (uint64_t)x | ((uint64_t)y << 32);
+    uint32_t r = 0;
+    for (int n = 0; n < 4; n++) r |= (uint32_t)((v >> (8 * ((s >> (4 * n)) & 7))) & 0xFF) << (8 * n);
+    return r;
+#endif
+}
+MRC_HD int mrc_iq4_lut(int q) {
+    /* -127 -104 -83 -65 | -49 -35 -22 -10 | 1 13 25 38 | 53 69 89 113, little-endian bytes */
+    const uint32_t t0 = 0xBFAD9881u, t1 = 0xF6EADDCFu, t2 = 0x26190D01u, t3 = 0x71594535u;
+    const uint32_t x = (uint32_t)q & 0x07070707u, y = x | (x >> 4);
+    const uint32_t sel = (y & 0x77u) | ((y >> 8) & 0x7700u);
+    const uint32_t m = (((uint32_t)q >> 3) & 0x01010101u) * 0xFFu;
+    return (int)((mrc_byte_perm(t0, t1, sel) & ~m) | (mrc_byte_perm(t2, t3, sel) & m));
 }
 
 /* The 8 ints of Q8_1 quants of activation block b, and its (d, s). */
@@ -215,12 +258,120 @@ MRC_UNROLL
     return d * acc;
 }
 
+/* Q2_K / Q3_K: unit u = block u/8; t = u%8 is Q8_1 block t of the 256 (half h = t/4, 2-bit
+ * field s = t%4): its element 16g+l (g = 0, 1) is bits 2s..2s+1 of qs[32h + 16g + l], with
+ * sub-block scale 8h + 2s + g. Q2_K: x = d*(sc & 15)*q - dmin*(sc >> 4); Q3_K: x = d*(sc - 32)*
+ * (q - 4, or q when bit 4h+s of hmask[16g + l] is set). */
+MRC_HD float mrc_vdot_q2_K(const uint8_t *row, int u, const int8_t *xq, const float *xds) {
+    const int ib = u >> 3, t = u & 7, h = t >> 2, s = t & 3;
+    const uint8_t *b = row + (size_t)ib * MRC_Q2_K_BYTES, *qs = b + 16 + 32 * h;
+    const int sc0 = b[8 * h + 2 * s], sc1 = b[8 * h + 2 * s + 1];
+    int xv[8];
+    float dx, sx;
+    mrc_x_block(xq, xds, u, xv, &dx, &sx);
+    int a0 = 0, a1 = 0, m0 = 0, m1 = 0;
+MRC_UNROLL
+    for (int i = 0; i < 4; i++) {
+        a0 = mrc_dp4a((mrc_ld_i32_a2(qs + 4 * i) >> (2 * s)) & 0x03030303, xv[i], a0);
+        a1 = mrc_dp4a((mrc_ld_i32_a2(qs + 16 + 4 * i) >> (2 * s)) & 0x03030303, xv[i + 4], a1);
+        m0 = mrc_dp4a(0x01010101, xv[i], m0);
+        m1 = mrc_dp4a(0x01010101, xv[i + 4], m1);
+    }
+    const float d = mrc_h2f(mrc_ld_u16(b + 80)), dmin = mrc_h2f(mrc_ld_u16(b + 82));
+    return dx * (d * (float)((sc0 & 15) * a0 + (sc1 & 15) * a1) - dmin * (float)((sc0 >> 4) * m0 + (sc1 >> 4) * m1));
+}
+
+/* Q3_K's 6-bit scale j (0..15) from its 12 packed bytes, minus 32. */
+MRC_HD int mrc_q3k_scale(const uint8_t *p, int j) {
+    const int lo = j < 8 ? p[j] & 0xF : p[j - 8] >> 4;
+    return (lo | (((p[8 + (j & 3)] >> (2 * (j >> 2))) & 3) << 4)) - 32;
+}
+
+MRC_HD float mrc_vdot_q3_K(const uint8_t *row, int u, const int8_t *xq, const float *xds) {
+    const int ib = u >> 3, t = u & 7, h = t >> 2, s = t & 3;
+    const uint8_t *b = row + (size_t)ib * MRC_Q3_K_BYTES, *qs = b + 32 + 32 * h;
+    int xv[8];
+    float dx, sx;
+    mrc_x_block(xq, xds, u, xv, &dx, &sx);
+    int a0 = 0, a1 = 0;
+MRC_UNROLL
+    for (int i = 0; i < 4; i++) {
+        const int l0 = (mrc_ld_i32_a2(qs + 4 * i) >> (2 * s)) & 0x03030303;
+        const int l1 = (mrc_ld_i32_a2(qs + 16 + 4 * i) >> (2 * s)) & 0x03030303;
+        const int h0 = ((mrc_ld_i32_a2(b + 4 * i) >> (4 * h + s)) & 0x01010101) << 2;
+        const int h1 = ((mrc_ld_i32_a2(b + 16 + 4 * i) >> (4 * h + s)) & 0x01010101) << 2;
+        a0 = mrc_dp4a(mrc_vsubss4(l0 | h0, 0x04040404), xv[i], a0);
+        a1 = mrc_dp4a(mrc_vsubss4(l1 | h1, 0x04040404), xv[i + 4], a1);
+    }
+    const int sc0 = mrc_q3k_scale(b + 96, 8 * h + 2 * s), sc1 = mrc_q3k_scale(b + 96, 8 * h + 2 * s + 1);
+    return mrc_h2f(mrc_ld_u16(b + 108)) * dx * (float)(sc0 * a0 + sc1 * a1);
+}
+
+/* The 32 table values of an IQ4 block's 16 quant bytes (element j low nibble of byte j,
+ * element 16+j the high one) times the Q8_1 quants xv. */
+MRC_HD int mrc_iq4_sumi(const uint8_t *qs, const int *xv) {
+    int sumi = 0;
+MRC_UNROLL
+    for (int i = 0; i < 4; i++) {
+        const int q = mrc_ld_i32_a2(qs + 4 * i);
+        sumi = mrc_dp4a(mrc_iq4_lut(q & 0x0F0F0F0F), xv[i], sumi);
+        sumi = mrc_dp4a(mrc_iq4_lut((q >> 4) & 0x0F0F0F0F), xv[i + 4], sumi);
+    }
+    return sumi;
+}
+
+MRC_HD float mrc_vdot_iq4_nl(const uint8_t *row, int u, const int8_t *xq, const float *xds) {
+    const uint8_t *b = row + (size_t)u * MRC_IQ4_NL_BYTES;
+    int xv[8];
+    float dx, sx;
+    mrc_x_block(xq, xds, u, xv, &dx, &sx);
+    return mrc_h2f(mrc_ld_u16(b)) * dx * (float)mrc_iq4_sumi(b + 2, xv);
+}
+
+/* IQ4_XS sub-block j's 6-bit scale (low 4 bits in scales_l, high 2 in scales_h), minus 32. */
+MRC_HD int mrc_iq4xs_scale(const uint8_t *b, int j) {
+    return (((b[4 + j / 2] >> (4 * (j & 1))) & 0xF) | (((mrc_ld_u16(b + 2) >> (2 * j)) & 3) << 4)) - 32;
+}
+
+/* Unit u = sub-block u%8 (32 elements, quant bytes 16j..16j+15) of block u/8. */
+MRC_HD float mrc_vdot_iq4_xs(const uint8_t *row, int u, const int8_t *xq, const float *xds) {
+    const int j = u & 7;
+    const uint8_t *b = row + (size_t)(u >> 3) * MRC_IQ4_XS_BYTES;
+    int xv[8];
+    float dx, sx;
+    mrc_x_block(xq, xds, u, xv, &dx, &sx);
+    return mrc_h2f(mrc_ld_u16(b)) * (float)mrc_iq4xs_scale(b, j) * dx * (float)mrc_iq4_sumi(b + 8 + 16 * j, xv);
+}
+
 /* ---- dequantization of one element (prefill, get_rows) ---------------------------------------- */
-/* Element i of a row of type t (quantized types above, F16, F32). */
+/* Element i of a row of type t (quantized types above, F16, BF16, F32). */
 MRC_HD float mrc_dq_elem(uint32_t t, const uint8_t *row, int64_t i) {
     switch (t) {
     case MR_TYPE_F32: return ((const float *)row)[i];
     case MR_TYPE_F16: return mrc_h2f(((const uint16_t *)row)[i]);
+    case MR_TYPE_BF16: return mrc_bf2f(((const uint16_t *)row)[i]);
+    case MR_TYPE_Q2_K:
+    case MR_TYPE_Q3_K: {
+        const bool three = t == MR_TYPE_Q3_K;
+        const uint8_t *b = row + (i / 256) * (three ? MRC_Q3_K_BYTES : MRC_Q2_K_BYTES);
+        const int e = (int)(i % 256), h = e / 128, s = (e / 32) % 4, g = (e / 16) % 2, l = e % 16;
+        const int q = (b[(three ? 32 : 16) + 32 * h + 16 * g + l] >> (2 * s)) & 3, j = 8 * h + 2 * s + g;
+        if (three)
+            return mrc_h2f(mrc_ld_u16(b + 108)) * (float)mrc_q3k_scale(b + 96, j) *
+                   (float)(q - ((b[16 * g + l] >> (4 * h + s)) & 1 ? 0 : 4));
+        return mrc_h2f(mrc_ld_u16(b + 80)) * (float)(b[j] & 15) * (float)q -
+               mrc_h2f(mrc_ld_u16(b + 82)) * (float)(b[j] >> 4);
+    }
+    case MR_TYPE_IQ4_NL:
+    case MR_TYPE_IQ4_XS: {
+        const bool xs = t == MR_TYPE_IQ4_XS;
+        const uint8_t *b = row + (i / (xs ? 256 : 32)) * (xs ? MRC_IQ4_XS_BYTES : MRC_IQ4_NL_BYTES);
+        const int e = (int)(i % (xs ? 256 : 32)), j = e / 32, l = e % 32;
+        const uint8_t *qs = xs ? b + 8 + 16 * j : b + 2;
+        const int n = l < 16 ? qs[l] & 0xF : qs[l - 16] >> 4;
+        const float d = mrc_h2f(mrc_ld_u16(b)) * (xs ? (float)mrc_iq4xs_scale(b, j) : 1.0f);
+        return d * (float)(int8_t)(mrc_iq4_lut(n) & 0xFF);
+    }
     case MR_TYPE_Q4_0: {
         const uint8_t *b = row + (i / 32) * MRC_Q4_0_BYTES;
         const int j = (int)(i % 32);

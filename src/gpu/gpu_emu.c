@@ -148,8 +148,9 @@ static int emu_memset(void *c, void *dst, int v, size_t n) {
 }
 
 static bool emu_type_supported(uint32_t t) {
-    return t == MR_TYPE_F32 || t == MR_TYPE_F16 || t == MR_TYPE_Q4_0 || t == MR_TYPE_Q4_1 || t == MR_TYPE_Q5_0 ||
-           t == MR_TYPE_Q5_1 || t == MR_TYPE_Q8_0 || t == MR_TYPE_Q4_K || t == MR_TYPE_Q5_K || t == MR_TYPE_Q6_K;
+    return mr_type_is_float(t) || t == MR_TYPE_Q4_0 || t == MR_TYPE_Q4_1 || t == MR_TYPE_Q5_0 || t == MR_TYPE_Q5_1 ||
+           t == MR_TYPE_Q8_0 || t == MR_TYPE_Q2_K || t == MR_TYPE_Q3_K || t == MR_TYPE_Q4_K || t == MR_TYPE_Q5_K ||
+           t == MR_TYPE_Q6_K || t == MR_TYPE_IQ4_NL || t == MR_TYPE_IQ4_XS;
 }
 
 static int emu_weight_view(mrc_weight *w, void *p, uint32_t type, int64_t k, int64_t m, int64_t n_mat) {
@@ -258,7 +259,7 @@ static int emu_dot(emu_ctx *c, const mrc_weight *W, int64_t mat, int64_t r, cons
     const uint8_t *src = (const uint8_t *)W->data + (size_t)mat * W->mat_bytes + (size_t)r * W->row_bytes;
     if (quant_dequant_row(W->type, src, wr, W->k)) return -1;
     double acc = 0.0;
-    if (W->type == MR_TYPE_F32 || W->type == MR_TYPE_F16) {
+    if (mr_type_is_float(W->type)) {
         for (int64_t i = 0; i < W->k; i++) acc += (double)wr[i] * x[i];
     } else {
         const int8_t *q = xq;
@@ -276,7 +277,7 @@ static int emu_dot(emu_ctx *c, const mrc_weight *W, int64_t mat, int64_t r, cons
 static int emu_matvec(void *cv, const mrc_weight *W, int64_t mat, const float *x, const void *xq, float *y) {
     emu_ctx *c = cv;
     REC(c, .k = R_MATVEC, .W = *W, .p = {x, xq}, .o = {y}, .n = {mat});
-    const bool fl = W->type == MR_TYPE_F32 || W->type == MR_TYPE_F16;
+    const bool fl = mr_type_is_float(W->type);
     if (fl ? !x : !xq) {
         mr_seterr("emu: matvec %s: missing %s activations", mr_type_name(W->type), fl ? "float" : "Q8_1");
         return -1;
@@ -522,7 +523,7 @@ static int emu_attn(void *cv, const mrc_attn_params *p, const float *q, const vo
 static int emu_gemm(void *cv, const mrc_weight *W, int64_t mat, const float *x, int64_t T, float *y) {
     emu_ctx *c = cv;
     REC(c, .k = R_GEMM, .W = *W, .p = {x}, .o = {y}, .n = {mat, T});
-    if (emu_q8k() && W->type != MR_TYPE_F32 && W->type != MR_TYPE_F16 && W->k % 256 == 0) {
+    if (emu_q8k() && !mr_type_is_float(W->type) && W->k % 256 == 0) {
         /* ggml's CPU rounding: every token's activations quantized, then the matvec */
         const size_t rs = emu_q8_1_row_size(W->k);
         void *xq = mr_malloc(rs);
@@ -590,8 +591,7 @@ static int emu_norm_rope(void *c, const mrc_rope_params *p, float *x, const int3
 }
 static int emu_matvec_n(void *c, int n, const mrc_weight *const *W, const void *xq, float *const *y) {
     for (int i = 0; i < n; i++)
-        if (n > 3 || W[i]->type != W[0]->type || W[i]->k != W[0]->k || W[i]->type == MR_TYPE_F32 ||
-            W[i]->type == MR_TYPE_F16) {
+        if (n > 3 || W[i]->type != W[0]->type || W[i]->k != W[0]->k || mr_type_is_float(W[i]->type)) {
             mr_seterr("emu: matvec_n: %d matrices, %s and %s: one quantized type and row length", n,
                       mr_type_name(W[0]->type), mr_type_name(W[i]->type));
             return -1;
@@ -611,7 +611,7 @@ static int emu_kv_write2(void *c, int heads, int T, const int32_t *cells, int n_
 static int emu_moe_matvec_sum(void *c, const mrc_weight *W, const int32_t *ids, int n_ids, const void *xq,
                               size_t xq_stride, const float *wts, float *y, int acc) {
     REC(c, .k = R_MVSUM, .W = *W, .p = {ids, xq, wts}, .o = {y}, .n = {n_ids, (int64_t)xq_stride, acc});
-    if (W->type == MR_TYPE_F32 || W->type == MR_TYPE_F16 || n_ids <= 0 || n_ids > 64) {
+    if (mr_type_is_float(W->type) || n_ids <= 0 || n_ids > 64) {
         mr_seterr("emu: moe_matvec_sum: %s weights, %d slots (quantized, 1 to 64)", mr_type_name(W->type), n_ids);
         return -1;
     }
@@ -629,7 +629,7 @@ static int emu_moe_matvec2(void *c, const mrc_weight *W1, const mrc_weight *W2, 
 static int emu_router_route(void *c, const mrc_weight *W, const float *x, float *logits, int k, int gating,
                             const float *bias, bool norm_w, float w_scale, int n_group, int n_group_used, int32_t *ids,
                             float *weights) {
-    if (W->type != MR_TYPE_F32 && W->type != MR_TYPE_F16) {
+    if (!mr_type_is_float(W->type)) {
         mr_seterr("emu: router_route: %s router (float weights)", mr_type_name(W->type));
         return -1;
     }
@@ -659,7 +659,7 @@ static int emu_moe_gate_up_q8(void *c, int gelu, const mrc_weight *Wg, const mrc
 }
 static int emu_moe_matvec2(void *c, const mrc_weight *W1, const mrc_weight *W2, const int32_t *ids, int n_ids,
                            const void *xq, size_t xq_stride, float *y1, float *y2) {
-    const bool q = W1->type != MR_TYPE_F32 && W1->type != MR_TYPE_F16;
+    const bool q = !mr_type_is_float(W1->type);
     if (!q || W1->type != W2->type || W1->k != W2->k || W1->m != W2->m || W1->n_mat != W2->n_mat ||
         W1->row_bytes != W2->row_bytes || 2 * n_ids > 65535) {
         mr_seterr("emu: moe_matvec2: %s and %s, %d slots: not a pair of one quantized type and shape",

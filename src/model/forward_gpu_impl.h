@@ -90,7 +90,7 @@ struct model_gpu {
     bool any_delta;
 };
 
-static inline bool is_float(const mrc_weight *W) { return W->type == MR_TYPE_F32 || W->type == MR_TYPE_F16; }
+static inline bool is_float(const mrc_weight *W) { return mr_type_is_float(W->type); }
 
 /* Two quantized weights one launch can read with one activation: one type and row length. */
 static inline bool same_q(const mrc_weight *a, const mrc_weight *b) {

@@ -95,6 +95,8 @@ const char *mr_type_name(uint32_t type); /* "?" for unknown */
 size_t mr_row_size(uint32_t type, int64_t n);
 /* Parse "f16", "q8_0", ... (case-insensitive); -1 if unknown. */
 int mr_type_from_name(const char *s);
+/* F32, F16, BF16: weights read as floats (no block quantization). */
+static inline bool mr_type_is_float(uint32_t t) { return t == MR_TYPE_F32 || t == MR_TYPE_F16 || t == MR_TYPE_BF16; }
 
 #define QK_K 256
 

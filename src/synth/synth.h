@@ -37,6 +37,7 @@ typedef struct synth_preset synth_preset;
 
 typedef struct {
     const synth_preset *p;
+    int ftype; /* llama_ftype (general.file_type): the preset's, or synth_plan_set_ftype's */
     int n_layer;
     int64_t n_vocab;
     synth_tensor *t;
@@ -56,6 +57,14 @@ int64_t synth_preset_vocab(const char *name);
  * (unknown preset, bad layer count). Free with synth_plan_free(). */
 int synth_plan_build(synth_plan *plan, const char *name, int n_layer, int64_t n_vocab);
 void synth_plan_free(synth_plan *plan);
+/* File types synth writes, by llama.cpp's names ("q4_k_m", "q3_k_m", "q2_k", "iq4_xs",
+ * "iq4_nl", "q8_0", "q4_0", "bf16", "f16", ...; case-insensitive): the llama_ftype, or -1; and
+ * the name of one (NULL if synth does not write it). */
+int synth_ftype_from_name(const char *name);
+const char *synth_ftype_name(int ftype);
+/* Re-type the plan's weights as file type `ftype`'s mix (llama.cpp's choices per tensor for
+ * these shapes); updates data_bytes. 0, or -1 for a file type synth does not write. */
+int synth_plan_set_ftype(synth_plan *plan, int ftype);
 /* Store the routed experts (names with "_exps.weight") as `type` where their rows are a
  * multiple of its block (the others keep their type); updates data_bytes. Returns how many
  * tensors changed. */

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "base/base.h"
 #include "quant/types.h"
@@ -21,7 +22,40 @@
 
 typedef enum { ARCH_QWEN3MOE, ARCH_DEEPSEEK2, ARCH_QWEN3NEXT, ARCH_LLAMA } arch_kind;
 /* llama_ftype values (general.file_type) */
-enum { FT_Q4_0 = 2, FT_Q8_0 = 7, FT_Q4_K_M = 15, FT_Q5_K_M = 17 };
+enum {
+    FT_F16 = 1, FT_Q4_0 = 2, FT_Q8_0 = 7, FT_Q2_K = 10, FT_Q3_K_M = 12, FT_Q4_K_M = 15, FT_Q5_K_M = 17,
+    FT_IQ4_NL = 25, FT_IQ4_XS = 30, FT_BF16 = 32
+};
+
+/* The file types synth writes (--ftype), with their main weight type. */
+static const struct {
+    const char *name;
+    int ftype;
+    uint32_t def;
+} k_ftypes[] = {
+    {"f16", FT_F16, MR_TYPE_F16},          {"bf16", FT_BF16, MR_TYPE_BF16},       {"q8_0", FT_Q8_0, MR_TYPE_Q8_0},
+    {"q5_k_m", FT_Q5_K_M, MR_TYPE_Q5_K},   {"q4_k_m", FT_Q4_K_M, MR_TYPE_Q4_K},   {"iq4_xs", FT_IQ4_XS, MR_TYPE_IQ4_XS},
+    {"iq4_nl", FT_IQ4_NL, MR_TYPE_IQ4_NL}, {"q4_0", FT_Q4_0, MR_TYPE_Q4_0},       {"q3_k_m", FT_Q3_K_M, MR_TYPE_Q3_K},
+    {"q2_k", FT_Q2_K, MR_TYPE_Q2_K},
+};
+
+int synth_ftype_from_name(const char *s) {
+    for (size_t i = 0; i < MR_ARRAY_LEN(k_ftypes); i++)
+        if (!strcasecmp(s, k_ftypes[i].name)) return k_ftypes[i].ftype;
+    return -1;
+}
+
+const char *synth_ftype_name(int ftype) {
+    for (size_t i = 0; i < MR_ARRAY_LEN(k_ftypes); i++)
+        if (k_ftypes[i].ftype == ftype) return k_ftypes[i].name;
+    return NULL;
+}
+
+static uint32_t ftype_default(int ftype) {
+    for (size_t i = 0; i < MR_ARRAY_LEN(k_ftypes); i++)
+        if (k_ftypes[i].ftype == ftype) return k_ftypes[i].def;
+    return MR_TYPE_Q4_0;
+}
 
 struct synth_preset {
     const char *name, *desc;
@@ -254,10 +288,15 @@ static bool ends_with(const char *s, const char *suf) {
 static bool use_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 static bool is_attn_v(const char *n) { return has(n, "attn_v.weight") || has(n, "attn_qkv.weight") || has(n, "attn_kv_b.weight"); }
 
+/* The weight types of the file type's mix, after llama.cpp's llama_tensor_get_type for the
+ * tensors these presets have (the shapes' fallbacks included): K-quant mixes give more bits
+ * to some attn_v / ffn_down tensors and to the output; Mixtral-style 8-expert models keep
+ * attn_k / attn_v in Q8_0; float file types store every matrix in their type. */
 static void assign_types(synth_plan *pl) {
     const synth_preset *p = pl->p;
-    int ft = p->ftype;
-    uint32_t def = ft == FT_Q4_K_M ? MR_TYPE_Q4_K : ft == FT_Q5_K_M ? MR_TYPE_Q5_K : ft == FT_Q8_0 ? MR_TYPE_Q8_0 : MR_TYPE_Q4_0;
+    const int ft = pl->ftype;
+    const uint32_t def = ftype_default(ft);
+    const bool flt = ft == FT_F16 || ft == FT_BF16;
     int n_wv = 0, n_down = 0, i_wv = 0, i_down = 0;
     for (int k = 0; k < pl->n_t; k++) {
         if (is_attn_v(pl->t[k].name)) n_wv++;
@@ -270,6 +309,7 @@ static void assign_types(synth_plan *pl) {
         bool quantize = t->n_dims >= 2 && ends_with(n, "weight") && !has(n, "_norm.weight") &&
                         !has(n, "ffn_gate_inp.weight") && !has(n, "ssm_conv1d");
         if (!quantize) { t->type = MR_TYPE_F32; continue; }
+        if (flt) { t->type = def; continue; }
         if (has(n, "attn_k_b.weight") || has(n, "attn_v_b.weight")) { t->type = MR_TYPE_Q8_0; continue; }
         uint32_t ty = def;
         bool is_out = !strcmp(n, "output.weight"), is_emb = !strcmp(n, "token_embd.weight");
@@ -280,24 +320,46 @@ static void assign_types(synth_plan *pl) {
             /* default type */
         } else if (is_attn_v(n)) {
             if (km && use_more_bits(i_wv, n_wv)) ty = MR_TYPE_Q6_K;
+            if (ft == FT_Q3_K_M) ty = i_wv < 2 ? MR_TYPE_Q5_K : MR_TYPE_Q4_K;
+            if (ft == FT_Q2_K) ty = MR_TYPE_Q3_K;
             if (p->n_expert == 8) ty = MR_TYPE_Q8_0;
             i_wv++;
         } else if (has(n, "attn_k.weight")) {
             if (p->n_expert == 8) ty = MR_TYPE_Q8_0;
         } else if (has(n, "attn_output.weight")) {
             if (p->n_expert == 8 && ft == FT_Q4_K_M) ty = MR_TYPE_Q5_K;
+            if (ft == FT_Q3_K_M) ty = MR_TYPE_Q4_K;
+            if (ft == FT_Q2_K) ty = MR_TYPE_Q3_K;
         } else if (has(n, "ffn_down") && !has(n, "ffn_up") && !has(n, "ffn_gate")) {
             int il = i_down;
             if (p->n_expert > 1) sscanf(n, "blk.%d.", &il);
             if (km && use_more_bits(il, n_down)) ty = MR_TYPE_Q6_K;
+            if (ft == FT_Q3_K_M)
+                ty = il < pl->n_layer / 16 ? MR_TYPE_Q5_K : use_more_bits(il, pl->n_layer) ? MR_TYPE_Q4_K : MR_TYPE_Q3_K;
+            if (ft == FT_Q2_K) ty = MR_TYPE_Q3_K;
             i_down++;
         }
         /* shape fallback */
         if (t->ne[0] % mr_type_get(ty)->blck) {
-            ty = ty == MR_TYPE_Q4_K ? MR_TYPE_Q5_0 : ty == MR_TYPE_Q5_K ? MR_TYPE_Q5_1 : ty == MR_TYPE_Q6_K ? MR_TYPE_Q8_0 : ty;
+            ty = ty == MR_TYPE_Q4_K   ? MR_TYPE_Q5_0
+                 : ty == MR_TYPE_Q5_K ? MR_TYPE_Q5_1
+                 : ty == MR_TYPE_Q6_K ? MR_TYPE_Q8_0
+                 : ty == MR_TYPE_Q2_K || ty == MR_TYPE_Q3_K || ty == MR_TYPE_IQ4_XS ? MR_TYPE_IQ4_NL
+                                                                                    : ty;
             if (t->ne[0] % mr_type_get(ty)->blck) ty = MR_TYPE_F16;
         }
         t->type = ty;
+    }
+}
+
+/* n_params and data_bytes from the tensors' shapes and types. */
+static void plan_sizes(synth_plan *pl) {
+    pl->n_params = pl->data_bytes = 0;
+    for (int k = 0; k < pl->n_t; k++) {
+        const synth_tensor *t = &pl->t[k];
+        const uint64_t ne = (uint64_t)t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
+        pl->n_params += ne;
+        pl->data_bytes += mr_row_size(t->type, t->ne[0]) * (ne / (uint64_t)t->ne[0]);
     }
 }
 
@@ -317,6 +379,7 @@ int synth_plan_build(synth_plan *pl, const char *name, int n_layer, int64_t n_vo
         return -1;
     }
     pl->p = p;
+    pl->ftype = p->ftype;
     pl->n_layer = n_layer ? n_layer : p->n_layer;
     pl->n_vocab = n_vocab ? n_vocab : p->n_vocab;
     builder b = {pl, 0, 0};
@@ -329,28 +392,32 @@ int synth_plan_build(synth_plan *pl, const char *name, int n_layer, int64_t n_vo
         return -1;
     }
     assign_types(pl);
-    for (int k = 0; k < pl->n_t; k++) {
-        const synth_tensor *t = &pl->t[k];
-        uint64_t ne = (uint64_t)t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
-        pl->n_params += ne;
-        pl->data_bytes += mr_row_size(t->type, t->ne[0]) * (ne / (uint64_t)t->ne[0]);
+    plan_sizes(pl);
+    return 0;
+}
+
+int synth_plan_set_ftype(synth_plan *pl, int ftype) {
+    if (!synth_ftype_name(ftype)) {
+        mr_seterr("file type %d is not one synth writes", ftype);
+        return -1;
     }
+    pl->ftype = ftype;
+    assign_types(pl);
+    plan_sizes(pl);
     return 0;
 }
 
 int synth_plan_set_exps_type(synth_plan *pl, uint32_t type) {
     const mr_type_traits *tr = mr_type_get(type);
     int n = 0;
-    pl->data_bytes = 0;
     for (int k = 0; k < pl->n_t; k++) {
         synth_tensor *t = &pl->t[k];
         if (tr && strstr(t->name, "_exps.weight") && t->ne[0] % (int64_t)tr->blck == 0) {
             t->type = type;
             n++;
         }
-        const uint64_t ne = (uint64_t)t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
-        pl->data_bytes += mr_row_size(t->type, t->ne[0]) * (ne / (uint64_t)t->ne[0]);
     }
+    plan_sizes(pl);
     return n;
 }
 
@@ -474,7 +541,7 @@ int synth_write_meta(gguf_writer *w, const synth_plan *pl, const gguf_ctx *vocab
     } else if (write_synth_vocab(w, pl, seed) != 0)
         return -1;
     if (gguf_writer_kv_u32(w, "general.quantization_version", 2) ||
-        gguf_writer_kv_u32(w, "general.file_type", (uint32_t)p->ftype))
+        gguf_writer_kv_u32(w, "general.file_type", (uint32_t)pl->ftype))
         return -1;
     return 0;
 }

@@ -121,6 +121,16 @@ sys.exit(0 if len(common) >= 28 and err < 1e-3 and all(math.isfinite(v) for v in
 PY
   fi
 done
+# --- --ftype: a file type's mix (the types per tensor: test_synth; on the device path: test_gpu_types)
+"$BIN" synth --preset tiny-qwen3moe --ftype q3_k_s --dry-run >/dev/null 2>&1; [ $? -eq 2 ] && ok "--ftype unknown exits 2" || bad "--ftype unknown"
+"$BIN" synth --preset tiny-qwen3moe --ftype 2>/dev/null; [ $? -eq 2 ] && ok "--ftype without a value exits 2" || bad "--ftype without a value"
+"$BIN" synth --preset tiny-qwen3moe --ftype Q3_K_M --dry-run >"$T/ft" 2>&1
+grep -q "^file type:  q3_k_m" "$T/ft" && grep -q "^  Q3_K " "$T/ft" && ! grep -q "^  Q4_K .* 14 tensors" "$T/ft" \
+  && ok "--ftype Q3_K_M --dry-run: q3_k_m, Q3_K weights" || bad "--ftype Q3_K_M --dry-run: $(cat "$T/ft")"
+if "$BIN" synth --preset tiny-qwen3moe --ftype bf16 --out "$T/bf.gguf" -q >"$T/out" 2>&1 && [ $have_info -eq 1 ]; then
+  n=$("$BIN" info "$T/bf.gguf" --tensors 2>/dev/null | grep "\.weight " | grep -c " BF16 ")
+  [ "$n" = 29 ] && ok "--ftype bf16: 29 BF16 matrices" || bad "--ftype bf16: $n BF16 matrices"
+fi
 [ -c /dev/null ] && ok "/dev/null intact" || bad "/dev/null damaged"
 
 exit $fail

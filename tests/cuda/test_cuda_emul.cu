@@ -1,10 +1,13 @@
 /*
  * test_cuda_emul.cu — runs the device dot-product and dequantization code of
  * src/cuda/mmvq.cuh on the host (no GPU needed): every unit of random
- * well-formed Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 / Q4_K / Q5_K / Q6_K rows (synth_fill) dotted with
+ * well-formed Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 / Q2_K / Q3_K / Q4_K / Q5_K / Q6_K / IQ4_NL / IQ4_XS
+ * rows (synth_fill) dotted with
  * Q8_1 activations must equal the scalar reference (src/quant dequant of the
  * weight row times the dequantized activations) to float rounding, and
- * mrc_dq_elem must reproduce quant_dequant_row bit for bit.
+ * mrc_dq_elem must reproduce quant_dequant_row bit for bit (also for F16 and BF16 rows).
+ * The IQ4 table lookup runs the device's byte permutations on a host emulation of
+ * __byte_perm; every 4-index word of it is checked against the table.
  */
 #include <math.h>
 #include <stdio.h>
@@ -16,6 +19,7 @@
 extern "C" {
 #include "quant/quant.h"
 #include "synth/synth.h"
+extern const int8_t quant_iq4nl_values[16]; /* quant_impl.h: the IQ4 table */
 }
 #undef _Noreturn
 
@@ -106,8 +110,42 @@ static void test_f16(void) {
     g_pass++;
 }
 
+/* mrc_iq4_lut against the table for every index in every byte position. */
+static void test_iq4_lut(void) {
+    int bad = 0;
+    for (int i = 0; i < 16; i++)
+        for (int pos = 0; pos < 4; pos++) {
+            const int o = (i + 5 * pos + 3) & 15; /* other bytes: other indices */
+            int q = 0;
+            for (int b = 0; b < 4; b++) q |= (b == pos ? i : (o + b) & 15) << (8 * b);
+            const int r = mrc_iq4_lut(q);
+            for (int b = 0; b < 4; b++)
+                bad += (int8_t)(r >> (8 * b)) != quant_iq4nl_values[(q >> (8 * b)) & 15];
+        }
+    EXPECT(bad == 0, "iq4 lut: %d wrong bytes", bad);
+}
+
+/* F16 and BF16 rows: mrc_dq_elem is the reference's conversion, bit for bit. */
+static void test_float_rows(uint32_t type) {
+    const int64_t k = 4096;
+    uint16_t *w = (uint16_t *)malloc(2 * k);
+    float *ref = (float *)malloc(sizeof(float) * k);
+    for (int64_t i = 0; i < k; i++) w[i] = (uint16_t)(i * 40503u + 17);
+    quant_dequant_row(type, w, ref, k);
+    int bad = 0;
+    for (int64_t i = 0; i < k; i++) {
+        const float v = mrc_dq_elem(type, (const uint8_t *)w, i);
+        bad += !(v == ref[i] || (isnan(v) && isnan(ref[i])));
+    }
+    EXPECT(bad == 0, "%s: %d dequant mismatches", mr_type_name(type), bad);
+    free(w), free(ref);
+}
+
 int main(void) {
     test_f16();
+    test_iq4_lut();
+    test_float_rows(MR_TYPE_F16);
+    test_float_rows(MR_TYPE_BF16);
     const int64_t ks[] = {256, 768, 2048};
     for (int i = 0; i < 3; i++) {
         test_type(MR_TYPE_Q4_0, mrc_vdot_q4_0, ks[i], 8);
@@ -118,6 +156,10 @@ int main(void) {
         test_type(MR_TYPE_Q4_K, mrc_vdot_q4_K, ks[i], 8);
         test_type(MR_TYPE_Q5_K, mrc_vdot_q5_K, ks[i], 8);
         test_type(MR_TYPE_Q6_K, mrc_vdot_q6_K, ks[i], 8);
+        test_type(MR_TYPE_Q2_K, mrc_vdot_q2_K, ks[i], 8);
+        test_type(MR_TYPE_Q3_K, mrc_vdot_q3_K, ks[i], 8);
+        test_type(MR_TYPE_IQ4_NL, mrc_vdot_iq4_nl, ks[i], 8);
+        test_type(MR_TYPE_IQ4_XS, mrc_vdot_iq4_xs, ks[i], 8);
     }
     printf("%d passed, %d failed\n", g_pass, g_fail);
     return g_fail ? 1 : 0;

@@ -114,7 +114,7 @@ static void test_matvec(uint32_t t, int64_t k, int64_t m) {
         for (int64_t i = 0; i < k; i++) a += (double)row[i] * x[i], b += (double)row[i] * xd[i];
         yr[r] = (float)a, yq[r] = (float)b;
     }
-    const bool flt = t == MR_TYPE_F32 || t == MR_TYPE_F16;
+    const bool flt = mr_type_is_float(t);
     const double e = nerr(y, yr, m), eq = nerr(y, flt ? yr : yq, m);
     EXPECT(qbad == 0, "quantize_q8_1: %d values off by more than half a step", qbad);
     /* the quantization error of x and W over m rows; one row's relative error is one draw of it (a
@@ -200,7 +200,7 @@ static void test_moe(uint32_t t) {
                shared ? "shared" : "per-slot", e, zero);
         printf("moe    %-4s %s x: err %.2e\n", mr_type_name(t), shared ? "shared  " : "per-slot", e);
         /* the pair launch (gate and up): W then a second copy of it, the same bytes as two launches */
-        if (t != MR_TYPE_F32 && t != MR_TYPE_F16) {
+        if (!mr_type_is_float(t)) {
             float *dy2 = mrc_alloc(C, sizeof(float) * m * n), *dy3 = mrc_alloc(C, sizeof(float) * m * n);
             float *y2 = malloc(sizeof(float) * m * n), *y3 = malloc(sizeof(float) * m * n);
             mrc_weight W2;
@@ -219,7 +219,7 @@ static void test_moe(uint32_t t) {
     }
     /* moe_matvec_sum (one token's downs and their weighted sum, acc 0 / 1) against moe_matvec into
      * slots + moe_combine: the same floats */
-    if (t != MR_TYPE_F32 && t != MR_TYPE_F16) {
+    if (!mr_type_is_float(t)) {
         float wts[5], y0[96], a[96], b[96];
         fill(wts, n), fill(y0, m);
         float *dw = dup_dev(wts, sizeof wts), *da = mrc_alloc(C, sizeof(float) * m), *db = mrc_alloc(C, sizeof(float) * m);
@@ -738,8 +738,8 @@ static void test_route(int gating, bool with_bias, bool norm_w, float w_scale) {
            gating, with_bias, norm_w, w_scale, bad, e);
     /* router_route (one token: router matvec + routing in one launch, twice: the done-counter
      * resets) against matvec + moe_route: the same logits, ids and weights */
-    for (int wt = 0; wt < 2; wt++) {
-        const uint32_t rt = wt ? MR_TYPE_F16 : MR_TYPE_F32;
+    for (int wt = 0; wt < 3; wt++) {
+        const uint32_t rt = wt == 2 ? MR_TYPE_BF16 : wt ? MR_TYPE_F16 : MR_TYPE_F32;
         const int64_t k = 2048;
         void *wh = make_weight(rt, k, E, 1);
         mrc_weight W;
@@ -904,7 +904,7 @@ static void test_graph_and_errors(void) {
     OK(get(y2, dy, sizeof(float) * m));
     EXPECT(!memcmp(y1, y2, sizeof(float) * m), "graph replay gives the same result");
     mrc_weight bad;
-    EXPECT(mrc_weight_upload(C, &bad, wh, MR_TYPE_Q2_K, k, m, 1) == -1 && strstr(mr_geterr(), "Q2_K"),
+    EXPECT(mrc_weight_upload(C, &bad, wh, MR_TYPE_IQ2_XXS, k, m, 1) == -1 && strstr(mr_geterr(), "IQ2_XXS"),
            "unsupported type named: %s", mr_geterr());
     EXPECT(mrc_weight_upload(C, &bad, wh, MR_TYPE_Q4_K, 100, m, 1) == -1, "bad k");
     mrc_attn_params p = {.n_head = 8, .n_head_kv = 3, .dk = 128, .dv = 128, .n_ctx = 16, .n_kv = 8,
@@ -996,14 +996,15 @@ int main(int argc, char **argv) {
         return 1;
     }
     synth_rng_seed(&R, 42);
-    const uint32_t types[] = {MR_TYPE_Q4_0, MR_TYPE_Q4_1, MR_TYPE_Q5_0, MR_TYPE_Q5_1, MR_TYPE_Q8_0,
-                              MR_TYPE_Q4_K, MR_TYPE_Q5_K, MR_TYPE_Q6_K, MR_TYPE_F16, MR_TYPE_F32};
+    const uint32_t types[] = {MR_TYPE_Q4_0, MR_TYPE_Q4_1, MR_TYPE_Q5_0, MR_TYPE_Q5_1, MR_TYPE_Q8_0,  MR_TYPE_Q2_K,
+                              MR_TYPE_Q3_K, MR_TYPE_Q4_K, MR_TYPE_Q5_K, MR_TYPE_Q6_K, MR_TYPE_IQ4_NL, MR_TYPE_IQ4_XS,
+                              MR_TYPE_F16,  MR_TYPE_BF16, MR_TYPE_F32};
     for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
         test_matvec(types[i], 256, 1);
         test_matvec(types[i], 768, 37);
         test_matvec(types[i], 2048, 2048);
         test_moe(types[i]);
-        if (types[i] != MR_TYPE_F32 && types[i] != MR_TYPE_F16) test_matvec_n(types[i]);
+        if (!mr_type_is_float(types[i])) test_matvec_n(types[i]);
         test_dequant_gemm(types[i]);
     }
     test_rows();

@@ -29,7 +29,7 @@ typedef struct {
 
 /* A golden case's JSON (NULL, with a failed check, when it cannot be read), its prompt tokens
  * (malloc'd) into *toks, their count into *n and the greedy steps' into *ng. */
-static json_t *golden_case_load(const char *path, mr_token **toks, int *n, int *ng) {
+static inline json_t *golden_case_load(const char *path, mr_token **toks, int *n, int *ng) {
     json_error_t je;
     json_t *ref = json_load_file(path, 0, &je);
     CHECK(ref != NULL, "%s: %s", path, je.text);
@@ -43,7 +43,7 @@ static json_t *golden_case_load(const char *path, mr_token **toks, int *n, int *
 }
 
 /* cross: our attention path differs from the one the reference was made with. */
-static void golden_case_check(mr_model *m, const family *f, const char *path, const char *name, bool kvq8, bool fa,
+static inline void golden_case_check(mr_model *m, const family *f, const char *path, const char *name, bool kvq8, bool fa,
                      bool cross) {
     mr_token *toks;
     int n, ng;

@@ -13,36 +13,9 @@
 #include "quant/quant.h"
 #include "quant/types.h"
 #include "synth/synth.h"
+#include "synth_util.h"
 
 static char g_tmp[256];
-
-/* Writes plan pl (with vocab v or synthetic) to path. */
-static int write_plan(const synth_plan *pl, const char *path, const gguf_ctx *v, uint64_t seed) {
-    gguf_writer *w = gguf_writer_new(path);
-    if (!w) return -1;
-    if (synth_write_meta(w, pl, v, seed)) goto fail;
-    for (int k = 0; k < pl->n_t; k++)
-        if (gguf_writer_add_tensor(w, pl->t[k].name, pl->t[k].type, pl->t[k].n_dims, pl->t[k].ne)) goto fail;
-    size_t cap = 1 << 20;
-    uint8_t *buf = malloc(cap);
-    for (int k = 0; k < pl->n_t; k++) {
-        const synth_tensor *t = &pl->t[k];
-        const mr_type_traits *tr = mr_type_get(t->type);
-        uint64_t left = (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2]) / tr->blck * tr->tsize;
-        synth_rng r;
-        synth_rng_seed(&r, seed + (uint64_t)k);
-        while (left) {
-            uint64_t n = MR_MIN(left, cap / tr->tsize * tr->tsize);
-            if (synth_fill(t, &r, buf, n) || gguf_writer_write_data(w, buf, n)) { free(buf); goto fail; }
-            left -= n;
-        }
-    }
-    free(buf);
-    return gguf_writer_close(w);
-fail:
-    gguf_writer_abort(w);
-    return -1;
-}
 
 static uint64_t file_size_of(const synth_plan *pl, const gguf_ctx *v, uint64_t seed) {
     gguf_writer *w = gguf_writer_new("/dev/null");
@@ -298,6 +271,81 @@ static void test_vocab_copy(void) {
     gguf_close(v);
 }
 
+/* --ftype: the mixes' types per tensor (llama.cpp's choices for these names), names both ways,
+ * general.file_type written, unknown names refused; the preset's own mix is unchanged. */
+static const synth_tensor *find_t(const synth_plan *pl, const char *name) {
+    for (int k = 0; k < pl->n_t; k++)
+        if (!strcmp(pl->t[k].name, name)) return &pl->t[k];
+    return NULL;
+}
+static uint32_t type_of(const synth_plan *pl, const char *name) {
+    const synth_tensor *t = find_t(pl, name);
+    CHECK(t != NULL, "no tensor %s", name);
+    return t ? t->type : UINT32_MAX;
+}
+
+static void test_ftypes(void) {
+    CHECK(synth_ftype_from_name("Q3_K_M") == 12 && synth_ftype_from_name("q2_k") == 10 &&
+              synth_ftype_from_name("iq4_xs") == 30 && synth_ftype_from_name("bf16") == 32 &&
+              synth_ftype_from_name("q3_k") == -1 && synth_ftype_from_name("") == -1,
+          "file type names");
+    CHECK(synth_ftype_name(15) && !strcmp(synth_ftype_name(15), "q4_k_m") && synth_ftype_name(99) == NULL,
+          "file type of an id");
+    synth_plan pl, ref;
+    CHECK(synth_plan_build(&pl, "qwen3moe-30b-a3b", 8, 0) == 0 && synth_plan_build(&ref, "qwen3moe-30b-a3b", 8, 0) == 0,
+          "plans: %s", mr_geterr());
+    CHECK(synth_plan_set_ftype(&pl, 15) == 0, "q4_k_m");
+    bool same = pl.data_bytes == ref.data_bytes;
+    for (int k = 0; k < pl.n_t; k++) same = same && pl.t[k].type == ref.t[k].type;
+    CHECK(same, "--ftype q4_k_m on a Q4_K_M preset changes its mix");
+    CHECK(synth_plan_set_ftype(&pl, 12) == 0, "q3_k_m");
+    CHECK(type_of(&pl, "blk.3.ffn_gate_exps.weight") == MR_TYPE_Q3_K && type_of(&pl, "blk.3.attn_q.weight") == MR_TYPE_Q3_K &&
+              type_of(&pl, "blk.0.attn_v.weight") == MR_TYPE_Q5_K && type_of(&pl, "blk.5.attn_v.weight") == MR_TYPE_Q4_K &&
+              type_of(&pl, "blk.2.attn_output.weight") == MR_TYPE_Q4_K && type_of(&pl, "output.weight") == MR_TYPE_Q6_K &&
+              type_of(&pl, "blk.0.ffn_down_exps.weight") == MR_TYPE_Q4_K && /* layer 0 of 8: more bits */
+              type_of(&pl, "blk.3.ffn_down_exps.weight") == MR_TYPE_Q4_K && /* (3 - 1) % 3 == 2 */
+              type_of(&pl, "blk.4.ffn_down_exps.weight") == MR_TYPE_Q3_K &&
+              type_of(&pl, "blk.3.ffn_gate_inp.weight") == MR_TYPE_F32 && type_of(&pl, "blk.3.attn_norm.weight") == MR_TYPE_F32,
+          "q3_k_m mix");
+    CHECK(pl.data_bytes < ref.data_bytes * 0.85, "q3_k_m is smaller than q4_k_m: %llu vs %llu",
+          (unsigned long long)pl.data_bytes, (unsigned long long)ref.data_bytes);
+    CHECK(synth_plan_set_ftype(&pl, 32) == 0, "bf16");
+    int nbf = 0, nmat = 0;
+    for (int k = 0; k < pl.n_t; k++)
+        if (pl.t[k].n_dims >= 2 && !strstr(pl.t[k].name, "ffn_gate_inp")) nmat++, nbf += pl.t[k].type == MR_TYPE_BF16;
+    CHECK(nbf == nmat && type_of(&pl, "blk.0.ffn_gate_inp.weight") == MR_TYPE_F32, "bf16: %d of %d matrices BF16", nbf,
+          nmat);
+    CHECK(synth_plan_set_ftype(&pl, 3) != 0 && synth_plan_set_ftype(&pl, 99) != 0, "unknown file types refused");
+    /* rows that do not fit a 256-block fall back as llama.cpp's: DeepSeek-V2-Lite's expert downs
+     * (rows of 1408 = 5.5 x 256) in IQ4_NL */
+    synth_plan dl;
+    CHECK(synth_plan_build(&dl, "deepseek-v2-lite", 0, 0) == 0 && synth_plan_set_ftype(&dl, 30) == 0, "v2-lite iq4_xs");
+    CHECK(type_of(&dl, "blk.3.ffn_down_exps.weight") == MR_TYPE_IQ4_NL &&
+              type_of(&dl, "blk.3.ffn_up_exps.weight") == MR_TYPE_IQ4_XS, "v2-lite iq4_xs: fallback");
+    for (int k = 0; k < dl.n_t; k++) {
+        const synth_tensor *t = &dl.t[k];
+        CHECK(t->type == MR_TYPE_F32 || t->ne[0] % mr_type_get(t->type)->blck == 0, "%s: %s rows of %lld", t->name,
+              mr_type_name(t->type), (long long)t->ne[0]);
+    }
+    /* general.file_type */
+    char out[512];
+    snprintf(out, sizeof out, "%s/ft.gguf", g_tmp);
+    synth_plan tq;
+    CHECK(synth_plan_build(&tq, "tiny-qwen3moe", 0, 0) == 0 && synth_plan_set_ftype(&tq, 10) == 0, "tiny q2_k");
+    CHECK(write_plan(&tq, out, NULL, 5) == 0, "write: %s", mr_geterr());
+    gguf_ctx *g = gguf_open(out);
+    const gguf_kv *kv = g ? gguf_find(g, "general.file_type") : NULL;
+    CHECK(kv && kv->val.type == GGUF_VT_UINT32 && kv->val.v.u == 10, "general.file_type of a q2_k file");
+    const gguf_tensor *gt = g ? gguf_tensor_find(g, "blk.1.ffn_up_exps.weight") : NULL;
+    CHECK(gt && gt->type == MR_TYPE_Q2_K, "q2_k experts in the file");
+    gguf_close(g);
+    unlink(out);
+    synth_plan_free(&tq);
+    synth_plan_free(&dl);
+    synth_plan_free(&pl);
+    synth_plan_free(&ref);
+}
+
 int main(void) {
     snprintf(g_tmp, sizeof g_tmp, "/tmp/moerun-test-synth-XXXXXX");
     if (!mkdtemp(g_tmp)) return 1;
@@ -313,6 +361,7 @@ int main(void) {
     compare_with_fixture("tiny-qwen3next", 0, "tiny-qwen3next.gguf", true);
     test_values("tiny-qwen3next");
     test_vocab_copy();
+    test_ftypes();
     rmdir(g_tmp);
     printf("%.2f s\n", mr_time_s() - t0);
     return check_done();

@@ -251,6 +251,13 @@ static inline unsigned __vsubss4(unsigned a, unsigned b) {
     }
     return r;
 }
+/* r byte n = byte (s >> 4n) & 7 of the 8 bytes y:x (x bytes 0-3), as documented for __byte_perm */
+static inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
+    const uint64_t v = (uint64_t)x | ((uint64_t)y << 32);
+    unsigned r = 0;
+    for (int n = 0; n < 4; n++) r |= (unsigned)((v >> (8 * ((s >> (4 * n)) & 7))) & 0xFF) << (8 * n);
+    return r;
+}
 /* CUDA's integer and float min / max overloads (device code calls them unqualified) */
 template <typename A, typename B> static inline typename std::common_type<A, B>::type min(A a, B b) {
     typedef typename std::common_type<A, B>::type C;
