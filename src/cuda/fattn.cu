@@ -8,8 +8,16 @@
  * online softmax over its cells with lane l owning elements l, l+32, ... of
  * q, K, V and the output (coalesced loads for F16 and Q8_0 alike); warps are
  * merged in shared memory, splits by a second kernel.
+ *
+ * Prompts with enough query rows to fill the GPU without splitting the cells (dk, dv <= 256,
+ * K and V apart) run k_fattn_tile instead: a block takes 16 query rows of one KV head (the
+ * GQA group's heads of consecutive tokens), stages tiles of 8-32 cells of K and V in shared
+ * memory as floats, and each of its 4 warps runs the online softmax of 4 rows over them: a K
+ * or V element is read from the cache once per 16 rows instead of once per row.
  */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cuda/cuda_common.cuh"
 #include "cuda/mmvq.cuh"
@@ -104,6 +112,136 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
     }
 }
 
+/* ---- prompts: 16 query rows per block over shared tiles of K and V ------------------------------- */
+#define FT_WARPS 4
+#define FT_ROWS 4 /* query rows per warp */
+#define FT_BROWS (FT_WARPS * FT_ROWS)
+#define FT_MAXD 8 /* dk, dv <= 256 */
+#define FT_SMEM (48 * 1024)
+
+/* Cells per tile for head sizes dk, dv: 32, 16 or 8, the largest whose shared memory (the rows'
+ * queries, K rows padded by the lanes per cell, V rows) fits FT_SMEM; 0 if none does. */
+static int ft_cells(int dk, int dv) {
+    for (int tc = 32; tc >= 8; tc /= 2)
+        if (sizeof(float) * ((size_t)FT_BROWS * dk + (size_t)tc * (dk + 32 / tc) + (size_t)tc * dv) + 16 <= FT_SMEM)
+            return tc;
+    return 0;
+}
+
+/* grid (row blocks, KV heads). Row r of KV head hk is token r / G, head hk*G + r % G (G = H / Hkv).
+ * Scores: lane l takes cell l % tc and the dims l / tc, l / tc + lpc, ... (lpc = 32 / tc lanes per
+ * cell; K rows padded to dk + lpc floats, so the 32 lanes read 32 banks), summed over the cell's
+ * lanes by shuffles; then each row's tile max and sum over the cells, and the V pass with lane l
+ * owning output elements l, l + 32, ... and each cell's probability broadcast from its lane. Rows
+ * whose cells are all masked give 0. With xq, each token's output row is also quantized (Q8_1). */
+template <uint32_t TK, uint32_t TV>
+__global__ void __launch_bounds__(FT_WARPS * 32)
+    k_fattn_tile(fa_args a, int n_tok, int tc, const float *__restrict__ q, const uint8_t *__restrict__ K,
+                 const uint8_t *__restrict__ V, const float *__restrict__ mask, float *__restrict__ out,
+                 int64_t out_stride, uint8_t *__restrict__ xq, size_t xq_row) {
+    extern __shared__ float sh[];
+    const int lpc = 32 / tc, kst = a.dk + lpc;
+    float *qs = sh, *ks = qs + FT_BROWS * a.dk, *vs = ks + tc * kst;
+    int *flag = (int *)(vs + tc * a.dv);
+    const int hk = blockIdx.y, G = a.H / a.Hkv, lane = threadIdx.x % 32, w = threadIdx.x / 32;
+    const int64_t rb = (int64_t)blockIdx.x * FT_BROWS;
+    const int nv = a.dv / 32;
+    for (int i = threadIdx.x; i < FT_BROWS * a.dk; i += blockDim.x) {
+        const int64_t r = rb + i / a.dk, t = r / G;
+        qs[i] = t < n_tok ? q[t * a.q_stride + (size_t)(hk * G + r % G) * a.dk + i % a.dk] : 0.0f;
+    }
+    int64_t tok[FT_ROWS];
+    int head[FT_ROWS];
+    float m[FT_ROWS], l[FT_ROWS], acc[FT_ROWS][FT_MAXD];
+    MRC_UNROLL
+    for (int i = 0; i < FT_ROWS; i++) {
+        const int64_t r = rb + w * FT_ROWS + i;
+        tok[i] = r / G < n_tok ? r / G : -1;
+        head[i] = hk * G + (int)(r % G);
+        m[i] = -INFINITY, l[i] = 0.0f;
+        MRC_UNROLL
+        for (int j = 0; j < FT_MAXD; j++) acc[i][j] = 0.0f;
+    }
+    const int64_t t_first = rb / G, t_last = min((int64_t)n_tok - 1, (rb + FT_BROWS - 1) / G);
+    const uint8_t *Kh = K + (size_t)hk * a.n_ctx * a.k_row, *Vh = V + (size_t)hk * a.n_ctx * a.v_row;
+    const int cl = lane % tc, part = lane / tc;
+    for (int c0 = 0; c0 < a.n_kv; c0 += tc) {
+        const int nc = min(tc, a.n_kv - c0);
+        __syncthreads(); /* the last tile's reads are done */
+        if (threadIdx.x == 0) *flag = 0;
+        __syncthreads();
+        /* skip a tile that every token of the block has masked (the causal mask's upper part) */
+        bool any = !mask;
+        for (int i = threadIdx.x; !any && i < (int)(t_last - t_first + 1) * nc; i += blockDim.x)
+            any = mask[(t_first + i / nc) * a.mask_stride + c0 + i % nc] != -INFINITY;
+        if (any) *flag = 1;
+        __syncthreads();
+        if (!*flag) continue;
+        for (int i = threadIdx.x; i < tc * a.dk; i += blockDim.x) {
+            const int c = i / a.dk, d = i % a.dk;
+            ks[c * kst + d] = c < nc ? kv_elem<TK>(Kh + (size_t)(c0 + c) * a.k_row, d) : 0.0f;
+        }
+        for (int i = threadIdx.x; i < tc * a.dv; i += blockDim.x) {
+            const int c = i / a.dv;
+            vs[i] = c < nc ? kv_elem<TV>(Vh + (size_t)(c0 + c) * a.v_row, i % a.dv) : 0.0f;
+        }
+        __syncthreads();
+        float s[FT_ROWS];
+        MRC_UNROLL
+        for (int i = 0; i < FT_ROWS; i++) s[i] = 0.0f;
+        const float *kr = ks + cl * kst, *qw = qs + w * FT_ROWS * a.dk;
+        for (int d = part; d < a.dk; d += lpc) {
+            const float kv = kr[d];
+            MRC_UNROLL
+            for (int i = 0; i < FT_ROWS; i++) s[i] = __fmaf_rn(qw[i * a.dk + d], kv, s[i]);
+        }
+        MRC_UNROLL
+        for (int i = 0; i < FT_ROWS; i++) {
+            for (int o = tc; o < 32; o <<= 1) s[i] += __shfl_xor_sync(0xffffffffu, s[i], o, 32);
+            float sv = -INFINITY;
+            if (tok[i] >= 0 && cl < nc) {
+                const float mj = mask ? mask[tok[i] * a.mask_stride + c0 + cl] : 0.0f;
+                if (mj != -INFINITY) {
+                    sv = s[i] * a.scale;
+                    if (a.softcap > 0.0f) sv = a.softcap * tanhf(sv / a.softcap);
+                    sv += mj;
+                }
+            }
+            float mx = sv;
+            for (int o = 1; o < tc; o <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o, 32));
+            const float mn = fmaxf(m[i], mx);
+            if (mn == -INFINITY) continue; /* nothing of this row so far: uniform over the warp */
+            const float corr = __expf(m[i] - mn), p = __expf(sv - mn);
+            float ps = p;
+            for (int o = 1; o < tc; o <<= 1) ps += __shfl_xor_sync(0xffffffffu, ps, o, 32);
+            l[i] = l[i] * corr + ps;
+            m[i] = mn;
+            MRC_UNROLL
+            for (int j = 0; j < FT_MAXD; j++) acc[i][j] *= corr;
+            for (int c = 0; c < nc; c++) {
+                const float pc = __shfl_sync(0xffffffffu, p, c, 32);
+                MRC_UNROLL
+                for (int j = 0; j < FT_MAXD; j++)
+                    if (j < nv) acc[i][j] = __fmaf_rn(pc, vs[c * a.dv + lane + 32 * j], acc[i][j]);
+            }
+        }
+    }
+    MRC_UNROLL
+    for (int i = 0; i < FT_ROWS; i++) {
+        if (tok[i] < 0) continue; /* uniform over the warp */
+        const float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
+        float *o = out + tok[i] * out_stride + (size_t)head[i] * a.dv;
+        MRC_UNROLL
+        for (int j = 0; j < FT_MAXD; j++)
+            if (j < nv) {
+                const float v = acc[i][j] * inv;
+                o[lane + 32 * j] = v;
+                if (xq)
+                    mrc_q8_1_warp(v, xq + tok[i] * xq_row, (int64_t)a.H * a.dv, (head[i] * a.dv) / 32 + j, lane);
+            }
+    }
+}
+
 /* grid (H, tokens): out[z*out_stride + h*dv + e] = sum_s acc_s[e] e^(m_s - M) / sum_s l_s e^(m_s - M)
  * (0 when all masked); with xq, token z's row of H*dv outputs also quantized into the Q8_1 row
  * at xq + z*xq_row (warp w of 128 threads holds 32 consecutive elements: one Q8_1 block). */
@@ -146,6 +284,8 @@ int mrc_attn(mrc_ctx *c, const mrc_attn_params *p, const float *q, const void *k
         return -1;
     }
     if (p->n_head <= 0) return 0;
+    const uint8_t *K = (const uint8_t *)k, *V = (const uint8_t *)(p->v_in_k ? k : v);
+    const uint32_t tv = p->v_in_k ? p->type_k : p->type_v;
     fa_args a;
     a.H = p->n_head, a.Hkv = p->n_head_kv, a.dk = p->dk, a.dv = p->dv, a.n_ctx = p->n_ctx, a.n_kv = p->n_kv;
     a.k_row = mr_row_size(p->type_k, p->dk);
@@ -154,6 +294,36 @@ int mrc_attn(mrc_ctx *c, const mrc_attn_params *p, const float *q, const void *k
     a.q_stride = p->q_stride ? p->q_stride : (int64_t)p->n_head * p->dk;
     a.mask_stride = p->mask_stride ? p->mask_stride : p->n_kv;
     const int64_t out_stride = p->out_stride ? p->out_stride : (int64_t)p->n_head * p->dv;
+    const size_t xq_row = mrc_q8_1_row_size((int64_t)p->n_head * p->dv);
+    /* a prompt whose 16-row blocks alone fill the GPU: the tiled kernel (MOERUN_CUDA_FA_TILE=0 / 1
+     * turns it off / on whatever the size, for A/B runs and tests) */
+    const int tc = p->v_in_k ? 0 : ft_cells(p->dk, p->dv);
+    const int64_t n_rb = ((int64_t)n_tok * (p->n_head / p->n_head_kv) + FT_BROWS - 1) / FT_BROWS;
+    const char *ft_env = getenv("MOERUN_CUDA_FA_TILE");
+    const bool tile = tc > 0 && n_tok > 1 && n_rb <= 0x7fffffff &&
+                      (ft_env && *ft_env ? strcmp(ft_env, "0") != 0 : n_rb * p->n_head_kv >= c->n_sm);
+    if (tile) {
+        const dim3 grid((unsigned)n_rb, (unsigned)p->n_head_kv);
+        const size_t shm =
+            sizeof(float) * ((size_t)FT_BROWS * p->dk + (size_t)tc * (p->dk + 32 / tc) + (size_t)tc * p->dv) + 16;
+        uint8_t *xq = (uint8_t *)p->out_q8;
+        if (p->type_k == MR_TYPE_F16 && tv == MR_TYPE_F16)
+            k_fattn_tile<MR_TYPE_F16, MR_TYPE_F16><<<grid, FT_WARPS * 32, shm, c->stream>>>(
+                a, n_tok, tc, q, K, V, mask, out, out_stride, xq, xq_row);
+        else if (p->type_k == MR_TYPE_F16)
+            k_fattn_tile<MR_TYPE_F16, MR_TYPE_Q8_0><<<grid, FT_WARPS * 32, shm, c->stream>>>(
+                a, n_tok, tc, q, K, V, mask, out, out_stride, xq, xq_row);
+        else if (tv == MR_TYPE_F16)
+            k_fattn_tile<MR_TYPE_Q8_0, MR_TYPE_F16><<<grid, FT_WARPS * 32, shm, c->stream>>>(
+                a, n_tok, tc, q, K, V, mask, out, out_stride, xq, xq_row);
+        else
+            k_fattn_tile<MR_TYPE_Q8_0, MR_TYPE_Q8_0><<<grid, FT_WARPS * 32, shm, c->stream>>>(
+                a, n_tok, tc, q, K, V, mask, out, out_stride, xq, xq_row);
+        MRC_LAUNCHED(c, "fattn_tile", "heads %d/%d, dk %d, dv %d, n_kv %d, tokens %d, %d cells a tile, K %s, V %s",
+                     p->n_head, p->n_head_kv, p->dk, p->dv, p->n_kv, n_tok, tc, mr_type_name(p->type_k),
+                     mr_type_name(tv));
+        return 0;
+    }
     /* about two blocks per SM over all (head, token) pairs, at least 64 cells per split. The
      * cells are cut as if n_kv were rounded up to the decode graphs' bucket (mrc_kv_bucket),
      * so an eager step over n_kv cells and a replayed graph over the bucket's (the rest masked)
@@ -171,8 +341,6 @@ int mrc_attn(mrc_ctx *c, const mrc_attn_params *p, const float *q, const void *k
     float *part = (float *)mrc_scratch(c, sizeof(float) * (size_t)p->n_head * n_split * nz * (p->dv + 2));
     if (!part) return -1;
     const size_t shm = sizeof(float) * FA_WARPS * (p->dv + 2);
-    const uint8_t *K = (const uint8_t *)k, *V = (const uint8_t *)(p->v_in_k ? k : v);
-    const uint32_t tv = p->v_in_k ? p->type_k : p->type_v;
     for (int t0 = 0; t0 < n_tok; t0 += chunk) {
         const int nt = n_tok - t0 < chunk ? n_tok - t0 : chunk;
         const float *qt = q + (size_t)t0 * a.q_stride, *mt = mask ? mask + (size_t)t0 * a.mask_stride : NULL;
@@ -188,7 +356,6 @@ int mrc_attn(mrc_ctx *c, const mrc_attn_params *p, const float *q, const void *k
         MRC_LAUNCHED(c, "fattn_decode", "heads %d/%d, dk %d, dv %d, n_kv %d, splits %d, tokens %d, K %s, V %s",
                      p->n_head, p->n_head_kv, p->dk, p->dv, p->n_kv, n_split, nt, mr_type_name(p->type_k),
                      mr_type_name(tv));
-        const size_t xq_row = mrc_q8_1_row_size((int64_t)p->n_head * p->dv);
         k_fattn_combine<<<dim3((unsigned)p->n_head, (unsigned)nt), 128, 0, c->stream>>>(
             part, n_split, p->dv, out + (size_t)t0 * out_stride, out_stride,
             p->out_q8 ? (uint8_t *)p->out_q8 + (size_t)t0 * xq_row : NULL, xq_row);

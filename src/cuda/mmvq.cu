@@ -410,8 +410,8 @@ int mrc_router_route(mrc_ctx *c, const mrc_weight *W, const float *x, float *log
                      const float *bias, bool norm_w, float w_scale, int n_group, int n_group_used, int32_t *ids,
                      float *weights) {
     const int E = (int)W->m;
-    if ((W->type != MR_TYPE_F32 && W->type != MR_TYPE_F16 && W->type != MR_TYPE_BF16) || E <= 0 || E > ROUTE_MAX_E || k <= 0 || k > ROUTE_MAX_K ||
-        k > E || gating < 1 || gating > 3 || n_group > 64 || (n_group > 1 && E % n_group)) {
+    if (!mr_type_is_float(W->type) || E <= 0 || E > ROUTE_MAX_E || k <= 0 || k > ROUTE_MAX_K || k > E || gating < 1 ||
+        gating > 3 || n_group > 64 || (n_group > 1 && E % n_group)) {
         mr_seterr("cuda: router_route: %s router of %d experts, top-%d, gating %d, %d groups (float weights, at most "
                   "%d experts, top-%d)", mr_type_name(W->type), E, k, gating, n_group, ROUTE_MAX_E, ROUTE_MAX_K);
         return -1;

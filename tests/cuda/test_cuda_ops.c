@@ -811,33 +811,38 @@ static void test_attn(uint32_t tk, uint32_t tv, int H, int Hkv, int dk, int dv, 
     void *dK = dup_dev(K, kr * Hkv * n_ctx), *dV = dup_dev(V, vr * Hkv * n_ctx);
     float *dq = dup_dev(q, sizeof(float) * qs * nt), *dm = dup_dev(mask, sizeof(float) * ms * nt),
           *dout = mrc_alloc(C, sizeof(float) * os * nt);
-    OK(mrc_memset(C, dout, 0, sizeof(float) * os * nt));
-    mrc_attn_params p = {.n_head = H, .n_head_kv = Hkv, .dk = dk, .dv = dv, .n_ctx = n_ctx, .n_kv = n_kv,
-                         .type_k = tk, .type_v = tv, .scale = scale, .softcap = 0, .v_in_k = v_in_k,
-                         .n_tok = nt, .q_stride = qs, .mask_stride = ms, .out_stride = os};
-    OK(mrc_attn(C, &p, dq, dK, dV, dm, dout));
-    OK(get(got, dout, sizeof(float) * os * nt));
-    const double e = nerr(got, ref, (int)(os * nt));
-    EXPECT(e < 1e-4, "attn K %s V %s H %d/%d dk %d dv %d n_kv %d tokens %d: %.3e", mr_type_name(tk), mr_type_name(tv),
-           H, Hkv, dk, dv, n_kv, nt, e);
-    printf("attn   K %-4s V %-4s H %d/%d dk %d dv %d n_kv %d x %d tokens%s: err %.2e\n", mr_type_name(tk),
-           mr_type_name(tv), H, Hkv, dk, dv, n_kv, nt, v_in_k ? " (v in k)" : "", e);
-    /* out_q8: the same outputs, and each token's row quantized as quantize_q8_1 would */
-    {
-        const size_t rq = mrc_q8_1_row_size((int64_t)H * dv);
-        uint8_t *qa = malloc(rq * nt), *qb = malloc(rq * nt);
-        float *got2 = malloc(sizeof(float) * os * nt);
-        void *dqa = mrc_alloc(C, rq * nt), *dqb = mrc_alloc(C, rq * nt);
-        OK(mrc_memset(C, dqa, 0, rq * nt)); OK(mrc_memset(C, dqb, 0, rq * nt));
-        p.out_q8 = dqb;
+    /* prompts: the split kernel and the tiled one (MOERUN_CUDA_FA_TILE; MLA's v-in-k has no tiled form) */
+    for (int tile = 0; tile < (nt > 1 && !v_in_k ? 2 : 1); tile++) {
+        if (nt > 1) setenv("MOERUN_CUDA_FA_TILE", tile ? "1" : "0", 1);
+        OK(mrc_memset(C, dout, 0, sizeof(float) * os * nt));
+        mrc_attn_params p = {.n_head = H, .n_head_kv = Hkv, .dk = dk, .dv = dv, .n_ctx = n_ctx, .n_kv = n_kv,
+                             .type_k = tk, .type_v = tv, .scale = scale, .softcap = 0, .v_in_k = v_in_k,
+                             .n_tok = nt, .q_stride = qs, .mask_stride = ms, .out_stride = os};
         OK(mrc_attn(C, &p, dq, dK, dV, dm, dout));
-        for (int t = 0; t < nt; t++) OK(mrc_quantize_q8_1(C, dout + t * os, (uint8_t *)dqa + t * rq, (int64_t)H * dv, 1));
-        OK(get(got2, dout, sizeof(float) * os * nt)); OK(get(qa, dqa, rq * nt)); OK(get(qb, dqb, rq * nt));
-        EXPECT(!memcmp(got, got2, sizeof(float) * os * nt) && !memcmp(qa, qb, rq * nt),
-               "attn with out_q8 (H %d dv %d, %d tokens): outputs or quantized rows differ", H, dv, nt);
-        mrc_dfree(dqa), mrc_dfree(dqb);
-        free(qa), free(qb), free(got2);
+        OK(get(got, dout, sizeof(float) * os * nt));
+        const double e = nerr(got, ref, (int)(os * nt));
+        EXPECT(e < 1e-4, "attn K %s V %s H %d/%d dk %d dv %d n_kv %d tokens %d%s: %.3e", mr_type_name(tk),
+               mr_type_name(tv), H, Hkv, dk, dv, n_kv, nt, tile ? " (tiled)" : "", e);
+        printf("attn   K %-4s V %-4s H %d/%d dk %d dv %d n_kv %d x %d tokens%s%s: err %.2e\n", mr_type_name(tk),
+               mr_type_name(tv), H, Hkv, dk, dv, n_kv, nt, v_in_k ? " (v in k)" : "", tile ? " (tiled)" : "", e);
+        /* out_q8: the same outputs, and each token's row quantized as quantize_q8_1 would */
+        {
+            const size_t rq = mrc_q8_1_row_size((int64_t)H * dv);
+            uint8_t *qa = malloc(rq * nt), *qb = malloc(rq * nt);
+            float *got2 = malloc(sizeof(float) * os * nt);
+            void *dqa = mrc_alloc(C, rq * nt), *dqb = mrc_alloc(C, rq * nt);
+            OK(mrc_memset(C, dqa, 0, rq * nt)); OK(mrc_memset(C, dqb, 0, rq * nt));
+            p.out_q8 = dqb;
+            OK(mrc_attn(C, &p, dq, dK, dV, dm, dout));
+            for (int t = 0; t < nt; t++) OK(mrc_quantize_q8_1(C, dout + t * os, (uint8_t *)dqa + t * rq, (int64_t)H * dv, 1));
+            OK(get(got2, dout, sizeof(float) * os * nt)); OK(get(qa, dqa, rq * nt)); OK(get(qb, dqb, rq * nt));
+            EXPECT(!memcmp(got, got2, sizeof(float) * os * nt) && !memcmp(qa, qb, rq * nt),
+                   "attn with out_q8 (H %d dv %d, %d tokens): outputs or quantized rows differ", H, dv, nt);
+            mrc_dfree(dqa), mrc_dfree(dqb);
+            free(qa), free(qb), free(got2);
+        }
     }
+    unsetenv("MOERUN_CUDA_FA_TILE");
     mrc_dfree(dK), mrc_dfree(dV), mrc_dfree(dq), mrc_dfree(dm), mrc_dfree(dout);
     free(K), free(V), free(q), free(mask), free(f), free(ref), free(got), free(kd), free(vd), free(s);
 }
@@ -982,6 +987,35 @@ static void bench(void) {
                2.0 * kb / (ms * 1e-3) / 1e9);
         mrc_dfree(dk), mrc_dfree(dv), mrc_dfree(dq), mrc_dfree(dout);
     }
+    /* a 512-token prompt's attention (causal) at depths 0 / 4096 / 32768, the split kernel against
+     * the tiled one (MOERUN_CUDA_FA_TILE), f16 cache, Qwen3-30B-A3B's heads */
+    for (int depth = 0; depth <= 32768; depth = depth ? depth * 8 : 4096) {
+        const int H = 32, Hkv = 4, d = 128, T = 512, n_kv = depth + T;
+        const size_t kb = (size_t)Hkv * n_kv * d * 2;
+        void *dk = mrc_alloc(C, kb), *dv = mrc_alloc(C, kb);
+        float *dq = mrc_alloc(C, sizeof(float) * H * d * T), *dout = mrc_alloc(C, sizeof(float) * H * d * T);
+        float *mask = malloc(sizeof(float) * (size_t)n_kv * T), *dm = mrc_alloc(C, sizeof(float) * (size_t)n_kv * T);
+        for (int t = 0; t < T; t++)
+            for (int j = 0; j < n_kv; j++) mask[(size_t)t * n_kv + j] = j <= depth + t ? 0.0f : -INFINITY;
+        mrc_upload(C, dm, mask, sizeof(float) * (size_t)n_kv * T);
+        mrc_memset(C, dk, 0, kb), mrc_memset(C, dv, 0, kb), mrc_memset(C, dq, 0, sizeof(float) * H * d * T);
+        mrc_attn_params p = {.n_head = H, .n_head_kv = Hkv, .dk = d, .dv = d, .n_ctx = n_kv, .n_kv = n_kv,
+                             .type_k = MR_TYPE_F16, .type_v = MR_TYPE_F16, .scale = 0.088f, .n_tok = T};
+        double ms[2];
+        for (int tile = 0; tile < 2; tile++) {
+            setenv("MOERUN_CUDA_FA_TILE", tile ? "1" : "0", 1);
+            mrc_attn(C, &p, dq, dk, dv, dm, dout);
+            mrc_timer_start(C);
+            for (int r = 0; r < 5; r++) mrc_attn(C, &p, dq, dk, dv, dm, dout);
+            ms[tile] = mrc_timer_stop(C) / 5;
+        }
+        unsetenv("MOERUN_CUDA_FA_TILE");
+        const double flop = 4.0 * H * d * T * (depth + (T + 1) / 2.0);
+        printf("bench attn prompt f16 H 32/4 d 128, %d tokens at depth %5d: split %8.3f ms, tiled %8.3f ms (%.1f "
+               "TFLOP/s)\n", T, depth, ms[0], ms[1], flop / (ms[1] * 1e-3) / 1e12);
+        mrc_dfree(dk), mrc_dfree(dv), mrc_dfree(dq), mrc_dfree(dout), mrc_dfree(dm);
+        free(mask);
+    }
 }
 
 int main(int argc, char **argv) {
@@ -1040,6 +1074,9 @@ int main(int argc, char **argv) {
     /* a prompt's tokens in one launch, causal */
     test_attn(MR_TYPE_Q8_0, MR_TYPE_Q8_0, 8, 2, 128, 128, false, 300, 257, 37);
     test_attn(MR_TYPE_F16, MR_TYPE_F16, 16, 1, 576, 512, true, 64, 40, 40);
+    test_attn(MR_TYPE_F16, MR_TYPE_F16, 8, 2, 128, 128, false, 300, 257, 37);
+    test_attn(MR_TYPE_F16, MR_TYPE_Q8_0, 6, 2, 256, 256, false, 200, 150, 23); /* 8 cells a tile; G = 3 */
+    test_attn(MR_TYPE_Q8_0, MR_TYPE_F16, 4, 4, 64, 64, false, 120, 70, 70);     /* G = 1: 16 tokens a block */
     test_graph_and_errors();
     if (argc > 1 && !strcmp(argv[1], "--bench")) bench();
     mrc_free(C);

@@ -129,19 +129,35 @@ static void warp_wait(unsigned mask, int partner) {
 
 void sim_syncwarp(unsigned mask) { warp_wait(mask, -1); }
 
-uint64_t sim_shfl_xor(unsigned mask, uint64_t v, int lane_mask, int width) {
+/* One shuffle: this lane stores v, waits for every lane of the mask, then reads the value of
+ * lane `partner` (own: its own value). */
+static uint64_t shfl_from(unsigned mask, uint64_t v, int partner, bool own) {
     sim_thread *t = g_cur;
-    if (width != 32 && (width <= 0 || width > 32 || (width & (width - 1)))) fail("shuffle width %d", width);
-    const int partner = (int)(t->lane ^ (unsigned)lane_mask) & 31;
     const unsigned slot = t->shfl_seq & 1;
     t->shfl[slot] = v;
     warp_wait(mask, partner);
     /* every lane of the mask stored this shuffle's value before any was released */
     const sim_thread &p = g_thr[t->warp * 32 + (unsigned)partner];
     t->shfl_seq++;
+    return own ? v : p.shfl[slot];
+}
+
+static void shfl_width(int width) {
+    if (width != 32 && (width <= 0 || width > 32 || (width & (width - 1)))) fail("shuffle width %d", width);
+}
+
+uint64_t sim_shfl_xor(unsigned mask, uint64_t v, int lane_mask, int width) {
+    shfl_width(width);
+    const int lane = (int)g_cur->lane, partner = (lane ^ lane_mask) & 31;
     /* with width < 32, a lane reading from a later group of width lanes gets its own value */
-    if (width > 0 && width < 32 && partner / width > (int)t->lane / width) return v;
-    return p.shfl[slot];
+    return shfl_from(mask, v, partner, width > 0 && width < 32 && partner / width > lane / width);
+}
+
+/* __shfl_sync: lane src % width of the caller's group of width lanes */
+uint64_t sim_shfl_idx(unsigned mask, uint64_t v, int src, int width) {
+    shfl_width(width);
+    const int lane = (int)g_cur->lane, w = width > 0 && width <= 32 ? width : 32;
+    return shfl_from(mask, v, (lane & ~(w - 1)) | (src & (w - 1)), false);
 }
 
 /* Release the warp barriers every lane of whose mask waits at; false when a barrier can never

@@ -67,6 +67,11 @@ __global__ void k_shfl_width(int *out, int width) {
     out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, (int)threadIdx.x, 8, width);
 }
 
+__global__ void k_shfl_idx(int *out, int width) {
+    out[threadIdx.x] = __shfl_sync(0xffffffffu, (int)threadIdx.x * 10, 5, width);
+    out[32 + threadIdx.x] = (int)__byte_perm(0x33221100u, 0x77665544u, 0x7531u + threadIdx.x);
+}
+
 static void reset(void) {
     cudaDeviceReset();
     cudaGetLastError();
@@ -101,6 +106,21 @@ static void test_shfl_width(void) {
     k_shfl_width<<<1, 32>>>(o, 8);
     cudaMemcpy(h, o, sizeof h, cudaMemcpyDeviceToHost);
     CHECK(h[0] == 0 && h[8] == 0 && h[21] == 21 && h[29] == 21, "width 8: %d %d %d %d", h[0], h[8], h[21], h[29]);
+    cudaFree(o);
+}
+
+/* __shfl_sync: lane 5 of the caller's group of width lanes; __byte_perm: byte (s >> 4n) & 7 of
+ * y:x as result byte n */
+static void test_shfl_idx(void) {
+    int *o, h[64];
+    cudaMalloc(&o, sizeof h);
+    k_shfl_idx<<<1, 32>>>(o, 32);
+    cudaMemcpy(h, o, sizeof h, cudaMemcpyDeviceToHost);
+    CHECK(h[0] == 50 && h[31] == 50 && h[32] == 0x77553311 && h[33] == 0x77553322, "width 32: %d %d %#x %#x", h[0],
+          h[31], h[32], h[33]);
+    k_shfl_idx<<<1, 32>>>(o, 8);
+    cudaMemcpy(h, o, sizeof h, cudaMemcpyDeviceToHost);
+    CHECK(h[0] == 50 && h[7] == 50 && h[8] == 130 && h[30] == 290, "width 8: %d %d %d %d", h[0], h[7], h[8], h[30]);
     cudaFree(o);
 }
 
@@ -229,6 +249,7 @@ int main(void) {
     }
     test_sum();
     test_shfl_width();
+    test_shfl_idx();
     test_faults();
     test_capture();
     test_memory();

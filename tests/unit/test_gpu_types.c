@@ -21,6 +21,9 @@
  * most 0.038, KL at most 0.009). The greedy tokens are compared where the CPU's margin is at
  * least 0.5 (these nets' margins are mostly smaller).
  *
+ * The prompts' attention runs in the tiled prompt kernel (MOERUN_CUDA_FA_TILE=1: these
+ * prompts alone would not fill a GPU, so by default they take the split kernel).
+ *
  * Backend: a CUDA device when there is one (or cudasim's kernels in a -DMOERUN_CUDA_SIM
  * build), else the host emulation of the backend (MOERUN_CUDA_EMU=1). Each case first checks
  * that every layer and the head really run on the device.
@@ -132,7 +135,9 @@ static void run_case(const tcase *c, const char *dir, const char *backend) {
                   oi.all_dev);
             mr_ctx_free(ctx);
         }
+        setenv("MOERUN_CUDA_FA_TILE", "1", 1); /* the prompt's attention in the tiled kernel, whatever the size */
         dev = run(m, toks, N, NG);
+        unsetenv("MOERUN_CUDA_FA_TILE");
         if (strcmp(backend, "emu")) { /* the kernels: also against the emulation, in their own formats */
             setenv("MOERUN_CUDA_EMU", "1", 1);
             emu = run(m, toks, N, NG);

@@ -195,6 +195,7 @@ extern uint3 &sim_thread_index(void);
 void sim_syncthreads(void);
 void sim_syncwarp(unsigned mask);
 uint64_t sim_shfl_xor(unsigned mask, uint64_t v, int lane_mask, int width);
+uint64_t sim_shfl_idx(unsigned mask, uint64_t v, int src, int width);
 void *sim_dyn_smem(void);
 
 static inline void __syncthreads(void) { sim_syncthreads(); }
@@ -206,6 +207,15 @@ template <typename T> static inline T __shfl_xor_sync(unsigned mask, T v, int la
     uint64_t u = 0;
     memcpy(&u, &v, sizeof v);
     u = sim_shfl_xor(mask, u, lane_mask, width);
+    T r;
+    memcpy(&r, &u, sizeof r);
+    return r;
+}
+template <typename T> static inline T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32) {
+    static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value, "shuffle of a small value");
+    uint64_t u = 0;
+    memcpy(&u, &v, sizeof v);
+    u = sim_shfl_idx(mask, u, src_lane, width);
     T r;
     memcpy(&r, &u, sizeof r);
     return r;
