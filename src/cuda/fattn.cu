@@ -9,11 +9,11 @@
  * q, K, V and the output (coalesced loads for F16 and Q8_0 alike); warps are
  * merged in shared memory, splits by a second kernel.
  *
- * Prompts with enough query rows to fill the GPU without splitting the cells (dk, dv <= 256,
- * K and V apart) run k_fattn_tile instead: a block takes 16 query rows of one KV head (the
- * GQA group's heads of consecutive tokens), stages tiles of 8-32 cells of K and V in shared
- * memory as floats, and each of its 4 warps runs the online softmax of 4 rows over them: a K
- * or V element is read from the cache once per 16 rows instead of once per row.
+ * Prompts with enough query rows to fill the GPU without splitting the cells run k_fattn_tile
+ * instead: a block takes 16 query rows of one KV head (the GQA group's heads of consecutive
+ * tokens; MLA's 576 / 512-wide heads: 8 rows), stages tiles of 8-32 cells of K and V in shared
+ * memory as floats, and each of its 4 warps runs the online softmax of its rows over them: a K
+ * or V element is read from the cache once per 16 (8) rows instead of once per row.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -114,55 +114,57 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
 
 /* ---- prompts: 16 query rows per block over shared tiles of K and V ------------------------------- */
 #define FT_WARPS 4
-#define FT_ROWS 4 /* query rows per warp */
-#define FT_BROWS (FT_WARPS * FT_ROWS)
-#define FT_MAXD 8 /* dk, dv <= 256 */
 #define FT_SMEM (48 * 1024)
 
-/* Cells per tile for head sizes dk, dv: 32, 16 or 8, the largest whose shared memory (the rows'
- * queries, K rows padded by the lanes per cell, V rows) fits FT_SMEM; 0 if none does. */
-static int ft_cells(int dk, int dv) {
+/* Shared memory of a tiled block: its rows' queries, tc K rows padded by the lanes per cell, tc V
+ * rows (none when V is K's first dv values: MLA), a flag. */
+static size_t ft_smem(int rows, int tc, int dk, int dv, bool v_in_k) {
+    return sizeof(float) * ((size_t)rows * dk + (size_t)tc * (dk + 32 / tc) + (v_in_k ? 0 : (size_t)tc * dv)) + 16;
+}
+
+/* Cells per tile: 32, 16 or 8, the largest whose shared memory fits FT_SMEM; 0 if none does. */
+static int ft_cells(int rows, int dk, int dv, bool v_in_k) {
     for (int tc = 32; tc >= 8; tc /= 2)
-        if (sizeof(float) * ((size_t)FT_BROWS * dk + (size_t)tc * (dk + 32 / tc) + (size_t)tc * dv) + 16 <= FT_SMEM)
-            return tc;
+        if (ft_smem(rows, tc, dk, dv, v_in_k) <= FT_SMEM) return tc;
     return 0;
 }
 
-/* grid (row blocks, KV heads). Row r of KV head hk is token r / G, head hk*G + r % G (G = H / Hkv).
+/* ROWS query rows a warp (4 rows: dk, dv <= 32 * MAXD = 256; MLA's 576 / 512: 2 rows, MAXD 16).
+ * grid (row blocks, KV heads). Row r of KV head hk is token r / G, head hk*G + r % G (G = H / Hkv).
  * Scores: lane l takes cell l % tc and the dims l / tc, l / tc + lpc, ... (lpc = 32 / tc lanes per
  * cell; K rows padded to dk + lpc floats, so the 32 lanes read 32 banks), summed over the cell's
  * lanes by shuffles; then each row's tile max and sum over the cells, and the V pass with lane l
  * owning output elements l, l + 32, ... and each cell's probability broadcast from its lane. Rows
  * whose cells are all masked give 0. With xq, each token's output row is also quantized (Q8_1). */
-template <uint32_t TK, uint32_t TV>
+template <uint32_t TK, uint32_t TV, int ROWS, int MAXD>
 __global__ void __launch_bounds__(FT_WARPS * 32)
     k_fattn_tile(fa_args a, int n_tok, int tc, const float *__restrict__ q, const uint8_t *__restrict__ K,
                  const uint8_t *__restrict__ V, const float *__restrict__ mask, float *__restrict__ out,
                  int64_t out_stride, uint8_t *__restrict__ xq, size_t xq_row) {
     extern __shared__ float sh[];
-    const int lpc = 32 / tc, kst = a.dk + lpc;
-    float *qs = sh, *ks = qs + FT_BROWS * a.dk, *vs = ks + tc * kst;
-    int *flag = (int *)(vs + tc * a.dv);
+    const int BROWS = FT_WARPS * ROWS, lpc = 32 / tc, kst = a.dk + lpc, vst = a.v_in_k ? kst : a.dv;
+    float *qs = sh, *ks = qs + BROWS * a.dk, *vs = a.v_in_k ? ks : ks + tc * kst;
+    int *flag = (int *)(ks + tc * kst + (a.v_in_k ? 0 : tc * a.dv));
     const int hk = blockIdx.y, G = a.H / a.Hkv, lane = threadIdx.x % 32, w = threadIdx.x / 32;
-    const int64_t rb = (int64_t)blockIdx.x * FT_BROWS;
+    const int64_t rb = (int64_t)blockIdx.x * BROWS;
     const int nv = a.dv / 32;
-    for (int i = threadIdx.x; i < FT_BROWS * a.dk; i += blockDim.x) {
+    for (int i = threadIdx.x; i < BROWS * a.dk; i += blockDim.x) {
         const int64_t r = rb + i / a.dk, t = r / G;
         qs[i] = t < n_tok ? q[t * a.q_stride + (size_t)(hk * G + r % G) * a.dk + i % a.dk] : 0.0f;
     }
-    int64_t tok[FT_ROWS];
-    int head[FT_ROWS];
-    float m[FT_ROWS], l[FT_ROWS], acc[FT_ROWS][FT_MAXD];
+    int tok[ROWS]; /* -1: a row past the last token */
+    int head[ROWS];
+    float m[ROWS], l[ROWS], acc[ROWS][MAXD];
     MRC_UNROLL
-    for (int i = 0; i < FT_ROWS; i++) {
-        const int64_t r = rb + w * FT_ROWS + i;
-        tok[i] = r / G < n_tok ? r / G : -1;
+    for (int i = 0; i < ROWS; i++) {
+        const int64_t r = rb + w * ROWS + i;
+        tok[i] = r / G < n_tok ? (int)(r / G) : -1;
         head[i] = hk * G + (int)(r % G);
         m[i] = -INFINITY, l[i] = 0.0f;
         MRC_UNROLL
-        for (int j = 0; j < FT_MAXD; j++) acc[i][j] = 0.0f;
+        for (int j = 0; j < MAXD; j++) acc[i][j] = 0.0f;
     }
-    const int64_t t_first = rb / G, t_last = min((int64_t)n_tok - 1, (rb + FT_BROWS - 1) / G);
+    const int64_t t_first = rb / G, t_last = min((int64_t)n_tok - 1, (rb + BROWS - 1) / G);
     const uint8_t *Kh = K + (size_t)hk * a.n_ctx * a.k_row, *Vh = V + (size_t)hk * a.n_ctx * a.v_row;
     const int cl = lane % tc, part = lane / tc;
     for (int c0 = 0; c0 < a.n_kv; c0 += tc) {
@@ -181,22 +183,22 @@ __global__ void __launch_bounds__(FT_WARPS * 32)
             const int c = i / a.dk, d = i % a.dk;
             ks[c * kst + d] = c < nc ? kv_elem<TK>(Kh + (size_t)(c0 + c) * a.k_row, d) : 0.0f;
         }
-        for (int i = threadIdx.x; i < tc * a.dv; i += blockDim.x) {
+        for (int i = threadIdx.x; !a.v_in_k && i < tc * a.dv; i += blockDim.x) {
             const int c = i / a.dv;
             vs[i] = c < nc ? kv_elem<TV>(Vh + (size_t)(c0 + c) * a.v_row, i % a.dv) : 0.0f;
         }
         __syncthreads();
-        float s[FT_ROWS];
+        float s[ROWS];
         MRC_UNROLL
-        for (int i = 0; i < FT_ROWS; i++) s[i] = 0.0f;
-        const float *kr = ks + cl * kst, *qw = qs + w * FT_ROWS * a.dk;
+        for (int i = 0; i < ROWS; i++) s[i] = 0.0f;
+        const float *kr = ks + cl * kst, *qw = qs + w * ROWS * a.dk;
         for (int d = part; d < a.dk; d += lpc) {
             const float kv = kr[d];
             MRC_UNROLL
-            for (int i = 0; i < FT_ROWS; i++) s[i] = __fmaf_rn(qw[i * a.dk + d], kv, s[i]);
+            for (int i = 0; i < ROWS; i++) s[i] = __fmaf_rn(qw[i * a.dk + d], kv, s[i]);
         }
         MRC_UNROLL
-        for (int i = 0; i < FT_ROWS; i++) {
+        for (int i = 0; i < ROWS; i++) {
             for (int o = tc; o < 32; o <<= 1) s[i] += __shfl_xor_sync(0xffffffffu, s[i], o, 32);
             float sv = -INFINITY;
             if (tok[i] >= 0 && cl < nc) {
@@ -217,22 +219,22 @@ __global__ void __launch_bounds__(FT_WARPS * 32)
             l[i] = l[i] * corr + ps;
             m[i] = mn;
             MRC_UNROLL
-            for (int j = 0; j < FT_MAXD; j++) acc[i][j] *= corr;
+            for (int j = 0; j < MAXD; j++) acc[i][j] *= corr;
             for (int c = 0; c < nc; c++) {
                 const float pc = __shfl_sync(0xffffffffu, p, c, 32);
                 MRC_UNROLL
-                for (int j = 0; j < FT_MAXD; j++)
-                    if (j < nv) acc[i][j] = __fmaf_rn(pc, vs[c * a.dv + lane + 32 * j], acc[i][j]);
+                for (int j = 0; j < MAXD; j++)
+                    if (j < nv) acc[i][j] = __fmaf_rn(pc, vs[c * vst + lane + 32 * j], acc[i][j]);
             }
         }
     }
     MRC_UNROLL
-    for (int i = 0; i < FT_ROWS; i++) {
+    for (int i = 0; i < ROWS; i++) {
         if (tok[i] < 0) continue; /* uniform over the warp */
         const float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
         float *o = out + tok[i] * out_stride + (size_t)head[i] * a.dv;
         MRC_UNROLL
-        for (int j = 0; j < FT_MAXD; j++)
+        for (int j = 0; j < MAXD; j++)
             if (j < nv) {
                 const float v = acc[i][j] * inv;
                 o[lane + 32 * j] = v;
@@ -297,28 +299,32 @@ int mrc_attn(mrc_ctx *c, const mrc_attn_params *p, const float *q, const void *k
     const size_t xq_row = mrc_q8_1_row_size((int64_t)p->n_head * p->dv);
     /* a prompt whose 16-row blocks alone fill the GPU: the tiled kernel (MOERUN_CUDA_FA_TILE=0 / 1
      * turns it off / on whatever the size, for A/B runs and tests) */
-    const int tc = p->v_in_k ? 0 : ft_cells(p->dk, p->dv);
-    const int64_t n_rb = ((int64_t)n_tok * (p->n_head / p->n_head_kv) + FT_BROWS - 1) / FT_BROWS;
+    const bool mla = p->dk > 256 || p->dv > 256; /* 2 rows a warp, 16 values a lane */
+    const int rows = FT_WARPS * (mla ? 2 : 4);
+    const int tc = p->dk > 576 || p->dv > 512 ? 0 : ft_cells(rows, p->dk, p->dv, p->v_in_k);
+    const int64_t n_rb = ((int64_t)n_tok * (p->n_head / p->n_head_kv) + rows - 1) / rows;
     const char *ft_env = getenv("MOERUN_CUDA_FA_TILE");
     const bool tile = tc > 0 && n_tok > 1 && n_rb <= 0x7fffffff &&
                       (ft_env && *ft_env ? strcmp(ft_env, "0") != 0 : n_rb * p->n_head_kv >= c->n_sm);
     if (tile) {
         const dim3 grid((unsigned)n_rb, (unsigned)p->n_head_kv);
-        const size_t shm =
-            sizeof(float) * ((size_t)FT_BROWS * p->dk + (size_t)tc * (p->dk + 32 / tc) + (size_t)tc * p->dv) + 16;
+        const size_t shm = ft_smem(rows, tc, p->dk, p->dv, p->v_in_k);
         uint8_t *xq = (uint8_t *)p->out_q8;
-        if (p->type_k == MR_TYPE_F16 && tv == MR_TYPE_F16)
-            k_fattn_tile<MR_TYPE_F16, MR_TYPE_F16><<<grid, FT_WARPS * 32, shm, c->stream>>>(
-                a, n_tok, tc, q, K, V, mask, out, out_stride, xq, xq_row);
-        else if (p->type_k == MR_TYPE_F16)
-            k_fattn_tile<MR_TYPE_F16, MR_TYPE_Q8_0><<<grid, FT_WARPS * 32, shm, c->stream>>>(
-                a, n_tok, tc, q, K, V, mask, out, out_stride, xq, xq_row);
-        else if (tv == MR_TYPE_F16)
-            k_fattn_tile<MR_TYPE_Q8_0, MR_TYPE_F16><<<grid, FT_WARPS * 32, shm, c->stream>>>(
-                a, n_tok, tc, q, K, V, mask, out, out_stride, xq, xq_row);
-        else
-            k_fattn_tile<MR_TYPE_Q8_0, MR_TYPE_Q8_0><<<grid, FT_WARPS * 32, shm, c->stream>>>(
-                a, n_tok, tc, q, K, V, mask, out, out_stride, xq, xq_row);
+#define FT_LAUNCH(TK, TV, R, D)                                                                                        \
+    k_fattn_tile<TK, TV, R, D><<<grid, FT_WARPS * 32, shm, c->stream>>>(a, n_tok, tc, q, K, V, mask, out, out_stride, xq, \
+                                                                        xq_row)
+#define FT_TYPES(R, D)                                                                                                 \
+    if (p->type_k == MR_TYPE_F16 && tv == MR_TYPE_F16) FT_LAUNCH(MR_TYPE_F16, MR_TYPE_F16, R, D);                     \
+    else if (p->type_k == MR_TYPE_F16) FT_LAUNCH(MR_TYPE_F16, MR_TYPE_Q8_0, R, D);                                      \
+    else if (tv == MR_TYPE_F16) FT_LAUNCH(MR_TYPE_Q8_0, MR_TYPE_F16, R, D);                                             \
+    else FT_LAUNCH(MR_TYPE_Q8_0, MR_TYPE_Q8_0, R, D)
+        if (mla) {
+            FT_TYPES(2, 16);
+        } else {
+            FT_TYPES(4, 8);
+        }
+#undef FT_TYPES
+#undef FT_LAUNCH
         MRC_LAUNCHED(c, "fattn_tile", "heads %d/%d, dk %d, dv %d, n_kv %d, tokens %d, %d cells a tile, K %s, V %s",
                      p->n_head, p->n_head_kv, p->dk, p->dv, p->n_kv, n_tok, tc, mr_type_name(p->type_k),
                      mr_type_name(tv));

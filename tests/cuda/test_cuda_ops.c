@@ -811,8 +811,8 @@ static void test_attn(uint32_t tk, uint32_t tv, int H, int Hkv, int dk, int dv, 
     void *dK = dup_dev(K, kr * Hkv * n_ctx), *dV = dup_dev(V, vr * Hkv * n_ctx);
     float *dq = dup_dev(q, sizeof(float) * qs * nt), *dm = dup_dev(mask, sizeof(float) * ms * nt),
           *dout = mrc_alloc(C, sizeof(float) * os * nt);
-    /* prompts: the split kernel and the tiled one (MOERUN_CUDA_FA_TILE; MLA's v-in-k has no tiled form) */
-    for (int tile = 0; tile < (nt > 1 && !v_in_k ? 2 : 1); tile++) {
+    /* prompts: the split kernel and the tiled one (MOERUN_CUDA_FA_TILE) */
+    for (int tile = 0; tile < (nt > 1 ? 2 : 1); tile++) {
         if (nt > 1) setenv("MOERUN_CUDA_FA_TILE", tile ? "1" : "0", 1);
         OK(mrc_memset(C, dout, 0, sizeof(float) * os * nt));
         mrc_attn_params p = {.n_head = H, .n_head_kv = Hkv, .dk = dk, .dv = dv, .n_ctx = n_ctx, .n_kv = n_kv,
@@ -1077,6 +1077,7 @@ int main(int argc, char **argv) {
     test_attn(MR_TYPE_F16, MR_TYPE_F16, 8, 2, 128, 128, false, 300, 257, 37);
     test_attn(MR_TYPE_F16, MR_TYPE_Q8_0, 6, 2, 256, 256, false, 200, 150, 23); /* 8 cells a tile; G = 3 */
     test_attn(MR_TYPE_Q8_0, MR_TYPE_F16, 4, 4, 64, 64, false, 120, 70, 70);     /* G = 1: 16 tokens a block */
+    test_attn(MR_TYPE_Q8_0, MR_TYPE_Q8_0, 6, 1, 576, 512, true, 100, 90, 21);   /* MLA: 8 rows a block, G = 6 */
     test_graph_and_errors();
     if (argc > 1 && !strcmp(argv[1], "--bench")) bench();
     mrc_free(C);
