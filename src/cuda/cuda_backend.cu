@@ -89,9 +89,9 @@ mrc_ctx *mrc_init(int dev) {
     if (e == cudaSuccess) e = cudaEventCreate(&c->t0);
     if (e == cudaSuccess) e = cudaEventCreate(&c->t1);
     if (e == cudaSuccess) e = cudaDeviceGetAttribute(&c->n_sm, cudaDevAttrMultiProcessorCount, dev);
-    if (e == cudaSuccess) e = cudaMalloc((void **)&c->done, sizeof(unsigned));
+    if (e == cudaSuccess) e = cudaMalloc((void **)&c->done, sizeof(unsigned) * MRC_DONE_N);
     /* on the context's stream (non-blocking: it would not wait for the default stream) */
-    if (e == cudaSuccess) e = cudaMemsetAsync(c->done, 0, sizeof(unsigned), c->stream);
+    if (e == cudaSuccess) e = cudaMemsetAsync(c->done, 0, sizeof(unsigned) * MRC_DONE_N, c->stream);
     if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
     if (e != cudaSuccess) {
         mr_seterr("cuda: init CUDA%d: %s", dev, cudaGetErrorString(e));

@@ -290,7 +290,12 @@ typedef struct {
     /* not NULL: each token's output row (n_head * dv) also quantized into Q8_1 rows here (row
      * stride mrc_q8_1_row_size(n_head * dv)), as quantize_q8_1 of out (the next matvec's input) */
     void *out_q8;
+    /* one launch for a decode step (n_tok 1, n_head <= MRC_ATTN_MAX_FUSED): the last of a head's
+     * split blocks to finish merges the splits (a device counter per head, reset by that block),
+     * instead of a second kernel; the same floats */
+    bool one_launch;
 } mrc_attn_params;
+#define MRC_ATTN_MAX_FUSED 1024
 int mrc_attn(mrc_ctx *c, const mrc_attn_params *p, const float *q, const void *k, const void *v,
                     const float *mask, float *out);
 

@@ -34,8 +34,11 @@ struct mrc_ctx {
     bool sync_each;          /* MOERUN_CUDA_SYNC=1 */
     bool capturing;          /* between mrc_graph_begin and mrc_graph_end */
     unsigned scratch_epoch;  /* +1 whenever the scratch moves (graphs that baked it in are stale) */
-    unsigned *done;          /* device counter of finished blocks (mrc_router_route's last block), 0 between launches */
+    unsigned *done;          /* device counters of finished blocks, 0 between launches: [0] mrc_router_route's,
+                                [1 + h] head h's splits in a one-launch decode attention (MRC_DONE_N in all) */
 };
+
+#define MRC_DONE_N (1 + MRC_ATTN_MAX_FUSED)
 
 /* A device scratch buffer of at least n bytes (valid until the next call). */
 void *mrc_scratch(mrc_ctx *c, size_t n);

@@ -41,12 +41,41 @@ struct fa_args {
     bool v_in_k;
 };
 
+/* The merge of head h's n_split partial states p (acc[dv], m, l each) into out[h*dv + e] (0 when
+ * all are masked), and with xq that row's Q8_1 blocks (the token's row of H*dv at xq; warp w of
+ * the 128 threads holds 32 consecutive elements, one block). Reads through L2 (__ldcg): in the
+ * one-launch decode the partials are other blocks'. The one merge of k_fattn_combine and of the
+ * decode kernel's last block, so both give the same floats. */
+__device__ __forceinline__ void fa_merge(const float *p, int n_split, int dv, int H, int h, float *out, uint8_t *xq) {
+    float M = -INFINITY;
+    for (int s = 0; s < n_split; s++) M = fmaxf(M, __ldcg(p + s * (dv + 2) + dv));
+    float L = 0.0f;
+    for (int s = 0; s < n_split; s++) {
+        const float ms = __ldcg(p + s * (dv + 2) + dv);
+        if (ms != -INFINITY) L += __ldcg(p + s * (dv + 2) + dv + 1) * __expf(ms - M);
+    }
+    const float inv = L > 0.0f ? 1.0f / L : 0.0f;
+    for (int e = threadIdx.x; e < dv; e += blockDim.x) {
+        float v = 0.0f;
+        for (int s = 0; s < n_split; s++) {
+            const float ms = __ldcg(p + s * (dv + 2) + dv);
+            if (ms != -INFINITY) v += __ldcg(p + s * (dv + 2) + e) * __expf(ms - M);
+        }
+        out[(size_t)h * dv + e] = v * inv;
+        if (xq) mrc_q8_1_warp(v * inv, xq, (int64_t)H * dv, (h * dv + e) / 32, threadIdx.x % 32);
+    }
+}
+
 /* grid (H, n_split, tokens); token z's queries at q + z * q_stride, its mask row at
  * mask + z * mask_stride; writes part[((z*H + h)*n_split + s)*(dv+2) + ...] = acc[dv], m, l. */
+/* With done (one launch, a single token): head h's last block to finish merges its splits into
+ * fout (and xq) with fa_merge, and resets done[h]. */
 template <uint32_t TK, uint32_t TV>
 __global__ void __launch_bounds__(FA_WARPS * 32)
     k_fattn_decode(fa_args a, const float *__restrict__ q, const uint8_t *__restrict__ K, const uint8_t *__restrict__ V,
-                   const float *__restrict__ mask, float *__restrict__ part) {
+                   const float *__restrict__ mask, float *__restrict__ part, unsigned *done, float *fout,
+                   uint8_t *xq) {
+    __shared__ bool last;
     extern __shared__ float sh[]; /* FA_WARPS * (dv + 2) */
     const int h = blockIdx.x, sp = blockIdx.y, lane = threadIdx.x % 32, w = threadIdx.x / 32;
     const int hk = h / (a.H / a.Hkv);
@@ -93,7 +122,7 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
     __syncthreads();
     float M = -INFINITY;
     for (int x = 0; x < FA_WARPS; x++) M = fmaxf(M, sh[x * (a.dv + 2) + a.dv]);
-    float *out = part + ((size_t)h * a.n_split + sp) * (a.dv + 2);
+    float *head_part = part + (size_t)h * a.n_split * (a.dv + 2), *out = head_part + (size_t)sp * (a.dv + 2);
     for (int e = threadIdx.x; e < a.dv; e += blockDim.x) {
         float v = 0.0f;
         for (int x = 0; x < FA_WARPS; x++) {
@@ -110,6 +139,15 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
         }
         out[a.dv] = M, out[a.dv + 1] = L;
     }
+    if (!done) return;
+    __threadfence(); /* this block's partial state is visible device-wide before it counts itself */
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(done + h, 1u) == (unsigned)a.n_split - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    fa_merge(head_part, a.n_split, a.dv, a.H, h, fout, xq);
+    if (threadIdx.x == 0) done[h] = 0;
 }
 
 /* ---- prompts: 16 query rows per block over shared tiles of K and V ------------------------------- */
@@ -249,27 +287,9 @@ __global__ void __launch_bounds__(FT_WARPS * 32)
  * at xq + z*xq_row (warp w of 128 threads holds 32 consecutive elements: one Q8_1 block). */
 __global__ void k_fattn_combine(const float *part, int n_split, int dv, float *out, int64_t out_stride, uint8_t *xq,
                                 size_t xq_row) {
-    const int h = blockIdx.x;
-    const float *p = part + ((size_t)blockIdx.y * gridDim.x + h) * n_split * (dv + 2);
-    out += (size_t)blockIdx.y * out_stride;
-    float M = -INFINITY;
-    for (int s = 0; s < n_split; s++) M = fmaxf(M, p[s * (dv + 2) + dv]);
-    float L = 0.0f;
-    for (int s = 0; s < n_split; s++) {
-        const float ms = p[s * (dv + 2) + dv];
-        if (ms != -INFINITY) L += p[s * (dv + 2) + dv + 1] * __expf(ms - M);
-    }
-    const float inv = L > 0.0f ? 1.0f / L : 0.0f;
-    for (int e = threadIdx.x; e < dv; e += blockDim.x) {
-        float v = 0.0f;
-        for (int s = 0; s < n_split; s++) {
-            const float ms = p[s * (dv + 2) + dv];
-            if (ms != -INFINITY) v += p[s * (dv + 2) + e] * __expf(ms - M);
-        }
-        out[(size_t)h * dv + e] = v * inv;
-        if (xq) mrc_q8_1_warp(v * inv, xq + (size_t)blockIdx.y * xq_row, (int64_t)gridDim.x * dv, (h * dv + e) / 32,
-                              threadIdx.x % 32);
-    }
+    const int H = (int)gridDim.x, h = blockIdx.x;
+    fa_merge(part + ((size_t)blockIdx.y * H + h) * n_split * (dv + 2), n_split, dv, H, h,
+             out + (size_t)blockIdx.y * out_stride, xq ? xq + (size_t)blockIdx.y * xq_row : NULL);
 }
 
 int mrc_attn(mrc_ctx *c, const mrc_attn_params *p, const float *q, const void *k, const void *v, const float *mask,
@@ -351,20 +371,29 @@ int mrc_attn(mrc_ctx *c, const mrc_attn_params *p, const float *q, const void *k
         const int nt = n_tok - t0 < chunk ? n_tok - t0 : chunk;
         const float *qt = q + (size_t)t0 * a.q_stride, *mt = mask ? mask + (size_t)t0 * a.mask_stride : NULL;
         const dim3 grid((unsigned)p->n_head, (unsigned)n_split, (unsigned)nt);
+        /* one launch: the heads' last blocks merge (a decode step) */
+        const bool one = p->one_launch && n_tok == 1 && p->n_head <= MRC_ATTN_MAX_FUSED;
+        unsigned *done = one ? c->done + 1 : NULL;
+        uint8_t *xq = p->out_q8 ? (uint8_t *)p->out_q8 + (size_t)t0 * xq_row : NULL;
+        float *ot = out + (size_t)t0 * out_stride;
         if (p->type_k == MR_TYPE_F16 && tv == MR_TYPE_F16)
-            k_fattn_decode<MR_TYPE_F16, MR_TYPE_F16><<<grid, FA_WARPS * 32, shm, c->stream>>>(a, qt, K, V, mt, part);
+            k_fattn_decode<MR_TYPE_F16, MR_TYPE_F16><<<grid, FA_WARPS * 32, shm, c->stream>>>(a, qt, K, V, mt, part,
+                                                                                            done, ot, xq);
         else if (p->type_k == MR_TYPE_F16)
-            k_fattn_decode<MR_TYPE_F16, MR_TYPE_Q8_0><<<grid, FA_WARPS * 32, shm, c->stream>>>(a, qt, K, V, mt, part);
+            k_fattn_decode<MR_TYPE_F16, MR_TYPE_Q8_0><<<grid, FA_WARPS * 32, shm, c->stream>>>(a, qt, K, V, mt, part,
+                                                                                             done, ot, xq);
         else if (tv == MR_TYPE_F16)
-            k_fattn_decode<MR_TYPE_Q8_0, MR_TYPE_F16><<<grid, FA_WARPS * 32, shm, c->stream>>>(a, qt, K, V, mt, part);
+            k_fattn_decode<MR_TYPE_Q8_0, MR_TYPE_F16><<<grid, FA_WARPS * 32, shm, c->stream>>>(a, qt, K, V, mt, part,
+                                                                                             done, ot, xq);
         else
-            k_fattn_decode<MR_TYPE_Q8_0, MR_TYPE_Q8_0><<<grid, FA_WARPS * 32, shm, c->stream>>>(a, qt, K, V, mt, part);
-        MRC_LAUNCHED(c, "fattn_decode", "heads %d/%d, dk %d, dv %d, n_kv %d, splits %d, tokens %d, K %s, V %s",
+            k_fattn_decode<MR_TYPE_Q8_0, MR_TYPE_Q8_0><<<grid, FA_WARPS * 32, shm, c->stream>>>(a, qt, K, V, mt, part,
+                                                                                              done, ot, xq);
+        MRC_LAUNCHED(c, "fattn_decode", "heads %d/%d, dk %d, dv %d, n_kv %d, splits %d, tokens %d, K %s, V %s%s",
                      p->n_head, p->n_head_kv, p->dk, p->dv, p->n_kv, n_split, nt, mr_type_name(p->type_k),
-                     mr_type_name(tv));
-        k_fattn_combine<<<dim3((unsigned)p->n_head, (unsigned)nt), 128, 0, c->stream>>>(
-            part, n_split, p->dv, out + (size_t)t0 * out_stride, out_stride,
-            p->out_q8 ? (uint8_t *)p->out_q8 + (size_t)t0 * xq_row : NULL, xq_row);
+                     mr_type_name(tv), one ? ", one launch" : "");
+        if (one) continue;
+        k_fattn_combine<<<dim3((unsigned)p->n_head, (unsigned)nt), 128, 0, c->stream>>>(part, n_split, p->dv, ot,
+                                                                                     out_stride, xq, xq_row);
         MRC_LAUNCHED(c, "fattn_combine", "heads %d, dv %d, splits %d, tokens %d", p->n_head, p->dv, n_split, nt);
     }
     return 0;

@@ -751,7 +751,9 @@ static int attn_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, 
                                 .scale = hp->attn_scale, .softcap = hp->attn_softcap, .n_tok = T,
                                 .q_stride = qw, .mask_stride = g->n_kv, .out_stride = (int64_t)H * Dv,
                                 /* one token: the output quantized for wo by the attention's last kernel */
-                                .out_q8 = T == 1 && g->fuse && !gated && !is_float(&L->wo) ? D->xq2 : NULL};
+                                .out_q8 = T == 1 && g->fuse && !gated && !is_float(&L->wo) ? D->xq2 : NULL,
+                                /* one token: the splits merged by the heads' last blocks, one kernel */
+                                .one_launch = T == 1 && g->fuse};
     const bool swa = ly->swa && hp->n_swa > 0;
     const float *mask = g->use_gmask ? (swa ? D->gmask_swa : D->gmask) : (swa ? D->mask_swa : D->mask);
     if (A->attn(D->c, &ap, D->q, L->k, L->v, mask, D->att)) return -1;
@@ -811,7 +813,8 @@ static int mla_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, c
     const mrc_attn_params ap = {.n_head = H, .n_head_kv = 1, .dk = kd, .dv = R, .n_ctx = kv->n_ctx,
                                 .n_kv = g->n_kv, .type_k = kv->type_k, .type_v = kv->type_k,
                                 .scale = kq_scale, .softcap = hp->attn_softcap, .v_in_k = true,
-                                .q_stride = as, .mask_stride = g->n_kv, .out_stride = ls};
+                                .q_stride = as, .mask_stride = g->n_kv, .out_stride = ls,
+                                .one_launch = T == 1 && g->fuse};
     const size_t rsn = A->q8_1_row_size(nope), rsr = A->q8_1_row_size(R);
     /* the per-head products of nt tokens at once (slot t*H + h reads head h: head_ids repeats
      * 0..H-1), within the grid's 65535 slots, and the attention of those tokens in one launch */

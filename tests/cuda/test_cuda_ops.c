@@ -838,6 +838,18 @@ static void test_attn(uint32_t tk, uint32_t tv, int H, int Hkv, int dk, int dv, 
             OK(get(got2, dout, sizeof(float) * os * nt)); OK(get(qa, dqa, rq * nt)); OK(get(qb, dqb, rq * nt));
             EXPECT(!memcmp(got, got2, sizeof(float) * os * nt) && !memcmp(qa, qb, rq * nt),
                    "attn with out_q8 (H %d dv %d, %d tokens): outputs or quantized rows differ", H, dv, nt);
+            /* decode in one launch (the heads' last blocks merge): the same floats and bytes, twice
+             * (the counters reset) */
+            for (int rep = 0; nt == 1 && rep < 2; rep++) {
+                p.one_launch = true;
+                OK(mrc_memset(C, dqb, 0, rq * nt));
+                OK(mrc_memset(C, dout, 0, sizeof(float) * os * nt));
+                OK(mrc_attn(C, &p, dq, dK, dV, dm, dout));
+                OK(get(got2, dout, sizeof(float) * os * nt)); OK(get(qb, dqb, rq * nt));
+                EXPECT(!memcmp(got, got2, sizeof(float) * os * nt) && !memcmp(qa, qb, rq * nt),
+                       "attn in one launch (H %d dv %d, call %d): outputs or quantized rows differ", H, dv, rep);
+                p.one_launch = false;
+            }
             mrc_dfree(dqa), mrc_dfree(dqb);
             free(qa), free(qb), free(got2);
         }
