@@ -387,8 +387,9 @@ model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement 
         D->cells = dalloc(g, D, sizeof(int32_t) * T);
         D->xq = dalloc(g, D, api->q8_1_row_size((int64_t)xk) * MR_MAX(T, K));
         D->xq2 = dalloc(g, D, api->q8_1_row_size((int64_t)xk) * MR_MAX(MR_MAX(T, K), 2));
+        D->xqs = dalloc(g, D, api->q8_1_row_size((int64_t)xk) * FG_SMALL_T);
         if (!D->x || !D->xn || !D->tmp || !D->sh || !D->q || !D->k || !D->v || !D->att || !D->ffa || !D->ffb ||
-            !D->router || !D->selw || !D->slots || !D->ids || !D->pos || !D->cells || !D->xq || !D->xq2)
+            !D->router || !D->selw || !D->slots || !D->ids || !D->pos || !D->cells || !D->xq || !D->xq2 || !D->xqs)
             goto fail;
         if (m->rope_freqs.data && up_vec(g, D, &m->rope_freqs, (const float **)&D->rope_ff)) goto fail;
         if (any_mla) {
@@ -590,6 +591,13 @@ static int to_device(model_run *r, int T, int d) {
 /* y (T, W.m) = x (T, W.k) W^T. xq: x quantized (Q8_1, T == 1), or NULL to quantize here. */
 int fg_gmm(model_gpu *g, gpu_dev *D, const mrc_weight *W, const float *x, const void *xq, int T, float *y) {
     const gpu_api *A = g->api;
+    if (T > 1 && T <= FG_SMALL_T && !is_float(W)) { /* a few tokens (parallel sequences' decode steps) */
+        const size_t rs = A->q8_1_row_size(W->k);
+        return A->quantize_q8_1(D->c, x, D->xqs, W->k, T) ||
+                       A->moe_matvec(D->c, W, NULL, T, x, (size_t)W->k, D->xqs, rs, y)
+                   ? -1
+                   : 0;
+    }
     if (T > 1 && !is_float(W)) return A->gemm(D->c, W, 0, x, T, y);
     if (T > 1) { /* float weights (the router): all tokens in one launch, the same kernel as one */
         for (int t0 = 0; t0 < T; t0 += 65535) {

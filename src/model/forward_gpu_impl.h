@@ -38,6 +38,7 @@ typedef struct {
     size_t mask_cap; /* floats of each mask */
     float *gmask, *gmask_swa; /* decode graphs: one row of n_ctx (fixed buffers the graph reads) */
     void *xq, *xq2;
+    void *xqs; /* FG_SMALL_T rows of Q8_1: a few tokens' activations for fg_gmm's matvec path */
     int32_t *pos, *cells, *ids, *head_ids; /* head_ids: 0..H-1 (MLA's per-head matvecs as grouped ones) */
     int32_t *seq;                          /* the tokens' sequences (the recurrent state's slots) */
     float *qg, *shg; /* gated attention: per head [q | gate]; the shared experts' gate logits */
@@ -96,6 +97,11 @@ static inline bool is_float(const mrc_weight *W) { return mr_type_is_float(W->ty
 static inline bool same_q(const mrc_weight *a, const mrc_weight *b) {
     return !is_float(a) && a->type == b->type && a->k == b->k;
 }
+
+/* Up to this many tokens, fg_gmm multiplies quantized weights with the matvec kernels (every
+ * token's activations quantized, one launch, the weight rows read once from memory and again
+ * from cache) instead of dequantizing the matrix to F16 for a GEMM. */
+#define FG_SMALL_T 8
 
 /* y (T, W.m) = x (T, W.k) W^T. xq: x quantized (Q8_1, T == 1), or NULL to quantize here
  * (forward_gpu.c). */
