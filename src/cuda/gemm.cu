@@ -49,11 +49,14 @@ __global__ void k_f32_to_f16(const float *x, __half *y, int64_t n) {
 int mrc_gemm(mrc_ctx *c, const mrc_weight *W, int64_t mat, const float *x, int64_t T, float *y) {
     if (T <= 0) return 0;
     const int64_t m = W->m, k = W->k;
-    const size_t wbytes = (size_t)(m * k) * 2, xbytes = (size_t)(T * k) * 2;
+    /* F16 weights are read in place; others are dequantized to F16 in the scratch first */
+    const bool f16 = W->type == MR_TYPE_F16;
+    const size_t wbytes = f16 ? 0 : (size_t)(m * k) * 2, xbytes = (size_t)(T * k) * 2;
     uint8_t *s = (uint8_t *)mrc_scratch(c, (wbytes + 255) / 256 * 256 + xbytes);
     if (!s) return -1;
-    __half *w16 = (__half *)s, *x16 = (__half *)(s + (wbytes + 255) / 256 * 256);
-    if (mrc_dequant_rows(c, W, mat, 0, NULL, m, w16, true)) return -1;
+    const __half *w16 = f16 ? (const __half *)((const uint8_t *)W->data + (size_t)mat * W->mat_bytes) : (__half *)s;
+    __half *x16 = (__half *)(s + (wbytes + 255) / 256 * 256);
+    if (!f16 && mrc_dequant_rows(c, W, mat, 0, NULL, m, (void *)w16, true)) return -1;
     k_f32_to_f16<<<mrc_cdiv(T * k, 256), 256, 0, c->stream>>>(x, x16, T * k);
     MRC_LAUNCHED(c, "f32_to_f16", "n %lld", (long long)(T * k));
     /* column-major view: C (m x T, ld m) = W^T(k x m col-major = W row-major)^T * X (k x T, ld k) */

@@ -598,7 +598,8 @@ int fg_gmm(model_gpu *g, gpu_dev *D, const mrc_weight *W, const float *x, const 
                    ? -1
                    : 0;
     }
-    if (T > 1 && !is_float(W)) return A->gemm(D->c, W, 0, x, T, y);
+    /* the GEMM: quantized weights, and F16 / BF16 matrices of 1024 rows or more (not a router) */
+    if (T > 1 && (!is_float(W) || (W->type != MR_TYPE_F32 && W->m >= 1024))) return A->gemm(D->c, W, 0, x, T, y);
     if (T > 1) { /* float weights (the router): all tokens in one launch, the same kernel as one */
         for (int t0 = 0; t0 < T; t0 += 65535) {
             const int n = MR_MIN(65535, T - t0);
