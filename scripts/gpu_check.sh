@@ -6,8 +6,9 @@
 #   3. test_gpu_types: synthetic Q3_K_M / Q2_K / IQ4_XS / IQ4_NL / BF16 models on the GPU
 #      against the CPU and the emulation; test_gpu_golden: the golden suite on the GPU (-ngl 99,
 #      -ngl 2, -cmoe, a two-device split with the GPU listed twice)
-#   4. moerun bench on the synthetic qwen3moe-30b-a3b: full offload, and -cmoe; then the same
-#      under MOERUN_CUDA_PROFILE=1 (kernels vs idle gaps per op, with and without graphs)
+#   4. moerun bench on the synthetic qwen3moe-30b-a3b: full offload (also pp512 at depth 8192, tiled
+#      and split prompt attention), and -cmoe; then the same under MOERUN_CUDA_PROFILE=1 (kernels vs
+#      idle gaps per op, with and without graphs)
 # Every step logs to $OUT (default /tmp/gpu_check) and the script goes on after a failure;
 # the summary at the end lists each step's exit status and time.
 #
@@ -91,6 +92,9 @@ if want bench; then
   model=${SYNTH_MODEL:-/tmp/q3.gguf}
   [ -f "$model" ] || step synth $B/moerun synth --preset qwen3moe-30b-a3b --out "$model" -q
   step bench_full $B/moerun bench -m "$model" -ngl 99 -p 512 -n 128 -r 3 -o md
+  # prompts at depth: the tiled prompt attention against the split kernel (MOERUN_CUDA_FA_TILE=0)
+  step bench_depth $B/moerun bench -m "$model" -ngl 99 -fa 1 -p 512 -n 32 -d 8192 -r 2 -o md
+  step bench_depth_split env MOERUN_CUDA_FA_TILE=0 $B/moerun bench -m "$model" -ngl 99 -fa 1 -p 512 -n 0 -d 8192 -r 2 -o md
   # the fused decode ops against their parts (same results; the launches saved)
   step bench_nofuse env MOERUN_CUDA_FUSE=0 $B/moerun bench -m "$model" -ngl 99 -p 0 -n 128 -r 3 -o md
   step bench_cmoe $B/moerun bench -m "$model" -ngl 99 -cmoe 1 -t "$(nproc)" -p 512 -n 128 -r 2 -o md

@@ -202,23 +202,23 @@ static inline void __syncthreads(void) { sim_syncthreads(); }
 static inline void __syncwarp(unsigned mask = 0xffffffffu) { sim_syncwarp(mask); }
 static inline void __threadfence(void) {}
 static inline void __threadfence_block(void) {}
-template <typename T> static inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+/* a shuffled value travels as 64 bits */
+template <typename T> static inline uint64_t sim_shfl_bits(T v) {
     static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value, "shuffle of a small value");
     uint64_t u = 0;
     memcpy(&u, &v, sizeof v);
-    u = sim_shfl_xor(mask, u, lane_mask, width);
+    return u;
+}
+template <typename T> static inline T sim_shfl_value(uint64_t u) {
     T r;
     memcpy(&r, &u, sizeof r);
     return r;
 }
+template <typename T> static inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+    return sim_shfl_value<T>(sim_shfl_xor(mask, sim_shfl_bits(v), lane_mask, width));
+}
 template <typename T> static inline T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32) {
-    static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value, "shuffle of a small value");
-    uint64_t u = 0;
-    memcpy(&u, &v, sizeof v);
-    u = sim_shfl_idx(mask, u, src_lane, width);
-    T r;
-    memcpy(&r, &u, sizeof r);
-    return r;
+    return sim_shfl_value<T>(sim_shfl_idx(mask, sim_shfl_bits(v), src_lane, width));
 }
 template <typename T> static inline T __ldcg(const T *p) { return *p; }
 template <typename T> static inline T __ldg(const T *p) { return *p; }
