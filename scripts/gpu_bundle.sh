@@ -8,8 +8,9 @@
 #   - ../shared does not travel, and its models (150 MB) are more than one call may carry
 #     (64 MiB with the working tree), so the golden fixtures go in sets of at most ~48 MB.
 # Output (all ignored by git, under .gpu*):
-#   .gpu/bin       moerun test_cuda_ops test_cuda_emul test_gpu_golden test_gpu_types (stripped)
-#   .gpu/lib       their shared libraries other than glibc, libstdc++/libgcc and cuBLAS
+#   .gpu/payload.tar.gz  bin/: moerun test_cuda_ops test_cuda_emul test_gpu_golden test_gpu_types
+#                  (stripped), lib/ (below); gpu_check.sh unpacks it
+#                  lib/: their shared libraries other than glibc, libstdc++/libgcc and cuBLAS
 #                  (cuBLAS is too large to carry; gpu_check.sh finds the device's)
 #   .gpu-fxN/shared/fixtures/{models,golden,golden-qwen3next}   fixture set N (1-4)
 # Then, on the device (scripts/gpu_check.sh tells which call carries what):
@@ -66,6 +67,9 @@ for set in "${sets[@]}"; do
     done
   done
 done
+# the binaries share most of their bytes (each links the whole engine and its kernels): carried
+# as one gzip'd tar (about 7 of 20 MB), which gpu_check.sh unpacks on the device
+tar -C .gpu -czf .gpu/payload.tar.gz bin lib && rm -rf .gpu/bin .gpu/lib
 du -sh .gpu .gpu-fx*
 # a call carries .gpu, one set and the working tree (~3 MB): 64 MiB in all
 gkb=$(du -sk .gpu | cut -f1)

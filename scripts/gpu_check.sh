@@ -56,6 +56,10 @@ arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | he
 arch=${arch:-90}
 B=build-cuda
 if [ -n "${GPU_BUNDLE:-}" ]; then
+  # binaries and libraries travel as one archive (gpu_bundle.sh); unpacked once per carried copy
+  if [ -f "$GPU_BUNDLE/payload.tar.gz" ] && [ ! -x "$GPU_BUNDLE/bin/moerun" ]; then
+    tar -C "$GPU_BUNDLE" -xzf "$GPU_BUNDLE/payload.tar.gz" || echo "!! could not unpack $GPU_BUNDLE/payload.tar.gz"
+  fi
   B=$GPU_BUNDLE/bin
   # our libraries first, then wherever this machine keeps cuBLAS 13 (toolkit or pip wheels)
   ld=$(cd "$GPU_BUNDLE/lib" && pwd)
