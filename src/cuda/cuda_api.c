@@ -106,6 +106,14 @@ static int w_moe_matvec2(void *c, const mrc_weight *W1, const mrc_weight *W2, co
                          const void *xq, size_t xqs, float *y1, float *y2) {
     return ON(c, mrc_moe_matvec2(c, W1, W2, ids, n, xq, xqs, y1, y2));
 }
+static int w_moe_matvec_grp(void *c, const mrc_weight *W1, const mrc_weight *W2, const int32_t *ids, int n,
+                            const void *xq, size_t xqs, float *y1, float *y2) {
+    return ON(c, mrc_moe_matvec_grp(c, W1, W2, ids, n, xq, xqs, y1, y2));
+}
+static int w_moe_gate_up_q8_grp(void *c, int gelu, const mrc_weight *Wg, const mrc_weight *Wu, const int32_t *ids,
+                                int n, const void *xq, size_t xqs, float *g, void *xo) {
+    return ON(c, mrc_moe_gate_up_q8_grp(c, gelu, Wg, Wu, ids, n, xq, xqs, g, xo));
+}
 static int w_norm_rope(void *c, const mrc_rope_params *p, float *x, const int32_t *pos, int nt, int nh, int hd,
                        const float *w1, const float *w2, int split, float eps) {
     return ON(c, mrc_norm_rope(c, p, x, pos, nt, nh, hd, w1, w2, split, eps));
@@ -210,6 +218,8 @@ static const gpu_api k_cuda = {
     .rmsnorm_q8 = w_rmsnorm_q8,
     .act_q8 = w_act_q8,
     .moe_matvec2 = w_moe_matvec2,
+    .moe_matvec_grp = w_moe_matvec_grp,
+    .moe_gate_up_q8_grp = w_moe_gate_up_q8_grp,
     .norm_rope = w_norm_rope,
     .matvec_n = w_matvec_n,
     .kv_write2 = w_kv_write2,

@@ -140,6 +140,17 @@ int mrc_moe_matvec_sum(mrc_ctx *c, const mrc_weight *W, const int32_t *ids, int 
 bool mrc_matvec2_ok(const mrc_weight *W1, const mrc_weight *W2);
 int mrc_moe_matvec2(mrc_ctx *c, const mrc_weight *W1, const mrc_weight *W2, const int32_t *ids, int n_ids,
                     const void *xq, size_t xq_stride, float *y1, float *y2);
+/* mrc_moe_matvec (W2 not NULL: mrc_moe_matvec2) over slots whose runs of equal ids share a matrix:
+ * a prompt's (token, expert) pairs sorted by expert, or ids NULL (every slot matrix 0: a few
+ * tokens through one matrix). A block takes 8 consecutive slots and reads each weight row once
+ * per run of one matrix among them, not once per slot: the weights of an expert with 40 tokens
+ * are read 5 times, not 40. Quantized weights; the same floats as mrc_moe_matvec, any ids order
+ * (unsorted ids are correct, only slower). At most 524280 slots (262140 with W2). */
+int mrc_moe_matvec_grp(mrc_ctx *c, const mrc_weight *W1, const mrc_weight *W2, const int32_t *ids, int n_ids,
+                       const void *xq, size_t xq_stride, float *y1, float *y2);
+/* mrc_moe_gate_up_q8 over such slots: the same floats and bytes. */
+int mrc_moe_gate_up_q8_grp(mrc_ctx *c, int gelu, const mrc_weight *Wg, const mrc_weight *Wu, const int32_t *ids,
+                           int n_ids, const void *xq, size_t xq_stride, float *g_out, void *xq_out);
 
 /* ---- element-wise / row ops ------------------------------------------------------------------ */
 /* out = x / rms(x) * w per row of n (w may be NULL); in-place allowed. */

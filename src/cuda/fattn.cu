@@ -292,6 +292,14 @@ __global__ void k_fattn_combine(const float *part, int n_split, int dv, float *o
              out + (size_t)blockIdx.y * out_stride, xq ? xq + (size_t)blockIdx.y * xq_row : NULL);
 }
 
+/* The K / V type pairs the attention kernels take (F16 or Q8_0 each): L(TK, TV) for the pair of
+ * p->type_k and tv, in the launcher's scope. */
+#define FA_TYPE_PAIRS(L)                                                                                               \
+    if (p->type_k == MR_TYPE_F16 && tv == MR_TYPE_F16) L(MR_TYPE_F16, MR_TYPE_F16);                                   \
+    else if (p->type_k == MR_TYPE_F16) L(MR_TYPE_F16, MR_TYPE_Q8_0);                                                   \
+    else if (tv == MR_TYPE_F16) L(MR_TYPE_Q8_0, MR_TYPE_F16);                                                          \
+    else L(MR_TYPE_Q8_0, MR_TYPE_Q8_0)
+
 int mrc_attn(mrc_ctx *c, const mrc_attn_params *p, const float *q, const void *k, const void *v, const float *mask,
              float *out) {
     const bool tk_ok = p->type_k == MR_TYPE_F16 || p->type_k == MR_TYPE_Q8_0;
@@ -323,9 +331,11 @@ int mrc_attn(mrc_ctx *c, const mrc_attn_params *p, const float *q, const void *k
     const int rows = FT_WARPS * (mla ? 2 : 4);
     const int tc = p->dk > 576 || p->dv > 512 ? 0 : ft_cells(rows, p->dk, p->dv, p->v_in_k);
     const int64_t n_rb = ((int64_t)n_tok * (p->n_head / p->n_head_kv) + rows - 1) / rows;
-    const char *ft_env = getenv("MOERUN_CUDA_FA_TILE");
-    const bool tile = tc > 0 && n_tok > 1 && n_rb <= 0x7fffffff &&
-                      (ft_env && *ft_env ? strcmp(ft_env, "0") != 0 : n_rb * p->n_head_kv >= c->n_sm);
+    bool tile = tc > 0 && n_tok > 1 && n_rb <= 0x7fffffff; /* the environment only for prompts, not per token */
+    if (tile) {
+        const char *ft_env = getenv("MOERUN_CUDA_FA_TILE");
+        tile = ft_env && *ft_env ? strcmp(ft_env, "0") != 0 : n_rb * p->n_head_kv >= c->n_sm;
+    }
     if (tile) {
         const dim3 grid((unsigned)n_rb, (unsigned)p->n_head_kv);
         const size_t shm = ft_smem(rows, tc, p->dk, p->dv, p->v_in_k);
@@ -333,17 +343,15 @@ int mrc_attn(mrc_ctx *c, const mrc_attn_params *p, const float *q, const void *k
 #define FT_LAUNCH(TK, TV, R, D)                                                                                        \
     k_fattn_tile<TK, TV, R, D><<<grid, FT_WARPS * 32, shm, c->stream>>>(a, n_tok, tc, q, K, V, mask, out, out_stride, xq, \
                                                                         xq_row)
-#define FT_TYPES(R, D)                                                                                                 \
-    if (p->type_k == MR_TYPE_F16 && tv == MR_TYPE_F16) FT_LAUNCH(MR_TYPE_F16, MR_TYPE_F16, R, D);                     \
-    else if (p->type_k == MR_TYPE_F16) FT_LAUNCH(MR_TYPE_F16, MR_TYPE_Q8_0, R, D);                                      \
-    else if (tv == MR_TYPE_F16) FT_LAUNCH(MR_TYPE_Q8_0, MR_TYPE_F16, R, D);                                             \
-    else FT_LAUNCH(MR_TYPE_Q8_0, MR_TYPE_Q8_0, R, D)
+#define FT_GQA(TK, TV) FT_LAUNCH(TK, TV, 4, 8)
+#define FT_MLA(TK, TV) FT_LAUNCH(TK, TV, 2, 16)
         if (mla) {
-            FT_TYPES(2, 16);
+            FA_TYPE_PAIRS(FT_MLA);
         } else {
-            FT_TYPES(4, 8);
+            FA_TYPE_PAIRS(FT_GQA);
         }
-#undef FT_TYPES
+#undef FT_MLA
+#undef FT_GQA
 #undef FT_LAUNCH
         MRC_LAUNCHED(c, "fattn_tile", "heads %d/%d, dk %d, dv %d, n_kv %d, tokens %d, %d cells a tile, K %s, V %s",
                      p->n_head, p->n_head_kv, p->dk, p->dv, p->n_kv, n_tok, tc, mr_type_name(p->type_k),
@@ -376,18 +384,10 @@ int mrc_attn(mrc_ctx *c, const mrc_attn_params *p, const float *q, const void *k
         unsigned *done = one ? c->done + 1 : NULL;
         uint8_t *xq = p->out_q8 ? (uint8_t *)p->out_q8 + (size_t)t0 * xq_row : NULL;
         float *ot = out + (size_t)t0 * out_stride;
-        if (p->type_k == MR_TYPE_F16 && tv == MR_TYPE_F16)
-            k_fattn_decode<MR_TYPE_F16, MR_TYPE_F16><<<grid, FA_WARPS * 32, shm, c->stream>>>(a, qt, K, V, mt, part,
-                                                                                            done, ot, xq);
-        else if (p->type_k == MR_TYPE_F16)
-            k_fattn_decode<MR_TYPE_F16, MR_TYPE_Q8_0><<<grid, FA_WARPS * 32, shm, c->stream>>>(a, qt, K, V, mt, part,
-                                                                                             done, ot, xq);
-        else if (tv == MR_TYPE_F16)
-            k_fattn_decode<MR_TYPE_Q8_0, MR_TYPE_F16><<<grid, FA_WARPS * 32, shm, c->stream>>>(a, qt, K, V, mt, part,
-                                                                                             done, ot, xq);
-        else
-            k_fattn_decode<MR_TYPE_Q8_0, MR_TYPE_Q8_0><<<grid, FA_WARPS * 32, shm, c->stream>>>(a, qt, K, V, mt, part,
-                                                                                              done, ot, xq);
+#define FD_LAUNCH(TK, TV)                                                                                              \
+    k_fattn_decode<TK, TV><<<grid, FA_WARPS * 32, shm, c->stream>>>(a, qt, K, V, mt, part, done, ot, xq)
+        FA_TYPE_PAIRS(FD_LAUNCH);
+#undef FD_LAUNCH
         MRC_LAUNCHED(c, "fattn_decode", "heads %d/%d, dk %d, dv %d, n_kv %d, splits %d, tokens %d, K %s, V %s%s",
                      p->n_head, p->n_head_kv, p->dk, p->dv, p->n_kv, n_split, nt, mr_type_name(p->type_k),
                      mr_type_name(tv), one ? ", one launch" : "");

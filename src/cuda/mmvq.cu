@@ -98,6 +98,47 @@ __device__ __forceinline__ float row_dot(const uint8_t *row, int units, int lane
     return sum;
 }
 
+/* Slots per block of the grouped kernels (k_mmvq_grp, k_mmvq_gua_grp). */
+#define MMVQ_NC 8
+
+/* row_dot for nc <= MMVQ_NC activations at once (activation c at x + c * x_stride): each unit of
+ * the row is read once for all of them, and sum[c] is row_dot's sum for activation c, bit for bit
+ * (the same units in the same order, the same reduction). nc is the same in the whole warp. */
+template <uint32_t T>
+__device__ __forceinline__ void row_dot_mc(const uint8_t *row, int units, int lane, int tpr, const uint8_t *x,
+                                           size_t x_stride, int64_t k, int nc, float *sum) {
+#pragma unroll
+    for (int c = 0; c < MMVQ_NC; c++) sum[c] = 0.0f;
+    if (row)
+        for (int u = lane; u < units; u += tpr) {
+#pragma unroll
+            for (int c = 0; c < MMVQ_NC; c++) { /* break, not skip: column c runs after c - 1, so the
+                                                  * compiler reuses its weight loads and unpacking */
+                if (c >= nc) break;
+                const uint8_t *xc = x + (size_t)c * x_stride;
+                sum[c] += vdot<T>(row, u, (const int8_t *)xc, (const float *)(xc + k));
+            }
+        }
+#pragma unroll
+    for (int c = 0; c < MMVQ_NC; c++)
+        if (c < nc)
+            for (int o = tpr / 2; o > 0; o >>= 1) sum[c] += __shfl_xor_sync(0xffffffffu, sum[c], o, 32);
+}
+
+/* The next run of slots of one matrix in the block's group [c0, ns): its matrix (ids NULL: all
+ * matrix 0) and its length. */
+__device__ __forceinline__ int slot_run(const int32_t *ids, int s0, int c0, int ns, int64_t *mat) {
+    if (!ids) {
+        *mat = 0;
+        return ns - c0;
+    }
+    const int32_t e = ids[s0 + c0];
+    int n = 1;
+    while (c0 + n < ns && ids[s0 + c0 + n] == e) n++;
+    *mat = e;
+    return n;
+}
+
 /* Slot blockIdx.y: matrix ids[slot] (0 without ids), activation at xq +
  * slot*x_stride, output y + slot*m. */
 template <uint32_t T>
@@ -117,6 +158,39 @@ __global__ void __launch_bounds__(MMVQ_THREADS)
     const uint8_t *row = r < m && mat >= 0 && mat < n_mat ? W + (size_t)mat * mat_bytes + (size_t)r * row_bytes : NULL;
     const float sum = row_dot<T>(row, units, lane, tpr, xq + (size_t)slot * x_stride, k);
     if (lane == 0 && r < m) y[(size_t)slot * m + r] = sum;
+}
+
+/* k_mmvq over slots whose runs share a matrix (a prompt's pairs sorted by expert; ids NULL: all
+ * matrix 0): block row g takes slots g*MMVQ_NC ... (up to MMVQ_NC) and reads a weight row once per
+ * run of one matrix among them, not once per slot. The same floats as k_mmvq. Block rows from
+ * n_grp on: the second matrix (W2 into y2), the same slots. */
+template <uint32_t T>
+__global__ void __launch_bounds__(MMVQ_THREADS)
+    k_mmvq_grp(const uint8_t *__restrict__ W, size_t row_bytes, size_t mat_bytes, int64_t n_mat,
+               const int32_t *__restrict__ ids, int n_slots, const uint8_t *__restrict__ xq, size_t x_stride,
+               int64_t k, float *__restrict__ y, int64_t m, int units, int tpr, const uint8_t *__restrict__ W2,
+               float *__restrict__ y2, int n_grp) {
+    int g = blockIdx.y;
+    if (g >= n_grp) {
+        W = W2, y = y2;
+        g -= n_grp;
+    }
+    const int s0 = g * MMVQ_NC, ns = min(MMVQ_NC, n_slots - s0);
+    const int64_t r = (int64_t)blockIdx.x * (MMVQ_THREADS / tpr) + threadIdx.x / tpr;
+    const int lane = threadIdx.x % tpr;
+    for (int c0 = 0; c0 < ns;) {
+        int64_t mat;
+        const int nc = slot_run(ids, s0, c0, ns, &mat);
+        const uint8_t *row = r < m && mat >= 0 && mat < n_mat ? W + (size_t)mat * mat_bytes + (size_t)r * row_bytes : NULL;
+        float sum[MMVQ_NC];
+        row_dot_mc<T>(row, units, lane, tpr, xq + (size_t)(s0 + c0) * x_stride, x_stride, k, nc, sum);
+        if (lane == 0 && r < m) {
+#pragma unroll
+            for (int c = 0; c < MMVQ_NC; c++)
+                if (c < nc) y[(size_t)(s0 + c0 + c) * m + r] = sum[c];
+        }
+        c0 += nc;
+    }
 }
 
 /* Up to 3 matrices of one type and row length times one Q8_1 activation (q, k and v), one
@@ -167,6 +241,47 @@ __global__ void __launch_bounds__(MMVQ_THREADS)
         const float v = vals[threadIdx.x];
         if (g_out) g_out[(size_t)slot * m + blockIdx.x * 32 + threadIdx.x] = v;
         mrc_q8_1_warp(v, xq_out + (size_t)slot * out_row, m, blockIdx.x, threadIdx.x);
+    }
+}
+
+/* k_mmvq_gua over slots whose runs share a matrix (as k_mmvq_grp): block (32-row group, g)
+ * takes slots g*MMVQ_NC ..., reads each gate and up row once per run, and quantizes one Q8_1
+ * block of each of its slots' rows. The same floats and bytes as k_mmvq_gua. */
+template <uint32_t T>
+__global__ void __launch_bounds__(MMVQ_THREADS)
+    k_mmvq_gua_grp(const uint8_t *__restrict__ Wg, const uint8_t *__restrict__ Wu, size_t row_bytes,
+                   size_t mat_bytes, int64_t n_mat, const int32_t *__restrict__ ids, int n_slots,
+                   const uint8_t *__restrict__ xq, size_t x_stride, int64_t k, int64_t m, int units, int tpr, int gelu,
+                   float *__restrict__ g_out, uint8_t *__restrict__ xq_out, size_t out_row) {
+    __shared__ float vals[MMVQ_NC][32];
+    const int s0 = blockIdx.y * MMVQ_NC, ns = min(MMVQ_NC, n_slots - s0);
+    const int lane = threadIdx.x % tpr, per = MMVQ_THREADS / tpr;
+    for (int c0 = 0; c0 < ns;) {
+        int64_t mat;
+        const int nc = slot_run(ids, s0, c0, ns, &mat);
+        const bool ok = mat >= 0 && mat < n_mat;
+        const uint8_t *x = xq + (size_t)(s0 + c0) * x_stride;
+        for (int r0 = 0; r0 < 32; r0 += per) {
+            const int64_t r = (int64_t)blockIdx.x * 32 + r0 + threadIdx.x / tpr;
+            const size_t off = (size_t)mat * mat_bytes + (size_t)r * row_bytes;
+            float sg[MMVQ_NC], su[MMVQ_NC];
+            row_dot_mc<T>(ok ? Wg + off : NULL, units, lane, tpr, x, x_stride, k, nc, sg);
+            row_dot_mc<T>(ok ? Wu + off : NULL, units, lane, tpr, x, x_stride, k, nc, su);
+            if (lane == 0) {
+#pragma unroll
+                for (int c = 0; c < MMVQ_NC; c++)
+                    if (c < nc)
+                        vals[c0 + c][r0 + threadIdx.x / tpr] = gelu ? mrc_gelu_mul1(sg[c], su[c]) : mrc_silu_mul1(sg[c], su[c]);
+            }
+        }
+        c0 += nc;
+    }
+    __syncthreads();
+    for (int c = threadIdx.x / 32; c < ns; c += MMVQ_THREADS / 32) { /* a warp per slot */
+        const int l = threadIdx.x % 32;
+        const float v = vals[c][l];
+        if (g_out) g_out[(size_t)(s0 + c) * m + blockIdx.x * 32 + l] = v;
+        mrc_q8_1_warp(v, xq_out + (size_t)(s0 + c) * out_row, m, blockIdx.x, l);
     }
 }
 
@@ -450,4 +565,68 @@ int mrc_moe_matvec2(mrc_ctx *c, const mrc_weight *W1, const mrc_weight *W2, cons
     }
     return launch(c, W1, (const uint8_t *)W1->data, W1->n_mat, ids, n_ids, NULL, 0, xq, xq_stride, y1,
                   (const uint8_t *)W2->data, y2);
+}
+
+int mrc_moe_matvec_grp(mrc_ctx *c, const mrc_weight *W1, const mrc_weight *W2, const int32_t *ids, int n_ids,
+                       const void *xq, size_t xq_stride, float *y1, float *y2) {
+    const int ue = mrc_unit_elems(W1->type);
+    if (ue == 0 || (W2 && !mrc_matvec2_ok(W1, W2))) {
+        mr_seterr("cuda: moe_matvec_grp: %s%s%s weights (quantized; a second matrix of the same type and shape)",
+                  mr_type_name(W1->type), W2 ? " and " : "", W2 ? mr_type_name(W2->type) : "");
+        return -1;
+    }
+    if (n_ids <= 0) return 0;
+    const int n_grp = (int)mrc_cdiv(n_ids, MMVQ_NC), ny = W2 ? 2 * n_grp : n_grp;
+    if (ny > 65535) {
+        mr_seterr("cuda: moe_matvec_grp: %d slots (max %d)", n_ids, 65535 / (W2 ? 2 : 1) * MMVQ_NC);
+        return -1;
+    }
+    const int units = (int)(W1->k / ue);
+    const int tpr = pick_tpr(units);
+    const dim3 grid(mrc_cdiv(W1->m, MMVQ_THREADS / tpr), (unsigned)ny);
+    const uint8_t *xb = (const uint8_t *)xq, *b1 = (const uint8_t *)W1->data;
+    const uint8_t *b2 = W2 ? (const uint8_t *)W2->data : NULL;
+#define MMVQ_GRP_CASE(T)                                                                                               \
+    case T:                                                                                                            \
+        k_mmvq_grp<T><<<grid, MMVQ_THREADS, 0, c->stream>>>(b1, W1->row_bytes, W1->mat_bytes, W1->n_mat, ids, n_ids,   \
+                                                            xb, xq_stride, W1->k, y1, W1->m, units, tpr, b2, y2,      \
+                                                            n_grp);                                                    \
+        break;
+    switch (W1->type) {
+        MMVQ_QTYPES(MMVQ_GRP_CASE)
+    default: mr_seterr("cuda: moe_matvec_grp: type %s unsupported", mr_type_name(W1->type)); return -1;
+    }
+#undef MMVQ_GRP_CASE
+    MRC_LAUNCHED(c, W2 ? "mmvq_grp (pair)" : "mmvq_grp", "%s, m %lld, k %lld, slots %d%s, tpr %d",
+                 mr_type_name(W1->type), (long long)W1->m, (long long)W1->k, n_ids, ids ? "" : " (one matrix)", tpr);
+    return 0;
+}
+
+int mrc_moe_gate_up_q8_grp(mrc_ctx *c, int gelu, const mrc_weight *Wg, const mrc_weight *Wu, const int32_t *ids,
+                           int n_ids, const void *xq, size_t xq_stride, float *g_out, void *xq_out) {
+    const int n_grp = (int)mrc_cdiv(MR_MAX(n_ids, 0), MMVQ_NC);
+    if (!mrc_matvec2_ok(Wg, Wu) || Wg->m % 32 || n_ids <= 0 || n_grp > 65535) {
+        mr_seterr("cuda: moe_gate_up_q8_grp: %s / %s, %lld rows, %d slots (one quantized type and shape, rows a "
+                  "multiple of 32)", mr_type_name(Wg->type), mr_type_name(Wu->type), (long long)Wg->m, n_ids);
+        return -1;
+    }
+    const int units = (int)(Wg->k / mrc_unit_elems(Wg->type));
+    const int tpr = pick_tpr(units);
+    const dim3 grid((unsigned)(Wg->m / 32), (unsigned)n_grp);
+    const size_t out_row = mrc_q8_1_row_size(Wg->m);
+    const uint8_t *xb = (const uint8_t *)xq, *bg = (const uint8_t *)Wg->data, *bu = (const uint8_t *)Wu->data;
+#define MMVQ_GUAG_CASE(T)                                                                                              \
+    case T:                                                                                                            \
+        k_mmvq_gua_grp<T><<<grid, MMVQ_THREADS, 0, c->stream>>>(bg, bu, Wg->row_bytes, Wg->mat_bytes, Wg->n_mat, ids,  \
+                                                                n_ids, xb, xq_stride, Wg->k, Wg->m, units, tpr, gelu,  \
+                                                                g_out, (uint8_t *)xq_out, out_row);                    \
+        break;
+    switch (Wg->type) {
+        MMVQ_QTYPES(MMVQ_GUAG_CASE)
+    default: mr_seterr("cuda: moe_gate_up_q8_grp: type %s unsupported", mr_type_name(Wg->type)); return -1;
+    }
+#undef MMVQ_GUAG_CASE
+    MRC_LAUNCHED(c, "mmvq_gate_up_q8_grp", "%s, m %lld, k %lld, slots %d, tpr %d, %s", mr_type_name(Wg->type),
+                 (long long)Wg->m, (long long)Wg->k, n_ids, tpr, gelu ? "gelu" : "silu");
+    return 0;
 }

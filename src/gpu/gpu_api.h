@@ -103,6 +103,14 @@ typedef struct gpu_api {
                         float *weights);
     int (*moe_matvec2)(void *c, const mrc_weight *W1, const mrc_weight *W2, const int32_t *ids, int n_ids,
                        const void *xq, size_t xq_stride, float *y1, float *y2);
+    /* moe_matvec (W2 not NULL: moe_matvec2) and moe_gate_up_q8 over slots whose runs of equal ids
+     * share a matrix (a prompt's pairs sorted by expert; ids NULL: all matrix 0, a few tokens):
+     * each weight row read once per run of up to 8 slots (cuda_backend.h's mrc_moe_matvec_grp).
+     * Quantized W; the same floats as the plain ops. */
+    int (*moe_matvec_grp)(void *c, const mrc_weight *W1, const mrc_weight *W2, const int32_t *ids, int n_ids,
+                          const void *xq, size_t xq_stride, float *y1, float *y2);
+    int (*moe_gate_up_q8_grp)(void *c, int gelu, const mrc_weight *Wg, const mrc_weight *Wu, const int32_t *ids,
+                              int n_ids, const void *xq, size_t xq_stride, float *g_out, void *xq_out);
     /* Qwen3-Next's layers (and Qwen2-MoE's gated shared experts); NULL: the backend cannot run
      * them. Semantics: cuda_backend.h's mrc_sigmoid_mul, mrc_ssm_gates, mrc_ssm_conv, mrc_l2norm,
      * mrc_delta_rule. */

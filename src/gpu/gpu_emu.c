@@ -671,6 +671,17 @@ static int emu_moe_matvec2(void *c, const mrc_weight *W1, const mrc_weight *W2, 
                ? -1
                : 0;
 }
+/* The grouped forms: the same floats as the plain ops (the device reads a weight row once for a
+ * run of slots; here every slot is its own matvec either way). */
+static int emu_moe_matvec_grp(void *c, const mrc_weight *W1, const mrc_weight *W2, const int32_t *ids, int n_ids,
+                              const void *xq, size_t xq_stride, float *y1, float *y2) {
+    if (W2) return emu_moe_matvec2(c, W1, W2, ids, n_ids, xq, xq_stride, y1, y2);
+    if (mr_type_is_float(W1->type)) {
+        mr_seterr("emu: moe_matvec_grp: %s weights (quantized)", mr_type_name(W1->type));
+        return -1;
+    }
+    return emu_moe_matvec(c, W1, ids, n_ids, NULL, 0, xq, xq_stride, y1);
+}
 static int emu_rmsnorm_q8(void *c, float *out, void *xq, float *x, const float *res, const float *w, int64_t n_rows,
                           int n, float eps) {
     return (res && emu_add(c, x, res, n_rows * n)) || emu_rmsnorm(c, out, x, w, n_rows, n, eps) ||
@@ -988,6 +999,8 @@ static const gpu_api k_emu = {
     .kv_write2 = emu_kv_write2,
     .moe_matvec_sum = emu_moe_matvec_sum,
     .moe_gate_up_q8 = emu_moe_gate_up_q8,
+    .moe_matvec_grp = emu_moe_matvec_grp,
+    .moe_gate_up_q8_grp = emu_moe_gate_up_q8,
     .router_route = emu_router_route,
     .copy_rows = emu_copy_rows,
     .sigmoid_mul = emu_sigmoid_mul,

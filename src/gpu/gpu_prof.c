@@ -28,12 +28,12 @@
 
 enum {
     P_UPLOAD, P_DOWNLOAD, P_PEER, P_MEMSET, P_QUANT, P_MATVEC, P_MOE_MATVEC, P_RMSNORM, P_SILU, P_GELU, P_ADD, P_ROPE,
-    P_ROUTE, P_ATTN, P_GEMM, P_KVW, P_COMBINE, P_COPY, P_SORT, P_ROWS, P_RMSQ, P_ACTQ, P_MOEMV2, P_NROPE, P_MVN, P_KVW2, P_MVSUM, P_GUA, P_RROUTE, P_SIGM, P_SSMG, P_SSMC, P_L2, P_DELTA, P_DELTAG, P_NGQ, P_GRAPH, P_N
+    P_ROUTE, P_ATTN, P_GEMM, P_KVW, P_COMBINE, P_COPY, P_SORT, P_ROWS, P_RMSQ, P_ACTQ, P_MOEMV2, P_NROPE, P_MVN, P_KVW2, P_MVSUM, P_GUA, P_RROUTE, P_SIGM, P_SSMG, P_SSMC, P_L2, P_DELTA, P_DELTAG, P_NGQ, P_MVGRP, P_GUAGRP, P_GRAPH, P_N
 };
 static const char *const k_op_names[P_N] = {
     "upload (h2d)", "download (d2h)", "peer copy (d2d)", "memset", "quantize_q8_1", "matvec", "moe_matvec", "rmsnorm", "silu_mul",
     "gelu_mul", "add", "rope", "moe_route", "attn", "gemm", "kv_write", "moe_combine", "copy_rows", "moe_sort",
-    "rows_idx", "rmsnorm_q8", "act_q8", "moe_matvec2", "norm_rope", "matvec_n", "kv_write2", "moe_matvec_sum", "moe_gate_up_q8", "router_route", "sigmoid_mul", "ssm_gates", "ssm_conv", "l2norm", "delta_rule", "delta_rule_g", "norm_gate_q8", "graph"};
+    "rows_idx", "rmsnorm_q8", "act_q8", "moe_matvec2", "norm_rope", "matvec_n", "kv_write2", "moe_matvec_sum", "moe_gate_up_q8", "router_route", "sigmoid_mul", "ssm_gates", "ssm_conv", "l2norm", "delta_rule", "delta_rule_g", "norm_gate_q8", "moe_matvec_grp", "moe_gate_up_q8_grp", "graph"};
 static bool is_copy(int op) { return op == P_UPLOAD || op == P_DOWNLOAD || op == P_PEER; }
 
 #define PROF_CAP 4096
@@ -262,6 +262,14 @@ static int w_moe_gate_up_q8(void *cv, int gelu, const mrc_weight *Wg, const mrc_
                             const void *xq, size_t xqs, float *g, void *xo) {
     PROF_OP(P_GUA, g_in->moe_gate_up_q8(PC, gelu, Wg, Wu, ids, n, xq, xqs, g, xo));
 }
+static int w_moe_matvec_grp(void *cv, const mrc_weight *W1, const mrc_weight *W2, const int32_t *ids, int n,
+                            const void *xq, size_t xqs, float *y1, float *y2) {
+    PROF_OP(P_MVGRP, g_in->moe_matvec_grp(PC, W1, W2, ids, n, xq, xqs, y1, y2));
+}
+static int w_moe_gate_up_q8_grp(void *cv, int gelu, const mrc_weight *Wg, const mrc_weight *Wu, const int32_t *ids,
+                                int n, const void *xq, size_t xqs, float *g, void *xo) {
+    PROF_OP(P_GUAGRP, g_in->moe_gate_up_q8_grp(PC, gelu, Wg, Wu, ids, n, xq, xqs, g, xo));
+}
 static int w_router_route(void *cv, const mrc_weight *W, const float *x, float *lg, int k, int gating, const float *b,
                           bool nw, float ws, int ng, int ngu, int32_t *ids, float *w) {
     PROF_OP(P_RROUTE, g_in->router_route(PC, W, x, lg, k, gating, b, nw, ws, ng, ngu, ids, w));
@@ -343,6 +351,8 @@ const gpu_api *gpu_prof_wrap(const gpu_api *in) {
     g_tab.kv_write2 = in->kv_write2 ? w_kv_write2 : NULL;
     g_tab.moe_matvec_sum = in->moe_matvec_sum ? w_moe_matvec_sum : NULL;
     g_tab.moe_gate_up_q8 = in->moe_gate_up_q8 ? w_moe_gate_up_q8 : NULL;
+    g_tab.moe_matvec_grp = in->moe_matvec_grp ? w_moe_matvec_grp : NULL;
+    g_tab.moe_gate_up_q8_grp = in->moe_gate_up_q8_grp ? w_moe_gate_up_q8_grp : NULL;
     g_tab.router_route = in->router_route ? w_router_route : NULL;
     g_tab.sigmoid_mul = in->sigmoid_mul ? w_sigmoid_mul : NULL, g_tab.ssm_gates = in->ssm_gates ? w_ssm_gates : NULL;
     g_tab.ssm_conv = in->ssm_conv ? w_ssm_conv : NULL, g_tab.l2norm = in->l2norm ? w_l2norm : NULL;

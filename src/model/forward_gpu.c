@@ -588,16 +588,21 @@ static int to_device(model_run *r, int T, int d) {
     return 0;
 }
 
+/* A few tokens (2 to FG_SMALL_T: parallel sequences' decode steps) through quantized W, their
+ * activations quantized in D->xqs: one launch that reads each weight row once for all of them
+ * where the backend groups slots, else one slot per token. */
+static int small_mv(model_gpu *g, gpu_dev *D, const mrc_weight *W, const float *x, int T, float *y) {
+    const gpu_api *A = g->api;
+    const size_t rs = A->q8_1_row_size(W->k);
+    if (A->moe_matvec_grp) return A->moe_matvec_grp(D->c, W, NULL, NULL, T, D->xqs, rs, y, NULL);
+    return A->moe_matvec(D->c, W, NULL, T, x, (size_t)W->k, D->xqs, rs, y);
+}
+
 /* y (T, W.m) = x (T, W.k) W^T. xq: x quantized (Q8_1, T == 1), or NULL to quantize here. */
 int fg_gmm(model_gpu *g, gpu_dev *D, const mrc_weight *W, const float *x, const void *xq, int T, float *y) {
     const gpu_api *A = g->api;
-    if (T > 1 && T <= FG_SMALL_T && !is_float(W)) { /* a few tokens (parallel sequences' decode steps) */
-        const size_t rs = A->q8_1_row_size(W->k);
-        return A->quantize_q8_1(D->c, x, D->xqs, W->k, T) ||
-                       A->moe_matvec(D->c, W, NULL, T, x, (size_t)W->k, D->xqs, rs, y)
-                   ? -1
-                   : 0;
-    }
+    if (T > 1 && T <= FG_SMALL_T && !is_float(W)) /* a few tokens */
+        return A->quantize_q8_1(D->c, x, D->xqs, W->k, T) || small_mv(g, D, W, x, T, y) ? -1 : 0;
     /* the GEMM: quantized weights, and F16 / BF16 matrices of 1024 rows or more (not a router) */
     if (T > 1 && (!is_float(W) || (W->type != MR_TYPE_F32 && W->m >= 1024))) return A->gemm(D->c, W, 0, x, T, y);
     if (T > 1) { /* float weights (the router): all tokens in one launch, the same kernel as one */
@@ -623,6 +628,23 @@ int fg_gmm(model_gpu *g, gpu_dev *D, const mrc_weight *W, const float *x, const 
     return 0;
 }
 
+/* fg_gmm of n matrices with one input x (rows of W[0]->k): q, k and v; gate and up. A few
+ * tokens are quantized once for all of them. */
+int fg_gmm_n(model_gpu *g, gpu_dev *D, int n, const mrc_weight *const *W, const float *x, const void *xq, int T,
+             float *const *y) {
+    bool small = T > 1 && T <= FG_SMALL_T, quantized = false;
+    for (int i = 0; i < n; i++) small = small && W[i]->k == W[0]->k;
+    for (int i = 0; i < n; i++) {
+        if (small && !is_float(W[i])) {
+            if (!quantized && g->api->quantize_q8_1(D->c, x, D->xqs, W[0]->k, T)) return -1;
+            quantized = true;
+            if (small_mv(g, D, W[i], x, T, y[i])) return -1;
+        } else if (fg_gmm(g, D, W[i], x, xq, T, y[i]))
+            return -1;
+    }
+    return 0;
+}
+
 static int add_rows(model_gpu *g, gpu_dev *D, float *y, const float *b, int T, int n) {
     return b ? g->api->add_rows(D->c, y, b, T, n) : 0; /* one launch for all rows */
 }
@@ -637,11 +659,20 @@ static bool same_q_shape(const mrc_weight *a, const mrc_weight *b) {
 }
 
 /* Gate and up of the same ids and Q8_1 activations in one launch where they pair (one quantized
- * type and shape, the grid's slot limit); else two. */
+ * type and shape, the grid's slot limit); else two. grp: the slots come in runs of one matrix (a
+ * prompt's pairs sorted by expert), read by the grouped kernels where the backend has them. */
 static int gate_up(model_gpu *g, gpu_dev *D, const mrc_weight *gate, const mrc_weight *up, const int32_t *ids, int n,
-                   const void *xq, size_t xq_stride, float *yg, float *yu) {
+                   const void *xq, size_t xq_stride, float *yg, float *yu, bool grp) {
     const gpu_api *A = g->api;
-    if (g->fuse && A->moe_matvec2 && same_q_shape(gate, up) && 2 * (int64_t)n <= 65535)
+    const bool pair = g->fuse && same_q_shape(gate, up);
+    if (grp && A->moe_matvec_grp) {
+        if (pair) return A->moe_matvec_grp(D->c, gate, up, ids, n, xq, xq_stride, yg, yu);
+        return A->moe_matvec_grp(D->c, gate, NULL, ids, n, xq, xq_stride, yg, NULL) ||
+                       A->moe_matvec_grp(D->c, up, NULL, ids, n, xq, xq_stride, yu, NULL)
+                   ? -1
+                   : 0;
+    }
+    if (pair && A->moe_matvec2 && 2 * (int64_t)n <= 65535)
         return A->moe_matvec2(D->c, gate, up, ids, n, xq, xq_stride, yg, yu);
     return A->moe_matvec(D->c, gate, ids, n, NULL, 0, xq, xq_stride, yg) ||
                    A->moe_matvec(D->c, up, ids, n, NULL, 0, xq, xq_stride, yu)
@@ -659,12 +690,15 @@ static int act_mul_q8(model_gpu *g, gpu_dev *D, float *a, const float *b, void *
 /* The routed gate and up of n slots, the gate function, and its Q8_1 rows into xq_out: one
  * launch where the backend fuses them and the pair qualifies, else gate_up + act_mul_q8. */
 static int gate_up_act_q8(model_gpu *g, gpu_dev *D, const mrc_weight *gate, const mrc_weight *up, const int32_t *ids,
-                          int n, const void *xq, size_t xq_stride, void *xq_out) {
+                          int n, const void *xq, size_t xq_stride, void *xq_out, bool grp) {
     const gpu_api *A = g->api;
     const bool gelu = g->m->arch->act == MODEL_ACT_GELU;
-    if (g->fuse && A->moe_gate_up_q8 && same_q_shape(gate, up) && gate->m % 32 == 0 && n <= 65535)
-        return A->moe_gate_up_q8(D->c, gelu, gate, up, ids, n, xq, xq_stride, D->ffa, xq_out);
-    return gate_up(g, D, gate, up, ids, n, xq, xq_stride, D->ffa, D->ffb) ||
+    if (g->fuse && same_q_shape(gate, up) && gate->m % 32 == 0 && n <= 65535) {
+        if (grp && A->moe_gate_up_q8_grp)
+            return A->moe_gate_up_q8_grp(D->c, gelu, gate, up, ids, n, xq, xq_stride, D->ffa, xq_out);
+        if (A->moe_gate_up_q8) return A->moe_gate_up_q8(D->c, gelu, gate, up, ids, n, xq, xq_stride, D->ffa, xq_out);
+    }
+    return gate_up(g, D, gate, up, ids, n, xq, xq_stride, D->ffa, D->ffb, grp) ||
                    act_mul_q8(g, D, D->ffa, D->ffb, xq_out, n, gate->m)
                ? -1
                : 0;
@@ -695,10 +729,11 @@ static int dense_ffn(model_gpu *g, gpu_dev *D, const mrc_weight *gate, const mrc
                      const float *x, const void *xq, int T, float *out) {
     const int64_t F = up->m;
     if (T == 1 && xq && !is_float(gate) && !is_float(up) && !is_float(down)) /* the down's input with the gate */
-        return gate_up_act_q8(g, D, gate, up, NULL, 1, xq, 0, D->xq2) || fg_gmm(g, D, down, D->ffa, D->xq2, T, out) ? -1
+        return gate_up_act_q8(g, D, gate, up, NULL, 1, xq, 0, D->xq2, false) || fg_gmm(g, D, down, D->ffa, D->xq2, T, out) ? -1
                                                                                                                 : 0;
-    if (fg_gmm(g, D, gate, x, xq, T, D->ffa) || fg_gmm(g, D, up, x, xq, T, D->ffb) ||
-        act_mul(g, D, D->ffa, D->ffb, (int64_t)T * F))
+    const mrc_weight *W[2] = {gate, up};
+    float *const y[2] = {D->ffa, D->ffb};
+    if (fg_gmm_n(g, D, 2, W, x, xq, T, y) || act_mul(g, D, D->ffa, D->ffb, (int64_t)T * F))
         return -1;
     return fg_gmm(g, D, down, D->ffa, NULL, T, out);
 }
@@ -724,9 +759,11 @@ static int attn_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, 
         const mrc_weight *W[3] = {&L->wq, &L->wk, &L->wv};
         float *const y[3] = {qp, kb, D->v};
         if (A->matvec_n(D->c, v3 ? 3 : 2, W, xq, y) || (!v3 && fg_gmm(g, D, &L->wv, D->xn, xq, T, D->v))) return -1;
-    } else if (fg_gmm(g, D, &L->wq, D->xn, xq, T, qp) || fg_gmm(g, D, &L->wk, D->xn, xq, T, kb) ||
-               fg_gmm(g, D, &L->wv, D->xn, xq, T, D->v))
-        return -1;
+    } else {
+        const mrc_weight *W[3] = {&L->wq, &L->wk, &L->wv};
+        float *const y[3] = {qp, kb, D->v};
+        if (fg_gmm_n(g, D, 3, W, D->xn, xq, T, y)) return -1;
+    }
     if (gated && A->copy_rows(D->c, D->q, Dk, D->qg, 2 * (int64_t)Dk, (int64_t)T * H, Dk)) return -1;
     if (add_rows(g, D, D->q, L->bq, T, qw) || add_rows(g, D, kb, L->bk, T, kw) || add_rows(g, D, D->v, L->bv, T, vw))
         return -1;
@@ -787,22 +824,18 @@ static int mla_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, c
     const int T = ub->n, H = ly->n_head, R = hp->kv_lora_rank, rope = hp->n_rot, nope = dk - rope, kd = R + rope;
     const int64_t qs = (int64_t)H * dk, as = (int64_t)H * kd, ls = (int64_t)H * R, os = (int64_t)H * dv;
     float *q = D->q, *ckv = D->m_ckv;
-    bool kv_done = false;
     if (L->wq.data && T == 1 && xq && g->fuse && A->matvec_n && same_q(&L->wq, &L->wkv_a)) { /* one launch */
         const mrc_weight *W[2] = {&L->wq, &L->wkv_a};
         float *const y[2] = {q, ckv};
         if (A->matvec_n(D->c, 2, W, xq, y)) return -1;
-        kv_done = true;
-    } else if (L->wq.data) {
-        if (fg_gmm(g, D, &L->wq, D->xn, xq, T, q)) return -1;
-    } else {
-        const int QR = (int)L->wq_a.m;
-        if (fg_gmm(g, D, &L->wq_a, D->xn, xq, T, D->m_qa) ||
-            A->rmsnorm(D->c, D->m_qa, D->m_qa, L->q_a_norm, T, QR, hp->rms_eps) ||
-            fg_gmm(g, D, &L->wq_b, D->m_qa, NULL, T, q))
+    } else { /* q (or its low-rank part) and the kv latent: one input */
+        const mrc_weight *W[2] = {L->wq.data ? &L->wq : &L->wq_a, &L->wkv_a};
+        float *const y[2] = {L->wq.data ? q : D->m_qa, ckv};
+        if (fg_gmm_n(g, D, 2, W, D->xn, xq, T, y)) return -1;
+        if (!L->wq.data && (A->rmsnorm(D->c, D->m_qa, D->m_qa, L->q_a_norm, T, (int)L->wq_a.m, hp->rms_eps) ||
+                            fg_gmm(g, D, &L->wq_b, D->m_qa, NULL, T, q)))
             return -1;
     }
-    if (!kv_done && fg_gmm(g, D, &L->wkv_a, D->xn, xq, T, ckv)) return -1;
     float kq_scale;
     const cpu_rope_params rp = model_mla_rope(m, il, &kq_scale);
     const mrc_rope_params p = rope_dev(&rp, rope, D->rope_ff);
@@ -920,8 +953,10 @@ static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq, fl
                 A->moe_sort(D->c, D->ids + (size_t)t0 * K, (int)n, E, K, D->perm, D->sids, D->stok) ||
                 A->rows_idx(D->c, D->xq_rep, NULL, D->xq, D->stok, n, rd))
                 return -1;
-            if (gate_up_act_q8(g, D, &L->gate_exps, &L->up_exps, D->sids, (int)n, D->xq_rep, rd, D->xq_moe) ||
-                A->moe_matvec(D->c, &L->down_exps, D->sids, (int)n, NULL, 0, D->xq_moe, rs, D->slots_s) ||
+            if (gate_up_act_q8(g, D, &L->gate_exps, &L->up_exps, D->sids, (int)n, D->xq_rep, rd, D->xq_moe, true) ||
+                (A->moe_matvec_grp
+                     ? A->moe_matvec_grp(D->c, &L->down_exps, NULL, D->sids, (int)n, D->xq_moe, rs, D->slots_s, NULL)
+                     : A->moe_matvec(D->c, &L->down_exps, D->sids, (int)n, NULL, 0, D->xq_moe, rs, D->slots_s)) ||
                 A->rows_idx(D->c, D->slots, D->perm, D->slots_s, NULL, n, sizeof(float) * (size_t)Dm) ||
                 A->moe_combine(D->c, out + (size_t)t0 * Dm, D->slots, D->selw + (size_t)t0 * K, nt, K, Dm, acc))
                 return -1;
@@ -941,7 +976,7 @@ static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq, fl
             if (fl ? A->moe_matvec(D->c, &L->gate_exps, ids, K, xt, 0, qt, 0, D->ffa) ||
                          A->moe_matvec(D->c, &L->up_exps, ids, K, xt, 0, qt, 0, D->ffb) ||
                          act_mul_q8(g, D, D->ffa, D->ffb, D->xq2, K, Fe)
-                   : gate_up_act_q8(g, D, &L->gate_exps, &L->up_exps, ids, K, qt, 0, D->xq2))
+                   : gate_up_act_q8(g, D, &L->gate_exps, &L->up_exps, ids, K, qt, 0, D->xq2, false))
                 return -1;
             float *ot = out + (size_t)t * Dm;
             const float *wt = D->selw + (size_t)t * K;

@@ -99,13 +99,16 @@ static inline bool same_q(const mrc_weight *a, const mrc_weight *b) {
 }
 
 /* Up to this many tokens, fg_gmm multiplies quantized weights with the matvec kernels (every
- * token's activations quantized, one launch, the weight rows read once from memory and again
- * from cache) instead of dequantizing the matrix to F16 for a GEMM. */
+ * token's activations quantized, one launch; the backend's grouped matvec reads each weight row
+ * once for all of them) instead of dequantizing the matrix to F16 for a GEMM. */
 #define FG_SMALL_T 8
 
 /* y (T, W.m) = x (T, W.k) W^T. xq: x quantized (Q8_1, T == 1), or NULL to quantize here
  * (forward_gpu.c). */
 int fg_gmm(model_gpu *g, gpu_dev *D, const mrc_weight *W, const float *x, const void *xq, int T, float *y);
+/* fg_gmm of n matrices with one input x (rows of W[0]->k): a few tokens are quantized once. */
+int fg_gmm_n(model_gpu *g, gpu_dev *D, int n, const mrc_weight *const *W, const float *x, const void *xq, int T,
+             float *const *y);
 
 /* forward_gpu_next.c */
 /* The gated delta net layer il (qwen3next.c's model_attn_delta) on device D into D->tmp. */

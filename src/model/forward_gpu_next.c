@@ -77,9 +77,11 @@ int fg_delta_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, con
         float *const y[3] = {D->d_qkv, D->d_z, D->d_ba};
         if (A->matvec_n(D->c, n3 ? 3 : 2, W, xq, y) || (!n3 && fg_gmm(g, D, &L->ssm_ba, D->xn, xq, T, D->d_ba)))
             return -1;
-    } else if (fg_gmm(g, D, &L->wqkv, D->xn, xq, T, D->d_qkv) || fg_gmm(g, D, &L->wqkv_gate, D->xn, xq, T, D->d_z) ||
-               fg_gmm(g, D, &L->ssm_ba, D->xn, xq, T, D->d_ba))
-        return -1;
+    } else {
+        const mrc_weight *W[3] = {&L->wqkv, &L->wqkv_gate, &L->ssm_ba};
+        float *const y[3] = {D->d_qkv, D->d_z, D->d_ba};
+        if (fg_gmm_n(g, D, 3, W, D->xn, xq, T, y)) return -1;
+    }
     const float scale = 1.0f / sqrtf((float)S);
     if (A->ssm_conv(D->c, D->d_qkv, C, L->ssm_conv1d, hp->ssm_d_conv, C, L->rec_conv, (int64_t)rc->conv_n, D->seq, T,
                     D->d_xc, C))

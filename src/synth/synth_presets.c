@@ -45,16 +45,21 @@ int synth_ftype_from_name(const char *s) {
     return -1;
 }
 
-const char *synth_ftype_name(int ftype) {
+/* The table's index of a file type, or -1. */
+static int ftype_index(int ftype) {
     for (size_t i = 0; i < MR_ARRAY_LEN(k_ftypes); i++)
-        if (k_ftypes[i].ftype == ftype) return k_ftypes[i].name;
-    return NULL;
+        if (k_ftypes[i].ftype == ftype) return (int)i;
+    return -1;
+}
+
+const char *synth_ftype_name(int ftype) {
+    const int i = ftype_index(ftype);
+    return i < 0 ? NULL : k_ftypes[i].name;
 }
 
 static uint32_t ftype_default(int ftype) {
-    for (size_t i = 0; i < MR_ARRAY_LEN(k_ftypes); i++)
-        if (k_ftypes[i].ftype == ftype) return k_ftypes[i].def;
-    return MR_TYPE_Q4_0;
+    const int i = ftype_index(ftype);
+    return i < 0 ? MR_TYPE_Q4_0 : k_ftypes[i].def;
 }
 
 struct synth_preset {

@@ -217,6 +217,9 @@ static void test_moe(uint32_t t) {
             free(y2), free(y3);
         }
     }
+    if (mr_type_is_float(t))
+        EXPECT(mrc_moe_matvec_grp(C, &W, NULL, did, n, dxq, xs, dy, NULL) != 0 && strstr(mr_geterr(), "quantized"),
+               "moe_matvec_grp accepts %s weights", mr_type_name(t));
     /* moe_matvec_sum (one token's downs and their weighted sum, acc 0 / 1) against moe_matvec into
      * slots + moe_combine: the same floats */
     if (!mr_type_is_float(t)) {
@@ -259,6 +262,74 @@ static void test_moe(uint32_t t) {
     mrc_weight_free(&W);
     mrc_dfree(dx), mrc_dfree(dy), mrc_dfree(did), mrc_dfree(dxq);
     free(wh), free(x), free(y), free(yr), free(row);
+}
+
+/* The grouped forms (slots in runs of one matrix, read once per run of up to 8) against the
+ * plain ones: the same floats and bytes, bit for bit. Runs of 3, 10 (across a group of 8), 1, 5,
+ * an out-of-range id twice; then unsorted ids (correct, only slower); ids NULL (all matrix 0). */
+static void test_moe_grp(uint32_t t) {
+    const int64_t k = 512, m = 96, E = 8;
+    enum { N = 21 };
+    int32_t ids[N];
+    const int32_t runs[][2] = {{0, 3}, {1, 10}, {2, 1}, {5, 5}, {9, 2}};
+    for (int i = 0, s = 0; i < 5; i++)
+        for (int j = 0; j < runs[i][1]; j++) ids[s++] = runs[i][0];
+    void *wh = make_weight(t, k, m, E);
+    mrc_weight W, W2;
+    OK(mrc_weight_upload(C, &W, wh, t, k, m, E));
+    OK(mrc_weight_upload(C, &W2, wh, t, k, m, E));
+    const size_t xs = mrc_q8_1_row_size(k), ys = sizeof(float) * m * N, rs = mrc_q8_1_row_size(m);
+    float *x = malloc(sizeof(float) * k * N);
+    fill(x, k * N);
+    float *dx = dup_dev(x, sizeof(float) * k * N);
+    void *dxq = mrc_alloc(C, xs * N), *q1 = mrc_alloc(C, rs * N), *q2 = mrc_alloc(C, rs * N);
+    float *d1 = mrc_alloc(C, ys), *d2 = mrc_alloc(C, ys), *d3 = mrc_alloc(C, ys);
+    float *a = malloc(ys), *b = malloc(ys), *c3 = malloc(ys);
+    uint8_t *b1 = malloc(rs * N), *b2 = malloc(rs * N);
+    int32_t *did = mrc_alloc(C, sizeof ids);
+    OK(mrc_quantize_q8_1(C, dx, dxq, k, N));
+    bool same = true;
+    for (int pass = 0; pass < 3; pass++) {
+        if (pass == 1) /* unsorted: swap two slots of different runs */
+            ids[2] = 5, ids[15] = 0;
+        OK(mrc_upload(C, did, ids, sizeof ids));
+        const int32_t *pid = pass == 2 ? NULL : did;
+        OK(mrc_moe_matvec(C, &W, pid, N, NULL, 0, dxq, xs, d1));
+        OK(mrc_moe_matvec_grp(C, &W, NULL, pid, N, dxq, xs, d2, NULL));
+        OK(get(a, d1, ys)); OK(get(b, d2, ys));
+        EXPECT(!memcmp(a, b, ys), "moe_matvec_grp %s (pass %d) differs from moe_matvec", mr_type_name(t), pass);
+        same = same && !memcmp(a, b, ys);
+        OK(mrc_memset(C, d2, 0, ys));
+        OK(mrc_moe_matvec_grp(C, &W, &W2, pid, N, dxq, xs, d2, d3));
+        OK(get(b, d2, ys)); OK(get(c3, d3, ys));
+        EXPECT(!memcmp(a, b, ys) && !memcmp(a, c3, ys), "moe_matvec_grp %s pair (pass %d) differs from moe_matvec",
+               mr_type_name(t), pass);
+        same = same && !memcmp(a, b, ys) && !memcmp(a, c3, ys);
+        for (int gelu = 0; gelu < 2; gelu++) {
+            OK(mrc_memset(C, q1, 0, rs * N)); OK(mrc_memset(C, q2, 0, rs * N));
+            OK(mrc_moe_gate_up_q8(C, gelu, &W, &W2, pid, N, dxq, xs, d1, q1));
+            OK(mrc_moe_gate_up_q8_grp(C, gelu, &W, &W2, pid, N, dxq, xs, d2, q2));
+            OK(get(a, d1, ys)); OK(get(b, d2, ys)); OK(get(b1, q1, rs * N)); OK(get(b2, q2, rs * N));
+            EXPECT(!memcmp(a, b, ys) && !memcmp(b1, b2, rs * N),
+                   "moe_gate_up_q8_grp %s (%s, pass %d) differs from moe_gate_up_q8", mr_type_name(t),
+                   gelu ? "gelu" : "silu", pass);
+            same = same && !memcmp(a, b, ys) && !memcmp(b1, b2, rs * N);
+        }
+    }
+    bool zero = true; /* the ids of pass 1: slots 19 and 20 out of range */
+    OK(mrc_upload(C, did, ids, sizeof ids));
+    OK(mrc_moe_matvec_grp(C, &W, NULL, did, N, dxq, xs, d2, NULL));
+    OK(get(b, d2, ys));
+    for (int64_t r = 0; r < 2 * m; r++) zero = zero && b[19 * m + r] == 0.0f;
+    EXPECT(zero, "moe_matvec_grp %s: out-of-range ids not zero", mr_type_name(t));
+    mrc_weight W3 = W2;
+    W3.m = m - 32;
+    EXPECT(mrc_moe_matvec_grp(C, &W, &W3, did, N, dxq, xs, d2, d3) != 0, "moe_matvec_grp accepts unequal shapes");
+    printf("moe grp %-4s: %s\n", mr_type_name(t), same ? "same floats and bytes" : "DIFFERENT");
+    mrc_weight_free(&W), mrc_weight_free(&W2);
+    mrc_dfree(dx), mrc_dfree(dxq), mrc_dfree(q1), mrc_dfree(q2), mrc_dfree(d1), mrc_dfree(d2), mrc_dfree(d3);
+    mrc_dfree(did);
+    free(wh), free(x), free(a), free(b), free(c3), free(b1), free(b2);
 }
 
 /* ---- fused ops: the same floats and bytes as their parts -------------------------------------------- */
@@ -968,6 +1039,47 @@ static void bench_mv(const char *what, uint32_t t, int64_t k, int64_t m, int64_t
     free(wh), free(x);
 }
 
+/* A prompt's routed experts: T tokens x K slots sorted by expert (E experts, each about T*K/E
+ * tokens), per-slot Q8_1 inputs, through moe_matvec (a weight row per slot, from L2) and the
+ * grouped moe_matvec_grp (a weight row per run of up to 8 slots). GB/s: weight bytes the plain
+ * kernel asks for per second (slots x matrix bytes), so the ratio is the speedup. */
+static void bench_moe_prompt(const char *what, uint32_t t, int64_t k, int64_t m, int E, int T, int K) {
+    const int n = T * K;
+    void *wh = make_weight(t, k, m, E);
+    mrc_weight W;
+    if (mrc_weight_upload(C, &W, wh, t, k, m, E)) {
+        printf("%s: %s\n", what, mr_geterr());
+        free(wh);
+        return;
+    }
+    int32_t *ids = malloc(sizeof(int32_t) * n);
+    for (int i = 0; i < n; i++) ids[i] = (int32_t)((int64_t)i * E / n); /* sorted, n / E slots each */
+    const size_t xs = mrc_q8_1_row_size(k);
+    int32_t *did = dup_dev(ids, sizeof(int32_t) * n);
+    void *dxq = mrc_alloc(C, xs * n);
+    float *dy = mrc_alloc(C, sizeof(float) * m * n);
+    mrc_memset(C, dxq, 0, xs * n);
+    double ms[2];
+    for (int grp = 0; grp < 2; grp++) {
+        for (int warm = 0; warm < 2; warm++) {
+            const int reps = warm ? 20 : 2;
+            mrc_timer_start(C);
+            for (int r = 0; r < reps; r++) {
+                if (grp) mrc_moe_matvec_grp(C, &W, NULL, did, n, dxq, xs, dy, NULL);
+                else mrc_moe_matvec(C, &W, did, n, NULL, 0, dxq, xs, dy);
+            }
+            ms[grp] = mrc_timer_stop(C) / reps;
+        }
+    }
+    const double bytes = (double)W.mat_bytes * n;
+    printf("bench moe prompt %-22s %-4s k %5lld m %5lld, %d tokens x %d of %d: per slot %8.3f ms (%6.0f GB/s), "
+           "grouped %8.3f ms (%6.0f GB/s), x%.2f\n", what, mr_type_name(t), (long long)k, (long long)m, T, K, E, ms[0],
+           bytes / (ms[0] * 1e-3) / 1e9, ms[1], bytes / (ms[1] * 1e-3) / 1e9, ms[0] / ms[1]);
+    mrc_weight_free(&W);
+    mrc_dfree(did), mrc_dfree(dxq), mrc_dfree(dy);
+    free(wh), free(ids);
+}
+
 static void bench(void) {
     mrc_device_info di;
     mrc_device_info_get(mrc_device_of(C), &di);
@@ -982,6 +1094,10 @@ static void bench(void) {
     bench_mv("q8_0 big", MR_TYPE_Q8_0, 4096, 14336, 1, 0);
     bench_mv("q4_0 big", MR_TYPE_Q4_0, 4096, 14336, 1, 0);
     bench_mv("router (f32)", MR_TYPE_F32, 2048, 128, 1, 0);
+    /* pp512's experts, and 4 parallel sequences' decode step (4 tokens through one matrix) */
+    bench_moe_prompt("ffn_gate_exps", MR_TYPE_Q4_K, 2048, 768, 128, 512, 8);
+    bench_moe_prompt("ffn_down_exps", MR_TYPE_Q6_K, 768, 2048, 128, 512, 8);
+    bench_moe_prompt("attn_q, 4 tokens", MR_TYPE_Q4_K, 2048, 4096, 1, 4, 1);
     /* attention decode over 4096 / 32768 cells, 32 heads / 4 KV heads, f16 */
     for (int n_kv = 4096; n_kv <= 32768; n_kv *= 8) {
         const int H = 32, Hkv = 4, d = 128;
@@ -1050,7 +1166,7 @@ int main(int argc, char **argv) {
         test_matvec(types[i], 768, 37);
         test_matvec(types[i], 2048, 2048);
         test_moe(types[i]);
-        if (!mr_type_is_float(types[i])) test_matvec_n(types[i]);
+        if (!mr_type_is_float(types[i])) test_matvec_n(types[i]), test_moe_grp(types[i]);
         test_dequant_gemm(types[i]);
     }
     test_rows();
