@@ -159,6 +159,8 @@ typedef struct {
     double dev_bw_gbs;   /* peak memory bandwidth of the slowest device used (0: unknown) */
     int graph_launches;  /* decode steps replayed from a captured device graph */
     int graph_captures;  /* graphs captured (one per 256-cell KV bucket, or after the scratch moved) */
+    uint64_t stream_buf_bytes; /* device buffers RAM experts are streamed into for large micro-batches */
+    uint64_t streamed_bytes;   /* RAM expert bytes streamed to devices so far (MOERUN_OFFLOAD_MIN_BATCH) */
     char backend[16];
 } mr_ctx_offload_info;
 void mr_ctx_get_offload(const mr_ctx *c, mr_ctx_offload_info *out);

@@ -7,7 +7,7 @@
 #      against the CPU and the emulation; test_gpu_golden: the golden suite on the GPU (-ngl 99,
 #      -ngl 2, -cmoe, a two-device split with the GPU listed twice)
 #   4. moerun bench on the synthetic qwen3moe-30b-a3b: full offload (also pp512 at depth 8192, tiled
-#      and split prompt attention), and -cmoe; then the same under MOERUN_CUDA_PROFILE=1 (kernels vs
+#      and split prompt attention), and -cmoe (pp512 with the experts streamed, and on the CPU); then the same under MOERUN_CUDA_PROFILE=1 (kernels vs
 #      idle gaps per op, with and without graphs)
 # Every step logs to $OUT (default /tmp/gpu_check) and the script goes on after a failure;
 # the summary at the end lists each step's exit status and time.
@@ -102,6 +102,8 @@ if want bench; then
   # the fused decode ops against their parts (same results; the launches saved)
   step bench_nofuse env MOERUN_CUDA_FUSE=0 $B/moerun bench -m "$model" -ngl 99 -p 0 -n 128 -r 3 -o md
   step bench_cmoe $B/moerun bench -m "$model" -ngl 99 -cmoe 1 -t "$(nproc)" -p 512 -n 128 -r 2 -o md
+  # the same prompt with the RAM experts computed by the CPU instead of streamed to the GPU
+  step bench_cmoe_cpu env MOERUN_OFFLOAD_MIN_BATCH=0 $B/moerun bench -m "$model" -ngl 99 -cmoe 1 -t "$(nproc)" -p 512 -n 0 -r 1 -o md
   # where the device time goes: kernels vs idle gaps, per op (graphs on: a decode step is one op)
   step prof_graph env MOERUN_CUDA_PROFILE=1 $B/moerun bench -m "$model" -ngl 99 -p 0 -n 64 -r 1 -o md
   step prof_eager env MOERUN_CUDA_PROFILE=1 MOERUN_CUDA_GRAPH=0 $B/moerun bench -m "$model" -ngl 99 -p 512 -n 64 -r 1 -o md

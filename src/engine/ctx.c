@@ -266,6 +266,7 @@ void mr_ctx_get_offload(const mr_ctx *c, mr_ctx_offload_info *out) {
     out->all_dev = out->output_dev && out->n_layers_dev == c->m->hp.n_layer;
     out->dev_bw_gbs = model_gpu_bw_gbs(g);
     model_gpu_graph_stats(g, &out->graph_launches, &out->graph_captures);
+    model_gpu_stream_stats(g, &out->stream_buf_bytes, &out->streamed_bytes);
     out->weight_bytes = model_gpu_weight_bytes(g);
     out->dev_bytes = model_gpu_dev_bytes(g);
     snprintf(out->backend, sizeof out->backend, "%s", model_gpu_backend(g));

@@ -117,6 +117,7 @@ int engine_placement(const mr_model *m, const mr_ctx_params *p, placement *out, 
     o.n_ubatch = p->n_ubatch;
     o.n_seq = p->n_seq_max;
     o.flash_attn = p->flash_attn != 0;
+    o.offload_min_batch = placement_offload_min_batch();
     plc_devices dev;
     const gpu_api *api = find_devices(&dev);
     placement pl;

@@ -104,6 +104,24 @@ static void *dalloc(model_gpu *g, gpu_dev *D, size_t n) {
 static float *dfloats(model_gpu *g, gpu_dev *D, size_t n) { return dalloc(g, D, n * sizeof(float)); }
 
 /* Upload weight w (its GGUF bytes) to device D as a matrix view. An absent weight stays absent. */
+/* The GGUF tensor bound as w, in the file's layout, that the device kernels read; NULL with the
+ * error set when it was repacked in place for the CPU or its type is not read on devices. */
+static const gguf_tensor *device_source(model_gpu *g, const gguf_tensor *t, const mr_weight *w) {
+    if (t->data == w->data && t->type != w->type) {
+        mr_seterr("GPU upload: tensor '%s' was repacked in place for the CPU (-rtr / --no-mmap); load the model "
+                  "mapped (without -rtr) to offload it",
+                  w->name);
+        return NULL;
+    }
+    if (!g->api->type_supported(t->type)) {
+        mr_seterr("GPU upload: tensor '%s' has type %s, which the device kernels do not read (keep it on the CPU "
+                  "with -ot '%s=CPU')",
+                  w->name, mr_type_name(t->type), w->name);
+        return NULL;
+    }
+    return t;
+}
+
 static int up_weight(model_gpu *g, gpu_dev *D, const mr_weight *w, mrc_weight *out) {
     memset(out, 0, sizeof *out);
     if (!w->data) return 0;
@@ -115,23 +133,60 @@ static int up_weight(model_gpu *g, gpu_dev *D, const mr_weight *w, mrc_weight *o
         g->weight_bytes += nb;
         return g->api->weight_view(out, p, w->type, w->k, w->m, w->n_mat);
     }
-    if (t->data == w->data && t->type != w->type) {
-        mr_seterr("GPU upload: tensor '%s' was repacked in place for the CPU (-rtr / --no-mmap); load the model "
-                  "mapped (without -rtr) to offload it",
-                  w->name);
-        return -1;
-    }
-    if (!g->api->type_supported(t->type)) {
-        mr_seterr("GPU upload: tensor '%s' has type %s, which the device kernels do not read (keep it on the CPU "
-                  "with -ot '%s=CPU')",
-                  w->name, mr_type_name(t->type), w->name);
-        return -1;
-    }
+    if (!device_source(g, t, w)) return -1;
     const size_t nb = (size_t)t->nbytes;
     void *p = dalloc(g, D, nb);
     if (!p || g->api->upload(D->c, p, t->data, nb)) return -1;
     g->weight_bytes += nb;
     return g->api->weight_view(out, p, t->type, t->ne[0], t->ne[1], t->ne[2]);
+}
+
+/* ---- RAM experts streamed to the device for large micro-batches ----------------------------- */
+
+#define EX_ALIGN 256
+
+/* Bytes of layer il's routed expert tensors in ex_buf, or 0 when one cannot stream (derived at
+ * load, repacked in place for the CPU, a type the device does not read: those layers keep their
+ * experts on the CPU for every micro-batch). */
+static size_t stream_need(model_gpu *g, int il) {
+    const model_layer *ly = &g->m->layers[il];
+    const mr_weight *ex[3] = {&ly->gate_exps, &ly->up_exps, &ly->down_exps};
+    size_t nb = 0;
+    for (int j = 0; j < 3; j++) {
+        if (!ex[j]->data) continue;
+        const gguf_tensor *t = gguf_tensor_find(g->m->g, ex[j]->name);
+        if (!t || !device_source(g, t, ex[j])) {
+            MR_INFO("layer %d: its experts stay on the CPU for large micro-batches too: %s", il,
+                    t ? mr_geterr() : "derived at load");
+            return 0;
+        }
+        nb += ((size_t)t->nbytes + EX_ALIGN - 1) / EX_ALIGN * EX_ALIGN;
+    }
+    return nb;
+}
+
+/* L with its routed experts uploaded into D->ex_buf from the mapped file, as a device layer's
+ * (*out; exps_cpu false). The upload is queued after the work that read the buffer before. */
+static int stream_experts(model_run *r, gpu_dev *D, int il, const gpu_layer *L, gpu_layer *out) {
+    model_gpu *g = r->gpu;
+    const model_layer *ly = &g->m->layers[il];
+    const mr_weight *ex[3] = {&ly->gate_exps, &ly->up_exps, &ly->down_exps};
+    *out = *L;
+    out->exps_cpu = false;
+    mrc_weight *dst[3] = {&out->gate_exps, &out->up_exps, &out->down_exps};
+    uint8_t *p = D->ex_buf;
+    for (int j = 0; j < 3; j++) {
+        memset(dst[j], 0, sizeof *dst[j]);
+        if (!ex[j]->data) continue;
+        const gguf_tensor *t = gguf_tensor_find(g->m->g, ex[j]->name);
+        if (!t || g->api->upload(D->c, p, t->data, (size_t)t->nbytes) ||
+            g->api->weight_view(dst[j], p, t->type, t->ne[0], t->ne[1], t->ne[2]))
+            return -1;
+        p += ((size_t)t->nbytes + EX_ALIGN - 1) / EX_ALIGN * EX_ALIGN;
+        g->streamed_bytes += t->nbytes;
+        r->mm.bytes_read += t->nbytes;
+    }
+    return 0;
 }
 
 /* Upload an F32 vector (norm, bias); NULL when absent. */
@@ -460,6 +515,21 @@ model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement 
         L->v = vb ? dalloc(g, D, vb) : NULL;
         if (!L->k || (vb && !L->v) || api->memset(D->c, L->k, 0, kb) || (vb && api->memset(D->c, L->v, 0, vb)))
             goto fail;
+    }
+    /* RAM experts of device layers: large micro-batches stream them into one buffer per device
+     * (the plan counted it in compute) */
+    g->offload_min = n_ub >= pl->offload_min ? pl->offload_min : 0;
+    if (g->offload_min > 0) {
+        size_t need[PLC_MAX_DEV] = {0};
+        for (int il = 0; il < hp->n_layer; il++) {
+            gpu_layer *L = &g->L[il];
+            if (L->dev < 0 || !L->exps_cpu) continue;
+            const size_t nb = stream_need(g, il);
+            L->stream = nb > 0;
+            need[L->dev] = MR_MAX(need[L->dev], nb);
+        }
+        for (int d = 0; d < g->n_dev; d++)
+            if (need[d] && !(g->d[d].ex_buf = dalloc(g, &g->d[d], g->d[d].ex_cap = need[d]))) goto fail;
     }
     if (g->out_dev >= 0) {
         gpu_dev *D = &g->d[g->out_dev];
@@ -897,6 +967,11 @@ static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq, fl
     const model_layer *ly = &m->layers[il];
     const gpu_layer *L = &g->L[il];
     const int E = hp->n_expert, K = hp->n_expert_used, Dm = hp->n_embd;
+    gpu_layer Ls;
+    if (L->exps_cpu && L->stream && T >= g->offload_min) { /* a large micro-batch: the experts come here */
+        if (stream_experts(r, D, il, L, &Ls)) return -1;
+        L = &Ls;
+    }
     /* hybrid layers route into the floats right after the T normed rows, so that rows and
      * routing reach the host in one copy */
     const size_t nx = (size_t)T * Dm, ns = (size_t)T * K;
@@ -1138,6 +1213,14 @@ int model_gpu_decode(model_run *r, const model_ubatch *ub, float *logits) {
         return -1;
     }
     return 1;
+}
+
+void model_gpu_stream_stats(const model_gpu *g, uint64_t *buf_bytes, uint64_t *streamed) {
+    *buf_bytes = *streamed = 0;
+    if (!g) return;
+    *streamed = g->streamed_bytes;
+    for (int d = 0; d < g->n_dev; d++)
+        if (g->d[d].ex_buf) *buf_bytes += g->d[d].ex_cap;
 }
 
 void model_gpu_graph_stats(const model_gpu *g, int *launches, int *captures) {

@@ -55,5 +55,7 @@ const char *model_gpu_backend(const model_gpu *g); /* the gpu_api's name */
 double model_gpu_bw_gbs(const model_gpu *g);        /* slowest used device's peak GB/s, 0 unknown */
 /* Decode steps replayed from a captured graph, and captures (MOERUN_CUDA_GRAPH=0: none). */
 void model_gpu_graph_stats(const model_gpu *g, int *launches, int *captures);
+/* RAM experts streamed for large micro-batches: the devices' buffers for them, bytes so far. */
+void model_gpu_stream_stats(const model_gpu *g, uint64_t *buf_bytes, uint64_t *streamed);
 
 #endif

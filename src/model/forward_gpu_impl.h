@@ -17,6 +17,7 @@
 typedef struct {
     int dev; /* device index, -1: the layer runs on the CPU */
     bool exps_cpu;
+    bool stream; /* exps_cpu, and large micro-batches stream the experts to the device (gpu_dev.ex_buf) */
     mrc_weight wq, wk, wv, wo, gate, up, down, gate_inp, gate_exps, up_exps, down_exps, gate_sh, up_sh, down_sh;
     mrc_weight wq_a, wq_b, wkv_a, wk_b, wv_b; /* MLA */
     mrc_weight wqkv, wqkv_gate, ssm_ba, ssm_out; /* gated delta net */
@@ -45,6 +46,8 @@ typedef struct {
     float *d_qkv, *d_z, *d_ba, *d_g, *d_beta, *d_xc, *d_o; /* gated delta net scratch */
     float *m_qa, *m_ckv, *m_qabs, *m_lat, *m_o, *m_h; /* MLA scratch */
     void *xq_mla;
+    void *ex_buf; /* a streamed layer's routed expert tensors (large micro-batches of RAM experts) */
+    size_t ex_cap;
     mrc_weight out_norm_w, output;
     const float *out_norm;
     void **allocs;
@@ -78,6 +81,8 @@ struct model_gpu {
      * is not 0: fewer launches per decode step, the same results */
     bool fuse;
     int mla_H; /* heads of the MLA layers (head_ids repeats 0..mla_H-1) */
+    int offload_min; /* micro-batches of this many tokens stream RAM experts (0: never) */
+    uint64_t streamed_bytes; /* expert bytes streamed so far */
     int graph_dev, graph_nkv;
     unsigned graph_epoch;
     uint64_t graph_bytes;

@@ -443,6 +443,27 @@ int placement_plan(placement *pl, const plc_tensor *t, int n_t, const plc_model 
     }
     ov_free(&ov);
 
+    /* experts streamed to the device for large micro-batches: the largest layer's RAM experts */
+    const int omb = o->offload_min_batch;
+    if (omb > 0 && (o->n_ubatch > 0 ? o->n_ubatch : 512) >= omb) {
+        uint64_t *lb = mr_calloc((size_t)(n_layer ? n_layer : 1), sizeof *lb);
+        if (!lb) {
+            placement_free(pl);
+            return -1;
+        }
+        for (int i = 0; i < n_t; i++) {
+            const int il = layer_of(t[i].name);
+            if (il >= 0 && il < n_layer && pl->dev[i] == PLC_CPU && pl->layer_dev[il] != PLC_CPU &&
+                is_expert(t[i].name))
+                lb[il] += t[i].nbytes;
+        }
+        for (int il = 0; il < n_layer; il++) {
+            plc_dev_sum *s = sum_of(pl, pl->layer_dev[il]);
+            if (lb[il] > s->stream_bytes) s->stream_bytes = lb[il], pl->offload_min = omb;
+        }
+        free(lb);
+    }
+
     /* KV cache on the layer's device */
     for (int il = 0; il < n_layer; il++) {
         const uint64_t cell = elems_bytes(o->type_k, pm->kv_k[il]) + elems_bytes(o->type_v, pm->kv_v[il]);
@@ -462,7 +483,7 @@ int placement_plan(placement *pl, const plc_tensor *t, int n_t, const plc_model 
         uint64_t c = 4 * ub * (6 * (uint64_t)pm->n_embd + 3 * (uint64_t)pm->n_ff);
         if (!o->flash_attn) c += 4 * ub * (uint64_t)pm->n_head * (uint64_t)(o->n_ctx > 0 ? o->n_ctx : 0);
         if (out_here) c += 4 * ub * (uint64_t)pm->n_vocab;
-        if (d != PLC_CPU) c += 2 * max_mat[d + 1];
+        if (d != PLC_CPU) c += 2 * max_mat[d + 1] + s->stream_bytes;
         s->compute_bytes = c;
     }
     return 0;
@@ -575,4 +596,25 @@ void placement_print(const placement *pl, FILE *f) {
             mr_fmt_bytes(b, sizeof b, tot[1]), mr_fmt_bytes(c, sizeof c, tot[2]),
             mr_fmt_bytes(e, sizeof e, tot[0] + tot[1] + tot[2]));
     if (pl->note[0]) fprintf(f, "note: %s\n", pl->note);
+    for (int d = 0; d < pl->n_cuda; d++)
+        if (pl->sum[d + 1].stream_bytes)
+            fprintf(f, "note: micro-batches of %d tokens or more stream each layer's RAM experts to CUDA%d and run them "
+                       "there (a %s buffer, in compute; MOERUN_OFFLOAD_MIN_BATCH=0: never)\n",
+                    pl->offload_min, d, mr_fmt_bytes(a, sizeof a, pl->sum[d + 1].stream_bytes));
+}
+
+int placement_offload_min_batch(void) {
+    const char *names[2] = {"MOERUN_OFFLOAD_MIN_BATCH", "GGML_OP_OFFLOAD_MIN_BATCH"};
+    for (int i = 0; i < 2; i++) {
+        const char *s = getenv(names[i]);
+        if (!s || !*s) continue;
+        char *end;
+        const long v = strtol(s, &end, 10);
+        if (*end || v < 0 || v > 1 << 20) {
+            MR_WARN("%s=%s is not a token count (0 to %d); using 32", names[i], s, 1 << 20);
+            return 32;
+        }
+        return (int)v;
+    }
+    return 32;
 }

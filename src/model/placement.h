@@ -75,6 +75,10 @@ typedef struct {
     int n_ubatch;              /* compute-buffer estimate (0: 512) */
     int n_seq;                 /* sequences (recurrent state slots; 0: 1) */
     bool flash_attn;           /* no context-sized score buffers in the estimate */
+    /* micro-batches of this many tokens or more run a device layer's RAM-resident routed
+     * experts on the device, streaming the layer's expert tensors into a buffer there
+     * (placement_offload_min_batch; 0: never) */
+    int offload_min_batch;
 } plc_options;
 
 /* The CUDA devices there are. free[i] == 0 means "unknown" (no check). */
@@ -91,6 +95,7 @@ typedef struct {
     int first_layer, last_layer; /* -1 when none (layers need not be contiguous with -ot) */
     int n_tensors;
     uint64_t weight_bytes, kv_bytes, compute_bytes; /* kv_bytes: the KV cache and recurrent state */
+    uint64_t stream_bytes; /* of compute_bytes: the buffer RAM experts are streamed into (0: none) */
 } plc_dev_sum;
 
 typedef struct {
@@ -109,7 +114,13 @@ typedef struct {
     uint64_t free[PLC_MAX_DEV]; /* copied from plc_devices (0: unknown) */
     char dev_name[PLC_MAX_DEV][64];
     char note[256];       /* e.g. "-ngl 20 ignored: no CUDA device" ("" when none) */
+    int offload_min;      /* plc_options.offload_min_batch where some device streams experts, else 0 */
 } placement;
+
+/* MOERUN_OFFLOAD_MIN_BATCH, else llama.cpp's GGML_OP_OFFLOAD_MIN_BATCH, else 32: the smallest
+ * micro-batch whose RAM experts run on the device (0: never). A value that is not a count
+ * gets a warning and the default. */
+int placement_offload_min_batch(void);
 
 /* ---- inputs ---------------------------------------------------------------------- */
 

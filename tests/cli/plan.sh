@@ -35,6 +35,14 @@ out=$(MOERUN_CUDA_EMU=1 "$BIN" bench -m "$M" -ngl 99 -cmoe 0,1 -p 8 -n 2 -r 1 -t
 check "bench -cmoe 0,1: exit 0" '[ $rc -eq 0 ]'
 vals=$(python3 -c 'import csv,sys; print(" ".join(sorted({r["n_cpu_moe"] for r in csv.DictReader(sys.stdin)})))' <<<"$out")
 check "bench -cmoe 0,1: n_cpu_moe 0 and -1 rows" '[ "$vals" = "-1 0" ]'
+# -cmoe streams the RAM experts of 32+ token micro-batches to the device: the plan says so, the
+# profile shows the uploads and grouped matvecs; MOERUN_OFFLOAD_MIN_BATCH=0 turns it off
+P=$(python3 -c 'print(" ".join(["hello world"] * 24))')
+err=$(MOERUN_CUDA_EMU=1 MOERUN_CUDA_PROFILE=1 "$BIN" run -m "$M" -p "$P" -n 1 -ngl 99 -cmoe 2>&1 >/dev/null); rc=$?
+check "-cmoe, a 48-token prompt: exit 0, the stream buffer in the plan" '[ $rc -eq 0 ] && grep -q "32 tokens or more stream each layer.s RAM experts to CUDA0" <<<"$err"'
+check "-cmoe, a 48-token prompt: grouped expert matvecs on the device" 'grep -q "gpu profile: *moe_gate_up_q8_grp .* calls" <<<"$err"'
+err=$(MOERUN_OFFLOAD_MIN_BATCH=0 MOERUN_CUDA_EMU=1 MOERUN_CUDA_PROFILE=1 "$BIN" run -m "$M" -p "$P" -n 1 -ngl 99 -cmoe 2>&1 >/dev/null); rc=$?
+check "MOERUN_OFFLOAD_MIN_BATCH=0: no stream buffer, no expert matvecs on the device" '[ $rc -eq 0 ] && ! grep -q "RAM experts to CUDA0" <<<"$err" && ! grep -q "moe_gate_up_q8_grp" <<<"$err"'
 # MOERUN_CUDA_PROFILE: the per-op report of the device, with kernels, copies and gaps
 err=$(MOERUN_CUDA_EMU=1 MOERUN_CUDA_PROFILE=1 MOERUN_CUDA_GRAPH=0 "$BIN" run -m "$M" -p hi -n 4 -ngl 99 -cmoe 2>&1 >/dev/null); rc=$?
 check "profile: exit 0" '[ $rc -eq 0 ]'

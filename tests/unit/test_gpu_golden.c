@@ -36,6 +36,9 @@ typedef struct {
     int n_dev;           /* devices the configuration needs */
     int want_layers;     /* layers expected on devices */
     bool want_head;
+    /* -cmoe: 0 the default (micro-batches of 32+ tokens stream the RAM experts to the device,
+     * placement_offload_min_batch), -1 never (MOERUN_OFFLOAD_MIN_BATCH=0: the CPU runs them) */
+    int offload;
 } gcfg;
 
 static const family k_fam[] = {
@@ -49,32 +52,33 @@ static const family k_fam[] = {
 };
 
 static const gcfg k_cfg[] = {
-    {"tiny-qwen3moe", "ids64", 99, 0, NULL, NULL, 1, 4, true},
-    {"tiny-qwen3moe", "ids64-kvq8", 99, 0, NULL, NULL, 1, 4, true},
-    {"tiny-qwen3moe", "hello", 2, 0, NULL, NULL, 1, 2, false},
+    {"tiny-qwen3moe", "ids64", 99, 0, NULL, NULL, 1, 4, true, 0},
+    {"tiny-qwen3moe", "ids64-kvq8", 99, 0, NULL, NULL, 1, 4, true, 0},
+    {"tiny-qwen3moe", "hello", 2, 0, NULL, NULL, 1, 2, false, 0},
     /* everything on one device: decode steps replay a captured graph */
-    {"tiny-qwen3moe", "ids64", 99, 0, NULL, "none", 1, 4, true},
-    {"tiny-deepseek3", "ids300-fa", 99, 0, NULL, "none", 1, 3, true},
+    {"tiny-qwen3moe", "ids64", 99, 0, NULL, "none", 1, 4, true, 0},
+    {"tiny-deepseek3", "ids300-fa", 99, 0, NULL, "none", 1, 3, true, 0},
     /* GeGLU, post-norms, sliding-window layers (window 32: the 300-token prompt and the
      * 40-token graph check cross it) */
-    {"tiny-gemma3", "ids300", 99, 0, NULL, "none", 1, 6, true},
-    {"tiny-qwen3moe", "ids64", 99, -1, NULL, NULL, 1, 4, true},
-    {"tiny-qwen3moe", "hello", 99, 0, "1,1", NULL, 2, 4, true},
-    {"tiny-qwen3", "hello", 99, 0, NULL, NULL, 1, 3, true},
-    {"tiny-llama", "ids300", 99, 0, NULL, NULL, 1, 3, true},
-    {"tiny-llama", "hello", 1, 0, NULL, NULL, 1, 1, false},
+    {"tiny-gemma3", "ids300", 99, 0, NULL, "none", 1, 6, true, 0},
+    {"tiny-qwen3moe", "ids64", 99, -1, NULL, NULL, 1, 4, true, 0},
+    {"tiny-qwen3moe", "ids64", 99, -1, NULL, NULL, 1, 4, true, -1},
+    {"tiny-qwen3moe", "hello", 99, 0, "1,1", NULL, 2, 4, true, 0},
+    {"tiny-qwen3", "hello", 99, 0, NULL, NULL, 1, 3, true, 0},
+    {"tiny-llama", "ids300", 99, 0, NULL, NULL, 1, 3, true, 0},
+    {"tiny-llama", "hello", 1, 0, NULL, NULL, 1, 1, false, 0},
     /* MLA: the device attention is a flash path (f32 probabilities), so the -fa goldens */
-    {"tiny-deepseek2-lite", "ids64-fa", 99, 0, NULL, NULL, 1, 4, true},
-    {"tiny-deepseek2-lite", "ids64-kvq8", 99, -1, NULL, NULL, 1, 4, true},
-    {"tiny-deepseek3", "ids300-fa", 99, 0, NULL, NULL, 1, 3, true},
-    {"tiny-deepseek3", "ids64-fa", 2, -1, NULL, NULL, 1, 2, false},
+    {"tiny-deepseek2-lite", "ids64-fa", 99, 0, NULL, NULL, 1, 4, true, 0},
+    {"tiny-deepseek2-lite", "ids64-kvq8", 99, -1, NULL, NULL, 1, 4, true, 0},
+    {"tiny-deepseek3", "ids300-fa", 99, 0, NULL, NULL, 1, 3, true, 0},
+    {"tiny-deepseek3", "ids64-fa", 2, -1, NULL, NULL, 1, 2, false, -1},
     /* Qwen3-Next: gated delta net layers (state on the device) and gated attention; golden in
      * fixtures/golden-qwen3next (see qwen3next_ref for how it is compared) */
-    {"tiny-qwen3next", "ids300", 99, 0, NULL, NULL, 1, 4, true},
-    {"tiny-qwen3next", "ids64", 2, 0, NULL, NULL, 1, 2, false},
-    {"tiny-qwen3next", "ids64", 99, -1, NULL, NULL, 1, 4, true},
-    {"tiny-qwen3next", "hello", 99, 0, "1,1", NULL, 2, 4, true},
-    {"tiny-qwen3next", "ids64", 99, 0, NULL, "none", 1, 4, true},
+    {"tiny-qwen3next", "ids300", 99, 0, NULL, NULL, 1, 4, true, 0},
+    {"tiny-qwen3next", "ids64", 2, 0, NULL, NULL, 1, 2, false, 0},
+    {"tiny-qwen3next", "ids64", 99, -1, NULL, NULL, 1, 4, true, 0},
+    {"tiny-qwen3next", "hello", 99, 0, "1,1", NULL, 2, 4, true, 0},
+    {"tiny-qwen3next", "ids64", 99, 0, NULL, "none", 1, 4, true, 0},
 };
 
 /* tiny-qwen3next amplifies any change in how activations are rounded far past llama.cpp's bars
@@ -185,9 +189,9 @@ int main(void) {
         snprintf(gcase, sizeof gcase, "%s", c->gcase);
         if (getenv("MOERUN_TEST_QUICK") && !strncmp(c->gcase, "ids300", 6))
             snprintf(gcase, sizeof gcase, "ids64%s", c->gcase + 6);
-        snprintf(name, sizeof name, "%s.%s -ngl %d%s%s%s%s%s", c->model, gcase, c->ngl,
+        snprintf(name, sizeof name, "%s.%s -ngl %d%s%s%s%s%s%s", c->model, gcase, c->ngl,
                  c->n_cpu_moe < 0 ? " -cmoe" : "", c->ts ? " -ts " : "", c->ts ? c->ts : "", c->sm ? " -sm " : "",
-                 c->sm ? c->sm : "");
+                 c->sm ? c->sm : "", c->offload < 0 ? " (experts on CPU)" : c->n_cpu_moe ? " (streamed)" : "");
         if (c->n_dev > n_dev) {
             printf("%-44s SKIP (needs %d devices, %s has %d)\n", name, c->n_dev, api->name, n_dev);
             continue;
@@ -216,9 +220,13 @@ int main(void) {
         mp.n_cpu_moe = c->n_cpu_moe;
         mp.tensor_split = c->ts;
         mp.split_mode = c->sm;
+        if (c->offload < 0) setenv("MOERUN_OFFLOAD_MIN_BATCH", "0", 1);
         mr_model *m = mr_model_load(&mp);
         CHECK(m != NULL, "load %s: %s", mpath, mr_last_error());
-        if (!m) continue;
+        if (!m) {
+            unsetenv("MOERUN_OFFLOAD_MIN_BATCH");
+            continue;
+        }
         /* the layers must really run on the devices */
         mr_ctx_params cp = mr_ctx_default_params();
         cp.n_ctx = 4096;
@@ -231,6 +239,18 @@ int main(void) {
                       !strcmp(oi.backend, api->name),
                   "%s: %d layers on %s devices (want %d), head %d (want %d), %llu bytes", name, oi.n_layers_dev,
                   oi.backend, c->want_layers, oi.output_dev, c->want_head, (unsigned long long)oi.weight_bytes);
+            if (c->n_cpu_moe) { /* a 40-token prompt streams the RAM experts, or not */
+                mr_token tk[40];
+                for (int i = 0; i < 40; i++) tk[i] = 1 + i;
+                const mr_batch b = {.n_tokens = 40, .token = tk};
+                CHECK(mr_decode(ctx, &b) == 0, "%s: decode: %s", name, mr_last_error());
+                mr_ctx_get_offload(ctx, &oi);
+                const bool on = c->offload >= 0;
+                CHECK(on ? oi.stream_buf_bytes > 0 && oi.streamed_bytes >= oi.stream_buf_bytes / 2
+                         : oi.stream_buf_bytes == 0 && oi.streamed_bytes == 0,
+                      "%s: %llu-byte stream buffers, %llu bytes streamed for a 40-token prompt", name,
+                      (unsigned long long)oi.stream_buf_bytes, (unsigned long long)oi.streamed_bytes);
+            }
             mr_ctx_free(ctx);
         }
         const bool kvq8 = strstr(c->gcase, "-kvq8") != NULL, fa = kvq8 || strstr(c->gcase, "-fa") != NULL;
@@ -242,6 +262,7 @@ int main(void) {
             check_graph(m, name, getenv("MOERUN_TEST_QUICK") ? 24 : !strcmp(c->model, "tiny-qwen3moe") ? 264 : 40);
         mr_model_free(m);
         unsetenv("MOERUN_CUDA_EMU_Q8K");
+        unsetenv("MOERUN_OFFLOAD_MIN_BATCH");
     }
     return check_done();
 }

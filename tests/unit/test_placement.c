@@ -248,11 +248,57 @@ static void test_30b(void) {
     placement_plan(&pl, t, n_t, &pm, &o, &dev);
     CHECK(pl.sum[2].n_layers == 48 && pl.sum[1].n_tensors == 0 && pl.output_dev == 1, "-dev CUDA1");
     CHECK(placement_check(&pl, t, n_t, &pm, &o, &dev) == 0, "cmoe fits in 24 GiB");
+    CHECK(pl.sum[2].stream_bytes == 0 && pl.offload_min == 0, "no streaming unless asked");
+    const uint64_t c0 = pl.sum[2].compute_bytes;
     placement_free(&pl);
+    /* large micro-batches stream a layer's RAM experts: a buffer of one layer's three tensors */
+    uint64_t layer_ex = 0;
+    for (int i = 0; i < n_t; i++)
+        if (!strncmp(t[i].name, "blk.0.", 6) && strstr(t[i].name, "_exps")) layer_ex += t[i].nbytes;
+    o.offload_min_batch = 32;
+    placement_plan(&pl, t, n_t, &pm, &o, &dev);
+    CHECK(layer_ex > 100000000 && pl.sum[2].stream_bytes == layer_ex && pl.sum[2].compute_bytes == c0 + layer_ex &&
+              pl.offload_min == 32 && pl.sum[1].stream_bytes == 0,
+          "stream buffer %llu (one layer's experts %llu), compute %llu -> %llu", (unsigned long long)pl.sum[2].stream_bytes,
+          (unsigned long long)layer_ex, (unsigned long long)c0, (unsigned long long)pl.sum[2].compute_bytes);
+    buf = NULL, len = 0;
+    f = open_memstream(&buf, &len);
+    placement_print(&pl, f);
+    fclose(f);
+    CHECK(strstr(buf, "32 tokens or more stream each layer's RAM experts to CUDA1") != NULL, "note: %s", buf);
+    free(buf);
+    placement_free(&pl);
+    o.n_ubatch = 16; /* micro-batches never reach 32 tokens: no buffer */
+    placement_plan(&pl, t, n_t, &pm, &o, &dev);
+    CHECK(pl.sum[2].stream_bytes == 0 && pl.sum[2].compute_bytes < c0, "ubatch 16: no stream buffer");
+    placement_free(&pl);
+    o.n_ubatch = 512;
+    o.n_cpu_moe = 0; /* every expert on the device: nothing to stream */
+    placement_plan(&pl, t, n_t, &pm, &o, &dev);
+    CHECK(pl.sum[2].stream_bytes == 0, "no RAM experts: no stream buffer");
+    placement_free(&pl);
+    o.offload_min_batch = 0;
 
     placement_model_free(&pm);
     free(t);
     synth_plan_free(&sp);
+}
+
+/* MOERUN_OFFLOAD_MIN_BATCH, llama.cpp's GGML_OP_OFFLOAD_MIN_BATCH, the default, a bad value */
+static void test_offload_env(void) {
+    unsetenv("MOERUN_OFFLOAD_MIN_BATCH");
+    unsetenv("GGML_OP_OFFLOAD_MIN_BATCH");
+    CHECK(placement_offload_min_batch() == 32, "default 32");
+    setenv("GGML_OP_OFFLOAD_MIN_BATCH", "64", 1);
+    CHECK(placement_offload_min_batch() == 64, "llama.cpp's name");
+    setenv("MOERUN_OFFLOAD_MIN_BATCH", "0", 1);
+    CHECK(placement_offload_min_batch() == 0, "ours first, 0: never");
+    setenv("MOERUN_OFFLOAD_MIN_BATCH", "12x", 1);
+    CHECK(placement_offload_min_batch() == 32, "not a count: the default");
+    setenv("MOERUN_OFFLOAD_MIN_BATCH", "-5", 1);
+    CHECK(placement_offload_min_batch() == 32, "negative: the default");
+    unsetenv("MOERUN_OFFLOAD_MIN_BATCH");
+    unsetenv("GGML_OP_OFFLOAD_MIN_BATCH");
 }
 
 static void test_sizes(void) {
@@ -266,6 +312,7 @@ static void test_sizes(void) {
 
 int main(void) {
     test_sizes();
+    test_offload_env();
     test_30b();
     const char *tiny = check_shared("fixtures/models/tiny-qwen3moe.gguf");
     if (tiny) test_tiny(tiny);
