@@ -521,13 +521,19 @@ model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement 
     g->offload_min = n_ub >= pl->offload_min ? pl->offload_min : 0;
     if (g->offload_min > 0) {
         size_t need[PLC_MAX_DEV] = {0};
+        int n_copy = 0;
         for (int il = 0; il < hp->n_layer; il++) {
             gpu_layer *L = &g->L[il];
             if (L->dev < 0 || !L->exps_cpu) continue;
             const size_t nb = stream_need(g, il);
             L->stream = nb > 0;
             need[L->dev] = MR_MAX(need[L->dev], nb);
+            n_copy += L->stream && m->layers[il].up_exps.data &&
+                      m->layers[il].up_exps.data != gguf_tensor_find(m->g, m->layers[il].up_exps.name)->data;
         }
+        if (n_copy) /* the CPU reads its repacked copy; streaming reads the file's pages */
+            MR_INFO("%d layers' RAM experts are repacked for the CPU: prompts of %d+ tokens stream them from the "
+                    "file's pages (page cache; --no-repack keeps one copy in RAM)", n_copy, g->offload_min);
         for (int d = 0; d < g->n_dev; d++)
             if (need[d] && !(g->d[d].ex_buf = dalloc(g, &g->d[d], g->d[d].ex_cap = need[d]))) goto fail;
     }
