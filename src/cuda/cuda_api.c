@@ -149,6 +149,13 @@ static size_t w_scratch_bytes(void *c) { return mrc_scratch_bytes(c); }
 static int w_host_register(void *p, size_t n) { return mrc_host_register(p, n); }
 static void w_host_unregister(void *p) { mrc_host_unregister(p); }
 
+static int w_upload_side(void *c, void *d, const void *s, size_t n) { return ON(c, mrc_upload_side(c, d, s, n)); }
+static void *w_event_new(void *c) { return mrc_make_current(c) ? NULL : mrc_event_new(c); }
+static int w_event_record(void *c, void *e, int side) { return ON(c, mrc_event_record(c, e, side)); }
+static int w_event_wait(void *c, void *e, int side) { return ON(c, mrc_event_wait(c, e, side)); }
+static void w_event_free(void *c, void *e) {
+    if (!mrc_make_current(c)) mrc_event_free(e);
+}
 static void *w_stamp_new(void *c) { return mrc_make_current(c) ? NULL : mrc_stamp_new(c); }
 static int w_stamp(void *c, void *s) { return ON(c, mrc_stamp(c, s)); }
 static double w_stamp_ms(void *c, void *a, void *b) {
@@ -244,6 +251,11 @@ static const gpu_api k_cuda = {
     .scratch_bytes = w_scratch_bytes,
     .host_register = w_host_register,
     .host_unregister = w_host_unregister,
+    .upload_side = w_upload_side,
+    .event_new = w_event_new,
+    .event_record = w_event_record,
+    .event_wait = w_event_wait,
+    .event_free = w_event_free,
     .stamp_new = w_stamp_new,
     .stamp = w_stamp,
     .stamp_ms = w_stamp_ms,

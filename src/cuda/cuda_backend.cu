@@ -121,6 +121,7 @@ void mrc_free(mrc_ctx *c) {
     if (c->t0) cudaEventDestroy(c->t0);
     if (c->t1) cudaEventDestroy(c->t1);
     if (c->stream) cudaStreamDestroy(c->stream);
+    if (c->side) cudaStreamDestroy(c->side);
     free(c);
 }
 
@@ -129,7 +130,58 @@ void *mrc_stream(mrc_ctx *c) { return (void *)c->stream; }
 
 int mrc_sync(mrc_ctx *c) {
     MRC_CALL(cudaStreamSynchronize(c->stream), "CUDA%d: synchronize", c->dev);
+    if (c->side) MRC_CALL(cudaStreamSynchronize(c->side), "CUDA%d: synchronize the copy stream", c->dev);
     return 0;
+}
+
+/* ---- the copy stream and events ---------------------------------------------------------------------- */
+static cudaStream_t stream_of(mrc_ctx *c, int side) {
+    if (!side) return c->stream;
+    if (!c->side && cudaStreamCreateWithFlags(&c->side, cudaStreamNonBlocking) != cudaSuccess) c->side = NULL;
+    return c->side;
+}
+
+int mrc_upload_side(mrc_ctx *c, void *dst, const void *src, size_t n) {
+    cudaStream_t s = stream_of(c, 1);
+    if (!s) {
+        mr_seterr("cuda: CUDA%d: cannot create a copy stream", c->dev);
+        return -1;
+    }
+    MRC_CALL(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, s), "upload %zu bytes (copy stream)", n);
+    return 0;
+}
+
+void *mrc_event_new(mrc_ctx *c) {
+    cudaEvent_t e;
+    if (cudaEventCreate(&e) != cudaSuccess) {
+        mr_seterr("cuda: CUDA%d: cannot create an event", c->dev);
+        return NULL;
+    }
+    return (void *)e;
+}
+
+int mrc_event_record(mrc_ctx *c, void *e, int side) {
+    cudaStream_t s = stream_of(c, side);
+    if (!s) {
+        mr_seterr("cuda: CUDA%d: cannot create a copy stream", c->dev);
+        return -1;
+    }
+    MRC_CALL(cudaEventRecord((cudaEvent_t)e, s), "record an event on the %s stream", side ? "copy" : "main");
+    return 0;
+}
+
+int mrc_event_wait(mrc_ctx *c, void *e, int side) {
+    cudaStream_t s = stream_of(c, side);
+    if (!s) {
+        mr_seterr("cuda: CUDA%d: cannot create a copy stream", c->dev);
+        return -1;
+    }
+    MRC_CALL(cudaStreamWaitEvent(s, (cudaEvent_t)e, 0), "the %s stream waits for an event", side ? "copy" : "main");
+    return 0;
+}
+
+void mrc_event_free(void *e) {
+    if (e) cudaEventDestroy((cudaEvent_t)e);
 }
 
 void *mrc_scratch(mrc_ctx *c, size_t n) {

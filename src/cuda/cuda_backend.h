@@ -338,6 +338,17 @@ void mrc_host_unregister(void *p);
 /* Bytes of the context's device scratch (it only grows: its peak). */
 size_t mrc_scratch_bytes(const mrc_ctx *c);
 
+/* ---- the copy stream ------------------------------------------------------------------------------------ */
+/* A second stream per context for uploads that overlap the kernels (the RAM experts streamed
+ * for a prompt's next layer): mrc_upload_side queues a host -> device copy there; events order
+ * the two streams: record after the work queued so far on the main (side 0) or copy (side 1)
+ * stream, and make a stream wait for an event. mrc_sync waits for both streams. */
+int mrc_upload_side(mrc_ctx *c, void *dst, const void *src, size_t n);
+void *mrc_event_new(mrc_ctx *c);
+int mrc_event_record(mrc_ctx *c, void *e, int side);
+int mrc_event_wait(mrc_ctx *c, void *e, int side);
+void mrc_event_free(void *e);
+
 /* ---- timing (benches) --------------------------------------------------------------------------------- */
 /* Milliseconds between two points on the stream: mrc_timer_start, then mrc_timer_stop (synchronises). */
 int mrc_timer_start(mrc_ctx *c);

@@ -24,6 +24,7 @@ extern "C" {
 struct mrc_ctx {
     int dev;
     cudaStream_t stream;
+    cudaStream_t side;       /* the copy stream (mrc_upload_side; created on first use) */
     void *cublas;            /* cublasHandle_t */
     void *scratch;           /* growable device scratch (mrc_scratch) */
     size_t scratch_cap;

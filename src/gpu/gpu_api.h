@@ -149,6 +149,15 @@ typedef struct gpu_api {
      * copies); emu: nothing to do */
     int (*host_register)(void *p, size_t n);
     void (*host_unregister)(void *p);
+    /* the copy stream (cuda_backend.h's mrc_upload_side, mrc_event_*; NULL: none, the executor
+     * uploads on the main stream): an upload queued there, events recorded after the main (side
+     * 0) or copy (side 1) stream's queued work, a stream made to wait for one. emu: every op is
+     * done when it returns, so waits are nothing. */
+    int (*upload_side)(void *c, void *dst, const void *src, size_t n);
+    void *(*event_new)(void *c);
+    int (*event_record)(void *c, void *e, int side);
+    int (*event_wait)(void *c, void *e, int side);
+    void (*event_free)(void *c, void *e);
     /* timestamps on the context's stream (cuda: events; emu: the host clock), for gpu_prof.c:
      * stamp_new makes one, stamp records it after the work queued so far, stamp_ms gives the
      * milliseconds between two recorded stamps (waiting for `to` to complete; < 0: error). */

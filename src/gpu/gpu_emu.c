@@ -962,6 +962,26 @@ static void emu_stamp_free(void *c, void *s) {
     free(s);
 }
 
+/* the copy stream: every op is done when it returns, so an upload there is an upload and waits
+ * have nothing to wait for (events are tokens) */
+static int emu_upload_side(void *c, void *dst, const void *src, size_t n) { return emu_copy(c, dst, src, n); }
+static void *emu_event_new(void *c) {
+    (void)c;
+    return mr_calloc(1, 1);
+}
+static int emu_event_op(void *c, void *e, int side) {
+    (void)c;
+    if (!e || side < 0 || side > 1) {
+        mr_seterr("emu: event: %s", e ? "side must be 0 or 1" : "no event");
+        return -1;
+    }
+    return 0;
+}
+static void emu_event_free(void *c, void *e) {
+    (void)c;
+    free(e);
+}
+
 static const gpu_api k_emu = {
     .name = "emu",
     .device_count = emu_count,
@@ -1020,6 +1040,11 @@ static const gpu_api k_emu = {
     .scratch_bytes = emu_scratch_bytes,
     .host_register = emu_host_register,
     .host_unregister = emu_host_unregister,
+    .upload_side = emu_upload_side,
+    .event_new = emu_event_new,
+    .event_record = emu_event_op,
+    .event_wait = emu_event_op,
+    .event_free = emu_event_free,
     .stamp_new = emu_stamp_new,
     .stamp = emu_stamp,
     .stamp_ms = emu_stamp_ms,

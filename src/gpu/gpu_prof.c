@@ -189,6 +189,12 @@ static int w_sync(void *cv) {
     return rc;
 }
 static void *w_alloc(void *cv, size_t n) { return g_in->alloc(PC, n); }
+static int w_upload_side(void *cv, void *dst, const void *src, size_t n) { return g_in->upload_side(PC, dst, src, n); }
+static void *w_event_new(void *cv) { return g_in->event_new(PC); }
+static int w_event_record(void *cv, void *e, int side) { return g_in->event_record(PC, e, side); }
+static int w_event_wait(void *cv, void *e, int side) { return g_in->event_wait(PC, e, side); }
+static void w_event_free(void *cv, void *e) { g_in->event_free(PC, e); }
+
 static void w_dfree(void *cv, void *ptr) { g_in->dfree(PC, ptr); }
 static int w_upload(void *cv, void *dst, const void *src, size_t n) { PROF_OP(P_UPLOAD, g_in->upload(PC, dst, src, n)); }
 static int w_download(void *cv, void *dst, const void *src, size_t n) {
@@ -362,6 +368,10 @@ const gpu_api *gpu_prof_wrap(const gpu_api *in) {
     g_tab.graph_begin = in->graph_begin ? w_gbegin : NULL, g_tab.graph_end = in->graph_end ? w_gend : NULL;
     g_tab.graph_launch = in->graph_launch ? w_glaunch : NULL;
     g_tab.scratch_epoch = w_epoch, g_tab.scratch_bytes = w_scratch_bytes;
+    /* the copy stream: passed through, untimed (its work overlaps the main stream's) */
+    g_tab.upload_side = in->upload_side ? w_upload_side : NULL, g_tab.event_new = in->event_new ? w_event_new : NULL;
+    g_tab.event_record = in->event_record ? w_event_record : NULL;
+    g_tab.event_wait = in->event_wait ? w_event_wait : NULL, g_tab.event_free = in->event_free ? w_event_free : NULL;
     g_tab.stamp_new = NULL; /* the wrapped contexts are not the backend's: no stamps through this table */
     g_tab.stamp = NULL, g_tab.stamp_ms = NULL, g_tab.stamp_free = NULL;
     return &g_tab;

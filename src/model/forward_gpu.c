@@ -165,26 +165,45 @@ static size_t stream_need(model_gpu *g, int il) {
     return nb;
 }
 
-/* L with its routed experts uploaded into D->ex_buf from the mapped file, as a device layer's
- * (*out; exps_cpu false). The upload is queued after the work that read the buffer before. */
-static int stream_experts(model_run *r, gpu_dev *D, int il, const gpu_layer *L, gpu_layer *out) {
+/* Layer il's routed experts into buffer s of D unless they are there: on the copy stream after
+ * the kernels that read the buffer before (ex_free), ex_ready recorded after them; without a
+ * copy stream, on the main stream (in order anyway). */
+static int ex_load(model_run *r, gpu_dev *D, int il, int s) {
     model_gpu *g = r->gpu;
+    const gpu_api *A = g->api;
+    if (D->ex_layer[s] == il) return 0;
+    const model_layer *ly = &g->m->layers[il];
+    const mr_weight *ex[3] = {&ly->gate_exps, &ly->up_exps, &ly->down_exps};
+    if (g->ex_async && D->ex_used[s] && A->event_wait(D->c, D->ex_free[s], 1)) return -1;
+    D->ex_layer[s] = -1;
+    uint8_t *p = D->ex_buf[s];
+    for (int j = 0; j < 3; j++) {
+        if (!ex[j]->data) continue;
+        const gguf_tensor *t = gguf_tensor_find(g->m->g, ex[j]->name);
+        if (!t || (g->ex_async ? A->upload_side : A->upload)(D->c, p, t->data, (size_t)t->nbytes)) return -1;
+        p += ((size_t)t->nbytes + EX_ALIGN - 1) / EX_ALIGN * EX_ALIGN;
+        g->streamed_bytes += t->nbytes;
+        r->mm.bytes_read += t->nbytes;
+    }
+    if (g->ex_async && A->event_record(D->c, D->ex_ready[s], 1)) return -1;
+    D->ex_layer[s] = il;
+    return 0;
+}
+
+/* L as a device layer whose routed experts are those in buffer s (*out; exps_cpu false). */
+static int ex_views(model_gpu *g, gpu_dev *D, int il, int s, const gpu_layer *L, gpu_layer *out) {
     const model_layer *ly = &g->m->layers[il];
     const mr_weight *ex[3] = {&ly->gate_exps, &ly->up_exps, &ly->down_exps};
     *out = *L;
     out->exps_cpu = false;
     mrc_weight *dst[3] = {&out->gate_exps, &out->up_exps, &out->down_exps};
-    uint8_t *p = D->ex_buf;
+    uint8_t *p = D->ex_buf[s];
     for (int j = 0; j < 3; j++) {
         memset(dst[j], 0, sizeof *dst[j]);
         if (!ex[j]->data) continue;
         const gguf_tensor *t = gguf_tensor_find(g->m->g, ex[j]->name);
-        if (!t || g->api->upload(D->c, p, t->data, (size_t)t->nbytes) ||
-            g->api->weight_view(dst[j], p, t->type, t->ne[0], t->ne[1], t->ne[2]))
-            return -1;
+        if (!t || g->api->weight_view(dst[j], p, t->type, t->ne[0], t->ne[1], t->ne[2])) return -1;
         p += ((size_t)t->nbytes + EX_ALIGN - 1) / EX_ALIGN * EX_ALIGN;
-        g->streamed_bytes += t->nbytes;
-        r->mm.bytes_read += t->nbytes;
     }
     return 0;
 }
@@ -212,6 +231,10 @@ void model_gpu_free(model_gpu *g) {
     for (int d = 0; d < g->n_dev; d++) {
         gpu_dev *D = &g->d[d];
         if (D->c) g->api->sync(D->c);
+        for (int s = 0; s < 2; s++) {
+            if (D->ex_ready[s]) g->api->event_free(D->c, D->ex_ready[s]);
+            if (D->ex_free[s]) g->api->event_free(D->c, D->ex_free[s]);
+        }
         for (int i = 0; i < D->n_allocs; i++) g->api->dfree(D->c, D->allocs[i]);
         free(D->allocs);
         if (D->c) g->api->free(D->c);
@@ -534,8 +557,19 @@ model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement 
         if (n_copy) /* the CPU reads its repacked copy; streaming reads the file's pages */
             MR_INFO("%d layers' RAM experts are repacked for the CPU: prompts of %d+ tokens stream them from the "
                     "file's pages (page cache; --no-repack keeps one copy in RAM)", n_copy, g->offload_min);
-        for (int d = 0; d < g->n_dev; d++)
-            if (need[d] && !(g->d[d].ex_buf = dalloc(g, &g->d[d], g->d[d].ex_cap = need[d]))) goto fail;
+        const gpu_api *A = api;
+        g->ex_async = A->upload_side && A->event_new && A->event_record && A->event_wait && A->event_free;
+        for (int d = 0; d < g->n_dev; d++) {
+            gpu_dev *D = &g->d[d];
+            D->ex_layer[0] = D->ex_layer[1] = -1;
+            if (!need[d]) continue;
+            D->ex_cap = need[d];
+            for (int s = 0; s < 2; s++) {
+                if (!(D->ex_buf[s] = dalloc(g, D, need[d]))) goto fail;
+                if (g->ex_async && (!(D->ex_ready[s] = A->event_new(D->c)) || !(D->ex_free[s] = A->event_new(D->c))))
+                    goto fail;
+            }
+        }
     }
     if (g->out_dev >= 0) {
         gpu_dev *D = &g->d[g->out_dev];
@@ -964,20 +998,15 @@ static int mla_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, c
 }
 
 /* The MoE FFN of T tokens into out (acc: added to out, the residual; only without shared
- * experts and CPU experts). */
-static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq, float *out, int acc) {
+ * experts and CPU experts), with the layer's weights L. */
+static int moe_run(model_run *r, int T, int il, gpu_dev *D, const gpu_layer *L, const void *xq, float *out,
+                   int acc) {
     model_gpu *g = r->gpu;
     const gpu_api *A = g->api;
     const mr_model *m = r->m;
     const model_hparams *hp = &m->hp;
     const model_layer *ly = &m->layers[il];
-    const gpu_layer *L = &g->L[il];
     const int E = hp->n_expert, K = hp->n_expert_used, Dm = hp->n_embd;
-    gpu_layer Ls;
-    if (L->exps_cpu && L->stream && T >= g->offload_min) { /* a large micro-batch: the experts come here */
-        if (stream_experts(r, D, il, L, &Ls)) return -1;
-        L = &Ls;
-    }
     /* hybrid layers route into the floats right after the T normed rows, so that rows and
      * routing reach the host in one copy */
     const size_t nx = (size_t)T * Dm, ns = (size_t)T * K;
@@ -1078,6 +1107,28 @@ static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq, fl
 
 /* Weight bytes one micro-batch reads on the devices (for the roofline): every dense weight once,
  * the routed experts at most min(T*K, E) matrices. */
+/* Layer il's MoE FFN. A large micro-batch of a layer whose routed experts stay in RAM brings
+ * them to the device (ex_load into the buffer not used by the layer before, unless a prefetch
+ * put them there), runs them there, and then queues the upload of the device's next such layer
+ * into the other buffer, which the copy stream does while this layer's kernels run. */
+static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq, float *out, int acc) {
+    model_gpu *g = r->gpu;
+    const gpu_api *A = g->api;
+    const gpu_layer *L = &g->L[il];
+    if (!(L->exps_cpu && L->stream && T >= g->offload_min)) return moe_run(r, T, il, D, L, xq, out, acc);
+    const int s = D->ex_layer[0] == il ? 0 : D->ex_layer[1] == il ? 1 : D->ex_last ^ 1;
+    gpu_layer Ls;
+    if (ex_load(r, D, il, s) || (g->ex_async && A->event_wait(D->c, D->ex_ready[s], 0)) ||
+        ex_views(g, D, il, s, L, &Ls) || moe_run(r, T, il, D, &Ls, xq, out, acc))
+        return -1;
+    if (g->ex_async && A->event_record(D->c, D->ex_free[s], 0)) return -1;
+    D->ex_used[s] = true;
+    D->ex_last = s;
+    for (int jl = il + 1; jl < g->m->hp.n_layer; jl++)
+        if (g->L[jl].dev == L->dev && g->L[jl].stream) return ex_load(r, D, jl, s ^ 1); /* prefetch */
+    return 0;
+}
+
 static uint64_t layer_bytes(const model_gpu *g, int il, int T) {
     const gpu_layer *L = &g->L[il];
     uint64_t b = 0;
@@ -1226,7 +1277,8 @@ void model_gpu_stream_stats(const model_gpu *g, uint64_t *buf_bytes, uint64_t *s
     if (!g) return;
     *streamed = g->streamed_bytes;
     for (int d = 0; d < g->n_dev; d++)
-        if (g->d[d].ex_buf) *buf_bytes += g->d[d].ex_cap;
+        for (int s = 0; s < 2; s++)
+            if (g->d[d].ex_buf[s]) *buf_bytes += g->d[d].ex_cap;
 }
 
 void model_gpu_graph_stats(const model_gpu *g, int *launches, int *captures) {

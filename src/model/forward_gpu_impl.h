@@ -46,8 +46,15 @@ typedef struct {
     float *d_qkv, *d_z, *d_ba, *d_g, *d_beta, *d_xc, *d_o; /* gated delta net scratch */
     float *m_qa, *m_ckv, *m_qabs, *m_lat, *m_o, *m_h; /* MLA scratch */
     void *xq_mla;
-    void *ex_buf; /* a streamed layer's routed expert tensors (large micro-batches of RAM experts) */
+    /* RAM experts streamed for large micro-batches: two buffers of ex_cap bytes, each holding
+     * one layer's routed expert tensors (ex_layer, -1: none yet), so that the next layer's
+     * upload (on the copy stream) overlaps this one's kernels; ex_ready: the upload into a
+     * buffer is done; ex_free (ex_used: recorded): the kernels reading it are done */
+    void *ex_buf[2];
     size_t ex_cap;
+    int ex_layer[2], ex_last;
+    void *ex_ready[2], *ex_free[2];
+    bool ex_used[2];
     mrc_weight out_norm_w, output;
     const float *out_norm;
     void **allocs;
@@ -82,6 +89,7 @@ struct model_gpu {
     bool fuse;
     int mla_H; /* heads of the MLA layers (head_ids repeats 0..mla_H-1) */
     int offload_min; /* micro-batches of this many tokens stream RAM experts (0: never) */
+    bool ex_async;   /* the backend has a copy stream and events: uploads overlap kernels */
     uint64_t streamed_bytes; /* expert bytes streamed so far */
     int graph_dev, graph_nkv;
     unsigned graph_epoch;

@@ -443,7 +443,8 @@ int placement_plan(placement *pl, const plc_tensor *t, int n_t, const plc_model 
     }
     ov_free(&ov);
 
-    /* experts streamed to the device for large micro-batches: the largest layer's RAM experts */
+    /* experts streamed to the device for large micro-batches: two buffers of the largest layer's
+     * RAM experts */
     const int omb = o->offload_min_batch;
     if (omb > 0 && (o->n_ubatch > 0 ? o->n_ubatch : 512) >= omb) {
         uint64_t *lb = mr_calloc((size_t)(n_layer ? n_layer : 1), sizeof *lb);
@@ -457,9 +458,9 @@ int placement_plan(placement *pl, const plc_tensor *t, int n_t, const plc_model 
                 is_expert(t[i].name))
                 lb[il] += t[i].nbytes;
         }
-        for (int il = 0; il < n_layer; il++) {
+        for (int il = 0; il < n_layer; il++) { /* two buffers: the next layer's upload overlaps */
             plc_dev_sum *s = sum_of(pl, pl->layer_dev[il]);
-            if (lb[il] > s->stream_bytes) s->stream_bytes = lb[il], pl->offload_min = omb;
+            if (2 * lb[il] > s->stream_bytes) s->stream_bytes = 2 * lb[il], pl->offload_min = omb;
         }
         free(lb);
     }
@@ -599,7 +600,7 @@ void placement_print(const placement *pl, FILE *f) {
     for (int d = 0; d < pl->n_cuda; d++)
         if (pl->sum[d + 1].stream_bytes)
             fprintf(f, "note: micro-batches of %d tokens or more stream each layer's RAM experts to CUDA%d and run them "
-                       "there (a %s buffer, in compute; MOERUN_OFFLOAD_MIN_BATCH=0: never)\n",
+                       "there (two buffers, %s, in compute; MOERUN_OFFLOAD_MIN_BATCH=0: never)\n",
                     pl->offload_min, d, mr_fmt_bytes(a, sizeof a, pl->sum[d + 1].stream_bytes));
 }
 

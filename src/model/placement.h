@@ -95,7 +95,7 @@ typedef struct {
     int first_layer, last_layer; /* -1 when none (layers need not be contiguous with -ot) */
     int n_tensors;
     uint64_t weight_bytes, kv_bytes, compute_bytes; /* kv_bytes: the KV cache and recurrent state */
-    uint64_t stream_bytes; /* of compute_bytes: the buffer RAM experts are streamed into (0: none) */
+    uint64_t stream_bytes; /* of compute_bytes: the buffers RAM experts are streamed into (0: none) */
 } plc_dev_sum;
 
 typedef struct {

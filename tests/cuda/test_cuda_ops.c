@@ -332,6 +332,33 @@ static void test_moe_grp(uint32_t t) {
     free(wh), free(x), free(a), free(b), free(c3), free(b1), free(b2);
 }
 
+/* The copy stream: an upload there, ordered after the main stream's memset by an event, and the
+ * main stream's add after the upload by another: the add sees the uploaded values. */
+static void test_side_stream(void) {
+    const int64_t n = 1 << 20;
+    float *h = malloc(sizeof(float) * n), *back = malloc(sizeof(float) * n);
+    fill(h, n);
+    float *d = mrc_alloc(C, sizeof(float) * n), *d2 = mrc_alloc(C, sizeof(float) * n);
+    void *e1 = mrc_event_new(C), *e2 = mrc_event_new(C);
+    EXPECT(e1 && e2, "event_new: %s", mr_geterr());
+    if (e1 && e2) {
+        OK(mrc_memset(C, d, 0, sizeof(float) * n));
+        OK(mrc_memset(C, d2, 0xff, sizeof(float) * n)); /* NaNs, unless the upload lands after it */
+        OK(mrc_event_record(C, e1, 0));
+        OK(mrc_event_wait(C, e1, 1));
+        OK(mrc_upload_side(C, d2, h, sizeof(float) * n));
+        OK(mrc_event_record(C, e2, 1));
+        OK(mrc_event_wait(C, e2, 0));
+        OK(mrc_add(C, d, d2, n));
+        OK(get(back, d, sizeof(float) * n));
+        EXPECT(!memcmp(back, h, sizeof(float) * n), "copy stream: the main stream's add did not see the upload");
+        printf("copy stream: ordered by events\n");
+    }
+    mrc_event_free(e1), mrc_event_free(e2);
+    mrc_dfree(d), mrc_dfree(d2);
+    free(h), free(back);
+}
+
 /* ---- fused ops: the same floats and bytes as their parts -------------------------------------------- */
 static void test_fused(int n, int T) {
     const size_t rs = mrc_q8_1_row_size(n), nf = sizeof(float) * (size_t)n * T;
@@ -1170,6 +1197,7 @@ int main(int argc, char **argv) {
         test_dequant_gemm(types[i]);
     }
     test_rows();
+    test_side_stream();
     test_fused(2048, 3);
     test_kv_write(MR_TYPE_F16, MR_TYPE_F16, 128, 128);
     test_kv_write(MR_TYPE_Q8_0, MR_TYPE_Q8_0, 128, 64);

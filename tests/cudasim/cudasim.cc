@@ -511,6 +511,13 @@ cudaError_t cudaEventSynchronize(cudaEvent_t e) {
     if (unsafe_in_capture()) return cudaErrorStreamCaptureUnsupported;
     return g_sticky;
 }
+/* Streams run each call to completion here, so a wait has nothing to wait for (captured: a no-op node). */
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags) {
+    std::lock_guard<std::recursive_mutex> l(g_mu);
+    if (!e) return ret(cudaErrorInvalidResourceHandle);
+    if (flags) return ret(cudaErrorInvalidValue);
+    return ret(enqueue(s, []() { return cudaSuccess; }));
+}
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
     if (!a || !b) return ret(cudaErrorInvalidResourceHandle);
     *ms = (float)(b->t - a->t);
