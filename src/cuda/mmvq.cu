@@ -217,15 +217,21 @@ __global__ void __launch_bounds__(MMVQ_THREADS)
 
 /* Gate and up of 32 rows for one slot (grid: 32-row group x slot), act(g) * u, and the 32
  * results quantized as one Q8_1 block of the slot's row: moe_matvec2 + act_q8 in one launch,
- * the same dot products (k_mmvq's lanes and reduction), gate function and quantizer. */
+ * the same dot products (k_mmvq's lanes and reduction), gate function and quantizer. A decode
+ * step has few such blocks (Qwen3-30B-A3B: 24 x 8), so each is large (gua_threads: 32 rows at
+ * once, or 16 at a time for full 32-lane rows): more loads in flight per block, which is what
+ * a latency-bound grid of a few hundred blocks needs to approach the bandwidth. */
+#define GUA_THREADS 512
+static int gua_threads(int tpr) { return tpr == 32 ? GUA_THREADS : 32 * tpr; }
+
 template <uint32_t T>
-__global__ void __launch_bounds__(MMVQ_THREADS)
+__global__ void __launch_bounds__(GUA_THREADS)
     k_mmvq_gua(const uint8_t *__restrict__ Wg, const uint8_t *__restrict__ Wu, size_t row_bytes, size_t mat_bytes,
                int64_t n_mat, const int32_t *__restrict__ ids, const uint8_t *__restrict__ xq, size_t x_stride,
                int64_t k, int64_t m, int units, int tpr, int gelu, float *__restrict__ g_out,
                uint8_t *__restrict__ xq_out, size_t out_row) {
     __shared__ float vals[32];
-    const int slot = blockIdx.y, lane = threadIdx.x % tpr, per = MMVQ_THREADS / tpr;
+    const int slot = blockIdx.y, lane = threadIdx.x % tpr, per = blockDim.x / tpr; /* gua_threads: 32 % per == 0 */
     const int64_t mat = ids ? ids[slot] : 0;
     const uint8_t *x = xq + (size_t)slot * x_stride;
     const bool ok = mat >= 0 && mat < n_mat;
@@ -288,22 +294,58 @@ __global__ void __launch_bounds__(MMVQ_THREADS)
 /* One token's routed experts summed: y[r] (+)= sum over j < n_ids of wts[j] * dot(row r of
  * matrix ids[j], activation j): the down projections and moe_combine in one launch, the same
  * per-slot sums as k_mmvq (same lanes and reduction) and the same weighted sum as
- * k_moe_combine (j ascending, fused multiply-adds from 0). */
+ * k_moe_combine (j ascending, fused multiply-adds from 0). A block takes the 32 / tpr rows one
+ * warp holds; its 8 warps take the slots j = warp, warp + 8, ... (the dot products of one row
+ * run side by side, not one after another), and the weighted sums are made from shared memory
+ * in j order. n_ids <= 64. */
+#define SUM_THREADS 256
 template <uint32_t T>
-__global__ void __launch_bounds__(MMVQ_THREADS)
+__global__ void __launch_bounds__(SUM_THREADS)
     k_mmvq_sum(const uint8_t *__restrict__ W, size_t row_bytes, size_t mat_bytes, int64_t n_mat,
                const int32_t *__restrict__ ids, int n_ids, const uint8_t *__restrict__ xq, size_t x_stride, int64_t k,
                const float *__restrict__ wts, float *__restrict__ y, int64_t m, int units, int tpr, int acc) {
-    const int64_t r = (int64_t)blockIdx.x * (MMVQ_THREADS / tpr) + threadIdx.x / tpr;
-    const int lane = threadIdx.x % tpr;
-    float s = 0.0f;
-    for (int j = 0; j < n_ids; j++) {
+    __shared__ float dots[64 * 8]; /* [slot][row of the block] */
+    const int rpw = 32 / tpr, wl = threadIdx.x % 32, lr = wl / tpr, lane = wl % tpr;
+    const int64_t r = (int64_t)blockIdx.x * rpw + lr;
+    for (int j = threadIdx.x / 32; j < n_ids; j += SUM_THREADS / 32) { /* warp-uniform */
         const int64_t mat = ids[j];
         const uint8_t *row =
             r < m && mat >= 0 && mat < n_mat ? W + (size_t)mat * mat_bytes + (size_t)r * row_bytes : NULL;
-        s = __fmaf_rn(wts[j], row_dot<T>(row, units, lane, tpr, xq + (size_t)j * x_stride, k), s);
+        const float d = row_dot<T>(row, units, lane, tpr, xq + (size_t)j * x_stride, k);
+        if (lane == 0) dots[j * 8 + lr] = d;
     }
-    if (lane == 0 && r < m) y[r] = acc ? y[r] + s : s;
+    __syncthreads();
+    const int64_t rr = (int64_t)blockIdx.x * rpw + threadIdx.x;
+    if ((int)threadIdx.x < rpw && rr < m) {
+        float s = 0.0f;
+        for (int j = 0; j < n_ids; j++) s = __fmaf_rn(wts[j], dots[j * 8 + threadIdx.x], s);
+        y[rr] = acc ? y[rr] + s : s;
+    }
+}
+
+/* A float-weight row's dot product with x by its tpr lanes (every lane gets the total; row NULL:
+ * 0; all lanes of the warp call it). With k a multiple of 4 and row and x aligned to 4 elements, lane l
+ * takes the 4-element groups l, l + tpr, ...: one vector load of W and of x each, four partial
+ * sums (independent chains, so loads overlap), summed as (s0 + s1) + (s2 + s3); else element by
+ * element. Then xor shuffles. k_mv_float and k_router_route both use it: the same logits. */
+template <typename WT>
+__device__ __forceinline__ float frow_dot(const WT *row, const float *x, int64_t k, int lane, int tpr) {
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+    if (row) {
+        if (k % 4 == 0 && ((uintptr_t)x & 15) == 0 && ((uintptr_t)row & (4 * sizeof(WT) - 1)) == 0) {
+            for (int64_t i = 4 * (int64_t)lane; i < k; i += 4 * (int64_t)tpr) {
+                float w[4];
+                mrc_w4(row + i, w);
+                const float4 xv = *(const float4 *)(x + i);
+                s0 = __fmaf_rn(w[0], xv.x, s0), s1 = __fmaf_rn(w[1], xv.y, s1);
+                s2 = __fmaf_rn(w[2], xv.z, s2), s3 = __fmaf_rn(w[3], xv.w, s3);
+            }
+        } else
+            for (int64_t i = lane; i < k; i += tpr) s0 = __fmaf_rn(mrc_w2f(row[i]), x[i], s0);
+    }
+    float sum = (s0 + s1) + (s2 + s3);
+    for (int o = tpr / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o, 32);
+    return sum;
 }
 
 /* Float weights (F32, F16) times float activations: tpr lanes per row. */
@@ -316,12 +358,7 @@ __global__ void __launch_bounds__(MMVQ_THREADS)
     const int lane = threadIdx.x % tpr;
     const int64_t mat = ids ? ids[slot] : 0;
     const float *xs = x + (size_t)slot * x_stride;
-    float sum = 0.0f;
-    if (r < m && mat >= 0 && mat < n_mat) {
-        const WT *row = W + ((size_t)mat * m + r) * k;
-        for (int64_t i = lane; i < k; i += tpr) sum = __fmaf_rn(mrc_w2f(row[i]), xs[i], sum); /* as k_router_route */
-    }
-    for (int o = tpr / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o, 32);
+    const float sum = frow_dot(r < m && mat >= 0 && mat < n_mat ? W + ((size_t)mat * m + r) * k : NULL, xs, k, lane, tpr);
     if (lane == 0 && r < m) y[(size_t)slot * m + r] = sum;
 }
 
@@ -337,12 +374,7 @@ __global__ void __launch_bounds__(MMVQ_THREADS)
     __shared__ bool last;
     const int64_t r = (int64_t)blockIdx.x * (MMVQ_THREADS / tpr) + threadIdx.x / tpr;
     const int lane = threadIdx.x % tpr;
-    float sum = 0.0f;
-    if (r < E) {
-        const WT *row = W + (size_t)r * k;
-        for (int64_t i = lane; i < k; i += tpr) sum = __fmaf_rn(mrc_w2f(row[i]), x[i], sum);
-    }
-    for (int o = tpr / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o, 32);
+    const float sum = frow_dot(r < E ? W + (size_t)r * k : NULL, x, k, lane, tpr);
     if (lane == 0 && r < E) logits[r] = sum;
     __threadfence(); /* the logits are visible device-wide before this block counts itself done */
     __syncthreads();
@@ -476,11 +508,11 @@ int mrc_moe_matvec_sum(mrc_ctx *c, const mrc_weight *W, const int32_t *ids, int 
     }
     const int units = (int)(W->k / ue);
     const int tpr = pick_tpr(units);
-    const unsigned grid = (unsigned)mrc_cdiv(W->m, MMVQ_THREADS / tpr);
+    const unsigned grid = (unsigned)mrc_cdiv(W->m, 32 / tpr);
     const uint8_t *xb = (const uint8_t *)xq, *base = (const uint8_t *)W->data;
 #define MMVQ_SUM_CASE(T)                                                                                               \
     case T:                                                                                                            \
-        k_mmvq_sum<T><<<grid, MMVQ_THREADS, 0, c->stream>>>(base, W->row_bytes, W->mat_bytes, W->n_mat, ids, n_ids,   \
+        k_mmvq_sum<T><<<grid, SUM_THREADS, 0, c->stream>>>(base, W->row_bytes, W->mat_bytes, W->n_mat, ids, n_ids,    \
                                                             xb, xq_stride, W->k, wts, y, W->m, units, tpr, acc);        \
         break;
     switch (W->type) {
@@ -507,9 +539,9 @@ int mrc_moe_gate_up_q8(mrc_ctx *c, int gelu, const mrc_weight *Wg, const mrc_wei
     const uint8_t *xb = (const uint8_t *)xq, *bg = (const uint8_t *)Wg->data, *bu = (const uint8_t *)Wu->data;
 #define MMVQ_GUA_CASE(T)                                                                                               \
     case T:                                                                                                            \
-        k_mmvq_gua<T><<<grid, MMVQ_THREADS, 0, c->stream>>>(bg, bu, Wg->row_bytes, Wg->mat_bytes, Wg->n_mat, ids, xb,  \
-                                                            xq_stride, Wg->k, Wg->m, units, tpr, gelu, g_out,          \
-                                                            (uint8_t *)xq_out, out_row);                               \
+        k_mmvq_gua<T><<<grid, gua_threads(tpr), 0, c->stream>>>(bg, bu, Wg->row_bytes, Wg->mat_bytes, Wg->n_mat, ids,  \
+                                                                xb, xq_stride, Wg->k, Wg->m, units, tpr, gelu, g_out,  \
+                                                                (uint8_t *)xq_out, out_row);                           \
         break;
     switch (Wg->type) {
         MMVQ_QTYPES(MMVQ_GUA_CASE)

@@ -58,6 +58,22 @@ MRC_HD float mrc_bf2f(uint16_t h) {
 MRC_HD float mrc_w2f(float v) { return v; }
 MRC_HD float mrc_w2f(__half v) { return __half2float(v); }
 MRC_HD float mrc_w2f(mrc_bf16 v) { return mrc_bf2f(v.x); }
+/* Four consecutive float weights from a 4-element aligned address (one 16- or 8-byte load). */
+struct alignas(8) mrc_u16x4 {
+    uint16_t v[4];
+};
+MRC_HD void mrc_w4(const float *p, float *w) {
+    const float4 v = *(const float4 *)p;
+    w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
+}
+MRC_HD void mrc_w4(const __half *p, float *w) {
+    const mrc_u16x4 v = *(const mrc_u16x4 *)p;
+    for (int i = 0; i < 4; i++) w[i] = mrc_h2f(v.v[i]);
+}
+MRC_HD void mrc_w4(const mrc_bf16 *p, float *w) {
+    const mrc_u16x4 v = *(const mrc_u16x4 *)p;
+    for (int i = 0; i < 4; i++) w[i] = mrc_bf2f(v.v[i]);
+}
 
 /* IQ4_NL / IQ4_XS: four 4-bit indices (one in the low nibble of each byte of q) to the four
  * int8 values of the non-linear table: two byte permutations (indices 0-7 and 8-15) and a

@@ -264,6 +264,52 @@ static void test_moe(uint32_t t) {
     free(wh), free(x), free(y), free(yr), free(row);
 }
 
+/* The decode MoE kernels at full 32-lane rows (k 2048: the gate/up kernel's 512 threads, 16 rows
+ * at a time) and with more slots than the down kernel's 8 warps (12, one out of range): the same
+ * floats and bytes as their parts. */
+static void test_moe_wide(uint32_t t) {
+    const int64_t k = 2048, m = 64, E = 16;
+    enum { N = 12 };
+    const int32_t ids[N] = {3, 15, 0, 7, 7, 2, 11, 16, 5, 9, 1, 14};
+    void *wh = make_weight(t, k, m, E);
+    mrc_weight W, W2;
+    OK(mrc_weight_upload(C, &W, wh, t, k, m, E));
+    OK(mrc_weight_upload(C, &W2, wh, t, k, m, E));
+    const size_t xs = mrc_q8_1_row_size(k), rs = mrc_q8_1_row_size(m), ys = sizeof(float) * m * N;
+    float *x = malloc(sizeof(float) * k * N), wts[N], y0[64];
+    fill(x, k * N), fill(wts, N), fill(y0, m);
+    float *dx = dup_dev(x, sizeof(float) * k * N), *dw = dup_dev(wts, sizeof wts);
+    int32_t *did = dup_dev(ids, sizeof ids);
+    void *dxq = mrc_alloc(C, xs * N), *q1 = mrc_alloc(C, rs * N), *q2 = mrc_alloc(C, rs * N);
+    float *d1 = mrc_alloc(C, ys), *d2 = mrc_alloc(C, ys), *da = mrc_alloc(C, sizeof(float) * m),
+          *db = mrc_alloc(C, sizeof(float) * m);
+    float *a = malloc(ys), *b = malloc(ys);
+    uint8_t *b1 = malloc(rs * N), *b2 = malloc(rs * N);
+    OK(mrc_quantize_q8_1(C, dx, dxq, k, N));
+    for (int acc = 0; acc < 2; acc++) {
+        OK(mrc_upload(C, da, y0, sizeof(float) * m)); OK(mrc_upload(C, db, y0, sizeof(float) * m));
+        OK(mrc_moe_matvec(C, &W, did, N, NULL, 0, dxq, xs, d1));
+        OK(mrc_moe_combine(C, da, d1, dw, 1, N, (int)m, acc));
+        OK(mrc_moe_matvec_sum(C, &W, did, N, dxq, xs, dw, db, acc));
+        OK(get(a, da, sizeof(float) * m)); OK(get(b, db, sizeof(float) * m));
+        EXPECT(!memcmp(a, b, sizeof(float) * m), "moe_matvec_sum %s k 2048, 12 slots (acc %d) differs", mr_type_name(t),
+               acc);
+    }
+    for (int gelu = 0; gelu < 2; gelu++) {
+        OK(mrc_moe_matvec2(C, &W, &W2, did, N, dxq, xs, d1, d2));
+        OK(mrc_act_q8(C, gelu, d1, d2, q1, N, m));
+        OK(mrc_moe_gate_up_q8(C, gelu, &W, &W2, did, N, dxq, xs, d2, q2));
+        OK(get(a, d1, ys)); OK(get(b, d2, ys)); OK(get(b1, q1, rs * N)); OK(get(b2, q2, rs * N));
+        EXPECT(!memcmp(a, b, ys) && !memcmp(b1, b2, rs * N), "moe_gate_up_q8 %s k 2048 (%s) differs", mr_type_name(t),
+               gelu ? "gelu" : "silu");
+    }
+    printf("moe wide %-4s: checked\n", mr_type_name(t));
+    mrc_weight_free(&W), mrc_weight_free(&W2);
+    mrc_dfree(dx), mrc_dfree(dw), mrc_dfree(did), mrc_dfree(dxq), mrc_dfree(q1), mrc_dfree(q2);
+    mrc_dfree(d1), mrc_dfree(d2), mrc_dfree(da), mrc_dfree(db);
+    free(wh), free(x), free(a), free(b), free(b1), free(b2);
+}
+
 /* The grouped forms (slots in runs of one matrix, read once per run of up to 8) against the
  * plain ones: the same floats and bytes, bit for bit. Runs of 3, 10 (across a group of 8), 1, 5,
  * an out-of-range id twice; then unsorted ids (correct, only slower); ids NULL (all matrix 0). */
@@ -1193,7 +1239,7 @@ int main(int argc, char **argv) {
         test_matvec(types[i], 768, 37);
         test_matvec(types[i], 2048, 2048);
         test_moe(types[i]);
-        if (!mr_type_is_float(types[i])) test_matvec_n(types[i]), test_moe_grp(types[i]);
+        if (!mr_type_is_float(types[i])) test_matvec_n(types[i]), test_moe_grp(types[i]), test_moe_wide(types[i]);
         test_dequant_gemm(types[i]);
     }
     test_rows();
