@@ -104,6 +104,8 @@ if want bench; then
   step bench_cmoe $B/moerun bench -m "$model" -ngl 99 -cmoe 1 -t "$(nproc)" -p 512 -n 128 -r 2 -o md
   # the same prompt with the RAM experts computed by the CPU instead of streamed to the GPU
   step bench_cmoe_cpu env MOERUN_OFFLOAD_MIN_BATCH=0 $B/moerun bench -m "$model" -ngl 99 -cmoe 1 -t "$(nproc)" -p 512 -n 0 -r 1 -o md
+  # streamed from page-locked file pages (GGUF layout, so not repacked for the CPU), -ub 512 and 2048
+  step bench_cmoe_pin env MOERUN_PIN_EXPERTS=1 MOERUN_LOG=info $B/moerun bench -m "$model" -ngl 99 -cmoe 1 -nr 1 -t "$(nproc)" -p 2048 -ub 512,2048 -n 0 -r 1 -o md
   # where the device time goes: kernels vs idle gaps, per op (graphs on: a decode step is one op)
   step prof_graph env MOERUN_CUDA_PROFILE=1 $B/moerun bench -m "$model" -ngl 99 -p 0 -n 64 -r 1 -o md
   step prof_eager env MOERUN_CUDA_PROFILE=1 MOERUN_CUDA_GRAPH=0 $B/moerun bench -m "$model" -ngl 99 -p 512 -n 64 -r 1 -o md

@@ -147,6 +147,7 @@ static int w_glaunch(void *c) { return ON(c, mrc_graph_launch(c)); }
 static unsigned w_epoch(void *c) { return mrc_scratch_epoch(c); }
 static size_t w_scratch_bytes(void *c) { return mrc_scratch_bytes(c); }
 static int w_host_register(void *p, size_t n) { return mrc_host_register(p, n); }
+static int w_host_register_ro(const void *p, size_t n) { return mrc_host_register_ro(p, n); }
 static void w_host_unregister(void *p) { mrc_host_unregister(p); }
 
 static int w_upload_side(void *c, void *d, const void *s, size_t n) { return ON(c, mrc_upload_side(c, d, s, n)); }
@@ -250,6 +251,7 @@ static const gpu_api k_cuda = {
     .scratch_epoch = w_epoch,
     .scratch_bytes = w_scratch_bytes,
     .host_register = w_host_register,
+    .host_register_ro = w_host_register_ro,
     .host_unregister = w_host_unregister,
     .upload_side = w_upload_side,
     .event_new = w_event_new,

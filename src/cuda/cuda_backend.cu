@@ -347,6 +347,12 @@ int mrc_host_register(void *p, size_t n) {
     return 0;
 }
 
+int mrc_host_register_ro(const void *p, size_t n) {
+    MRC_CALL(cudaHostRegister((void *)p, n, cudaHostRegisterPortable | cudaHostRegisterReadOnly),
+             "pinning %zu bytes of read-only host memory", n);
+    return 0;
+}
+
 void mrc_host_unregister(void *p) {
     if (p && cudaHostUnregister(p) != cudaSuccess) cudaGetLastError();
 }

@@ -334,6 +334,9 @@ unsigned mrc_scratch_epoch(const mrc_ctx *c);
 /* Page-lock an existing host range so copies to and from it are direct DMA (faster, and
  * asynchronous where the API allows); 0, or -1 with a message (nothing changed). */
 int mrc_host_register(void *p, size_t n);
+/* The same for memory mapped read-only (a GGUF file's pages: the RAM experts streamed to a
+ * device, then copied by DMA without staging). */
+int mrc_host_register_ro(const void *p, size_t n);
 void mrc_host_unregister(void *p);
 /* Bytes of the context's device scratch (it only grows: its peak). */
 size_t mrc_scratch_bytes(const mrc_ctx *c);

@@ -148,6 +148,7 @@ typedef struct gpu_api {
     /* page-lock / release an existing host range (the staging buffers of host <-> device
      * copies); emu: nothing to do */
     int (*host_register)(void *p, size_t n);
+    int (*host_register_ro)(const void *p, size_t n); /* read-only mapped memory (a GGUF file's pages) */
     void (*host_unregister)(void *p);
     /* the copy stream (cuda_backend.h's mrc_upload_side, mrc_event_*; NULL: none, the executor
      * uploads on the main stream): an upload queued there, events recorded after the main (side

@@ -929,6 +929,10 @@ static int emu_graph_launch(void *cv) {
     }
     return 0;
 }
+static int emu_host_register_ro(const void *p, size_t n) {
+    (void)p, (void)n;
+    return 0;
+}
 static int emu_host_register(void *p, size_t n) {
     (void)p, (void)n;
     return 0;
@@ -1039,6 +1043,7 @@ static const gpu_api k_emu = {
     .scratch_epoch = emu_scratch_epoch,
     .scratch_bytes = emu_scratch_bytes,
     .host_register = emu_host_register,
+    .host_register_ro = emu_host_register_ro,
     .host_unregister = emu_host_unregister,
     .upload_side = emu_upload_side,
     .event_new = emu_event_new,

@@ -49,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/base.h"
 #include "cpu/moe.h"
@@ -165,6 +166,67 @@ static size_t stream_need(model_gpu *g, int il) {
     return nb;
 }
 
+typedef struct {
+    uintptr_t a, b;
+} pin_range;
+static int pin_cmp(const void *x, const void *y) {
+    const pin_range *p = x, *q = y;
+    return p->a < q->a ? -1 : p->a > q->a;
+}
+
+/* MOERUN_PIN_EXPERTS=1: page-lock the mapped file's pages of the streamed experts that the CPU
+ * reads in place (not repacked: no second copy in RAM), so that their uploads are DMA without
+ * the driver's staging and leave the host thread free. Page-rounded ranges, merged where they
+ * touch (a page is registered once). A failure is a warning: the copies stay pageable. */
+static void pin_experts(model_gpu *g) {
+    const char *e = getenv("MOERUN_PIN_EXPERTS");
+    if (!e || !*e || !strcmp(e, "0") || !g->api->host_register_ro) return;
+    const int n_layer = g->m->hp.n_layer;
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    pin_range *r = mr_calloc((size_t)n_layer * 3 + 1, sizeof *r);
+    if (!r) return;
+    int n = 0, n_copy = 0;
+    for (int il = 0; il < n_layer; il++) {
+        if (!g->L[il].stream) continue;
+        const model_layer *ly = &g->m->layers[il];
+        const mr_weight *ex[3] = {&ly->gate_exps, &ly->up_exps, &ly->down_exps};
+        for (int j = 0; j < 3; j++) {
+            if (!ex[j]->data) continue;
+            const gguf_tensor *t = gguf_tensor_find(g->m->g, ex[j]->name);
+            if (!t || t->data != ex[j]->data) {
+                n_copy++;
+                continue;
+            }
+            r[n].a = (uintptr_t)t->data / pg * pg;
+            r[n].b = ((uintptr_t)t->data + (uintptr_t)t->nbytes + pg - 1) / pg * pg;
+            n++;
+        }
+    }
+    qsort(r, (size_t)n, sizeof *r, pin_cmp);
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        if (m && r[i].a <= r[m - 1].b) r[m - 1].b = MR_MAX(r[m - 1].b, r[i].b);
+        else r[m++] = r[i];
+    }
+    g->ex_pins = mr_calloc((size_t)m + 1, sizeof *g->ex_pins);
+    const double t0 = mr_time_s();
+    uint64_t bytes = 0;
+    for (int i = 0; g->ex_pins && i < m; i++) {
+        if (g->api->host_register_ro((const void *)r[i].a, r[i].b - r[i].a)) {
+            MR_WARN("MOERUN_PIN_EXPERTS: %s; the other expert copies stay pageable", mr_geterr());
+            mr_clearerr();
+            break;
+        }
+        g->ex_pins[g->n_ex_pins++] = (void *)r[i].a;
+        bytes += r[i].b - r[i].a;
+    }
+    char b[32];
+    MR_INFO("MOERUN_PIN_EXPERTS: %s of mapped experts page-locked in %d ranges in %.1f s%s",
+            mr_fmt_bytes(b, sizeof b, bytes), g->n_ex_pins, mr_time_s() - t0,
+            n_copy ? " (repacked ones are not: --no-repack)" : "");
+    free(r);
+}
+
 /* Layer il's routed experts into buffer s of D unless they are there: on the copy stream after
  * the kernels that read the buffer before (ex_free), ex_ready recorded after them; without a
  * copy stream, on the main stream (in order anyway). */
@@ -226,7 +288,11 @@ void model_gpu_free(model_gpu *g) {
         gpu_prof_report(stderr);
         gpu_prof_reset();
     }
+    for (int d = 0; d < g->n_dev; d++) /* no copy from page-locked memory is left in flight */
+        if (g->d[d].c) g->api->sync(g->d[d].c);
     for (int i = 0; i < g->n_pinned; i++) g->api->host_unregister(g->pinned[i]);
+    for (int i = 0; i < g->n_ex_pins; i++) g->api->host_unregister(g->ex_pins[i]);
+    free(g->ex_pins);
     if (g->rec && g->rec->dev_ud == g) g->rec->dev_pull = NULL, g->rec->dev_ud = NULL;
     for (int d = 0; d < g->n_dev; d++) {
         gpu_dev *D = &g->d[d];
@@ -570,6 +636,7 @@ model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement 
                     goto fail;
             }
         }
+        pin_experts(g);
     }
     if (g->out_dev >= 0) {
         gpu_dev *D = &g->d[g->out_dev];

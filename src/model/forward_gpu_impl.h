@@ -90,6 +90,8 @@ struct model_gpu {
     int mla_H; /* heads of the MLA layers (head_ids repeats 0..mla_H-1) */
     int offload_min; /* micro-batches of this many tokens stream RAM experts (0: never) */
     bool ex_async;   /* the backend has a copy stream and events: uploads overlap kernels */
+    void **ex_pins;  /* MOERUN_PIN_EXPERTS: page-locked ranges of the mapped experts */
+    int n_ex_pins;
     uint64_t streamed_bytes; /* expert bytes streamed so far */
     int graph_dev, graph_nkv;
     unsigned graph_epoch;

@@ -43,6 +43,8 @@ check "-cmoe, a 48-token prompt: exit 0, the stream buffer in the plan" '[ $rc -
 check "-cmoe, a 48-token prompt: grouped expert matvecs on the device" 'grep -q "gpu profile: *moe_gate_up_q8_grp .* calls" <<<"$err"'
 err=$(MOERUN_OFFLOAD_MIN_BATCH=0 MOERUN_CUDA_EMU=1 MOERUN_CUDA_PROFILE=1 "$BIN" run -m "$M" -p "$P" -n 1 -ngl 99 -cmoe 2>&1 >/dev/null); rc=$?
 check "MOERUN_OFFLOAD_MIN_BATCH=0: no stream buffer, no expert matvecs on the device" '[ $rc -eq 0 ] && ! grep -q "RAM experts to CUDA0" <<<"$err" && ! grep -q "moe_gate_up_q8_grp" <<<"$err"'
+err=$(MOERUN_PIN_EXPERTS=1 MOERUN_LOG=info MOERUN_CUDA_EMU=1 "$BIN" run -m "$M" -p "$P" -n 1 -ngl 99 -cmoe -nr 2>&1 >/dev/null); rc=$?
+check "MOERUN_PIN_EXPERTS=1 --no-repack: runs, the mapped experts page-locked" '[ $rc -eq 0 ] && grep -q "page-locked in [1-9][0-9]* ranges" <<<"$err"'
 # MOERUN_CUDA_PROFILE: the per-op report of the device, with kernels, copies and gaps
 err=$(MOERUN_CUDA_EMU=1 MOERUN_CUDA_PROFILE=1 MOERUN_CUDA_GRAPH=0 "$BIN" run -m "$M" -p hi -n 4 -ngl 99 -cmoe 2>&1 >/dev/null); rc=$?
 check "profile: exit 0" '[ $rc -eq 0 ]'

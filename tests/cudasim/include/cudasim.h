@@ -110,6 +110,7 @@ enum cudaDeviceAttr {
 };
 #define cudaStreamNonBlocking 0x01u
 #define cudaHostRegisterPortable 0x01u
+#define cudaHostRegisterReadOnly 0x08u
 
 struct cudaDeviceProp {
     char name[256];
