@@ -181,7 +181,8 @@ __global__ void __launch_bounds__(MMVQ_THREADS)
     for (int c0 = 0; c0 < ns;) {
         int64_t mat;
         const int nc = slot_run(ids, s0, c0, ns, &mat);
-        const uint8_t *row = r < m && mat >= 0 && mat < n_mat ? W + (size_t)mat * mat_bytes + (size_t)r * row_bytes : NULL;
+        const uint8_t *row =
+            r < m && mat >= 0 && mat < n_mat ? W + (size_t)mat * mat_bytes + (size_t)r * row_bytes : NULL;
         float sum[MMVQ_NC];
         row_dot_mc<T>(row, units, lane, tpr, xq + (size_t)(s0 + c0) * x_stride, x_stride, k, nc, sum);
         if (lane == 0 && r < m) {
@@ -277,7 +278,8 @@ __global__ void __launch_bounds__(MMVQ_THREADS)
 #pragma unroll
                 for (int c = 0; c < MMVQ_NC; c++)
                     if (c < nc)
-                        vals[c0 + c][r0 + threadIdx.x / tpr] = gelu ? mrc_gelu_mul1(sg[c], su[c]) : mrc_silu_mul1(sg[c], su[c]);
+                        vals[c0 + c][r0 + threadIdx.x / tpr] =
+                            gelu ? mrc_gelu_mul1(sg[c], su[c]) : mrc_silu_mul1(sg[c], su[c]);
             }
         }
         c0 += nc;

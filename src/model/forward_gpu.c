@@ -605,8 +605,8 @@ model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement 
         if (!L->k || (vb && !L->v) || api->memset(D->c, L->k, 0, kb) || (vb && api->memset(D->c, L->v, 0, vb)))
             goto fail;
     }
-    /* RAM experts of device layers: large micro-batches stream them into one buffer per device
-     * (the plan counted it in compute) */
+    /* RAM experts of device layers: large micro-batches stream them into two buffers per device
+     * (the plan counted them in compute) */
     g->offload_min = n_ub >= pl->offload_min ? pl->offload_min : 0;
     if (g->offload_min > 0) {
         size_t need[PLC_MAX_DEV] = {0};
@@ -906,8 +906,10 @@ static int dense_ffn(model_gpu *g, gpu_dev *D, const mrc_weight *gate, const mrc
                      const float *x, const void *xq, int T, float *out) {
     const int64_t F = up->m;
     if (T == 1 && xq && !is_float(gate) && !is_float(up) && !is_float(down)) /* the down's input with the gate */
-        return gate_up_act_q8(g, D, gate, up, NULL, 1, xq, 0, D->xq2, false) || fg_gmm(g, D, down, D->ffa, D->xq2, T, out) ? -1
-                                                                                                                : 0;
+        return gate_up_act_q8(g, D, gate, up, NULL, 1, xq, 0, D->xq2, false) ||
+                       fg_gmm(g, D, down, D->ffa, D->xq2, T, out)
+                   ? -1
+                   : 0;
     const mrc_weight *W[2] = {gate, up};
     float *const y[2] = {D->ffa, D->ffb};
     if (fg_gmm_n(g, D, 2, W, x, xq, T, y) || act_mul(g, D, D->ffa, D->ffb, (int64_t)T * F))
