@@ -373,6 +373,7 @@ typedef struct {
     bool probe;  /* a CPU run that measures bandwidth around each repetition (and can reset the peak RSS) */
     bool filled; /* the depth is in the cache */
     double bytes, kv_bytes, tokens;
+    double streamed, stream_s; /* RAM expert bytes streamed to devices in the timed parts, and their seconds */
 } test_run;
 
 /* Create t's context and tokens and run the warm-up. 0 / -1. */
@@ -434,10 +435,15 @@ static int test_rep(const opts *o, test_run *t, bench_progress *pr, int idx, int
     bench_progress_update(pr, "test %d/%d %s t=%d: rep %d/%d", idx, total, test, r->n_threads, rep + 1, o->reps);
     const double bw_before = !t->probe ? 0 : fresh || *bw_last <= 0 ? probe_bw(r->n_threads, peak) : *bw_last;
     mr_ctx_reset_stats(c);
+    mr_ctx_offload_info oi0, oi1;
+    mr_ctx_get_offload(c, &oi0);
     const double t0 = mr_time_s();
     if (r->n_prompt > 0 && bench_decode_prompt(c, prompt, r->n_prompt, r->n_depth, r->n_batch)) return -1;
     if (r->n_gen > 0 && bench_decode_gen(c, gen, r->n_gen, r->n_depth + r->n_prompt)) return -1;
     const double dt = mr_time_s() - t0;
+    mr_ctx_get_offload(c, &oi1);
+    if (oi1.streamed_bytes > oi0.streamed_bytes) t->streamed += (double)(oi1.streamed_bytes - oi0.streamed_bytes);
+    t->stream_s += dt;
     mr_ctx_stats st;
     mr_ctx_get_stats(c, &st);
     t->bytes += (double)st.weight_bytes_read;
@@ -467,6 +473,13 @@ static void test_close(loaded *L, test_run *t) {
         mr_ctx_offload_info oi;
         mr_ctx_get_offload(t->c, &oi); /* after the test: the scratch has its peak size */
         r->vram_bytes = oi.dev_bytes;
+    }
+    if (t->streamed > 0 && t->tokens > 0) { /* hybrid prompts: the PCIe side of their speed */
+        char test[64], b[32];
+        bench_test_name(r, test, sizeof test);
+        fprintf(stderr, "moerun bench: %s: RAM experts streamed to the devices: %s per token, %.3g GB/s over the "
+                        "timed runs\n", test, mr_fmt_bytes(b, sizeof b, (uint64_t)(t->streamed / t->tokens)),
+                t->stream_s > 0 ? t->streamed / t->stream_s / 1e9 : 0.0);
     }
     mr_ctx_free(t->c);
     free(t->toks);

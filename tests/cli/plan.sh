@@ -45,6 +45,8 @@ err=$(MOERUN_OFFLOAD_MIN_BATCH=0 MOERUN_CUDA_EMU=1 MOERUN_CUDA_PROFILE=1 "$BIN" 
 check "MOERUN_OFFLOAD_MIN_BATCH=0: no stream buffer, no expert matvecs on the device" '[ $rc -eq 0 ] && ! grep -q "RAM experts to CUDA0" <<<"$err" && ! grep -q "moe_gate_up_q8_grp" <<<"$err"'
 err=$(MOERUN_PIN_EXPERTS=1 MOERUN_LOG=info MOERUN_CUDA_EMU=1 "$BIN" run -m "$M" -p "$P" -n 1 -ngl 99 -cmoe -nr 2>&1 >/dev/null); rc=$?
 check "MOERUN_PIN_EXPERTS=1 --no-repack: runs, the mapped experts page-locked" '[ $rc -eq 0 ] && grep -q "page-locked in [1-9][0-9]* ranges" <<<"$err"'
+err=$(MOERUN_CUDA_EMU=1 "$BIN" bench -m "$M" -ngl 99 -cmoe 1 -p 40 -n 0 -r 1 -t 1 --no-bandwidth 2>&1 >/dev/null); rc=$?
+check "bench -cmoe -p 40: the streamed bytes per token and their rate" '[ $rc -eq 0 ] && grep -q "pp40: RAM experts streamed to the devices: .* per token, .* GB/s" <<<"$err"'
 # MOERUN_CUDA_PROFILE: the per-op report of the device, with kernels, copies and gaps
 err=$(MOERUN_CUDA_EMU=1 MOERUN_CUDA_PROFILE=1 MOERUN_CUDA_GRAPH=0 "$BIN" run -m "$M" -p hi -n 4 -ngl 99 -cmoe 2>&1 >/dev/null); rc=$?
 check "profile: exit 0" '[ $rc -eq 0 ]'
