@@ -63,6 +63,7 @@ static const gcfg k_cfg[] = {
     {"tiny-gemma3", "ids300", 99, 0, NULL, "none", 1, 6, true, 0},
     {"tiny-qwen3moe", "ids64", 99, -1, NULL, NULL, 1, 4, true, 0},
     {"tiny-qwen3moe", "ids64", 99, -1, NULL, NULL, 1, 4, true, -1},
+    {"tiny-qwen3moe", "ids64", 99, -1, "1,1", NULL, 2, 4, true, 0}, /* streamed to two devices */
     {"tiny-qwen3moe", "hello", 99, 0, "1,1", NULL, 2, 4, true, 0},
     {"tiny-qwen3", "hello", 99, 0, NULL, NULL, 1, 3, true, 0},
     {"tiny-llama", "ids300", 99, 0, NULL, NULL, 1, 3, true, 0},
