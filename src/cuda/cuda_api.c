@@ -121,6 +121,10 @@ static int w_norm_rope(void *c, const mrc_rope_params *p, float *x, const int32_
 static int w_matvec_n(void *c, int n, const mrc_weight *const *W, const void *xq, float *const *y) {
     return ON(c, mrc_matvec_n(c, n, W, xq, y));
 }
+static int w_norm_rope_kv(void *c, const mrc_rope_params *p, float *x, const int32_t *pos, int nt, int nh, int hd,
+                          const float *w1, const float *w2, int split, float eps, const mrc_kv_put *kv) {
+    return ON(c, mrc_norm_rope_kv(c, p, x, pos, nt, nh, hd, w1, w2, split, eps, kv));
+}
 static int w_kv_write2(void *c, int heads, int T, const int32_t *cells, int n_ctx, uint32_t tk, const float *k,
                        int dk, void *bk, size_t rbk, uint32_t tv, const float *v, int dv, void *bv, size_t rbv) {
     return ON(c, mrc_kv_write2(c, heads, T, cells, n_ctx, tk, k, dk, bk, rbk, tv, v, dv, bv, rbv));
@@ -229,6 +233,7 @@ static const gpu_api k_cuda = {
     .moe_matvec_grp = w_moe_matvec_grp,
     .moe_gate_up_q8_grp = w_moe_gate_up_q8_grp,
     .norm_rope = w_norm_rope,
+    .norm_rope_kv = w_norm_rope_kv,
     .matvec_n = w_matvec_n,
     .kv_write2 = w_kv_write2,
     .moe_matvec_sum = w_moe_matvec_sum,

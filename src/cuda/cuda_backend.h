@@ -223,6 +223,25 @@ int mrc_rows_idx(mrc_ctx *c, void *dst, const int32_t *dst_idx, const void *src,
  * to type F32, F16 or Q8_0. */
 int mrc_kv_write(mrc_ctx *c, uint32_t type, const float *src, int heads, int d, int T, const int32_t *cells,
                  void *base, size_t row_bytes, int n_ctx);
+/* Where mrc_norm_rope_kv writes K and V: the tokens' cells (n_ctx per head), K rows of type_k
+ * at base_k (rb_k bytes each), V rows (n_tok, heads, dv) from v as type_v at base_v. */
+typedef struct {
+    const int32_t *cells;
+    int n_ctx;
+    uint32_t type_k;
+    void *base_k;
+    size_t rb_k;
+    uint32_t type_v;
+    const float *v;
+    int dv;
+    void *base_v;
+    size_t rb_v;
+} mrc_kv_put;
+/* mrc_norm_rope of x (the k heads from split on), then those k rows and the V rows into the
+ * cache as mrc_kv_write2: the same floats and bytes, one launch (a decode step's Qwen3 q/k
+ * norms, RoPE and cache write). */
+int mrc_norm_rope_kv(mrc_ctx *c, const mrc_rope_params *p, float *x, const int32_t *pos, int n_tok, int n_heads,
+                     int head_dim, const float *w1, const float *w2, int split, float eps, const mrc_kv_put *kv);
 /* K and V of the same tokens and cells (heads each) in one launch: mrc_kv_write of each. */
 int mrc_kv_write2(mrc_ctx *c, int heads, int T, const int32_t *cells, int n_ctx, uint32_t type_k, const float *k,
                   int dk, void *base_k, size_t rb_k, uint32_t type_v, const float *v, int dv, void *base_v,

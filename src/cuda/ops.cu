@@ -261,10 +261,9 @@ __global__ void k_rope(rope_k p, float *x, const int32_t *pos, int n_tok, int n_
  * k heads back to back). One block of 256 threads per row, as k_rmsnorm for rows below 1024
  * (the same sum of squares), the normed row in shared memory, then the rotation of k_rope:
  * the same floats as rmsnorm + rmsnorm + rope. */
-__global__ void __launch_bounds__(256) k_norm_rope(rope_k p, float *x, const int32_t *pos, int n_heads, int head_dim,
-                                                   const float *w1, const float *w2, int split, float eps) {
-    extern __shared__ float row[];
-    __shared__ float sh[32];
+__device__ __forceinline__ void norm_rope_row(const rope_k &p, float *x, const int32_t *pos, int n_heads, int head_dim,
+                                              const float *w1, const float *w2, int split, float eps, float *row,
+                                              float *sh) {
     const int64_t th = blockIdx.x; /* token * n_heads + head */
     const int t = (int)(th / n_heads), h = (int)(th % n_heads);
     float *v = x + th * head_dim;
@@ -288,6 +287,13 @@ __global__ void __launch_bounds__(256) k_norm_rope(rope_k p, float *x, const int
         v[a] = x0 * c - x1 * s;
         v[b] = x0 * s + x1 * c;
     }
+}
+
+__global__ void __launch_bounds__(256) k_norm_rope(rope_k p, float *x, const int32_t *pos, int n_heads, int head_dim,
+                                                   const float *w1, const float *w2, int split, float eps) {
+    extern __shared__ float row[];
+    __shared__ float sh[32];
+    norm_rope_row(p, x, pos, n_heads, head_dim, w1, w2, split, eps, row, sh);
 }
 
 static float corr_dim(int n_dims, int n_ctx_orig, float n_rot, float base) {
@@ -384,6 +390,25 @@ struct kv_part { /* K or V of a kv_write: rows (T, heads, d) of src into the cac
     size_t row_bytes;
 };
 
+/* Element b * 32 + lane of a cache row: v as F32, F16 or Q8_0 (the block's scale from the warp's
+ * maximum); all 32 lanes of the warp call it for the same block. */
+__device__ __forceinline__ void kv_put(uint32_t type, uint8_t *row, int b, int lane, float v) {
+    if (type == MR_TYPE_F32) {
+        ((float *)row)[b * 32 + lane] = v;
+    } else if (type == MR_TYPE_F16) {
+        ((__half *)row)[b * 32 + lane] = __float2half_rn(v);
+    } else {
+        const float amax = mrc_warp_max(fabsf(v));
+        const float dq = amax / 127.0f, id = dq != 0.0f ? 1.0f / dq : 0.0f;
+        uint8_t *blk = row + (size_t)b * 34;
+        blk[2 + lane] = (uint8_t)(int8_t)roundf(v * id);
+        if (lane == 0) {
+            const __half hd = __float2half_rn(dq);
+            memcpy(blk, &hd, 2);
+        }
+    }
+}
+
 /* One warp per 32-element block: warps below n_blk0 write part pa, the rest part pb (K and V
  * of the same tokens and cells in one launch). */
 __global__ void k_kv_write(kv_part pa, kv_part pb, int heads, const int32_t *cells, int n_ctx, int64_t n_blk0,
@@ -402,22 +427,36 @@ __global__ void k_kv_write(kv_part pa, kv_part pb, int heads, const int32_t *cel
     const int64_t th = gb / nb; /* token * heads + head */
     const int b = (int)(gb % nb), h = (int)(th % heads);
     const int64_t t = th / heads;
-    const float v = src[th * d + b * 32 + lane];
-    uint8_t *row = base + ((size_t)h * n_ctx + (size_t)cells[t]) * row_bytes;
-    if (type == MR_TYPE_F32) {
-        ((float *)row)[b * 32 + lane] = v;
-    } else if (type == MR_TYPE_F16) {
-        ((__half *)row)[b * 32 + lane] = __float2half_rn(v);
-    } else {
-        const float amax = mrc_warp_max(fabsf(v));
-        const float dq = amax / 127.0f, id = dq != 0.0f ? 1.0f / dq : 0.0f;
-        uint8_t *blk = row + (size_t)b * 34;
-        blk[2 + lane] = (uint8_t)(int8_t)roundf(v * id);
-        if (lane == 0) {
-            const __half hd = __float2half_rn(dq);
-            memcpy(blk, &hd, 2);
-        }
+    kv_put(type, base + ((size_t)h * n_ctx + (size_t)cells[t]) * row_bytes, b, lane, src[th * d + b * 32 + lane]);
+}
+
+/* norm_rope of a token's q and k heads (k: heads from split on), then each k head's row and each
+ * V row (V.src: (n_tok, n_heads - split, V.d)) written into the cache at the token's cell: the
+ * norms and rotation of k_norm_rope and the bytes of k_kv_write in one launch. Blocks from
+ * n_tok * n_heads on write V rows. A warp per 32-element block of a row. */
+__global__ void __launch_bounds__(256) k_norm_rope_kv(rope_k p, float *x, const int32_t *pos, int n_tok, int n_heads,
+                                                      int head_dim, const float *w1, const float *w2, int split,
+                                                      float eps, const int32_t *cells, int n_ctx, kv_part K,
+                                                      kv_part V) {
+    extern __shared__ float row[];
+    __shared__ float sh[32];
+    const int hkv = n_heads - split, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t rows = (int64_t)n_tok * n_heads;
+    if ((int64_t)blockIdx.x >= rows) { /* a V row */
+        const int64_t vr = (int64_t)blockIdx.x - rows, t = vr / hkv;
+        const int h = (int)(vr % hkv);
+        uint8_t *dst = V.base + ((size_t)h * n_ctx + (size_t)cells[t]) * V.row_bytes;
+        for (int b = warp; b < V.d / 32; b += blockDim.x / 32) kv_put(V.type, dst, b, lane, V.src[vr * V.d + b * 32 + lane]);
+        return;
     }
+    norm_rope_row(p, x, pos, n_heads, head_dim, w1, w2, split, eps, row, sh);
+    const int64_t t = (int64_t)blockIdx.x / n_heads;
+    const int h = (int)((int64_t)blockIdx.x % n_heads);
+    if (h < split) return; /* a q head */
+    __syncthreads(); /* the row's rotated values, written by the block's threads, are visible to all of it */
+    const float *v = x + (int64_t)blockIdx.x * head_dim;
+    uint8_t *dst = K.base + ((size_t)(h - split) * n_ctx + (size_t)cells[t]) * K.row_bytes;
+    for (int b = warp; b < head_dim / 32; b += blockDim.x / 32) kv_put(K.type, dst, b, lane, v[b * 32 + lane]);
 }
 
 static int kv_type_ok(uint32_t type, int d) {
@@ -450,6 +489,26 @@ int mrc_kv_write2(mrc_ctx *c, int heads, int T, const int32_t *cells, int n_ctx,
     k_kv_write<<<mrc_cdiv(n_blk * 32, 256), 256, 0, c->stream>>>(a, b, heads, cells, n_ctx, nk, n_blk);
     MRC_LAUNCHED(c, "kv_write2", "K %s, V %s, tokens %d, heads %d, dk %d, dv %d", mr_type_name(type_k),
                  mr_type_name(type_v), T, heads, dk, dv);
+    return 0;
+}
+
+int mrc_norm_rope_kv(mrc_ctx *c, const mrc_rope_params *p, float *x, const int32_t *pos, int n_tok, int n_heads,
+                     int head_dim, const float *w1, const float *w2, int split, float eps, const mrc_kv_put *kv) {
+    rope_k k;
+    if (rope_params(p, head_dim, &k)) return -1;
+    if (head_dim >= 1024 || split < 0 || split >= n_heads) {
+        mr_seterr("cuda: norm_rope_kv: head_dim %d (below 1024), %d heads of which %d are q heads", head_dim, n_heads,
+                  split);
+        return -1;
+    }
+    if (!kv_type_ok(kv->type_k, head_dim) || !kv_type_ok(kv->type_v, kv->dv)) return -1;
+    const int64_t rows = (int64_t)n_tok * n_heads, vrows = (int64_t)n_tok * (n_heads - split);
+    if (rows <= 0) return 0;
+    const kv_part K = {kv->type_k, NULL, head_dim, (uint8_t *)kv->base_k, kv->rb_k};
+    const kv_part V = {kv->type_v, kv->v, kv->dv, (uint8_t *)kv->base_v, kv->rb_v};
+    k_norm_rope_kv<<<(unsigned)(rows + vrows), 256, sizeof(float) * (size_t)head_dim, c->stream>>>(k, x, pos, n_tok, n_heads, head_dim, w1, w2, split, eps, kv->cells, kv->n_ctx, K, V);
+    MRC_LAUNCHED(c, "norm_rope_kv", "tokens %d, heads %d (%d q), head_dim %d, dv %d, K %s, V %s", n_tok, n_heads, split,
+                 head_dim, kv->dv, mr_type_name(kv->type_k), mr_type_name(kv->type_v));
     return 0;
 }
 

@@ -81,6 +81,10 @@ typedef struct gpu_api {
      * then rope of x: the q and k norms and the rotation of a token in one launch */
     int (*norm_rope)(void *c, const mrc_rope_params *p, float *x, const int32_t *pos, int n_tok, int n_heads,
                      int head_dim, const float *w1, const float *w2, int split, float eps);
+    /* norm_rope, then the k heads (from split on) and kv->v into the cache as kv_write2 (NULL: the
+     * parts) */
+    int (*norm_rope_kv)(void *c, const mrc_rope_params *p, float *x, const int32_t *pos, int n_tok, int n_heads,
+                        int head_dim, const float *w1, const float *w2, int split, float eps, const mrc_kv_put *kv);
     /* y[i] = W[i] xq (matrix 0) for n <= 3 matrices of one quantized type and row length: q, k
      * and v of a token in one launch */
     int (*matvec_n)(void *c, int n, const mrc_weight *const *W, const void *xq, float *const *y);

@@ -607,6 +607,21 @@ static int emu_kv_write2(void *c, int heads, int T, const int32_t *cells, int n_
                ? -1
                : 0;
 }
+/* The parts (each records itself while a graph is captured). */
+static int emu_norm_rope_kv(void *c, const mrc_rope_params *p, float *x, const int32_t *pos, int n_tok, int n_heads,
+                            int head_dim, const float *w1, const float *w2, int split, float eps, const mrc_kv_put *kv) {
+    if (split < 0 || split >= n_heads) {
+        mr_seterr("emu: norm_rope_kv: %d heads of which %d are q heads", n_heads, split);
+        return -1;
+    }
+    const int hkv = n_heads - split;
+    if (emu_norm_rope(c, p, x, pos, n_tok, n_heads, head_dim, w1, w2, split, eps)) return -1;
+    for (int t = 0; t < n_tok; t++) /* the k heads of token t: after its q heads */
+        if (emu_kv_write(c, kv->type_k, x + ((size_t)t * n_heads + split) * head_dim, hkv, head_dim, 1, kv->cells + t,
+                         kv->base_k, kv->rb_k, kv->n_ctx))
+            return -1;
+    return emu_kv_write(c, kv->type_v, kv->v, hkv, kv->dv, n_tok, kv->cells, kv->base_v, kv->rb_v, kv->n_ctx);
+}
 /* Recorded as one op (its slots are a temporary of this call), computed as its parts. */
 static int emu_moe_matvec_sum(void *c, const mrc_weight *W, const int32_t *ids, int n_ids, const void *xq,
                               size_t xq_stride, const float *wts, float *y, int acc) {
@@ -1019,6 +1034,7 @@ static const gpu_api k_emu = {
     .act_q8 = emu_act_q8,
     .moe_matvec2 = emu_moe_matvec2,
     .norm_rope = emu_norm_rope,
+    .norm_rope_kv = emu_norm_rope_kv,
     .matvec_n = emu_matvec_n,
     .kv_write2 = emu_kv_write2,
     .moe_matvec_sum = emu_moe_matvec_sum,

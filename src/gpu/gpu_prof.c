@@ -28,12 +28,12 @@
 
 enum {
     P_UPLOAD, P_DOWNLOAD, P_PEER, P_MEMSET, P_QUANT, P_MATVEC, P_MOE_MATVEC, P_RMSNORM, P_SILU, P_GELU, P_ADD, P_ROPE,
-    P_ROUTE, P_ATTN, P_GEMM, P_KVW, P_COMBINE, P_COPY, P_SORT, P_ROWS, P_RMSQ, P_ACTQ, P_MOEMV2, P_NROPE, P_MVN, P_KVW2, P_MVSUM, P_GUA, P_RROUTE, P_SIGM, P_SSMG, P_SSMC, P_L2, P_DELTA, P_DELTAG, P_NGQ, P_MVGRP, P_GUAGRP, P_GRAPH, P_N
+    P_ROUTE, P_ATTN, P_GEMM, P_KVW, P_COMBINE, P_COPY, P_SORT, P_ROWS, P_RMSQ, P_ACTQ, P_MOEMV2, P_NROPE, P_MVN, P_KVW2, P_MVSUM, P_GUA, P_RROUTE, P_SIGM, P_SSMG, P_SSMC, P_L2, P_DELTA, P_DELTAG, P_NGQ, P_MVGRP, P_GUAGRP, P_NRKV, P_GRAPH, P_N
 };
 static const char *const k_op_names[P_N] = {
     "upload (h2d)", "download (d2h)", "peer copy (d2d)", "memset", "quantize_q8_1", "matvec", "moe_matvec", "rmsnorm", "silu_mul",
     "gelu_mul", "add", "rope", "moe_route", "attn", "gemm", "kv_write", "moe_combine", "copy_rows", "moe_sort",
-    "rows_idx", "rmsnorm_q8", "act_q8", "moe_matvec2", "norm_rope", "matvec_n", "kv_write2", "moe_matvec_sum", "moe_gate_up_q8", "router_route", "sigmoid_mul", "ssm_gates", "ssm_conv", "l2norm", "delta_rule", "delta_rule_g", "norm_gate_q8", "moe_matvec_grp", "moe_gate_up_q8_grp", "graph"};
+    "rows_idx", "rmsnorm_q8", "act_q8", "moe_matvec2", "norm_rope", "matvec_n", "kv_write2", "moe_matvec_sum", "moe_gate_up_q8", "router_route", "sigmoid_mul", "ssm_gates", "ssm_conv", "l2norm", "delta_rule", "delta_rule_g", "norm_gate_q8", "moe_matvec_grp", "moe_gate_up_q8_grp", "norm_rope_kv", "graph"};
 static bool is_copy(int op) { return op == P_UPLOAD || op == P_DOWNLOAD || op == P_PEER; }
 
 #define PROF_CAP 4096
@@ -256,6 +256,10 @@ static int w_norm_rope(void *cv, const mrc_rope_params *p, float *x, const int32
 static int w_matvec_n(void *cv, int n, const mrc_weight *const *W, const void *xq, float *const *y) {
     PROF_OP(P_MVN, g_in->matvec_n(PC, n, W, xq, y));
 }
+static int w_norm_rope_kv(void *cv, const mrc_rope_params *p, float *x, const int32_t *pos, int nt, int nh, int hd,
+                          const float *w1, const float *w2, int split, float eps, const mrc_kv_put *kv) {
+    PROF_OP(P_NRKV, g_in->norm_rope_kv(PC, p, x, pos, nt, nh, hd, w1, w2, split, eps, kv));
+}
 static int w_kv_write2(void *cv, int heads, int T, const int32_t *cells, int n_ctx, uint32_t tk, const float *k,
                        int dk, void *bk, size_t rbk, uint32_t tv, const float *v, int dv, void *bv, size_t rbv) {
     PROF_OP(P_KVW2, g_in->kv_write2(PC, heads, T, cells, n_ctx, tk, k, dk, bk, rbk, tv, v, dv, bv, rbv));
@@ -353,6 +357,7 @@ const gpu_api *gpu_prof_wrap(const gpu_api *in) {
     g_tab.rmsnorm_q8 = in->rmsnorm_q8 ? w_rmsnorm_q8 : NULL, g_tab.act_q8 = in->act_q8 ? w_act_q8 : NULL;
     g_tab.moe_matvec2 = in->moe_matvec2 ? w_moe_matvec2 : NULL;
     g_tab.norm_rope = in->norm_rope ? w_norm_rope : NULL;
+    g_tab.norm_rope_kv = in->norm_rope_kv ? w_norm_rope_kv : NULL;
     g_tab.matvec_n = in->matvec_n ? w_matvec_n : NULL;
     g_tab.kv_write2 = in->kv_write2 ? w_kv_write2 : NULL;
     g_tab.moe_matvec_sum = in->moe_matvec_sum ? w_moe_matvec_sum : NULL;

@@ -21,7 +21,8 @@
  * residual add, the norm and, T = 1, the Q8_1 quantization), matvec_n (T = 1:
  * q, k and v of one quantized type), norm_rope (T = 1: Qwen3's q and k norms
  * and RoPE; k is written right after q so one launch covers both, which also
- * makes RoPE one launch without the fused ops), kv_write2 (K and V), attn's
+ * makes RoPE one launch without the fused ops), kv_write2 (K and V), norm_rope_kv
+ * (T = 1: norm_rope and kv_write2 in one kernel), attn's
  * out_q8 (T = 1: its output quantized for wo), moe_matvec2 (gate and up of
  * one type and shape), act_q8 (the gate and the down's quantization),
  * moe_gate_up_q8 (both of those in one kernel: 32 rows of gate and up per
@@ -30,7 +31,7 @@
  * added into x (no shared experts, post norm or CPU experts between),
  * router_route (T = 1: the router and the routing, its last block routes),
  * MLA's q and kv latent in one matvec_n, shared experts computed first and
- * the routed sum accumulated onto them. A Qwen3-MoE decode layer is 10.5 ops
+ * the routed sum accumulated onto them. A Qwen3-MoE decode layer is 9.5 ops
  * (25 with MOERUN_CUDA_FUSE=0, 27 before).
  *
  * Qwen3-Next: gated attention (attn_layer: wq gives per head [q | gate], q is
@@ -949,7 +950,16 @@ static int attn_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, 
     const cpu_rope_params rp = model_rope_params(m, il);
     /* one token with q and k norms (Qwen3): both norms and the rotation in one launch */
     const bool norm_rope = T == 1 && g->fuse && A->norm_rope && L->q_norm && L->k_norm && rp.n_dims > 0 && Dk < 1024;
-    if (norm_rope) {
+    bool kv_done = false;
+    if (norm_rope && A->norm_rope_kv && A->kv_write2) { /* and K and V into the cache, the same launch */
+        const mrc_rope_params p = rope_dev(&rp, rp.n_dims, D->rope_ff);
+        const mrc_kv_put put = {.cells = D->cells, .n_ctx = kv->n_ctx, .type_k = kv->type_k, .base_k = L->k,
+                                .rb_k = kv->k_row[il], .type_v = kv->type_v, .v = D->v, .dv = Dv, .base_v = L->v,
+                                .rb_v = kv->v_row[il]};
+        if (A->norm_rope_kv(D->c, &p, D->q, D->pos, 1, H + Hkv, Dk, L->q_norm, L->k_norm, H, hp->rms_eps, &put))
+            return -1;
+        kv_done = true;
+    } else if (norm_rope) {
         const mrc_rope_params p = rope_dev(&rp, rp.n_dims, D->rope_ff);
         if (A->norm_rope(D->c, &p, D->q, D->pos, 1, H + Hkv, Dk, L->q_norm, L->k_norm, H, hp->rms_eps)) return -1;
     } else {
@@ -963,12 +973,13 @@ static int attn_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, 
         } else if (A->rope(D->c, &p, D->q, D->pos, T, H, Dk) || A->rope(D->c, &p, kb, D->pos, T, Hkv, Dk))
             return -1;
     }
-    if (g->fuse && A->kv_write2) {
+    if (!kv_done && g->fuse && A->kv_write2) {
         if (A->kv_write2(D->c, Hkv, T, D->cells, kv->n_ctx, kv->type_k, kb, Dk, L->k, kv->k_row[il], kv->type_v, D->v,
                          Dv, L->v, kv->v_row[il]))
             return -1;
-    } else if (A->kv_write(D->c, kv->type_k, kb, Hkv, Dk, T, D->cells, L->k, kv->k_row[il], kv->n_ctx) ||
-               A->kv_write(D->c, kv->type_v, D->v, Hkv, Dv, T, D->cells, L->v, kv->v_row[il], kv->n_ctx))
+    } else if (!kv_done &&
+               (A->kv_write(D->c, kv->type_k, kb, Hkv, Dk, T, D->cells, L->k, kv->k_row[il], kv->n_ctx) ||
+                A->kv_write(D->c, kv->type_v, D->v, Hkv, Dv, T, D->cells, L->v, kv->v_row[il], kv->n_ctx)))
         return -1;
     /* all T tokens in one launch, each with its mask row */
     const mrc_attn_params ap = {.n_head = H, .n_head_kv = Hkv, .dk = Dk, .dv = Dv, .n_ctx = kv->n_ctx,

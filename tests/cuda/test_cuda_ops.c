@@ -592,6 +592,44 @@ static void test_rope(int mode, bool yarn) {
     OK(get(got2, dz, sizeof(float) * T * H * hd));
     EXPECT(!memcmp(got, got2, sizeof(float) * T * H * hd), "norm_rope mode %d yarn %d differs from its parts", mode,
            yarn);
+    /* norm_rope_kv vs norm_rope + kv_write of each token's k heads (heads 4, 5) and of V rows:
+     * the same x and cache bytes, for f16 and q8_0 caches (K / V of different types) */
+    const int dv = 64, n_ctx = 8;
+    const int32_t cells[4] = {5, 2, 7, 0};
+    float *vh = malloc(sizeof(float) * T * 2 * dv);
+    fill(vh, T * 2 * dv);
+    float *dv_src = dup_dev(vh, sizeof(float) * T * 2 * dv);
+    int32_t *dcells = dup_dev(cells, sizeof cells);
+    for (int ty = 0; ty < 2; ty++) {
+        const uint32_t tk = ty ? MR_TYPE_Q8_0 : MR_TYPE_F16, tv = ty ? MR_TYPE_F16 : MR_TYPE_Q8_0;
+        const size_t rbk = mr_row_size(tk, hd), rbv = mr_row_size(tv, dv);
+        const size_t nk = rbk * 2 * n_ctx, nv = rbv * 2 * n_ctx;
+        uint8_t *k1 = mrc_alloc(C, nk), *k2 = mrc_alloc(C, nk), *v1 = mrc_alloc(C, nv), *v2 = mrc_alloc(C, nv);
+        uint8_t *hk1 = malloc(nk), *hk2 = malloc(nk), *hv1 = malloc(nv), *hv2 = malloc(nv);
+        OK(mrc_memset(C, k1, 0, nk)); OK(mrc_memset(C, k2, 0, nk)); OK(mrc_memset(C, v1, 0, nv)); OK(mrc_memset(C, v2, 0, nv));
+        OK(mrc_upload(C, dx, x, sizeof(float) * T * H * hd));
+        OK(mrc_upload(C, dz, x, sizeof(float) * T * H * hd));
+        OK(mrc_norm_rope(C, &gp, dx, dp, T, H, hd, dw, dw + hd, 4, 1e-6f));
+        for (int t = 0; t < T; t++)
+            OK(mrc_kv_write(C, tk, dx + (t * H + 4) * hd, 2, hd, 1, dcells + t, k1, rbk, n_ctx));
+        OK(mrc_kv_write(C, tv, dv_src, 2, dv, T, dcells, v1, rbv, n_ctx));
+        const mrc_kv_put put = {.cells = dcells, .n_ctx = n_ctx, .type_k = tk, .base_k = k2, .rb_k = rbk,
+                                .type_v = tv, .v = dv_src, .dv = dv, .base_v = v2, .rb_v = rbv};
+        OK(mrc_norm_rope_kv(C, &gp, dz, dp, T, H, hd, dw, dw + hd, 4, 1e-6f, &put));
+        OK(get(got, dx, sizeof(float) * T * H * hd)); OK(get(got2, dz, sizeof(float) * T * H * hd));
+        OK(get(hk1, k1, nk)); OK(get(hk2, k2, nk)); OK(get(hv1, v1, nv)); OK(get(hv2, v2, nv));
+        EXPECT(!memcmp(got, got2, sizeof(float) * T * H * hd) && !memcmp(hk1, hk2, nk) && !memcmp(hv1, hv2, nv),
+               "norm_rope_kv (K %s, V %s, mode %d yarn %d) differs from norm_rope + kv_write", mr_type_name(tk),
+               mr_type_name(tv), mode, yarn);
+        mrc_dfree(k1), mrc_dfree(k2), mrc_dfree(v1), mrc_dfree(v2);
+        free(hk1), free(hk2), free(hv1), free(hv2);
+    }
+    EXPECT(mrc_norm_rope_kv(C, &gp, dz, dp, T, H, hd, dw, dw + hd, 6, 1e-6f,
+                            &(mrc_kv_put){.cells = dcells, .n_ctx = n_ctx, .type_k = MR_TYPE_F16, .type_v = MR_TYPE_F16,
+                                          .dv = dv}) != 0,
+           "norm_rope_kv accepts no k heads");
+    mrc_dfree(dv_src), mrc_dfree(dcells);
+    free(vh);
     mrc_dfree(dw), mrc_dfree(dz);
     free(w), free(got2);
     mrc_dfree(dx), mrc_dfree(dp);
