@@ -26,6 +26,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "quant/types.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -116,9 +118,16 @@ int mrc_matvec(mrc_ctx *c, const mrc_weight *W, int64_t mat, const float *x, con
 int mrc_moe_matvec(mrc_ctx *c, const mrc_weight *W, const int32_t *ids, int n_ids, const float *x, size_t x_stride,
                    const void *xq, size_t xq_stride, float *y);
 
-/* y[i] = W[i] xq for i < n <= 3 matrices (matrix 0 of each) of one quantized type and row
- * length, one launch (q, k and v of a token); the same sums as mrc_matvec of each. */
+/* y[i] = W[i] xq for i < n <= 3 matrices (matrix 0 of each), each paired with W[0] as
+ * mrc_matvec_n_pair says, one launch (q, k and v of a token); the same sums as mrc_matvec of each. */
 int mrc_matvec_n(mrc_ctx *c, int n, const mrc_weight *const *W, const void *xq, float *const *y);
+/* Two weights mrc_matvec_n reads in one launch: one row length, and one quantized type or two
+ * K-quants of 64-element units (Q4_K, Q5_K, Q6_K: a Q4_K_M file's Q4_K q and k with a Q6_K v). */
+static inline bool mrc_kq64(uint32_t t) { return t == MR_TYPE_Q4_K || t == MR_TYPE_Q5_K || t == MR_TYPE_Q6_K; }
+static inline bool mrc_matvec_n_pair(const mrc_weight *a, const mrc_weight *b) {
+    return a->k == b->k && !mr_type_is_float(a->type) &&
+           (a->type == b->type || (mrc_kq64(a->type) && mrc_kq64(b->type)));
+}
 /* moe_matvec2 of gate and up, then act_q8 (act(g) * u into g_out, which may be NULL, and its
  * Q8_1 rows into xq_out, row stride mrc_q8_1_row_size(m)) in one launch, the same floats and
  * bytes; gate and up of one quantized type and shape, m a multiple of 32. */

@@ -216,6 +216,37 @@ __global__ void __launch_bounds__(MMVQ_THREADS)
     if (lane == 0 && rg < m_all) S.y[s][r] = sum;
 }
 
+/* k_mmvq_n for matrices of different K-quants of 64-element units (Q4_K, Q5_K, Q6_K: the same
+ * units and lanes): each matrix's rows start a block (blocks blk0[s] .. blk0[s + 1] - 1 are matrix
+ * s), so the type a block reads is the same for all its warps, and every row is k_mmvq's sum. */
+struct mv_setk {
+    const uint8_t *w[3];
+    float *y[3];
+    int64_t m[3];
+    size_t rb[3];
+    uint32_t type[3];
+    unsigned blk0[4];
+};
+
+__global__ void __launch_bounds__(MMVQ_THREADS)
+    k_mmvq_nk(mv_setk S, const uint8_t *__restrict__ xq, int64_t k, int units, int tpr) {
+    /* the block's matrix, its fields picked by branches (an index into the parameter arrays
+     * would copy them to local memory) */
+    const int s = blockIdx.x < S.blk0[1] ? 0 : blockIdx.x < S.blk0[2] ? 1 : 2;
+#define MV_PICK(F) (s == 0 ? S.F[0] : s == 1 ? S.F[1] : S.F[2])
+    const int64_t m = MV_PICK(m);
+    const uint32_t type = MV_PICK(type);
+    float *y = MV_PICK(y);
+    const int64_t r = (int64_t)(blockIdx.x - MV_PICK(blk0)) * (MMVQ_THREADS / tpr) + threadIdx.x / tpr;
+    const int lane = threadIdx.x % tpr;
+    const uint8_t *row = r < m ? MV_PICK(w) + (size_t)r * MV_PICK(rb) : NULL;
+#undef MV_PICK
+    const float sum = type == MR_TYPE_Q4_K   ? row_dot<MR_TYPE_Q4_K>(row, units, lane, tpr, xq, k)
+                      : type == MR_TYPE_Q5_K ? row_dot<MR_TYPE_Q5_K>(row, units, lane, tpr, xq, k)
+                                             : row_dot<MR_TYPE_Q6_K>(row, units, lane, tpr, xq, k);
+    if (lane == 0 && r < m) y[r] = sum;
+}
+
 /* Gate and up of 32 rows for one slot (grid: 32-row group x slot), act(g) * u, and the 32
  * results quantized as one Q8_1 block of the slot's row: moe_matvec2 + act_q8 in one launch,
  * the same dot products (k_mmvq's lanes and reduction), gate function and quantizer. A decode
@@ -475,20 +506,36 @@ int mrc_matvec_n(mrc_ctx *c, int n, const mrc_weight *const *W, const void *xq, 
     }
     mv_set S = {};
     int64_t m_all = 0;
+    bool mixed = false;
     for (int i = 0; i < n; i++) {
-        if (W[i]->type != W[0]->type || W[i]->k != W[0]->k || mrc_unit_elems(W[i]->type) == 0) {
-            mr_seterr("cuda: matvec_n: %s (k %lld) with %s (k %lld): one quantized type and row length",
-                      mr_type_name(W[0]->type), (long long)W[0]->k, mr_type_name(W[i]->type), (long long)W[i]->k);
+        if (!mrc_matvec_n_pair(W[0], W[i]) || mrc_unit_elems(W[i]->type) == 0) {
+            mr_seterr("cuda: matvec_n: %s (k %lld) with %s (k %lld): one quantized type (or Q4_K/Q5_K/Q6_K) and row "
+                      "length", mr_type_name(W[0]->type), (long long)W[0]->k, mr_type_name(W[i]->type),
+                      (long long)W[i]->k);
             return -1;
         }
+        mixed |= W[i]->type != W[0]->type;
         S.w[i] = (const uint8_t *)W[i]->data, S.y[i] = y[i], S.m[i] = W[i]->m, S.rb[i] = W[i]->row_bytes;
         m_all += W[i]->m;
     }
     for (int i = n; i < 3; i++) S.m[i] = INT64_MAX; /* never reached: r < m_all */
     const int units = (int)(W[0]->k / mrc_unit_elems(W[0]->type));
     const int tpr = pick_tpr(units);
-    const unsigned grid = (unsigned)mrc_cdiv(m_all, MMVQ_THREADS / tpr);
     const uint8_t *xb = (const uint8_t *)xq;
+    if (mixed) { /* K-quants of 64-element units: the same units and lanes, the type per block */
+        mv_setk K = {};
+        K.blk0[0] = 0;
+        for (int i = 0; i < 3; i++) {
+            if (i < n) K.w[i] = S.w[i], K.y[i] = S.y[i], K.m[i] = S.m[i], K.rb[i] = S.rb[i], K.type[i] = W[i]->type;
+            K.blk0[i + 1] = K.blk0[i] + (i < n ? mrc_cdiv(W[i]->m, MMVQ_THREADS / tpr) : 0);
+        }
+        k_mmvq_nk<<<K.blk0[3], MMVQ_THREADS, 0, c->stream>>>(K, xb, W[0]->k, units, tpr);
+        MRC_LAUNCHED(c, "mmvq_nk", "%s %s %s, %d matrices, %lld rows, k %lld, tpr %d", mr_type_name(W[0]->type),
+                     mr_type_name(W[1]->type), n > 2 ? mr_type_name(W[2]->type) : "", n, (long long)m_all,
+                     (long long)W[0]->k, tpr);
+        return 0;
+    }
+    const unsigned grid = (unsigned)mrc_cdiv(m_all, MMVQ_THREADS / tpr);
 #define MMVQ_N_CASE(T)                                                                                                 \
     case T: k_mmvq_n<T><<<grid, MMVQ_THREADS, 0, c->stream>>>(S, xb, W[0]->k, m_all, units, tpr); break;
     switch (W[0]->type) {

@@ -446,7 +446,8 @@ __global__ void __launch_bounds__(256) k_norm_rope_kv(rope_k p, float *x, const 
         const int64_t vr = (int64_t)blockIdx.x - rows, t = vr / hkv;
         const int h = (int)(vr % hkv);
         uint8_t *dst = V.base + ((size_t)h * n_ctx + (size_t)cells[t]) * V.row_bytes;
-        for (int b = warp; b < V.d / 32; b += blockDim.x / 32) kv_put(V.type, dst, b, lane, V.src[vr * V.d + b * 32 + lane]);
+        for (int b = warp; b < V.d / 32; b += blockDim.x / 32)
+            kv_put(V.type, dst, b, lane, V.src[vr * V.d + b * 32 + lane]);
         return;
     }
     norm_rope_row(p, x, pos, n_heads, head_dim, w1, w2, split, eps, row, sh);
@@ -506,7 +507,10 @@ int mrc_norm_rope_kv(mrc_ctx *c, const mrc_rope_params *p, float *x, const int32
     if (rows <= 0) return 0;
     const kv_part K = {kv->type_k, NULL, head_dim, (uint8_t *)kv->base_k, kv->rb_k};
     const kv_part V = {kv->type_v, kv->v, kv->dv, (uint8_t *)kv->base_v, kv->rb_v};
-    k_norm_rope_kv<<<(unsigned)(rows + vrows), 256, sizeof(float) * (size_t)head_dim, c->stream>>>(k, x, pos, n_tok, n_heads, head_dim, w1, w2, split, eps, kv->cells, kv->n_ctx, K, V);
+    const unsigned grid = (unsigned)(rows + vrows);
+    const size_t shm = sizeof(float) * (size_t)head_dim;
+    k_norm_rope_kv<<<grid, 256, shm, c->stream>>>(k, x, pos, n_tok, n_heads, head_dim, w1, w2, split, eps, kv->cells,
+                                                  kv->n_ctx, K, V);
     MRC_LAUNCHED(c, "norm_rope_kv", "tokens %d, heads %d (%d q), head_dim %d, dv %d, K %s, V %s", n_tok, n_heads, split,
                  head_dim, kv->dv, mr_type_name(kv->type_k), mr_type_name(kv->type_v));
     return 0;

@@ -591,8 +591,8 @@ static int emu_norm_rope(void *c, const mrc_rope_params *p, float *x, const int3
 }
 static int emu_matvec_n(void *c, int n, const mrc_weight *const *W, const void *xq, float *const *y) {
     for (int i = 0; i < n; i++)
-        if (n > 3 || W[i]->type != W[0]->type || W[i]->k != W[0]->k || mr_type_is_float(W[i]->type)) {
-            mr_seterr("emu: matvec_n: %d matrices, %s and %s: one quantized type and row length", n,
+        if (n > 3 || !mrc_matvec_n_pair(W[0], W[i])) {
+            mr_seterr("emu: matvec_n: %d matrices, %s and %s: one quantized type (or Q4_K/Q5_K/Q6_K) and row length", n,
                       mr_type_name(W[0]->type), mr_type_name(W[i]->type));
             return -1;
         }

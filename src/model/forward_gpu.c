@@ -934,8 +934,8 @@ static int attn_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, 
     float *qp = gated ? D->qg : D->q;
     /* one token: k right after q (D->q has room for both), so RoPE is one launch for both */
     float *kb = T == 1 ? D->q + qw : D->k;
-    if (T == 1 && xq && g->fuse && A->matvec_n && same_q(&L->wq, &L->wk)) { /* q, k (and v) in one launch */
-        const bool v3 = same_q(&L->wq, &L->wv);
+    if (T == 1 && xq && g->fuse && A->matvec_n && mrc_matvec_n_pair(&L->wq, &L->wk)) { /* q, k (and v): one launch */
+        const bool v3 = mrc_matvec_n_pair(&L->wq, &L->wv);
         const mrc_weight *W[3] = {&L->wq, &L->wk, &L->wv};
         float *const y[3] = {qp, kb, D->v};
         if (A->matvec_n(D->c, v3 ? 3 : 2, W, xq, y) || (!v3 && fg_gmm(g, D, &L->wv, D->xn, xq, T, D->v))) return -1;
@@ -1014,7 +1014,7 @@ static int mla_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, c
     const int T = ub->n, H = ly->n_head, R = hp->kv_lora_rank, rope = hp->n_rot, nope = dk - rope, kd = R + rope;
     const int64_t qs = (int64_t)H * dk, as = (int64_t)H * kd, ls = (int64_t)H * R, os = (int64_t)H * dv;
     float *q = D->q, *ckv = D->m_ckv;
-    if (L->wq.data && T == 1 && xq && g->fuse && A->matvec_n && same_q(&L->wq, &L->wkv_a)) { /* one launch */
+    if (L->wq.data && T == 1 && xq && g->fuse && A->matvec_n && mrc_matvec_n_pair(&L->wq, &L->wkv_a)) { /* one launch */
         const mrc_weight *W[2] = {&L->wq, &L->wkv_a};
         float *const y[2] = {q, ckv};
         if (A->matvec_n(D->c, 2, W, xq, y)) return -1;

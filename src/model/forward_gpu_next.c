@@ -71,8 +71,8 @@ int fg_delta_layer(model_run *r, const model_ubatch *ub, int il, gpu_dev *D, con
     const int dI = hp->ssm_d_inner, C = 2 * Hk * S + dI;
     const float eps = hp->rms_eps;
     /* projections: qkv (T, C), z (T, dI), ba (T, 2 Hv); one token: one launch where they pair */
-    if (T == 1 && xq && g->fuse && A->matvec_n && same_q(&L->wqkv, &L->wqkv_gate)) {
-        const bool n3 = same_q(&L->wqkv, &L->ssm_ba);
+    if (T == 1 && xq && g->fuse && A->matvec_n && mrc_matvec_n_pair(&L->wqkv, &L->wqkv_gate)) {
+        const bool n3 = mrc_matvec_n_pair(&L->wqkv, &L->ssm_ba);
         const mrc_weight *W[3] = {&L->wqkv, &L->wqkv_gate, &L->ssm_ba};
         float *const y[3] = {D->d_qkv, D->d_z, D->d_ba};
         if (A->matvec_n(D->c, n3 ? 3 : 2, W, xq, y) || (!n3 && fg_gmm(g, D, &L->ssm_ba, D->xn, xq, T, D->d_ba)))

@@ -159,6 +159,27 @@ static void test_matvec_n(uint32_t t) {
     Wf.type = t == MR_TYPE_Q8_0 ? MR_TYPE_Q4_0 : MR_TYPE_Q8_0;
     const mrc_weight *Wm[2] = {&W[0], &Wf};
     EXPECT(mrc_matvec_n(C, 2, Wm, dxq, dz) != 0, "matvec_n accepts two types");
+    /* K-quants of 64-element units mix (a Q4_K_M file's Q6_K v with Q4_K q and k): v (37 rows,
+     * a partial block) of another of them, the same sums as mrc_matvec */
+    if (mrc_kq64(t)) {
+        const uint32_t t2 = t == MR_TYPE_Q6_K ? MR_TYPE_Q4_K : MR_TYPE_Q6_K;
+        void *wv = make_weight(t2, k, ms[2], 1);
+        mrc_weight Wv;
+        OK(mrc_weight_upload(C, &Wv, wv, t2, k, ms[2], 1));
+        const mrc_weight *Wx[3] = {&W[0], &W[1], &Wv};
+        OK(mrc_matvec_n(C, 3, Wx, dxq, dz));
+        OK(mrc_matvec(C, &Wv, 0, dx, dxq, dy[2]));
+        bool same2 = true;
+        for (int i = 0; i < 3; i++) {
+            if (i < 2) OK(mrc_matvec(C, &W[i], 0, dx, dxq, dy[i]));
+            OK(get(a, dy[i], sizeof(float) * ms[i])); OK(get(b, dz[i], sizeof(float) * ms[i]));
+            same2 = same2 && !memcmp(a, b, sizeof(float) * ms[i]);
+        }
+        EXPECT(same2, "matvec_n %s + %s differs from mrc_matvec", mr_type_name(t), mr_type_name(t2));
+        printf("matvec_n %s + %s: %s\n", mr_type_name(t), mr_type_name(t2), same2 ? "same sums" : "DIFFERENT");
+        mrc_weight_free(&Wv);
+        free(wv);
+    }
     printf("matvec_n %-4s: %s\n", mr_type_name(t), same ? "same sums" : "DIFFERENT");
     for (int i = 0; i < 3; i++) mrc_weight_free(&W[i]), mrc_dfree(dy[i]), mrc_dfree(dz[i]), free(wh[i]);
     mrc_dfree(dx), mrc_dfree(dxq);

@@ -46,6 +46,7 @@ typedef struct {
     uint32_t want_type; /* a weight type the mix must contain (what the case is for) */
     const family *f;
     bool parallel;      /* also: parallel sequences' decode steps in one batch (check_parallel) */
+    bool qkv_mix;       /* attn_k Q4_K and attn_v Q6_K (the 30B's Q4_K_M; tiny rows get Q8_0) */
 } tcase;
 
 /* against the CPU (see the top) */
@@ -55,9 +56,15 @@ static const family k_mla = {"tiny-deepseek2", 0.70, 0.35, 0.60, 0.60, true, fal
 static const family k_same = {"device vs emulation", 0.90, 0.04, 0.07, 0.02, true, false};
 
 static const tcase k_cases[] = {
-    {"tiny-qwen3moe", "q3_k_m", MR_TYPE_Q3_K, &k_moe, true},   {"tiny-qwen3moe", "q2_k", MR_TYPE_Q2_K, &k_moe, false},
-    {"tiny-qwen3moe", "iq4_xs", MR_TYPE_IQ4_XS, &k_moe, false}, {"tiny-qwen3moe", "iq4_nl", MR_TYPE_IQ4_NL, &k_moe, false},
-    {"tiny-qwen3moe", "bf16", MR_TYPE_BF16, &k_moe, false},     {"tiny-deepseek2", "q3_k_m", MR_TYPE_Q3_K, &k_mla, true},
+    {"tiny-qwen3moe", "q3_k_m", MR_TYPE_Q3_K, &k_moe, true, false},
+    {"tiny-qwen3moe", "q2_k", MR_TYPE_Q2_K, &k_moe, false, false},
+    {"tiny-qwen3moe", "iq4_xs", MR_TYPE_IQ4_XS, &k_moe, false, false},
+    {"tiny-qwen3moe", "iq4_nl", MR_TYPE_IQ4_NL, &k_moe, false, false},
+    {"tiny-qwen3moe", "bf16", MR_TYPE_BF16, &k_moe, false, false},
+    {"tiny-deepseek2", "q3_k_m", MR_TYPE_Q3_K, &k_mla, true, false},
+    /* Q4_K q and k with a Q6_K v: one mixed matvec_n launch at decode (against the batch path,
+     * which reads them one by one, in check_parallel) */
+    {"tiny-qwen3moe", "q4_k_m", MR_TYPE_Q6_K, &k_moe, true, true},
 };
 
 static bool plan_has(const synth_plan *pl, uint32_t type) {
@@ -171,6 +178,10 @@ static void run_case(const tcase *c, const char *dir, const char *backend) {
     }
     const int ft = synth_ftype_from_name(c->ftype);
     CHECK(ft >= 0 && synth_plan_set_ftype(&pl, ft) == 0, "%s: file type", name);
+    for (int k = 0; c->qkv_mix && k < pl.n_t; k++) {
+        if (strstr(pl.t[k].name, "attn_k.weight")) pl.t[k].type = MR_TYPE_Q4_K;
+        if (strstr(pl.t[k].name, "attn_v.weight")) pl.t[k].type = MR_TYPE_Q6_K;
+    }
     CHECK(plan_has(&pl, c->want_type), "%s: the mix has no %s weights", name, mr_type_name(c->want_type));
     const int64_t V = pl.n_vocab;
     const int wrc = write_plan(&pl, path, NULL, 11);
