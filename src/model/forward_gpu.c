@@ -153,8 +153,10 @@ static int up_weight(model_gpu *g, gpu_dev *D, const mr_weight *w, mrc_weight *o
 static size_t stream_need(model_gpu *g, int il) {
     const model_layer *ly = &g->m->layers[il];
     const mr_weight *ex[3] = {&ly->gate_exps, &ly->up_exps, &ly->down_exps};
+    gpu_layer *L = &g->L[il];
     size_t nb = 0;
     for (int j = 0; j < 3; j++) {
+        L->ex_t[j] = NULL;
         if (!ex[j]->data) continue;
         const gguf_tensor *t = gguf_tensor_find(g->m->g, ex[j]->name);
         if (!t || !device_source(g, t, ex[j])) {
@@ -162,6 +164,7 @@ static size_t stream_need(model_gpu *g, int il) {
                     t ? mr_geterr() : "derived at load");
             return 0;
         }
+        L->ex_t[j] = t;
         nb += ((size_t)t->nbytes + EX_ALIGN - 1) / EX_ALIGN * EX_ALIGN;
     }
     return nb;
@@ -192,9 +195,9 @@ static void pin_experts(model_gpu *g) {
         const model_layer *ly = &g->m->layers[il];
         const mr_weight *ex[3] = {&ly->gate_exps, &ly->up_exps, &ly->down_exps};
         for (int j = 0; j < 3; j++) {
-            if (!ex[j]->data) continue;
-            const gguf_tensor *t = gguf_tensor_find(g->m->g, ex[j]->name);
-            if (!t || t->data != ex[j]->data) {
+            const gguf_tensor *t = g->L[il].ex_t[j];
+            if (!t) continue;
+            if (t->data != ex[j]->data) {
                 n_copy++;
                 continue;
             }
@@ -235,15 +238,13 @@ static int ex_load(model_run *r, gpu_dev *D, int il, int s) {
     model_gpu *g = r->gpu;
     const gpu_api *A = g->api;
     if (D->ex_layer[s] == il) return 0;
-    const model_layer *ly = &g->m->layers[il];
-    const mr_weight *ex[3] = {&ly->gate_exps, &ly->up_exps, &ly->down_exps};
     if (g->ex_async && D->ex_used[s] && A->event_wait(D->c, D->ex_free[s], 1)) return -1;
     D->ex_layer[s] = -1;
     uint8_t *p = D->ex_buf[s];
     for (int j = 0; j < 3; j++) {
-        if (!ex[j]->data) continue;
-        const gguf_tensor *t = gguf_tensor_find(g->m->g, ex[j]->name);
-        if (!t || (g->ex_async ? A->upload_side : A->upload)(D->c, p, t->data, (size_t)t->nbytes)) return -1;
+        const gguf_tensor *t = g->L[il].ex_t[j];
+        if (!t) continue;
+        if ((g->ex_async ? A->upload_side : A->upload)(D->c, p, t->data, (size_t)t->nbytes)) return -1;
         p += ((size_t)t->nbytes + EX_ALIGN - 1) / EX_ALIGN * EX_ALIGN;
         g->streamed_bytes += t->nbytes;
         r->mm.bytes_read += t->nbytes;
@@ -254,18 +255,16 @@ static int ex_load(model_run *r, gpu_dev *D, int il, int s) {
 }
 
 /* L as a device layer whose routed experts are those in buffer s (*out; exps_cpu false). */
-static int ex_views(model_gpu *g, gpu_dev *D, int il, int s, const gpu_layer *L, gpu_layer *out) {
-    const model_layer *ly = &g->m->layers[il];
-    const mr_weight *ex[3] = {&ly->gate_exps, &ly->up_exps, &ly->down_exps};
+static int ex_views(model_gpu *g, gpu_dev *D, int s, const gpu_layer *L, gpu_layer *out) {
     *out = *L;
     out->exps_cpu = false;
     mrc_weight *dst[3] = {&out->gate_exps, &out->up_exps, &out->down_exps};
     uint8_t *p = D->ex_buf[s];
     for (int j = 0; j < 3; j++) {
         memset(dst[j], 0, sizeof *dst[j]);
-        if (!ex[j]->data) continue;
-        const gguf_tensor *t = gguf_tensor_find(g->m->g, ex[j]->name);
-        if (!t || g->api->weight_view(dst[j], p, t->type, t->ne[0], t->ne[1], t->ne[2])) return -1;
+        const gguf_tensor *t = L->ex_t[j];
+        if (!t) continue;
+        if (g->api->weight_view(dst[j], p, t->type, t->ne[0], t->ne[1], t->ne[2])) return -1;
         p += ((size_t)t->nbytes + EX_ALIGN - 1) / EX_ALIGN * EX_ALIGN;
     }
     return 0;
@@ -618,8 +617,7 @@ model_gpu *model_gpu_new(const gpu_api *api, const mr_model *m, const placement 
             const size_t nb = stream_need(g, il);
             L->stream = nb > 0;
             need[L->dev] = MR_MAX(need[L->dev], nb);
-            n_copy += L->stream && m->layers[il].up_exps.data &&
-                      m->layers[il].up_exps.data != gguf_tensor_find(m->g, m->layers[il].up_exps.name)->data;
+            n_copy += L->stream && L->ex_t[1] && L->ex_t[1]->data != m->layers[il].up_exps.data;
         }
         if (n_copy) /* the CPU reads its repacked copy; streaming reads the file's pages */
             MR_INFO("%d layers' RAM experts are repacked for the CPU: prompts of %d+ tokens stream them from the "
@@ -1199,7 +1197,7 @@ static int moe_layer(model_run *r, int T, int il, gpu_dev *D, const void *xq, fl
     const int s = D->ex_layer[0] == il ? 0 : D->ex_layer[1] == il ? 1 : D->ex_last ^ 1;
     gpu_layer Ls;
     if (ex_load(r, D, il, s) || (g->ex_async && A->event_wait(D->c, D->ex_ready[s], 0)) ||
-        ex_views(g, D, il, s, L, &Ls) || moe_run(r, T, il, D, &Ls, xq, out, acc))
+        ex_views(g, D, s, L, &Ls) || moe_run(r, T, il, D, &Ls, xq, out, acc))
         return -1;
     if (g->ex_async && A->event_record(D->c, D->ex_free[s], 0)) return -1;
     D->ex_used[s] = true;

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "gguf/gguf.h"
 #include "gpu/gpu_api.h"
 #include "model/delta_net.h"
 #include "model/forward.h"
@@ -18,6 +19,7 @@ typedef struct {
     int dev; /* device index, -1: the layer runs on the CPU */
     bool exps_cpu;
     bool stream; /* exps_cpu, and large micro-batches stream the experts to the device (gpu_dev.ex_buf) */
+    const gguf_tensor *ex_t[3]; /* stream: the mapped gate, up and down experts (NULL: none) */
     mrc_weight wq, wk, wv, wo, gate, up, down, gate_inp, gate_exps, up_exps, down_exps, gate_sh, up_sh, down_sh;
     mrc_weight wq_a, wq_b, wkv_a, wk_b, wv_b; /* MLA */
     mrc_weight wqkv, wqkv_gate, ssm_ba, ssm_out; /* gated delta net */
